@@ -1,0 +1,30 @@
+"""Feature extractors, one module each, registered by name.
+
+Imports are lazy: asking for ``mfcc`` must not import fairseq or allosaurus.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from .base import ExtractorSettings, FeatureExtractor, MissingWeightsError
+
+# name -> "module:Class"
+REGISTRY: dict[str, str] = {
+    "mfcc": "extract.extractors.mfcc:MfccExtractor",
+    "allosaurus": "extract.extractors.allosaurus:AllosaurusExtractor",
+    "wav2vec": "extract.extractors.wav2vec:Wav2VecExtractor",
+    "ge2e": "extract.extractors.ge2e:Ge2eExtractor",
+    "byol": "extract.extractors.byol:ByolExtractor",
+}
+NAMES: tuple[str, ...] = tuple(REGISTRY)
+
+
+def extractor_class(name: str) -> type[FeatureExtractor]:
+    if name not in REGISTRY:
+        raise ValueError(f"unknown feature {name!r}; known: {', '.join(NAMES)}")
+    module, cls = REGISTRY[name].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+__all__ = ["ExtractorSettings", "FeatureExtractor", "MissingWeightsError", "REGISTRY", "NAMES", "extractor_class"]

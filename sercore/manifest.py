@@ -1,0 +1,78 @@
+"""Dataset manifests: one typed row per utterance, stored as ``data_manifests/<dataset>.csv``."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from .errors import DataError
+from .labels import EMOTIONS
+
+SPLITS: tuple[str, ...] = ("train", "valid", "test")
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """One labelled recording. ``path`` is absolute so a manifest works from any directory."""
+
+    utt_id: str
+    path: str
+    speaker: str
+    language: str
+    emotion: str
+    split: str
+
+
+COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(Utterance))
+
+
+def manifest_path(manifest_dir: str | Path, dataset: str) -> Path:
+    return Path(manifest_dir) / f"{dataset}.csv"
+
+
+def validate(utterances: Sequence[Utterance], where: str | Path) -> None:
+    """Refuse duplicate ids, labels outside the vocabulary and unknown split names."""
+    seen: set[str] = set()
+    for u in utterances:
+        if u.utt_id in seen:
+            raise DataError(where, f"duplicate utterance id {u.utt_id!r}")
+        seen.add(u.utt_id)
+        if u.emotion not in EMOTIONS:
+            raise DataError(where, f"utterance {u.utt_id!r} has emotion {u.emotion!r}, not one of {', '.join(EMOTIONS)}")
+        if u.split not in SPLITS:
+            raise DataError(where, f"utterance {u.utt_id!r} has split {u.split!r}, not one of {', '.join(SPLITS)}")
+
+
+def write_manifest(utterances: Iterable[Utterance], path: str | Path) -> Path:
+    """Write atomically (temporary file, then rename) so a crash never leaves half a manifest."""
+    path = Path(path)
+    rows = list(utterances)
+    validate(rows, path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        for u in rows:
+            writer.writerow(asdict(u))
+    tmp.replace(path)
+    return path
+
+
+def read_manifest(path: str | Path) -> list[Utterance]:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "manifest not found (run `extract prepare` first)")
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
+            if missing:
+                raise DataError(path, f"not a manifest: missing column(s) {', '.join(missing)}")
+            rows = [Utterance(**{c: row[c] for c in COLUMNS}) for row in reader]
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(path, f"unreadable manifest ({exc})") from None
+    validate(rows, path)
+    return rows
