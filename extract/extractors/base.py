@@ -29,7 +29,9 @@ class ExtractorSettings:
     """Where each extractor finds its weights, and where it runs.
 
     Each path may also come from an environment variable (``MGSER_WAV2VEC_CHECKPOINT``,
-    ``MGSER_ALLOSAURUS_MODEL``, ``MGSER_BYOL_CHECKPOINT``); see :meth:`from_env`.
+    ``MGSER_ALLOSAURUS_MODEL``, ``MGSER_BYOL_CHECKPOINT``) or from a weights file named by
+    ``MGSER_CONFIG`` (TOML or JSON, same keys as this class); see :meth:`with_env_defaults`.
+    Precedence: explicit values (CLI options) > environment variables > the file.
     """
 
     device: str = "cpu"
@@ -45,12 +47,71 @@ class ExtractorSettings:
         "byol_checkpoint": "MGSER_BYOL_CHECKPOINT",
     }
 
+    CONFIG_ENV: ClassVar[str] = "MGSER_CONFIG"
+    _PATHS: ClassVar[tuple[str, ...]] = ("wav2vec_checkpoint", "allosaurus_model", "byol_checkpoint")
+
     def with_env_defaults(self) -> "ExtractorSettings":
-        """Fill unset paths from the environment variables named in ``ENV``."""
+        """Fill unset paths from the environment variables named in ``ENV``, then from the ``MGSER_CONFIG`` file."""
         for attr, var in self.ENV.items():
             if getattr(self, attr) is None and os.environ.get(var):
                 setattr(self, attr, Path(os.environ[var]))
+        if os.environ.get(self.CONFIG_ENV):
+            self.with_file_defaults(os.environ[self.CONFIG_ENV])
         return self
+
+    def with_file_defaults(self, path: str | Path) -> "ExtractorSettings":
+        """Fill unset values from a weights file (see :meth:`from_file`); ``extra`` keys are merged likewise."""
+        loaded = self.from_file(path)
+        for attr in ("wav2vec_checkpoint", "wav2vec_layer", "allosaurus_model", "byol_checkpoint"):
+            if getattr(self, attr) is None:
+                setattr(self, attr, getattr(loaded, attr))
+        self.extra = {**loaded.extra, **self.extra}
+        return self
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "ExtractorSettings":
+        """Settings from a TOML (Python 3.11+) or JSON file whose top-level keys are this class's fields::
+
+            wav2vec_checkpoint = "/models/wav2vec_large.pt"
+            allosaurus_model = "/models/uni2005"
+            byol_checkpoint = "/models/AudioNTT2020-BYOLA-64x96d2048.pth"
+            [extra]
+            allosaurus_output = "posteriors"
+
+        Relative paths are taken relative to the file's folder.
+        """
+        import json
+
+        from sercore.errors import DataError
+
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise DataError(path, f"cannot read the weights file ({exc.strerror or exc})") from None
+        try:
+            if path.suffix.lower() == ".json":
+                data = json.loads(text)
+            else:
+                import tomllib
+
+                data = tomllib.loads(text)
+        except ImportError:
+            raise DataError(path, "TOML weights files need Python 3.11+; write it as JSON (.json)") from None
+        except ValueError as exc:  # json.JSONDecodeError and tomllib.TOMLDecodeError are ValueErrors
+            raise DataError(path, f"not a valid {'JSON' if path.suffix.lower() == '.json' else 'TOML'} file ({exc})") from None
+        known = {f for f in cls.__dataclass_fields__}
+        if not isinstance(data, dict) or set(data) - known:
+            unknown = sorted(set(data) - known) if isinstance(data, dict) else []
+            raise DataError(path, f"unknown keys {unknown}; expected some of {sorted(known)}")
+        values = dict(data)
+        for attr in cls._PATHS:
+            if values.get(attr):
+                p = Path(values[attr]).expanduser()
+                values[attr] = p if p.is_absolute() else path.parent / p
+        if values.get("extra") is not None and not isinstance(values["extra"], dict):
+            raise DataError(path, "'extra' must be a table / object")
+        return cls(**values)
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
