@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import warnings
 from pathlib import Path
 
 import torch
@@ -97,7 +98,9 @@ def wav2vec2_checkpoint(path: Path, *, normalize: bool = False, seed: int = 0, *
     model_cfg = Wav2Vec2Config(**{**_SMALL_TRANSFORMER, "latent_vars": 8, "latent_groups": 2, **sizes})
     cfg = _fairseq_cfg_container(model_cfg, AudioPretrainingConfig(data="/data", normalize=normalize), "wav2vec2", "audio_pretraining")
     torch.manual_seed(seed)
-    model = Wav2Vec2Model(model_cfg)
+    with warnings.catch_warnings():  # torch's deprecation of the weight_norm that fairseq's pos_conv uses
+        warnings.simplefilter("ignore", FutureWarning)
+        model = Wav2Vec2Model(model_cfg)
     torch.save({"cfg": cfg, "model": model.state_dict(), **_training_bookkeeping()}, path)
     return path
 
@@ -119,7 +122,9 @@ def hubert_checkpoint(path: Path, *, n_labels: int = 100, seed: int = 0, **sizes
     task_cfg = HubertPretrainingConfig(data="/data", labels=["km"], label_dir="/labels")
     cfg = _fairseq_cfg_container(model_cfg, task_cfg, "hubert", "hubert_pretraining")
     torch.manual_seed(seed)
-    model = HubertModel(model_cfg, task_cfg, [_Labels(n_labels)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        model = HubertModel(model_cfg, task_cfg, [_Labels(n_labels)])
     torch.save({"cfg": cfg, "model": model.state_dict(), **_training_bookkeeping()}, path)
     return path
 
@@ -203,3 +208,19 @@ def byol_checkpoint(path: Path, *, d: int = 64, n_mels: int = 64, prefix: str = 
     state = {prefix + k: v for k, v in state.items()}
     torch.save({wrap: state} if wrap else state, path)
     return path
+
+
+def store_roundtrip(tmp_path: Path, extractor, wavs: dict[str, "np.ndarray"]):
+    """Extract ``wavs`` with ``extractor``, write them as the pipeline does (one part file), read them back.
+
+    Returns ``(arrays in input order, feature attributes)`` as the trainer will see them.
+    """
+    from sercore.store import FeatureStore, UtteranceRecord, write_store
+
+    records = [UtteranceRecord(utt_id=u, emotion="neutral", speaker="s1", language="de",
+                               features={extractor.name: extractor.extract(w)}) for u, w in wavs.items()]
+    path = write_store(tmp_path / "part.h5", "toy", "train", records, {extractor.name: extractor.provenance()})
+    with FeatureStore(path) as store:
+        order = [store.utt_ids.index(u) for u in wavs]
+        arrays = store.read(extractor.name)
+        return [arrays[i] for i in order], dict(store.features[extractor.name].attrs)

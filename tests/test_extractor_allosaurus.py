@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from _checkpoint_builders import TOY_PHONES, allosaurus_model_dir
+from _checkpoint_builders import TOY_PHONES, allosaurus_model_dir, store_roundtrip
 from extract.extractors import ExtractorSettings, MissingWeightsError, extractor_class
 from extract.extractors._weights import CheckpointError
 
@@ -127,3 +127,12 @@ def test_changing_the_model_changes_the_hash(tmp_path, model_dir):
     a.load()
     b.load()
     assert a.provenance()["checkpoint_sha256"] != b.provenance()["checkpoint_sha256"]
+
+
+def test_stored_feature_shape_and_provenance(tmp_path, model_dir):
+    ex = _extractor(model_dir)
+    ex.load()
+    arrays, attrs = store_roundtrip(tmp_path, ex, {"a": _utterance(2.0), "b": _utterance(3.0, seed=1)})
+    assert [a.shape for a in arrays] == [(66, 21), (100, 21)]  # 30 ms frames, blank + 20 phones
+    assert attrs["kind"] == "sequence" and attrs["dim"] == 21 and attrs["hop_seconds"] == pytest.approx(0.03)
+    assert attrs["checkpoint_sha256"] == ex.provenance()["checkpoint_sha256"]

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from _checkpoint_builders import byol_checkpoint, byol_state_shapes
+from _checkpoint_builders import byol_checkpoint, byol_state_shapes, store_roundtrip
 from extract.extractors import ExtractorSettings, MissingWeightsError, extractor_class
 from extract.extractors._weights import CheckpointError
 
@@ -130,3 +130,12 @@ def test_two_encoders_in_one_file_are_ambiguous(tmp_path, checkpoint):
     torch.save(both, tmp_path / "byol_training.pth")
     with pytest.raises(CheckpointError, match="several encoders"):
         _extractor(tmp_path / "byol_training.pth").load()
+
+
+def test_stored_feature_shape_and_provenance(tmp_path, checkpoint):
+    ex = _extractor(checkpoint)
+    ex.load()
+    arrays, attrs = store_roundtrip(tmp_path, ex, {"a": _utterance(2.0), "b": _utterance(3.0, seed=1)})
+    assert [a.shape for a in arrays] == [(64,), (64,)]
+    assert attrs["kind"] == "embedding" and attrs["dim"] == 64
+    assert attrs["checkpoint_sha256"] == ex.provenance()["checkpoint_sha256"]

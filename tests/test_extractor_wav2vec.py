@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from _checkpoint_builders import hubert_checkpoint, wav2vec1_checkpoint, wav2vec2_checkpoint
+from _checkpoint_builders import hubert_checkpoint, store_roundtrip, wav2vec1_checkpoint, wav2vec2_checkpoint
 from extract.extractors import ExtractorSettings, MissingWeightsError, extractor_class
 from extract.extractors._weights import CheckpointError
 from sercore.errors import SerError
@@ -171,3 +171,13 @@ def test_checkpoint_with_other_pickled_objects_loads_after_a_warning(tmp_path, w
         ex.load()
     assert "full unpickling" in caplog.text and "datetime" in caplog.text
     assert ex.extract(_utterance(1.0)).shape[1] == 32
+
+
+def test_stored_feature_shape_and_provenance(tmp_path, w2v1):
+    ex = _extractor(w2v1)
+    ex.load()
+    arrays, attrs = store_roundtrip(tmp_path, ex, {"a": _utterance(2.0), "b": _utterance(3.0, seed=1)})
+    assert [a.shape for a in arrays] == [(198, 32), (298, 32)]  # 10 ms frames of dim 32
+    assert attrs["kind"] == "sequence" and attrs["dim"] == 32 and attrs["hop_seconds"] == pytest.approx(0.01)
+    assert attrs["checkpoint_sha256"] == ex.provenance()["checkpoint_sha256"]
+    assert attrs["library_versions"]["fairseq"] == "0.12.3.1"
