@@ -37,20 +37,25 @@ def main(ctx: click.Context, dataset: str | None, root: Path | None, feature_nam
 
 
 @main.command()
-@click.option("--dataset", required=True, help="Corpus layout: emodb, cafe, iemocap, emovo, folder or csv.")
-@click.option("--root", required=True, type=click.Path(path_type=Path), help="Corpus folder (or CSV file for --dataset csv).")
-@click.option("--name", default=None, help="Manifest name for folder/csv corpora (default: the dataset name).")
-@click.option("--language", default=None, help="Language code for folder/csv corpora (e.g. sw, yo).")
+@click.option("--dataset", required=True, help="Corpus layout: emodb, emovo, cafe, iemocap, folder, csv, or demo (generated).")
+@click.option("--root", default=None, type=click.Path(path_type=Path),
+              help="Corpus folder (the CSV file for --dataset csv; for demo, where to generate it: default demo_corpus/).")
+@click.option("--name", default=None, help="Manifest name, data_manifests/<name>.csv (default: the dataset name).")
+@click.option("--language", default=None, help="Language code, required for folder/csv corpora (e.g. sw, yo).")
+@click.option("--speaker-pattern", default=None,
+              help="folder corpora: regular expression finding the speaker in a file name, e.g. '^(\\d+)_'.")
 @click.option("--protocol", type=click.Choice(["random", "speaker"]), default="random", show_default=True,
               help="Split written into the manifest: the paper's random split, or speaker-independent.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--manifest-dir", type=click.Path(path_type=Path), default=DEFAULT_MANIFESTS, show_default=True)
-def prepare(dataset, root, name, language, protocol, seed, manifest_dir) -> None:
-    """Scan a corpus and write data_manifests/<name>.csv."""
+def prepare(dataset, root, name, language, speaker_pattern, protocol, seed, manifest_dir) -> None:
+    """Scan a corpus and write data_manifests/<name>.csv (see README, "Preparing corpora")."""
     from extract.prepare import prepare_dataset
 
+    options = {"speaker_pattern": speaker_pattern} if speaker_pattern else {}
     try:
-        prepare_dataset(dataset, root, name=name, language=language, protocol=protocol, seed=seed, manifest_dir=manifest_dir)
+        prepare_dataset(dataset, root, name=name, language=language, protocol=protocol, seed=seed,
+                        manifest_dir=manifest_dir, echo=click.echo, **options)
     except SerError as exc:
         _fail(exc)
 

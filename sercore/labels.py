@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 from .errors import DataError
 
 #: The normalised vocabulary, in the order used for class indices when all eight appear.
@@ -29,12 +31,15 @@ _ALIASES: dict[str, str] = {
     "surprise": "surprise", "surprised": "surprise", "sur": "surprise", "sor": "surprise", "sorpresa": "surprise",
 }
 
-_ACCENTS = str.maketrans("àâäéèêëîïôöùûüç", "aaaeeeeiioouuuc")
+
+def _key(raw: str) -> str:
+    # NFD splits every accented letter (whether the name came in NFC or NFD) into base + combining mark.
+    return "".join(c for c in unicodedata.normalize("NFD", raw) if not unicodedata.combining(c)).strip().casefold()
 
 
 def normalise_label(raw: str, *, where: str = "label") -> str:
     """Map a corpus-specific label to the shared vocabulary, or raise :class:`DataError` naming ``where``."""
-    key = raw.strip().lower().translate(_ACCENTS)
+    key = _key(raw)
     try:
         return _ALIASES[key]
     except KeyError:

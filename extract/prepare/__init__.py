@@ -59,8 +59,13 @@ class PreparedCorpus:
             f"  splits ({self.protocol} protocol, seed {self.seed}): " + ", ".join(f"{s} {splits[s]}" for s in SPLITS),
             f"  manifest: {self.manifest}",
         ]
+        if self.protocol == "speaker":
+            lines[3:3] = [f"  {split} speakers: {', '.join(sorted({u.speaker for u in utts if u.split == split}))}"
+                          for split in ("valid", "test")]
         if self.skipped:
-            lines.append(f"  skipped {len(self.skipped)} file(s)" + (f", all listed in {self.skipped_list}" if self.skipped_list else "") + ":")
+            reasons = Counter(s.reason for s in self.skipped)
+            lines.append(f"  skipped {len(self.skipped)} file(s)" + (f", all listed in {self.skipped_list}" if self.skipped_list else "")
+                         + ": " + "; ".join(f"{n} x {reason}" for reason, n in reasons.most_common()))
             lines += [f"    {s.path}: {s.reason}" for s in self.skipped[:max_listed]]
             if len(self.skipped) > max_listed:
                 lines.append(f"    ... and {len(self.skipped) - max_listed} more")
@@ -74,6 +79,10 @@ def scan_corpus(dataset: str, root: str | Path | None, *, language: str | None =
     if dataset not in LAYOUTS:
         raise DataError(dataset, f"unknown corpus layout (known: {', '.join(LAYOUTS)})")
     module = import_module(f"{__name__}.{LAYOUTS[dataset]}")
+    if options.get("speaker_pattern") and dataset != "folder":
+        raise DataError(root or dataset, f"--speaker-pattern applies to folder corpora only, not {dataset}")
+    if root is None and getattr(module, "DEFAULT_ROOT", None) is None:
+        raise DataError(dataset, "--root is required (the corpus folder" + (", or the CSV file)" if dataset == "csv" else ")"))
     if dataset in USER_LAYOUTS:
         if not language:
             raise DataError(root or dataset, f"--language is required for a {dataset} corpus (e.g. --language sw)")
@@ -81,9 +90,7 @@ def scan_corpus(dataset: str, root: str | Path | None, *, language: str | None =
             raise DataError(root or dataset, f"language {language!r} is not a language code like 'sw' or 'pt-BR'")
         return module.scan(root, language=language, **options)
     if root is None:
-        root = getattr(module, "DEFAULT_ROOT", None)
-        if root is None:
-            raise DataError(dataset, "--root (the corpus folder) is required")
+        root = module.DEFAULT_ROOT
     if language is not None and language != getattr(module, "LANGUAGE", language):
         raise DataError(root, f"{dataset} is in language {module.LANGUAGE!r}; --language {language!r} does not apply")
     return module.scan(root, **options)

@@ -1,0 +1,180 @@
+"""Corpora no one prepared for: ``<root>/<label>/*.wav`` folders and ``path,label[,speaker]`` CSV lists."""
+
+import unicodedata
+from collections import Counter
+
+import pytest
+from click.testing import CliRunner
+
+from extract.cli import main as extract_main
+from extract.prepare import prepare_corpus
+from sercore.errors import DataError
+from sercore.manifest import read_manifest
+from sercore.splits import check_disjoint
+
+from _prepare_helpers import write_wav
+
+
+def folder_corpus(root, labels=("angry", "Happiness", unicodedata.normalize("NFD", "Tristesse"), "neutral"),
+                  speakers=("s1", "s2", "s3", "s4"), suffixes=(".wav", ".flac", ".ogg")):
+    for label in labels:
+        for spk in speakers:
+            for k, suffix in enumerate(suffixes):
+                write_wav(root / label / f"{spk}_take{k}{suffix}")  # soundfile picks the format from the suffix
+    return root
+
+
+# --- folder ------------------------------------------------------------------------------------------
+
+def test_folder_labels_are_normalised_and_ids_are_relative_paths(tmp_path):
+    root = folder_corpus(tmp_path / "swahili")
+    prepared = prepare_corpus("folder", root, name="sw_corpus", language="sw", manifest_dir=tmp_path / "m")
+    rows = read_manifest(tmp_path / "m" / "sw_corpus.csv")
+    assert len(rows) == 4 * 4 * 3
+    assert Counter(u.emotion for u in rows) == {"angry": 12, "happy": 12, "sad": 12, "neutral": 12}
+    assert {u.language for u in rows} == {"sw"}
+    assert {u.speaker for u in rows} == {"unknown"}  # documented default: no speaker information
+    by_id = {u.utt_id: u for u in rows}
+    assert by_id["Happiness/s2_take1"].path == str((root / "Happiness" / "s2_take1.flac").resolve())
+    assert prepared.skipped == []
+
+
+def test_folder_speaker_pattern_enables_speaker_independent_splits(tmp_path):
+    root = folder_corpus(tmp_path / "c")
+    with pytest.raises(DataError, match="speaker protocol needs at least 3 speakers per language, 'sw' has 1"):
+        prepare_corpus("folder", root, language="sw", protocol="speaker", manifest_dir=tmp_path / "m")
+    rows = prepare_corpus("folder", root, language="sw", protocol="speaker", speaker_pattern=r"^(s\d)_",
+                          manifest_dir=tmp_path / "m").utterances
+    assert {u.speaker for u in rows} == {"s1", "s2", "s3", "s4"}
+    check_disjoint([u.utt_id for u in rows], [u.speaker for u in rows], [u.split for u in rows], "speaker")
+    named = prepare_corpus("folder", root, language="sw", speaker_pattern=r"take(?P<speaker>\d)", manifest_dir=tmp_path / "m")
+    assert {u.speaker for u in named.utterances} == {"0", "1", "2"}
+
+
+def test_folder_speaker_pattern_errors(tmp_path):
+    root = folder_corpus(tmp_path / "c", labels=("angry",), speakers=("s1",), suffixes=(".wav",))
+    with pytest.raises(DataError, match="not a regular expression"):
+        prepare_corpus("folder", root, language="sw", speaker_pattern="(", manifest_dir=tmp_path / "m")
+    with pytest.raises(DataError, match="does not match --speaker-pattern") as err:
+        prepare_corpus("folder", root, language="sw", speaker_pattern=r"^spk\d", manifest_dir=tmp_path / "m")
+    assert err.value.where.endswith("s1_take0.wav")
+
+
+def test_folder_needs_a_language_code(tmp_path):
+    root = folder_corpus(tmp_path / "c")
+    with pytest.raises(DataError, match="--language is required for a folder corpus"):
+        prepare_corpus("folder", root, manifest_dir=tmp_path / "m")
+    with pytest.raises(DataError, match="not a language code"):
+        prepare_corpus("folder", root, language="Swahili!", manifest_dir=tmp_path / "m")
+
+
+def test_folder_unknown_label_folder_is_named(tmp_path):
+    root = folder_corpus(tmp_path / "c")
+    write_wav(root / "contempt" / "x.wav")
+    with pytest.raises(DataError, match="unknown emotion label 'contempt'") as err:
+        prepare_corpus("folder", root, language="sw", manifest_dir=tmp_path / "m")
+    assert err.value.where == str((root / "contempt").resolve())
+
+
+def test_folder_duplicate_ids_and_stray_files(tmp_path):
+    root = folder_corpus(tmp_path / "c", suffixes=(".wav",))
+    write_wav(root / "loose.wav")
+    prepared = prepare_corpus("folder", root, language="sw", manifest_dir=tmp_path / "m")
+    assert [s.reason for s in prepared.skipped] == ["directly under the root, not inside a label folder"]
+    write_wav(root / "angry" / "s1_take0.flac")  # same id as angry/s1_take0.wav
+    with pytest.raises(DataError, match="duplicate utterance id 'angry/s1_take0'"):
+        prepare_corpus("folder", root, language="sw", manifest_dir=tmp_path / "m")
+
+
+def test_folder_missing_root_and_no_audio(tmp_path):
+    with pytest.raises(DataError, match="corpus root does not exist"):
+        prepare_corpus("folder", tmp_path / "nope", language="sw", manifest_dir=tmp_path / "m")
+    (tmp_path / "empty" / "angry").mkdir(parents=True)
+    with pytest.raises(DataError, match="no usable audio found"):
+        prepare_corpus("folder", tmp_path / "empty", language="sw", manifest_dir=tmp_path / "m")
+
+
+# --- csv ---------------------------------------------------------------------------------------------
+
+def csv_corpus(root, rows, header="path,label,speaker"):
+    root.mkdir(parents=True, exist_ok=True)
+    for row in rows:
+        path = row.split(",")[0]
+        if path and not path.startswith("/") and path.endswith(".wav"):
+            write_wav(root / path)
+    (root / "list.csv").write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
+    return root / "list.csv"
+
+
+def test_csv_relative_and_absolute_paths_labels_speakers(tmp_path):
+    elsewhere = write_wav(tmp_path / "other" / "z.wav")
+    listing = csv_corpus(tmp_path / "yo", [f"clips/a.wav,Anger,spk1", "clips/b.wav,joy,spk2",
+                                           "clips/sub/c.wav,neutral,", f"{elsewhere},sadness,spk1"])
+    rows = read_manifest(prepare_corpus("csv", listing, name="yoruba", language="yo", manifest_dir=tmp_path / "m").manifest)
+    by_id = {u.utt_id: u for u in rows}
+    assert set(by_id) == {"clips/a", "clips/b", "clips/sub/c", str(elsewhere.with_suffix("")).lstrip("/")}
+    assert (by_id["clips/a"].emotion, by_id["clips/a"].speaker, by_id["clips/a"].language) == ("angry", "spk1", "yo")
+    assert by_id["clips/b"].emotion == "happy"
+    assert by_id["clips/sub/c"].speaker == "unknown"
+    assert by_id["clips/a"].path == str((tmp_path / "yo" / "clips" / "a.wav").resolve())
+
+
+def test_csv_utt_id_column_bom_and_header_case(tmp_path):
+    listing = csv_corpus(tmp_path / "c", ["a.wav,sad,u1", "b.wav,fear,u2"], header="Path,Label,UTT_ID")
+    listing.write_bytes(b"\xef\xbb\xbf" + listing.read_bytes())
+    rows = prepare_corpus("csv", listing, language="yo", manifest_dir=tmp_path / "m").utterances
+    assert {u.utt_id: u.emotion for u in rows} == {"u1": "sad", "u2": "fear"}
+
+
+def test_csv_missing_audio_names_the_file(tmp_path):
+    listing = csv_corpus(tmp_path / "c", ["a.wav,sad,s"])
+    (tmp_path / "c" / "a.wav").unlink()
+    with pytest.raises(DataError, match="audio file listed in list.csv line 2 does not exist") as err:
+        prepare_corpus("csv", listing, language="yo", manifest_dir=tmp_path / "m")
+    assert err.value.where == str(tmp_path / "c" / "a.wav")
+
+
+@pytest.mark.parametrize("header, rows, problem, line", [
+    ("file,emotion", ["a.wav,sad"], r"malformed CSV: missing column\(s\) path, label", None),
+    ("path;label", ["a.wav;sad"], r"missing column\(s\) path, label", None),
+    ("path,label", ["a.wav,grumpy"], "unknown emotion label 'grumpy'", 2),
+    ("path,label", ["a.wav,sad", ",sad"], "empty path or label", 3),
+    ("path,label", ["a.wav,sad,extra,fields"], "wrong number of fields", 2),
+    ("path,label", ["a.txt,sad"], "a.txt is not an audio file", 2),
+])
+def test_csv_malformed_rows_are_named_by_line(tmp_path, header, rows, problem, line):
+    listing = csv_corpus(tmp_path / "c", rows, header=header)
+    with pytest.raises(DataError, match=problem) as err:
+        prepare_corpus("csv", listing, language="yo", manifest_dir=tmp_path / "m")
+    assert err.value.where == (f"{listing.resolve()}:{line}" if line else str(listing.resolve()))
+
+
+def test_csv_unreadable_missing_or_not_a_file(tmp_path):
+    binary = tmp_path / "bin.csv"
+    binary.write_bytes(b"path,label\n\xff\xfe\x00\x81 not utf-8\n")
+    with pytest.raises(DataError, match="unreadable CSV") as err:
+        prepare_corpus("csv", binary, language="yo", manifest_dir=tmp_path / "m")
+    assert err.value.where == str(binary.resolve())
+    with pytest.raises(DataError, match="CSV file does not exist"):
+        prepare_corpus("csv", tmp_path / "none.csv", language="yo", manifest_dir=tmp_path / "m")
+    with pytest.raises(DataError, match="must be the CSV file"):
+        prepare_corpus("csv", tmp_path, language="yo", manifest_dir=tmp_path / "m")
+    header_only = csv_corpus(tmp_path / "h", [], header="path,label")
+    with pytest.raises(DataError, match="no usable audio found"):
+        prepare_corpus("csv", header_only, language="yo", manifest_dir=tmp_path / "m")
+
+
+def test_csv_duplicate_rows(tmp_path):
+    listing = csv_corpus(tmp_path / "c", ["a.wav,sad,s", "b.wav,happy,s", "a.wav,sad,s"])
+    with pytest.raises(DataError, match="duplicate utterance id 'a'"):
+        prepare_corpus("csv", listing, language="yo", manifest_dir=tmp_path / "m")
+
+
+def test_cli_folder_with_speaker_pattern(tmp_path):
+    root = folder_corpus(tmp_path / "c")
+    result = CliRunner().invoke(extract_main, [
+        "prepare", "--dataset", "folder", "--root", str(root), "--language", "sw", "--name", "sw",
+        "--speaker-pattern", r"^(s\d)_", "--protocol", "speaker", "--manifest-dir", str(tmp_path / "m")])
+    assert result.exit_code == 0, result.output
+    assert "sw: 48 utterances, 4 speakers, language sw (48)" in result.output
+    assert "test speakers:" in result.output
