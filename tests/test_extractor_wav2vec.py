@@ -181,3 +181,15 @@ def test_stored_feature_shape_and_provenance(tmp_path, w2v1):
     assert attrs["kind"] == "sequence" and attrs["dim"] == 32 and attrs["hop_seconds"] == pytest.approx(0.01)
     assert attrs["checkpoint_sha256"] == ex.provenance()["checkpoint_sha256"]
     assert attrs["library_versions"]["fairseq"] == "0.12.3.1"
+
+
+def test_vq_wav2vec_is_refused(tmp_path, w2v1):
+    from fairseq.models.wav2vec import Wav2VecConfig, Wav2VecModel
+
+    state = torch.load(w2v1, map_location="cpu", weights_only=False)
+    state["args"].vq_type, state["args"].vq_vars, state["args"].vq_groups = "gumbel", 8, 2
+    fields = {k: v for k, v in vars(state["args"]).items() if k in Wav2VecConfig.__dataclass_fields__}
+    state["model"] = Wav2VecModel(Wav2VecConfig(**fields)).state_dict()
+    torch.save(state, tmp_path / "vq-wav2vec.pt")
+    with pytest.raises(CheckpointError, match=r"vq-wav2vec\.pt: a vq-wav2vec checkpoint .* is not supported"):
+        _extractor(tmp_path / "vq-wav2vec.pt").load()

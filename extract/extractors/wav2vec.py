@@ -197,6 +197,8 @@ class Wav2VecExtractor(FeatureExtractor):
         conv_layers = eval(cfg.model.conv_feature_layers)  # fairseq stores the layer list as a Python literal
         self._hop = int(np.prod([stride for _, _, stride in conv_layers]))
         if self._arch == "wav2vec":
+            if model.vector_quantizer is not None:
+                raise CheckpointError(path, "a vq-wav2vec checkpoint (quantised features) is not supported; expected wav2vec 1.0 such as wav2vec_large.pt")
             if self.settings.wav2vec_layer is not None:
                 raise CheckpointError(path, "wav2vec_layer applies to wav2vec 2.0 / HuBERT checkpoints; wav2vec 1.0 has one context output")
             aggregator = eval(cfg.model.conv_aggregator_layers) if cfg.model.aggregator == "cnn" else None
@@ -226,9 +228,7 @@ class Wav2VecExtractor(FeatureExtractor):
         x = torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32))[None].to(self.settings.device)
         with torch.inference_mode():
             if self._arch == "wav2vec":
-                z = self._model.feature_extractor(x)
-                if self._model.vector_quantizer is not None:
-                    z = self._model.vector_quantizer(z)["x"]
+                z = self._model.feature_extractor(x)  # (1, channels, frames)
                 c = self._model.feature_aggregator(z)  # (1, dim, frames)
                 out = c[0].transpose(0, 1)
             else:
