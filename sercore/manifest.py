@@ -33,9 +33,12 @@ def manifest_path(manifest_dir: str | Path, dataset: str) -> Path:
 
 
 def validate(utterances: Sequence[Utterance], where: str | Path) -> None:
-    """Refuse duplicate ids, labels outside the vocabulary and unknown split names."""
+    """Refuse empty fields, duplicate ids, labels outside the vocabulary and unknown split names."""
     seen: set[str] = set()
     for u in utterances:
+        empty = [c for c in COLUMNS if not getattr(u, c)]
+        if empty:
+            raise DataError(where, f"utterance {u.utt_id!r} has no {', '.join(empty)} (a short or hand-edited row?)")
         if u.utt_id in seen:
             raise DataError(where, f"duplicate utterance id {u.utt_id!r}")
         seen.add(u.utt_id)
