@@ -1,0 +1,69 @@
+"""The encoding module of section 4.1: a 2-D feature (frames, dim) -> one vector per utterance.
+
+Conv over time (n-gram features, one bank of kernels per width) -> stacked BiLSTM (packed, so padding
+is never read) -> scaled dot-product attention whose query is the LSTM's last hidden state and whose
+keys and values are all LSTM outputs (padded frames masked out). Paper eqs. (1)-(2).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+
+def length_mask(lengths: torch.Tensor, frames: int, device: torch.device | None = None) -> torch.Tensor:
+    """(batch,) lengths -> (batch, frames) bool, True on real frames."""
+    return torch.arange(frames, device=device)[None, :] < lengths.to(device)[:, None]
+
+
+class SequenceEncoder(nn.Module):
+    """(batch, frames, input_dim) + lengths (batch,) -> (batch, attention_dim).
+
+    Sizes (section 5.1): wav2vec / Allosaurus use ``conv_channels=64`` kernels of each width in
+    ``kernel_sizes=(3, 5)``, a BiLSTM of hidden size 128 and attention size 256; MFCC uses 32 kernels and
+    a 2-layer BiLSTM of hidden size 64. The paper's "64 kernels of size 3x3 and 5x5" is read as a 1-D
+    convolution over time with 64 kernels of each width, their outputs concatenated (a 2-D kernel over
+    the feature axis would not give the n-gram features the text describes).
+
+    The attention scales by ``sqrt(attention_dim)`` (the key size, as in Vaswani et al.); the paper's
+    eq. (2) writes sqrt(k) with k the LSTM hidden size, which would only rescale the learnable W_Q.
+    """
+
+    def __init__(self, input_dim: int, conv_channels: int = 64, kernel_sizes: Sequence[int] = (3, 5),
+                 lstm_hidden: int = 128, lstm_layers: int = 1, attention_dim: int = 256, dropout: float = 0.0):
+        super().__init__()
+        if any(k % 2 == 0 for k in kernel_sizes):
+            raise ValueError(f"kernel sizes must be odd so that every frame keeps its place, got {tuple(kernel_sizes)}")
+        self.input_dim = input_dim
+        self.output_dim = attention_dim
+        # 'same' padding with zeros: a frame next to the end of an utterance sees zeros whether or not the
+        # batch is padded, as long as padded frames are zero (forward() zeroes them).
+        self.convs = nn.ModuleList(nn.Conv1d(input_dim, conv_channels, k, padding=k // 2) for k in kernel_sizes)
+        self.lstm = nn.LSTM(conv_channels * len(kernel_sizes), lstm_hidden, num_layers=lstm_layers, batch_first=True,
+                            bidirectional=True, dropout=dropout if lstm_layers > 1 else 0.0)
+        self.query = nn.Linear(2 * lstm_hidden, attention_dim)
+        self.key = nn.Linear(2 * lstm_hidden, attention_dim)
+        self.value = nn.Linear(2 * lstm_hidden, attention_dim)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor, return_weights: bool = False):
+        """``x`` (batch, frames, input_dim), ``lengths`` (batch,) -> (batch, attention_dim) [, weights (batch, frames)]."""
+        batch, frames, _ = x.shape
+        mask = length_mask(lengths, frames, x.device)
+        x = x * mask[..., None]
+        h = torch.cat([torch.relu(conv(x.transpose(1, 2))) for conv in self.convs], dim=1).transpose(1, 2)
+        h = self.dropout(h)
+        packed = pack_padded_sequence(h, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        out, (h_n, _) = self.lstm(packed)
+        out, _ = pad_packed_sequence(out, batch_first=True, total_length=frames)  # (batch, frames, 2 * hidden)
+        last = torch.cat([h_n[-2], h_n[-1]], dim=-1)  # top layer: forward's last step, backward's first step
+        q = self.query(last)[:, None, :]  # (batch, 1, attention_dim)
+        k, v = self.key(out), self.value(out)  # (batch, frames, attention_dim)
+        scores = (q @ k.transpose(1, 2)).squeeze(1) / math.sqrt(k.shape[-1])  # (batch, frames)
+        weights = torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1)
+        pooled = (weights[..., None] * v).sum(dim=1)
+        return (pooled, weights) if return_weights else pooled
