@@ -1,20 +1,110 @@
-"""``train``: fit and evaluate models from feature stores."""
+"""``train``: fit and evaluate models from feature stores (never audio).
+
+    train --domains de                                   # EmoDB, paper protocol and settings, 5 seeds
+    train --domains de --protocol speaker                # leave-one-speaker-out folds
+    train --domains de --features mfcc,ge2e --no-aux     # table 4's "without auxiliary loss"
+    train --domains de --ablations                       # table 4 + figure 4a in one go
+    train --domains de --tsne                            # figure 3
+    train --domains sw=swahili --features mfcc,ge2e      # a user corpus by language code and dataset
+"""
 
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 
 import click
 
 from sercore.errors import SerError
 
+from .config import ExperimentConfig, LanguageConfig, OptimizerConfig, TrainConfig, language_config
+from .models import MODELS
+
+#: ``--preset tuned``: deviations from the paper chosen on EmoDB validation splits (README, "Training").
+TUNED: dict[str, object] = {"standardize": True}
+
+
+def _csv(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    return items or None
+
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--domains", required=True, help="Comma-separated language codes, e.g. de or en,de,fr.")
-def main(domains: str) -> None:
-    """Train SER models on the feature stores of the given language domains."""
-    click.echo("error: training is not implemented yet", err=True)
-    sys.exit(2)
+@click.option("--domains", required=True, help="Comma-separated language codes (de, fr, en, it, or LANG=DATASET for any store folder).")
+@click.option("--features", default=None, help="Comma-separated features, e.g. mfcc,ge2e [default: every feature in the stores].")
+@click.option("--protocol", type=click.Choice(["random", "speaker"]), default="random", show_default=True,
+              help="random: the paper's stratified split re-drawn per seed; speaker: leave-speakers-out folds, all of them.")
+@click.option("--seeds", type=click.IntRange(1), default=5, show_default=True, help="Runs of the random protocol (seeds first-seed..).")
+@click.option("--first-seed", type=click.IntRange(0), default=0, show_default=True, help="Seed 0 is the manifest's split.")
+@click.option("--folds", type=click.IntRange(3), default=None, help="Speaker protocol: number of speaker folds [default: one per speaker].")
+@click.option("--epochs", type=click.IntRange(1), default=None, help="Training epochs [paper: 20].")
+@click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
+@click.option("--out", default=None, help="Run folder [default: runs/<domains>_<protocol>].")
+@click.option("--features-dir", default="features", show_default=True, type=click.Path(file_okay=False))
+@click.option("--model", "model_name", type=click.Choice(sorted(MODELS)), default="single", show_default=True)
+@click.option("--preset", type=click.Choice(["paper", "tuned"]), default="paper", show_default=True,
+              help="paper: section 5.1 values; tuned: + the deviations selected on validation (see README).")
+@click.option("--no-aux", is_flag=True, help="Train without the contrastive auxiliary loss (alpha = 0).")
+@click.option("--alpha", type=float, default=None, help="Weight of the auxiliary loss [default: per language, de 0.01].")
+@click.option("--aux-reduction", type=click.Choice(["sum", "mean"]), default=None, help="Over samples [paper eq. 6: sum].")
+@click.option("--standardize/--no-standardize", default=None, help="Standardise features with training statistics.")
+@click.option("--finetune-ge2e/--no-finetune-ge2e", default=None,
+              help="Fine-tune resemblyzer's GE2E encoder on the stored ge2e_mel frames at lr * 0.01.")
+@click.option("--sampler", type=click.Choice(["balanced", "shuffle"]), default=None, help="Training batches [default: balanced].")
+@click.option("--per-class", type=click.IntRange(1), default=None, help="Balanced batches: utterances per class [default: 8].")
+@click.option("--batch-size", type=click.IntRange(1), default=None, help="Shuffled batches: size [default: 32].")
+@click.option("--lr", type=float, default=None, help="AdamW learning rate [paper: 1e-3].")
+@click.option("--weight-decay", type=float, default=None, help="AdamW weight decay [paper: 1e-5].")
+@click.option("--dropout", type=float, default=None, help="Tower dropout [paper: 0.1].")
+@click.option("--patience", type=click.IntRange(1), default=None, help="Early stop after this many epochs without a better validation score.")
+@click.option("--tsne", is_flag=True, help="Also fit run 0 with and without the aux loss and plot t-SNE of test representations (figure 3).")
+@click.option("--ablations", is_flag=True, help="Instead: all features, without aux loss, each feature alone (table 4, figure 4a).")
+@click.option("--no-checkpoints", is_flag=True, help="Do not save the best weights of each run.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def main(domains, features, protocol, seeds, first_seed, folds, epochs, device, out, features_dir, model_name, preset,
+         no_aux, alpha, aux_reduction, standardize, finetune_ge2e, sampler, per_class, batch_size, lr, weight_decay,
+         dropout, patience, tsne, ablations, no_checkpoints, quiet) -> None:
+    """Train SER models on the feature stores of the given language domains; report WA/UA over runs."""
+    from .experiment import run_ablations, run_experiment, run_tsne
+
+    domain_list = _csv(domains) or []
+    train = TrainConfig(device=device, progress=not quiet)
+    if preset == "tuned":
+        train = replace(train, **TUNED)
+    given = {"epochs": epochs, "aux_reduction": aux_reduction, "standardize": standardize, "finetune_ge2e": finetune_ge2e,
+             "sampler": sampler, "per_class": per_class, "batch_size": batch_size, "patience": patience, "alpha": alpha}
+    train = replace(train, **{k: v for k, v in given.items() if v is not None})
+    if no_aux:
+        train = replace(train, aux=False)
+    opt = OptimizerConfig()
+    train = replace(train, optimizer=replace(opt, **{k: v for k, v in {"lr": lr, "weight_decay": weight_decay}.items() if v is not None}))
+    languages = {}
+    if dropout is not None:
+        for spec in domain_list:
+            code = spec.split("=", 1)[0].strip()
+            base = language_config(code)
+            languages[code] = LanguageConfig(replace(base.tower, dropout=dropout), base.alpha)
+    name = "-".join(s.split("=", 1)[0] for s in domain_list)
+    config = ExperimentConfig(
+        domains=domain_list, features=_csv(features), protocol=protocol, seeds=seeds, folds=folds, first_seed=first_seed,
+        features_dir=features_dir, out=out or f"runs/{name}_{protocol}", model=model_name, train=train,
+        languages=languages, save_checkpoints=not no_checkpoints,
+    )
+    try:
+        if ablations:
+            run_ablations(config, log=click.echo)
+        else:
+            run_experiment(config, log=click.echo)
+        if tsne:
+            run_tsne(config, log=click.echo)
+    except SerError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except ValueError as exc:  # configuration errors from builders (e.g. one model, several domains)
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,121 @@
+"""Encoder, tower and single-domain model: shapes, and padding never changing an output."""
+
+import numpy as np
+import pytest
+import torch
+
+from train.config import EncoderConfig, TowerConfig
+from train.data import Example, collate
+from train.models.encoder import SequenceEncoder
+from train.models.ge2e import Ge2eEncoder, partial_starts
+from train.models.single import FeatureEncoders, SingleDomainModel
+from train.models.tower import ClassificationTower
+
+
+def test_sequence_encoder_shapes_and_attention_weights():
+    torch.manual_seed(0)
+    enc = SequenceEncoder(40, conv_channels=32, kernel_sizes=(3, 5), lstm_hidden=64, lstm_layers=2, attention_dim=128)
+    x = torch.randn(3, 17, 40)
+    lengths = torch.tensor([17, 9, 1])
+    out, weights = enc(x, lengths, return_weights=True)
+    assert out.shape == (3, 128) and enc.output_dim == 128
+    assert weights.shape == (3, 17)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(3))
+    assert torch.all(weights[1, 9:] == 0) and torch.all(weights[2, 1:] == 0)  # padded frames get no attention
+
+
+def test_sequence_encoder_refuses_even_kernels():
+    with pytest.raises(ValueError, match="odd"):
+        SequenceEncoder(8, kernel_sizes=(2, 5))
+
+
+def test_padding_does_not_change_encoder_outputs():
+    torch.manual_seed(1)
+    enc = SequenceEncoder(6, conv_channels=8, lstm_hidden=8, lstm_layers=2, attention_dim=16).eval()
+    seqs = [torch.randn(n, 6) for n in (12, 5, 1, 8)]
+    lengths = torch.tensor([len(s) for s in seqs])
+    padded = torch.zeros(4, 20, 6)
+    for i, s in enumerate(seqs):
+        padded[i, : len(s)] = s
+    # garbage in the padding must not matter either: the encoder masks its input
+    noisy = padded.clone()
+    for i, s in enumerate(seqs):
+        noisy[i, len(s):] = 100.0
+    batch_out = enc(padded, lengths)
+    torch.testing.assert_close(enc(noisy, lengths), batch_out)
+    for i, s in enumerate(seqs):
+        alone = enc(s[None], lengths[i : i + 1])
+        torch.testing.assert_close(alone[0], batch_out[i], atol=1e-5, rtol=1e-5)
+
+
+def test_tower_layers_follow_the_config():
+    tower = ClassificationTower(10, 4, units=256, activations=("mish", "gelu"), dropout=0.1)
+    kinds = [type(m).__name__ for m in tower.net]
+    assert kinds == ["Linear", "Mish", "Dropout", "Linear", "GELU", "Dropout", "Linear"]
+    assert tower(torch.randn(5, 10)).shape == (5, 4)
+    with pytest.raises(ValueError, match="unknown activation"):
+        ClassificationTower(10, 4, activations=("swishy",))
+
+
+def _model(torch_seed=0):
+    torch.manual_seed(torch_seed)
+    encoders = FeatureEncoders(["mfcc", "ge2e"], {"mfcc": "sequence", "ge2e": "embedding"}, {"mfcc": 6, "ge2e": 5},
+                               {"mfcc": EncoderConfig(8, (3, 5), 8, 2, 16)})
+    return SingleDomainModel(encoders, 4, TowerConfig(32, ("tanh", "relu"), 0.1)).eval()
+
+
+def _examples(rng, n):
+    return [Example(f"u{i}", {"mfcc": torch.from_numpy(rng.normal(size=(int(rng.integers(1, 15)), 6)).astype(np.float32)),
+                              "ge2e": torch.from_numpy(rng.normal(size=5).astype(np.float32))}, i % 4) for i in range(n)]
+
+
+def test_single_domain_model_shapes_and_batch_independence():
+    model = _model()
+    examples = _examples(np.random.default_rng(0), 6)
+    batch = collate(examples)
+    assert batch.sequences["mfcc"].shape[0] == 6 and batch.embeddings["ge2e"].shape == (6, 5)
+    out = model(batch)
+    assert out.logits.shape == (6, 4)
+    assert out.representation.shape == (6, 16 + 5) == (6, model.encoders.output_dim)
+    torch.testing.assert_close(out.representation[:, 16:], batch.embeddings["ge2e"])  # 1-D features concatenated as is
+    for i, e in enumerate(examples):  # same prediction alone as in a padded batch
+        alone = model(collate([e]))
+        torch.testing.assert_close(alone.logits[0], out.logits[i], atol=1e-5, rtol=1e-5)
+    sub = batch.select([4, 1])
+    torch.testing.assert_close(model(sub).logits, out.logits[[4, 1]], atol=1e-5, rtol=1e-5)
+
+
+def test_partial_windows_match_resemblyzer():
+    from resemblyzer import VoiceEncoder
+
+    for n_samples in (800, 16000, 25000, 40000, 47999, 100000):
+        _, mel_slices = VoiceEncoder.compute_partial_slices(n_samples, rate=1.3, min_coverage=0.75)
+        n_frames = 1 + n_samples // 160  # librosa's centred frames, what the extractor stores
+        assert partial_starts(n_frames) == [s.start for s in mel_slices], n_samples
+
+
+def test_ge2e_encoder_loads_resemblyzer_weights_and_reproduces_its_embedding():
+    from resemblyzer import VoiceEncoder, audio
+
+    reference = VoiceEncoder(device="cpu", verbose=False)
+    ours = Ge2eEncoder.pretrained().eval()
+    wav = np.random.default_rng(0).normal(scale=0.1, size=16000 * 3).astype(np.float32)
+    expected = reference.embed_utterance(wav)
+    mel = torch.from_numpy(audio.wav_to_mel_spectrogram(wav))  # (frames, 40), of the unpadded waveform
+    with torch.no_grad():
+        got = ours(mel[None], torch.tensor([mel.shape[0]]))[0].numpy()
+    assert got.shape == (256,)
+    assert float(np.dot(got, expected)) > 0.999  # only the zero-padded tail frame differs
+
+
+def test_ge2e_encoder_refuses_foreign_checkpoints(tmp_path):
+    from sercore.errors import StoreError
+
+    bad = tmp_path / "bad.pt"
+    torch.save({"weights": {}}, bad)
+    with pytest.raises(StoreError, match="not a resemblyzer VoiceEncoder checkpoint"):
+        Ge2eEncoder.pretrained(bad)
+    wrong = tmp_path / "wrong.pt"
+    torch.save({"model_state": {"lstm.weight_ih_l0": torch.zeros(3, 3)}}, wrong)
+    with pytest.raises(StoreError, match="do not fit"):
+        Ge2eEncoder.pretrained(wrong)

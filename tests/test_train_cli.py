@@ -1,0 +1,111 @@
+"""End to end through the `train` CLI on tiny synthetic stores (seconds)."""
+
+import csv
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from train.cli import main
+from tests._train_helpers import make_stores
+
+
+def _train(*args):
+    result = CliRunner().invoke(main, [*args, "--quiet"], catch_exceptions=False)
+    return result
+
+
+@pytest.fixture()
+def stores(tmp_path):
+    return make_stores(tmp_path / "features", dataset="synth", language="de", per_class=20, speakers=4, with_mel=False)
+
+
+def test_train_writes_metrics_config_checkpoints_and_plots(stores, tmp_path):
+    out = tmp_path / "run"
+    r = _train("--domains", "de=synth", "--features-dir", str(stores), "--epochs", "2", "--seeds", "2", "--out", str(out))
+    assert r.exit_code == 0, r.output
+    assert "random protocol" in r.output and "test UA" in r.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["protocol"] == "random" and metrics["features"] == ["ge2e", "mfcc"]
+    summary = metrics["domains_summary"]["de"]
+    assert summary["test_ua"]["n"] == 2 and 0.0 <= summary["test_ua"]["mean"] <= 1.0
+    run = metrics["runs"][0]
+    assert set(run["test"]["de"]["recall"]) == {"neutral", "happy", "angry", "sad"}
+    assert len(run["history"]) == 2 and 1 <= run["best_epoch"] <= 2
+    assert sum(map(sum, summary["confusion_sum"])) == 2 * 16  # two runs of 16 test utterances
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    assert [r["row"] for r in rows] == ["run0", "run1", "mean", "std"] and rows[0]["protocol"] == "random"
+    config = json.loads((out / "config.json").read_text())
+    assert config["train"]["optimizer"]["lr"] == 1e-3 and config["resolved"]["domains"] == ["de=synth"]
+    assert (out / "confusion_de.png").stat().st_size > 1000
+    ckpt = torch.load(out / "checkpoints" / "run0.pt", weights_only=False)
+    assert ckpt["classes"] == [["neutral", "happy", "angry", "sad"]] and "model" in ckpt and "aux" in ckpt
+
+
+def test_same_seed_gives_identical_results_on_cpu(stores, tmp_path):
+    uas = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        r = _train("--domains", "de=synth", "--features-dir", str(stores), "--epochs", "2", "--seeds", "1",
+                   "--out", str(out), "--no-checkpoints")
+        assert r.exit_code == 0, r.output
+        m = json.loads((out / "metrics.json").read_text())
+        uas.append((m["runs"][0]["history"], m["runs"][0]["test"]))
+    assert uas[0] == uas[1]
+
+
+def test_speaker_protocol_runs_all_folds_and_says_so(stores, tmp_path):
+    out = tmp_path / "spk"
+    r = _train("--domains", "de=synth", "--features-dir", str(stores), "--epochs", "1", "--protocol", "speaker",
+               "--features", "ge2e", "--out", str(out), "--no-aux")
+    assert r.exit_code == 0, r.output
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["protocol"] == "speaker" and m["runs_are"] == "speaker folds" and len(m["runs"]) == 4
+    assert sorted(s for run in m["runs"] for s in run["test_speakers"]["de"]) == ["spk0", "spk1", "spk2", "spk3"]
+    assert m["aux"] is False and "speaker protocol" in r.output
+
+
+def test_ablations_and_tsne(stores, tmp_path):
+    out = tmp_path / "abl"
+    r = _train("--domains", "de=synth", "--features-dir", str(stores), "--epochs", "1", "--seeds", "1",
+               "--out", str(out), "--ablations", "--tsne", "--no-checkpoints")
+    assert r.exit_code == 0, r.output
+    rows = list(csv.DictReader((out / "ablations" / "ablations.csv").open()))
+    assert [r["variant"] for r in rows] == ["all_features", "no_aux", "only_ge2e", "only_mfcc"]
+    only = json.loads((out / "ablations" / "only_mfcc" / "metrics.json").read_text())
+    assert only["features"] == ["mfcc"]
+    assert (out / "tsne.png").stat().st_size > 1000
+
+
+def test_standardize_and_tuned_preset_recorded(stores, tmp_path):
+    out = tmp_path / "tuned"
+    r = _train("--domains", "de=synth", "--features-dir", str(stores), "--epochs", "1", "--seeds", "1",
+               "--out", str(out), "--preset", "tuned", "--sampler", "shuffle", "--no-checkpoints")
+    assert r.exit_code == 0, r.output
+    config = json.loads((out / "config.json").read_text())
+    assert config["train"]["standardize"] is True and config["train"]["sampler"] == "shuffle"
+
+
+def test_clear_errors(stores, tmp_path):
+    r = CliRunner().invoke(main, ["--domains", "fr", "--features-dir", str(stores), "--quiet"])
+    assert r.exit_code == 2 and "no feature store holds language 'fr'" in r.output
+    r = CliRunner().invoke(main, ["--domains", "de=synth", "--features-dir", str(stores), "--features", "byol", "--quiet"])
+    assert r.exit_code == 2 and "no feature 'byol'" in r.output
+    make_stores(stores, dataset="other", language="fr")
+    r = CliRunner().invoke(main, ["--domains", "de=synth,fr", "--features-dir", str(stores), "--quiet", "--epochs", "1"])
+    assert r.exit_code == 2 and "single-domain model takes one domain" in r.output
+
+
+def test_ge2e_finetuning_moves_the_pretrained_encoder_slowly(tmp_path):
+    from train.models.ge2e import Ge2eEncoder
+
+    stores = make_stores(tmp_path / "features", per_class=8, emb_dim=256, with_mel=True)
+    out = tmp_path / "ft"
+    r = _train("--domains", "de=synth", "--features-dir", str(stores), "--epochs", "1", "--seeds", "1",
+               "--out", str(out), "--finetune-ge2e", "--per-class", "6")
+    assert r.exit_code == 0, r.output
+    state = torch.load(out / "checkpoints" / "run0.pt", weights_only=False)["model"]
+    pretrained = Ge2eEncoder.pretrained().state_dict()
+    moved = state["encoders.ge2e.linear.weight"] - pretrained["linear.weight"]
+    assert 0 < moved.abs().max() < 1e-3  # lr * 0.01 = 1e-5 per AdamW step

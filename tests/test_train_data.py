@@ -1,0 +1,145 @@
+"""Trainer data: domains from stores, refusals of bad stores, splits per run, batches and sampling."""
+
+from collections import Counter
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from sercore.errors import StoreError
+from sercore.store import UtteranceRecord, store_path, write_store
+from train.data import (ClassBalancedBatchSampler, FeatureDataset, FeatureScaler, collate, default_features, draw_split,
+                        load_domain, n_runs, resolve_domain, split_indices)
+from tests._train_helpers import make_stores
+
+
+def test_resolve_domain_by_code_explicit_name_and_scan(tmp_path):
+    make_stores(tmp_path, dataset="emodb", language="de")
+    make_stores(tmp_path, dataset="swahili", language="sw")
+    assert str(resolve_domain("de", tmp_path)) == "de=emodb"
+    assert str(resolve_domain("sw", tmp_path)) == "sw=swahili"  # found in the stores' language column
+    assert str(resolve_domain("sw=other", tmp_path)) == "sw=other"
+    with pytest.raises(StoreError, match="no feature store holds language 'fr'"):
+        resolve_domain("fr", tmp_path)
+    make_stores(tmp_path, dataset="swahili2", language="sw")
+    with pytest.raises(StoreError, match="several datasets"):
+        resolve_domain("sw", tmp_path)
+
+
+def test_load_domain_pools_splits_in_utt_id_order(tmp_path):
+    make_stores(tmp_path, per_class=10)
+    spec = resolve_domain("de=synth", tmp_path)
+    assert default_features(spec, tmp_path) == ["ge2e", "mfcc"]
+    data = load_domain(spec, tmp_path, ["mfcc", "ge2e"])
+    assert len(data) == 40 and data.utt_ids == sorted(data.utt_ids)
+    assert data.classes == ["neutral", "happy", "angry", "sad"]  # vocabulary order
+    assert data.kinds == {"mfcc": "sequence", "ge2e": "embedding"} and data.dims() == {"mfcc": 6, "ge2e": 5}
+    assert Counter(data.store_splits) == {"train": 24, "valid": 8, "test": 8}
+    # seed 0 of the random protocol is the split the stores were written with (the manifest's)
+    assert draw_split(data, "random", 0) == data.store_splits
+    assert draw_split(data, "random", 1) != data.store_splits
+
+
+def test_speaker_protocol_runs_every_fold_without_leakage(tmp_path):
+    make_stores(tmp_path, speakers=5, per_class=10)
+    data = load_domain(resolve_domain("de=synth", tmp_path), tmp_path, ["mfcc"])
+    assert n_runs(data, "speaker", seeds=5) == 5 and n_runs(data, "random", seeds=3) == 3
+    tested = Counter()
+    for fold in range(5):
+        splits = draw_split(data, "speaker", fold)
+        for name in ("train", "valid", "test"):
+            assert name in splits
+        by_split = {s: {sp for sp, x in zip(data.speakers, splits) if x == s} for s in ("train", "valid", "test")}
+        assert not (by_split["train"] & by_split["test"]) and not (by_split["valid"] & by_split["test"])
+        tested.update(by_split["test"])
+    assert tested == {f"spk{i}": 1 for i in range(5)}
+
+
+def test_speaker_protocol_refuses_too_few_speakers(tmp_path):
+    make_stores(tmp_path, speakers=2)
+    data = load_domain(resolve_domain("de=synth", tmp_path), tmp_path, ["mfcc"])
+    with pytest.raises(StoreError, match="speaker protocol impossible"):
+        draw_split(data, "speaker", 0)
+
+
+def _rewrite_attr(path, key, value):
+    with h5py.File(path, "r+") as f:
+        f.attrs[key] = value
+
+
+def test_refuses_foreign_corrupt_and_mixed_stores(tmp_path):
+    make_stores(tmp_path)
+    spec = resolve_domain("de=synth", tmp_path)
+    with pytest.raises(StoreError, match="no feature 'wav2vec'"):
+        load_domain(spec, tmp_path, ["wav2vec"])
+    _rewrite_attr(store_path(tmp_path, "synth", "valid"), "dataset", "emovo")
+    with pytest.raises(StoreError, match="belongs to dataset 'emovo'"):
+        load_domain(spec, tmp_path, ["mfcc"])
+    _rewrite_attr(store_path(tmp_path, "synth", "valid"), "dataset", "synth")
+    with h5py.File(store_path(tmp_path, "synth", "test"), "r+") as f:
+        f["features/mfcc"].attrs["checkpoint_sha256"] = "abc"
+    with pytest.raises(StoreError, match="differs from the one in .*checkpoint_sha256"):
+        load_domain(spec, tmp_path, ["mfcc"])
+    store_path(tmp_path, "synth", "test").write_bytes(b"not hdf5 at all")
+    with pytest.raises(StoreError, match="truncated or corrupt"):
+        load_domain(spec, tmp_path, ["mfcc"])
+    with pytest.raises(StoreError, match="no feature stores"):
+        load_domain(resolve_domain("de=nothing", tmp_path), tmp_path, ["mfcc"])
+
+
+def test_refuses_overlapping_stores_and_bad_values(tmp_path):
+    attrs = {"ge2e": {"kind": "embedding", "dim": 2}}
+    rec = lambda u, v=0.0: UtteranceRecord(u, "happy", "s1", "de", {"ge2e": np.array([v, 1.0])})  # noqa: E731
+    write_store(store_path(tmp_path, "d", "train"), "d", "train", [rec("a"), rec("b")], attrs)
+    write_store(store_path(tmp_path, "d", "test"), "d", "test", [rec("a")], attrs)
+    with pytest.raises(StoreError, match="utterance 'a' is also in"):
+        load_domain(resolve_domain("de=d", tmp_path), tmp_path, ["ge2e"])
+    write_store(store_path(tmp_path, "d", "test"), "d", "test", [rec("c", np.nan)], attrs)
+    with pytest.raises(StoreError, match="non-finite values"):
+        load_domain(resolve_domain("de=d", tmp_path), tmp_path, ["ge2e"])
+
+
+def test_collate_pads_with_zeros_and_keeps_lengths(tmp_path):
+    make_stores(tmp_path)
+    data = load_domain(resolve_domain("de=synth", tmp_path), tmp_path, ["mfcc", "ge2e"])
+    ds = FeatureDataset(data, [0, 1, 2], data.classes, domain=3)
+    batch = collate([ds[i] for i in range(3)])
+    lengths = [data.features["mfcc"][i].shape[0] for i in range(3)]
+    assert batch.lengths["mfcc"].tolist() == lengths
+    assert batch.sequences["mfcc"].shape == (3, max(lengths), 6)
+    for i, n in enumerate(lengths):
+        assert torch.all(batch.sequences["mfcc"][i, n:] == 0)
+        np.testing.assert_array_equal(batch.sequences["mfcc"][i, :n].numpy(), data.features["mfcc"][i])
+    assert batch.embeddings["ge2e"].shape == (3, 5) and batch.domains.tolist() == [3, 3, 3]
+    assert batch.utt_ids == data.utt_ids[:3] and len(batch) == 3
+
+
+def test_scaler_uses_training_statistics_only(tmp_path):
+    make_stores(tmp_path)
+    data = load_domain(resolve_domain("de=synth", tmp_path), tmp_path, ["mfcc", "ge2e"])
+    idx = split_indices(draw_split(data, "random", 0))
+    scaler = FeatureScaler.fit(data, idx["train"])
+    train = np.stack([scaler("ge2e", data.features["ge2e"][i]) for i in idx["train"]])
+    np.testing.assert_allclose(train.mean(0), 0, atol=1e-5)
+    np.testing.assert_allclose(train.std(0), 1, atol=1e-4)
+    frames = np.concatenate([scaler("mfcc", data.features["mfcc"][i]) for i in idx["train"]])
+    np.testing.assert_allclose(frames.mean(0), 0, atol=1e-5)
+    test = np.stack([scaler("ge2e", data.features["ge2e"][i]) for i in idx["test"]])
+    assert np.abs(test.mean(0)).max() > 1e-3  # not refitted on test
+
+
+def test_balanced_sampler_gives_every_class_enough_samples():
+    labels = [0] * 50 + [1] * 10 + [2] * 7
+    sampler = ClassBalancedBatchSampler(labels, per_class=6, seed=3)
+    batches = list(sampler)
+    assert len(batches) == len(sampler) == 4  # ceil(67 / 18)
+    for b in batches:
+        assert Counter(labels[i] for i in b) == {0: 6, 1: 6, 2: 6}
+    # without replacement within a pool: the 10 samples of class 1 are all used before any repeats
+    first_two = [i for b in batches[:1] for i in b if labels[i] == 1]
+    assert len(set(first_two)) == 6
+    sampler.set_epoch(1)
+    assert list(sampler) != batches
+    sampler.set_epoch(0)
+    assert list(sampler) == batches  # deterministic per seed and epoch

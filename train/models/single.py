@@ -1,0 +1,99 @@
+"""The single-language model of section 4.1 (figure 1).
+
+Every 2-D feature goes through its own :class:`SequenceEncoder`; the encodings and the 1-D features
+(GE2E, BYOL) are concatenated into the audio representation g (+) s(z'), which feeds both the
+contrastive auxiliary loss and the language's :class:`ClassificationTower`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Mapping, Sequence
+
+import torch
+from torch import nn
+
+from ..config import EncoderConfig, TowerConfig
+from ..data import Batch
+from . import DomainInfo, ModelOutput
+from .encoder import SequenceEncoder
+from .ge2e import Ge2eEncoder
+from .tower import ClassificationTower
+
+#: With GE2E fine-tuning, the ``ge2e`` embedding is recomputed from this stored sequence feature.
+GE2E_FEATURE, GE2E_INPUT = "ge2e", "ge2e_mel"
+
+
+class FeatureEncoders(nn.Module):
+    """Batch -> (batch, output_dim): the concatenated encodings of ``features`` (in that order).
+
+    ``kinds[name]`` is "sequence" (encoded by a SequenceEncoder of ``encoders[name]`` sizes) or
+    "embedding" (used as is). With ``ge2e`` given, the ``ge2e`` embedding is computed by that
+    (fine-tuned) encoder from ``batch.sequences["ge2e_mel"]`` instead of read from the batch, then
+    standardised like the stored one (buffers ``ge2e_mean``/``ge2e_std``, identity unless set).
+    """
+
+    def __init__(self, features: Sequence[str], kinds: Mapping[str, str], dims: Mapping[str, int],
+                 encoders: Mapping[str, EncoderConfig], ge2e: Ge2eEncoder | None = None):
+        super().__init__()
+        self.features = list(features)
+        self.kinds = {f: kinds[f] for f in self.features}
+        self.sequence_encoders = nn.ModuleDict({
+            f: SequenceEncoder(dims[f], **asdict(encoders[f])) for f in self.features if kinds[f] == "sequence"
+        })
+        self.ge2e = ge2e if GE2E_FEATURE in self.features else None
+        if self.ge2e is not None:
+            self.register_buffer("ge2e_mean", torch.zeros(self.ge2e.output_dim))
+            self.register_buffer("ge2e_std", torch.ones(self.ge2e.output_dim))
+        self.output_dims = {f: (self.sequence_encoders[f].output_dim if kinds[f] == "sequence" else dims[f]) for f in self.features}
+        self.output_dim = sum(self.output_dims.values())
+
+    def encode(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """Each feature's (batch, dim) encoding."""
+        out = {}
+        for f in self.features:
+            if f in self.sequence_encoders:
+                out[f] = self.sequence_encoders[f](batch.sequences[f], batch.lengths[f])
+            elif f == GE2E_FEATURE and self.ge2e is not None:
+                out[f] = (self.ge2e(batch.sequences[GE2E_INPUT], batch.lengths[GE2E_INPUT]) - self.ge2e_mean) / self.ge2e_std
+            else:
+                out[f] = batch.embeddings[f]
+        return out
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        parts = self.encode(batch)
+        return torch.cat([parts[f] for f in self.features], dim=-1)
+
+
+class SingleDomainModel(nn.Module):
+    """Batch -> ModelOutput(logits (batch, n_classes), representation (batch, encoders.output_dim))."""
+
+    def __init__(self, encoders: FeatureEncoders, n_classes: int, tower: TowerConfig):
+        super().__init__()
+        self.encoders = encoders
+        self.tower = ClassificationTower(encoders.output_dim, n_classes, tower.units, tower.activations, tower.dropout)
+
+    def represent(self, batch: Batch) -> torch.Tensor:
+        return self.encoders(batch)
+
+    def forward(self, batch: Batch) -> ModelOutput:
+        representation = self.represent(batch)
+        return ModelOutput(self.tower(representation), representation)
+
+
+def build_single_domain_model(config, domains: list[DomainInfo]) -> SingleDomainModel:
+    """Builder registered as ``--model single`` (one domain)."""
+    if len(domains) != 1:
+        names = ", ".join(d.language for d in domains)
+        raise ValueError(f"the single-domain model takes one domain, got {len(domains)} ({names}); "
+                         "use a multi-domain --model for several languages")
+    domain = domains[0]
+    features = list(domain.kinds)
+    ge2e = None
+    if config.train.finetune_ge2e and GE2E_FEATURE in features:
+        ge2e = Ge2eEncoder.pretrained()
+        if domain.dims.get(GE2E_FEATURE) != ge2e.output_dim or domain.dims.get(GE2E_INPUT) != ge2e.lstm.input_size:
+            raise ValueError(f"GE2E fine-tuning needs resemblyzer's 256-d ge2e and 40-band ge2e_mel features, the stores have "
+                             f"{domain.dims.get(GE2E_FEATURE)}-d and {domain.dims.get(GE2E_INPUT)} bands")
+    encoders = FeatureEncoders(features, domain.kinds, domain.dims, {f: config.encoder(f) for f in features}, ge2e)
+    return SingleDomainModel(encoders, len(domain.classes), config.language(domain.language).tower)

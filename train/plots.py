@@ -1,0 +1,66 @@
+"""Figures: the confusion matrix of a run folder, and the t-SNE of representations (paper figure 3)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def plot_confusion(confusion: np.ndarray, classes: Sequence[str], path: str | Path, title: str = "") -> Path:
+    """Row-normalised confusion matrix (rows: reference, columns: predicted), counts in the cells."""
+    confusion = np.asarray(confusion, dtype=float)
+    rates = confusion / np.maximum(confusion.sum(1, keepdims=True), 1)
+    n = len(classes)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.9 * n, 0.8 + 0.8 * n))
+    ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(n), classes, rotation=45, ha="right")
+    ax.set_yticks(range(n), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("reference")
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, f"{rates[i, j]:.2f}\n({int(confusion[i, j])})", ha="center", va="center", fontsize=7,
+                    color="white" if rates[i, j] > 0.5 else "black")
+    if title:
+        ax.set_title(title, fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_tsne(panels: Sequence[tuple[str, np.ndarray, np.ndarray]], path: str | Path, seed: int = 0, title: str = "") -> Path:
+    """One t-SNE panel per (title, representations (n, dim), emotion names (n,)); points coloured by emotion.
+
+    Representations are L2-normalised first, as the contrastive loss sees them.
+    """
+    from sklearn.manifold import TSNE
+
+    classes = sorted({c for _, _, names in panels for c in names})
+    colours = {c: plt.cm.tab10(i % 10) for i, c in enumerate(classes)}
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.6), squeeze=False)
+    for ax, (name, reps, labels) in zip(axes[0], panels):
+        x = reps / np.maximum(np.linalg.norm(reps, axis=1, keepdims=True), 1e-12)
+        perplexity = float(min(30, max(2, len(x) - 1) / 3))
+        xy = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(x)
+        for c in classes:
+            sel = np.asarray(labels) == c
+            ax.scatter(xy[sel, 0], xy[sel, 1], s=10, color=colours[c], label=c)
+        ax.set_title(name, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[0][-1].legend(fontsize=7, loc="best", markerscale=1.5)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

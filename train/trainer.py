@@ -1,0 +1,188 @@
+"""Fit one model for one seed (or fold): epochs, validation-only model selection, test evaluation.
+
+The loss is L_CE + sum over domains of alpha_d * L_aux,d (eq. 6), plus the model's own ``penalty``.
+Each domain has its own contrastive loss (own w, b) computed on its rows of the batch.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from .config import TrainConfig
+from .data import ClassBalancedBatchSampler, collate
+from .losses import ContrastiveAuxLoss
+from .metrics import Scores, score
+from .models.ge2e import Ge2eEncoder
+
+
+@dataclass
+class Evaluation:
+    """Predictions on one split: per-domain scores, plus the raw arrays (in dataset order)."""
+
+    scores: dict[int, Scores]
+    loss: float
+    labels: np.ndarray
+    predictions: np.ndarray
+    domains: np.ndarray
+    representations: np.ndarray
+    utt_ids: list[str]
+
+    @property
+    def ua(self) -> float:
+        return float(np.mean([s.ua for s in self.scores.values()]))
+
+    @property
+    def wa(self) -> float:
+        return float(np.mean([s.wa for s in self.scores.values()]))
+
+
+@dataclass
+class FitResult:
+    best_epoch: int
+    valid: Evaluation
+    test: Evaluation
+    history: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+    state: dict = field(default_factory=dict)  # best weights: {"model": ..., "aux": ...}
+
+
+@contextmanager
+def deterministic():
+    """Deterministic kernels while fitting (CPU results then repeat exactly for a seed); restored afterwards."""
+    before = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before)
+
+
+def _labels_of(dataset: Dataset) -> list[tuple[int, int]]:
+    """(domain, label) of every item, without building examples (ConcatDataset of FeatureDatasets)."""
+    parts = getattr(dataset, "datasets", [dataset])
+    return [(p.domain, y) for p in parts for y in p.labels]
+
+
+class Trainer:
+    """Trains ``model`` with the paper's optimiser and loss; ``classes[d]`` / ``alphas[d]`` per domain index d."""
+
+    def __init__(self, model: nn.Module, config: TrainConfig, classes: Sequence[Sequence[str]], alphas: Sequence[float],
+                 seed: int = 0, description: str = ""):
+        self.model = model.to(config.device)
+        self.config = config
+        self.classes = [list(c) for c in classes]
+        self.alphas = [float(a) if config.aux else 0.0 for a in alphas]
+        self.aux = nn.ModuleList(ContrastiveAuxLoss(reduction=config.aux_reduction) for _ in classes).to(config.device)
+        self.seed = seed
+        self.description = description
+        self.optimizer = self._optimizer()
+
+    def _optimizer(self) -> torch.optim.Optimizer:
+        opt = self.config.optimizer
+        slow = [p for m in self.model.modules() if isinstance(m, Ge2eEncoder) for p in m.parameters()]
+        slow_ids = {id(p) for p in slow}
+        fast = [p for p in self.model.parameters() if id(p) not in slow_ids] + list(self.aux.parameters())
+        groups = [{"params": fast, "lr": opt.lr}]
+        if slow:
+            groups.append({"params": slow, "lr": opt.lr * opt.ge2e_lr_scale})
+        return torch.optim.AdamW(groups, lr=opt.lr, betas=tuple(opt.betas), eps=opt.eps, weight_decay=opt.weight_decay)
+
+    def _loss(self, output, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        ce = F.cross_entropy(output.logits, batch.labels)
+        aux = output.logits.new_zeros(())
+        for d, alpha in enumerate(self.alphas):
+            if alpha == 0.0:
+                continue
+            rows = batch.domains == d
+            if rows.any():
+                aux = aux + alpha * self.aux[d](output.representation[rows], batch.labels[rows])
+        return ce + aux + output.penalty, ce, aux
+
+    def _loader(self, dataset: Dataset, train: bool) -> DataLoader:
+        if not train:
+            return DataLoader(dataset, batch_size=max(self.config.batch_size, 64), shuffle=False, collate_fn=collate)
+        if self.config.sampler == "balanced":
+            sampler = ClassBalancedBatchSampler(_labels_of(dataset), self.config.per_class, seed=self.seed)
+            return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate)
+        generator = torch.Generator().manual_seed(self.seed)
+        return DataLoader(dataset, batch_size=self.config.batch_size, shuffle=True, generator=generator, collate_fn=collate)
+
+    @torch.no_grad()
+    def evaluate(self, dataset: Dataset) -> Evaluation:
+        self.model.eval()
+        labels, preds, domains, reps, ids, loss_sum = [], [], [], [], [], 0.0
+        for batch in self._loader(dataset, train=False):
+            batch = batch.to(self.config.device)
+            out = self.model(batch)
+            loss_sum += float(F.cross_entropy(out.logits, batch.labels, reduction="sum"))
+            labels.append(batch.labels.cpu())
+            preds.append(out.logits.argmax(-1).cpu())
+            domains.append(batch.domains.cpu())
+            reps.append(out.representation.float().cpu())
+            ids += batch.utt_ids
+        labels_a, preds_a, domains_a = (torch.cat(x).numpy() for x in (labels, preds, domains))
+        scores = {d: score(labels_a[domains_a == d], preds_a[domains_a == d], self.classes[d])
+                  for d in sorted(set(domains_a.tolist()))}
+        return Evaluation(scores, loss_sum / len(labels_a), labels_a, preds_a, domains_a, torch.cat(reps).numpy(), ids)
+
+    def _better(self, valid: Evaluation, best: Evaluation | None) -> bool:
+        if best is None:
+            return True
+        if self.config.selection == "loss":
+            return valid.loss < best.loss
+        key = "ua" if self.config.selection == "ua" else "wa"
+        new, old = getattr(valid, key), getattr(best, key)
+        return new > old or (new == old and valid.loss < best.loss)
+
+    def fit(self, train: Dataset, valid: Dataset, test: Dataset) -> FitResult:
+        start = time.perf_counter()
+        loader = self._loader(train, train=True)
+        history: list[dict] = []
+        best: Evaluation | None = None
+        best_epoch, best_state, stale = 0, None, 0
+        epochs = tqdm(range(1, self.config.epochs + 1), desc=self.description or "training", unit="epoch",
+                      disable=not self.config.progress, leave=False)
+        with deterministic():
+            for epoch in epochs:
+                if isinstance(loader.batch_sampler, ClassBalancedBatchSampler):
+                    loader.batch_sampler.set_epoch(epoch)
+                self.model.train()
+                totals = np.zeros(3)
+                n = 0
+                for batch in tqdm(loader, desc=f"epoch {epoch}/{self.config.epochs}", unit="batch", leave=False,
+                                  disable=not self.config.progress):
+                    batch = batch.to(self.config.device)
+                    output = self.model(batch)
+                    loss, ce, aux = self._loss(output, batch)
+                    self.optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    self.optimizer.step()
+                    totals += [float(loss.detach()), float(ce.detach()), float(aux.detach())]
+                    n += 1
+                result = self.evaluate(valid)
+                record = {"epoch": epoch, "train_loss": totals[0] / n, "train_ce": totals[1] / n, "train_aux": totals[2] / n,
+                          "valid_loss": result.loss, "valid_wa": result.wa, "valid_ua": result.ua}
+                history.append(record)
+                epochs.set_postfix(loss=f"{record['train_loss']:.3f}", valid_ua=f"{result.ua:.3f}")
+                if self._better(result, best):
+                    best, best_epoch, stale = result, epoch, 0
+                    best_state = {"model": copy.deepcopy(self.model.state_dict()), "aux": copy.deepcopy(self.aux.state_dict())}
+                else:
+                    stale += 1
+                    if self.config.patience is not None and stale >= self.config.patience:
+                        break
+            self.model.load_state_dict(best_state["model"])
+            self.aux.load_state_dict(best_state["aux"])
+            test_result = self.evaluate(test)
+        return FitResult(best_epoch, best, test_result, history, time.perf_counter() - start, best_state)
