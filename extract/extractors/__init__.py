@@ -16,6 +16,7 @@ REGISTRY: dict[str, str] = {
     "wav2vec": "extract.extractors.wav2vec:Wav2VecExtractor",
     "ge2e": "extract.extractors.ge2e:Ge2eExtractor",
     "byol": "extract.extractors.byol:ByolExtractor",
+    "ge2e_mel": "extract.extractors.ge2e:Ge2eMelExtractor",
 }
 NAMES: tuple[str, ...] = tuple(REGISTRY)
 
