@@ -29,9 +29,11 @@ def test_sequence_encoder_refuses_even_kernels():
         SequenceEncoder(8, kernel_sizes=(2, 5))
 
 
-def test_padding_does_not_change_encoder_outputs():
+@pytest.mark.parametrize("stats_pooling", [False, True])
+def test_padding_does_not_change_encoder_outputs(stats_pooling):
     torch.manual_seed(1)
-    enc = SequenceEncoder(6, conv_channels=8, lstm_hidden=8, lstm_layers=2, attention_dim=16).eval()
+    enc = SequenceEncoder(6, conv_channels=8, lstm_hidden=8, lstm_layers=2, attention_dim=16, stats_pooling=stats_pooling).eval()
+    assert enc.output_dim == (16 + 32 if stats_pooling else 16)
     seqs = [torch.randn(n, 6) for n in (12, 5, 1, 8)]
     lengths = torch.tensor([len(s) for s in seqs])
     padded = torch.zeros(4, 20, 6)
@@ -42,6 +44,7 @@ def test_padding_does_not_change_encoder_outputs():
     for i, s in enumerate(seqs):
         noisy[i, len(s):] = 100.0
     batch_out = enc(padded, lengths)
+    assert batch_out.shape == (4, enc.output_dim)
     torch.testing.assert_close(enc(noisy, lengths), batch_out)
     for i, s in enumerate(seqs):
         alone = enc(s[None], lengths[i : i + 1])

@@ -85,6 +85,23 @@ def test_standardize_and_tuned_preset_recorded(stores, tmp_path):
     assert r.exit_code == 0, r.output
     config = json.loads((out / "config.json").read_text())
     assert config["train"]["standardize"] is True and config["train"]["sampler"] == "shuffle"
+    paper = tmp_path / "paper"
+    r = _train("--domains", "de=synth", "--features-dir", str(stores), "--epochs", "1", "--seeds", "1", "--out", str(paper),
+               "--no-checkpoints")
+    config = json.loads((paper / "config.json").read_text())
+    assert config["train"]["standardize"] is False and config["train"]["crop"] == 0.0 and config["train"]["ema"] is None
+    assert config["languages"]["de"]["tower"] == {"units": 512, "activations": ["tanh", "relu"], "dropout": 0.1, "input_dropout": 0.0}
+    assert config["stats_pooling"] is False and config["train"]["aux_reduction"] == "sum"
+
+
+def test_optional_regularisers_run(stores, tmp_path):
+    out = tmp_path / "reg"
+    r = _train("--domains", "de=synth", "--features-dir", str(stores), "--epochs", "2", "--seeds", "1", "--out", str(out),
+               "--ema", "0.9", "--crop", "0.5", "--input-dropout", "0.3", "--stats-pooling", "--label-smoothing", "0.1",
+               "--no-checkpoints")
+    assert r.exit_code == 0, r.output
+    config = json.loads((out / "config.json").read_text())
+    assert config["train"]["ema"] == 0.9 and config["train"]["crop"] == 0.5 and config["stats_pooling"] is True
 
 
 def test_clear_errors(stores, tmp_path):

@@ -143,3 +143,22 @@ def test_balanced_sampler_gives_every_class_enough_samples():
     assert list(sampler) != batches
     sampler.set_epoch(0)
     assert list(sampler) == batches  # deterministic per seed and epoch
+
+
+def test_crop_augmentation_takes_contiguous_parts_and_is_seeded(tmp_path):
+    make_stores(tmp_path, with_mel=True)
+    data = load_domain(resolve_domain("de=synth", tmp_path), tmp_path, ["mfcc", "ge2e", "ge2e_mel"])
+    idx = list(range(12))
+    a = FeatureDataset(data, idx, data.classes, crop=0.5, seed=1)
+    b = FeatureDataset(data, idx, data.classes, crop=0.5, seed=1)
+    for k, i in enumerate(idx):
+        full = data.features["mfcc"][i]
+        example, twin = a[k], b[k]
+        got = example.features["mfcc"].numpy()
+        assert int(np.ceil(0.5 * len(full))) <= len(got) <= len(full)
+        starts = [s for s in range(len(full) - len(got) + 1) if np.array_equal(full[s:s + len(got)], got)]
+        assert starts, "a crop is a contiguous part of the utterance"
+        np.testing.assert_array_equal(example.features["ge2e_mel"].numpy(), data.features["ge2e_mel"][i])  # untouched
+        np.testing.assert_array_equal(got, twin.features["mfcc"].numpy())
+    plain = FeatureDataset(data, idx, data.classes)
+    assert all(np.array_equal(plain[k].features["mfcc"].numpy(), data.features["mfcc"][i]) for k, i in enumerate(idx))

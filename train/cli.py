@@ -22,6 +22,8 @@ from .models import MODELS
 
 #: ``--preset tuned``: deviations from the paper chosen on EmoDB validation splits (README, "Training").
 TUNED: dict[str, object] = {"standardize": True}
+TUNED_TOWER: dict[str, object] = {}
+TUNED_ENCODER: dict[str, object] = {}
 
 
 def _csv(value: str | None) -> list[str] | None:
@@ -58,6 +60,13 @@ def _csv(value: str | None) -> list[str] | None:
 @click.option("--lr", type=float, default=None, help="AdamW learning rate [paper: 1e-3].")
 @click.option("--weight-decay", type=float, default=None, help="AdamW weight decay [paper: 1e-5].")
 @click.option("--dropout", type=float, default=None, help="Tower dropout [paper: 0.1].")
+@click.option("--input-dropout", type=float, default=None, help="Dropout on the representation before the tower [paper: none].")
+@click.option("--stats-pooling/--no-stats-pooling", default=None,
+              help="Encoders also pool mean + std over time of the LSTM outputs [paper: attention only].")
+@click.option("--ema", type=float, default=None, help="Evaluate an exponential moving average of the weights with this decay.")
+@click.option("--label-smoothing", type=float, default=None, help="Label smoothing of the cross-entropy [paper: 0].")
+@click.option("--crop", type=click.FloatRange(0, 1), default=None,
+              help="Training augmentation: random contiguous crops of at least this fraction of each sequence [paper: none].")
 @click.option("--patience", type=click.IntRange(1), default=None, help="Early stop after this many epochs without a better validation score.")
 @click.option("--tsne", is_flag=True, help="Also fit run 0 with and without the aux loss and plot t-SNE of test representations (figure 3).")
 @click.option("--ablations", is_flag=True, help="Instead: all features, without aux loss, each feature alone (table 4, figure 4a).")
@@ -65,7 +74,7 @@ def _csv(value: str | None) -> list[str] | None:
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def main(domains, features, protocol, seeds, first_seed, folds, epochs, device, out, features_dir, model_name, preset,
          no_aux, alpha, aux_reduction, standardize, finetune_ge2e, sampler, per_class, batch_size, lr, weight_decay,
-         dropout, patience, tsne, ablations, no_checkpoints, quiet) -> None:
+         dropout, input_dropout, stats_pooling, ema, label_smoothing, crop, patience, tsne, ablations, no_checkpoints, quiet) -> None:
     """Train SER models on the feature stores of the given language domains; report WA/UA over runs."""
     from .experiment import run_ablations, run_experiment, run_tsne
 
@@ -74,23 +83,27 @@ def main(domains, features, protocol, seeds, first_seed, folds, epochs, device, 
     if preset == "tuned":
         train = replace(train, **TUNED)
     given = {"epochs": epochs, "aux_reduction": aux_reduction, "standardize": standardize, "finetune_ge2e": finetune_ge2e,
-             "sampler": sampler, "per_class": per_class, "batch_size": batch_size, "patience": patience, "alpha": alpha}
+             "sampler": sampler, "per_class": per_class, "batch_size": batch_size, "patience": patience, "alpha": alpha,
+             "ema": ema, "label_smoothing": label_smoothing, "crop": crop}
     train = replace(train, **{k: v for k, v in given.items() if v is not None})
     if no_aux:
         train = replace(train, aux=False)
     opt = OptimizerConfig()
     train = replace(train, optimizer=replace(opt, **{k: v for k, v in {"lr": lr, "weight_decay": weight_decay}.items() if v is not None}))
+    tower = {k: v for k, v in TUNED_TOWER.items()} if preset == "tuned" else {}
+    tower.update({k: v for k, v in {"dropout": dropout, "input_dropout": input_dropout}.items() if v is not None})
     languages = {}
-    if dropout is not None:
-        for spec in domain_list:
-            code = spec.split("=", 1)[0].strip()
-            base = language_config(code)
-            languages[code] = LanguageConfig(replace(base.tower, dropout=dropout), base.alpha)
+    for spec in domain_list:
+        code = spec.split("=", 1)[0].strip()
+        base = language_config(code)
+        languages[code] = LanguageConfig(replace(base.tower, **tower), base.alpha)
+    if stats_pooling is None:
+        stats_pooling = bool(TUNED_ENCODER.get("stats_pooling")) if preset == "tuned" else False
     name = "-".join(s.split("=", 1)[0] for s in domain_list)
     config = ExperimentConfig(
         domains=domain_list, features=_csv(features), protocol=protocol, seeds=seeds, folds=folds, first_seed=first_seed,
         features_dir=features_dir, out=out or f"runs/{name}_{protocol}", model=model_name, train=train,
-        languages=languages, save_checkpoints=not no_checkpoints,
+        languages=languages, save_checkpoints=not no_checkpoints, stats_pooling=stats_pooling,
     )
     try:
         if ablations:

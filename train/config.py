@@ -23,6 +23,7 @@ class EncoderConfig:
     lstm_layers: int = 1
     attention_dim: int = 256
     dropout: float = 0.0
+    stats_pooling: bool = False  # not in the paper: also mean + std over time of the LSTM outputs
 
 
 #: Section 5.1: wav2vec and Allosaurus 64 kernels (widths 3 and 5), LSTM 128, attention 256; MFCC 32
@@ -44,6 +45,7 @@ class TowerConfig:
     units: int = 512
     activations: tuple[str, ...] = ("tanh", "relu")
     dropout: float = 0.1
+    input_dropout: float = 0.0  # not in the paper: dropout on the representation before the first layer
 
 
 @dataclass
@@ -102,6 +104,11 @@ class TrainConfig:
     standardize: bool = False
     #: Fine-tune resemblyzer's GE2E encoder on the stored ``ge2e_mel`` frames (the paper does, at lr * 0.01).
     finetune_ge2e: bool = False
+    label_smoothing: float = 0.0  # not in the paper
+    #: Not in the paper: training utterances' sequence features are randomly cropped to >= this fraction (0: off).
+    crop: float = 0.0
+    #: Not in the paper: evaluate (and keep) an exponential moving average of the weights with this decay.
+    ema: float | None = None
     selection: Literal["ua", "wa", "loss"] = "ua"  # validation criterion for picking the epoch
     patience: int | None = None  # stop after this many epochs without a better validation score
     device: str = "cpu"
@@ -127,9 +134,12 @@ class ExperimentConfig:
     encoders: dict[str, EncoderConfig] = field(default_factory=dict)
     languages: dict[str, LanguageConfig] = field(default_factory=dict)
     save_checkpoints: bool = True
+    #: Not in the paper: every sequence encoder also pools mean + std over time (EncoderConfig.stats_pooling).
+    stats_pooling: bool = False
 
     def encoder(self, feature: str) -> EncoderConfig:
-        return self.encoders.get(feature) or encoder_config(feature)
+        config = self.encoders.get(feature) or encoder_config(feature)
+        return replace(config, stats_pooling=True) if self.stats_pooling else config
 
     def language(self, language: str) -> LanguageConfig:
         return self.languages.get(language) or language_config(language)

@@ -357,10 +357,15 @@ class FeatureScaler:
 
 
 class FeatureDataset(Dataset):
-    """The utterances ``indices`` of a domain as :class:`Example` s (tensors built once, in memory)."""
+    """The utterances ``indices`` of a domain as :class:`Example` s (tensors built once, in memory).
+
+    ``crop`` > 0 (training augmentation, not in the paper): each time an utterance is drawn, each of its
+    sequence features (not auxiliary inputs such as ``ge2e_mel``) is cut to a random contiguous part of
+    at least ``crop`` of its frames, from a generator seeded with ``seed``.
+    """
 
     def __init__(self, data: DomainData, indices: Sequence[int], classes: Sequence[str], domain: int = 0,
-                 scaler: FeatureScaler | None = None):
+                 scaler: FeatureScaler | None = None, crop: float = 0.0, seed: int = 0):
         index = {c: i for i, c in enumerate(classes)}
         missing = sorted({data.emotions[i] for i in indices} - set(index))
         if missing:
@@ -376,12 +381,25 @@ class FeatureDataset(Dataset):
                 a = arrays[i] if scaler is None else scaler(name, arrays[i])
                 feats[name] = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
             self._features.append(feats)
+        if not 0.0 <= crop <= 1.0:
+            raise ValueError(f"crop must be a fraction in [0, 1], got {crop}")
+        self.crop = crop
+        self._rng = np.random.default_rng([seed, domain])
 
     def __len__(self) -> int:
         return len(self.indices)
 
     def __getitem__(self, k: int) -> Example:
-        return Example(self.utt_ids[k], self._features[k], self.labels[k], self.domain)
+        features = self._features[k]
+        if self.crop > 0:
+            features = dict(features)
+            for name, a in features.items():
+                if a.ndim == 2 and name not in AUXILIARY_FEATURES and a.shape[0] > 1:
+                    n = a.shape[0]
+                    keep = int(self._rng.integers(max(1, int(np.ceil(self.crop * n))), n + 1))
+                    start = int(self._rng.integers(0, n - keep + 1))
+                    features[name] = a[start:start + keep]
+        return Example(self.utt_ids[k], features, self.labels[k], self.domain)
 
 
 class ClassBalancedBatchSampler(Sampler[list[int]]):

@@ -84,7 +84,8 @@ def fit_run(config: ExperimentConfig, datas: list[DomainData], features: list[st
         scaler = FeatureScaler.fit(data, idx["train"], skip=[GE2E_INPUT]) if config.train.standardize else None
         scalers.append(scaler)
         for name in parts:
-            parts[name].append(FeatureDataset(data, idx[name], data.classes, domain=d, scaler=scaler))
+            crop = config.train.crop if name == "train" else 0.0
+            parts[name].append(FeatureDataset(data, idx[name], data.classes, domain=d, scaler=scaler, crop=crop, seed=seed))
         test_speakers[data.spec.language] = sorted({data.speakers[i] for i in idx["test"]})
     datasets = {k: v[0] if len(v) == 1 else ConcatDataset(v) for k, v in parts.items()}
     torch.manual_seed(seed)

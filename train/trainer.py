@@ -87,6 +87,8 @@ class Trainer:
         self.seed = seed
         self.description = description
         self.optimizer = self._optimizer()
+        # EMA of the weights (optional): evaluated, selected and saved instead of the raw weights
+        self.ema_model = copy.deepcopy(self.model) if config.ema else None
 
     def _optimizer(self) -> torch.optim.Optimizer:
         opt = self.config.optimizer
@@ -99,7 +101,7 @@ class Trainer:
         return torch.optim.AdamW(groups, lr=opt.lr, betas=tuple(opt.betas), eps=opt.eps, weight_decay=opt.weight_decay)
 
     def _loss(self, output, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        ce = F.cross_entropy(output.logits, batch.labels)
+        ce = F.cross_entropy(output.logits, batch.labels, label_smoothing=self.config.label_smoothing)
         aux = output.logits.new_zeros(())
         for d, alpha in enumerate(self.alphas):
             if alpha == 0.0:
@@ -119,12 +121,25 @@ class Trainer:
         return DataLoader(dataset, batch_size=self.config.batch_size, shuffle=True, generator=generator, collate_fn=collate)
 
     @torch.no_grad()
+    def _update_ema(self) -> None:
+        decay = float(self.config.ema)
+        for e, p in zip(self.ema_model.parameters(), self.model.parameters()):
+            e.mul_(decay).add_(p.detach(), alpha=1.0 - decay)
+        for e, b in zip(self.ema_model.buffers(), self.model.buffers()):
+            e.copy_(b)
+
+    @property
+    def eval_model(self) -> nn.Module:
+        return self.ema_model if self.ema_model is not None else self.model
+
+    @torch.no_grad()
     def evaluate(self, dataset: Dataset) -> Evaluation:
-        self.model.eval()
+        model = self.eval_model
+        model.eval()
         labels, preds, domains, reps, ids, loss_sum = [], [], [], [], [], 0.0
         for batch in self._loader(dataset, train=False):
             batch = batch.to(self.config.device)
-            out = self.model(batch)
+            out = model(batch)
             loss_sum += float(F.cross_entropy(out.logits, batch.labels, reduction="sum"))
             labels.append(batch.labels.cpu())
             preds.append(out.logits.argmax(-1).cpu())
@@ -168,6 +183,8 @@ class Trainer:
                     self.optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     self.optimizer.step()
+                    if self.ema_model is not None:
+                        self._update_ema()
                     totals += [float(loss.detach()), float(ce.detach()), float(aux.detach())]
                     n += 1
                 result = self.evaluate(valid)
@@ -177,12 +194,12 @@ class Trainer:
                 epochs.set_postfix(loss=f"{record['train_loss']:.3f}", valid_ua=f"{result.ua:.3f}")
                 if self._better(result, best):
                     best, best_epoch, stale = result, epoch, 0
-                    best_state = {"model": copy.deepcopy(self.model.state_dict()), "aux": copy.deepcopy(self.aux.state_dict())}
+                    best_state = {"model": copy.deepcopy(self.eval_model.state_dict()), "aux": copy.deepcopy(self.aux.state_dict())}
                 else:
                     stale += 1
                     if self.config.patience is not None and stale >= self.config.patience:
                         break
-            self.model.load_state_dict(best_state["model"])
+            self.eval_model.load_state_dict(best_state["model"])
             self.aux.load_state_dict(best_state["aux"])
             test_result = self.evaluate(test)
         return FitResult(best_epoch, best, test_result, history, time.perf_counter() - start, best_state)

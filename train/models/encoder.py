@@ -31,15 +31,20 @@ class SequenceEncoder(nn.Module):
 
     The attention scales by ``sqrt(attention_dim)`` (the key size, as in Vaswani et al.); the paper's
     eq. (2) writes sqrt(k) with k the LSTM hidden size, which would only rescale the learnable W_Q.
+
+    ``stats_pooling=True`` (not in the paper; off by default) also appends the masked mean and standard
+    deviation over time of the LSTM outputs, so the output is (batch, attention_dim + 4 * lstm_hidden).
     """
 
     def __init__(self, input_dim: int, conv_channels: int = 64, kernel_sizes: Sequence[int] = (3, 5),
-                 lstm_hidden: int = 128, lstm_layers: int = 1, attention_dim: int = 256, dropout: float = 0.0):
+                 lstm_hidden: int = 128, lstm_layers: int = 1, attention_dim: int = 256, dropout: float = 0.0,
+                 stats_pooling: bool = False):
         super().__init__()
         if any(k % 2 == 0 for k in kernel_sizes):
             raise ValueError(f"kernel sizes must be odd so that every frame keeps its place, got {tuple(kernel_sizes)}")
         self.input_dim = input_dim
-        self.output_dim = attention_dim
+        self.stats_pooling = stats_pooling
+        self.output_dim = attention_dim + (4 * lstm_hidden if stats_pooling else 0)
         # 'same' padding with zeros: a frame next to the end of an utterance sees zeros whether or not the
         # batch is padded, as long as padded frames are zero (forward() zeroes them).
         self.convs = nn.ModuleList(nn.Conv1d(input_dim, conv_channels, k, padding=k // 2) for k in kernel_sizes)
@@ -51,7 +56,7 @@ class SequenceEncoder(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor, return_weights: bool = False):
-        """``x`` (batch, frames, input_dim), ``lengths`` (batch,) -> (batch, attention_dim) [, weights (batch, frames)]."""
+        """``x`` (batch, frames, input_dim), ``lengths`` (batch,) -> (batch, output_dim) [, weights (batch, frames)]."""
         batch, frames, _ = x.shape
         mask = length_mask(lengths, frames, x.device)
         x = x * mask[..., None]
@@ -66,4 +71,10 @@ class SequenceEncoder(nn.Module):
         scores = (q @ k.transpose(1, 2)).squeeze(1) / math.sqrt(k.shape[-1])  # (batch, frames)
         weights = torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1)
         pooled = (weights[..., None] * v).sum(dim=1)
+        if self.stats_pooling:
+            m = mask[..., None].to(out.dtype)
+            n = lengths.to(out.device, out.dtype)[:, None]
+            mean = (out * m).sum(1) / n
+            std = ((((out - mean[:, None]) * m) ** 2).sum(1) / n + 1e-6).sqrt()
+            pooled = torch.cat([pooled, mean, std], dim=-1)
         return (pooled, weights) if return_weights else pooled

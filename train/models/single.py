@@ -71,7 +71,8 @@ class SingleDomainModel(nn.Module):
     def __init__(self, encoders: FeatureEncoders, n_classes: int, tower: TowerConfig):
         super().__init__()
         self.encoders = encoders
-        self.tower = ClassificationTower(encoders.output_dim, n_classes, tower.units, tower.activations, tower.dropout)
+        self.tower = ClassificationTower(encoders.output_dim, n_classes, tower.units, tower.activations, tower.dropout,
+                                         tower.input_dropout)
 
     def represent(self, batch: Batch) -> torch.Tensor:
         return self.encoders(batch)

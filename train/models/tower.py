@@ -32,13 +32,14 @@ class ClassificationTower(nn.Module):
 
     One hidden layer of ``units`` per entry of ``activations``, each followed by dropout, then a linear
     output layer. Paper values (section 5.1): English 256 units with Mish then GELU; German and French
-    512 units with Tanh then ReLU; dropout 0.1.
+    512 units with Tanh then ReLU; dropout 0.1. ``input_dropout`` (not in the paper, default off) drops
+    representation entries before the first layer.
     """
 
     def __init__(self, input_dim: int, n_classes: int, units: int = 512, activations: Sequence[str] = ("tanh", "relu"),
-                 dropout: float = 0.1):
+                 dropout: float = 0.1, input_dropout: float = 0.0):
         super().__init__()
-        layers: list[nn.Module] = []
+        layers: list[nn.Module] = [nn.Dropout(input_dropout)] if input_dropout > 0 else []
         width = input_dim
         for name in activations:
             layers += [nn.Linear(width, units), activation(name), nn.Dropout(dropout)]

@@ -1,0 +1,93 @@
+"""scikit-learn reference models on exactly the trainer's splits and stores (apples to apples).
+
+    python bench/baselines.py --domains de --protocol random --seeds 5
+    python bench/baselines.py --domains de --protocol speaker
+
+Pooled features: MFCC statistics (mean and standard deviation over frames of the MFCCs and of their
+deltas) and the GE2E embedding. Models: SVM (RBF) on MFCC statistics, logistic regression on GE2E,
+logistic regression on MFCC statistics + GE2E; every model standardises its inputs (StandardScaler) and
+uses scikit-learn's defaults otherwise. Each run uses the trainer's split (train.data.draw_split); the
+baselines have no epochs to select, so by default they are fitted on train + valid (80% of the data
+under the random protocol, as in the brief's reference figures; ``--fit-on train`` uses exactly the
+network's training data) and scored on the same test set as the network.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sklearn.linear_model import LogisticRegression  # noqa: E402
+from sklearn.pipeline import make_pipeline  # noqa: E402
+from sklearn.preprocessing import StandardScaler  # noqa: E402
+from sklearn.svm import SVC  # noqa: E402
+
+from train.data import draw_split, load_domain, n_runs, resolve_domain, split_indices  # noqa: E402
+from train.metrics import score  # noqa: E402
+
+
+def mfcc_statistics(frames: np.ndarray) -> np.ndarray:
+    """(frames, n_mfcc) -> (4 * n_mfcc,): mean and std of the MFCCs and of their first differences (deltas)."""
+    import librosa
+
+    width = min(9, frames.shape[0] if frames.shape[0] % 2 else frames.shape[0] - 1)
+    delta = librosa.feature.delta(frames.T, width=width).T if width >= 3 else np.zeros_like(frames)
+    return np.concatenate([frames.mean(0), frames.std(0), delta.mean(0), delta.std(0)])
+
+
+MODELS = {
+    "svm_mfcc_stats": (["mfcc"], lambda: make_pipeline(StandardScaler(), SVC())),
+    "lr_ge2e": (["ge2e"], lambda: make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000))),
+    "lr_mfcc_stats_ge2e": (["mfcc", "ge2e"], lambda: make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000))),
+}
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--domains", default="de")
+    p.add_argument("--features-dir", default="features")
+    p.add_argument("--protocol", choices=["random", "speaker"], default="random")
+    p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--fit-on", choices=["train", "train+valid"], default="train+valid",
+                   help="train: exactly the network's training data; train+valid: 80%% as in the reference figures")
+    p.add_argument("--out", default=None, help="write the results as JSON here")
+    args = p.parse_args(argv)
+    spec = resolve_domain(args.domains, args.features_dir)
+    data = load_domain(spec, args.features_dir, ["mfcc", "ge2e"])
+    pooled = {"mfcc": np.stack([mfcc_statistics(a) for a in data.features["mfcc"]]), "ge2e": np.stack(data.features["ge2e"])}
+    y = np.array([data.classes.index(e) for e in data.emotions])
+    results: dict[str, list[dict]] = {m: [] for m in MODELS}
+    start = time.perf_counter()
+    for run in range(n_runs(data, args.protocol, args.seeds)):
+        idx = split_indices(draw_split(data, args.protocol, run))
+        fit_rows = np.array(idx["train"] + (idx["valid"] if args.fit_on == "train+valid" else []))
+        test_rows = np.array(idx["test"])
+        for name, (features, make) in MODELS.items():
+            x = np.concatenate([pooled[f] for f in features], axis=1)
+            model = make().fit(x[fit_rows], y[fit_rows])
+            s = score(y[test_rows], model.predict(x[test_rows]), data.classes)
+            results[name].append({"run": run, "wa": s.wa, "ua": s.ua})
+    summary = {
+        name: {"ua_mean": float(np.mean([r["ua"] for r in rs])), "ua_std": float(np.std([r["ua"] for r in rs], ddof=1)),
+               "wa_mean": float(np.mean([r["wa"] for r in rs])), "wa_std": float(np.std([r["wa"] for r in rs], ddof=1)),
+               "runs": rs}
+        for name, rs in results.items()
+    }
+    print(f"{spec}, {args.protocol} protocol, fitted on {args.fit_on}, {len(results['lr_ge2e'])} runs ({time.perf_counter() - start:.0f} s):")
+    for name, s in summary.items():
+        print(f"  {name:22s} UA {s['ua_mean']:.3f} +- {s['ua_std']:.3f}   WA {s['wa_mean']:.3f} +- {s['wa_std']:.3f}")
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps({"domain": str(spec), "protocol": args.protocol, "fit_on": args.fit_on, "models": summary}, indent=2))
+    return summary
+
+
+if __name__ == "__main__":
+    main()
