@@ -29,11 +29,12 @@ def test_sequence_encoder_refuses_even_kernels():
         SequenceEncoder(8, kernel_sizes=(2, 5))
 
 
-@pytest.mark.parametrize("stats_pooling", [False, True])
-def test_padding_does_not_change_encoder_outputs(stats_pooling):
+@pytest.mark.parametrize("stats_pooling,input_stats", [(False, False), (True, False), (False, True)])
+def test_padding_does_not_change_encoder_outputs(stats_pooling, input_stats):
     torch.manual_seed(1)
-    enc = SequenceEncoder(6, conv_channels=8, lstm_hidden=8, lstm_layers=2, attention_dim=16, stats_pooling=stats_pooling).eval()
-    assert enc.output_dim == (16 + 32 if stats_pooling else 16)
+    enc = SequenceEncoder(6, conv_channels=8, lstm_hidden=8, lstm_layers=2, attention_dim=16, stats_pooling=stats_pooling,
+                          input_stats=input_stats).eval()
+    assert enc.output_dim == 16 + (32 if stats_pooling else 0) + (24 if input_stats else 0)
     seqs = [torch.randn(n, 6) for n in (12, 5, 1, 8)]
     lengths = torch.tensor([len(s) for s in seqs])
     padded = torch.zeros(4, 20, 6)
@@ -122,3 +123,14 @@ def test_ge2e_encoder_refuses_foreign_checkpoints(tmp_path):
     torch.save({"model_state": {"lstm.weight_ih_l0": torch.zeros(3, 3)}}, wrong)
     with pytest.raises(StoreError, match="do not fit"):
         Ge2eEncoder.pretrained(wrong)
+
+
+def test_input_statistics_are_the_utterance_mean_std_and_delta_statistics():
+    enc = SequenceEncoder(3, conv_channels=4, lstm_hidden=4, attention_dim=8, input_stats=True).eval()
+    x = torch.tensor([[0.0, 1.0, 2.0], [2.0, 1.0, 0.0], [4.0, 1.0, 1.0]])
+    padded = torch.zeros(1, 5, 3)
+    padded[0, :3] = x
+    stats = enc(padded, torch.tensor([3]))[0, 8:]
+    d = x[1:] - x[:-1]
+    expected = torch.cat([x.mean(0), x.std(0, unbiased=False), d.mean(0), d.std(0, unbiased=False)])
+    torch.testing.assert_close(stats, expected, atol=1e-3, rtol=1e-3)

@@ -63,6 +63,8 @@ def _csv(value: str | None) -> list[str] | None:
 @click.option("--input-dropout", type=float, default=None, help="Dropout on the representation before the tower [paper: none].")
 @click.option("--stats-pooling/--no-stats-pooling", default=None,
               help="Encoders also pool mean + std over time of the LSTM outputs [paper: attention only].")
+@click.option("--input-stats/--no-input-stats", default=None,
+              help="Encoders also pool mean + std over time of their input frames and deltas [paper: no].")
 @click.option("--ema", type=float, default=None, help="Evaluate an exponential moving average of the weights with this decay.")
 @click.option("--label-smoothing", type=float, default=None, help="Label smoothing of the cross-entropy [paper: 0].")
 @click.option("--crop", type=click.FloatRange(0, 1), default=None,
@@ -74,7 +76,7 @@ def _csv(value: str | None) -> list[str] | None:
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def main(domains, features, protocol, seeds, first_seed, folds, epochs, device, out, features_dir, model_name, preset,
          no_aux, alpha, aux_reduction, standardize, finetune_ge2e, sampler, per_class, batch_size, lr, weight_decay,
-         dropout, input_dropout, stats_pooling, ema, label_smoothing, crop, patience, tsne, ablations, no_checkpoints, quiet) -> None:
+         dropout, input_dropout, stats_pooling, input_stats, ema, label_smoothing, crop, patience, tsne, ablations, no_checkpoints, quiet) -> None:
     """Train SER models on the feature stores of the given language domains; report WA/UA over runs."""
     from .experiment import run_ablations, run_experiment, run_tsne
 
@@ -99,11 +101,14 @@ def main(domains, features, protocol, seeds, first_seed, folds, epochs, device, 
         languages[code] = LanguageConfig(replace(base.tower, **tower), base.alpha)
     if stats_pooling is None:
         stats_pooling = bool(TUNED_ENCODER.get("stats_pooling")) if preset == "tuned" else False
+    if input_stats is None:
+        input_stats = bool(TUNED_ENCODER.get("input_stats")) if preset == "tuned" else False
     name = "-".join(s.split("=", 1)[0] for s in domain_list)
     config = ExperimentConfig(
         domains=domain_list, features=_csv(features), protocol=protocol, seeds=seeds, folds=folds, first_seed=first_seed,
         features_dir=features_dir, out=out or f"runs/{name}_{protocol}", model=model_name, train=train,
         languages=languages, save_checkpoints=not no_checkpoints, stats_pooling=stats_pooling,
+        input_stats=input_stats,
     )
     try:
         if ablations:

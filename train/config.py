@@ -24,6 +24,7 @@ class EncoderConfig:
     attention_dim: int = 256
     dropout: float = 0.0
     stats_pooling: bool = False  # not in the paper: also mean + std over time of the LSTM outputs
+    input_stats: bool = False  # not in the paper: also mean + std over time of the input frames and their deltas
 
 
 #: Section 5.1: wav2vec and Allosaurus 64 kernels (widths 3 and 5), LSTM 128, attention 256; MFCC 32
@@ -136,10 +137,16 @@ class ExperimentConfig:
     save_checkpoints: bool = True
     #: Not in the paper: every sequence encoder also pools mean + std over time (EncoderConfig.stats_pooling).
     stats_pooling: bool = False
+    #: Not in the paper: every sequence encoder also pools its inputs' statistics (EncoderConfig.input_stats).
+    input_stats: bool = False
 
     def encoder(self, feature: str) -> EncoderConfig:
         config = self.encoders.get(feature) or encoder_config(feature)
-        return replace(config, stats_pooling=True) if self.stats_pooling else config
+        if self.stats_pooling:
+            config = replace(config, stats_pooling=True)
+        if self.input_stats:
+            config = replace(config, input_stats=True)
+        return config
 
     def language(self, language: str) -> LanguageConfig:
         return self.languages.get(language) or language_config(language)

@@ -33,18 +33,23 @@ class SequenceEncoder(nn.Module):
     eq. (2) writes sqrt(k) with k the LSTM hidden size, which would only rescale the learnable W_Q.
 
     ``stats_pooling=True`` (not in the paper; off by default) also appends the masked mean and standard
-    deviation over time of the LSTM outputs, so the output is (batch, attention_dim + 4 * lstm_hidden).
+    deviation over time of the LSTM outputs (+ 4 * lstm_hidden). ``input_stats=True`` (not in the paper;
+    off by default) appends the masked mean and standard deviation over time of the input frames and of
+    their first differences (+ 4 * input_dim): the utterance statistics a linear model on pooled MFCCs
+    uses, handed straight to the tower, which small corpora like EmoDB cannot always learn back through
+    the recurrent path.
     """
 
     def __init__(self, input_dim: int, conv_channels: int = 64, kernel_sizes: Sequence[int] = (3, 5),
                  lstm_hidden: int = 128, lstm_layers: int = 1, attention_dim: int = 256, dropout: float = 0.0,
-                 stats_pooling: bool = False):
+                 stats_pooling: bool = False, input_stats: bool = False):
         super().__init__()
         if any(k % 2 == 0 for k in kernel_sizes):
             raise ValueError(f"kernel sizes must be odd so that every frame keeps its place, got {tuple(kernel_sizes)}")
         self.input_dim = input_dim
         self.stats_pooling = stats_pooling
-        self.output_dim = attention_dim + (4 * lstm_hidden if stats_pooling else 0)
+        self.input_stats = input_stats
+        self.output_dim = attention_dim + (4 * lstm_hidden if stats_pooling else 0) + (4 * input_dim if input_stats else 0)
         # 'same' padding with zeros: a frame next to the end of an utterance sees zeros whether or not the
         # batch is padded, as long as padded frames are zero (forward() zeroes them).
         self.convs = nn.ModuleList(nn.Conv1d(input_dim, conv_channels, k, padding=k // 2) for k in kernel_sizes)
@@ -60,6 +65,7 @@ class SequenceEncoder(nn.Module):
         batch, frames, _ = x.shape
         mask = length_mask(lengths, frames, x.device)
         x = x * mask[..., None]
+        inputs = x
         h = torch.cat([torch.relu(conv(x.transpose(1, 2))) for conv in self.convs], dim=1).transpose(1, 2)
         h = self.dropout(h)
         packed = pack_padded_sequence(h, lengths.cpu(), batch_first=True, enforce_sorted=False)
@@ -72,9 +78,22 @@ class SequenceEncoder(nn.Module):
         weights = torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1)
         pooled = (weights[..., None] * v).sum(dim=1)
         if self.stats_pooling:
-            m = mask[..., None].to(out.dtype)
-            n = lengths.to(out.device, out.dtype)[:, None]
-            mean = (out * m).sum(1) / n
-            std = ((((out - mean[:, None]) * m) ** 2).sum(1) / n + 1e-6).sqrt()
-            pooled = torch.cat([pooled, mean, std], dim=-1)
+            pooled = torch.cat([pooled, *_masked_mean_std(out, mask)], dim=-1)
+        if self.input_stats:
+            # first differences only between two real frames: a pair with a padded frame is masked out
+            diff_mask = mask[:, 1:] & mask[:, :-1]
+            diffs = inputs[:, 1:] - inputs[:, :-1] if frames > 1 else inputs[:, :0]
+            pooled = torch.cat([pooled, *_masked_mean_std(inputs, mask), *_masked_mean_std(diffs, diff_mask)], dim=-1)
         return (pooled, weights) if return_weights else pooled
+
+
+def _masked_mean_std(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(batch, frames, dim) + (batch, frames) bool -> mean and std over the real frames, (batch, dim) each.
+
+    A row without real frames (a one-frame utterance has no first difference) gets zeros.
+    """
+    m = mask[..., None].to(x.dtype)
+    n = m.sum(1).clamp(min=1.0)
+    mean = (x * m).sum(1) / n
+    std = ((((x - mean[:, None]) * m) ** 2).sum(1) / n + 1e-6).sqrt()
+    return mean, std
