@@ -17,7 +17,7 @@ import click
 
 from sercore.errors import SerError
 
-from .config import ExperimentConfig, LanguageConfig, OptimizerConfig, TrainConfig, language_config
+from .config import ExperimentConfig, LanguageConfig, MultiDomainConfig, OptimizerConfig, TrainConfig, language_config
 from .models import MODELS
 
 #: ``--preset tuned``: deviations from the paper chosen on EmoDB validation splits (README, "Training").
@@ -45,7 +45,11 @@ def _csv(value: str | None) -> list[str] | None:
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
 @click.option("--out", default=None, help="Run folder [default: runs/<domains>_<protocol>].")
 @click.option("--features-dir", default="features", show_default=True, type=click.Path(file_okay=False))
-@click.option("--model", "model_name", type=click.Choice(sorted(MODELS)), default="single", show_default=True)
+@click.option("--model", "model_name", default="single", show_default=True, metavar="[" + "|".join(MODELS) + "][,...]",
+              help="single (one language), or a multi-domain model; a comma list fits each into OUT/<model> and writes "
+                   "OUT/comparison.{md,csv,json} and OUT/gates.png (table 3, figure 4b).")
+@click.option("--selector", default=None, help="Multi-domain gates: feature used as the gate input x [paper: ge2e].")
+@click.option("--nas-l0", type=float, default=None, help="nas: weight of the expected-L0 penalty on the connections [default: 0, off].")
 @click.option("--preset", type=click.Choice(["paper", "tuned"]), default="paper", show_default=True,
               help="paper: section 5.1 values; tuned: + the deviations selected on validation (see README).")
 @click.option("--no-aux", is_flag=True, help="Train without the contrastive auxiliary loss (alpha = 0).")
@@ -74,13 +78,22 @@ def _csv(value: str | None) -> list[str] | None:
 @click.option("--ablations", is_flag=True, help="Instead: all features, without aux loss, each feature alone (table 4, figure 4a).")
 @click.option("--no-checkpoints", is_flag=True, help="Do not save the best weights of each run.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def main(domains, features, protocol, seeds, first_seed, folds, epochs, device, out, features_dir, model_name, preset,
+def main(domains, features, protocol, seeds, first_seed, folds, epochs, device, out, features_dir, model_name, selector, nas_l0, preset,
          no_aux, alpha, aux_reduction, standardize, finetune_ge2e, sampler, per_class, batch_size, lr, weight_decay,
          dropout, input_dropout, stats_pooling, input_stats, ema, label_smoothing, crop, patience, tsne, ablations, no_checkpoints, quiet) -> None:
     """Train SER models on the feature stores of the given language domains; report WA/UA over runs."""
+    from .compare import run_comparison
     from .experiment import run_ablations, run_experiment, run_tsne
 
     domain_list = _csv(domains) or []
+    models = _csv(model_name) or ["single"]
+    unknown = [m for m in models if m not in MODELS]
+    if unknown:
+        raise click.BadParameter(f"unknown model(s) {', '.join(unknown)} (known: {', '.join(MODELS)})", param_hint="--model")
+    if len(models) > 1 and (ablations or tsne):
+        raise click.BadParameter("--ablations and --tsne take one model", param_hint="--model")
+    multidomain = MultiDomainConfig()
+    multidomain = replace(multidomain, **{k: v for k, v in {"selector": selector, "l0_weight": nas_l0}.items() if v is not None})
     train = TrainConfig(device=device, progress=not quiet)
     if preset == "tuned":
         train = replace(train, **TUNED)
@@ -106,13 +119,15 @@ def main(domains, features, protocol, seeds, first_seed, folds, epochs, device, 
     name = "-".join(s.split("=", 1)[0] for s in domain_list)
     config = ExperimentConfig(
         domains=domain_list, features=_csv(features), protocol=protocol, seeds=seeds, folds=folds, first_seed=first_seed,
-        features_dir=features_dir, out=out or f"runs/{name}_{protocol}", model=model_name, train=train,
+        features_dir=features_dir, out=out or f"runs/{name}_{protocol}", model=models[0], train=train,
         languages=languages, save_checkpoints=not no_checkpoints, stats_pooling=stats_pooling,
-        input_stats=input_stats,
+        input_stats=input_stats, multidomain=multidomain,
     )
     try:
         if ablations:
             run_ablations(config, log=click.echo)
+        elif len(models) > 1:
+            run_comparison(config, models, log=click.echo)
         else:
             run_experiment(config, log=click.echo)
         if tsne:

@@ -118,6 +118,26 @@ class TrainConfig:
 
 
 @dataclass
+class MultiDomainConfig:
+    """The multi-domain models of section 4.3 (``train/models/multidomain.py``); paper values as defaults."""
+
+    #: Common width the M feature experts are projected to before they are summed (not in the paper, which
+    #: sums f_i(x) of different widths); 256 = the widest expert here (GE2E, wav2vec/Allosaurus attention).
+    dim: int = 256
+    #: Gate input x of eq. (7): GE2E in section 4.3.1, BYOL in section 5.3.2.
+    selector: str = "ge2e"
+    #: The selector feature is also one of the experts (section 4.3.1 gates GE2E too; 5.3.2 does not gate BYOL).
+    selector_expert: bool = True
+    #: Hard concrete distribution of the NAS module (section 5.1: beta 0.9, gamma -0.1, delta 2 = zeta).
+    beta: float = 0.9
+    gamma: float = -0.1
+    zeta: float = 2.0
+    init_log_alpha: float = 0.0
+    #: Weight of the expected-L0 penalty on the NAS connections (not in the paper: 0 = off).
+    l0_weight: float = 0.0
+
+
+@dataclass
 class ExperimentConfig:
     """One configuration run over seeds (random protocol) or speaker folds (speaker protocol)."""
 
@@ -139,6 +159,8 @@ class ExperimentConfig:
     stats_pooling: bool = False
     #: Not in the paper: every sequence encoder also pools its inputs' statistics (EncoderConfig.input_stats).
     input_stats: bool = False
+    #: Multi-domain models (--model base|sb|omoe|mmoe|nas).
+    multidomain: MultiDomainConfig = field(default_factory=MultiDomainConfig)
 
     def encoder(self, feature: str) -> EncoderConfig:
         config = self.encoders.get(feature) or encoder_config(feature)
@@ -171,6 +193,8 @@ def _build(cls, d):
         value = d[f.name]
         if f.name == "train":
             value = _build(TrainConfig, value)
+        elif f.name == "multidomain":
+            value = _build(MultiDomainConfig, value)
         elif f.name == "optimizer":
             value = _build(OptimizerConfig, value)
             value.betas = tuple(value.betas)

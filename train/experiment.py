@@ -29,6 +29,7 @@ from torch.utils.data import ConcatDataset
 
 from sercore.errors import StoreError
 
+from .compare import mixing_summary, write_mixing
 from .config import ExperimentConfig
 from .data import (AUXILIARY_FEATURES, DomainData, FeatureDataset, FeatureScaler, default_features, draw_split,
                    load_domain, n_runs, resolve_domain, split_indices)
@@ -46,6 +47,8 @@ class RunResult:
     fold: int | None
     fit: FitResult
     test_speakers: dict[str, list[str]] = field(default_factory=dict)
+    #: What a multi-domain model reports about its mixing (gate weights, NAS connections); see compare.py.
+    details: dict = field(default_factory=dict)
 
 
 def _input_features(config: ExperimentConfig, features: list[str]) -> list[str]:
@@ -100,7 +103,9 @@ def fit_run(config: ExperimentConfig, datas: list[DomainData], features: list[st
     trainer = Trainer(model, config.train, [data.classes for data in datas], alphas, seed=seed, description=description)
     result = trainer.fit(datasets["train"], datasets["valid"], datasets["test"])
     result.state["scalers"] = [None if s is None else {"mean": s.mean, "std": s.std} for s in scalers]
-    return RunResult(run, seed, fold, result, test_speakers)
+    describe = getattr(trainer.eval_model, "describe", None)  # multi-domain models: gates on the test set
+    details = describe(result.test.extras, result.test.domains) if describe else {}
+    return RunResult(run, seed, fold, result, test_speakers, details)
 
 
 def _summary(values: list[float]) -> dict:
@@ -142,9 +147,11 @@ def summarise(config: ExperimentConfig, datas: list[DomainData], features: list[
                 "test": {datas[d].spec.language: s.as_dict() for d, s in r.fit.test.scores.items()},
                 "valid": {datas[d].spec.language: s.as_dict() for d, s in r.fit.valid.scores.items()},
                 "history": r.fit.history,
+                **({"mixing": r.details} if r.details else {}),
             }
             for r in runs
         ],
+        **({"mixing": mixing_summary([r.details for r in runs])} if any(r.details for r in runs) else {}),
     }
 
 
@@ -171,6 +178,8 @@ def write_outputs(config: ExperimentConfig, datas: list[DomainData], features: l
         title = (f"{lang} ({s['dataset']}), {config.protocol} protocol, {len(runs)} runs: "
                  f"UA {s['test_ua']['mean']:.3f}, WA {s['test_wa']['mean']:.3f}")
         plot_confusion(np.asarray(s["confusion_sum"]), s["classes"], out / f"confusion_{lang}.png", title)
+    if "mixing" in metrics:
+        write_mixing(metrics["mixing"], out, f"{config.model}, {config.protocol} protocol, {len(runs)} runs")
     return metrics
 
 

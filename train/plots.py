@@ -64,3 +64,58 @@ def plot_tsne(panels: Sequence[tuple[str, np.ndarray, np.ndarray]], path: str | 
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def plot_gates(panels: Sequence[tuple[str, Sequence[str], dict]], path: str | Path) -> Path:
+    """Paper figure 4b: per feature, one bar per language (mean gate weight, error bar = std over runs).
+
+    ``panels``: (title, features, gates) with ``gates[language][feature] = {"mean": ..., "std": ...}``; one
+    panel per model.
+    """
+    fig, axes = plt.subplots(1, len(panels), figsize=(0.6 + 3.6 * len(panels), 3.4), squeeze=False)
+    for ax, (title, features, gates) in zip(axes[0], panels):
+        languages = list(gates)
+        width = 0.8 / max(1, len(languages))
+        x = np.arange(len(features))
+        for k, lang in enumerate(languages):
+            means = [gates[lang][f]["mean"] for f in features]
+            stds = [gates[lang][f]["std"] for f in features]
+            ax.bar(x + (k - (len(languages) - 1) / 2) * width, means, width, yerr=stds, capsize=2,
+                   color=plt.cm.tab10(k % 10), label=lang)
+        ax.set_xticks(x, features)
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("mean gate weight")
+        ax.set_title(title, fontsize=8)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_nas(features: Sequence[str], nas: dict, path: str | Path, title: str = "") -> Path:
+    """Heatmaps of the NAS connections v_j -> u_i per language: P(xi_ij > 0) and the deterministic gate."""
+    languages = list(nas)
+    names = {"p_open": "P(xi > 0)", "gate": "deterministic xi"}
+    n = len(features)
+    fig, axes = plt.subplots(len(languages), 2, figsize=(2.2 + 2.2 * n, 0.6 + (1.0 + 0.7 * n) * len(languages)), squeeze=False)
+    for row, lang in enumerate(languages):
+        for col, key in enumerate(("p_open", "gate")):
+            ax = axes[row][col]
+            values = np.asarray(nas[lang][key]["mean"])
+            ax.imshow(values, cmap="viridis", vmin=0, vmax=1)
+            ax.set_xticks(range(n), [f"v:{f}" for f in features], fontsize=7)
+            ax.set_yticks(range(n), [f"u:{f}" for f in features], fontsize=7)
+            for i in range(n):
+                for j in range(n):
+                    ax.text(j, i, f"{values[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                            color="black" if values[i, j] > 0.5 else "white")
+            ax.set_title(f"{lang}: {names[key]}", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -37,6 +37,8 @@ class Evaluation:
     domains: np.ndarray
     representations: np.ndarray
     utt_ids: list[str]
+    #: Per-row tensors a model reports in ``ModelOutput.extras`` (e.g. gate weights), (n, ...) each.
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def ua(self) -> float:
@@ -137,9 +139,13 @@ class Trainer:
         model = self.eval_model
         model.eval()
         labels, preds, domains, reps, ids, loss_sum = [], [], [], [], [], 0.0
+        extras: dict[str, list[torch.Tensor]] = {}
         for batch in self._loader(dataset, train=False):
             batch = batch.to(self.config.device)
             out = model(batch)
+            for key, value in out.extras.items():
+                if torch.is_tensor(value) and value.ndim >= 1 and value.shape[0] == len(batch):
+                    extras.setdefault(key, []).append(value.float().cpu())
             loss_sum += float(F.cross_entropy(out.logits, batch.labels, reduction="sum"))
             labels.append(batch.labels.cpu())
             preds.append(out.logits.argmax(-1).cpu())
@@ -149,7 +155,8 @@ class Trainer:
         labels_a, preds_a, domains_a = (torch.cat(x).numpy() for x in (labels, preds, domains))
         scores = {d: score(labels_a[domains_a == d], preds_a[domains_a == d], self.classes[d])
                   for d in sorted(set(domains_a.tolist()))}
-        return Evaluation(scores, loss_sum / len(labels_a), labels_a, preds_a, domains_a, torch.cat(reps).numpy(), ids)
+        return Evaluation(scores, loss_sum / len(labels_a), labels_a, preds_a, domains_a, torch.cat(reps).numpy(), ids,
+                          {k: torch.cat(v).numpy() for k, v in extras.items()})
 
     def _better(self, valid: Evaluation, best: Evaluation | None) -> bool:
         if best is None:

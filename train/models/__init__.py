@@ -41,6 +41,12 @@ class ModelOutput:
 #: ``--model`` name -> "module:builder".
 MODELS: dict[str, str] = {
     "single": "train.models.single:build_single_domain_model",
+    # section 5.2.2 / table 3 (train/models/multidomain.py)
+    "base": "train.models.multidomain:build_base",
+    "sb": "train.models.multidomain:build_sb",
+    "omoe": "train.models.multidomain:build_omoe",
+    "mmoe": "train.models.multidomain:build_mmoe",
+    "nas": "train.models.multidomain:build_nas",
 }
 
 
