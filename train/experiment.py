@@ -9,6 +9,8 @@ Outputs under ``config.out``::
     confusion_<lang>.png   test confusion matrix summed over runs (row-normalised)
     checkpoints/run<k>.pt  best weights of run k (with the aux loss's w, b, the scaler and the classes)
     tsne.png           (--tsne) test representations of run 0 without and with the auxiliary loss
+    model.bundle       the best run (by validation UA) for `predict`: weights, classes, scalers, provenance
+                       (format: train/bundle.py)
 
 Standard deviations are sample standard deviations (ddof=1) over runs.
 """
@@ -227,6 +229,9 @@ def run_experiment(config: ExperimentConfig, log: Log = print, datas: list[Domai
                         "domains": [str(d.spec) for d in datas], "run": run, "seed": r.seed, "fold": r.fold,
                         "config": config.to_dict()}, out / "checkpoints" / f"run{run}.pt")
     metrics = write_outputs(config, datas, features, runs, out)
+    from .bundle import export_experiment  # model.bundle: the best run's weights for `predict`
+
+    export_experiment(config, datas, features, runs, metrics, out)
     for lang, s in metrics["domains_summary"].items():
         log(f"{lang}: test UA {s['test_ua']['mean']:.3f} +- {s['test_ua']['std']:.3f}, "
             f"WA {s['test_wa']['mean']:.3f} +- {s['test_wa']['std']:.3f} over {total} {what}s ({config.protocol} protocol)")
