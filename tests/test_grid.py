@@ -1,0 +1,229 @@
+"""The experiment grid (train/grid.py) and the paper's tables built from run folders (train/tables.py)."""
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from tests._train_helpers import make_stores
+from train.grid import Cell, GridOptions, cell_state, main, parse_domains, plan_cells, run_cell, run_grid
+from train.models import MODELS
+from train.tables import build_tables, read_metrics, write_tables
+
+# ------------------------------------------------------------------------------------ tables from fake folders
+
+
+def _metrics(values: dict[str, list[tuple[float, float]]], features=("ge2e", "mfcc"), protocol="random", model="single",
+             aux=True) -> dict:
+    """A metrics.json as train/experiment.py writes it: ``values`` maps language -> [(wa, ua) per run]."""
+    runs = len(next(iter(values.values())))
+    summary = {}
+    for lang, pairs in values.items():
+        wa, ua = [p[0] for p in pairs], [p[1] for p in pairs]
+        stat = lambda v: {"mean": float(np.mean(v)), "std": float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, "n": len(v)}
+        summary[lang] = {"dataset": f"ds_{lang}", "classes": ["angry", "sad"], "test_wa": stat(wa), "test_ua": stat(ua),
+                         "valid_ua": stat(ua), "recall": {}, "confusion_sum": [[1, 0], [0, 1]]}
+    return {
+        "protocol": protocol, "runs_are": "seeds", "model": model, "domains": [f"{k}=ds_{k}" for k in values],
+        "features": list(features), "aux": aux, "domains_summary": summary,
+        "runs": [{"run": r, "seed": r, "fold": None, "test_speakers": {}, "best_epoch": 1, "seconds": 1.0,
+                  "test": {lang: {"wa": values[lang][r][0], "ua": values[lang][r][1]} for lang in values},
+                  "valid": {}, "history": []} for r in range(runs)],
+    }
+
+
+def _write(folder, metrics):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+
+
+def _csv_rows(root):
+    return {(r["table"], r["row"], r["language"]): r for r in csv.DictReader((root / "tables.csv").open())}
+
+
+def test_tables_hold_the_values_of_the_metrics_files(tmp_path):
+    rng = np.random.default_rng(3)
+    pairs = lambda n: [(float(a), float(b)) for a, b in rng.uniform(0.3, 0.9, size=(n, 2))]
+    expected = {}  # (table, row, language) -> [(wa, ua)] over every run of the experiment's folders
+
+    def experiment(key_list, folders, langs, **kw):
+        got = {lang: [] for lang in langs}
+        for folder, runs in folders:
+            vals = {lang: pairs(runs) for lang in langs}
+            _write(folder, _metrics(vals, **kw))
+            for lang in langs:
+                got[lang] += vals[lang]
+        for table, row in key_list:
+            for lang in langs:
+                expected[(table, row, lang)] = got[lang]
+
+    for lang in ("de", "en"):
+        experiment([("table2", "random"), ("table3", "single"), ("table4", "aux"), ("figure4a", "all")],
+                   [(tmp_path / "single" / lang / "random" / f"seed{s}", 1) for s in range(3)], [lang])
+        experiment([("table2", "speaker")], [(tmp_path / "single" / lang / "speaker", 4)], [lang], protocol="speaker")
+        experiment([("table4", "no_aux")], [(tmp_path / "no_aux" / lang / f"seed{s}", 1) for s in range(3)], [lang], aux=False)
+        for f in ("ge2e", "mfcc"):
+            experiment([("figure4a", f)], [(tmp_path / f"only_{f}" / lang / f"seed{s}", 1) for s in range(2)], [lang], features=[f])
+    for model in ("sb", "nas"):
+        experiment([("table3", model)], [(tmp_path / "multi" / model / f"seed{s}", 1) for s in range(2)], ["de", "en"], model=model)
+    # a cell that failed half-way (unreadable metrics) and one that has not run: they contribute nothing
+    (tmp_path / "no_aux" / "de" / "seed3").mkdir(parents=True)
+    (tmp_path / "no_aux" / "de" / "seed3" / "metrics.json").write_text('{"runs": [')
+
+    tables = write_tables(tmp_path, skipped_models={"omoe": "not offered by train --model"})
+    rows = _csv_rows(tmp_path)
+    assert set(rows) == set(expected)
+    for key, vals in expected.items():
+        wa, ua = np.array([v[0] for v in vals]), np.array([v[1] for v in vals])
+        row = rows[key]
+        assert float(row["ua_mean"]) == pytest.approx(ua.mean(), abs=1e-15), key
+        assert float(row["wa_mean"]) == pytest.approx(wa.mean(), abs=1e-15), key
+        assert float(row["ua_std"]) == pytest.approx(ua.std(ddof=1), abs=1e-15), key
+        assert int(row["runs"]) == len(vals)
+    # an experiment of one folder reports exactly that file's own summary
+    spk = json.loads((tmp_path / "single" / "de" / "speaker" / "metrics.json").read_text())["domains_summary"]["de"]
+    assert tables.table2[("de", "speaker")].ua.mean == spk["test_ua"]["mean"]
+    assert tables.table2[("de", "speaker")].wa.std == spk["test_wa"]["std"]
+    md = (tmp_path / "tables.md").read_text()
+    r = tables.table3[("nas", "en")]
+    assert f"| nas | " in md and f"{r.ua.mean:.3f} ± {r.ua.std:.3f} ({r.ua.n})" in md
+    assert "omoe (not offered by train --model)" in md
+    assert (tmp_path / "figure4a.png").stat().st_size > 1000
+    assert read_metrics(tmp_path / "no_aux" / "de" / "seed3" / "metrics.json") is None
+
+
+def test_a_table_changes_when_a_metrics_file_changes(tmp_path):
+    folder = tmp_path / "single" / "de" / "random" / "seed0"
+    _write(folder, _metrics({"de": [(0.5, 0.4)]}))
+    assert build_tables(tmp_path).table2[("de", "random")].ua.mean == 0.4
+    _write(folder, _metrics({"de": [(0.5, 0.7)]}))
+    assert build_tables(tmp_path).table2[("de", "random")].ua.mean == 0.7
+
+
+# ------------------------------------------------------------------------------------ planning
+
+
+def test_domains_parse_and_refuse_a_language_twice():
+    d = parse_domains(["de=emodb:/data/emo:db", "en=demo"])
+    assert (d[0].language, d[0].dataset, d[0].root, d[1].root) == ("de", "emodb", "/data/emo:db", None)
+    with pytest.raises(Exception, match="given twice"):
+        parse_domains(["de=emodb", "de=demo"])
+    with pytest.raises(Exception, match="LANG=DATASET"):
+        parse_domains(["emodb"])
+
+
+def test_plan_lists_every_cell_once_with_gpu_resources(tmp_path):
+    opts = GridOptions(parse_domains(["de=a", "en=b"]), out=tmp_path, seeds=2, features=["mfcc", "ge2e"], device="cuda")
+    cells = plan_cells(opts, ["sb", "nas"])
+    names = [c.name for c in cells]
+    assert len(names) == len(set(names)) == 2 * (2 + 1 + 2 + 2 * 2) + 2 * 2
+    assert all(c.gpu for c in cells) and len({c.out for c in cells}) == len(cells)
+    nas = next(c for c in cells if c.name == "multi nas seed 1")
+    assert nas.args[:2] == ("--domains", "de=a,en=b") and "--first-seed" in nas.args and nas.languages == ("de", "en")
+    one = plan_cells(GridOptions(parse_domains(["de=a"]), out=tmp_path, seeds=1, features=["mfcc"]), ["nas"])
+    assert [c.name for c in one] == ["single de random seed 0", "single de speaker", "no_aux de seed 0"]
+
+
+# ------------------------------------------------------------------------------------ a real tiny grid
+
+
+@pytest.fixture()
+def features(tmp_path):
+    root = tmp_path / "features"
+    make_stores(root, dataset="sde", language="de", per_class=12, speakers=3, seed=0)
+    make_stores(root, dataset="sen", language="en", per_class=12, speakers=3, seed=1)
+    return root
+
+
+def _options(features, out, **kw):
+    multi = "sb" if "sb" in MODELS else "nas"
+    base = dict(out=out, seeds=1, epochs=1, features_dir=features, models=(multi,), train_args=("--no-checkpoints",))
+    return GridOptions(parse_domains(["de=sde", "en=sen"]), **{**base, **kw})
+
+
+def test_tiny_grid_runs_resumes_and_its_tables_match_the_metrics_files(features, tmp_path):
+    out = tmp_path / "grid"
+    lines = []
+    opts = _options(features, out)
+    assert run_grid(opts, workers=0, in_process=True, skip_extraction=True, echo=lines.append) == 0, "\n".join(lines)
+    model = opts.models[0]
+    offered = model in MODELS
+    assert any("[1/" in line and " ok " in line for line in lines)
+    rows = _csv_rows(out)
+    for lang in ("de", "en"):
+        folders = {("table2", "random"): f"single/{lang}/random/seed0", ("table2", "speaker"): f"single/{lang}/speaker",
+                   ("table4", "no_aux"): f"no_aux/{lang}/seed0", ("figure4a", "mfcc"): f"only_mfcc/{lang}/seed0",
+                   ("figure4a", "ge2e"): f"only_ge2e/{lang}/seed0"}
+        if offered:
+            folders[("table3", model)] = f"multi/{model}/seed0"
+        for (table, row), folder in folders.items():
+            summary = json.loads((out / folder / "metrics.json").read_text())["domains_summary"][lang]
+            got = rows[(table, row, lang)]
+            assert float(got["ua_mean"]) == summary["test_ua"]["mean"] and float(got["wa_mean"]) == summary["test_wa"]["mean"]
+            assert math.isclose(float(got["ua_std"]), summary["test_ua"]["std"], abs_tol=1e-12)
+            assert int(got["runs"]) == summary["test_ua"]["n"]
+    assert int(rows[("table2", "speaker", "de")]["runs"]) == 3  # one fold per speaker
+    grid = json.loads((out / "grid.json").read_text())
+    assert all(c["state"] == "ok" for c in grid["cells"].values()) and not grid["failed"]
+    if not offered:
+        assert model in grid["skipped_models"] and "not offered" in (out / "tables.md").read_text()
+
+    # a rerun runs nothing; other settings in the same folders are refused, never overwritten
+    lines.clear()
+    assert run_grid(opts, workers=0, in_process=True, skip_extraction=True, echo=lines.append) == 0
+    assert any(" 0 to run" in line for line in lines) and not any(" ok " in line for line in lines)
+    before = (out / "single/de/random/seed0/metrics.json").read_text()
+    lines.clear()
+    assert run_grid(_options(features, out, epochs=2, parts=("single",)), workers=0, in_process=True,
+                    skip_extraction=True, echo=lines.append) == 1
+    assert any("FAILED single de random seed 0" in line and "another command" in line for line in lines)
+    assert (out / "single/de/random/seed0/metrics.json").read_text() == before
+
+
+def test_a_failed_cell_is_reported_and_the_others_still_run(features, tmp_path):
+    out = tmp_path / "grid"
+    opts = GridOptions(parse_domains(["de=sde", "fr=missing"]), out=out, seeds=1, epochs=1, features=["ge2e"],
+                       features_dir=features, parts=("single",), train_args=("--no-checkpoints",))
+    lines = []
+    assert run_grid(opts, workers=0, in_process=True, skip_extraction=True, echo=lines.append) == 1
+    assert (out / "single/de/random/seed0/metrics.json").is_file()
+    failed = [line for line in lines if "FAILED single fr random seed 0" in line]
+    assert failed and "status 2" in failed[0]
+    assert "missing" in (out / "single/fr/random/seed0/train.log").read_text()
+    assert cell_state(plan_cells(opts, [])[1]) == "todo"  # it runs again next time
+
+
+def test_cells_run_as_dask_tasks_and_as_subprocesses(features, tmp_path):
+    from dask.distributed import LocalCluster
+
+    out = tmp_path / "grid"
+    opts = GridOptions(parse_domains(["de=sde"]), out=out, seeds=2, epochs=1, features=["ge2e"], features_dir=features,
+                       parts=("single",), train_args=("--no-checkpoints",))
+    lines = []
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        assert run_grid(opts, scheduler=cluster.scheduler_address, in_process=True, skip_extraction=True,
+                        echo=lines.append) == 0, "\n".join(lines)
+    assert any(line.startswith("[2/2] ok") for line in lines)
+    # the default way: `train` in a subprocess, its output in the cell's train.log
+    cell = plan_cells(GridOptions(parse_domains(["de=sde"]), out=tmp_path / "sub", seeds=1, epochs=1, features=["ge2e"],
+                                  features_dir=features, parts=("single",), train_args=("--no-checkpoints",)), [])[0]
+    result = run_cell(cell, threads=1)
+    assert result.ok, result.error
+    assert "test UA" in (tmp_path / "sub/single/de/random/seed0/train.log").read_text() and cell_state(cell) == "done"
+    assert json.loads((tmp_path / "sub/single/de/random/seed0/cell.json").read_text())["command"][0] == "train"
+
+
+def test_dry_run_lists_cells_and_runs_nothing(features, tmp_path):
+    out = tmp_path / "grid"
+    r = CliRunner().invoke(main, ["--dry-run", "--skip-extraction", "--features-dir", str(features), "--out", str(out),
+                                  "--seeds", "2", "--models", "nas", "de=sde", "en=sen"])
+    assert r.exit_code == 0, r.output
+    assert "todo     single de random seed 1: train --domains de=sde --features ge2e,mfcc" in r.output
+    assert "todo     only_mfcc en seed 0" in r.output
+    assert ("multi nas seed 0" in r.output) == ("nas" in MODELS)
+    assert not out.exists()
+    r = CliRunner().invoke(main, ["--dry-run", "de=sde", "de=other"])
+    assert r.exit_code == 2 and "given twice" in r.output

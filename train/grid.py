@@ -1,0 +1,509 @@
+"""The paper's experiment grid, run as independent Dask tasks (``run_all.sh`` is a thin wrapper around this).
+
+    python -m train.grid de=emodb:/data/emodb it=emovo:/data/emovo         # a LocalCluster of --workers here
+    python -m train.grid --dry-run de=emodb en=demo                         # list the cells and their state
+    python -m train.grid --scheduler tcp://host:8786 --device cuda de=emodb fr=cafe:/data/CaFE   # a cluster
+
+Domains are ``LANG=DATASET[:ROOT]`` (ROOT: the corpus folder, used by ``extract`` to prepare a missing
+manifest); one dataset may serve several languages (the demo corpus: ``en=demo fr=demo``), one language
+only one dataset.
+
+What runs, in this order:
+
+1. **Extraction** of each dataset, in the order given, by this process: ``extract`` resumes by itself (a
+   finished dataset costs one pass over its stores) and spreads its batches over its own LocalCluster of
+   ``--workers`` processes, or over the cluster at ``--scheduler``.
+2. **Cells**, each one ``train`` invocation writing one run folder under ``--out`` (layout in
+   :mod:`train.tables`), submitted as Dask tasks to a LocalCluster of ``--workers`` processes, or to the
+   existing cluster at ``--scheduler``; ``--workers 0`` runs them one after the other in this process.
+   Per language: the single-domain model under the random (paper) protocol, one cell per seed; under the
+   speaker-independent protocol, one cell holding every speaker fold (``train`` runs the folds of one
+   configuration together); without the auxiliary loss, one cell per seed; each feature alone, one cell per
+   seed. With two or more languages: every multi-domain model of the paper that ``train --model`` offers at
+   run time, one cell per seed (the others are listed as skipped).
+3. **Tables** (:mod:`train.tables`): ``tables.md``, ``tables.csv`` and ``figure4a.png``, from the cells'
+   ``metrics.json`` only, plus ``grid.json`` (every cell's state, seconds and host; the grid's wall time).
+
+One cell per seed rather than one per configuration: the seeds are independent, so they spread over as many
+workers as a cluster has, and a killed grid loses at most the cells in flight.
+
+Resuming: a cell is done when its folder holds a complete ``metrics.json`` (readable, every language of the
+cell, as many runs as asked) and a ``cell.json`` naming the same ``train`` command; done cells are skipped.
+A folder holding results of another command (e.g. other ``--epochs``) is never overwritten: that cell fails
+and says so. A failed cell is reported with the tail of its ``train.log`` and does not stop the others;
+the exit status is 1 when any cell failed.
+
+Resources: each cell runs ``train`` in a subprocess (``--in-process``: a library call in the worker) with
+``OMP_NUM_THREADS`` = ``--threads`` (default: the CPUs divided by the workers, or $OMP_NUM_THREADS when
+set); Dask runs one cell per worker at a time. Cells with ``--device cuda`` ask Dask for the worker
+resource ``GPU=1``: start cluster workers with ``--resources GPU=1`` (the local cluster's workers get it).
+Remote workers need the same environment and a file system shared with this process (paths are absolute).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Sequence
+
+import click
+
+from .tables import MULTI_MODELS, write_tables
+
+Echo = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Domain:
+    language: str
+    dataset: str
+    root: str | None = None
+
+    @property
+    def spec(self) -> str:
+        return f"{self.language}={self.dataset}"
+
+
+def parse_domains(specs: Sequence[str]) -> list[Domain]:
+    """``LANG=DATASET[:ROOT]`` arguments; a language may appear once."""
+    domains = []
+    for spec in specs:
+        language, sep, rest = spec.partition("=")
+        dataset, _, root = rest.partition(":")
+        if not sep or not language.strip() or not dataset.strip():
+            raise click.BadParameter(f"{spec!r} is not LANG=DATASET[:ROOT] (e.g. de=emodb:/data/emodb)", param_hint="DOMAINS")
+        domains.append(Domain(language.strip(), dataset.strip(), root.strip() or None))
+    langs = [d.language for d in domains]
+    twice = sorted({x for x in langs if langs.count(x) > 1})
+    if twice:
+        raise click.BadParameter(f"language {', '.join(twice)} given twice: one dataset per language "
+                                 f"(train tells domains apart by their language code)", param_hint="DOMAINS")
+    return domains
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One ``train`` invocation: its run folder, arguments and what its metrics.json must hold."""
+
+    name: str  # "single de random seed 0"
+    out: str  # absolute run folder
+    args: tuple[str, ...]  # train's arguments
+    languages: tuple[str, ...]
+    runs: int | None  # runs expected in metrics.json; None: every speaker fold (train knows how many)
+    gpu: bool = False
+
+    @property
+    def command(self) -> list[str]:
+        return ["train", *self.args]
+
+
+@dataclass
+class GridOptions:
+    domains: list[Domain]
+    out: Path = Path("runs/grid")
+    seeds: int = 5
+    first_seed: int = 0
+    epochs: int = 20
+    features: list[str] | None = None
+    folds: int | None = None
+    parts: tuple[str, ...] = ("single", "speaker", "aux", "features", "multi")
+    models: tuple[str, ...] = MULTI_MODELS
+    device: str = "cpu"
+    features_dir: Path = Path("features")
+    manifest_dir: Path = Path("data_manifests")
+    train_args: tuple[str, ...] = ()
+    extract_args: tuple[str, ...] = ()
+
+
+PARTS = ("single", "speaker", "aux", "features", "multi")
+
+
+def offered_models(wanted: Sequence[str]) -> tuple[list[str], dict[str, str]]:
+    """The multi-domain models ``train --model`` offers now, and why each other wanted one is skipped."""
+    from .models import MODELS
+
+    return [m for m in wanted if m in MODELS], {m: "not offered by train --model" for m in wanted if m not in MODELS}
+
+
+def grid_features(options: GridOptions, domain: Domain) -> tuple[list[str], str]:
+    """The features a language's cells use, and where the list comes from."""
+    if options.features:
+        return list(options.features), "--features"
+    from sercore.errors import StoreError
+
+    from .data import DomainSpec, default_features
+
+    try:
+        return default_features(DomainSpec(domain.language, domain.dataset), options.features_dir), "stores"
+    except StoreError:  # not extracted yet (a dry run): what extraction would produce here
+        from extract.extractors import ExtractorSettings
+        from extract.pipeline import available_features
+
+        from .data import AUXILIARY_FEATURES
+
+        names, _ = available_features(None, ExtractorSettings().with_env_defaults())
+        return [n for n in names if n not in AUXILIARY_FEATURES], "extractors available here (not extracted yet)"
+
+
+def plan_cells(options: GridOptions, models: Sequence[str]) -> list[Cell]:
+    """Every cell of the grid, in submission order (table 2 first, multi-domain last)."""
+    out = options.out.resolve()
+    gpu = options.device.startswith("cuda")
+    common = ["--epochs", str(options.epochs), "--device", options.device,
+              "--features-dir", str(options.features_dir.resolve()), "--quiet", *options.train_args]
+    seeds = range(options.first_seed, options.first_seed + options.seeds)
+    cells: list[Cell] = []
+
+    def add(name: str, folder: Path, args: list[str], languages: Sequence[str], runs: int | None) -> None:
+        cells.append(Cell(name, str(folder), tuple([*args, *common, "--out", str(folder)]), tuple(languages), runs, gpu))
+
+    features = {d.language: grid_features(options, d)[0] for d in options.domains}
+    for d in options.domains:
+        feats = ",".join(features[d.language])
+        base = ["--domains", d.spec, "--features", feats]
+        if "single" in options.parts:
+            for s in seeds:
+                add(f"single {d.language} random seed {s}", out / "single" / d.language / "random" / f"seed{s}",
+                    [*base, "--protocol", "random", "--seeds", "1", "--first-seed", str(s)], [d.language], 1)
+        if "speaker" in options.parts:
+            folds = ["--folds", str(options.folds)] if options.folds else []
+            add(f"single {d.language} speaker", out / "single" / d.language / "speaker",
+                [*base, "--protocol", "speaker", *folds], [d.language], options.folds)
+        if "aux" in options.parts:
+            for s in seeds:
+                add(f"no_aux {d.language} seed {s}", out / "no_aux" / d.language / f"seed{s}",
+                    [*base, "--no-aux", "--seeds", "1", "--first-seed", str(s)], [d.language], 1)
+        if "features" in options.parts and len(features[d.language]) > 1:
+            for f in features[d.language]:
+                for s in seeds:
+                    add(f"only_{f} {d.language} seed {s}", out / f"only_{f}" / d.language / f"seed{s}",
+                        ["--domains", d.spec, "--features", f, "--seeds", "1", "--first-seed", str(s)], [d.language], 1)
+    if "multi" in options.parts and len(options.domains) >= 2:
+        shared = [f for f in features[options.domains[0].language] if all(f in v for v in features.values())]
+        joined = ",".join(d.spec for d in options.domains)
+        for model in models:
+            for s in seeds:
+                add(f"multi {model} seed {s}", out / "multi" / model / f"seed{s}",
+                    ["--domains", joined, "--features", ",".join(shared), "--model", model, "--seeds", "1",
+                     "--first-seed", str(s)], [d.language for d in options.domains], 1)
+    return cells
+
+
+# ---------------------------------------------------------------------------------------------- cell state
+
+
+def cell_state(cell: Cell) -> str:
+    """``done``, ``todo``, or ``conflict: why`` (the folder holds another command's results)."""
+    from .tables import read_metrics
+
+    folder = Path(cell.out)
+    metrics = read_metrics(folder / "metrics.json")
+    try:
+        recorded = json.loads((folder / "cell.json").read_text()).get("command")
+    except (OSError, ValueError, AttributeError):
+        recorded = None
+    if recorded is not None and recorded != cell.command:
+        return f"conflict: {folder} holds the results of another command ({shlex.join(recorded)}); use another --out or remove the folder"
+    if metrics is None:
+        return "todo"
+    if recorded is None:
+        return f"conflict: {folder}/metrics.json was not written by this grid (no cell.json); use another --out or remove it"
+    missing = [lang for lang in cell.languages if lang not in metrics["domains_summary"]]
+    if missing or (cell.runs is not None and len(metrics["runs"]) != cell.runs):
+        return "todo"
+    return "done"
+
+
+@dataclass
+class CellResult:
+    name: str
+    ok: bool
+    seconds: float
+    returncode: int | None = None
+    error: str = ""
+    host: str = field(default_factory=socket.gethostname)
+
+
+def _death_signal():
+    """Linux: a function for the child, before exec, so that the train subprocess gets SIGTERM when the worker
+    that started it dies (no orphaned runs). Looked up here, in the parent: the child must not import."""
+    try:
+        import ctypes
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return lambda: prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+
+def _tail(path: Path, lines: int = 12) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def run_cell(cell: Cell, threads: int | None = None, in_process: bool = False) -> CellResult:
+    """Dask task (or plain call): run one cell's ``train`` command, its output in ``<out>/train.log``."""
+    folder = Path(cell.out)
+    state = cell_state(cell)
+    if state.startswith("conflict"):
+        return CellResult(cell.name, False, 0.0, error=state)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "cell.json").write_text(json.dumps({"name": cell.name, "command": cell.command}, indent=2))
+    log = folder / "train.log"
+    start = time.perf_counter()
+    if in_process:
+        rc = _train_in_process(cell, threads, log)
+    else:
+        env = dict(os.environ)
+        if threads:
+            env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+        with log.open("w") as f:
+            rc = subprocess.run([sys.executable, "-m", "train.cli", *cell.args], stdout=f, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env=env, preexec_fn=_death_signal()).returncode
+    seconds = time.perf_counter() - start
+    if rc != 0:
+        return CellResult(cell.name, False, seconds, rc, f"train exited with status {rc}; {log}:\n{_tail(log)}")
+    state = cell_state(cell)
+    if state != "done":
+        return CellResult(cell.name, False, seconds, rc, f"train finished but {folder}/metrics.json is not complete ({state})")
+    return CellResult(cell.name, True, seconds, rc)
+
+
+def _train_in_process(cell: Cell, threads: int | None, log: Path) -> int:
+    import torch
+
+    from .cli import main
+
+    if threads:
+        torch.set_num_threads(threads)
+    buffer = io.StringIO()
+    rc = 0
+    with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
+        try:
+            main.main(list(cell.args), standalone_mode=False)
+        except SystemExit as exc:
+            rc = exc.code if isinstance(exc.code, int) else 1
+        except Exception:
+            traceback.print_exc()
+            rc = 1
+    log.write_text(buffer.getvalue())
+    return rc
+
+
+# ---------------------------------------------------------------------------------------------- the grid
+
+
+def default_threads(workers: int) -> int:
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit():
+        return max(1, int(os.environ["OMP_NUM_THREADS"]))
+    return max(1, (os.cpu_count() or 1) // max(1, workers))
+
+
+def extract_command(options: GridOptions, domain: Domain, workers: int, scheduler: str | None) -> list[str]:
+    cmd = ["extract", "--dataset", domain.dataset, "--quiet", "--features-dir", str(options.features_dir),
+           "--manifest-dir", str(options.manifest_dir), "--device", "cuda" if options.device.startswith("cuda") else "cpu"]
+    if domain.root:
+        cmd += ["--root", domain.root]
+    if options.features:
+        cmd += ["--features", ",".join(options.features)]
+    cmd += ["--scheduler", scheduler] if scheduler else ["--workers", str(workers)]
+    return cmd + list(options.extract_args)
+
+
+def first_of_each_dataset(domains: Sequence[Domain]) -> list[Domain]:
+    """One domain per dataset, in the order given (the first one names the corpus root)."""
+    seen: dict[str, Domain] = {}
+    for d in domains:
+        if d.dataset not in seen or (seen[d.dataset].root is None and d.root):
+            seen[d.dataset] = d if d.dataset not in seen else replace(seen[d.dataset], root=d.root)
+    return list(seen.values())
+
+
+def run_extractions(options: GridOptions, workers: int, scheduler: str | None, echo: Echo) -> dict[str, str]:
+    """Extract each dataset once, in order; returns the datasets that failed, with why."""
+    failed = {}
+    for d in first_of_each_dataset(options.domains):
+        cmd = extract_command(options, d, workers, scheduler)
+        echo(f"extract {d.dataset}: {shlex.join(cmd)}")
+        start = time.perf_counter()
+        rc = subprocess.run([sys.executable, "-m", "extract.cli", *cmd[1:]], stdin=subprocess.DEVNULL).returncode
+        if rc != 0:
+            failed[d.dataset] = f"extract exited with status {rc}"
+            echo(f"FAILED extract {d.dataset} (status {rc}): its cells are not run")
+        else:
+            echo(f"extract {d.dataset}: done in {time.perf_counter() - start:.1f} s")
+    return failed
+
+
+def _execute(cells: list[Cell], workers: int, scheduler: str | None, threads: int | None, in_process: bool,
+             gpu: bool, echo: Echo, report: Callable[[CellResult], None]) -> None:
+    if workers == 0 and not scheduler:
+        for cell in cells:
+            report(run_cell(cell, threads, in_process))
+        return
+    from dask.distributed import Client, LocalCluster, as_completed
+
+    cluster = None
+    if scheduler:
+        client = Client(scheduler)
+        if gpu:
+            have = [w for w in client.scheduler_info()["workers"].values() if w.get("resources", {}).get("GPU")]
+            if not have:
+                echo("note: no worker of this cluster has the resource GPU yet (start workers with --resources GPU=1); "
+                     "the cells wait for one")
+    else:
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                               resources={"GPU": 1} if gpu else None)
+        client = Client(cluster)
+    try:
+        echo(f"dask: {len(client.scheduler_info()['workers'])} worker(s) at {client.scheduler.address}")
+        futures = {client.submit(run_cell, cell, threads, in_process, pure=False,
+                                 resources={"GPU": 1} if cell.gpu else None): cell for cell in cells}
+        for future in as_completed(futures):
+            try:
+                result = future.result()
+            except Exception as exc:  # the worker died (killed, out of memory) or the task could not run
+                result = CellResult(futures[future].name, False, 0.0, error=f"{type(exc).__name__}: {exc}")
+            report(result)
+            future.release()
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def run_grid(options: GridOptions, *, workers: int = 2, scheduler: str | None = None, threads: int | None = None,
+             in_process: bool = False, dry_run: bool = False, skip_extraction: bool = False, echo: Echo = print) -> int:
+    """Extraction, cells, tables (module docstring). Returns the exit status: 0, or 1 if anything failed."""
+    start = time.time()
+    models, skipped_models = offered_models(options.models) if "multi" in options.parts else ([], {})
+    if len(options.domains) < 2:
+        skipped_models = {}
+    failed_extraction: dict[str, str] = {}
+    if not skip_extraction:
+        if dry_run:
+            for d in first_of_each_dataset(options.domains):
+                echo(f"extract {d.dataset}: {shlex.join(extract_command(options, d, workers, scheduler))}")
+        else:
+            failed_extraction = run_extractions(options, workers, scheduler, echo)
+    ok_domains = [d for d in options.domains if d.dataset not in failed_extraction]
+    plan_options = replace(options, domains=ok_domains)
+    cells = plan_cells(plan_options, models) if ok_domains else []
+    for model, why in skipped_models.items():
+        echo(f"skip  multi {model}: {why}")
+    states = {c.name: cell_state(c) for c in cells}
+    todo = [c for c in cells if states[c.name] == "todo"]
+    done = [c for c in cells if states[c.name] == "done"]
+    conflicts = {n: s for n, s in states.items() if s.startswith("conflict")}
+    echo(f"grid: {len(cells)} cells, {len(done)} done already, {len(todo)} to run, {len(conflicts)} in conflict -> {options.out}")
+    if dry_run:
+        for c in cells:
+            echo(f"{states[c.name].split(':')[0]:8s} {c.name}: {shlex.join(c.command)}")
+        return 0
+
+    results: dict[str, CellResult] = {n: CellResult(n, False, 0.0, error=s) for n, s in conflicts.items()}
+    for n, s in conflicts.items():
+        echo(f"FAILED {n}: {s}")
+    counter = {"n": len(done)}
+
+    def report(r: CellResult) -> None:
+        results[r.name] = r
+        counter["n"] += 1
+        if r.ok:
+            echo(f"[{counter['n']}/{len(cells)}] ok     {r.name} ({r.seconds:.0f} s on {r.host})")
+        else:
+            echo(f"[{counter['n']}/{len(cells)}] FAILED {r.name}: {r.error}")
+
+    threads = threads or (default_threads(workers) if not scheduler else None)
+    if todo:
+        _execute(todo, workers, scheduler, threads, in_process, options.device.startswith("cuda"), echo, report)
+    failures = {n: r.error for n, r in results.items() if not r.ok}
+    options.out.mkdir(parents=True, exist_ok=True)
+    write_tables(options.out, skipped_models)
+    summary = {
+        "command": sys.argv,
+        "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(start)),
+        "wall_seconds": round(time.time() - start, 1),
+        "workers": workers, "scheduler": scheduler, "threads": threads,
+        "cells": {c.name: {"folder": c.out, "command": c.command,
+                           "state": "done before" if c in done else ("ok" if results.get(c.name, CellResult(c.name, False, 0)).ok else "failed"),
+                           "seconds": round(results[c.name].seconds, 1) if c.name in results else None,
+                           "host": results[c.name].host if c.name in results else None} for c in cells},
+        "failed": failures, "failed_extraction": failed_extraction, "skipped_models": skipped_models,
+    }
+    (options.out / "grid.json").write_text(json.dumps(summary, indent=2))
+    echo(f"tables -> {options.out / 'tables.md'}, {options.out / 'tables.csv'}; "
+         f"{len(cells) - len(failures)}/{len(cells)} cells done in {time.time() - start:.0f} s")
+    if failures or failed_extraction:
+        echo(f"{len(failures)} cell(s) and {len(failed_extraction)} extraction(s) failed:")
+        for n, why in {**failed_extraction, **failures}.items():
+            echo(f"  {n}: {why.splitlines()[0] if why else ''}")
+        return 1
+    return 0
+
+
+def _csv(value: str | None) -> list[str] | None:
+    items = [v.strip() for v in (value or "").split(",") if v.strip()]
+    return items or None
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]}, help=__doc__.split("\n\n")[0])
+@click.argument("domains", nargs=-1)
+@click.option("--out", default="runs/grid", show_default=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--seeds", type=click.IntRange(1), default=5, show_default=True, help="Seeds per random-protocol configuration.")
+@click.option("--first-seed", type=click.IntRange(0), default=0, show_default=True)
+@click.option("--epochs", type=click.IntRange(1), default=20, show_default=True)
+@click.option("--features", default=None, help="Comma-separated features for every cell (and extraction) [default: every feature in the stores].")
+@click.option("--folds", type=click.IntRange(3), default=None, help="Speaker protocol: speaker folds [default: one per speaker].")
+@click.option("--parts", default=",".join(PARTS), show_default=True,
+              help="Which parts of the grid: single (random protocol), speaker, aux (without the aux loss), features (each alone), multi.")
+@click.option("--models", default=",".join(MULTI_MODELS), show_default=True, help="Multi-domain models to run (those train offers).")
+@click.option("--workers", type=click.IntRange(0), default=2, show_default=True,
+              help="LocalCluster worker processes (one cell each at a time); 0: cells one by one in this process.")
+@click.option("--threads", type=click.IntRange(1), default=None, help="Torch/OpenMP threads per cell [default: $OMP_NUM_THREADS, else CPUs / workers].")
+@click.option("--scheduler", default=None, help="Address of an existing Dask scheduler (e.g. dask-jobqueue workers), instead of a LocalCluster.")
+@click.option("--device", default="cpu", show_default=True, help="cpu or cuda (cells then ask Dask for the worker resource GPU=1).")
+@click.option("--features-dir", default="features", show_default=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--manifest-dir", default="data_manifests", show_default=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--train-args", default="", envvar="TRAIN_ARGS", help="Extra train arguments for every cell (or $TRAIN_ARGS), e.g. '--no-checkpoints'.")
+@click.option("--extract-args", default="", envvar="EXTRACT_ARGS", help="Extra extract arguments (or $EXTRACT_ARGS), e.g. '--wav2vec-checkpoint F'.")
+@click.option("--skip-extraction", is_flag=True, help="Use the stores as they are (no extract step).")
+@click.option("--in-process", is_flag=True, help="Run train as a library call in the worker instead of a subprocess.")
+@click.option("--dry-run", is_flag=True, help="List the extraction commands and every cell with its state; run nothing.")
+@click.option("--tables-only", is_flag=True, help="Only rebuild the tables from the run folders under --out.")
+def main(domains, out, seeds, first_seed, epochs, features, folds, parts, models, workers, threads, scheduler, device,
+         features_dir, manifest_dir, train_args, extract_args, skip_extraction, in_process, dry_run, tables_only) -> None:
+    """The paper's experiment grid for LANG=DATASET[:ROOT] domains, resumable, on a local or remote Dask cluster."""
+    if tables_only:
+        write_tables(out)
+        click.echo(f"tables -> {out / 'tables.md'}, {out / 'tables.csv'}")
+        return
+    if not domains:
+        raise click.UsageError("give at least one domain LANG=DATASET[:ROOT], e.g. de=emodb:/data/emodb en=demo")
+    parts_list = tuple(_csv(parts) or ())
+    unknown = [p for p in parts_list if p not in PARTS]
+    if unknown:
+        raise click.BadParameter(f"unknown part(s) {', '.join(unknown)} (known: {', '.join(PARTS)})", param_hint="--parts")
+    model_list = tuple(_csv(models) or ())
+    options = GridOptions(parse_domains(domains), out, seeds, first_seed, epochs, _csv(features), folds, parts_list,
+                          model_list, device, features_dir, manifest_dir, tuple(shlex.split(train_args)),
+                          tuple(shlex.split(extract_args)))
+    sys.exit(run_grid(options, workers=workers, scheduler=scheduler, threads=threads, in_process=in_process,
+                      dry_run=dry_run, skip_extraction=skip_extraction, echo=lambda m: click.echo(m)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,289 @@
+"""The paper's tables, filled from a grid's run folders and from nothing else than their ``metrics.json``.
+
+    python -m train.tables runs/grid          # (re)write runs/grid/tables.md, tables.csv, figure4a.png
+
+The folder layout is the one :mod:`train.grid` writes (one ``train`` run per folder)::
+
+    single/<lang>/random/seed<k>/metrics.json    single-domain model, random protocol (tables 2, 3, 4)
+    single/<lang>/speaker/metrics.json           speaker-independent protocol, every fold (table 2)
+    no_aux/<lang>/seed<k>/metrics.json           without the auxiliary loss (table 4)
+    only_<feature>/<lang>/seed<k>/metrics.json   one feature alone (figure 4a)
+    multi/<model>/seed<k>/metrics.json           a multi-domain model over all languages (table 3)
+
+An experiment's figure for one language is the mean and the sample standard deviation (ddof=1, as
+``train`` reports them) over every run of every folder of the experiment: the seeds of the random
+protocol, the folds of the speaker protocol. A folder whose ``metrics.json`` is missing or unreadable
+(a cell that failed or has not run yet) contributes nothing and the table says how many runs it holds.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+#: The multi-domain models of the paper's table 3, in its order.
+MULTI_MODELS = ("base", "sb", "omoe", "mmoe", "nas")
+
+#: Table 2 of the paper ("Ours", random protocol), quoted under our table 2 for comparison.
+PAPER_TABLE2 = {"de": (0.957, 0.954), "fr": (0.871, 0.851)}
+
+
+@dataclass
+class Stat:
+    mean: float
+    std: float
+    n: int
+
+    @classmethod
+    def of(cls, values: list[float]) -> "Stat":
+        a = np.asarray(values, dtype=float)
+        return cls(float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else 0.0, int(len(a)))
+
+    def __str__(self) -> str:
+        return f"{self.mean:.3f} ± {self.std:.3f}"
+
+
+@dataclass
+class Result:
+    """One experiment on one language: WA and UA over its runs, and where they came from."""
+
+    experiment: str  # e.g. "single/de/random", "multi/nas"
+    language: str
+    dataset: str
+    features: list[str]
+    ua: Stat
+    wa: Stat
+    files: list[str] = field(default_factory=list)
+
+
+def read_metrics(path: Path) -> dict | None:
+    """A run folder's metrics, or None when the file is missing or not a complete ``train`` output."""
+    try:
+        m = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(m, dict) or not m.get("runs") or not isinstance(m.get("domains_summary"), dict):
+        return None
+    return m
+
+
+def aggregate(files: list[Path], language: str, experiment: str) -> Result | None:
+    """Every run of ``language`` in ``files``; None when no file holds one."""
+    ua, wa, used, dataset, features = [], [], [], "", []
+    for path in sorted(files, key=_natural):
+        m = read_metrics(path)
+        if m is None or language not in m["domains_summary"]:
+            continue
+        for run in m["runs"]:
+            scores = run["test"][language]
+            ua.append(scores["ua"])
+            wa.append(scores["wa"])
+        used.append(str(path))
+        dataset = m["domains_summary"][language].get("dataset", "")
+        features = list(m.get("features", []))
+    if not ua:
+        return None
+    return Result(experiment, language, dataset, features, Stat.of(ua), Stat.of(wa), used)
+
+
+def _natural(path: Path):
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(path))]
+
+
+@dataclass
+class Tables:
+    languages: list[str]
+    features: list[str]  # single-feature ablations found, in figure order
+    table2: dict[tuple[str, str], Result]  # (language, protocol)
+    table3: dict[tuple[str, str], Result]  # (model, language); model "single" is the one-language reference
+    table4: dict[tuple[str, bool], Result]  # (language, aux)
+    ablation: dict[tuple[str, str], Result]  # (language, feature or "all")
+    multi_models: list[str] = field(default_factory=list)
+
+    def results(self) -> list[tuple[str, str, Result]]:
+        """(table, row, result) for every filled cell, in table order."""
+        rows = [("table2", protocol, r) for (lang, protocol), r in self.table2.items()]
+        rows += [("table3", model, r) for (model, lang), r in self.table3.items()]
+        rows += [("table4", "aux" if aux else "no_aux", r) for (lang, aux), r in self.table4.items()]
+        rows += [("figure4a", feature, r) for (lang, feature), r in self.ablation.items()]
+        return rows
+
+
+def _files(root: Path, pattern: str) -> list[Path]:
+    return sorted(root.glob(pattern), key=_natural)
+
+
+def build_tables(root: str | Path) -> Tables:
+    """Read the run folders under ``root`` (layout in the module docstring)."""
+    root = Path(root)
+    languages = sorted({p.name for p in (root / "single").glob("*") if p.is_dir()})
+    languages += sorted({p.name for d in root.glob("only_*") for p in d.glob("*") if p.is_dir()} - set(languages))
+    languages += sorted({p.name for p in (root / "no_aux").glob("*") if p.is_dir()} - set(languages))
+    features = sorted(d.name[len("only_"):] for d in root.glob("only_*") if d.is_dir())
+    multi = [m for m in MULTI_MODELS if (root / "multi" / m).is_dir()]
+    multi += sorted(p.name for p in (root / "multi").glob("*") if p.is_dir() and p.name not in MULTI_MODELS)
+    for m in multi:
+        for path in _files(root / "multi" / m, "seed*/metrics.json"):
+            meta = read_metrics(path)
+            for lang in (meta or {}).get("domains_summary", {}):
+                if lang not in languages:
+                    languages.append(lang)
+    t = Tables(languages, features, {}, {}, {}, {}, multi)
+
+    def put(table: dict, key, files: list[Path], experiment: str, language: str) -> None:
+        r = aggregate(files, language, experiment)
+        if r is not None:
+            table[key] = r
+
+    for lang in languages:
+        random_files = _files(root / "single" / lang / "random", "seed*/metrics.json")
+        put(t.table2, (lang, "random"), random_files, f"single/{lang}/random", lang)
+        put(t.table2, (lang, "speaker"), [root / "single" / lang / "speaker" / "metrics.json"], f"single/{lang}/speaker", lang)
+        put(t.table3, ("single", lang), random_files, f"single/{lang}/random", lang)
+        put(t.table4, (lang, True), random_files, f"single/{lang}/random", lang)
+        put(t.table4, (lang, False), _files(root / "no_aux" / lang, "seed*/metrics.json"), f"no_aux/{lang}", lang)
+        put(t.ablation, (lang, "all"), random_files, f"single/{lang}/random", lang)
+        for f in features:
+            put(t.ablation, (lang, f), _files(root / f"only_{f}" / lang, "seed*/metrics.json"), f"only_{f}/{lang}", lang)
+    for m in multi:
+        for lang in languages:
+            put(t.table3, (m, lang), _files(root / "multi" / m, "seed*/metrics.json"), f"multi/{m}", lang)
+    return t
+
+
+def _cell(r: Result | None, what: str) -> str:
+    if r is None:
+        return "—"
+    return f"{getattr(r, what)} ({r.ua.n})" if what == "ua" else str(getattr(r, what))
+
+
+def to_markdown(t: Tables, skipped_models: dict[str, str] | None = None) -> str:
+    lines = ["# The paper's tables, as measured", "",
+             "Mean ± sample standard deviation over runs (seeds of the random protocol, folds of the speaker "
+             "protocol); the number of runs in parentheses after UA. Built only from the run folders' `metrics.json` "
+             "(`python -m train.tables FOLDER` rebuilds this file). — : not run, or failed.", ""]
+
+    lines += ["## Table 2: single-domain model", "",
+              "| language | dataset | features | UA random | WA random | UA speaker-independent | WA speaker-independent |",
+              "| --- | --- | --- | --- | --- | --- | --- |"]
+    for lang in t.languages:
+        rnd, spk = t.table2.get((lang, "random")), t.table2.get((lang, "speaker"))
+        any_r = rnd or spk
+        if any_r is None:
+            continue
+        lines.append(f"| {lang} | {any_r.dataset} | {','.join(any_r.features)} | {_cell(rnd, 'ua')} | {_cell(rnd, 'wa')} "
+                     f"| {_cell(spk, 'ua')} | {_cell(spk, 'wa')} |")
+    quoted = [f"{lang} UA {ua:.3f} WA {wa:.3f}" for lang, (ua, wa) in PAPER_TABLE2.items() if lang in t.languages]
+    if quoted:
+        lines += ["", f"The paper (random protocol, five features): {'; '.join(quoted)}."]
+
+    lines += ["", "## Table 3: multi-domain models", ""]
+    if t.multi_models or skipped_models:
+        lines += ["| model | " + " | ".join(f"UA {lang} | WA {lang}" for lang in t.languages) + " |",
+                  "| --- | " + " | ".join("--- | ---" for _ in t.languages) + " |"]
+        for model in ["single", *t.multi_models]:
+            label = "single (one model per language)" if model == "single" else model
+            lines.append(f"| {label} | " + " | ".join(f"{_cell(t.table3.get((model, lang)), 'ua')} | "
+                                                       f"{_cell(t.table3.get((model, lang)), 'wa')}" for lang in t.languages) + " |")
+        for model, why in (skipped_models or {}).items():
+            if model not in t.multi_models:
+                lines.append(f"| {model} | " + " | ".join("— | —" for _ in t.languages) + f" |")
+        if skipped_models:
+            lines += ["", "Not run: " + "; ".join(f"{m} ({why})" for m, why in skipped_models.items()) + "."]
+    else:
+        lines.append("No multi-domain run (the grid runs them with two or more languages).")
+
+    lines += ["", "## Table 4: single-domain model with and without the auxiliary loss (random protocol)", "",
+              "| language | UA with | WA with | UA without | WA without | UA gain |", "| --- | --- | --- | --- | --- | --- |"]
+    for lang in t.languages:
+        on, off = t.table4.get((lang, True)), t.table4.get((lang, False))
+        if on is None and off is None:
+            continue
+        gain = f"{on.ua.mean - off.ua.mean:+.3f}" if on and off else "—"
+        lines.append(f"| {lang} | {_cell(on, 'ua')} | {_cell(on, 'wa')} | {_cell(off, 'ua')} | {_cell(off, 'wa')} | {gain} |")
+
+    lines += ["", "## Figure 4a: each feature alone (random protocol, UA)", ""]
+    columns = [*t.features, "all"]
+    lines += ["| language | " + " | ".join(f"UA {c}" for c in columns) + " |", "| --- |" + " --- |" * len(columns)]
+    for lang in t.languages:
+        if not any((lang, c) in t.ablation for c in columns):
+            continue
+        lines.append(f"| {lang} | " + " | ".join(_cell(t.ablation.get((lang, c)), "ua") for c in columns) + " |")
+    lines += ["", "![figure 4a](figure4a.png)", ""]
+    return "\n".join(lines)
+
+
+CSV_HEADER = ["table", "row", "experiment", "language", "dataset", "features", "ua_mean", "ua_std", "wa_mean", "wa_std",
+              "runs", "files"]
+
+
+def write_tables(root: str | Path, skipped_models: dict[str, str] | None = None) -> Tables:
+    """Write ``tables.md``, ``tables.csv`` (one row per filled cell, full precision) and ``figure4a.png``."""
+    root = Path(root)
+    if skipped_models is None:  # a rebuild: what the grid recorded
+        try:
+            skipped_models = json.loads((root / "grid.json").read_text()).get("skipped_models") or {}
+        except (OSError, ValueError, AttributeError):
+            skipped_models = {}
+    t = build_tables(root)
+    (root / "tables.md").write_text(to_markdown(t, skipped_models))
+    with (root / "tables.csv").open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(CSV_HEADER)
+        for table, row, r in t.results():
+            w.writerow([table, row, r.experiment, r.language, r.dataset, "+".join(r.features), repr(r.ua.mean),
+                        repr(r.ua.std), repr(r.wa.mean), repr(r.wa.std), r.ua.n, ";".join(r.files)])
+    plot_feature_ablation(t, root / "figure4a.png")
+    return t
+
+
+def plot_feature_ablation(t: Tables, path: Path) -> Path | None:
+    """Figure 4a: UA of each feature alone and of all features, per language, with the std as error bars."""
+    columns = [*t.features, "all"]
+    langs = [lang for lang in t.languages if any((lang, c) in t.ablation for c in columns)]
+    if not langs:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    width = 0.8 / len(columns)
+    fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(langs) * len(columns) * 0.5, 3.6))
+    for j, c in enumerate(columns):
+        xs = [i + (j - (len(columns) - 1) / 2) * width for i in range(len(langs))]
+        rs = [t.ablation.get((lang, c)) for lang in langs]
+        ax.bar(xs, [r.ua.mean if r else 0.0 for r in rs], width, yerr=[r.ua.std if r else 0.0 for r in rs],
+               label="all features" if c == "all" else c, capsize=3)
+    ax.set_xticks(range(len(langs)), langs)
+    ax.set_ylabel("test UA")
+    ax.set_ylim(0, 1)
+    ax.set_title("Single-feature performance (figure 4a)")
+    ax.legend(fontsize=8, ncols=min(len(columns), 4))
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1 or args[0] in ("-h", "--help"):
+        print(__doc__.split("\n\n")[1])
+        sys.exit(0 if args and args[0] in ("-h", "--help") else 2)
+    root = Path(args[0])
+    if not root.is_dir():
+        print(f"error: {root}: no such folder", file=sys.stderr)
+        sys.exit(2)
+    write_tables(root)
+    print(f"tables -> {root / 'tables.md'}, {root / 'tables.csv'}")
+
+
+if __name__ == "__main__":
+    main()
