@@ -78,9 +78,11 @@ def _csv(value: str | None) -> list[str] | None:
 @click.option("--ablations", is_flag=True, help="Instead: all features, without aux loss, each feature alone (table 4, figure 4a).")
 @click.option("--no-checkpoints", is_flag=True, help="Do not save the best weights of each run.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--report", is_flag=True, help="Also write OUT/report.html: tables and figures in one self-contained file.")
 def main(domains, features, protocol, seeds, first_seed, folds, epochs, device, out, features_dir, model_name, selector, nas_l0, preset,
          no_aux, alpha, aux_reduction, standardize, finetune_ge2e, sampler, per_class, batch_size, lr, weight_decay,
-         dropout, input_dropout, stats_pooling, input_stats, ema, label_smoothing, crop, patience, tsne, ablations, no_checkpoints, quiet) -> None:
+         dropout, input_dropout, stats_pooling, input_stats, ema, label_smoothing, crop, patience, tsne, ablations, no_checkpoints, quiet,
+         report) -> None:
     """Train SER models on the feature stores of the given language domains; report WA/UA over runs."""
     from .compare import run_comparison
     from .experiment import run_ablations, run_experiment, run_tsne
@@ -132,6 +134,10 @@ def main(domains, features, protocol, seeds, first_seed, folds, epochs, device, 
             run_experiment(config, log=click.echo)
         if tsne:
             run_tsne(config, log=click.echo)
+        if report:
+            from .report import write_report
+
+            click.echo(f"report -> {write_report(config.out)}")
     except SerError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)

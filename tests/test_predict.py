@@ -1,0 +1,119 @@
+"""`predict` end to end: real MFCC + GE2E extraction of tiny synthetic audio, a model trained 1 epoch on it."""
+
+import csv
+import json
+
+import librosa
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from click.testing import CliRunner
+
+from extract.pipeline import extract_dataset
+from sercore.manifest import Utterance, write_manifest
+from train.cli import main as train_main
+from train.predict import main as predict_main
+
+EMOTIONS = ("angry", "sad", "neutral")
+SR = 16000
+
+
+def _clip(emotion: int, i: int, seconds: float = 0.6) -> np.ndarray:
+    """A voiced-like harmonic tone whose pitch and vibrato depend on the emotion (and a little on i)."""
+    t = np.arange(int(seconds * SR)) / SR
+    f0 = (110, 190, 300)[emotion] * (1 + 0.02 * i)
+    vib = 1 + 0.1 * np.sin(2 * np.pi * (2 + 3 * emotion) * t)
+    wav = sum(np.sin(2 * np.pi * k * f0 * t * vib) / k for k in range(1, 6))
+    return (0.2 * wav * np.hanning(len(t)) ** 0.2).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """(bundle path, a WAV file, its FLAC / stereo / 48 kHz copy, the root folder)."""
+    root = tmp_path_factory.mktemp("predict")
+    rows = []
+    for e, emo in enumerate(EMOTIONS):
+        for i in range(6):
+            path = root / "wav" / f"{emo}_{i}.wav"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            sf.write(path, _clip(e, i), SR)
+            rows.append(Utterance(f"{emo}_{i}", str(path), f"s{i % 2}", "de", emo, ("train", "valid", "test")[i % 3]))
+    write_manifest(rows, root / "manifests" / "tones.csv")
+    extract_dataset("tones", ["mfcc", "ge2e"], manifest_dir=root / "manifests", features_dir=root / "features", workers=0,
+                    progress=False, echo=lambda s: None)
+    r = CliRunner().invoke(train_main, ["--domains", "de=tones", "--features", "mfcc,ge2e", "--features-dir",
+                                        str(root / "features"), "--epochs", "1", "--seeds", "1", "--standardize",
+                                        "--per-class", "4", "--out", str(root / "run"), "--quiet"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    wav = root / "new" / "clip.wav"
+    wav.parent.mkdir()
+    signal = _clip(1, 7, seconds=0.8)
+    sf.write(wav, signal, SR)
+    up = librosa.resample(signal, orig_sr=SR, target_sr=48000)
+    flac = root / "new" / "deeper" / "clip_48k_stereo.flac"
+    flac.parent.mkdir()
+    sf.write(flac, np.stack([up, up], axis=1), 48000, subtype="PCM_24")
+    return root / "run" / "model.bundle", wav, flac, root
+
+
+def _predict(*args):
+    return CliRunner().invoke(predict_main, [*args, "--quiet"], catch_exceptions=False)
+
+
+def test_same_answer_for_wav_and_flac_stereo_48k_of_the_same_audio(trained):
+    bundle, wav, flac, _ = trained
+    r = _predict("--model", str(bundle), "--language", "de", str(wav), str(flac), "--jsonl")
+    assert r.exit_code == 0, r.output
+    lines = [json.loads(s) for s in r.stdout.splitlines() if s.startswith("{")]
+    assert [line["path"] for line in lines] == [str(wav), str(flac)]
+    a, b = lines
+    assert set(a["probabilities"]) == set(EMOTIONS) and a["language"] == "de"
+    assert sum(a["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+    assert a["emotion"] == max(a["probabilities"], key=a["probabilities"].get)
+    assert a["emotion"] == b["emotion"]
+    diff = max(abs(a["probabilities"][c] - b["probabilities"][c]) for c in EMOTIONS)
+    assert diff < 1e-3, diff  # resampling 16 -> 48 -> 16 kHz and 24-bit FLAC change the features only slightly
+
+
+def test_directories_csv_output_and_bad_files(trained, tmp_path):
+    bundle, wav, flac, root = trained
+    bad = root / "new" / "broken.wav"
+    bad.write_bytes(b"RIFF....WAVEfmt garbage")
+    out = tmp_path / "results.csv"
+    r = _predict("--model", str(bundle.parent), str(root / "new"), "--output", str(out))  # run folder, one language
+    assert r.exit_code == 0, r.output  # some files predicted, not --strict
+    assert f"skipped {bad}" in r.stderr and "1 skipped" in r.stderr
+    rows = list(csv.DictReader(out.open()))
+    assert sorted(row["path"] for row in rows) == sorted([str(wav), str(flac)])  # found recursively, bad one left out
+    assert list(rows[0]) == ["path", "language", "emotion", "p_neutral", "p_angry", "p_sad"]
+    text = [s for s in r.stdout.splitlines() if s.startswith(str(wav))]
+    assert len(text) == 1 and text[0].split("\t")[1] in EMOTIONS
+    assert _predict("--model", str(bundle), str(root / "new"), "--strict").exit_code == 1
+    assert _predict("--model", str(bundle), str(bad)).exit_code == 1  # nothing could be predicted
+    r = _predict("--model", str(bundle), "--language", "fr", str(wav))
+    assert r.exit_code == 2 and "no language 'fr'" in r.stderr
+
+
+def _tampered(bundle_path, out_path, feature, **attrs):
+    payload = torch.load(bundle_path, weights_only=True)
+    meta = json.loads(payload["meta"])
+    meta["domains"][0]["provenance"][feature].update(attrs)
+    payload["meta"] = json.dumps(meta)
+    torch.save(payload, out_path)
+    return out_path
+
+
+def test_refuses_a_model_trained_on_features_from_other_weights(trained, tmp_path):
+    bundle, wav, _, _ = trained
+    here = json.loads(torch.load(bundle, weights_only=True)["meta"])["domains"][0]["provenance"]["ge2e"]["checkpoint_sha256"]
+    assert len(here) == 64  # the real resemblyzer checkpoint hash was recorded at extraction
+    other = "ab" * 32
+    r = _predict("--model", str(_tampered(bundle, tmp_path / "other.bundle", "ge2e", checkpoint_sha256=other)), str(wav))
+    assert r.exit_code == 2 and not r.stdout
+    assert "feature 'ge2e'" in r.stderr and other in r.stderr and here in r.stderr
+    r = _predict("--model", str(_tampered(bundle, tmp_path / "mfcc.bundle", "mfcc", n_mfcc=13)), str(wav))
+    assert r.exit_code == 2 and "feature 'mfcc'" in r.stderr and "n_mfcc: trained 13, here 40" in r.stderr
+    # a moved checkpoint (other path, same hash) is not a mismatch
+    r = _predict("--model", str(_tampered(bundle, tmp_path / "moved.bundle", "ge2e", checkpoint="/elsewhere/x.pt")), str(wav))
+    assert r.exit_code == 0, r.stderr

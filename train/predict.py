@@ -1,0 +1,282 @@
+"""``predict``: use a trained model (a bundle, see ``train/bundle.py``) on new audio.
+
+    predict --model runs/de_random/model.bundle --language de clip.wav other.flac recordings/
+    predict --model runs/de_random --output results.csv recordings/        # a run folder means its bundle
+    predict --model model.bundle --jsonl recordings/ > results.jsonl       # one JSON object per file
+
+Audio goes through the same path as in ``extract`` (``extract.audio.DecodedAudio``: any format soundfile
+or librosa decodes, down-mixed to mono, resampled to each extractor's rate), then the bundle's scaler and
+model. The extractors are imported only here, inside functions, so ``train`` never needs librosa.
+
+The mismatch rule: before any audio is read, each extractor that would run here is loaded and its
+provenance is compared with the one recorded in the bundle for that feature. Every attribute must agree
+(checkpoint SHA-256, extractor version, sample rate, hop, dimension and the extractor's settings such as
+``n_mfcc`` or the wav2vec layer), except ``checkpoint`` (a file path: moving the weights is fine, the hash
+decides) and ``library_versions`` (torch/fairseq versions; a difference is reported as a note).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import click
+import numpy as np
+import torch
+
+from sercore.errors import SerError
+
+from .bundle import Bundle, BundleError, load_bundle
+
+#: Extensions picked up when a directory is given (a file named explicitly is always tried).
+AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac", ".aif", ".aiff",
+                              ".aifc", ".au", ".snd", ".wma", ".webm", ".caf", ".w64", ".rf64"})
+#: Provenance attributes that do not identify the features (see module docstring).
+NOT_IDENTITY = frozenset({"checkpoint", "library_versions"})
+
+
+class ExtractorMismatchError(SerError):
+    """The extractor available here is not the one the model was trained on."""
+
+
+@dataclass
+class Prediction:
+    path: Path
+    emotion: str
+    probabilities: dict[str, float]
+
+    def as_dict(self, language: str) -> dict:
+        return {"path": str(self.path), "language": language, "emotion": self.emotion,
+                "probabilities": {k: round(v, 6) for k, v in self.probabilities.items()}}
+
+
+@dataclass
+class PredictionRun:
+    predictions: list[Prediction] = field(default_factory=list)
+    failures: dict[str, str] = field(default_factory=dict)  # path -> reason
+
+
+def audio_files(paths: Iterable[str | Path]) -> list[Path]:
+    """Files given, and the audio files (by extension) below each directory given, recursively, sorted."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out.extend(sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_EXTENSIONS))
+        else:
+            out.append(p)  # missing files are reported per file by the loader
+    return out
+
+
+def _normalise(value):
+    """A provenance value as it reads back from an HDF5 attribute and JSON (how the bundle stored it)."""
+    from sercore.store import _decode_attr, _encode_attr
+
+    return json.loads(json.dumps(_decode_attr(_encode_attr(value)), default=str))
+
+
+def provenance_differences(trained: dict, here: dict) -> list[tuple[str, object, object]]:
+    """(attribute, value in the bundle, value here) for every identifying attribute that differs."""
+    keys = sorted((set(trained) | set(here)) - NOT_IDENTITY)
+    diffs = []
+    for k in keys:
+        a, b = _normalise(trained.get(k, "")), _normalise(here.get(k, ""))
+        if str(a) != str(b):
+            diffs.append((k, trained.get(k, "(absent)"), here.get(k, "(absent)")))
+    return diffs
+
+
+def load_extractors(bundle: Bundle, language: str | None, settings, echo=lambda s: None) -> dict:
+    """Load the extractors of the bundle's inputs and check them against the bundle (mismatch rule)."""
+    from extract.extractors import REGISTRY, MissingWeightsError, extractor_class
+
+    provenance = bundle.provenance(language)
+    extractors = {}
+    for feature in bundle.inputs:
+        trained = provenance.get(feature, {})
+        name = trained.get("extractor") or feature
+        if name not in REGISTRY:
+            raise ExtractorMismatchError(f"feature {feature!r} was made by extractor {name!r}, which this toolkit does not "
+                                         f"have (known: {', '.join(REGISTRY)}); the model cannot be used on audio here")
+        try:
+            ex = extractor_class(name)(settings)
+            ex.check_available(settings)
+            ex.load()
+        except MissingWeightsError as exc:
+            raise ExtractorMismatchError(f"feature {feature!r}: {exc}") from None
+        here = ex.provenance()
+        diffs = provenance_differences(trained, here)
+        if diffs:
+            detail = "; ".join(f"{k}: trained {a!r}, here {b!r}" for k, a, b in diffs if k != "checkpoint_sha256")
+            raise ExtractorMismatchError(
+                f"feature {feature!r}: the {name} extractor here is not the one the model was trained on: "
+                f"checkpoint sha256 in the bundle {trained.get('checkpoint_sha256') or '(none)'}, "
+                f"here {here.get('checkpoint_sha256') or '(none)'}" + (f"; {detail}" if detail else "")
+                + ". Point the extractor at the weights the model was trained with (see `predict --help`) "
+                  "or retrain on features from these weights.")
+        lib_a, lib_b = trained.get("library_versions"), here.get("library_versions")
+        if lib_a and lib_b and _normalise(lib_a) != _normalise(lib_b):
+            echo(f"note: {feature}: library versions differ from training ({lib_a} there, {lib_b} here)")
+        extractors[feature] = ex
+    return extractors
+
+
+def _features_of(path: Path, extractors: dict) -> dict[str, np.ndarray]:
+    from extract.audio import DecodedAudio
+
+    audio = DecodedAudio(path)
+    out = {}
+    for feature, ex in extractors.items():
+        a = np.asarray(ex.extract(audio.at(ex.sample_rate, ex.min_seconds)), dtype=np.float32)
+        if a.size == 0 or (a.ndim == 2 and a.shape[0] == 0):
+            raise ValueError(f"{feature}: no frames (audio too short?)")
+        if not np.isfinite(a).all():
+            raise ValueError(f"{feature}: non-finite values")
+        out[feature] = a
+    return out
+
+
+@torch.no_grad()
+def _classify(bundle: Bundle, domain: int, feats: Sequence[dict[str, np.ndarray]], device: str) -> np.ndarray:
+    """(n, n_classes) class probabilities of the domain for the given per-file features."""
+    from .data import Example, collate
+
+    scaler = bundle.scalers[domain]
+    examples = []
+    for i, f in enumerate(feats):
+        scaled = {}
+        for name, a in f.items():
+            if scaler is not None and name in scaler["mean"]:
+                a = (a - scaler["mean"][name]) / scaler["std"][name]
+            scaled[name] = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+        examples.append(Example(str(i), scaled, 0, domain))
+    batch = collate(examples).to(device)
+    logits = bundle.model(batch).logits[:, : len(bundle.meta["domains"][domain]["classes"])]
+    return torch.softmax(logits.float(), dim=-1).cpu().numpy()
+
+
+def predict_files(bundle: Bundle, language: str | None, files: Sequence[Path], extractors: dict, device: str = "cpu",
+                  batch_size: int = 16, progress: bool = False, on_result=None) -> PredictionRun:
+    """Predict every file; a file that cannot be decoded or featurised is recorded in ``failures`` and skipped."""
+    from tqdm import tqdm
+
+    domain = bundle.domain_index(language)
+    classes = bundle.classes(language)
+    run = PredictionRun()
+    pending: list[tuple[Path, dict | None, str]] = []  # (file, features or None, failure reason), in input order
+
+    def flush():
+        ok = [f for _, f, _ in pending if f is not None]
+        probs = iter(_classify(bundle, domain, ok, device) if ok else [])
+        for path, feats, reason in pending:
+            if feats is None:
+                run.failures[str(path)] = reason
+                if on_result:
+                    on_result(None, (path, reason))
+                continue
+            p = next(probs)
+            pred = Prediction(path, classes[int(np.argmax(p))], {c: float(v) for c, v in zip(classes, p)})
+            run.predictions.append(pred)
+            if on_result:
+                on_result(pred, None)
+        pending.clear()
+
+    for path in tqdm(files, unit="file", disable=not progress, desc="predict"):
+        try:
+            pending.append((path, _features_of(path, extractors), ""))
+        except SerError as exc:  # AudioError: its problem, without the path (reported next to it)
+            pending.append((path, None, getattr(exc, "problem", str(exc))))
+        except Exception as exc:  # noqa: BLE001 - one bad file must not stop the others
+            pending.append((path, None, f"{type(exc).__name__}: {exc}"))
+        if len(pending) >= batch_size:
+            flush()
+    flush()
+    return run
+
+
+def _write_csv(path: Path, language: str, classes: list[str], predictions: list[Prediction]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "language", "emotion", *[f"p_{c}" for c in classes]])
+        for p in predictions:
+            w.writerow([str(p.path), language, p.emotion, *[f"{p.probabilities[c]:.6f}" for c in classes]])
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--model", "model_path", required=True, type=click.Path(path_type=Path),
+              help="A model bundle (<run>/model.bundle) or a run folder holding one.")
+@click.option("--language", default=None, help="Which language's classifier to use [default: the bundle's only language].")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Also write the results as CSV.")
+@click.option("--jsonl", is_flag=True, help="Print one JSON object per file instead of text (errors as {\"path\", \"error\"}).")
+@click.option("--strict", is_flag=True, help="Exit with status 1 if any file could not be predicted.")
+@click.option("--batch-size", type=click.IntRange(1), default=16, show_default=True)
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--wav2vec-checkpoint", type=click.Path(path_type=Path), default=None, help="wav2vec checkpoint (or $MGSER_WAV2VEC_CHECKPOINT).")
+@click.option("--wav2vec-layer", type=int, default=None, help="wav2vec 2.0 / HuBERT layer [default: the one the model was trained on].")
+@click.option("--allosaurus-model", type=click.Path(path_type=Path), default=None, help="Allosaurus model folder (or $MGSER_ALLOSAURUS_MODEL).")
+@click.option("--byol-checkpoint", type=click.Path(path_type=Path), default=None, help="BYOL-A checkpoint (or $MGSER_BYOL_CHECKPOINT).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def main(model_path, language, inputs, output, jsonl, strict, batch_size, device, wav2vec_checkpoint, wav2vec_layer,
+         allosaurus_model, byol_checkpoint, quiet) -> None:
+    """Predict the emotion of each audio FILE (or every audio file below each DIR) with a trained model.
+
+    Exit status: 0 when every file was predicted (or some were, without --strict), 1 when none could be
+    (or any failed, with --strict), 2 on a bad bundle, language or extractor mismatch.
+    """
+    import warnings
+
+    from extract.extractors import ExtractorSettings
+
+    # resemblyzer's webrtcvad imports pkg_resources; its deprecation warning is noise for a user of predict
+    warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+    err = lambda s: click.echo(s, err=True)  # noqa: E731
+    try:
+        bundle = load_bundle(model_path, device=device)
+        lang = bundle.languages[bundle.domain_index(language)]
+        if wav2vec_layer is None:  # default: the layer the model was trained on
+            layer = bundle.provenance(lang).get("wav2vec", {}).get("layer")
+            wav2vec_layer = int(layer) if layer not in (None, "", -1) else None
+        settings = ExtractorSettings(device=device, wav2vec_checkpoint=wav2vec_checkpoint, wav2vec_layer=wav2vec_layer,
+                                     allosaurus_model=allosaurus_model, byol_checkpoint=byol_checkpoint).with_env_defaults()
+        extractors = load_extractors(bundle, lang, settings, echo=err)
+    except (SerError, ValueError) as exc:
+        err(f"error: {exc}")
+        sys.exit(2)
+    files = audio_files(inputs)
+    if not files:
+        err("error: no audio files found in " + ", ".join(map(str, inputs)))
+        sys.exit(1)
+    classes = bundle.classes(lang)
+    from tqdm import tqdm
+
+    def show(pred: Prediction | None, failure):
+        if failure is not None:
+            path, reason = failure
+            if jsonl:
+                click.echo(json.dumps({"path": str(path), "error": reason}))
+            tqdm.write(f"skipped {path}: {reason}", file=sys.stderr)
+        elif jsonl:
+            click.echo(json.dumps(pred.as_dict(lang)))
+        else:
+            ranked = sorted(pred.probabilities.items(), key=lambda kv: -kv[1])
+            tqdm.write(f"{pred.path}\t{pred.emotion}\t" + " ".join(f"{c} {p:.3f}" for c, p in ranked))
+
+    result = predict_files(bundle, lang, files, extractors, device=device, batch_size=batch_size,
+                           progress=not quiet and len(files) > 1, on_result=show)
+    if output is not None:
+        _write_csv(output, lang, classes, result.predictions)
+    n_ok, n_bad = len(result.predictions), len(result.failures)
+    if n_bad or output is not None or len(files) > 1:
+        err(f"{n_ok} of {len(files)} file(s) predicted" + (f", {n_bad} skipped" if n_bad else "")
+            + (f"; results -> {output}" if output is not None else ""))
+    if n_ok == 0 or (strict and n_bad):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
