@@ -35,8 +35,9 @@ def _test_batch(config: ExperimentConfig, checkpoint: dict, domain: int):
 def test_every_run_exports_a_bundle_with_the_best_runs_weights_and_same_logits(tmp_path):
     stores = make_stores(tmp_path / "features", dataset="synth", language="de", per_class=12)
     out = tmp_path / "run"
-    _train("--domains", "de=synth", "--features-dir", str(stores), "--epochs", "1", "--seeds", "2", "--standardize",
-           "--out", str(out))
+    # features not in alphabetical order: the model concatenates encodings in this order, the bundle must keep it
+    _train("--domains", "de=synth", "--features-dir", str(stores), "--features", "mfcc,ge2e", "--epochs", "1", "--seeds",
+           "2", "--standardize", "--out", str(out))
     # plain containers and tensors only: no pickled objects
     raw = torch.load(out / "model.bundle", map_location="cpu", weights_only=True)
     assert raw["format"] == "mgser-bundle" and isinstance(raw["meta"], str)
@@ -46,7 +47,7 @@ def test_every_run_exports_a_bundle_with_the_best_runs_weights_and_same_logits(t
     best = int(np.argmax(valid))  # argmax takes the first of ties, as the exporter does
     assert meta["selected_run"]["run"] == best and meta["selected_run"]["valid_ua"] == pytest.approx(valid[best])
     assert meta["domains"][0]["classes"] == ["neutral", "happy", "angry", "sad"]
-    assert meta["domains"][0]["kinds"] == {"ge2e": "embedding", "mfcc": "sequence"}
+    assert list(meta["domains"][0]["kinds"].items()) == [("mfcc", "sequence"), ("ge2e", "embedding")]
     assert meta["domains"][0]["provenance"]["mfcc"]["extractor"] == "synthetic"
     assert meta["metrics"]["domains_summary"]["de"]["test_ua"]["n"] == 2 and "history" not in meta["metrics"]["runs"][0]
 

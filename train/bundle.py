@@ -130,7 +130,8 @@ def save_bundle(path: str | Path, *, config: ExperimentConfig, domains: Sequence
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "meta": json.dumps(_jsonable(meta), sort_keys=True),
+        # key order matters: a model concatenates its features in the order of DomainInfo.kinds
+        "meta": json.dumps(_jsonable(meta)),
         "model": {k: v.detach().cpu() for k, v in state.items()},
         "scalers": [None if s is None else {"mean": _tensors(s["mean"]), "std": _tensors(s["std"])} for s in scalers],
     }
@@ -168,7 +169,9 @@ def load_bundle(path: str | Path, device: str = "cpu") -> Bundle:
     payload = read_bundle(path)
     meta = payload["meta"]
     config = ExperimentConfig.from_dict(meta["config"])
-    infos = [DomainInfo(d["language"], list(d["classes"]), dict(d["kinds"]), dict(d["dims"])) for d in meta["domains"]]
+    # kinds in the model's feature order (the order its encodings are concatenated in), whatever the JSON did
+    infos = [DomainInfo(d["language"], list(d["classes"]), {f: d["kinds"][f] for f in meta["features"]}, dict(d["dims"]))
+             for d in meta["domains"]]
     try:
         model = build_model(meta["model"], config, infos)
         model.load_state_dict(payload["model"])
