@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
 
+import numpy as np
 from tqdm import tqdm
 
 from sercore.errors import DataError, SerError
@@ -56,7 +57,10 @@ def extract_batch(rows: Sequence[Utterance], features: Sequence[str], settings: 
     for u in rows:
         try:
             audio = DecodedAudio(u.path)
-            feats = {n: ex.extract(audio.at(ex.sample_rate, ex.min_seconds)) for n, ex in extractors.items()}
+            feats = {}
+            for n, ex in extractors.items():
+                feats[n] = np.asarray(ex.extract(audio.at(ex.sample_rate, ex.min_seconds)), dtype=np.float32)
+                _check_output(u.path, n, ex, feats[n])
         except DataError as exc:
             skipped[u.utt_id] = exc.problem
             continue
@@ -66,6 +70,16 @@ def extract_batch(rows: Sequence[Utterance], features: Sequence[str], settings: 
         records.append(UtteranceRecord(u.utt_id, u.emotion, u.speaker, u.language, feats))
     provenance = {n: ex.provenance() for n, ex in extractors.items()}
     return BatchResult(records, skipped, provenance, rows[0].split if rows else "", tuple(features))
+
+
+def _check_output(path: str, name: str, ex: FeatureExtractor, a: np.ndarray) -> None:
+    """Never store garbage: an extractor's output must have its shape and be finite (e.g. not NaN from silence)."""
+    expected = 1 if ex.kind == "embedding" else 2
+    if a.ndim != expected or a.shape[-1] != ex.dim or (expected == 2 and a.shape[0] == 0):
+        raise DataError(path, f"{name} gave an array of shape {a.shape}, expected {'(dim,)' if expected == 1 else '(frames, dim)'} "
+                              f"with dim {ex.dim}")
+    if not np.isfinite(a).all():
+        raise DataError(path, f"{name} gave non-finite values (NaN or inf) for this audio")
 
 
 @dataclass
@@ -97,7 +111,10 @@ def available_features(names: Sequence[str] | None, settings: ExtractorSettings)
 
 def plan(rows: Sequence[Utterance], features: Sequence[str], features_dir: Path, dataset: str,
          batch_size: int) -> tuple[list[tuple[list[Utterance], tuple[str, ...]]], int]:
-    """Batches of (utterances of one split, features still missing for all of them), and how many were complete."""
+    """Batches of (utterances of one split, features still missing for all of them), and how many were complete.
+
+    An utterance recorded as skipped is not complete: it is planned again with every feature.
+    """
     by_split: dict[str, list[Utterance]] = defaultdict(list)
     for u in rows:
         by_split[u.split].append(u)
@@ -106,9 +123,8 @@ def plan(rows: Sequence[Utterance], features: Sequence[str], features_dir: Path,
         done = stored_utterances(features_dir, dataset, split)
         groups: dict[tuple[str, ...], list[Utterance]] = defaultdict(list)
         for u in split_rows:
-            if u.utt_id in done["<skipped>"]:
-                complete += 1
-                continue
+            # Skipped utterances are tried again (their file may have been fixed); a bad file fails fast,
+            # and each run's summary (and --strict) then covers every utterance that is still skipped.
             missing = tuple(f for f in features if u.utt_id not in done.get(f, ()))
             if missing:
                 groups[missing].append(u)

@@ -365,7 +365,8 @@ def consolidate(features_root: str | Path, dataset: str, split: str, expected: I
                 dim = int(info_attrs["dim"])
                 arrays = (where[name][u][0].read_one(name, where[name][u][1]) for u in utt_ids)
                 if info_attrs["kind"] == "embedding":
-                    g.create_dataset("data", data=np.stack(list(arrays)).astype(np.float32).reshape(len(utt_ids), dim))
+                    rows = [np.asarray(a, np.float32).reshape(dim) for a in arrays]  # none if every utterance was skipped
+                    g.create_dataset("data", data=np.stack(rows) if rows else np.zeros((0, dim), np.float32))
                     continue
                 lengths = []
                 for u in utt_ids:
@@ -374,8 +375,9 @@ def consolidate(features_root: str | Path, dataset: str, split: str, expected: I
                     lengths.append(int(stop - start))
                 offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
                 g.create_dataset("offsets", data=offsets)
-                data = g.create_dataset("data", shape=(int(offsets[-1]), dim), dtype=np.float32,
-                                        chunks=(min(max(int(offsets[-1]), 1), 4096), dim))
+                frames = int(offsets[-1])
+                data = g.create_dataset("data", shape=(frames, dim), dtype=np.float32,
+                                        chunks=(min(frames, 4096), dim) if frames else None)
                 for k, a in enumerate(arrays):
                     data[offsets[k]:offsets[k + 1]] = a
 
