@@ -114,6 +114,8 @@ def test_refuses_a_model_trained_on_features_from_other_weights(trained, tmp_pat
     assert "feature 'ge2e'" in r.stderr and other in r.stderr and here in r.stderr
     r = _predict("--model", str(_tampered(bundle, tmp_path / "mfcc.bundle", "mfcc", n_mfcc=13)), str(wav))
     assert r.exit_code == 2 and "feature 'mfcc'" in r.stderr and "n_mfcc: trained 13, here 40" in r.stderr
+    r = _predict("--model", str(_tampered(bundle, tmp_path / "own.bundle", "mfcc", extractor="my_mfcc")), str(wav))
+    assert r.exit_code == 2 and "extractor 'my_mfcc', which this toolkit does not have" in r.stderr
     # a moved checkpoint (other path, same hash) is not a mismatch
     r = _predict("--model", str(_tampered(bundle, tmp_path / "moved.bundle", "ge2e", checkpoint="/elsewhere/x.pt")), str(wav))
     assert r.exit_code == 0, r.stderr
