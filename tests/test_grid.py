@@ -17,7 +17,7 @@ from train.tables import build_tables, read_metrics, write_tables
 
 
 def _metrics(values: dict[str, list[tuple[float, float]]], features=("ge2e", "mfcc"), protocol="random", model="single",
-             aux=True) -> dict:
+             aux=True, epochs=3) -> dict:
     """A metrics.json as train/experiment.py writes it: ``values`` maps language -> [(wa, ua) per run]."""
     runs = len(next(iter(values.values())))
     summary = {}
@@ -31,7 +31,7 @@ def _metrics(values: dict[str, list[tuple[float, float]]], features=("ge2e", "mf
         "features": list(features), "aux": aux, "domains_summary": summary,
         "runs": [{"run": r, "seed": r, "fold": None, "test_speakers": {}, "best_epoch": 1, "seconds": 1.0,
                   "test": {lang: {"wa": values[lang][r][0], "ua": values[lang][r][1]} for lang in values},
-                  "valid": {}, "history": []} for r in range(runs)],
+                  "valid": {}, "history": [{"epoch": e + 1} for e in range(epochs)]} for r in range(runs)],
     }
 
 
@@ -89,7 +89,7 @@ def test_tables_hold_the_values_of_the_metrics_files(tmp_path):
     assert tables.table2[("de", "speaker")].wa.std == spk["test_wa"]["std"]
     md = (tmp_path / "tables.md").read_text()
     r = tables.table3[("nas", "en")]
-    assert f"| nas | " in md and f"{r.ua.mean:.3f} ± {r.ua.std:.3f} ({r.ua.n})" in md
+    assert f"| nas | " in md and f"{r.ua.mean:.3f} ± {r.ua.std:.3f} ({r.ua.n}×3)" in md
     assert "omoe (not offered by train --model)" in md
     assert (tmp_path / "figure4a.png").stat().st_size > 1000
     assert read_metrics(tmp_path / "no_aux" / "de" / "seed3" / "metrics.json") is None
@@ -164,7 +164,7 @@ def test_tiny_grid_runs_resumes_and_its_tables_match_the_metrics_files(features,
             got = rows[(table, row, lang)]
             assert float(got["ua_mean"]) == summary["test_ua"]["mean"] and float(got["wa_mean"]) == summary["test_wa"]["mean"]
             assert math.isclose(float(got["ua_std"]), summary["test_ua"]["std"], abs_tol=1e-12)
-            assert int(got["runs"]) == summary["test_ua"]["n"]
+            assert int(got["runs"]) == summary["test_ua"]["n"] and got["epochs"] == "1"
     assert int(rows[("table2", "speaker", "de")]["runs"]) == 3  # one fold per speaker
     grid = json.loads((out / "grid.json").read_text())
     assert all(c["state"] == "ok" for c in grid["cells"].values()) and not grid["failed"]

@@ -60,6 +60,11 @@ class Result:
     ua: Stat
     wa: Stat
     files: list[str] = field(default_factory=list)
+    epochs: int = 0  # the most epochs a run trained (its history); fewer only with early stopping
+
+    @property
+    def runs_label(self) -> str:
+        return f"{self.ua.n}×{self.epochs}"
 
 
 def read_metrics(path: Path) -> dict | None:
@@ -75,7 +80,7 @@ def read_metrics(path: Path) -> dict | None:
 
 def aggregate(files: list[Path], language: str, experiment: str) -> Result | None:
     """Every run of ``language`` in ``files``; None when no file holds one."""
-    ua, wa, used, dataset, features = [], [], [], "", []
+    ua, wa, used, dataset, features, epochs = [], [], [], "", [], 0
     for path in sorted(files, key=_natural):
         m = read_metrics(path)
         if m is None or language not in m["domains_summary"]:
@@ -84,12 +89,13 @@ def aggregate(files: list[Path], language: str, experiment: str) -> Result | Non
             scores = run["test"][language]
             ua.append(scores["ua"])
             wa.append(scores["wa"])
+            epochs = max(epochs, len(run.get("history") or []))
         used.append(str(path))
         dataset = m["domains_summary"][language].get("dataset", "")
         features = list(m.get("features", []))
     if not ua:
         return None
-    return Result(experiment, language, dataset, features, Stat.of(ua), Stat.of(wa), used)
+    return Result(experiment, language, dataset, features, Stat.of(ua), Stat.of(wa), used, epochs)
 
 
 def _natural(path: Path):
@@ -160,13 +166,13 @@ def build_tables(root: str | Path) -> Tables:
 def _cell(r: Result | None, what: str) -> str:
     if r is None:
         return "—"
-    return f"{getattr(r, what)} ({r.ua.n})" if what == "ua" else str(getattr(r, what))
+    return f"{getattr(r, what)} ({r.runs_label})" if what == "ua" else str(getattr(r, what))
 
 
 def to_markdown(t: Tables, skipped_models: dict[str, str] | None = None) -> str:
     lines = ["# The paper's tables, as measured", "",
              "Mean ± sample standard deviation over runs (seeds of the random protocol, folds of the speaker "
-             "protocol); the number of runs in parentheses after UA. Built only from the run folders' `metrics.json` "
+             "protocol); after UA, in parentheses: runs × epochs trained. Built only from the run folders' `metrics.json` "
              "(`python -m train.tables FOLDER` rebuilds this file). — : not run, or failed.", ""]
 
     lines += ["## Table 2: single-domain model", "",
@@ -196,6 +202,9 @@ def to_markdown(t: Tables, skipped_models: dict[str, str] | None = None) -> str:
                 lines.append(f"| {model} | " + " | ".join("— | —" for _ in t.languages) + f" |")
         if skipped_models:
             lines += ["", "Not run: " + "; ".join(f"{m} ({why})" for m, why in skipped_models.items()) + "."]
+        if t.multi_models:
+            lines += ["", "Gate weights per language and feature (figure 4b) and the NAS connection probabilities of "
+                          "each multi-domain run: `multi/<model>/seed<k>/gates.png`, `nas.png` and their CSV files."]
     else:
         lines.append("No multi-domain run (the grid runs them with two or more languages).")
 
@@ -220,7 +229,7 @@ def to_markdown(t: Tables, skipped_models: dict[str, str] | None = None) -> str:
 
 
 CSV_HEADER = ["table", "row", "experiment", "language", "dataset", "features", "ua_mean", "ua_std", "wa_mean", "wa_std",
-              "runs", "files"]
+              "runs", "epochs", "files"]
 
 
 def write_tables(root: str | Path, skipped_models: dict[str, str] | None = None) -> Tables:
@@ -238,7 +247,7 @@ def write_tables(root: str | Path, skipped_models: dict[str, str] | None = None)
         w.writerow(CSV_HEADER)
         for table, row, r in t.results():
             w.writerow([table, row, r.experiment, r.language, r.dataset, "+".join(r.features), repr(r.ua.mean),
-                        repr(r.ua.std), repr(r.wa.mean), repr(r.wa.std), r.ua.n, ";".join(r.files)])
+                        repr(r.ua.std), repr(r.wa.mean), repr(r.wa.std), r.ua.n, r.epochs, ";".join(r.files)])
     plot_feature_ablation(t, root / "figure4a.png")
     return t
 
