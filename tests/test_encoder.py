@@ -134,3 +134,28 @@ def test_input_statistics_are_the_utterance_mean_std_and_delta_statistics():
     d = x[1:] - x[:-1]
     expected = torch.cat([x.mean(0), x.std(0, unbiased=False), d.mean(0), d.std(0, unbiased=False)])
     torch.testing.assert_close(stats, expected, atol=1e-3, rtol=1e-3)
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_bidirectional_lstm_over_padding_equals_the_packed_lstm(layers):
+    """The padded, direction-by-direction run gives a packed LSTM's outputs, final states and gradients."""
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    from train.models.encoder import bidirectional_lstm, length_mask
+
+    torch.manual_seed(0)
+    lstm = torch.nn.LSTM(8, 5, num_layers=layers, batch_first=True, bidirectional=True)
+    lengths = torch.tensor([7, 3, 1, 5])
+    x = torch.randn(4, 7, 8, requires_grad=True)
+    packed, (h_n, _) = lstm(pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False))
+    ref, _ = pad_packed_sequence(packed, batch_first=True, total_length=7)
+    ref_last = torch.cat([h_n[-2], h_n[-1]], dim=-1)
+    (ref.sum() + ref_last.sum()).backward()
+    ref_grads = [x.grad.clone()] + [p.grad.clone() for p in lstm.parameters()]
+    x.grad = None
+    lstm.zero_grad()
+    out, last = bidirectional_lstm(lstm, x, lengths, length_mask(lengths, 7))
+    assert torch.allclose(out, ref, atol=1e-6) and torch.allclose(last, ref_last, atol=1e-6)
+    (out.sum() + last.sum()).backward()
+    for got, want in zip([x.grad] + [p.grad for p in lstm.parameters()], ref_grads):
+        assert torch.allclose(got, want, atol=1e-5)
