@@ -78,13 +78,15 @@ def _csv(value: str | None) -> list[str] | None:
 @click.option("--patience", type=click.IntRange(1), default=None, help="Early stop after this many epochs without a better validation score.")
 @click.option("--tsne", is_flag=True, help="Also fit run 0 with and without the aux loss and plot t-SNE of test representations (figure 3).")
 @click.option("--ablations", is_flag=True, help="Instead: all features, without aux loss, each feature alone (table 4, figure 4a).")
-@click.option("--no-checkpoints", is_flag=True, help="Do not save the best weights of each run.")
+@click.option("--no-checkpoints", is_flag=True, help="Do not copy the best weights of each run to OUT/checkpoints/.")
+@click.option("--overwrite", is_flag=True,
+              help="Start over: forget the finished runs in OUT/runs/ (by default a rerun resumes from them).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--report", is_flag=True, help="Also write OUT/report.html: tables and figures in one self-contained file.")
 def main(domains, features, protocol, seeds, first_seed, folds, epochs, device, out, features_dir, model_name, selector, nas_l0, preset,
          no_aux, alpha, aux_reduction, standardize, finetune_ge2e, sampler, per_class, batch_size, lr, weight_decay,
          dropout, input_dropout, stats_pooling, input_stats, ema, label_smoothing, crop, patience, tsne, ablations, no_checkpoints, quiet,
-         report) -> None:
+         report, overwrite) -> None:
     """Train SER models on the feature stores of the given language domains; report WA/UA over runs."""
     from .compare import run_comparison
     from .experiment import run_ablations, run_experiment, run_tsne
@@ -128,6 +130,11 @@ def main(domains, features, protocol, seeds, first_seed, folds, epochs, device, 
         input_stats=input_stats, multidomain=multidomain,
     )
     try:
+        if overwrite:
+            from .runstate import clear
+
+            for folder in clear(config.out):
+                click.echo(f"--overwrite: removed the finished runs in {folder}")
         if ablations:
             run_ablations(config, log=click.echo)
         elif len(models) > 1:

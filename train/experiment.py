@@ -8,6 +8,8 @@ Outputs under ``config.out``::
     metrics.csv        one row per run and domain, then mean and std rows
     confusion_<lang>.png   test confusion matrix summed over runs (row-normalised)
     checkpoints/run<k>.pt  best weights of run k (with the aux loss's w, b, the scaler and the classes)
+    runs/run<k>.{json,pt}  each finished run's record and checkpoint: a rerun resumes from them (train/runstate.py)
+    provenance.json    versions, git commit, fingerprint of config and data, checkpoint SHA-256s
     tsne.png           (--tsne) test representations of run 0 without and with the auxiliary loss
     model.bundle       the best run (by validation UA) for `predict`: weights, classes, scalers, provenance
                        (format: train/bundle.py)
@@ -37,6 +39,7 @@ from .data import (AUXILIARY_FEATURES, DomainData, FeatureDataset, FeatureScaler
                    load_domain, n_runs, resolve_domain, split_indices)
 from .models import DomainInfo, build_model
 from .models.single import GE2E_FEATURE, GE2E_INPUT
+from .runstate import RunState, environment, fingerprint
 from .trainer import FitResult, Trainer
 
 Log = Callable[[str], None]
@@ -194,6 +197,7 @@ def _save_config(config: ExperimentConfig, datas: list[DomainData], features: li
         "utterances": {x.spec.language: len(x) for x in datas},
         "provenance": {f: {k: v for k, v in datas[0].provenance[f].items() if k != "kind"} for f in features},
         "torch": torch.__version__,
+        **{k: v for k, v in environment().items() if k in ("versions", "git_commit")},
         "python": platform.python_version(),
         "machine": platform.machine(),
         "started": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -207,6 +211,7 @@ def run_experiment(config: ExperimentConfig, log: Log = print, datas: list[Domai
     if datas is None:
         datas, features = load_domains(config)
     out = Path(config.out)
+    state = RunState(out, fingerprint(config, datas, features), log=log)  # refuses another experiment's finished runs
     out.mkdir(parents=True, exist_ok=True)
     _save_config(config, datas, features, out)
     total = n_runs(datas[0], config.protocol, config.seeds, config.folds)
@@ -218,17 +223,22 @@ def run_experiment(config: ExperimentConfig, log: Log = print, datas: list[Domai
     runs = []
     for run in range(total):
         label = f"{what} {config.first_seed + run if what == 'seed' else run}"
-        r = fit_run(config, datas, features, run, description=f"{what} {run + 1}/{total}")
+        r = state.load(run)  # a run finished before this process was started (same fingerprint)
+        loaded = r is not None
+        if not loaded:
+            r = fit_run(config, datas, features, run, description=f"{what} {run + 1}/{total}")
+            state.save(r, {**r.fit.state, "classes": [d.classes for d in datas], "features": features,
+                           "domains": [str(d.spec) for d in datas], "run": run, "seed": r.seed, "fold": r.fold,
+                           "config": config.to_dict()})
         runs.append(r)
         scores = "; ".join(f"{datas[d].spec.language} WA {s.wa:.3f} UA {s.ua:.3f}" for d, s in r.fit.test.scores.items())
         speakers = "" if what == "seed" else " test speakers " + ",".join(sp for v in r.test_speakers.values() for sp in v)
-        log(f"  {label}:{speakers} test {scores} (best epoch {r.fit.best_epoch}, {r.fit.seconds:.0f} s)")
+        done = f", finished earlier: loaded from {state.record_path(run)}" if loaded else ""
+        log(f"  {label}:{speakers} test {scores} (best epoch {r.fit.best_epoch}, {r.fit.seconds:.0f} s{done})")
         if config.save_checkpoints:
-            (out / "checkpoints").mkdir(exist_ok=True)
-            torch.save({**r.fit.state, "classes": [d.classes for d in datas], "features": features,
-                        "domains": [str(d.spec) for d in datas], "run": run, "seed": r.seed, "fold": r.fold,
-                        "config": config.to_dict()}, out / "checkpoints" / f"run{run}.pt")
+            state.copy_checkpoint(run, out / "checkpoints" / f"run{run}.pt")
     metrics = write_outputs(config, datas, features, runs, out)
+    state.write_provenance(list(range(total)), datas)
     from .bundle import export_experiment  # model.bundle: the best run's weights for `predict`
 
     export_experiment(config, datas, features, runs, metrics, out)

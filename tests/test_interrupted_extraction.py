@@ -1,0 +1,135 @@
+"""A real `extract` process killed by SIGKILL at several moments: what is on disk always opens, and a rerun
+stores every utterance exactly once, with the same features as an uninterrupted run.
+
+To kill *inside* an HDF5 write deterministically, the child process slows h5py's ``create_dataset`` down
+for the files named by ``SLOW_H5`` (part files or the consolidated store): the kill then lands while a
+``*.tmp`` file is open and half written (the test checks that it did).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from extract.pipeline import extract_dataset
+from sercore.store import FeatureStore, parts_dir, store_path
+from tests.test_extract_pipeline import make_corpus
+
+SPLITS = ("train", "valid", "test")
+
+# The child: `extract` with an optional slow-down of dataset creation in the matching files.
+CHILD = r"""
+import os, sys, time
+match, delay = os.environ.get("SLOW_H5", ""), float(os.environ.get("SLOW_H5_DELAY", "0.1"))
+if match:
+    import h5py
+    create = h5py.Group.create_dataset
+    def slow(self, *args, **kwargs):
+        name = self.file.filename
+        is_part = ".parts" in name
+        if (match == "parts") == is_part:
+            time.sleep(delay)
+        return create(self, *args, **kwargs)
+    h5py.Group.create_dataset = slow
+from extract.cli import main
+main(sys.argv[1:])
+"""
+
+
+def _start(manifest_dir: Path, fdir: Path, slow: str = "") -> subprocess.Popen:
+    cmd = [sys.executable, "-c", CHILD, "--dataset", "corpus", "--features", "mfcc", "--workers", "0",
+           "--batch-size", "2", "--quiet", "--manifest-dir", str(manifest_dir), "--features-dir", str(fdir)]
+    env = {**os.environ, "SLOW_H5": slow, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True, env=env)
+
+
+def _kill_when(proc: subprocess.Popen, ready, timeout: float = 60.0) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None and not ready():
+        time.sleep(0.005)
+    assert proc.poll() is None, f"extract ended before the kill point: {proc.stderr.read().decode()[-500:]}"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def _contents(fdir: Path) -> dict[str, np.ndarray]:
+    out = {}
+    for split in SPLITS:
+        with FeatureStore(store_path(fdir, "corpus", split)) as s:
+            for u, a in zip(s.utt_ids, s.read("mfcc")):
+                assert u not in out, f"{u} stored twice"
+                out[u] = a
+    return out
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ref")
+    manifest_dir, rows = make_corpus(root, n=12)
+    fdir = root / "features"
+    extract_dataset("corpus", ["mfcc"], manifest_dir=manifest_dir, features_dir=fdir, workers=0, progress=False,
+                    echo=lambda s: None)
+    return _contents(fdir)
+
+
+def _tmp_files(fdir: Path) -> list[Path]:
+    return list(fdir.rglob("*.tmp"))
+
+
+MOMENTS = {
+    # name: (what to slow down, when to kill, a *.tmp must be left by the kill)
+    "early_before_any_file": ("", lambda fdir: True, False),
+    "inside_the_first_part_write": ("parts", lambda fdir: any(fdir.glob("corpus/*.parts/*.tmp")), True),
+    "between_parts": ("", lambda fdir: len(list(fdir.glob("corpus/*.parts/*.h5"))) >= 3, False),
+    "inside_consolidation": ("store", lambda fdir: any(fdir.glob("corpus/*.h5.tmp")), True),
+    "after_the_first_split_is_consolidated": ("store", lambda fdir: sum(store_path(fdir, "corpus", s).exists() for s in SPLITS) >= 1, False),
+}
+
+
+@pytest.mark.parametrize("moment", list(MOMENTS))
+def test_sigkill_at_any_moment_then_rerun_gives_the_uninterrupted_stores(tmp_path, reference, moment):
+    slow, ready, leaves_tmp = MOMENTS[moment]
+    manifest_dir, rows = make_corpus(tmp_path, n=12)
+    fdir = tmp_path / "features"
+    _kill_when(_start(manifest_dir, fdir, slow), lambda: ready(fdir))
+    if leaves_tmp:
+        assert _tmp_files(fdir), "the kill did not land inside an HDF5 write"
+    for p in fdir.rglob("*.h5"):  # every complete-named file opens (parts and stores)
+        FeatureStore(p).close()
+    summary = extract_dataset("corpus", ["mfcc"], manifest_dir=manifest_dir, features_dir=fdir, workers=0,
+                              progress=False, echo=lambda s: None)
+    assert summary.computed + summary.already_done == len(rows) and not summary.skipped
+    got = _contents(fdir)
+    assert sorted(got) == sorted(reference)
+    for u, a in reference.items():
+        np.testing.assert_array_equal(got[u], a)
+    assert not _tmp_files(fdir) and not any(parts_dir(fdir, "corpus", s).exists() for s in SPLITS)
+
+
+def test_kill_during_consolidation_keeps_the_old_complete_store(tmp_path, reference):
+    """A store from an earlier run survives a kill while the next run rewrites it, and the rerun merges both."""
+    manifest_dir, rows = make_corpus(tmp_path, n=12)
+    from sercore.manifest import write_manifest
+
+    write_manifest(rows[:6], manifest_dir / "corpus.csv")  # the corpus grows between two runs
+    fdir = tmp_path / "features"
+    extract_dataset("corpus", ["mfcc"], manifest_dir=manifest_dir, features_dir=fdir, workers=0, progress=False,
+                    echo=lambda s: None)
+    before = _contents(fdir)
+    write_manifest(rows, manifest_dir / "corpus.csv")
+    _kill_when(_start(manifest_dir, fdir, "store"), lambda: any(fdir.glob("corpus/*.h5.tmp")))
+    assert _tmp_files(fdir)
+    assert _contents(fdir).keys() == before.keys()  # the old stores open, complete, untouched
+    extract_dataset("corpus", ["mfcc"], manifest_dir=manifest_dir, features_dir=fdir, workers=0, progress=False,
+                    echo=lambda s: None)
+    got = _contents(fdir)
+    assert sorted(got) == sorted(reference)
+    for u, a in reference.items():
+        np.testing.assert_array_equal(got[u], a)

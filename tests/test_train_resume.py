@@ -1,0 +1,150 @@
+"""Interrupted and repeated training: a killed `train` resumes from its finished runs with the metrics of an
+uninterrupted run; a run folder of another configuration is refused; the same seed gives the same metrics;
+the run folder records versions, config, git commit and checkpoint hashes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from train.cli import main
+from train.runstate import git_commit
+from tests._train_helpers import make_stores
+
+ARGS = ["--domains", "de=synth", "--epochs", "2", "--seeds", "3", "--quiet"]
+
+
+def _train(stores: Path, out: Path, *extra: str):
+    return CliRunner().invoke(main, [*ARGS, "--features-dir", str(stores), "--out", str(out), *extra])
+
+
+def _metrics(out: Path) -> dict:
+    m = json.loads((out / "metrics.json").read_text())
+    for r in m["runs"]:
+        r.pop("seconds")  # wall time: the only figure two fits of the same run do not share
+    return m
+
+
+def _weights(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=False)["model"]
+
+
+def _same_weights(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory):
+    return make_stores(tmp_path_factory.mktemp("stores"), dataset="synth", language="de", per_class=16, speakers=4)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(stores, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "plain"
+    r = _train(stores, out)
+    assert r.exit_code == 0, r.output
+    return out
+
+
+def test_killed_train_resumes_from_its_finished_runs(stores, uninterrupted, tmp_path):
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "train.cli", *ARGS, "--features-dir", str(stores), "--out", str(out)]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True, env=env)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and not (out / "runs" / "run0.json").exists():
+        time.sleep(0.005)
+    assert proc.poll() is None, f"train ended before the kill: {proc.stderr.read().decode()[-800:]}"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "metrics.json").exists() and not (out / "runs" / "run2.json").exists()
+    first = json.loads((out / "runs" / "run0.json").read_text())
+
+    r = _train(stores, out)
+    assert r.exit_code == 0, r.output
+    assert re.search(r"seed 0:.*finished earlier: loaded from .*run0\.json", r.output)
+    assert "seed 2:" in r.output and "run2.json" not in r.output  # refitted
+    assert _metrics(out) == _metrics(uninterrupted)  # nothing of the killed process is mixed in, nothing lost
+    kept = json.loads((out / "metrics.json").read_text())["runs"][0]["seconds"]
+    assert kept == round(first["seconds"], 2)  # run 0 was loaded, not fitted again
+    for k in range(3):
+        assert _same_weights(_weights(out / "checkpoints" / f"run{k}.pt"), _weights(uninterrupted / "checkpoints" / f"run{k}.pt"))
+    assert not list(out.rglob("*.tmp"))
+
+
+def test_a_finished_folder_is_reloaded_not_refitted(stores, uninterrupted, tmp_path):
+    out = tmp_path / "again"
+    assert _train(stores, out).exit_code == 0
+    before = (out / "runs" / "run1.json").read_bytes()
+    r = _train(stores, out, "--seeds", "4")  # one more seed: the three finished ones are reused
+    assert r.exit_code == 0, r.output
+    assert r.output.count("finished earlier") == 3 and (out / "runs" / "run3.json").exists()
+    assert (out / "runs" / "run1.json").read_bytes() == before
+    m = _metrics(out)
+    assert m["runs"][:3] == _metrics(uninterrupted)["runs"] and len(m["runs"]) == 4
+
+
+def test_another_configuration_or_data_in_the_folder_is_refused_and_overwrite_starts_over(stores, tmp_path):
+    out = tmp_path / "run"
+    assert _train(stores, out).exit_code == 0
+    r = _train(stores, out, "--epochs", "3")
+    assert r.exit_code == 2
+    assert f"{out / 'runs' / 'run0.json'}: this run folder holds a finished run of another configuration" in r.output
+    assert "config.train.epochs" in r.output and "--overwrite" in r.output
+    other = make_stores(tmp_path / "other", dataset="synth", language="de", per_class=16, speakers=4, seed=1)
+    r = _train(other, out)
+    assert r.exit_code == 2 and "data.de=synth" in r.output
+    r = _train(stores, out, "--epochs", "3", "--overwrite")
+    assert r.exit_code == 0, r.output
+    assert "--overwrite: removed the finished runs" in r.output and "finished earlier" not in r.output
+    assert all(len(run["history"]) == 3 for run in json.loads((out / "metrics.json").read_text())["runs"])
+
+
+def test_a_run_whose_checkpoint_does_not_match_its_record_is_fitted_again(stores, uninterrupted, tmp_path):
+    out = tmp_path / "tampered"
+    assert _train(stores, out).exit_code == 0
+    (out / "runs" / "run1.pt").write_bytes(b"half a checkpoint")
+    r = _train(stores, out)
+    assert r.exit_code == 0, r.output
+    assert "run1.pt is missing or does not match its record; run 1 is fitted again" in r.output
+    assert r.output.count("finished earlier") == 2
+    assert _metrics(out) == _metrics(uninterrupted)
+
+
+def test_same_seed_and_inputs_give_identical_metrics_and_weights(stores, uninterrupted, tmp_path):
+    out = tmp_path / "twin"
+    assert _train(stores, out).exit_code == 0
+    assert _metrics(out) == _metrics(uninterrupted)
+    for k in range(3):
+        assert _same_weights(_weights(out / "runs" / f"run{k}.pt"), _weights(uninterrupted / "runs" / f"run{k}.pt"))
+
+
+def test_run_folder_records_versions_config_git_commit_and_checkpoint_hashes(uninterrupted):
+    prov = json.loads((uninterrupted / "provenance.json").read_text())
+    assert prov["versions"]["torch"] == torch.__version__ and "numpy" in prov["versions"] and "h5py" in prov["versions"]
+    assert re.fullmatch(r"[0-9a-f]{40}(\+dirty)?|unknown", prov["git_commit"])
+    assert prov["git_commit"] == git_commit()
+    for k in range(3):
+        sha = hashlib.sha256((uninterrupted / "runs" / f"run{k}.pt").read_bytes()).hexdigest()
+        assert prov["checkpoints_sha256"][f"run{k}"] == sha
+        assert json.loads((uninterrupted / "runs" / f"run{k}.json").read_text())["checkpoint_sha256"] == sha
+    assert prov["fingerprint"]["config"]["train"]["epochs"] == 2 and "de=synth" in prov["fingerprint"]["data"]
+    assert set(prov["extractors"]["de=synth"]) == {"mfcc", "ge2e"}
+    config = json.loads((uninterrupted / "config.json").read_text())
+    assert config["train"]["epochs"] == 2 and config["resolved"]["git_commit"] == prov["git_commit"]
+    assert config["resolved"]["versions"]["torch"] == torch.__version__
+
+
+def test_git_commit_is_unknown_outside_a_repository(tmp_path):
+    assert git_commit(tmp_path) == "unknown"

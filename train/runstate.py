@@ -1,0 +1,290 @@
+"""Finished runs on disk, so that a killed ``train`` resumes from its last finished run instead of refitting.
+
+Layout under the run folder (``config.out``)::
+
+    runs/run<k>.pt      the run's best weights, aux-loss parameters and scalers (the format of
+                        ``checkpoints/run<k>.pt``), written under a temporary name and renamed into place
+    runs/run<k>.json    the run's record: seed/fold, test speakers, valid/test scores with per-utterance
+                        predictions, per-epoch history, best epoch, seconds, the mixing details of
+                        multi-domain models, the SHA-256 of ``run<k>.pt`` and the fingerprint it was fitted
+                        under; written last (also atomically), so its presence means "run k is finished"
+    provenance.json     at the end: library versions, git commit, the fingerprint, the data hashes and the
+                        SHA-256 of every run's checkpoint
+
+The **fingerprint** is everything that decides a run's result: the configuration (minus what does not:
+the output folder, the number of seeds, whether checkpoints are copied, progress bars, the stores' folder
+name), a SHA-256 over the data actually read (utterance ids, labels, speakers, store splits, every feature
+array, and the extractor provenance), the model name and the torch version. On a rerun,
+:class:`RunState` loads every finished run whose fingerprint matches (its metrics come back exactly as
+written) and refits the others; a finished run with another fingerprint is refused with a message saying
+what differs, since mixing it in would put two experiments' runs in one table. ``train --overwrite``
+removes the run records first (:func:`clear`). A record whose checkpoint is missing or does not match
+its hash (a kill between the two renames, a hand-edited folder) is refitted, with a note.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from sercore.errors import DataError
+
+from .metrics import Scores
+from .trainer import Evaluation, FitResult
+
+FORMAT_VERSION = 1
+RUNS_DIR = "runs"
+#: Configuration fields that do not change a run's result (and may differ between a run and its resumption).
+VOLATILE = ("out", "seeds", "save_checkpoints", "features_dir")
+VOLATILE_TRAIN = ("progress",)
+#: Keys added to the fit state in a checkpoint file (the rest is ``FitResult.state``).
+_CHECKPOINT_META = ("classes", "features", "domains", "run", "seed", "fold", "config")
+
+
+class RunFolderError(DataError):
+    """A run folder that holds finished runs of another configuration or data."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Fingerprints and provenance
+
+
+def data_digest(data) -> str:
+    """SHA-256 over what a domain feeds the trainer (a :class:`train.data.DomainData`), in its fixed order."""
+    h = hashlib.sha256()
+    h.update(json.dumps([str(data.spec), data.utt_ids, data.speakers, data.emotions, data.store_splits,
+                         data.provenance], sort_keys=True, default=str).encode())
+    for name in sorted(data.features):
+        h.update(name.encode())
+        for a in data.features[name]:
+            a = np.ascontiguousarray(a, dtype=np.float32)
+            h.update(np.asarray(a.shape, np.int64).tobytes())
+            h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def fingerprint(config, datas, features) -> dict:
+    """What decides the results of the runs of ``config`` on ``datas`` (see the module docstring)."""
+    cfg = config.to_dict()
+    for key in VOLATILE:
+        cfg.pop(key, None)
+    for key in VOLATILE_TRAIN:
+        cfg.get("train", {}).pop(key, None)
+    return {
+        "format_version": FORMAT_VERSION,
+        "config": json.loads(json.dumps(cfg, sort_keys=True, default=str)),
+        "features": list(features),
+        "data": {str(d.spec): data_digest(d) for d in datas},
+        "torch": torch.__version__,
+    }
+
+
+def digest(fp: dict) -> str:
+    return hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest()
+
+
+def _differences(a, b, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two JSON-like dicts."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b)):
+            out += _differences(a.get(k), b.get(k), f"{prefix}{k}.")
+        return out
+    return [] if a == b else [prefix.rstrip(".")]
+
+
+def git_commit(path: str | Path | None = None) -> str:
+    """The commit of the git checkout holding this package (``+dirty`` if it has changes), or ``unknown``."""
+    where = Path(path) if path else Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10)
+        if commit.returncode != 0:
+            return "unknown"
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=where,
+                               capture_output=True, text=True, timeout=10)
+        return commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def environment() -> dict:
+    """Library versions, Python, machine and git commit: what a run folder records about where it ran."""
+    from importlib import metadata
+
+    versions = {}
+    for pkg in ("torch", "numpy", "h5py", "scikit-learn", "librosa", "resemblyzer", "soundfile", "mgser"):
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return {"versions": versions, "python": platform.python_version(), "machine": platform.machine(),
+            "git_commit": git_commit()}
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------------------------------
+# Atomic writes
+
+
+def _replace_atomic(path: Path, write: Callable[[Path], None]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json_atomic(path: Path, obj) -> None:
+    _replace_atomic(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str)))
+
+
+def save_checkpoint_atomic(path: Path, checkpoint: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _replace_atomic(path, lambda tmp: torch.save(checkpoint, tmp))
+
+
+# --------------------------------------------------------------------------------------------------
+# Evaluations <-> JSON
+
+
+def _evaluation_to_json(e: Evaluation) -> dict:
+    return {"scores": {str(d): s.as_dict() for d, s in e.scores.items()}, "loss": e.loss,
+            "labels": e.labels.tolist(), "predictions": e.predictions.tolist(), "domains": e.domains.tolist(),
+            "utt_ids": list(e.utt_ids)}
+
+
+def _evaluation_from_json(d: dict) -> Evaluation:
+    # Representations and per-row extras are not kept: every output is written from scores and details.
+    return Evaluation({int(k): Scores(**v) for k, v in d["scores"].items()}, d["loss"], np.asarray(d["labels"]),
+                      np.asarray(d["predictions"]), np.asarray(d["domains"]), np.zeros((len(d["labels"]), 0), np.float32),
+                      list(d["utt_ids"]))
+
+
+@dataclass
+class RunState:
+    """The finished runs of one run folder under one fingerprint. See the module docstring."""
+
+    out: Path
+    fingerprint: dict
+    log: Callable[[str], None] = print
+
+    def __post_init__(self) -> None:
+        self.out = Path(self.out)
+        self.folder = self.out / RUNS_DIR
+        self.key = digest(self.fingerprint)
+        self.check()
+
+    def record_path(self, run: int) -> Path:
+        return self.folder / f"run{run}.json"
+
+    def checkpoint_path(self, run: int) -> Path:
+        return self.folder / f"run{run}.pt"
+
+    def _records(self) -> list[Path]:
+        return sorted(self.folder.glob("run*.json")) if self.folder.is_dir() else []
+
+    def check(self) -> None:
+        """Refuse a folder holding finished runs fitted under another fingerprint (before anything is written)."""
+        for path in self._records():
+            try:
+                record = json.loads(path.read_text())
+                theirs = record["fingerprint"]
+            except (OSError, ValueError, KeyError, TypeError):
+                raise RunFolderError(path, "unreadable run record; remove it or start over with `train --overwrite`") from None
+            if digest(theirs) != self.key:
+                diff = _differences(theirs, self.fingerprint)
+                shown = ", ".join(diff[:6]) + (f" and {len(diff) - 6} more" if len(diff) > 6 else "")
+                raise RunFolderError(path, f"this run folder holds a finished run of another configuration or data "
+                                           f"(differs in: {shown}); use another --out, or `train --overwrite` to start over")
+
+    def load(self, run: int):
+        """The finished run ``run`` as a :class:`train.experiment.RunResult`, or None if it must be fitted."""
+        from .experiment import RunResult
+
+        path = self.record_path(run)
+        if not path.is_file():
+            return None
+        record = json.loads(path.read_text())
+        ckpt_path = self.checkpoint_path(run)
+        if not ckpt_path.is_file() or file_sha256(ckpt_path) != record["checkpoint_sha256"]:
+            self.log(f"  note: {ckpt_path} is missing or does not match its record; run {run} is fitted again")
+            return None
+        # Our own file, checked against the hash in its record; scalers are numpy arrays, hence weights_only=False.
+        checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        state = {k: v for k, v in checkpoint.items() if k not in _CHECKPOINT_META}
+        fit = FitResult(record["best_epoch"], _evaluation_from_json(record["valid"]), _evaluation_from_json(record["test"]),
+                        record["history"], record["seconds"], state)
+        return RunResult(record["run"], record["seed"], record["fold"], fit, record["test_speakers"], record["details"])
+
+    def save(self, result, checkpoint: dict) -> str:
+        """Commit a finished run: its checkpoint, then its record. Returns the checkpoint's SHA-256."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        ckpt_path = self.checkpoint_path(result.run)
+        save_checkpoint_atomic(ckpt_path, checkpoint)
+        sha = file_sha256(ckpt_path)
+        fit = result.fit
+        write_json_atomic(self.record_path(result.run), {
+            "format_version": FORMAT_VERSION, "run": result.run, "seed": result.seed, "fold": result.fold,
+            "test_speakers": result.test_speakers, "details": result.details, "best_epoch": fit.best_epoch,
+            "seconds": fit.seconds, "history": fit.history, "valid": _evaluation_to_json(fit.valid),
+            "test": _evaluation_to_json(fit.test), "checkpoint_sha256": sha, "fingerprint": self.fingerprint,
+            "git_commit": git_commit(),
+        })
+        return sha
+
+    def copy_checkpoint(self, run: int, dest: Path) -> None:
+        """``checkpoints/run<k>.pt``: a hard link to (or atomic copy of) the run's checkpoint."""
+        src = self.checkpoint_path(run)
+        if dest.exists() and os.path.samefile(src, dest):
+            return  # rename() onto another link of the same file would do nothing and leave the temporary name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(dest.name + ".tmp")
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+        os.replace(tmp, dest)
+
+    def write_provenance(self, runs: list[int], datas) -> Path:
+        """``provenance.json``: versions, git commit, fingerprint, data hashes, store files, checkpoint hashes."""
+        checkpoints = {}
+        for k in runs:
+            path = self.record_path(k)
+            if path.is_file():
+                checkpoints[f"run{k}"] = json.loads(path.read_text())["checkpoint_sha256"]
+        path = self.out / "provenance.json"
+        write_json_atomic(path, {
+            **environment(), "fingerprint_sha256": self.key, "fingerprint": self.fingerprint,
+            "stores": {str(p): {"bytes": p.stat().st_size} for d in datas for p in d.paths if p.is_file()},
+            "extractors": {str(d.spec): d.provenance for d in datas}, "checkpoints_sha256": checkpoints,
+        })
+        return path
+
+
+def clear(out: str | Path) -> list[Path]:
+    """``train --overwrite``: remove the run records (every ``runs/`` folder at and below ``out``). Returns them."""
+    found = [p for p in Path(out).glob(f"**/{RUNS_DIR}") if p.is_dir() and any(p.glob("run*.json"))]
+    for p in found:
+        shutil.rmtree(p)
+    return found
