@@ -199,3 +199,14 @@ def test_cli_single_model_and_refusals(two_stores, tmp_path):
     assert r.exit_code == 2 and "bogus" in r.output
     r = CliRunner().invoke(main, [*common, "--model", "mmoe", "--selector", "byol", "--out", str(tmp_path / "x")])
     assert r.exit_code == 2 and "byol" in r.output
+
+
+@pytest.mark.parametrize("name", ["sb", "nas"])
+def test_encoding_each_languages_rows_apart_changes_nothing(name):
+    model = _model(name).eval()
+    batch = _batch([0, 1, 1, 0, 1, 0])
+    split = model(batch)
+    model.split_by_domain = False
+    joint = model(batch)
+    assert torch.allclose(split.logits, joint.logits, atol=1e-5)
+    assert torch.allclose(split.representation, joint.representation, atol=1e-5)

@@ -135,6 +135,8 @@ class MultiDomainConfig:
     init_log_alpha: float = 0.0
     #: Weight of the expected-L0 penalty on the NAS connections (not in the paper: 0 = off).
     l0_weight: float = 0.0
+    #: Encode each language's rows of a batch as their own sub-batch (less padding; same values).
+    split_by_domain: bool = True
 
 
 @dataclass

@@ -71,7 +71,7 @@ class MultiDomainModel(nn.Module):
     def __init__(self, encoders: FeatureEncoders, languages: Sequence[str], classes: Sequence[Sequence[str]],
                  towers: Sequence[TowerConfig], experts: Sequence[str], dim: int = 256, gating: Gating = "domain",
                  selector: str | None = "ge2e", nas: NasModule | None = None, shared_tower: bool = False,
-                 l0_weight: float = 0.0):
+                 l0_weight: float = 0.0, split_by_domain: bool = True):
         super().__init__()
         if gating != "none" and selector not in encoders.output_dims:
             raise ValueError(f"the gate selector {selector!r} is not among the features ({', '.join(encoders.features)})")
@@ -89,6 +89,7 @@ class MultiDomainModel(nn.Module):
                       if gating != "none" else None)
         self.nas = nas
         self.l0_weight = l0_weight
+        self.split_by_domain = split_by_domain
         self.width = max(len(c) for c in self.classes)
         self.shared_tower = shared_tower
         if shared_tower:
@@ -104,9 +105,29 @@ class MultiDomainModel(nn.Module):
         """The tower domain ``domain``'s rows go through."""
         return self.towers[0 if self.shared_tower else domain]
 
+    def encode(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """Every feature's (batch, dim) encoding by the shared encoders, each row once.
+
+        With ``split_by_domain``, each language's rows go through the encoders as their own sub-batch, its
+        padding trimmed to that language's longest utterance: EmoDB's MFCCs are 2 s, EMOVO's up to 14 s, and
+        padding every German row of a mixed batch to the longest Italian one cost more than the extra
+        encoder call per language (README, "Multi-domain training", speed).
+        """
+        domains = batch.domains.unique().tolist()
+        if not self.split_by_domain or len(domains) == 1:
+            return self.encoders.encode(batch)
+        parts: dict[str, torch.Tensor] = {}
+        for d in domains:
+            rows = (batch.domains == d).nonzero(as_tuple=True)[0]
+            for f, enc in self.encoders.encode(batch.select(rows)).items():
+                if f not in parts:
+                    parts[f] = enc.new_zeros(len(batch), enc.shape[-1])
+                parts[f] = parts[f].index_copy(0, rows, enc)
+        return parts
+
     def experts_of(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The shared bottom over all rows: v (batch, M, dim), and every feature's encoding."""
-        parts = self.encoders.encode(batch)
+        """The shared bottom: v (batch, M, dim), and every feature's encoding."""
+        parts = self.encode(batch)
         v = torch.stack([self.projections[f](parts[f]) for f in self.experts], dim=1)
         return v, parts
 
@@ -196,6 +217,7 @@ def build_multidomain_model(config, domains: list[DomainInfo], kind: str) -> Mul
         encoders, [d.language for d in domains], [d.classes for d in domains],
         [config.language(d.language).tower for d in domains], experts, dim=md.dim, gating=gating,
         selector=md.selector if gating != "none" else None, nas=nas, shared_tower=kind == "base", l0_weight=md.l0_weight,
+        split_by_domain=md.split_by_domain,
     )
 
 
