@@ -6,6 +6,8 @@
     train --domains de --ablations                       # table 4 + figure 4a in one go
     train --domains de --tsne                            # figure 3
     train --domains sw=swahili --features mfcc,ge2e      # a user corpus by language code and dataset
+    train --domains de,it --model nas                    # multi-domain: per-language gates + NAS (section 4.3)
+    train --domains de,it --model base,sb,omoe,mmoe,nas  # table 3: OUT/<model>/ each, OUT/comparison.md, OUT/gates.png
 """
 
 from __future__ import annotations
