@@ -126,3 +126,34 @@ def test_ge2e_finetuning_moves_the_pretrained_encoder_slowly(tmp_path):
     pretrained = Ge2eEncoder.pretrained().state_dict()
     moved = state["encoders.ge2e.linear.weight"] - pretrained["linear.weight"]
     assert 0 < moved.abs().max() < 1e-3  # lr * 0.01 = 1e-5 per AdamW step
+
+
+def test_refit_trains_on_train_plus_valid_for_the_selected_epochs(stores, tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from train.config import ExperimentConfig, TrainConfig
+    from train.experiment import fit_run, load_domains
+    from train.trainer import Trainer
+
+    fits = []  # (training examples, epochs) of every Trainer.fit call
+    original = Trainer.fit
+
+    def recording_fit(self, train, valid, test):
+        fits.append((len(train), len(valid), self.config.epochs))
+        return original(self, train, valid, test)
+
+    monkeypatch.setattr(Trainer, "fit", recording_fit)
+    config = ExperimentConfig(domains=["de=synth"], features_dir=str(stores), out=str(tmp_path / "r"),
+                              train=TrainConfig(epochs=3, progress=False))
+    datas, features = load_domains(config)
+    plain = fit_run(config, datas, features, 0)
+    refit = fit_run(replace(config, train=replace(config.train, refit=True)), datas, features, 0)
+    # the selection fit is the plain fit (same seed, epoch chosen on valid) ...
+    assert refit.fit.best_epoch == plain.fit.best_epoch and refit.fit.valid.ua == plain.fit.valid.ua
+    assert refit.fit.history[:-1] == plain.fit.history
+    # ... then a second model is trained on train + valid for exactly that many epochs, and it is the one tested
+    (n_train, n_valid, _), _, (n_refit, _, refit_epochs) = fits
+    assert n_refit == n_train + n_valid and refit_epochs == plain.fit.best_epoch
+    assert refit.fit.history[-1]["refit_epochs"] == plain.fit.best_epoch
+    assert len(refit.fit.test.labels) == len(plain.fit.test.labels)
+    assert any(not torch.equal(refit.fit.state["model"][k], v) for k, v in plain.fit.state["model"].items())

@@ -77,6 +77,8 @@ def _csv(value: str | None) -> list[str] | None:
 @click.option("--label-smoothing", type=float, default=None, help="Label smoothing of the cross-entropy [paper: 0].")
 @click.option("--crop", type=click.FloatRange(0, 1), default=None,
               help="Training augmentation: random contiguous crops of at least this fraction of each sequence [paper: none].")
+@click.option("--refit/--no-refit", default=None,
+              help="After choosing the epoch on valid, retrain on train + valid for that many epochs and test it [paper: no].")
 @click.option("--patience", type=click.IntRange(1), default=None, help="Early stop after this many epochs without a better validation score.")
 @click.option("--tsne", is_flag=True, help="Also fit run 0 with and without the aux loss and plot t-SNE of test representations (figure 3).")
 @click.option("--ablations", is_flag=True, help="Instead: all features, without aux loss, each feature alone (table 4, figure 4a).")
@@ -87,7 +89,7 @@ def _csv(value: str | None) -> list[str] | None:
 @click.option("--report", is_flag=True, help="Also write OUT/report.html: tables and figures in one self-contained file.")
 def main(domains, features, protocol, seeds, first_seed, folds, epochs, device, out, features_dir, model_name, selector, nas_l0, preset,
          no_aux, alpha, aux_reduction, standardize, finetune_ge2e, sampler, per_class, batch_size, lr, weight_decay,
-         dropout, input_dropout, stats_pooling, input_stats, ema, label_smoothing, crop, patience, tsne, ablations, no_checkpoints, quiet,
+         dropout, input_dropout, stats_pooling, input_stats, ema, label_smoothing, crop, refit, patience, tsne, ablations, no_checkpoints, quiet,
          report, overwrite) -> None:
     """Train SER models on the feature stores of the given language domains; report WA/UA over runs."""
     from .compare import run_comparison
@@ -107,7 +109,7 @@ def main(domains, features, protocol, seeds, first_seed, folds, epochs, device, 
         train = replace(train, **TUNED)
     given = {"epochs": epochs, "aux_reduction": aux_reduction, "standardize": standardize, "finetune_ge2e": finetune_ge2e,
              "sampler": sampler, "per_class": per_class, "batch_size": batch_size, "patience": patience, "alpha": alpha,
-             "ema": ema, "label_smoothing": label_smoothing, "crop": crop}
+             "ema": ema, "label_smoothing": label_smoothing, "crop": crop, "refit": refit}
     train = replace(train, **{k: v for k, v in given.items() if v is not None})
     if no_aux:
         train = replace(train, aux=False)

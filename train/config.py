@@ -110,7 +110,10 @@ class TrainConfig:
     crop: float = 0.0
     #: Not in the paper: evaluate (and keep) an exponential moving average of the weights with this decay.
     ema: float | None = None
-    selection: Literal["ua", "wa", "loss"] = "ua"  # validation criterion for picking the epoch
+    selection: Literal["ua", "wa", "loss", "last"] = "ua"  # validation criterion for picking the epoch ("last": none)
+    #: Not in the paper: after the epoch is chosen on the validation split, train again from the same
+    #: initialisation on train + valid for that many epochs and test that model (more data, same selection).
+    refit: bool = False
     patience: int | None = None  # stop after this many epochs without a better validation score
     device: str = "cpu"
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)

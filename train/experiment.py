@@ -34,7 +34,7 @@ from torch.utils.data import ConcatDataset
 from sercore.errors import StoreError
 
 from .compare import mixing_summary, write_mixing
-from .config import ExperimentConfig
+from .config import ExperimentConfig, TrainConfig
 from .data import (AUXILIARY_FEATURES, DomainData, FeatureDataset, FeatureScaler, default_features, draw_split,
                    load_domain, n_runs, resolve_domain, split_indices)
 from .models import DomainInfo, build_model
@@ -96,17 +96,29 @@ def fit_run(config: ExperimentConfig, datas: list[DomainData], features: list[st
             parts[name].append(FeatureDataset(data, idx[name], data.classes, domain=d, scaler=scaler, crop=crop, seed=seed))
         test_speakers[data.spec.language] = sorted({data.speakers[i] for i in idx["test"]})
     datasets = {k: v[0] if len(v) == 1 else ConcatDataset(v) for k, v in parts.items()}
-    torch.manual_seed(seed)
-    np.random.seed(seed % 2**32)
-    model = build_model(config.model, config, [domain_info(data, features) for data in datas])
-    encoders = getattr(model, "encoders", None)
-    if scalers[0] is not None and getattr(encoders, "ge2e", None) is not None and GE2E_FEATURE in scalers[0].mean:
-        # the fine-tuned embedding is standardised with the stored embedding's training statistics
-        encoders.ge2e_mean.copy_(torch.from_numpy(scalers[0].mean[GE2E_FEATURE]))
-        encoders.ge2e_std.copy_(torch.from_numpy(scalers[0].std[GE2E_FEATURE]))
     alphas = [config.language(data.spec.language).alpha if config.train.alpha is None else config.train.alpha for data in datas]
-    trainer = Trainer(model, config.train, [data.classes for data in datas], alphas, seed=seed, description=description)
+
+    def make_trainer(train_config: TrainConfig, what: str) -> Trainer:
+        torch.manual_seed(seed)  # the refit starts from the same initialisation as the selection fit
+        np.random.seed(seed % 2**32)
+        model = build_model(config.model, config, [domain_info(data, features) for data in datas])
+        encoders = getattr(model, "encoders", None)
+        if scalers[0] is not None and getattr(encoders, "ge2e", None) is not None and GE2E_FEATURE in scalers[0].mean:
+            # the fine-tuned embedding is standardised with the stored embedding's training statistics
+            encoders.ge2e_mean.copy_(torch.from_numpy(scalers[0].mean[GE2E_FEATURE]))
+            encoders.ge2e_std.copy_(torch.from_numpy(scalers[0].std[GE2E_FEATURE]))
+        return Trainer(model, train_config, [data.classes for data in datas], alphas, seed=seed, description=what)
+
+    trainer = make_trainer(config.train, description)
     result = trainer.fit(datasets["train"], datasets["valid"], datasets["test"])
+    if config.train.refit:
+        # The number of epochs was chosen on the validation split; now train again on train + valid for exactly
+        # that many epochs and test the last one (the validation scores reported stay those of the selection fit).
+        refit_config = replace(config.train, epochs=result.best_epoch, selection="last", patience=None)
+        trainer = make_trainer(refit_config, f"{description} refit")
+        refit = trainer.fit(ConcatDataset(parts["train"] + parts["valid"]), datasets["valid"], datasets["test"])
+        result = replace(result, test=refit.test, state=refit.state, seconds=result.seconds + refit.seconds,
+                         history=result.history + [{"refit_epochs": result.best_epoch, "refit_seconds": refit.seconds}])
     result.state["scalers"] = [None if s is None else {"mean": s.mean, "std": s.std} for s in scalers]
     describe = getattr(trainer.eval_model, "describe", None)  # multi-domain models: gates on the test set
     details = describe(result.test.extras, result.test.domains) if describe else {}

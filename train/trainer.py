@@ -159,7 +159,7 @@ class Trainer:
                           {k: torch.cat(v).numpy() for k, v in extras.items()})
 
     def _better(self, valid: Evaluation, best: Evaluation | None) -> bool:
-        if best is None:
+        if best is None or self.config.selection == "last":
             return True
         if self.config.selection == "loss":
             return valid.loss < best.loss
