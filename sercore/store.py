@@ -16,6 +16,11 @@ Every file, store or part, has the same layout::
                               (extractor, version, sample_rate, hop_seconds, checkpoint_sha256, ...)
     skipped/{utt_id, reason}  utterances that could not be processed, and why
 
+``data`` and ``offsets`` are chunked with HDF5's Fletcher-32 checksum filter: a damaged block raises
+:class:`~sercore.errors.StoreError` on read rather than coming back as other numbers (files written before
+this carry no checksum and still read). Anything else wrong (truncated, not HDF5, missing groups or
+datasets, inconsistent offsets) is refused when the file is opened.
+
 Why parts: HDF5 has no journal, so a process killed in the middle of a write can leave a file that no
 longer opens. Every file here is therefore written under a temporary name and renamed into place
 (``os.replace`` is atomic on POSIX): a killed run leaves complete parts, a complete old store, and at
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Literal, Mapping, Sequence
@@ -120,7 +126,7 @@ class FeatureStore:
         except StoreError:
             self.close()
             raise
-        except (KeyError, OSError, ValueError, TypeError) as exc:
+        except (KeyError, OSError, ValueError, TypeError, RuntimeError, AttributeError) as exc:
             self.close()
             raise StoreError(self.path, f"corrupt feature store ({type(exc).__name__}: {exc})") from None
 
@@ -178,20 +184,31 @@ class FeatureStore:
     def read(self, name: str) -> list[np.ndarray]:
         """All utterances' arrays for one feature, in ``utt_ids`` order: (frames, dim) or (dim,)."""
         info = self.feature(name)
-        group = self._file["features"][name]
-        data = group["data"][()]
-        if info.kind == "embedding":
-            return list(data)
-        offsets = group["offsets"][()]
+        with self._reading(name):
+            group = self._file["features"][name]
+            data = group["data"][()]
+            if info.kind == "embedding":
+                return list(data)
+            offsets = group["offsets"][()]
         return [data[offsets[i]:offsets[i + 1]] for i in range(len(self))]
 
     def read_one(self, name: str, index: int) -> np.ndarray:
         info = self.feature(name)
-        group = self._file["features"][name]
-        if info.kind == "embedding":
-            return group["data"][index]
-        start, stop = group["offsets"][index:index + 2]
-        return group["data"][start:stop]
+        with self._reading(name):
+            group = self._file["features"][name]
+            if info.kind == "embedding":
+                return group["data"][index]
+            start, stop = group["offsets"][index:index + 2]
+            return group["data"][start:stop]
+
+    @contextmanager
+    def _reading(self, name: str):
+        # A damaged block fails here in HDF5: a failed Fletcher-32 checksum, or broken structures.
+        try:
+            yield
+        except (KeyError, OSError, ValueError, RuntimeError, AttributeError) as exc:
+            raise StoreError(self.path, f"corrupt data in feature {name!r}, a damaged block or a failed checksum "
+                                        f"({type(exc).__name__}: {exc}); re-extract this store") from None
 
     def close(self) -> None:
         try:
@@ -235,6 +252,12 @@ def _write_header(f: h5py.File, dataset: str, split: str, meta: Mapping[str, Seq
     s.create_dataset("reason", data=np.array(list(skipped.values()), dtype=object), dtype=_STR)
 
 
+def _checked(n: int) -> dict:
+    """Dataset options: chunked with a Fletcher-32 checksum per chunk, so a damaged block fails on read
+    instead of coming back as other numbers (HDF5 cannot chunk an empty dataset, which has no data to damage)."""
+    return {"chunks": True, "fletcher32": True} if n else {}
+
+
 def _feature_group(f: h5py.File, name: str, attrs: Mapping[str, object]) -> h5py.Group:
     g = f.require_group("features").create_group(name)
     for k, v in attrs.items():
@@ -271,11 +294,11 @@ def write_store(
                 data = np.stack(arrays) if arrays else np.zeros((0, dim), np.float32)
             else:
                 lengths = [a.shape[0] for a in arrays]
-                g.create_dataset("offsets", data=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64))
+                g.create_dataset("offsets", data=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64), **_checked(1))
                 data = np.concatenate(arrays) if arrays else np.zeros((0, dim), np.float32)
             if data.ndim != 2 or data.shape[1] != dim:
                 raise ValueError(f"feature {name!r}: arrays of shape {data.shape[1:]} do not match dim {dim}")
-            g.create_dataset("data", data=data, chunks=True if len(data) else None)
+            g.create_dataset("data", data=data, **_checked(len(data)))
 
     return _write_atomic(path, fill)
 
@@ -366,7 +389,7 @@ def consolidate(features_root: str | Path, dataset: str, split: str, expected: I
                 arrays = (where[name][u][0].read_one(name, where[name][u][1]) for u in utt_ids)
                 if info_attrs["kind"] == "embedding":
                     rows = [np.asarray(a, np.float32).reshape(dim) for a in arrays]  # none if every utterance was skipped
-                    g.create_dataset("data", data=np.stack(rows) if rows else np.zeros((0, dim), np.float32))
+                    g.create_dataset("data", data=np.stack(rows) if rows else np.zeros((0, dim), np.float32), **_checked(len(rows)))
                     continue
                 lengths = []
                 for u in utt_ids:
@@ -374,10 +397,10 @@ def consolidate(features_root: str | Path, dataset: str, split: str, expected: I
                     start, stop = src._file["features"][name]["offsets"][i:i + 2]
                     lengths.append(int(stop - start))
                 offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-                g.create_dataset("offsets", data=offsets)
+                g.create_dataset("offsets", data=offsets, **_checked(1))
                 frames = int(offsets[-1])
                 data = g.create_dataset("data", shape=(frames, dim), dtype=np.float32,
-                                        chunks=(min(frames, 4096), dim) if frames else None)
+                                        chunks=(min(frames, 4096), dim) if frames else None, fletcher32=bool(frames))
                 for k, a in enumerate(arrays):
                     data[offsets[k]:offsets[k + 1]] = a
 

@@ -23,6 +23,7 @@ the contrastive loss.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -272,6 +273,7 @@ def load_domain(spec: DomainSpec, features_dir: str | Path, features: Sequence[s
     if not rows:
         raise StoreError(folder, f"no utterance of language {spec.language!r} in the stores of {spec.dataset!r}")
     utt_ids = sorted(rows)
+    _refuse_duplicate_recordings(folder, utt_ids, arrays)
     classes = sorted_labels(r[1] for r in rows.values())
     if len(classes) < 2:
         raise StoreError(folder, f"language {spec.language!r} has a single emotion ({classes[0]}); nothing to classify")
@@ -286,6 +288,23 @@ def load_domain(spec: DomainSpec, features_dir: str | Path, features: Sequence[s
         provenance=provenance,
         paths=paths,
     )
+
+
+def _refuse_duplicate_recordings(folder: Path, utt_ids: Sequence[str], arrays: Mapping[str, Mapping[str, np.ndarray]]) -> None:
+    """Leakage guard: two ids with identical features are one recording twice (a copied file in a corpus
+    folder, a CSV listing a file twice), and a split could put one copy in training and the other in test."""
+    seen: dict[str, str] = {}
+    for u in utt_ids:
+        h = hashlib.sha256()
+        for name in sorted(arrays):
+            a = np.ascontiguousarray(arrays[name][u], dtype=np.float32)
+            h.update(np.asarray(a.shape, np.int64).tobytes() + a.tobytes())
+        key = h.hexdigest()
+        if key in seen:
+            raise StoreError(folder, f"utterances {seen[key]!r} and {u!r} have identical features (the same recording "
+                                     "twice?): a split could put one in training and the other in test; remove one "
+                                     "from the manifest and extract again")
+        seen[key] = u
 
 
 # --------------------------------------------------------------------------------------------------
