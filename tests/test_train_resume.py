@@ -105,9 +105,14 @@ def test_another_configuration_or_data_in_the_folder_is_refused_and_overwrite_st
     other = make_stores(tmp_path / "other", dataset="synth", language="de", per_class=16, speakers=4, seed=1)
     r = _train(other, out)
     assert r.exit_code == 2 and "data.de=synth" in r.output
+    from train.runstate import clear
+
+    assert clear(out) == [out] and not (out / "runs").exists() and not (out / "metrics.json").exists()
+    assert not (out / "checkpoints").exists() and not (out / "model.bundle").exists()
+    assert _train(stores, out).exit_code == 0
     r = _train(stores, out, "--epochs", "3", "--overwrite")
     assert r.exit_code == 0, r.output
-    assert "--overwrite: removed the finished runs" in r.output and "finished earlier" not in r.output
+    assert "--overwrite: removed the finished runs and their metrics" in r.output and "finished earlier" not in r.output
     assert all(len(run["history"]) == 3 for run in json.loads((out / "metrics.json").read_text())["runs"])
 
 

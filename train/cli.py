@@ -138,7 +138,7 @@ def main(domains, features, protocol, seeds, first_seed, folds, epochs, device, 
             from .runstate import clear
 
             for folder in clear(config.out):
-                click.echo(f"--overwrite: removed the finished runs in {folder}")
+                click.echo(f"--overwrite: removed the finished runs and their metrics in {folder}")
         if ablations:
             run_ablations(config, log=click.echo)
         elif len(models) > 1:

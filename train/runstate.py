@@ -18,7 +18,7 @@ array, and the extractor provenance), the model name and the torch version. On a
 :class:`RunState` loads every finished run whose fingerprint matches (its metrics come back exactly as
 written) and refits the others; a finished run with another fingerprint is refused with a message saying
 what differs, since mixing it in would put two experiments' runs in one table. ``train --overwrite``
-removes the run records first (:func:`clear`). A record whose checkpoint is missing or does not match
+removes the run records and the outputs computed from them first (:func:`clear`). A record whose checkpoint is missing or does not match
 its hash (a kill between the two renames, a hand-edited folder) is refitted, with a note.
 """
 
@@ -282,9 +282,21 @@ class RunState:
         return path
 
 
+#: What ``--overwrite`` removes from a run folder besides ``runs/``: every output computed from the runs, so that
+#: a killed fresh start never leaves the old configuration's metrics beside the new ``config.json``.
+DERIVED = ("checkpoints", "metrics.json", "metrics.csv", "provenance.json", "model.bundle")
+
+
 def clear(out: str | Path) -> list[Path]:
-    """``train --overwrite``: remove the run records (every ``runs/`` folder at and below ``out``). Returns them."""
-    found = [p for p in Path(out).glob(f"**/{RUNS_DIR}") if p.is_dir() and any(p.glob("run*.json"))]
-    for p in found:
-        shutil.rmtree(p)
-    return found
+    """``train --overwrite``: forget the finished runs at and below ``out`` (``runs/`` and what was computed from
+    them, :data:`DERIVED`). Returns the run folders cleared."""
+    folders = sorted({p.parent for p in Path(out).glob(f"**/{RUNS_DIR}") if p.is_dir()}
+                     | {p.parent for p in Path(out).glob("**/metrics.json")})
+    for folder in folders:
+        for name in (RUNS_DIR, *DERIVED):
+            target = folder / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+    return folders
