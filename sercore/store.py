@@ -16,9 +16,9 @@ Every file, store or part, has the same layout::
                               (extractor, version, sample_rate, hop_seconds, checkpoint_sha256, ...)
     skipped/{utt_id, reason}  utterances that could not be processed, and why
 
-``data`` and ``offsets`` are chunked with HDF5's Fletcher-32 checksum filter: a damaged block raises
-:class:`~sercore.errors.StoreError` on read rather than coming back as other numbers (files written before
-this carry no checksum and still read). Anything else wrong (truncated, not HDF5, missing groups or
+Every dataset is chunked with HDF5's Fletcher-32 checksum filter and strings are fixed-length UTF-8 (no
+unchecked global heap): a damaged block raises :class:`~sercore.errors.StoreError` on read rather than
+coming back as other numbers or text (files written before this carry no checksum and still read). Anything else wrong (truncated, not HDF5, missing groups or
 datasets, inconsistent offsets) is refused when the file is opened.
 
 Why parts: HDF5 has no journal, so a process killed in the middle of a write can leave a file that no
@@ -44,7 +44,6 @@ from .errors import StoreError
 FORMAT = "mgser-store"
 FORMAT_VERSION = 1
 FeatureKind = Literal["sequence", "embedding"]
-_STR = h5py.string_dtype("utf-8")
 _META = ("utt_id", "emotion", "speaker", "language")
 #: Provenance attributes that must agree between files before their features may be merged.
 IDENTITY_ATTRS = ("kind", "dim", "extractor", "sample_rate", "hop_seconds", "checkpoint_sha256")
@@ -80,10 +79,19 @@ class FeatureInfo:
 def _encode_attr(value):
     # HDF5 attributes hold scalars and strings; nested provenance (library versions) goes in as JSON.
     if isinstance(value, (dict, list, tuple)):
-        return json.dumps(value, sort_keys=True)
+        value = json.dumps(value, sort_keys=True)
     if value is None:
-        return ""
+        value = ""
+    if isinstance(value, str):
+        return np.bytes_(value.encode("utf-8"))  # fixed-length: see _text
     return value
+
+
+def _text(values: Iterable[str]) -> np.ndarray:
+    """Strings as fixed-length UTF-8 bytes. Variable-length strings live in HDF5's global heap, which has no
+    checksum, and a damaged heap can make HDF5 hang or return other text; these are chunked with a checksum."""
+    encoded = [str(v).encode("utf-8") for v in values]
+    return np.array(encoded, dtype=f"S{max([1] + [len(e) for e in encoded])}")
 
 
 def _decode_attr(value):
@@ -132,8 +140,9 @@ class FeatureStore:
 
     def _load_index(self) -> None:
         f = self._file
-        if f.attrs.get("format") != FORMAT:
-            raise StoreError(self.path, f"not a {FORMAT} file (format attribute is {f.attrs.get('format')!r})")
+        fmt = _decode_attr(f.attrs.get("format"))
+        if fmt != FORMAT:
+            raise StoreError(self.path, f"not a {FORMAT} file (format attribute is {fmt!r})")
         version = int(f.attrs.get("format_version", -1))
         if version != FORMAT_VERSION:
             raise StoreError(self.path, f"store format version {version}, this toolkit reads version {FORMAT_VERSION}")
@@ -240,16 +249,18 @@ def _write_atomic(path: Path, fill) -> Path:
 
 
 def _write_header(f: h5py.File, dataset: str, split: str, meta: Mapping[str, Sequence[str]], skipped: Mapping[str, str]) -> None:
-    f.attrs["format"] = FORMAT
+    f.attrs["format"] = _encode_attr(FORMAT)
     f.attrs["format_version"] = FORMAT_VERSION
-    f.attrs["dataset"] = dataset
-    f.attrs["split"] = split
+    f.attrs["dataset"] = _encode_attr(dataset)
+    f.attrs["split"] = _encode_attr(split)
     g = f.create_group("utterances")
     for k in _META:
-        g.create_dataset(k, data=np.array(list(meta[k]), dtype=object), dtype=_STR)
+        column = _text(meta[k])
+        g.create_dataset(k, data=column, **_checked(len(column)))
     s = f.create_group("skipped")
-    s.create_dataset("utt_id", data=np.array(list(skipped), dtype=object), dtype=_STR)
-    s.create_dataset("reason", data=np.array(list(skipped.values()), dtype=object), dtype=_STR)
+    for k, values in (("utt_id", list(skipped)), ("reason", list(skipped.values()))):
+        column = _text(values)
+        s.create_dataset(k, data=column, **_checked(len(column)))
 
 
 def _checked(n: int) -> dict:
