@@ -210,3 +210,14 @@ def test_encoding_each_languages_rows_apart_changes_nothing(name):
     joint = model(batch)
     assert torch.allclose(split.logits, joint.logits, atol=1e-5)
     assert torch.allclose(split.representation, joint.representation, atol=1e-5)
+
+
+def test_nas_lr_scale_gives_the_connection_gates_their_own_learning_rate():
+    model = _model("nas", nas_lr_scale=50.0)
+    trainer = _trainer(model)
+    rates = {id(p): g["lr"] for g in trainer.optimizer.param_groups for p in g["params"]}
+    assert rates[id(model.nas.gates.log_alpha)] == pytest.approx(0.05)
+    assert rates[id(model.nas.weight)] == pytest.approx(1e-3) and rates[id(model.tower(0).net[0].weight)] == pytest.approx(1e-3)
+    assert sum(len(g["params"]) for g in trainer.optimizer.param_groups) == len(list(model.parameters())) + 4  # + 2 x (w, b) aux
+    default = _trainer(_model("nas"))
+    assert len(default.optimizer.param_groups) == 1

@@ -54,6 +54,7 @@ def _csv(value: str | None) -> list[str] | None:
                    "OUT/comparison.{md,csv,json} and OUT/gates.png (table 3, figure 4b).")
 @click.option("--selector", default=None, help="Multi-domain gates: feature used as the gate input x [paper: ge2e].")
 @click.option("--nas-l0", type=float, default=None, help="nas: weight of the expected-L0 penalty on the connections [default: 0, off].")
+@click.option("--nas-lr-scale", type=float, default=None, help="nas: the connection gates learn at lr * this [paper: 1].")
 @click.option("--preset", type=click.Choice(["paper", "tuned"]), default="paper", show_default=True,
               help="paper: section 5.1 values; tuned: + the deviations selected on validation (see README).")
 @click.option("--no-aux", is_flag=True, help="Train without the contrastive auxiliary loss (alpha = 0).")
@@ -87,7 +88,7 @@ def _csv(value: str | None) -> list[str] | None:
               help="Start over: forget the finished runs in OUT/runs/ (by default a rerun resumes from them).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--report", is_flag=True, help="Also write OUT/report.html: tables and figures in one self-contained file.")
-def main(domains, features, protocol, seeds, first_seed, folds, epochs, device, out, features_dir, model_name, selector, nas_l0, preset,
+def main(domains, features, protocol, seeds, first_seed, folds, epochs, device, out, features_dir, model_name, selector, nas_l0, nas_lr_scale, preset,
          no_aux, alpha, aux_reduction, standardize, finetune_ge2e, sampler, per_class, batch_size, lr, weight_decay,
          dropout, input_dropout, stats_pooling, input_stats, ema, label_smoothing, crop, refit, patience, tsne, ablations, no_checkpoints, quiet,
          report, overwrite) -> None:
@@ -103,7 +104,7 @@ def main(domains, features, protocol, seeds, first_seed, folds, epochs, device, 
     if len(models) > 1 and (ablations or tsne):
         raise click.BadParameter("--ablations and --tsne take one model", param_hint="--model")
     multidomain = MultiDomainConfig()
-    multidomain = replace(multidomain, **{k: v for k, v in {"selector": selector, "l0_weight": nas_l0}.items() if v is not None})
+    multidomain = replace(multidomain, **{k: v for k, v in {"selector": selector, "l0_weight": nas_l0, "nas_lr_scale": nas_lr_scale}.items() if v is not None})
     train = TrainConfig(device=device, progress=not quiet)
     if preset == "tuned":
         train = replace(train, **TUNED)

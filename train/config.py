@@ -138,6 +138,9 @@ class MultiDomainConfig:
     init_log_alpha: float = 0.0
     #: Weight of the expected-L0 penalty on the NAS connections (not in the paper: 0 = off).
     l0_weight: float = 0.0
+    #: The NAS gates' log_alpha learn at lr * this (not in the paper: 1). With AdamW a parameter moves about lr
+    #: per step, so at lr 1e-3 and a few hundred steps log_alpha can hardly leave its initial value.
+    nas_lr_scale: float = 1.0
     #: Encode each language's rows of a batch as their own sub-batch (less padding; same values).
     split_by_domain: bool = True
 

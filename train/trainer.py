@@ -94,12 +94,17 @@ class Trainer:
 
     def _optimizer(self) -> torch.optim.Optimizer:
         opt = self.config.optimizer
-        slow = [p for m in self.model.modules() if isinstance(m, Ge2eEncoder) for p in m.parameters()]
-        slow_ids = {id(p) for p in slow}
-        fast = [p for p in self.model.parameters() if id(p) not in slow_ids] + list(self.aux.parameters())
-        groups = [{"params": fast, "lr": opt.lr}]
-        if slow:
-            groups.append({"params": slow, "lr": opt.lr * opt.ge2e_lr_scale})
+        # Learning rate per parameter: the fine-tuned GE2E encoder at lr * ge2e_lr_scale; a module with an
+        # ``lr_scale`` attribute (the NAS module's hard-concrete gates, --nas-lr-scale) at lr * lr_scale; others at lr.
+        rates = {}
+        for m in self.model.modules():
+            scale = opt.ge2e_lr_scale if isinstance(m, Ge2eEncoder) else getattr(m, "lr_scale", None)
+            if scale is not None:
+                rates.update({id(p): opt.lr * scale for p in m.parameters()})
+        by_rate: dict[float, list] = {}
+        for p in list(self.model.parameters()) + list(self.aux.parameters()):
+            by_rate.setdefault(rates.get(id(p), opt.lr), []).append(p)
+        groups = [{"params": params, "lr": lr} for lr, params in by_rate.items()]
         return torch.optim.AdamW(groups, lr=opt.lr, betas=tuple(opt.betas), eps=opt.eps, weight_decay=opt.weight_decay)
 
     def _loss(self, output, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -213,6 +213,8 @@ def build_multidomain_model(config, domains: list[DomainInfo], kind: str) -> Mul
     nas = None
     if kind == "nas":
         nas = NasModule(len(experts), md.dim, len(domains), md.beta, md.gamma, md.zeta, md.init_log_alpha)
+        if md.nas_lr_scale != 1.0:
+            nas.gates.lr_scale = md.nas_lr_scale  # the trainer gives modules with an lr_scale their own learning rate
     return MultiDomainModel(
         encoders, [d.language for d in domains], [d.classes for d in domains],
         [config.language(d.language).tower for d in domains], experts, dim=md.dim, gating=gating,
