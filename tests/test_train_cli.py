@@ -110,8 +110,18 @@ def test_clear_errors(stores, tmp_path):
     r = CliRunner().invoke(main, ["--domains", "de=synth", "--features-dir", str(stores), "--features", "byol", "--quiet"])
     assert r.exit_code == 2 and "no feature 'byol'" in r.output
     make_stores(stores, dataset="other", language="fr")
-    r = CliRunner().invoke(main, ["--domains", "de=synth,fr", "--features-dir", str(stores), "--quiet", "--epochs", "1"])
+    two = ["--domains", "de=synth,fr", "--features-dir", str(stores), "--quiet", "--epochs", "1", "--seeds", "1"]
+    r = CliRunner().invoke(main, [*two, "--model", "single", "--out", str(tmp_path / "single")])
     assert r.exit_code == 2 and "single-domain model takes one domain" in r.output
+
+
+def test_several_languages_default_to_the_papers_multi_domain_model(stores, tmp_path):
+    make_stores(stores, dataset="other", language="fr")
+    out = tmp_path / "two"
+    r = _train("--domains", "de=synth,fr", "--features-dir", str(stores), "--epochs", "1", "--seeds", "1", "--out", str(out))
+    assert r.exit_code == 0, r.output
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"] == "nas" and set(json.loads((out / "metrics.json").read_text())["domains_summary"]) == {"de", "fr"}
 
 
 def test_ge2e_finetuning_moves_the_pretrained_encoder_slowly(tmp_path):

@@ -49,14 +49,15 @@ def _csv(value: str | None) -> list[str] | None:
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
 @click.option("--out", default=None, help="Run folder [default: runs/<domains>_<protocol>].")
 @click.option("--features-dir", default="features", show_default=True, type=click.Path(file_okay=False))
-@click.option("--model", "model_name", default="single", show_default=True, metavar="[" + "|".join(MODELS) + "][,...]",
+@click.option("--model", "model_name", default=None, metavar="[" + "|".join(MODELS) + "][,...]",
               help="single (one language), or a multi-domain model; a comma list fits each into OUT/<model> and writes "
-                   "OUT/comparison.{md,csv,json} and OUT/gates.png (table 3, figure 4b).")
+                   "OUT/comparison.{md,csv,json} and OUT/gates.png (table 3, figure 4b). "
+                   "[default: single for one language, nas (the paper's model) for several]")
 @click.option("--selector", default=None, help="Multi-domain gates: feature used as the gate input x [paper: ge2e].")
 @click.option("--nas-l0", type=float, default=None, help="nas: weight of the expected-L0 penalty on the connections [default: 0, off].")
 @click.option("--nas-lr-scale", type=float, default=None, help="nas: the connection gates learn at lr * this [paper: 1].")
 @click.option("--preset", type=click.Choice(["paper", "tuned"]), default="paper", show_default=True,
-              help="paper: section 5.1 values; tuned: + the deviations selected on validation (see README).")
+              help="paper: section 5.1 values; tuned: + the deviations chosen on EmoDB (README, Training).")
 @click.option("--no-aux", is_flag=True, help="Train without the contrastive auxiliary loss (alpha = 0).")
 @click.option("--alpha", type=float, default=None, help="Weight of the auxiliary loss [default: per language, de 0.01].")
 @click.option("--aux-reduction", type=click.Choice(["sum", "mean"]), default=None, help="Over samples [paper eq. 6: sum].")
@@ -97,7 +98,7 @@ def main(domains, features, protocol, seeds, first_seed, folds, epochs, device, 
     from .experiment import run_ablations, run_experiment, run_tsne
 
     domain_list = _csv(domains) or []
-    models = _csv(model_name) or ["single"]
+    models = _csv(model_name) or (["single"] if len(domain_list) == 1 else ["nas"])
     unknown = [m for m in models if m not in MODELS]
     if unknown:
         raise click.BadParameter(f"unknown model(s) {', '.join(unknown)} (known: {', '.join(MODELS)})", param_hint="--model")
