@@ -206,7 +206,7 @@ def to_markdown(t: Tables, skipped_models: dict[str, str] | None = None) -> str:
             lines += ["", "Gate weights per language and feature (figure 4b) and the NAS connection probabilities of "
                           "each multi-domain run: `multi/<model>/seed<k>/gates.png`, `nas.png` and their CSV files."]
     else:
-        lines.append("No multi-domain run (the grid runs them with two or more languages).")
+        lines.append("No multi-domain run in this folder (the grid runs them with two or more languages and the part multi).")
 
     lines += ["", "## Table 4: single-domain model with and without the auxiliary loss (random protocol)", "",
               "| language | UA with | WA with | UA without | WA without | UA gain |", "| --- | --- | --- | --- | --- | --- |"]
