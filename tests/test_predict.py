@@ -119,3 +119,14 @@ def test_refuses_a_model_trained_on_features_from_other_weights(trained, tmp_pat
     # a moved checkpoint (other path, same hash) is not a mismatch
     r = _predict("--model", str(_tampered(bundle, tmp_path / "moved.bundle", "ge2e", checkpoint="/elsewhere/x.pt")), str(wav))
     assert r.exit_code == 0, r.stderr
+
+
+def test_refuses_a_model_trained_with_per_speaker_standardisation(trained, tmp_path):
+    bundle, wav, _, _ = trained
+    payload = torch.load(bundle, weights_only=True)
+    meta = json.loads(payload["meta"])
+    meta["config"]["train"]["speaker_norm"] = True
+    payload["meta"] = json.dumps(meta)
+    torch.save(payload, tmp_path / "spk.bundle")
+    r = _predict("--model", str(tmp_path / "spk.bundle"), str(wav))
+    assert r.exit_code == 2 and not r.stdout and "--speaker-norm" in r.stderr

@@ -162,3 +162,21 @@ def test_crop_augmentation_takes_contiguous_parts_and_is_seeded(tmp_path):
         np.testing.assert_array_equal(got, twin.features["mfcc"].numpy())
     plain = FeatureDataset(data, idx, data.classes)
     assert all(np.array_equal(plain[k].features["mfcc"].numpy(), data.features["mfcc"][i]) for k, i in enumerate(idx))
+
+
+def test_speaker_scaler_standardises_each_utterance_with_its_own_speakers_statistics(tmp_path):
+    from train.data import SpeakerScaler
+
+    root = make_stores(tmp_path / "features", per_class=6, speakers=3)
+    data = load_domain(resolve_domain("de=synth", root), root, ["mfcc", "ge2e"])
+    scaler = SpeakerScaler.fit(data)
+    assert set(scaler.by_speaker) == set(data.speakers)
+    for speaker in set(data.speakers):
+        rows = [i for i, sp in enumerate(data.speakers) if sp == speaker]
+        embeddings = np.stack([scaler("ge2e", data.features["ge2e"][i], i) for i in rows])
+        np.testing.assert_allclose(embeddings.mean(0), 0.0, atol=1e-5)
+        np.testing.assert_allclose(embeddings.std(0), 1.0, atol=1e-4)
+        frames = np.concatenate([scaler("mfcc", data.features["mfcc"][i], i) for i in rows])
+        np.testing.assert_allclose(frames.mean(0), 0.0, atol=1e-4)
+    with pytest.raises(ValueError, match="index"):
+        scaler("ge2e", data.features["ge2e"][0])

@@ -62,6 +62,8 @@ def _csv(value: str | None) -> list[str] | None:
 @click.option("--alpha", type=float, default=None, help="Weight of the auxiliary loss [default: per language, de 0.01].")
 @click.option("--aux-reduction", type=click.Choice(["sum", "mean"]), default=None, help="Over samples [paper eq. 6: sum].")
 @click.option("--standardize/--no-standardize", default=None, help="Standardise features with training statistics.")
+@click.option("--speaker-norm/--no-speaker-norm", default=None,
+              help="Standardise each utterance with its own speaker's statistics (unlabelled; replaces --standardize) [paper: no].")
 @click.option("--finetune-ge2e/--no-finetune-ge2e", default=None,
               help="Fine-tune resemblyzer's GE2E encoder on the stored ge2e_mel frames at lr * 0.01.")
 @click.option("--sampler", type=click.Choice(["balanced", "shuffle"]), default=None, help="Training batches [default: balanced].")
@@ -90,7 +92,7 @@ def _csv(value: str | None) -> list[str] | None:
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--report", is_flag=True, help="Also write OUT/report.html: tables and figures in one self-contained file.")
 def main(domains, features, protocol, seeds, first_seed, folds, epochs, device, out, features_dir, model_name, selector, nas_l0, nas_lr_scale, preset,
-         no_aux, alpha, aux_reduction, standardize, finetune_ge2e, sampler, per_class, batch_size, lr, weight_decay,
+         no_aux, alpha, aux_reduction, standardize, speaker_norm, finetune_ge2e, sampler, per_class, batch_size, lr, weight_decay,
          dropout, input_dropout, stats_pooling, input_stats, ema, label_smoothing, crop, refit, patience, tsne, ablations, no_checkpoints, quiet,
          report, overwrite) -> None:
     """Train SER models on the feature stores of the given language domains; report WA/UA over runs."""
@@ -111,7 +113,7 @@ def main(domains, features, protocol, seeds, first_seed, folds, epochs, device, 
         train = replace(train, **TUNED)
     given = {"epochs": epochs, "aux_reduction": aux_reduction, "standardize": standardize, "finetune_ge2e": finetune_ge2e,
              "sampler": sampler, "per_class": per_class, "batch_size": batch_size, "patience": patience, "alpha": alpha,
-             "ema": ema, "label_smoothing": label_smoothing, "crop": crop, "refit": refit}
+             "ema": ema, "label_smoothing": label_smoothing, "crop": crop, "refit": refit, "speaker_norm": speaker_norm}
     train = replace(train, **{k: v for k, v in given.items() if v is not None})
     if no_aux:
         train = replace(train, aux=False)

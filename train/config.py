@@ -103,6 +103,9 @@ class TrainConfig:
     aux_reduction: Literal["sum", "mean"] = "sum"  # eq. (6) sums over samples
     #: Standardise every feature with its training-split mean and std (not in the paper).
     standardize: bool = False
+    #: Standardise every utterance with its own speaker's statistics (all of that speaker's utterances,
+    #: no labels; not in the paper; replaces ``standardize``). ``train.data.SpeakerScaler`` says more.
+    speaker_norm: bool = False
     #: Fine-tune resemblyzer's GE2E encoder on the stored ``ge2e_mel`` frames (the paper does, at lr * 0.01).
     finetune_ge2e: bool = False
     label_smoothing: float = 0.0  # not in the paper

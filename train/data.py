@@ -369,10 +369,38 @@ class FeatureScaler:
             std[name] = np.maximum(rows.std(0), 1e-5).astype(np.float32)
         return cls(mean, std)
 
-    def __call__(self, name: str, array: np.ndarray) -> np.ndarray:
+    def __call__(self, name: str, array: np.ndarray, index: int | None = None) -> np.ndarray:
+        """``array`` of feature ``name`` (utterance ``index`` of the domain, unused here) standardised."""
         if name not in self.mean:
             return array
         return (array - self.mean[name]) / self.std[name]
+
+
+@dataclass
+class SpeakerScaler:
+    """Per-speaker standardisation (not in the paper): each utterance with its own speaker's statistics.
+
+    The statistics of a speaker come from all of that speaker's utterances, whatever their split, and use
+    no label: the usual speaker normalisation of emotion recognition, which needs some unlabelled audio of
+    every speaker, the test speakers included. It removes what is constant within a speaker (vocal tract,
+    recording set-up, and most of a speaker embedding such as GE2E), so the model learns how a speaker's
+    emotional speech departs from that speaker's average.
+    """
+
+    by_speaker: dict[str, FeatureScaler]
+    speakers: list[str]  # speaker of every utterance of the domain, by index
+
+    @classmethod
+    def fit(cls, data: "DomainData", skip: Sequence[str] = ()) -> "SpeakerScaler":
+        groups: dict[str, list[int]] = {}
+        for i, speaker in enumerate(data.speakers):
+            groups.setdefault(speaker, []).append(i)
+        return cls({sp: FeatureScaler.fit(data, idx, skip) for sp, idx in groups.items()}, list(data.speakers))
+
+    def __call__(self, name: str, array: np.ndarray, index: int | None = None) -> np.ndarray:
+        if index is None:
+            raise ValueError("per-speaker standardisation needs the utterance's index")
+        return self.by_speaker[self.speakers[index]](name, array)
 
 
 class FeatureDataset(Dataset):
@@ -384,7 +412,7 @@ class FeatureDataset(Dataset):
     """
 
     def __init__(self, data: DomainData, indices: Sequence[int], classes: Sequence[str], domain: int = 0,
-                 scaler: FeatureScaler | None = None, crop: float = 0.0, seed: int = 0):
+                 scaler: "FeatureScaler | SpeakerScaler | None" = None, crop: float = 0.0, seed: int = 0):
         index = {c: i for i, c in enumerate(classes)}
         missing = sorted({data.emotions[i] for i in indices} - set(index))
         if missing:
@@ -397,7 +425,7 @@ class FeatureDataset(Dataset):
         for i in self.indices:
             feats = {}
             for name, arrays in data.features.items():
-                a = arrays[i] if scaler is None else scaler(name, arrays[i])
+                a = arrays[i] if scaler is None else scaler(name, arrays[i], i)
                 feats[name] = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
             self._features.append(feats)
         if not 0.0 <= crop <= 1.0:

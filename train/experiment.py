@@ -35,7 +35,7 @@ from sercore.errors import StoreError
 
 from .compare import mixing_summary, write_mixing
 from .config import ExperimentConfig, TrainConfig
-from .data import (AUXILIARY_FEATURES, DomainData, FeatureDataset, FeatureScaler, default_features, draw_split,
+from .data import (AUXILIARY_FEATURES, DomainData, FeatureDataset, FeatureScaler, SpeakerScaler, default_features, draw_split,
                    load_domain, n_runs, resolve_domain, split_indices)
 from .models import DomainInfo, build_model
 from .models.single import GE2E_FEATURE, GE2E_INPUT
@@ -89,7 +89,12 @@ def fit_run(config: ExperimentConfig, datas: list[DomainData], features: list[st
     for d, data in enumerate(datas):
         splits = draw_split(data, config.protocol, fold if fold is not None else seed, config.folds)
         idx = split_indices(splits)
-        scaler = FeatureScaler.fit(data, idx["train"], skip=[GE2E_INPUT]) if config.train.standardize else None
+        if config.train.speaker_norm:
+            scaler = SpeakerScaler.fit(data, skip=[GE2E_INPUT])
+        elif config.train.standardize:
+            scaler = FeatureScaler.fit(data, idx["train"], skip=[GE2E_INPUT])
+        else:
+            scaler = None
         scalers.append(scaler)
         for name in parts:
             crop = config.train.crop if name == "train" else 0.0
@@ -103,7 +108,7 @@ def fit_run(config: ExperimentConfig, datas: list[DomainData], features: list[st
         np.random.seed(seed % 2**32)
         model = build_model(config.model, config, [domain_info(data, features) for data in datas])
         encoders = getattr(model, "encoders", None)
-        if scalers[0] is not None and getattr(encoders, "ge2e", None) is not None and GE2E_FEATURE in scalers[0].mean:
+        if isinstance(scalers[0], FeatureScaler) and getattr(encoders, "ge2e", None) is not None and GE2E_FEATURE in scalers[0].mean:
             # the fine-tuned embedding is standardised with the stored embedding's training statistics
             encoders.ge2e_mean.copy_(torch.from_numpy(scalers[0].mean[GE2E_FEATURE]))
             encoders.ge2e_std.copy_(torch.from_numpy(scalers[0].std[GE2E_FEATURE]))
@@ -119,7 +124,8 @@ def fit_run(config: ExperimentConfig, datas: list[DomainData], features: list[st
         refit = trainer.fit(ConcatDataset(parts["train"] + parts["valid"]), datasets["valid"], datasets["test"])
         result = replace(result, test=refit.test, state=refit.state, seconds=result.seconds + refit.seconds,
                          history=result.history + [{"refit_epochs": result.best_epoch, "refit_seconds": refit.seconds}])
-    result.state["scalers"] = [None if s is None else {"mean": s.mean, "std": s.std} for s in scalers]
+    # a per-speaker scaler is not part of the model: a new speaker brings its own statistics
+    result.state["scalers"] = [{"mean": s.mean, "std": s.std} if isinstance(s, FeatureScaler) else None for s in scalers]
     describe = getattr(trainer.eval_model, "describe", None)  # multi-domain models: gates on the test set
     details = describe(result.test.extras, result.test.domains) if describe else {}
     return RunResult(run, seed, fold, result, test_speakers, details)

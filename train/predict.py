@@ -158,11 +158,19 @@ def _classify(bundle: Bundle, domain: int, feats: Sequence[dict[str, np.ndarray]
     return torch.softmax(logits.float(), dim=-1).cpu().numpy()
 
 
+def check_supported(bundle: Bundle) -> None:
+    """Refuse a model whose inputs predict cannot reproduce."""
+    if bundle.meta["config"].get("train", {}).get("speaker_norm"):
+        raise BundleError(bundle.path, "the model was trained with --speaker-norm (per-speaker standardisation): "
+                                       "predict would need each new speaker's statistics, which it does not compute")
+
+
 def predict_files(bundle: Bundle, language: str | None, files: Sequence[Path], extractors: dict, device: str = "cpu",
                   batch_size: int = 16, progress: bool = False, on_result=None) -> PredictionRun:
     """Predict every file; a file that cannot be decoded or featurised is recorded in ``failures`` and skipped."""
     from tqdm import tqdm
 
+    check_supported(bundle)
     domain = bundle.domain_index(language)
     classes = bundle.classes(language)
     run = PredictionRun()
@@ -237,6 +245,7 @@ def main(model_path, language, inputs, output, jsonl, strict, batch_size, device
     err = lambda s: click.echo(s, err=True)  # noqa: E731
     try:
         bundle = load_bundle(model_path, device=device)
+        check_supported(bundle)
         lang = bundle.languages[bundle.domain_index(language)]
         if wav2vec_layer is None:  # default: the layer the model was trained on
             layer = bundle.provenance(lang).get("wav2vec", {}).get("layer")
