@@ -57,11 +57,20 @@ def main(argv=None) -> dict:
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--fit-on", choices=["train", "train+valid"], default="train+valid",
                    help="train: exactly the network's training data; train+valid: 80%% as in the reference figures")
+    p.add_argument("--speaker-norm", action="store_true",
+                   help="standardise the pooled features per speaker (all of a speaker's utterances, no labels), "
+                        "as train --speaker-norm does with the frames")
     p.add_argument("--out", default=None, help="write the results as JSON here")
     args = p.parse_args(argv)
     spec = resolve_domain(args.domains, args.features_dir)
     data = load_domain(spec, args.features_dir, ["mfcc", "ge2e"])
     pooled = {"mfcc": np.stack([mfcc_statistics(a) for a in data.features["mfcc"]]), "ge2e": np.stack(data.features["ge2e"])}
+    if args.speaker_norm:
+        speakers = np.array(data.speakers)
+        for name, x in pooled.items():
+            for sp in set(data.speakers):
+                rows = speakers == sp
+                x[rows] = (x[rows] - x[rows].mean(0)) / np.maximum(x[rows].std(0), 1e-5)
     y = np.array([data.classes.index(e) for e in data.emotions])
     results: dict[str, list[dict]] = {m: [] for m in MODELS}
     start = time.perf_counter()
@@ -80,7 +89,7 @@ def main(argv=None) -> dict:
                "runs": rs}
         for name, rs in results.items()
     }
-    print(f"{spec}, {args.protocol} protocol, fitted on {args.fit_on}, {len(results['lr_ge2e'])} runs ({time.perf_counter() - start:.0f} s):")
+    print(f"{spec}, {args.protocol} protocol, fitted on {args.fit_on}{', speaker-normalised' if args.speaker_norm else ''}, {len(results['lr_ge2e'])} runs ({time.perf_counter() - start:.0f} s):")
     for name, s in summary.items():
         print(f"  {name:22s} UA {s['ua_mean']:.3f} +- {s['ua_std']:.3f}   WA {s['wa_mean']:.3f} +- {s['wa_std']:.3f}")
     if args.out:
