@@ -45,9 +45,8 @@ from ..config import MultiDomainConfig, TowerConfig
 from ..data import Batch
 from . import DomainInfo, ModelOutput
 from .gates import DomainGates
-from .ge2e import Ge2eEncoder
 from .nas import NasModule
-from .single import GE2E_FEATURE, GE2E_INPUT, FeatureEncoders
+from .single import FeatureEncoders, build_feature_encoders
 from .tower import ClassificationTower
 
 #: ``--model`` names of this module, in the order of the paper's table 3.
@@ -198,13 +197,7 @@ def build_multidomain_model(config, domains: list[DomainInfo], kind: str) -> Mul
                          "use --label-smoothing 0 with multi-domain models")
     first = domains[0]
     features = list(first.kinds)
-    ge2e = None
-    if config.train.finetune_ge2e and GE2E_FEATURE in features:
-        ge2e = Ge2eEncoder.pretrained()
-        if first.dims.get(GE2E_FEATURE) != ge2e.output_dim or first.dims.get(GE2E_INPUT) != ge2e.lstm.input_size:
-            raise ValueError(f"GE2E fine-tuning needs resemblyzer's 256-d ge2e and 40-band ge2e_mel features, the stores have "
-                             f"{first.dims.get(GE2E_FEATURE)}-d and {first.dims.get(GE2E_INPUT)} bands")
-    encoders = FeatureEncoders(features, first.kinds, first.dims, {f: config.encoder(f) for f in features}, ge2e)
+    encoders = build_feature_encoders(config, first)
     gating: Gating = {"base": "none", "sb": "none", "omoe": "shared", "mmoe": "domain", "nas": "domain"}[kind]
     if gating != "none" and md.selector not in features:
         raise ValueError(f"the {kind} gates read feature {md.selector!r} (the selector x of eq. 7), which is not among "

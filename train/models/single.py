@@ -89,6 +89,11 @@ def build_single_domain_model(config, domains: list[DomainInfo]) -> SingleDomain
         raise ValueError(f"the single-domain model takes one domain, got {len(domains)} ({names}); "
                          "use a multi-domain --model for several languages")
     domain = domains[0]
+    return SingleDomainModel(build_feature_encoders(config, domain), len(domain.classes), config.language(domain.language).tower)
+
+
+def build_feature_encoders(config, domain: DomainInfo) -> FeatureEncoders:
+    """The encoders of ``domain``'s features (sizes from ``config``), with resemblyzer's GE2E encoder when it is fine-tuned."""
     features = list(domain.kinds)
     ge2e = None
     if config.train.finetune_ge2e and GE2E_FEATURE in features:
@@ -96,5 +101,4 @@ def build_single_domain_model(config, domains: list[DomainInfo]) -> SingleDomain
         if domain.dims.get(GE2E_FEATURE) != ge2e.output_dim or domain.dims.get(GE2E_INPUT) != ge2e.lstm.input_size:
             raise ValueError(f"GE2E fine-tuning needs resemblyzer's 256-d ge2e and 40-band ge2e_mel features, the stores have "
                              f"{domain.dims.get(GE2E_FEATURE)}-d and {domain.dims.get(GE2E_INPUT)} bands")
-    encoders = FeatureEncoders(features, domain.kinds, domain.dims, {f: config.encoder(f) for f in features}, ge2e)
-    return SingleDomainModel(encoders, len(domain.classes), config.language(domain.language).tower)
+    return FeatureEncoders(features, domain.kinds, domain.dims, {f: config.encoder(f) for f in features}, ge2e)
