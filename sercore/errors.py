@@ -1,12 +1,36 @@
-"""Errors with a one-line message that names the file or folder at fault."""
+"""Errors with a one-line message that names the file or folder at fault, and the exit codes of every command.
+
+Exit codes (the same for ``extract``, ``train``, ``predict`` and the grid; documented in the README):
+
+====  =========================================================================================
+0     success
+1     an unexpected error (a bug): one line, plus the traceback with ``--verbose``
+2     usage error: a bad option or argument (click's own code for usage errors)
+3     data error: a bad or stale input file, manifest, store, bundle or weights file
+4     environment error: no space left, no permission, a lock held by another process, no CUDA
+5     finished, but some inputs failed (``--strict`` with skipped utterances, files ``predict``
+      could not read, grid cells that failed)
+130   interrupted (Ctrl-C)
+====  =========================================================================================
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+EXIT_OK = 0
+EXIT_BUG = 1
+EXIT_USAGE = 2
+EXIT_DATA = 3
+EXIT_ENVIRONMENT = 4
+EXIT_PARTIAL = 5
+EXIT_INTERRUPTED = 130
+
 
 class SerError(Exception):
     """Base class of every error the toolkit raises on purpose; the CLIs print its message in one line."""
+
+    exit_code = EXIT_DATA
 
 
 class DataError(SerError):
@@ -14,6 +38,8 @@ class DataError(SerError):
 
     ``where`` is the file or folder at fault; the message always starts with it.
     """
+
+    exit_code = EXIT_DATA
 
     def __init__(self, where: str | Path, problem: str):
         self.where = str(where)
@@ -23,3 +49,17 @@ class DataError(SerError):
 
 class StoreError(DataError):
     """A feature store that is missing, incomplete, corrupt or incompatible with what was asked."""
+
+
+class EnvironmentProblem(SerError):
+    """The machine, not the data: no space left, no permission, a lock held by another process, no CUDA.
+
+    ``where`` is the path or device at fault; the message always starts with it.
+    """
+
+    exit_code = EXIT_ENVIRONMENT
+
+    def __init__(self, where: str | Path, problem: str):
+        self.where = str(where)
+        self.problem = problem
+        super().__init__(f"{self.where}: {problem}")
