@@ -1,5 +1,6 @@
 """A real `extract` process killed by SIGKILL at several moments: what is on disk always opens, and a rerun
-stores every utterance exactly once, with the same features as an uninterrupted run.
+stores every utterance exactly once, with the same features as an uninterrupted run (the same within
+the cross-process tolerance of ``tests/_same_features.py``: the killed child computed some of them).
 
 To kill *inside* an HDF5 write deterministically, the child process slows h5py's ``create_dataset`` down
 for the files named by ``SLOW_H5`` (part files or the consolidated store): the kill then lands while a
@@ -20,6 +21,7 @@ import pytest
 
 from extract.pipeline import extract_dataset
 from sercore.store import FeatureStore, parts_dir, store_path
+from tests._same_features import assert_same_features
 from tests.test_extract_pipeline import make_corpus
 
 SPLITS = ("train", "valid", "test")
@@ -108,8 +110,8 @@ def test_sigkill_at_any_moment_then_rerun_gives_the_uninterrupted_stores(tmp_pat
     assert summary.computed + summary.already_done == len(rows) and not summary.skipped
     got = _contents(fdir)
     assert sorted(got) == sorted(reference)
-    for u, a in reference.items():
-        np.testing.assert_array_equal(got[u], a)
+    for u, a in reference.items():  # parts of the killed subprocess are in there: the cross-process rule
+        assert_same_features(got[u], a, same_process=False)
     assert not _tmp_files(fdir) and not any(parts_dir(fdir, "corpus", s).exists() for s in SPLITS)
 
 
@@ -126,10 +128,13 @@ def test_kill_during_consolidation_keeps_the_old_complete_store(tmp_path, refere
     write_manifest(rows, manifest_dir / "corpus.csv")
     _kill_when(_start(manifest_dir, fdir, "store"), lambda: any(fdir.glob("corpus/*.h5.tmp")))
     assert _tmp_files(fdir)
-    assert _contents(fdir).keys() == before.keys()  # the old stores open, complete, untouched
+    after_kill = _contents(fdir)  # the old stores open, complete, untouched (read back in this process: bit-identical)
+    assert after_kill.keys() == before.keys()
+    for u, a in before.items():
+        assert_same_features(after_kill[u], a, same_process=True)
     extract_dataset("corpus", ["mfcc"], manifest_dir=manifest_dir, features_dir=fdir, workers=0, progress=False,
                     echo=lambda s: None)
     got = _contents(fdir)
     assert sorted(got) == sorted(reference)
-    for u, a in reference.items():
-        np.testing.assert_array_equal(got[u], a)
+    for u, a in reference.items():  # parts of the killed subprocess are in there: the cross-process rule
+        assert_same_features(got[u], a, same_process=False)
