@@ -6,7 +6,7 @@
 Pooled features: MFCC statistics (mean and standard deviation over frames of the MFCCs and of their
 deltas) and the GE2E embedding. Models: SVM (RBF) on MFCC statistics, logistic regression on GE2E,
 logistic regression on MFCC statistics + GE2E; every model standardises its inputs (StandardScaler) and
-uses scikit-learn's defaults otherwise. Each run uses the trainer's split (train.data.draw_split); the
+uses scikit-learn's defaults otherwise. Each run uses the trainer's split (train.protocol.draw_split); the
 baselines have no epochs to select, so by default they are fitted on train + valid (80% of the data
 under the random protocol, as in the brief's reference figures; ``--fit-on train`` uses exactly the
 network's training data) and scored on the same test set as the network.
@@ -29,7 +29,8 @@ from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 from sklearn.svm import SVC  # noqa: E402
 
-from train.data import draw_split, load_domain, n_runs, resolve_domain, split_indices  # noqa: E402
+from train.domains import load_domain, resolve_domain  # noqa: E402
+from train.protocol import draw_split, n_runs, split_indices  # noqa: E402
 from train.metrics import score  # noqa: E402
 
 

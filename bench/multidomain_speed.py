@@ -18,8 +18,11 @@ import torch
 from torch.utils.data import ConcatDataset
 
 from train.config import ExperimentConfig
-from train.data import FeatureDataset, FeatureScaler, draw_split, split_indices
-from train.experiment import domain_info, load_domains
+from train.dataset import FeatureDataset
+from train.experiment import load_domains
+from train.fit import domain_info
+from train.protocol import draw_split, split_indices
+from train.scaling import FeatureScaler
 from train.models import build_model
 from train.trainer import Trainer, deterministic
 

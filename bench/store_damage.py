@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 CHILD = r"""
 import pickle, sys
 import numpy as np
-from train.data import load_domain, resolve_domain
+from train.domains import load_domain, resolve_domain
 from sercore.errors import StoreError
 root, ref = sys.argv[1], pickle.load(open(sys.argv[2], "rb"))
 try:
@@ -48,7 +48,7 @@ def main() -> None:
     args = parser.parse_args()
     from sercore.store import store_path
     from tests._train_helpers import make_stores
-    from train.data import load_domain, resolve_domain
+    from train.domains import load_domain, resolve_domain
 
     with tempfile.TemporaryDirectory() as tmp:
         root = make_stores(Path(tmp) / "features", per_class=24)

@@ -107,6 +107,12 @@ def _decode_attr(value):
     return value
 
 
+def stored_value(value):
+    """``value`` as it reads back after being written as a store attribute (tuples become lists, numpy scalars
+    Python numbers): the form in which two provenance values can be compared."""
+    return _decode_attr(_encode_attr(value))
+
+
 def same_identity(a: Mapping[str, object], b: Mapping[str, object]) -> list[str]:
     """The identity attributes on which two feature provenances disagree (empty list: same feature)."""
     return [k for k in IDENTITY_ATTRS if str(a.get(k, "")) != str(b.get(k, ""))]

@@ -8,12 +8,16 @@ import torch
 from click.testing import CliRunner
 
 from tests._train_helpers import make_stores
-from train.bundle import BundleError, load_bundle, read_bundle
+from predict.bundle import load_bundle
+from sercore.bundle import BundleError, read_bundle
 from train.cli import main as train_main
 from train.config import ExperimentConfig
-from train.data import FeatureDataset, FeatureScaler, collate
-from train.experiment import domain_info, load_domains
+from train.contract import collate
+from train.dataset import FeatureDataset
+from train.experiment import load_domains
+from train.fit import domain_info
 from train.models import MODELS, build_model
+from train.scaling import FeatureScaler
 
 
 def _train(*args):
@@ -68,7 +72,7 @@ def _two_domain_model(config, domains):
     """A minimal multi-domain model (the trainer's contract): shared encoders, one linear tower per language."""
     from torch import nn
 
-    from train.models import ModelOutput
+    from train.contract import ModelOutput
     from train.models.single import FeatureEncoders
 
     class TwoTowers(nn.Module):

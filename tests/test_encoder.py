@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from train.config import EncoderConfig, TowerConfig
-from train.data import Example, collate
+from train.contract import Example, collate
 from train.models.encoder import SequenceEncoder
 from train.models.ge2e import Ge2eEncoder, partial_starts
 from train.models.single import FeatureEncoders, SingleDomainModel

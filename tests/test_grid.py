@@ -18,7 +18,7 @@ from train.tables import build_tables, read_metrics, write_tables
 
 def _metrics(values: dict[str, list[tuple[float, float]]], features=("ge2e", "mfcc"), protocol="random", model="single",
              aux=True, epochs=3) -> dict:
-    """A metrics.json as train/experiment.py writes it: ``values`` maps language -> [(wa, ua) per run]."""
+    """A metrics.json as train/outputs.py writes it: ``values`` maps language -> [(wa, ua) per run]."""
     runs = len(next(iter(values.values())))
     summary = {}
     for lang, pairs in values.items():

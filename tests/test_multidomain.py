@@ -9,8 +9,8 @@ from click.testing import CliRunner
 
 from train.cli import main
 from train.config import ExperimentConfig, TrainConfig
-from train.data import Batch
-from train.models import DomainInfo, build_model
+from train.contract import Batch, DomainInfo
+from train.models import build_model
 from train.models.multidomain import MULTIDOMAIN_MODELS
 from train.trainer import Trainer
 from tests._train_helpers import make_stores

@@ -11,9 +11,9 @@ import torch
 from click.testing import CliRunner
 
 from extract.pipeline import extract_dataset
+from predict.cli import main as predict_main
 from sercore.manifest import Utterance, write_manifest
 from train.cli import main as train_main
-from train.predict import main as predict_main
 
 EMOTIONS = ("angry", "sad", "neutral")
 SR = 16000

@@ -10,7 +10,8 @@ from click.testing import CliRunner
 from sercore.errors import StoreError
 from sercore.store import FeatureStore, UtteranceRecord, store_path, write_store
 from train.cli import main
-from train.data import draw_split, load_domain, resolve_domain
+from train.domains import load_domain, resolve_domain
+from train.protocol import draw_split
 from tests._train_helpers import make_stores
 
 
@@ -115,7 +116,7 @@ def test_speaker_protocol_refuses_a_speaker_in_two_splits(tmp_path, monkeypatch)
     stores = make_stores(tmp_path / "features", per_class=8, speakers=4)
     data = load_domain(resolve_domain("de=synth", stores), stores, ["mfcc"])
     draw_split(data, "speaker", 0)  # the real folds are disjoint
-    import train.data as td
+    import train.protocol as td
 
     leaky = lambda speakers, fold, n_folds, seed: ["test" if i == 0 else "valid" if i % 5 == 1 else "train"  # noqa: E731
                                                    for i in range(len(speakers))]

@@ -9,8 +9,11 @@ import torch
 
 from sercore.errors import StoreError
 from sercore.store import UtteranceRecord, store_path, write_store
-from train.data import (ClassBalancedBatchSampler, FeatureDataset, FeatureScaler, collate, default_features, draw_split,
-                        load_domain, n_runs, resolve_domain, split_indices)
+from train.contract import collate
+from train.dataset import ClassBalancedBatchSampler, FeatureDataset
+from train.domains import default_features, load_domain, resolve_domain
+from train.protocol import draw_split, n_runs, split_indices
+from train.scaling import FeatureScaler
 from tests._train_helpers import make_stores
 
 
@@ -165,7 +168,7 @@ def test_crop_augmentation_takes_contiguous_parts_and_is_seeded(tmp_path):
 
 
 def test_speaker_scaler_standardises_each_utterance_with_its_own_speakers_statistics(tmp_path):
-    from train.data import SpeakerScaler
+    from train.scaling import SpeakerScaler
 
     root = make_stores(tmp_path / "features", per_class=6, speakers=3)
     data = load_domain(resolve_domain("de=synth", root), root, ["mfcc", "ge2e"])

@@ -96,8 +96,10 @@ def main(domains, features, protocol, seeds, first_seed, folds, epochs, device, 
          dropout, input_dropout, stats_pooling, input_stats, ema, label_smoothing, crop, refit, patience, tsne, ablations, no_checkpoints, quiet,
          report, overwrite) -> None:
     """Train SER models on the feature stores of the given language domains; report WA/UA over runs."""
+    from .ablations import run_ablations
     from .compare import run_comparison
-    from .experiment import run_ablations, run_experiment, run_tsne
+    from .experiment import run_experiment
+    from .tsne import run_tsne
 
     domain_list = _csv(domains) or []
     models = _csv(model_name) or (["single"] if len(domain_list) == 1 else ["nas"])

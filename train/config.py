@@ -104,7 +104,7 @@ class TrainConfig:
     #: Standardise every feature with its training-split mean and std (not in the paper).
     standardize: bool = False
     #: Standardise every utterance with its own speaker's statistics (all of that speaker's utterances,
-    #: no labels; not in the paper; replaces ``standardize``). ``train.data.SpeakerScaler`` says more.
+    #: no labels; not in the paper; replaces ``standardize``). ``train.scaling.SpeakerScaler`` says more.
     speaker_norm: bool = False
     #: Fine-tune resemblyzer's GE2E encoder on the stored ``ge2e_mel`` frames (the paper does, at lr * 0.01).
     finetune_ge2e: bool = False

@@ -142,7 +142,7 @@ def grid_features(options: GridOptions, domain: Domain) -> tuple[list[str], str]
         return list(options.features), "--features"
     from sercore.errors import StoreError
 
-    from .data import DomainSpec, default_features
+    from .domains import DomainSpec, default_features
 
     try:
         return default_features(DomainSpec(domain.language, domain.dataset), options.features_dir), "stores"
@@ -150,7 +150,7 @@ def grid_features(options: GridOptions, domain: Domain) -> tuple[list[str], str]
         from extract.extractors import ExtractorSettings
         from extract.pipeline import available_features
 
-        from .data import AUXILIARY_FEATURES
+        from .domains import AUXILIARY_FEATURES
 
         names, _ = available_features(None, ExtractorSettings().with_env_defaults())
         return [n for n in names if n not in AUXILIARY_FEATURES], "extractors available here (not extracted yet)"

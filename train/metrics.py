@@ -68,3 +68,9 @@ def score(y_true: Sequence[int], y_pred: Sequence[int], classes: Sequence[str]) 
         classes=list(classes),
         n=int(m.sum()),
     )
+
+
+def run_summary(values: Sequence[float]) -> dict:
+    """Mean, sample standard deviation (ddof=1; 0 for one value) and count of a score over runs."""
+    a = np.asarray(values, dtype=float)
+    return {"mean": float(a.mean()), "std": float(a.std(ddof=1)) if len(a) > 1 else 0.0, "n": int(len(a))}

@@ -150,7 +150,7 @@ def _run_section(folder: Path, root: Path) -> str:
 
     if (folder / "model.bundle").is_file():
         try:
-            from .bundle import read_bundle
+            from sercore.bundle import read_bundle
 
             sel = read_bundle(folder / "model.bundle")["meta"]["selected_run"]
             what = f"fold {sel['fold']}" if sel.get("fold") is not None else f"seed {sel['seed']}"

@@ -39,6 +39,7 @@ import torch
 
 from sercore.errors import DataError
 
+from .fit import RunResult
 from .metrics import Scores
 from .trainer import Evaluation, FitResult
 
@@ -60,7 +61,7 @@ class RunFolderError(DataError):
 
 
 def data_digest(data) -> str:
-    """SHA-256 over what a domain feeds the trainer (a :class:`train.data.DomainData`), in its fixed order."""
+    """SHA-256 over what a domain feeds the trainer (a :class:`train.domains.DomainData`), in its fixed order."""
     h = hashlib.sha256()
     h.update(json.dumps([str(data.spec), data.utt_ids, data.speakers, data.emotions, data.store_splits,
                          data.provenance], sort_keys=True, default=str).encode())
@@ -218,9 +219,7 @@ class RunState:
                                            f"(differs in: {shown}); use another --out, or `train --overwrite` to start over")
 
     def load(self, run: int):
-        """The finished run ``run`` as a :class:`train.experiment.RunResult`, or None if it must be fitted."""
-        from .experiment import RunResult
-
+        """The finished run ``run`` as a :class:`train.fit.RunResult`, or None if it must be fitted."""
         path = self.record_path(run)
         if not path.is_file():
             return None
@@ -236,7 +235,7 @@ class RunState:
                         record["history"], record["seconds"], state)
         return RunResult(record["run"], record["seed"], record["fold"], fit, record["test_speakers"], record["details"])
 
-    def save(self, result, checkpoint: dict) -> str:
+    def save(self, result: RunResult, checkpoint: dict) -> str:
         """Commit a finished run: its checkpoint, then its record. Returns the checkpoint's SHA-256."""
         self.folder.mkdir(parents=True, exist_ok=True)
         ckpt_path = self.checkpoint_path(result.run)

@@ -20,7 +20,8 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from .config import TrainConfig
-from .data import ClassBalancedBatchSampler, collate
+from .contract import collate
+from .dataset import ClassBalancedBatchSampler
 from .losses import ContrastiveAuxLoss
 from .metrics import Scores, score
 from .models.ge2e import Ge2eEncoder

@@ -4,10 +4,7 @@ Contract between a model and the trainer (``train/trainer.py``):
 
 - built by a builder ``build(config: ExperimentConfig, domains: list[DomainInfo]) -> nn.Module``
   registered in :data:`MODELS` as ``"module:function"`` (imported lazily);
-- ``model(batch: Batch) -> ModelOutput``: ``logits`` (batch, n_classes) where the columns are the row's
-  domain's classes (a multi-domain model pads narrower domains with ``-inf``), ``representation``
-  (batch, dim) used by the contrastive auxiliary loss, ``penalty`` a scalar added to the loss as is
-  (e.g. an architecture-search regulariser; 0 for the single-domain model);
+- ``model(batch: Batch) -> ModelOutput`` (:mod:`train.contract` defines the three types and their shapes);
 - modules of type :class:`train.models.ge2e.Ge2eEncoder` inside the model are trained at
   ``lr * ge2e_lr_scale``.
 """
@@ -15,28 +12,10 @@ Contract between a model and the trainer (``train/trainer.py``):
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
 
 import torch
 
-
-@dataclass
-class DomainInfo:
-    """What a builder needs to know about one language domain."""
-
-    language: str
-    classes: list[str]
-    kinds: dict[str, str]  # model input feature -> "sequence" | "embedding"
-    dims: dict[str, int]  # feature -> last dimension (includes auxiliary inputs such as ge2e_mel)
-
-
-@dataclass
-class ModelOutput:
-    logits: torch.Tensor  # (batch, n_classes)
-    representation: torch.Tensor  # (batch, dim)
-    penalty: torch.Tensor | float = 0.0
-    extras: dict = field(default_factory=dict)
-
+from ..contract import DomainInfo
 
 #: ``--model`` name -> "module:builder".
 MODELS: dict[str, str] = {

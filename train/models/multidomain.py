@@ -42,8 +42,7 @@ from torch import nn
 from sercore.labels import sorted_labels
 
 from ..config import MultiDomainConfig, TowerConfig
-from ..data import Batch
-from . import DomainInfo, ModelOutput
+from ..contract import Batch, DomainInfo, ModelOutput
 from .gates import DomainGates
 from .nas import NasModule
 from .single import FeatureEncoders, build_feature_encoders

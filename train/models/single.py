@@ -14,8 +14,7 @@ import torch
 from torch import nn
 
 from ..config import EncoderConfig, TowerConfig
-from ..data import Batch
-from . import DomainInfo, ModelOutput
+from ..contract import Batch, DomainInfo, ModelOutput
 from .encoder import SequenceEncoder
 from .ge2e import Ge2eEncoder
 from .tower import ClassificationTower

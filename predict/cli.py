@@ -1,4 +1,4 @@
-"""``predict``: use a trained model (a bundle, see ``train/bundle.py``) on new audio.
+"""``predict``: use a trained model (a bundle, see :mod:`predict.bundle`) on new audio.
 
     predict --model runs/de_random/model.bundle --language de clip.wav other.flac recordings/
     predict --model runs/de_random --output results.csv recordings/        # a run folder means its bundle
@@ -28,9 +28,12 @@ import click
 import numpy as np
 import torch
 
+from sercore.bundle import BundleError
 from sercore.errors import SerError
+from sercore.store import stored_value
+from train.contract import Example, collate
 
-from .bundle import Bundle, BundleError, load_bundle
+from .bundle import Bundle, load_bundle
 
 #: Extensions picked up when a directory is given (a file named explicitly is always tried).
 AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac", ".aif", ".aiff",
@@ -73,9 +76,7 @@ def audio_files(paths: Iterable[str | Path]) -> list[Path]:
 
 def _normalise(value):
     """A provenance value as it reads back from an HDF5 attribute and JSON (how the bundle stored it)."""
-    from sercore.store import _decode_attr, _encode_attr
-
-    return json.loads(json.dumps(_decode_attr(_encode_attr(value)), default=str))
+    return json.loads(json.dumps(stored_value(value), default=str))
 
 
 def provenance_differences(trained: dict, here: dict) -> list[tuple[str, object, object]]:
@@ -142,8 +143,6 @@ def _features_of(path: Path, extractors: dict) -> dict[str, np.ndarray]:
 @torch.no_grad()
 def _classify(bundle: Bundle, domain: int, feats: Sequence[dict[str, np.ndarray]], device: str) -> np.ndarray:
     """(n, n_classes) class probabilities of the domain for the given per-file features."""
-    from .data import Example, collate
-
     scaler = bundle.scalers[domain]
     examples = []
     for i, f in enumerate(feats):

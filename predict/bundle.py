@@ -1,0 +1,112 @@
+"""A bundle loaded for prediction: the model rebuilt from :mod:`sercore.bundle`'s format, in eval mode.
+
+    python -m predict.bundle runs/de_random        # what a bundle (or a run folder's bundle) holds
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from sercore.bundle import BundleError, read_bundle
+from sercore.errors import SerError
+from train.config import ExperimentConfig
+from train.contract import DomainInfo
+from train.models import build_model
+
+
+@dataclass
+class Bundle:
+    """A loaded bundle: the rebuilt model (in eval mode) and what is needed to feed it."""
+
+    path: Path
+    meta: dict
+    model: torch.nn.Module
+    scalers: list[dict | None]  # per domain: {"mean": {feature: ndarray}, "std": {...}} or None
+
+    @property
+    def languages(self) -> list[str]:
+        return [d["language"] for d in self.meta["domains"]]
+
+    @property
+    def features(self) -> list[str]:
+        return list(self.meta["features"])
+
+    @property
+    def inputs(self) -> list[str]:
+        """Features to extract from audio (the model's features plus auxiliary inputs such as ge2e_mel)."""
+        return list(self.meta["inputs"])
+
+    def domain_index(self, language: str | None) -> int:
+        """Index of ``language`` in the bundle; None is allowed only for a one-language bundle."""
+        langs = self.languages
+        if language is None:
+            if len(langs) == 1:
+                return 0
+            raise BundleError(self.path, f"the model covers several languages ({', '.join(langs)}); choose one with --language")
+        if language not in langs:
+            raise BundleError(self.path, f"the model has no language {language!r} (it has: {', '.join(langs)})")
+        return langs.index(language)
+
+    def domain(self, language: str | None) -> dict:
+        return self.meta["domains"][self.domain_index(language)]
+
+    def classes(self, language: str | None) -> list[str]:
+        return list(self.domain(language)["classes"])
+
+    def provenance(self, language: str | None) -> dict[str, dict]:
+        return self.domain(language)["provenance"]
+
+
+def load_bundle(path: str | Path, device: str = "cpu") -> Bundle:
+    """Rebuild the model of a bundle with :func:`train.models.build_model` and load its weights (eval mode)."""
+    payload = read_bundle(path)
+    meta = payload["meta"]
+    config = ExperimentConfig.from_dict(meta["config"])
+    # kinds in the model's feature order (the order its encodings are concatenated in), whatever the JSON did
+    infos = [DomainInfo(d["language"], list(d["classes"]), {f: d["kinds"][f] for f in meta["features"]}, dict(d["dims"]))
+             for d in meta["domains"]]
+    try:
+        model = build_model(meta["model"], config, infos)
+        model.load_state_dict(payload["model"])
+    except (ValueError, RuntimeError, KeyError) as exc:
+        raise BundleError(payload["path"], f"cannot rebuild model {meta['model']!r} from the bundle "
+                                           f"({type(exc).__name__}: {str(exc).splitlines()[0][:300]})") from None
+    model.to(device).eval()
+    scalers = [None if s is None else {"mean": {k: v.numpy() for k, v in s["mean"].items()},
+                                       "std": {k: v.numpy() for k, v in s["std"].items()}}
+               for s in payload["scalers"]]
+    return Bundle(payload["path"], meta, model, scalers)
+
+
+def describe(bundle_or_path) -> str:
+    """A few lines about a bundle (``python -m predict.bundle BUNDLE``)."""
+    meta = bundle_or_path.meta if isinstance(bundle_or_path, Bundle) else read_bundle(bundle_or_path)["meta"]
+    lines = [f"model {meta['model']}, features {', '.join(meta['features'])} (extracted: {', '.join(meta['inputs'])})"]
+    sel = meta["selected_run"]
+    what = f"fold {sel['fold']}" if sel.get("fold") is not None else f"seed {sel['seed']}"
+    lines.append(f"weights of run {sel['run']} ({what}): valid UA {sel['valid_ua']:.3f}, test UA {sel['test_ua']:.3f} "
+                 f"[{sel['rule']}]")
+    for d in meta["domains"]:
+        lines.append(f"  {d['language']} ({d['dataset']}): classes {', '.join(d['classes'])}")
+        for f, p in d["provenance"].items():
+            sha = p.get("checkpoint_sha256") or "-"
+            lines.append(f"    {f}: {p.get('extractor', '?')} {p.get('version', '')} @ {p.get('sample_rate', '?')} Hz, "
+                         f"checkpoint sha256 {sha}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    import sys
+
+    for arg in sys.argv[1:] or ["-h"]:
+        if arg in ("-h", "--help"):
+            print("usage: python -m predict.bundle BUNDLE_OR_RUN_DIR ...   (prints what a bundle holds)")
+            break
+        try:
+            print(describe(arg))
+        except SerError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            sys.exit(2)

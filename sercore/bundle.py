@@ -1,0 +1,98 @@
+"""The model bundle format: one file holding everything ``predict`` needs to use a trained model on new audio.
+
+Written by ``train`` (:mod:`train.export`, ``<run>/model.bundle``), read by ``predict``
+(:mod:`predict.bundle` rebuilds the model). It is a ``torch.save`` file of plain containers, strings,
+numbers and tensors only, so ``torch.load(path, weights_only=True)`` reads it without unpickling any
+Python object::
+
+    format          "mgser-bundle"
+    format_version  1
+    meta            JSON text (below)
+    model           the model's state dict (best run: highest validation UA, mean over languages)
+    scalers         one entry per language (in ``meta["domains"]`` order): {"mean": {feature: tensor},
+                    "std": {feature: tensor}}, or None when the run did not standardise
+
+``meta`` holds: ``model`` (the ``--model`` name) and ``config`` (the ExperimentConfig as a dict), which
+rebuild the network through :func:`train.models.build_model`; ``domains``, one entry per language with its
+``classes`` (label vocabulary, logit column i is ``classes[i]``), ``kinds`` and ``dims`` (the
+:class:`~train.contract.DomainInfo`), ``dataset`` and ``provenance`` (per input feature, the store attributes
+its extractor wrote: extractor, version, sample rate, hop, checkpoint SHA-256 and its settings);
+``features`` (the model's features) and ``inputs`` (what must be extracted: the features plus ``ge2e_mel``
+when GE2E was fine-tuned); ``selected_run`` (which run, its seed/fold and scores, and the rule); ``metrics``
+(the run folder's summary and per-run scores, without per-epoch histories); library versions.
+
+Nothing here reads the training stores: a bundle can be copied to another machine on its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .errors import SerError
+
+FORMAT = "mgser-bundle"
+FORMAT_VERSION = 1
+BUNDLE_NAME = "model.bundle"
+
+
+class BundleError(SerError):
+    """A bundle that is missing, unreadable, of another format, or that does not fit the request."""
+
+    def __init__(self, where: str | Path, problem: str):
+        self.where, self.problem = str(where), problem
+        super().__init__(f"{where}: {problem}")
+
+
+def jsonable(value):
+    """Provenance attributes as JSON values (numpy scalars and tuples from HDF5 / extractors)."""
+    return json.loads(json.dumps(value, default=lambda o: o.item() if isinstance(o, np.generic) else str(o)))
+
+
+def _tensors(arrays: dict) -> dict[str, torch.Tensor]:
+    return {k: torch.as_tensor(np.asarray(v, dtype=np.float32)) for k, v in arrays.items()}
+
+
+def write_bundle(path: str | Path, meta: dict, state: dict, scalers: Sequence[dict | None]) -> Path:
+    """Write a bundle atomically (temporary name, then rename). ``state`` is the model's state dict,
+    ``scalers`` one ``{"mean": {feature: array}, "std": {...}}`` or None per domain."""
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        # key order matters: a model concatenates its features in the order of DomainInfo.kinds
+        "meta": json.dumps(jsonable(meta)),
+        "model": {k: v.detach().cpu() for k, v in state.items()},
+        "scalers": [None if s is None else {"mean": _tensors(s["mean"]), "std": _tensors(s["std"])} for s in scalers],
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def read_bundle(path: str | Path) -> dict:
+    """The raw payload (meta parsed), read with ``weights_only=True``; :class:`BundleError` if it is not a bundle."""
+    path = Path(path)
+    if path.is_dir():  # a run folder: its bundle
+        path = path / BUNDLE_NAME
+    if not path.is_file():
+        raise BundleError(path, "model bundle not found (every `train` run writes <out>/model.bundle)")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types on foreign or truncated bytes
+        raise BundleError(path, f"not a readable model bundle ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise BundleError(path, f"not an {FORMAT} file")
+    if payload.get("format_version") != FORMAT_VERSION:
+        raise BundleError(path, f"bundle format version {payload.get('format_version')}, this toolkit reads version {FORMAT_VERSION}")
+    payload = dict(payload)
+    payload["meta"] = json.loads(payload["meta"])
+    payload["path"] = path
+    return payload

@@ -1,0 +1,169 @@
+"""The layout's rules, checked on the source (AST) of every module of the four packages:
+
+- the packages are layers, ``sercore`` < ``extract`` < ``train`` < ``predict``: a module imports only from its
+  own layer or the ones below (no arrow runs back up);
+- the module import graph, function-level imports included, has no circle;
+- no module imports another module's private name (``from m import _x``, ``m._x``), except a package's own
+  private modules (``extract.extractors._weights`` inside ``extract.extractors``);
+- models see only the model contract (``train.contract``), the configuration and each other, never the HDF5
+  loading or the trainer.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+LAYERS = ("sercore", "extract", "train", "predict")
+#: What ``train.models`` may import from the project.
+MODEL_ALLOWED = ("train.contract", "train.config", "train.models", "sercore.errors", "sercore.labels")
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for package in LAYERS:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            parts = list(path.relative_to(ROOT).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            out[".".join(parts)] = path
+    return out
+
+
+MODULES = _modules()
+
+
+def _is_package(name: str) -> bool:
+    return MODULES[name].name == "__init__.py"
+
+
+def _resolve(importer: str, module: str | None, level: int) -> str:
+    if level == 0:
+        return module or ""
+    base = importer.split(".")
+    if not _is_package(importer):
+        base = base[:-1]
+    base = base[: len(base) - (level - 1)]
+    return ".".join(base + ([module] if module else []))
+
+
+def _project(name: str) -> str | None:
+    """The longest project module that ``name`` is or lies in (``a.b.c`` -> ``a.b`` if c is a name in a.b)."""
+    while name:
+        if name in MODULES:
+            return name
+        name = name.rpartition(".")[0]
+    return None
+
+
+def _imports(name: str) -> list[tuple[str, str | None, int]]:
+    """(imported project module, imported name or None, line) of every import in module ``name``."""
+    tree = ast.parse(MODULES[name].read_text(), str(MODULES[name]))
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                target = _project(alias.name)
+                if target:
+                    out.append((target, None, node.lineno))
+        elif isinstance(node, ast.ImportFrom):
+            base = _resolve(name, node.module, node.level)
+            for alias in node.names:
+                full = f"{base}.{alias.name}"
+                if full in MODULES:  # a submodule
+                    out.append((full, None, node.lineno))
+                elif _project(base):
+                    out.append((_project(base), alias.name, node.lineno))
+    return out
+
+
+GRAPH = {name: _imports(name) for name in MODULES}
+
+
+def _layer(module: str) -> int:
+    return LAYERS.index(module.split(".")[0])
+
+
+def test_no_import_runs_back_up_a_layer():
+    bad = [f"{MODULES[m].relative_to(ROOT)}:{line} imports {target} ({target.split('.')[0]} is above {m.split('.')[0]})"
+           for m, edges in GRAPH.items() for target, _, line in edges if _layer(target) > _layer(m)]
+    assert not bad, "\n".join(bad)
+
+
+def _parents(module: str) -> list[str]:
+    parts = module.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts))]
+
+
+def test_the_import_graph_has_no_circle():
+    # An import of a.b.c also runs a/__init__ and a/b/__init__, but a package's own __init__ importing its
+    # submodules is no circle: edges into a package's __init__ from inside that package are left out.
+    edges = {m: sorted({t for t, _, _ in e if t != m and not m.startswith(t + ".")}) for m, e in GRAPH.items()}
+    state: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def visit(m: str) -> None:
+        state[m] = 1
+        stack.append(m)
+        for t in edges[m]:
+            if state.get(t) == 1:
+                cycles.append(stack[stack.index(t):] + [t])
+            elif t not in state:
+                visit(t)
+        stack.pop()
+        state[m] = 2
+
+    for m in sorted(edges):
+        if m not in state:
+            visit(m)
+    assert not cycles, "import circles:\n" + "\n".join(" -> ".join(c) for c in cycles)
+
+
+def test_no_module_uses_another_modules_private_name():
+    bad = []
+    for m, path in MODULES.items():
+        package = m if _is_package(m) else m.rpartition(".")[0]
+        for target, name, line in GRAPH[m]:
+            if name and name.startswith("_") and not name.startswith("__") and target != m:
+                bad.append(f"{path.relative_to(ROOT)}:{line} imports {target}.{name}")
+            leaf = target.rpartition(".")[2]
+            if name is None and leaf.startswith("_") and not leaf.startswith("__") \
+                    and target.rpartition(".")[0] != package:
+                bad.append(f"{path.relative_to(ROOT)}:{line} imports the private module {target} from outside its package")
+        # attribute access on an imported project module: ``store._decode_attr``
+        tree = ast.parse(path.read_text())
+        aliases = {}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                for a in node.names:
+                    if _project(a.name) == a.name:
+                        aliases[a.asname or a.name] = a.name
+            elif isinstance(node, ast.ImportFrom):
+                base = _resolve(m, node.module, node.level)
+                for a in node.names:
+                    if f"{base}.{a.name}" in MODULES:
+                        aliases[a.asname or a.name] = f"{base}.{a.name}"
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases \
+                    and node.attr.startswith("_") and not node.attr.startswith("__"):
+                bad.append(f"{path.relative_to(ROOT)}:{node.lineno} uses {aliases[node.value.id]}.{node.attr}")
+    assert not bad, "\n".join(bad)
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if m.startswith("train.models")))
+def test_models_see_only_the_model_contract_and_the_configuration(module):
+    bad = [f"{MODULES[module].relative_to(ROOT)}:{line} imports {target}" for target, _, line in GRAPH[module]
+           if not any(target == a or target.startswith(a + ".") for a in MODEL_ALLOWED)]
+    assert not bad, "\n".join(bad)
+
+
+def test_the_graph_holds_the_edges_the_rules_look_at():
+    """The checks are not vacuous: relative, absolute and submodule imports all become edges."""
+    assert ("train.contract", "Batch") in [(t, n) for t, n, _ in GRAPH["train.models.single"]]  # from ..contract import
+    assert any(t == "train.models" for t, _, _ in GRAPH["predict.bundle"])  # from train.models import build_model
+    assert any(t == "train.models.ge2e" for t, _, _ in GRAPH["train.trainer"])  # from .models.ge2e import ...
+    assert _layer("predict.cli") > _layer("train.fit") > _layer("extract.pipeline") > _layer("sercore.store")

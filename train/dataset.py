@@ -1,0 +1,108 @@
+"""Training data for torch: a domain's utterances as a :class:`FeatureDataset` of
+:class:`~train.contract.Example` s, and :class:`ClassBalancedBatchSampler`, whose batches give every
+class enough samples for the contrastive loss."""
+
+from __future__ import annotations
+
+import math
+from typing import Hashable, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from sercore.errors import StoreError
+
+from .contract import Example
+from .domains import AUXILIARY_FEATURES, DomainData
+from .scaling import FeatureScaler, SpeakerScaler
+
+
+class FeatureDataset(Dataset):
+    """The utterances ``indices`` of a domain as :class:`Example` s (tensors built once, in memory).
+
+    ``crop`` > 0 (training augmentation, not in the paper): each time an utterance is drawn, each of its
+    sequence features (not auxiliary inputs such as ``ge2e_mel``) is cut to a random contiguous part of
+    at least ``crop`` of its frames, from a generator seeded with ``seed``.
+    """
+
+    def __init__(self, data: DomainData, indices: Sequence[int], classes: Sequence[str], domain: int = 0,
+                 scaler: FeatureScaler | SpeakerScaler | None = None, crop: float = 0.0, seed: int = 0):
+        index = {c: i for i, c in enumerate(classes)}
+        missing = sorted({data.emotions[i] for i in indices} - set(index))
+        if missing:
+            raise StoreError(data.paths[0].parent, f"emotion(s) {missing} are not among the classes {list(classes)}")
+        self.indices = list(indices)
+        self.labels = [index[data.emotions[i]] for i in self.indices]
+        self.domain = domain
+        self.utt_ids = [data.utt_ids[i] for i in self.indices]
+        self._features = []
+        for i in self.indices:
+            feats = {}
+            for name, arrays in data.features.items():
+                a = arrays[i] if scaler is None else scaler(name, arrays[i], i)
+                feats[name] = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+            self._features.append(feats)
+        if not 0.0 <= crop <= 1.0:
+            raise ValueError(f"crop must be a fraction in [0, 1], got {crop}")
+        self.crop = crop
+        self._rng = np.random.default_rng([seed, domain])
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, k: int) -> Example:
+        features = self._features[k]
+        if self.crop > 0:
+            features = dict(features)
+            for name, a in features.items():
+                if a.ndim == 2 and name not in AUXILIARY_FEATURES and a.shape[0] > 1:
+                    n = a.shape[0]
+                    keep = int(self._rng.integers(max(1, int(np.ceil(self.crop * n))), n + 1))
+                    start = int(self._rng.integers(0, n - keep + 1))
+                    features[name] = a[start:start + keep]
+        return Example(self.utt_ids[k], features, self.labels[k], self.domain)
+
+
+class ClassBalancedBatchSampler(Sampler[list[int]]):
+    """Batches holding ``per_class`` examples of every group (class, or (domain, class) pair).
+
+    The contrastive loss only uses emotions with more than five samples in a batch, and with ordinary
+    shuffled batches the small classes rarely reach that. So each batch takes ``per_class`` examples
+    from each group, drawn without replacement from a shuffled pool per group that is refilled when it
+    runs out; an epoch has ``ceil(n / batch size)`` batches, i.e. about one pass over the data. Small
+    classes are thereby seen more often than large ones (the class prior the classifier learns is
+    uniform, which is what UA rewards). Deterministic for a given seed and epoch (:meth:`set_epoch`).
+    """
+
+    def __init__(self, groups: Sequence[Hashable], per_class: int = 8, seed: int = 0, n_batches: int | None = None):
+        if per_class < 1:
+            raise ValueError("per_class must be at least 1")
+        self.per_class = per_class
+        self.seed = seed
+        self.epoch = 0
+        pools: dict[Hashable, list[int]] = {}
+        for i, g in enumerate(groups):
+            pools.setdefault(g, []).append(i)
+        self.pools = [np.array(v) for _, v in sorted(pools.items(), key=lambda kv: str(kv[0]))]
+        self.batch_size = per_class * len(self.pools)
+        self.n_batches = n_batches or max(1, math.ceil(len(groups) / self.batch_size))
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n_batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        queues = [list(rng.permutation(p)) for p in self.pools]
+        for _ in range(self.n_batches):
+            batch: list[int] = []
+            for q, pool in zip(queues, self.pools):
+                while len(q) < self.per_class:
+                    q.extend(rng.permutation(pool))
+                batch.extend(int(i) for i in q[: self.per_class])
+                del q[: self.per_class]
+            yield [batch[i] for i in rng.permutation(len(batch))]
+

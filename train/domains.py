@@ -1,0 +1,209 @@
+"""A language domain's utterances, read from its feature stores and validated.
+
+:func:`resolve_domain` maps a language code to the dataset whose stores hold it, :func:`load_domain`
+pools that dataset's ``train/valid/test`` stores in memory as a :class:`DomainData` (refusing mixed
+extractions, overlapping stores, unknown emotions, empty or non-finite arrays and, as a leakage guard,
+one recording under two ids).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from sercore.errors import StoreError
+from sercore.labels import EMOTIONS, sorted_labels
+from sercore.manifest import SPLITS
+from sercore.store import FeatureStore, same_identity, store_path
+
+#: Language code -> dataset of the paper's corpora (and EMOVO); any other code is looked up in the stores.
+DEFAULT_DATASETS: dict[str, str] = {"de": "emodb", "fr": "cafe", "en": "iemocap", "it": "emovo"}
+
+#: Store features that are inputs of a fine-tuned module rather than features of their own
+#: (``ge2e_mel``: the mel frames resemblyzer's VoiceEncoder consumes, see ``train/models/ge2e.py``).
+AUXILIARY_FEATURES: frozenset[str] = frozenset({"ge2e_mel"})
+
+
+
+@dataclass(frozen=True)
+class DomainSpec:
+    """A language domain and the dataset whose stores hold it."""
+
+    language: str
+    dataset: str
+
+    def __str__(self) -> str:
+        return f"{self.language}={self.dataset}"
+
+
+@dataclass
+class DomainData:
+    """All utterances of one language in one dataset (its split stores pooled), sorted by ``utt_id``.
+
+    ``features[name][i]`` is utterance i's (frames, dim) or (dim,) float32 array; ``store_splits[i]`` the
+    split its store file was named for (the manifest's split).
+    """
+
+    spec: DomainSpec
+    utt_ids: list[str]
+    speakers: list[str]
+    emotions: list[str]
+    store_splits: list[str]
+    features: dict[str, list[np.ndarray]]
+    kinds: dict[str, str]
+    provenance: dict[str, dict]
+    paths: list[Path]
+
+    @property
+    def classes(self) -> list[str]:
+        """The emotions present, in vocabulary order: class index i is ``classes[i]``."""
+        return sorted_labels(self.emotions)
+
+    def dims(self) -> dict[str, int]:
+        return {name: int(arrays[0].shape[-1]) for name, arrays in self.features.items()}
+
+    def __len__(self) -> int:
+        return len(self.utt_ids)
+
+
+def _store_languages(path: Path) -> set[str]:
+    with FeatureStore(path) as store:
+        return set(store.languages)
+
+
+def resolve_domain(spec: str, features_dir: str | Path) -> DomainSpec:
+    """``de`` -> the dataset holding German (EmoDB by default); ``xx=name`` names the dataset explicitly.
+
+    A code without a built-in dataset (or whose built-in dataset has no stores) is looked up in the
+    ``language`` column of every ``features/*/train.h5``; exactly one dataset must hold it.
+    """
+    features_dir = Path(features_dir)
+    spec = spec.strip()
+    if "=" in spec:
+        language, dataset = (s.strip() for s in spec.split("=", 1))
+        if not language or not dataset:
+            raise StoreError(features_dir, f"domain {spec!r} is not of the form LANG or LANG=DATASET")
+        return DomainSpec(language, dataset)
+    default = DEFAULT_DATASETS.get(spec)
+    if default and any(store_path(features_dir, default, s).is_file() for s in SPLITS):
+        return DomainSpec(spec, default)
+    candidates = []
+    for folder in sorted(p for p in features_dir.glob("*") if p.is_dir()):
+        stores = [store_path(features_dir, folder.name, s) for s in SPLITS]
+        stores = [p for p in stores if p.is_file()]
+        if stores and spec in _store_languages(stores[0]):
+            candidates.append(folder.name)
+    if len(candidates) == 1:
+        return DomainSpec(spec, candidates[0])
+    if not candidates:
+        hint = f"features/{default}/ " if default else ""
+        raise StoreError(features_dir, f"no feature store holds language {spec!r}: expected {hint}stores, or give "
+                                       f"{spec}=DATASET for the dataset folder that holds it (run `extract` first)")
+    raise StoreError(features_dir, f"language {spec!r} is in several datasets ({', '.join(candidates)}); "
+                                   f"say which one with {spec}=DATASET")
+
+
+def default_features(spec: DomainSpec, features_dir: str | Path) -> list[str]:
+    """Every feature the domain's first store holds, except auxiliary inputs such as ``ge2e_mel``."""
+    for split in SPLITS:
+        path = store_path(features_dir, spec.dataset, split)
+        if path.is_file():
+            with FeatureStore(path) as store:
+                return [n for n in store.features if n not in AUXILIARY_FEATURES]
+    raise StoreError(Path(features_dir) / spec.dataset, "no feature stores (train/valid/test.h5) here; run `extract` first")
+
+
+def load_domain(spec: DomainSpec, features_dir: str | Path, features: Sequence[str]) -> DomainData:
+    """Read ``features`` of one language from all split stores of its dataset, validating as it goes.
+
+    Refused with :class:`StoreError`: no store; a store of another dataset or split than its file name;
+    a missing feature; the same feature from different extractions (weights/settings) in two files; an
+    utterance in two stores; an emotion outside the vocabulary; an empty sequence; non-finite values.
+    """
+    folder = Path(features_dir) / spec.dataset
+    paths = [store_path(features_dir, spec.dataset, s) for s in SPLITS]
+    paths = [p for p in paths if p.is_file()]
+    if not paths:
+        raise StoreError(folder, f"no feature stores (train/valid/test.h5) for dataset {spec.dataset!r}; "
+                                 f"run `extract --dataset {spec.dataset}` first")
+    if not features:
+        raise StoreError(folder, "no features selected")
+    rows: dict[str, tuple[str, str, str, Path]] = {}
+    arrays: dict[str, dict[str, np.ndarray]] = {n: {} for n in features}
+    kinds: dict[str, str] = {}
+    provenance: dict[str, dict] = {}
+    first_path: dict[str, Path] = {}
+    for path in paths:
+        with FeatureStore(path) as store:
+            if store.dataset != spec.dataset:
+                raise StoreError(path, f"belongs to dataset {store.dataset!r}, not {spec.dataset!r} (a store from elsewhere?)")
+            if store.split != path.stem:
+                raise StoreError(path, f"holds split {store.split!r} but is named {path.name}")
+            keep = [i for i, lang in enumerate(store.languages) if lang == spec.language]
+            for name in features:
+                info = store.feature(name)  # StoreError naming the file if missing
+                if name in provenance:
+                    diff = same_identity(provenance[name], info.attrs)
+                    if diff:
+                        raise StoreError(path, f"feature {name!r} differs from the one in {first_path[name]} in "
+                                               f"{', '.join(diff)}: stores from different extractions cannot be mixed")
+                else:
+                    provenance[name], kinds[name], first_path[name] = dict(info.attrs), info.kind, path
+                if not keep:
+                    continue
+                values = store.read(name)
+                for i in keep:
+                    a = np.asarray(values[i], dtype=np.float32)
+                    u = store.utt_ids[i]
+                    if info.kind == "sequence" and a.shape[0] == 0:
+                        raise StoreError(path, f"utterance {u!r} has an empty {name!r} sequence")
+                    if not np.isfinite(a).all():
+                        raise StoreError(path, f"utterance {u!r} has non-finite values in feature {name!r}")
+                    arrays[name][u] = a
+            for i in keep:
+                u = store.utt_ids[i]
+                if u in rows:
+                    raise StoreError(path, f"utterance {u!r} is also in {rows[u][3]}: stores overlap")
+                if store.emotions[i] not in EMOTIONS:
+                    raise StoreError(path, f"utterance {u!r} has emotion {store.emotions[i]!r}, not one of {', '.join(EMOTIONS)}")
+                rows[u] = (store.speakers[i], store.emotions[i], store.split, path)
+    if not rows:
+        raise StoreError(folder, f"no utterance of language {spec.language!r} in the stores of {spec.dataset!r}")
+    utt_ids = sorted(rows)
+    _refuse_duplicate_recordings(folder, utt_ids, arrays)
+    classes = sorted_labels(r[1] for r in rows.values())
+    if len(classes) < 2:
+        raise StoreError(folder, f"language {spec.language!r} has a single emotion ({classes[0]}); nothing to classify")
+    return DomainData(
+        spec=spec,
+        utt_ids=utt_ids,
+        speakers=[rows[u][0] for u in utt_ids],
+        emotions=[rows[u][1] for u in utt_ids],
+        store_splits=[rows[u][2] for u in utt_ids],
+        features={n: [arrays[n][u] for u in utt_ids] for n in features},
+        kinds=kinds,
+        provenance=provenance,
+        paths=paths,
+    )
+
+
+def _refuse_duplicate_recordings(folder: Path, utt_ids: Sequence[str], arrays: Mapping[str, Mapping[str, np.ndarray]]) -> None:
+    """Leakage guard: two ids with identical features are one recording twice (a copied file in a corpus
+    folder, a CSV listing a file twice), and a split could put one copy in training and the other in test."""
+    seen: dict[str, str] = {}
+    for u in utt_ids:
+        h = hashlib.sha256()
+        for name in sorted(arrays):
+            a = np.ascontiguousarray(arrays[name][u], dtype=np.float32)
+            h.update(np.asarray(a.shape, np.int64).tobytes() + a.tobytes())
+        key = h.hexdigest()
+        if key in seen:
+            raise StoreError(folder, f"utterances {seen[key]!r} and {u!r} have identical features (the same recording "
+                                     "twice?): a split could put one in training and the other in test; remove one "
+                                     "from the manifest and extract again")
+        seen[key] = u
+

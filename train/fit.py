@@ -1,0 +1,89 @@
+"""One run of a configuration: split, standardise, build, fit (and refit) for one seed or speaker fold."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+from torch.utils.data import ConcatDataset
+
+from .config import ExperimentConfig, TrainConfig
+from .contract import DomainInfo
+from .dataset import FeatureDataset
+from .domains import DomainData
+from .models import build_model
+from .models.single import GE2E_FEATURE, GE2E_INPUT
+from .protocol import draw_split, split_indices
+from .scaling import FeatureScaler, SpeakerScaler
+from .trainer import FitResult, Trainer
+
+
+@dataclass
+class RunResult:
+    run: int
+    seed: int
+    fold: int | None
+    fit: FitResult
+    test_speakers: dict[str, list[str]] = field(default_factory=dict)
+    #: What a multi-domain model reports about its mixing (gate weights, NAS connections); see compare.py.
+    details: dict = field(default_factory=dict)
+
+def input_features(config: ExperimentConfig, features: list[str]) -> list[str]:
+    """What must be read from the stores: the model's features, plus ge2e_mel when GE2E is fine-tuned."""
+    extra = [GE2E_INPUT] if config.train.finetune_ge2e and GE2E_FEATURE in features else []
+    return features + [f for f in extra if f not in features]
+
+def domain_info(data: DomainData, features: list[str]) -> DomainInfo:
+    return DomainInfo(data.spec.language, data.classes, {f: data.kinds[f] for f in features}, data.dims())
+
+def fit_run(config: ExperimentConfig, datas: list[DomainData], features: list[str], run: int,
+            description: str = "") -> RunResult:
+    """Split, standardise, build and fit for run ``run`` (seed ``first_seed + run``, or fold ``run``)."""
+    seed = config.first_seed + run
+    fold = run if config.protocol == "speaker" else None
+    parts: dict[str, list[FeatureDataset]] = {"train": [], "valid": [], "test": []}
+    scalers, test_speakers = [], {}
+    for d, data in enumerate(datas):
+        splits = draw_split(data, config.protocol, fold if fold is not None else seed, config.folds)
+        idx = split_indices(splits)
+        if config.train.speaker_norm:
+            scaler = SpeakerScaler.fit(data, skip=[GE2E_INPUT])
+        elif config.train.standardize:
+            scaler = FeatureScaler.fit(data, idx["train"], skip=[GE2E_INPUT])
+        else:
+            scaler = None
+        scalers.append(scaler)
+        for name in parts:
+            crop = config.train.crop if name == "train" else 0.0
+            parts[name].append(FeatureDataset(data, idx[name], data.classes, domain=d, scaler=scaler, crop=crop, seed=seed))
+        test_speakers[data.spec.language] = sorted({data.speakers[i] for i in idx["test"]})
+    datasets = {k: v[0] if len(v) == 1 else ConcatDataset(v) for k, v in parts.items()}
+    alphas = [config.language(data.spec.language).alpha if config.train.alpha is None else config.train.alpha for data in datas]
+
+    def make_trainer(train_config: TrainConfig, what: str) -> Trainer:
+        torch.manual_seed(seed)  # the refit starts from the same initialisation as the selection fit
+        np.random.seed(seed % 2**32)
+        model = build_model(config.model, config, [domain_info(data, features) for data in datas])
+        encoders = getattr(model, "encoders", None)
+        if isinstance(scalers[0], FeatureScaler) and getattr(encoders, "ge2e", None) is not None and GE2E_FEATURE in scalers[0].mean:
+            # the fine-tuned embedding is standardised with the stored embedding's training statistics
+            encoders.ge2e_mean.copy_(torch.from_numpy(scalers[0].mean[GE2E_FEATURE]))
+            encoders.ge2e_std.copy_(torch.from_numpy(scalers[0].std[GE2E_FEATURE]))
+        return Trainer(model, train_config, [data.classes for data in datas], alphas, seed=seed, description=what)
+
+    trainer = make_trainer(config.train, description)
+    result = trainer.fit(datasets["train"], datasets["valid"], datasets["test"])
+    if config.train.refit:
+        # The number of epochs was chosen on the validation split; now train again on train + valid for exactly
+        # that many epochs and test the last one (the validation scores reported stay those of the selection fit).
+        refit_config = replace(config.train, epochs=result.best_epoch, selection="last", patience=None)
+        trainer = make_trainer(refit_config, f"{description} refit")
+        refit = trainer.fit(ConcatDataset(parts["train"] + parts["valid"]), datasets["valid"], datasets["test"])
+        result = replace(result, test=refit.test, state=refit.state, seconds=result.seconds + refit.seconds,
+                         history=result.history + [{"refit_epochs": result.best_epoch, "refit_seconds": refit.seconds}])
+    # a per-speaker scaler is not part of the model: a new speaker brings its own statistics
+    result.state["scalers"] = [{"mean": s.mean, "std": s.std} if isinstance(s, FeatureScaler) else None for s in scalers]
+    describe = getattr(trainer.eval_model, "describe", None)  # multi-domain models: gates on the test set
+    details = describe(result.test.extras, result.test.domains) if describe else {}
+    return RunResult(run, seed, fold, result, test_speakers, details)

@@ -1,0 +1,104 @@
+"""The files of a run folder computed from its runs: ``config.json``, ``metrics.json``, ``metrics.csv``,
+``confusion_<lang>.png`` and, for multi-domain models, the mixing reports (see :mod:`train.experiment`)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import ExperimentConfig
+from .domains import DomainData
+from .fit import RunResult
+from .metrics import run_summary
+from .mixing import mixing_summary, write_mixing
+from .plots import plot_confusion
+from .runstate import environment
+
+
+def summarise(config: ExperimentConfig, datas: list[DomainData], features: list[str], runs: list[RunResult]) -> dict:
+    domains = {}
+    for d, data in enumerate(datas):
+        tests = [r.fit.test.scores[d] for r in runs]
+        confusion = np.sum([np.asarray(s.confusion) for s in tests], axis=0)
+        recall = {c: run_summary([s.recall[c] for s in tests if s.recall[c] is not None]) for c in data.classes}
+        domains[data.spec.language] = {
+            "dataset": data.spec.dataset,
+            "classes": data.classes,
+            "test_wa": run_summary([s.wa for s in tests]),
+            "test_ua": run_summary([s.ua for s in tests]),
+            "valid_ua": run_summary([r.fit.valid.scores[d].ua for r in runs]),
+            "recall": recall,
+            "confusion_sum": confusion.tolist(),
+        }
+    return {
+        "protocol": config.protocol,
+        "runs_are": "seeds" if config.protocol == "random" else "speaker folds",
+        "model": config.model,
+        "domains": [str(d.spec) for d in datas],
+        "features": features,
+        "aux": config.train.aux,
+        "domains_summary": domains,
+        "runs": [
+            {
+                "run": r.run,
+                "seed": r.seed,
+                "fold": r.fold,
+                "test_speakers": r.test_speakers,
+                "best_epoch": r.fit.best_epoch,
+                "seconds": round(r.fit.seconds, 2),
+                "test": {datas[d].spec.language: s.as_dict() for d, s in r.fit.test.scores.items()},
+                "valid": {datas[d].spec.language: s.as_dict() for d, s in r.fit.valid.scores.items()},
+                "history": r.fit.history,
+                **({"mixing": r.details} if r.details else {}),
+            }
+            for r in runs
+        ],
+        **({"mixing": mixing_summary([r.details for r in runs])} if any(r.details for r in runs) else {}),
+    }
+
+def write_outputs(config: ExperimentConfig, datas: list[DomainData], features: list[str], runs: list[RunResult],
+                  out: Path) -> dict:
+    metrics = summarise(config, datas, features, runs)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    with (out / "metrics.csv").open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["row", "protocol", "domain", "seed", "fold", "test_wa", "test_ua", "valid_ua", "best_epoch", "seconds", "features", "aux"])
+        feats = "+".join(features)
+        for r in runs:
+            for d, s in r.fit.test.scores.items():
+                w.writerow([f"run{r.run}", config.protocol, datas[d].spec.language, r.seed, "" if r.fold is None else r.fold,
+                            f"{s.wa:.4f}", f"{s.ua:.4f}", f"{r.fit.valid.scores[d].ua:.4f}", r.fit.best_epoch,
+                            f"{r.fit.seconds:.1f}", feats, config.train.aux])
+        for stat in ("mean", "std"):
+            for lang, s in metrics["domains_summary"].items():
+                w.writerow([stat, config.protocol, lang, "", "", f"{s['test_wa'][stat]:.4f}", f"{s['test_ua'][stat]:.4f}",
+                            f"{s['valid_ua'][stat]:.4f}", "", "", feats, config.train.aux])
+    for lang, s in metrics["domains_summary"].items():
+        title = (f"{lang} ({s['dataset']}), {config.protocol} protocol, {len(runs)} runs: "
+                 f"UA {s['test_ua']['mean']:.3f}, WA {s['test_wa']['mean']:.3f}")
+        plot_confusion(np.asarray(s["confusion_sum"]), s["classes"], out / f"confusion_{lang}.png", title)
+    if "mixing" in metrics:
+        write_mixing(metrics["mixing"], out, f"{config.model}, {config.protocol} protocol, {len(runs)} runs")
+    return metrics
+
+def save_config(config: ExperimentConfig, datas: list[DomainData], features: list[str], out: Path) -> None:
+    d = config.to_dict()
+    d["resolved"] = {
+        "domains": [str(x.spec) for x in datas],
+        "features": features,
+        "stores": [str(p) for x in datas for p in x.paths],
+        "utterances": {x.spec.language: len(x) for x in datas},
+        "provenance": {f: {k: v for k, v in datas[0].provenance[f].items() if k != "kind"} for f in features},
+        "torch": torch.__version__,
+        **{k: v for k, v in environment().items() if k in ("versions", "git_commit")},
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    (out / "config.json").write_text(json.dumps(d, indent=2, sort_keys=True, default=str))

@@ -1,0 +1,53 @@
+"""One run's split of a domain under a protocol: which utterances train, validate and test (leakage checked)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from sercore.errors import StoreError
+from sercore.manifest import SPLITS
+from sercore.splits import PROTOCOLS, check_disjoint, random_split, speaker_split
+
+from .domains import DomainData
+
+
+def n_runs(data: DomainData, protocol: str, seeds: int, n_folds: int | None = None) -> int:
+    """Runs of an experiment: ``seeds`` under the random protocol, every speaker fold under the speaker one."""
+    if protocol == "random":
+        return seeds
+    speakers = len(set(data.speakers))
+    return n_folds or speakers
+
+
+def draw_split(data: DomainData, protocol: str, run: int, n_folds: int | None = None) -> list[str]:
+    """The split of each utterance for run ``run`` (a seed, or a fold), checked for leakage.
+
+    ``random``: :func:`sercore.splits.random_split` with seed ``run`` over the utterances in ``utt_id``
+    order, which is also the preparer's scan order for the built-in corpora, so seed 0 reproduces the
+    manifest's split. ``speaker``: fold ``run`` of :func:`sercore.splits.speaker_split` is the test set,
+    fold ``run + 1`` the validation set (speakers dealt with seed 0, one speaker per fold by default).
+    """
+    where = Path(data.paths[0]).parent
+    if protocol == "random":
+        splits = random_split(data.emotions, seed=run)
+    elif protocol == "speaker":
+        try:
+            splits = speaker_split(data.speakers, fold=run, n_folds=n_folds, seed=0)
+        except ValueError as exc:
+            raise StoreError(where, f"speaker protocol impossible for language {data.spec.language!r}: {exc}") from None
+    else:
+        raise StoreError(where, f"unknown protocol {protocol!r} (known: {', '.join(PROTOCOLS)})")
+    try:
+        check_disjoint(data.utt_ids, data.speakers, splits, protocol)
+    except ValueError as exc:
+        raise StoreError(where, str(exc)) from None
+    for name in SPLITS:
+        if name not in splits:
+            raise StoreError(where, f"run {run} of the {protocol} protocol leaves the {name} split empty")
+    return splits
+
+
+
+def split_indices(splits: Sequence[str]) -> Mapping[str, list[int]]:
+    return {name: [i for i, s in enumerate(splits) if s == name] for name in SPLITS}
