@@ -11,7 +11,7 @@ from train.cli import main
 from train.config import ExperimentConfig, TrainConfig
 from train.contract import Batch, DomainInfo
 from train.models import build_model
-from train.models.multidomain import MULTIDOMAIN_MODELS
+from train.config import MULTIDOMAIN_MODELS
 from train.trainer import Trainer
 from tests._train_helpers import make_stores
 

@@ -168,3 +168,56 @@ def test_refit_trains_on_train_plus_valid_for_the_selected_epochs(stores, tmp_pa
     assert refit.fit.history[-1]["refit_epochs"] == plain.fit.best_epoch
     assert len(refit.fit.test.labels) == len(plain.fit.test.labels)
     assert any(not torch.equal(refit.fit.state["model"][k], v) for k, v in plain.fit.state["model"].items())
+
+
+def _scores(out):
+    """What a run computed (everything in metrics.json but the timings)."""
+    m = json.loads((out / "metrics.json").read_text())
+    for r in m["runs"]:
+        r.pop("seconds")
+        for h in r["history"]:
+            h.pop("seconds", None)
+            h.pop("refit_seconds", None)
+    return m
+
+
+def test_config_json_of_a_run_reproduces_its_metrics_exactly(stores, tmp_path):
+    first = tmp_path / "first"
+    r = _train("--domains", "de=synth", "--features-dir", str(stores), "--epochs", "2", "--seeds", "2", "--preset", "tuned",
+               "--features", "mfcc,ge2e", "--crop", "0.7", "--label-smoothing", "0.1", "--out", str(first), "--no-checkpoints")
+    assert r.exit_code == 0, r.output
+    again = tmp_path / "again"
+    r = _train("--config", str(first / "config.json"), "--out", str(again))
+    assert r.exit_code == 0, r.output
+    assert _scores(again) == _scores(first) and not (again / "checkpoints").exists()
+    saved = {k: v for k, v in json.loads((again / "config.json").read_text()).items() if k not in ("resolved", "out")}
+    assert saved == {k: v for k, v in json.loads((first / "config.json").read_text()).items() if k not in ("resolved", "out")}
+
+
+def test_config_file_errors_are_one_line_naming_the_file_and_key(stores, tmp_path):
+    first = tmp_path / "first"
+    assert _train("--domains", "de=synth", "--features-dir", str(stores), "--epochs", "1", "--seeds", "1",
+                  "--out", str(first), "--no-checkpoints").exit_code == 0
+    config = json.loads((first / "config.json").read_text())
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({**config, "trian": {}}))
+    r = _train("--config", str(bad))
+    assert r.exit_code == 3 and f"{bad}: unknown key(s) trian" in r.output and len(r.output.strip().splitlines()) == 1
+    config["train"]["epochs"] = "many"
+    bad.write_text(json.dumps(config))
+    r = _train("--config", str(bad))
+    assert r.exit_code == 3 and 'train.epochs' in r.output and str(bad) in r.output
+    r = _train("--config", str(first / "config.json"), "--epochs", "3")
+    assert r.exit_code == 2 and "--epochs cannot be added" in r.output
+
+
+def test_configuration_round_trips_through_dict_and_file(tmp_path):
+    from train.config import ExperimentConfig, build_config
+
+    config = build_config(["de=synth", "fr"], preset="tuned", train={"crop": 0.5}, tower={"dropout": 0.2},
+                          multidomain={"selector": "mfcc"}, features=["mfcc", "ge2e"], model="nas")
+    assert config.out == "runs/de-fr_random" and config.language("fr").tower.input_dropout == 0.3
+    assert ExperimentConfig.from_dict(config.to_dict()) == config
+    path = tmp_path / "c.json"
+    config.save(path)
+    assert ExperimentConfig.from_file(path) == config

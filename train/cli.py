@@ -8,26 +8,25 @@
     train --domains sw=swahili --features mfcc,ge2e      # a user corpus by language code and dataset
     train --domains de,it --model nas                    # multi-domain: per-language gates + NAS (section 4.3)
     train --domains de,it --model base,sb,omoe,mmoe,nas  # table 3: OUT/<model>/ each, OUT/comparison.md, OUT/gates.png
+    train --config runs/de_random/config.json --out runs/again   # the experiment of an earlier run, again
 """
 
 from __future__ import annotations
 
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 import click
 
 from sercore.errors import SerError
 
-from .config import ExperimentConfig, LanguageConfig, MultiDomainConfig, OptimizerConfig, TrainConfig, language_config
+from .config import PRESETS, ExperimentConfig, build_config
 from .models import MODELS
 
-#: ``--preset tuned``: deviations from the paper, chosen on EmoDB under the random protocol (README, "Training",
-#: says how): standardised features, input statistics pooled by each sequence encoder, dropout 0.3 on the
-#: representation, 40 epochs with an exponential moving average of the weights.
-TUNED: dict[str, object] = {"standardize": True, "epochs": 40, "ema": 0.99}
-TUNED_TOWER: dict[str, object] = {"input_dropout": 0.3}
-TUNED_ENCODER: dict[str, object] = {"input_stats": True}
+#: Options that may accompany ``--config FILE``: where and how the run happens, not what it computes.
+WITH_CONFIG = ("config", "out", "features_dir", "device", "quiet", "no_checkpoints", "overwrite", "report", "tsne",
+               "ablations")
 
 
 def _csv(value: str | None) -> list[str] | None:
@@ -38,7 +37,10 @@ def _csv(value: str | None) -> list[str] | None:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--domains", required=True, help="Comma-separated language codes (de, fr, en, it, or LANG=DATASET for any store folder).")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Take the whole experiment from a configuration file, e.g. the config.json of an earlier run (which it reproduces); "
+                   "only --out, --features-dir, --device and the actions (--tsne, --ablations, --report, --overwrite) may be added.")
+@click.option("--domains", default=None, help="Comma-separated language codes (de, fr, en, it, or LANG=DATASET for any store folder).")
 @click.option("--features", default=None, help="Comma-separated features, e.g. mfcc,ge2e [default: every feature in the stores].")
 @click.option("--protocol", type=click.Choice(["random", "speaker"]), default="random", show_default=True,
               help="random: the paper's stratified split re-drawn per seed; speaker: leave-speakers-out folds, all of them.")
@@ -56,7 +58,7 @@ def _csv(value: str | None) -> list[str] | None:
 @click.option("--selector", default=None, help="Multi-domain gates: feature used as the gate input x [paper: ge2e].")
 @click.option("--nas-l0", type=float, default=None, help="nas: weight of the expected-L0 penalty on the connections [default: 0, off].")
 @click.option("--nas-lr-scale", type=float, default=None, help="nas: the connection gates learn at lr * this [paper: 1].")
-@click.option("--preset", type=click.Choice(["paper", "tuned"]), default="paper", show_default=True,
+@click.option("--preset", type=click.Choice(list(PRESETS)), default="paper", show_default=True,
               help="paper: section 5.1 values; tuned: + the deviations chosen on EmoDB (README, Training).")
 @click.option("--no-aux", is_flag=True, help="Train without the contrastive auxiliary loss (alpha = 0).")
 @click.option("--alpha", type=float, default=None, help="Weight of the auxiliary loss [default: per language, de 0.01].")
@@ -91,7 +93,7 @@ def _csv(value: str | None) -> list[str] | None:
               help="Start over: forget the finished runs in OUT/runs/ (by default a rerun resumes from them).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--report", is_flag=True, help="Also write OUT/report.html: tables and figures in one self-contained file.")
-def main(domains, features, protocol, seeds, first_seed, folds, epochs, device, out, features_dir, model_name, selector, nas_l0, nas_lr_scale, preset,
+def main(config_file, domains, features, protocol, seeds, first_seed, folds, epochs, device, out, features_dir, model_name, selector, nas_l0, nas_lr_scale, preset,
          no_aux, alpha, aux_reduction, standardize, speaker_norm, finetune_ge2e, sampler, per_class, batch_size, lr, weight_decay,
          dropout, input_dropout, stats_pooling, input_stats, ema, label_smoothing, crop, refit, patience, tsne, ablations, no_checkpoints, quiet,
          report, overwrite) -> None:
@@ -101,44 +103,48 @@ def main(domains, features, protocol, seeds, first_seed, folds, epochs, device, 
     from .experiment import run_experiment
     from .tsne import run_tsne
 
-    domain_list = _csv(domains) or []
-    models = _csv(model_name) or (["single"] if len(domain_list) == 1 else ["nas"])
-    unknown = [m for m in models if m not in MODELS]
-    if unknown:
-        raise click.BadParameter(f"unknown model(s) {', '.join(unknown)} (known: {', '.join(MODELS)})", param_hint="--model")
+    ctx = click.get_current_context()
+    if config_file is not None:
+        extra = [name for name in ctx.params if name not in WITH_CONFIG and name != "config_file"
+                 and ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE]
+        if extra:
+            raise click.UsageError(f"--config takes the experiment from {config_file}; "
+                                   f"{', '.join('--' + n.replace('_', '-') for n in extra)} cannot be added (edit the file instead)")
+        try:
+            config = ExperimentConfig.from_file(config_file)
+        except SerError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        given = lambda name: ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE  # noqa: E731
+        config = replace(config, out=out if out else config.out,
+                         features_dir=features_dir if given("features_dir") else config.features_dir,
+                         save_checkpoints=config.save_checkpoints and not no_checkpoints,
+                         train=replace(config.train, device=device if given("device") else config.train.device,
+                                       progress=not quiet))
+        models = [config.model]
+    else:
+        if not domains:
+            raise click.UsageError("give --domains (or --config FILE)")
+        domain_list = _csv(domains) or []
+        models = _csv(model_name) or (["single"] if len(domain_list) == 1 else ["nas"])
+        unknown = [m for m in models if m not in MODELS]
+        if unknown:
+            raise click.BadParameter(f"unknown model(s) {', '.join(unknown)} (known: {', '.join(MODELS)})", param_hint="--model")
+        config = build_config(
+            domain_list, preset=preset,
+            train={"device": device, "progress": not quiet, "epochs": epochs, "aux_reduction": aux_reduction,
+                   "standardize": standardize, "finetune_ge2e": finetune_ge2e, "sampler": sampler, "per_class": per_class,
+                   "batch_size": batch_size, "patience": patience, "alpha": alpha, "ema": ema,
+                   "label_smoothing": label_smoothing, "crop": crop, "refit": refit, "speaker_norm": speaker_norm,
+                   "aux": False if no_aux else None},
+            optimizer={"lr": lr, "weight_decay": weight_decay},
+            tower={"dropout": dropout, "input_dropout": input_dropout},
+            multidomain={"selector": selector, "l0_weight": nas_l0, "nas_lr_scale": nas_lr_scale},
+            features=_csv(features), protocol=protocol, seeds=seeds, folds=folds, first_seed=first_seed,
+            features_dir=features_dir, out=out, model=models[0], save_checkpoints=not no_checkpoints,
+            stats_pooling=stats_pooling, input_stats=input_stats)
     if len(models) > 1 and (ablations or tsne):
         raise click.BadParameter("--ablations and --tsne take one model", param_hint="--model")
-    multidomain = MultiDomainConfig()
-    multidomain = replace(multidomain, **{k: v for k, v in {"selector": selector, "l0_weight": nas_l0, "nas_lr_scale": nas_lr_scale}.items() if v is not None})
-    train = TrainConfig(device=device, progress=not quiet)
-    if preset == "tuned":
-        train = replace(train, **TUNED)
-    given = {"epochs": epochs, "aux_reduction": aux_reduction, "standardize": standardize, "finetune_ge2e": finetune_ge2e,
-             "sampler": sampler, "per_class": per_class, "batch_size": batch_size, "patience": patience, "alpha": alpha,
-             "ema": ema, "label_smoothing": label_smoothing, "crop": crop, "refit": refit, "speaker_norm": speaker_norm}
-    train = replace(train, **{k: v for k, v in given.items() if v is not None})
-    if no_aux:
-        train = replace(train, aux=False)
-    opt = OptimizerConfig()
-    train = replace(train, optimizer=replace(opt, **{k: v for k, v in {"lr": lr, "weight_decay": weight_decay}.items() if v is not None}))
-    tower = {k: v for k, v in TUNED_TOWER.items()} if preset == "tuned" else {}
-    tower.update({k: v for k, v in {"dropout": dropout, "input_dropout": input_dropout}.items() if v is not None})
-    languages = {}
-    for spec in domain_list:
-        code = spec.split("=", 1)[0].strip()
-        base = language_config(code)
-        languages[code] = LanguageConfig(replace(base.tower, **tower), base.alpha)
-    if stats_pooling is None:
-        stats_pooling = bool(TUNED_ENCODER.get("stats_pooling")) if preset == "tuned" else False
-    if input_stats is None:
-        input_stats = bool(TUNED_ENCODER.get("input_stats")) if preset == "tuned" else False
-    name = "-".join(s.split("=", 1)[0] for s in domain_list)
-    config = ExperimentConfig(
-        domains=domain_list, features=_csv(features), protocol=protocol, seeds=seeds, folds=folds, first_seed=first_seed,
-        features_dir=features_dir, out=out or f"runs/{name}_{protocol}", model=models[0], train=train,
-        languages=languages, save_checkpoints=not no_checkpoints, stats_pooling=stats_pooling,
-        input_stats=input_stats, multidomain=multidomain,
-    )
     try:
         if overwrite:
             from .runstate import clear

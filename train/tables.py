@@ -2,13 +2,7 @@
 
     python -m train.tables runs/grid          # (re)write runs/grid/tables.md, tables.csv, figure4a.png
 
-The folder layout is the one :mod:`train.grid` writes (one ``train`` run per folder)::
-
-    single/<lang>/random/seed<k>/metrics.json    single-domain model, random protocol (tables 2, 3, 4)
-    single/<lang>/speaker/metrics.json           speaker-independent protocol, every fold (table 2)
-    no_aux/<lang>/seed<k>/metrics.json           without the auxiliary loss (table 4)
-    only_<feature>/<lang>/seed<k>/metrics.json   one feature alone (figure 4a)
-    multi/<model>/seed<k>/metrics.json           a multi-domain model over all languages (table 3)
+The folders are those :mod:`train.grid` writes, one ``train`` run each, laid out as :mod:`train.layout` says.
 
 An experiment's figure for one language is the mean and the sample standard deviation (ddof=1, as
 ``train`` reports them) over every run of every folder of the experiment: the seeds of the random
@@ -20,15 +14,13 @@ from __future__ import annotations
 
 import csv
 import json
-import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 
-#: The multi-domain models of the paper's table 3, in its order.
-MULTI_MODELS = ("base", "sb", "omoe", "mmoe", "nas")
+from .layout import GridLayout, natural_key
+from .metrics import run_summary
 
 #: Table 2 of the paper ("Ours", random protocol), quoted under our table 2 for comparison.
 PAPER_TABLE2 = {"de": (0.957, 0.954), "fr": (0.871, 0.851)}
@@ -42,8 +34,7 @@ class Stat:
 
     @classmethod
     def of(cls, values: list[float]) -> "Stat":
-        a = np.asarray(values, dtype=float)
-        return cls(float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else 0.0, int(len(a)))
+        return cls(**run_summary(values))
 
     def __str__(self) -> str:
         return f"{self.mean:.3f} ± {self.std:.3f}"
@@ -81,7 +72,7 @@ def read_metrics(path: Path) -> dict | None:
 def aggregate(files: list[Path], language: str, experiment: str) -> Result | None:
     """Every run of ``language`` in ``files``; None when no file holds one."""
     ua, wa, used, dataset, features, epochs = [], [], [], "", [], 0
-    for path in sorted(files, key=_natural):
+    for path in sorted(files, key=natural_key):
         m = read_metrics(path)
         if m is None or language not in m["domains_summary"]:
             continue
@@ -96,10 +87,6 @@ def aggregate(files: list[Path], language: str, experiment: str) -> Result | Non
     if not ua:
         return None
     return Result(experiment, language, dataset, features, Stat.of(ua), Stat.of(wa), used, epochs)
-
-
-def _natural(path: Path):
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(path))]
 
 
 @dataclass
@@ -121,45 +108,37 @@ class Tables:
         return rows
 
 
-def _files(root: Path, pattern: str) -> list[Path]:
-    return sorted(root.glob(pattern), key=_natural)
-
-
 def build_tables(root: str | Path) -> Tables:
-    """Read the run folders under ``root`` (layout in the module docstring)."""
-    root = Path(root)
-    languages = sorted({p.name for p in (root / "single").glob("*") if p.is_dir()})
-    languages += sorted({p.name for d in root.glob("only_*") for p in d.glob("*") if p.is_dir()} - set(languages))
-    languages += sorted({p.name for p in (root / "no_aux").glob("*") if p.is_dir()} - set(languages))
-    features = sorted(d.name[len("only_"):] for d in root.glob("only_*") if d.is_dir())
-    multi = [m for m in MULTI_MODELS if (root / "multi" / m).is_dir()]
-    multi += sorted(p.name for p in (root / "multi").glob("*") if p.is_dir() and p.name not in MULTI_MODELS)
+    """Read the run folders under ``root`` (layout: :mod:`train.layout`)."""
+    grid = GridLayout(Path(root))
+    languages, features, multi = grid.languages(), grid.features(), grid.models()
     for m in multi:
-        for path in _files(root / "multi" / m, "seed*/metrics.json"):
+        for path in grid.seed_metrics(grid.multi(m)):
             meta = read_metrics(path)
             for lang in (meta or {}).get("domains_summary", {}):
                 if lang not in languages:
                     languages.append(lang)
     t = Tables(languages, features, {}, {}, {}, {}, multi)
 
-    def put(table: dict, key, files: list[Path], experiment: str, language: str) -> None:
-        r = aggregate(files, language, experiment)
+    def put(table: dict, key, files: list[Path], experiment: Path, language: str) -> None:
+        r = aggregate(files, language, experiment.relative_to(grid.root).as_posix())
         if r is not None:
             table[key] = r
 
     for lang in languages:
-        random_files = _files(root / "single" / lang / "random", "seed*/metrics.json")
-        put(t.table2, (lang, "random"), random_files, f"single/{lang}/random", lang)
-        put(t.table2, (lang, "speaker"), [root / "single" / lang / "speaker" / "metrics.json"], f"single/{lang}/speaker", lang)
-        put(t.table3, ("single", lang), random_files, f"single/{lang}/random", lang)
-        put(t.table4, (lang, True), random_files, f"single/{lang}/random", lang)
-        put(t.table4, (lang, False), _files(root / "no_aux" / lang, "seed*/metrics.json"), f"no_aux/{lang}", lang)
-        put(t.ablation, (lang, "all"), random_files, f"single/{lang}/random", lang)
+        random, speaker = grid.random(lang), grid.speaker(lang)
+        random_files = grid.seed_metrics(random)
+        put(t.table2, (lang, "random"), random_files, random, lang)
+        put(t.table2, (lang, "speaker"), [speaker / "metrics.json"], speaker, lang)
+        put(t.table3, ("single", lang), random_files, random, lang)
+        put(t.table4, (lang, True), random_files, random, lang)
+        put(t.table4, (lang, False), grid.seed_metrics(grid.no_aux(lang)), grid.no_aux(lang), lang)
+        put(t.ablation, (lang, "all"), random_files, random, lang)
         for f in features:
-            put(t.ablation, (lang, f), _files(root / f"only_{f}" / lang, "seed*/metrics.json"), f"only_{f}/{lang}", lang)
+            put(t.ablation, (lang, f), grid.seed_metrics(grid.only(f, lang)), grid.only(f, lang), lang)
     for m in multi:
         for lang in languages:
-            put(t.table3, (m, lang), _files(root / "multi" / m, "seed*/metrics.json"), f"multi/{m}", lang)
+            put(t.table3, (m, lang), grid.seed_metrics(grid.multi(m)), grid.multi(m), lang)
     return t
 
 

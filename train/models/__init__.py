@@ -15,17 +15,13 @@ import importlib
 
 import torch
 
+from ..config import MULTIDOMAIN_MODELS
 from ..contract import DomainInfo
 
-#: ``--model`` name -> "module:builder".
+#: ``--model`` name -> "module:builder": the single-domain model, and those of section 5.2.2 / table 3.
 MODELS: dict[str, str] = {
     "single": "train.models.single:build_single_domain_model",
-    # section 5.2.2 / table 3 (train/models/multidomain.py)
-    "base": "train.models.multidomain:build_base",
-    "sb": "train.models.multidomain:build_sb",
-    "omoe": "train.models.multidomain:build_omoe",
-    "mmoe": "train.models.multidomain:build_mmoe",
-    "nas": "train.models.multidomain:build_nas",
+    **{name: f"train.models.multidomain:build_{name}" for name in MULTIDOMAIN_MODELS},
 }
 
 

@@ -41,7 +41,7 @@ from torch import nn
 
 from sercore.labels import sorted_labels
 
-from ..config import MultiDomainConfig, TowerConfig
+from ..config import MULTIDOMAIN_MODELS, MultiDomainConfig, TowerConfig
 from ..contract import Batch, DomainInfo, ModelOutput
 from .gates import DomainGates
 from .nas import NasModule
@@ -49,7 +49,6 @@ from .single import FeatureEncoders, build_feature_encoders
 from .tower import ClassificationTower
 
 #: ``--model`` names of this module, in the order of the paper's table 3.
-MULTIDOMAIN_MODELS = ("base", "sb", "omoe", "mmoe", "nas")
 
 Gating = Literal["none", "shared", "domain"]
 
