@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from tests._train_helpers import make_stores
+from train.config import ExperimentConfig
 from train.grid import Cell, GridOptions, cell_state, main, parse_domains, plan_cells, run_cell, run_grid
 from train.models import MODELS
 from train.tables import build_tables, read_metrics, write_tables
@@ -179,7 +180,8 @@ def test_tiny_grid_runs_resumes_and_its_tables_match_the_metrics_files(features,
     lines.clear()
     assert run_grid(_options(features, out, epochs=2, parts=("single",)), workers=0, in_process=True,
                     skip_extraction=True, echo=lines.append) == 1
-    assert any("FAILED single de random seed 0" in line and "another command" in line for line in lines)
+    assert any("FAILED single de random seed 0" in line and "another configuration" in line and "train.epochs" in line
+               for line in lines)
     assert (out / "single/de/random/seed0/metrics.json").read_text() == before
 
 
@@ -191,7 +193,7 @@ def test_a_failed_cell_is_reported_and_the_others_still_run(features, tmp_path):
     assert run_grid(opts, workers=0, in_process=True, skip_extraction=True, echo=lines.append) == 1
     assert (out / "single/de/random/seed0/metrics.json").is_file()
     failed = [line for line in lines if "FAILED single fr random seed 0" in line]
-    assert failed and "status 2" in failed[0]
+    assert failed and "status 3" in failed[0]  # a data error (sercore.errors)
     assert "missing" in (out / "single/fr/random/seed0/train.log").read_text()
     assert cell_state(plan_cells(opts, [])[1]) == "todo"  # it runs again next time
 
@@ -213,7 +215,8 @@ def test_cells_run_as_dask_tasks_and_as_subprocesses(features, tmp_path):
     result = run_cell(cell, threads=1)
     assert result.ok, result.error
     assert "test UA" in (tmp_path / "sub/single/de/random/seed0/train.log").read_text() and cell_state(cell) == "done"
-    assert json.loads((tmp_path / "sub/single/de/random/seed0/cell.json").read_text())["command"][0] == "train"
+    # the subprocess ran the cell's configuration, saved in the folder (`train --config cell.json`)
+    assert ExperimentConfig.from_file(tmp_path / "sub/single/de/random/seed0/cell.json") == cell.config
 
 
 def test_dry_run_lists_cells_and_runs_nothing(features, tmp_path):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import Sequence
 
 import click
 
@@ -25,7 +26,7 @@ from .config import PRESETS, ExperimentConfig, build_config
 from .models import MODELS
 
 #: Options that may accompany ``--config FILE``: where and how the run happens, not what it computes.
-WITH_CONFIG = ("config", "out", "features_dir", "device", "quiet", "no_checkpoints", "overwrite", "report", "tsne",
+WITH_CONFIG = ("config_file", "out", "features_dir", "device", "quiet", "no_checkpoints", "overwrite", "report", "tsne",
                "ablations")
 
 
@@ -104,45 +105,11 @@ def main(config_file, domains, features, protocol, seeds, first_seed, folds, epo
     from .tsne import run_tsne
 
     ctx = click.get_current_context()
-    if config_file is not None:
-        extra = [name for name in ctx.params if name not in WITH_CONFIG and name != "config_file"
-                 and ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE]
-        if extra:
-            raise click.UsageError(f"--config takes the experiment from {config_file}; "
-                                   f"{', '.join('--' + n.replace('_', '-') for n in extra)} cannot be added (edit the file instead)")
-        try:
-            config = ExperimentConfig.from_file(config_file)
-        except SerError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(exc.exit_code)
-        given = lambda name: ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE  # noqa: E731
-        config = replace(config, out=out if out else config.out,
-                         features_dir=features_dir if given("features_dir") else config.features_dir,
-                         save_checkpoints=config.save_checkpoints and not no_checkpoints,
-                         train=replace(config.train, device=device if given("device") else config.train.device,
-                                       progress=not quiet))
-        models = [config.model]
-    else:
-        if not domains:
-            raise click.UsageError("give --domains (or --config FILE)")
-        domain_list = _csv(domains) or []
-        models = _csv(model_name) or (["single"] if len(domain_list) == 1 else ["nas"])
-        unknown = [m for m in models if m not in MODELS]
-        if unknown:
-            raise click.BadParameter(f"unknown model(s) {', '.join(unknown)} (known: {', '.join(MODELS)})", param_hint="--model")
-        config = build_config(
-            domain_list, preset=preset,
-            train={"device": device, "progress": not quiet, "epochs": epochs, "aux_reduction": aux_reduction,
-                   "standardize": standardize, "finetune_ge2e": finetune_ge2e, "sampler": sampler, "per_class": per_class,
-                   "batch_size": batch_size, "patience": patience, "alpha": alpha, "ema": ema,
-                   "label_smoothing": label_smoothing, "crop": crop, "refit": refit, "speaker_norm": speaker_norm,
-                   "aux": False if no_aux else None},
-            optimizer={"lr": lr, "weight_decay": weight_decay},
-            tower={"dropout": dropout, "input_dropout": input_dropout},
-            multidomain={"selector": selector, "l0_weight": nas_l0, "nas_lr_scale": nas_lr_scale},
-            features=_csv(features), protocol=protocol, seeds=seeds, folds=folds, first_seed=first_seed,
-            features_dir=features_dir, out=out, model=models[0], save_checkpoints=not no_checkpoints,
-            stats_pooling=stats_pooling, input_stats=input_stats)
+    try:
+        config, models = _config(ctx)
+    except SerError as exc:  # a configuration file that is not one
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
     if len(models) > 1 and (ablations or tsne):
         raise click.BadParameter("--ablations and --tsne take one model", param_hint="--model")
     try:
@@ -169,6 +136,51 @@ def main(config_file, domains, features, protocol, seeds, first_seed, folds, epo
     except ValueError as exc:  # configuration errors from builders (e.g. one model, several domains)
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
+
+
+def _config(ctx: click.Context) -> tuple[ExperimentConfig, list[str]]:
+    """The configuration and the models (several: a comparison) that a parsed command line asks for."""
+    p = ctx.params
+    given = lambda name: ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE  # noqa: E731
+    if p["config_file"] is not None:
+        extra = [name for name in p if name not in WITH_CONFIG and given(name)]
+        if extra:
+            raise click.UsageError(f"--config takes the experiment from {p['config_file']}; "
+                                   f"{', '.join('--' + n.replace('_', '-') for n in extra)} cannot be added (edit the file instead)")
+        config = ExperimentConfig.from_file(p["config_file"])
+        config = replace(config, out=p["out"] or config.out,
+                         features_dir=p["features_dir"] if given("features_dir") else config.features_dir,
+                         save_checkpoints=config.save_checkpoints and not p["no_checkpoints"],
+                         train=replace(config.train, device=p["device"] if given("device") else config.train.device,
+                                       progress=not p["quiet"]))
+        return config, [config.model]
+    domains = _csv(p["domains"])
+    if not domains:
+        raise click.UsageError("give --domains (or --config FILE)")
+    models = _csv(p["model_name"]) or (["single"] if len(domains) == 1 else ["nas"])
+    unknown = [m for m in models if m not in MODELS]
+    if unknown:
+        raise click.BadParameter(f"unknown model(s) {', '.join(unknown)} (known: {', '.join(MODELS)})", param_hint="--model")
+    train = {k: p[k] for k in ("device", "epochs", "aux_reduction", "standardize", "finetune_ge2e", "sampler", "per_class",
+                               "batch_size", "patience", "alpha", "ema", "label_smoothing", "crop", "refit", "speaker_norm")}
+    config = build_config(
+        domains, preset=p["preset"], train={**train, "progress": not p["quiet"], "aux": False if p["no_aux"] else None},
+        optimizer={"lr": p["lr"], "weight_decay": p["weight_decay"]},
+        tower={"dropout": p["dropout"], "input_dropout": p["input_dropout"]},
+        multidomain={"selector": p["selector"], "l0_weight": p["nas_l0"], "nas_lr_scale": p["nas_lr_scale"]},
+        features=_csv(p["features"]), protocol=p["protocol"], seeds=p["seeds"], folds=p["folds"],
+        first_seed=p["first_seed"], features_dir=p["features_dir"], out=p["out"], model=models[0],
+        save_checkpoints=not p["no_checkpoints"], stats_pooling=p["stats_pooling"], input_stats=p["input_stats"])
+    return config, models
+
+
+def config_from_args(args: Sequence[str]) -> ExperimentConfig:
+    """The configuration ``train ARGS`` would run (one model), without running anything: the grid's cells."""
+    with main.make_context("train", list(args)) as ctx:
+        config, models = _config(ctx)
+    if len(models) != 1:
+        raise click.UsageError(f"{' '.join(args)}: one model per configuration")
+    return config
 
 
 if __name__ == "__main__":

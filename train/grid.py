@@ -13,8 +13,9 @@ What runs, in this order:
 1. **Extraction** of each dataset, in the order given, by this process: ``extract`` resumes by itself (a
    finished dataset costs one pass over its stores) and spreads its batches over its own LocalCluster of
    ``--workers`` processes, or over the cluster at ``--scheduler``.
-2. **Cells**, each one ``train`` invocation writing one run folder under ``--out`` (layout in
-   :mod:`train.tables`), submitted as Dask tasks to a LocalCluster of ``--workers`` processes, or to the
+2. **Cells**, each one ``train`` configuration (an :class:`~train.config.ExperimentConfig`, built from the
+   ``train`` command line ``--dry-run`` shows) writing one run folder under ``--out`` (layout in
+   :mod:`train.layout`), submitted as Dask tasks to a LocalCluster of ``--workers`` processes, or to the
    existing cluster at ``--scheduler``; ``--workers 0`` runs them one after the other in this process.
    Per language: the single-domain model under the random (paper) protocol, one cell per seed; under the
    speaker-independent protocol, one cell holding every speaker fold (``train`` runs the folds of one
@@ -27,13 +28,15 @@ What runs, in this order:
 One cell per seed rather than one per configuration: the seeds are independent, so they spread over as many
 workers as a cluster has, and a killed grid loses at most the cells in flight.
 
-Resuming: a cell is done when its folder holds a complete ``metrics.json`` (readable, every language of the
-cell, as many runs as asked) and a ``cell.json`` naming the same ``train`` command; done cells are skipped.
-A folder holding results of another command (e.g. other ``--epochs``) is never overwritten: that cell fails
-and says so. A failed cell is reported with the tail of its ``train.log`` and does not stop the others;
+Resuming: a cell's identity is its configuration as the run fingerprint sees it (``train/runstate.py``). A
+cell is done when its folder holds a complete ``metrics.json`` (readable, every language of the cell, as many
+runs as asked) and its finished runs (``runs/``) were fitted under that configuration; done cells are
+skipped. A folder holding runs of another configuration (e.g. other ``--epochs``) is never overwritten: that
+cell fails and says which settings differ. A failed cell is reported with the tail of its ``train.log`` and does not stop the others;
 the exit status is 1 when any cell failed.
 
-Resources: each cell runs ``train`` in a subprocess (``--in-process``: a library call in the worker) with
+Resources: each cell runs ``train --config <folder>/cell.json`` in a subprocess (``--in-process``:
+:func:`train.experiment.run_experiment` in the worker) with
 ``OMP_NUM_THREADS`` = ``--threads`` (default: the CPUs divided by the workers, or $OMP_NUM_THREADS when
 set); Dask runs one cell per worker at a time. Cells with ``--device cuda`` ask Dask for the worker
 resource ``GPU=1``: start cluster workers with ``--resources GPU=1`` (the local cluster's workers get it).
@@ -42,8 +45,6 @@ Remote workers need the same environment and a file system shared with this proc
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import shlex
@@ -59,7 +60,19 @@ from typing import Callable, Sequence
 
 import click
 
-from .tables import MULTI_MODELS, write_tables
+from sercore.errors import SerError, StoreError
+
+from .cli import config_from_args
+from .config import MULTIDOMAIN_MODELS, ExperimentConfig
+from .domains import AUXILIARY_FEATURES, DomainSpec, default_features
+from .experiment import run_experiment
+from .layout import GridLayout
+from .models import MODELS
+from .runstate import config_fingerprint, differences, recorded_fingerprints
+from .tables import read_metrics, write_tables
+
+#: The configuration a cell's folder holds (``train --config`` reads it).
+CELL_CONFIG = "cell.json"
 
 Echo = Callable[[str], None]
 
@@ -94,14 +107,22 @@ def parse_domains(specs: Sequence[str]) -> list[Domain]:
 
 @dataclass(frozen=True)
 class Cell:
-    """One ``train`` invocation: its run folder, arguments and what its metrics.json must hold."""
+    """One ``train`` run of the grid: its run folder and configuration, and what its metrics.json must hold.
+
+    ``args`` is the ``train`` command line the configuration comes from (shown by ``--dry-run``); the
+    configuration, not the command, is the cell: its identity is the run fingerprint's configuration part.
+    """
 
     name: str  # "single de random seed 0"
-    out: str  # absolute run folder
+    config: ExperimentConfig  # config.out: the absolute run folder
     args: tuple[str, ...]  # train's arguments
     languages: tuple[str, ...]
     runs: int | None  # runs expected in metrics.json; None: every speaker fold (train knows how many)
     gpu: bool = False
+
+    @property
+    def out(self) -> str:
+        return self.config.out
 
     @property
     def command(self) -> list[str]:
@@ -118,7 +139,7 @@ class GridOptions:
     features: list[str] | None = None
     folds: int | None = None
     parts: tuple[str, ...] = ("single", "speaker", "aux", "features", "multi")
-    models: tuple[str, ...] = MULTI_MODELS
+    models: tuple[str, ...] = MULTIDOMAIN_MODELS
     device: str = "cpu"
     features_dir: Path = Path("features")
     manifest_dir: Path = Path("data_manifests")
@@ -131,8 +152,6 @@ PARTS = ("single", "speaker", "aux", "features", "multi")
 
 def offered_models(wanted: Sequence[str]) -> tuple[list[str], dict[str, str]]:
     """The multi-domain models ``train --model`` offers now, and why each other wanted one is skipped."""
-    from .models import MODELS
-
     return [m for m in wanted if m in MODELS], {m: "not offered by train --model" for m in wanted if m not in MODELS}
 
 
@@ -140,17 +159,11 @@ def grid_features(options: GridOptions, domain: Domain) -> tuple[list[str], str]
     """The features a language's cells use, and where the list comes from."""
     if options.features:
         return list(options.features), "--features"
-    from sercore.errors import StoreError
-
-    from .domains import DomainSpec, default_features
-
     try:
         return default_features(DomainSpec(domain.language, domain.dataset), options.features_dir), "stores"
     except StoreError:  # not extracted yet (a dry run): what extraction would produce here
         from extract.extractors import ExtractorSettings
         from extract.pipeline import available_features
-
-        from .domains import AUXILIARY_FEATURES
 
         names, _ = available_features(None, ExtractorSettings().with_env_defaults())
         return [n for n in names if n not in AUXILIARY_FEATURES], "extractors available here (not extracted yet)"
@@ -158,7 +171,7 @@ def grid_features(options: GridOptions, domain: Domain) -> tuple[list[str], str]
 
 def plan_cells(options: GridOptions, models: Sequence[str]) -> list[Cell]:
     """Every cell of the grid, in submission order (table 2 first, multi-domain last)."""
-    out = options.out.resolve()
+    grid = GridLayout(options.out.resolve())
     gpu = options.device.startswith("cuda")
     common = ["--epochs", str(options.epochs), "--device", options.device,
               "--features-dir", str(options.features_dir.resolve()), "--quiet", *options.train_args]
@@ -166,7 +179,8 @@ def plan_cells(options: GridOptions, models: Sequence[str]) -> list[Cell]:
     cells: list[Cell] = []
 
     def add(name: str, folder: Path, args: list[str], languages: Sequence[str], runs: int | None) -> None:
-        cells.append(Cell(name, str(folder), tuple([*args, *common, "--out", str(folder)]), tuple(languages), runs, gpu))
+        argv = (*args, *common, "--out", str(folder))
+        cells.append(Cell(name, config_from_args(argv), argv, tuple(languages), runs, gpu))
 
     features = {d.language: grid_features(options, d)[0] for d in options.domains}
     for d in options.domains:
@@ -174,27 +188,27 @@ def plan_cells(options: GridOptions, models: Sequence[str]) -> list[Cell]:
         base = ["--domains", d.spec, "--features", feats]
         if "single" in options.parts:
             for s in seeds:
-                add(f"single {d.language} random seed {s}", out / "single" / d.language / "random" / f"seed{s}",
+                add(f"single {d.language} random seed {s}", grid.seed(grid.random(d.language), s),
                     [*base, "--protocol", "random", "--seeds", "1", "--first-seed", str(s)], [d.language], 1)
         if "speaker" in options.parts:
             folds = ["--folds", str(options.folds)] if options.folds else []
-            add(f"single {d.language} speaker", out / "single" / d.language / "speaker",
+            add(f"single {d.language} speaker", grid.speaker(d.language),
                 [*base, "--protocol", "speaker", *folds], [d.language], options.folds)
         if "aux" in options.parts:
             for s in seeds:
-                add(f"no_aux {d.language} seed {s}", out / "no_aux" / d.language / f"seed{s}",
+                add(f"no_aux {d.language} seed {s}", grid.seed(grid.no_aux(d.language), s),
                     [*base, "--no-aux", "--seeds", "1", "--first-seed", str(s)], [d.language], 1)
         if "features" in options.parts and len(features[d.language]) > 1:
             for f in features[d.language]:
                 for s in seeds:
-                    add(f"only_{f} {d.language} seed {s}", out / f"only_{f}" / d.language / f"seed{s}",
+                    add(f"only_{f} {d.language} seed {s}", grid.seed(grid.only(f, d.language), s),
                         ["--domains", d.spec, "--features", f, "--seeds", "1", "--first-seed", str(s)], [d.language], 1)
     if "multi" in options.parts and len(options.domains) >= 2:
         shared = [f for f in features[options.domains[0].language] if all(f in v for v in features.values())]
         joined = ",".join(d.spec for d in options.domains)
         for model in models:
             for s in seeds:
-                add(f"multi {model} seed {s}", out / "multi" / model / f"seed{s}",
+                add(f"multi {model} seed {s}", grid.seed(grid.multi(model), s),
                     ["--domains", joined, "--features", ",".join(shared), "--model", model, "--seeds", "1",
                      "--first-seed", str(s)], [d.language for d in options.domains], 1)
     return cells
@@ -204,21 +218,26 @@ def plan_cells(options: GridOptions, models: Sequence[str]) -> list[Cell]:
 
 
 def cell_state(cell: Cell) -> str:
-    """``done``, ``todo``, or ``conflict: why`` (the folder holds another command's results)."""
-    from .tables import read_metrics
+    """``done``, ``todo``, or ``conflict: why`` (the folder holds runs of another configuration).
 
+    A cell's identity is its configuration as the run fingerprint sees it (:func:`train.runstate.config_fingerprint`):
+    the folder's finished runs must have been fitted under it. Their data is checked when the cell runs
+    (:class:`train.runstate.RunState` refuses runs of other data).
+    """
     folder = Path(cell.out)
     metrics = read_metrics(folder / "metrics.json")
-    try:
-        recorded = json.loads((folder / "cell.json").read_text()).get("command")
-    except (OSError, ValueError, AttributeError):
-        recorded = None
-    if recorded is not None and recorded != cell.command:
-        return f"conflict: {folder} holds the results of another command ({shlex.join(recorded)}); use another --out or remove the folder"
+    recorded = recorded_fingerprints(folder)
+    ours = config_fingerprint(cell.config)
+    for path, fp in recorded.items():
+        theirs = (fp or {}).get("config")
+        if theirs != ours:
+            diff = differences(theirs, ours) if isinstance(theirs, dict) else ["(unreadable record)"]
+            return (f"conflict: {path} is a run of another configuration (differs in: {', '.join(diff[:6])}); "
+                    f"use another --out or remove the folder")
     if metrics is None:
         return "todo"
-    if recorded is None:
-        return f"conflict: {folder}/metrics.json was not written by this grid (no cell.json); use another --out or remove it"
+    if not recorded:
+        return f"conflict: {folder}/metrics.json has no run records (runs/) of this toolkit; use another --out or remove it"
     missing = [lang for lang in cell.languages if lang not in metrics["domains_summary"]]
     if missing or (cell.runs is not None and len(metrics["runs"]) != cell.runs):
         return "todo"
@@ -261,7 +280,7 @@ def run_cell(cell: Cell, threads: int | None = None, in_process: bool = False) -
     if state.startswith("conflict"):
         return CellResult(cell.name, False, 0.0, error=state)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "cell.json").write_text(json.dumps({"name": cell.name, "command": cell.command}, indent=2))
+    cell.config.save(folder / CELL_CONFIG)  # what the subprocess runs (`train --config`), and a record for the reader
     log = folder / "train.log"
     start = time.perf_counter()
     if in_process:
@@ -271,7 +290,8 @@ def run_cell(cell: Cell, threads: int | None = None, in_process: bool = False) -
         if threads:
             env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
         with log.open("w") as f:
-            rc = subprocess.run([sys.executable, "-m", "train.cli", *cell.args], stdout=f, stderr=subprocess.STDOUT,
+            rc = subprocess.run([sys.executable, "-m", "train.cli", "--config", str(folder / CELL_CONFIG)],
+                                stdout=f, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, env=env, preexec_fn=_death_signal()).returncode
     seconds = time.perf_counter() - start
     if rc != 0:
@@ -283,24 +303,22 @@ def run_cell(cell: Cell, threads: int | None = None, in_process: bool = False) -
 
 
 def _train_in_process(cell: Cell, threads: int | None, log: Path) -> int:
+    """``run_experiment`` of the cell's configuration, its log in ``log``; the exit status ``train`` would give."""
     import torch
-
-    from .cli import main
 
     if threads:
         torch.set_num_threads(threads)
-    buffer = io.StringIO()
-    rc = 0
-    with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
+    with log.open("w") as f:
+        echo = lambda line: print(line, file=f, flush=True)  # noqa: E731
         try:
-            main.main(list(cell.args), standalone_mode=False)
-        except SystemExit as exc:
-            rc = exc.code if isinstance(exc.code, int) else 1
-        except Exception:
-            traceback.print_exc()
-            rc = 1
-    log.write_text(buffer.getvalue())
-    return rc
+            run_experiment(cell.config, log=echo)
+        except SerError as exc:
+            echo(f"error: {exc}")
+            return exc.exit_code
+        except Exception:  # noqa: BLE001 - a bug in one cell must not stop the others; its traceback is in the log
+            traceback.print_exc(file=f)
+            return 1
+    return 0
 
 
 # ---------------------------------------------------------------------------------------------- the grid
@@ -470,7 +488,7 @@ def _csv(value: str | None) -> list[str] | None:
 @click.option("--folds", type=click.IntRange(3), default=None, help="Speaker protocol: speaker folds [default: one per speaker].")
 @click.option("--parts", default=",".join(PARTS), show_default=True,
               help="Which parts of the grid: single (random protocol), speaker, aux (without the aux loss), features (each alone), multi.")
-@click.option("--models", default=",".join(MULTI_MODELS), show_default=True, help="Multi-domain models to run (those train offers).")
+@click.option("--models", default=",".join(MULTIDOMAIN_MODELS), show_default=True, help="Multi-domain models to run (those train offers).")
 @click.option("--workers", type=click.IntRange(0), default=2, show_default=True,
               help="LocalCluster worker processes (one cell each at a time); 0: cells one by one in this process.")
 @click.option("--threads", type=click.IntRange(1), default=None, help="Torch/OpenMP threads per cell [default: $OMP_NUM_THREADS, else CPUs / workers].")

@@ -74,16 +74,21 @@ def data_digest(data) -> str:
     return h.hexdigest()
 
 
-def fingerprint(config, datas, features) -> dict:
-    """What decides the results of the runs of ``config`` on ``datas`` (see the module docstring)."""
+def config_fingerprint(config) -> dict:
+    """The configuration's part of the fingerprint: every field but the :data:`VOLATILE` ones, as JSON values."""
     cfg = config.to_dict()
     for key in VOLATILE:
         cfg.pop(key, None)
     for key in VOLATILE_TRAIN:
         cfg.get("train", {}).pop(key, None)
+    return json.loads(json.dumps(cfg, sort_keys=True, default=str))
+
+
+def fingerprint(config, datas, features) -> dict:
+    """What decides the results of the runs of ``config`` on ``datas`` (see the module docstring)."""
     return {
         "format_version": FORMAT_VERSION,
-        "config": json.loads(json.dumps(cfg, sort_keys=True, default=str)),
+        "config": config_fingerprint(config),
         "features": list(features),
         "data": {str(d.spec): data_digest(d) for d in datas},
         "torch": torch.__version__,
@@ -94,12 +99,12 @@ def digest(fp: dict) -> str:
     return hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest()
 
 
-def _differences(a, b, prefix: str = "") -> list[str]:
+def differences(a, b, prefix: str = "") -> list[str]:
     """Dotted keys whose values differ between two JSON-like dicts."""
     if isinstance(a, dict) and isinstance(b, dict):
         out = []
         for k in sorted(set(a) | set(b)):
-            out += _differences(a.get(k), b.get(k), f"{prefix}{k}.")
+            out += differences(a.get(k), b.get(k), f"{prefix}{k}.")
         return out
     return [] if a == b else [prefix.rstrip(".")]
 
@@ -213,7 +218,7 @@ class RunState:
             except (OSError, ValueError, KeyError, TypeError):
                 raise RunFolderError(path, "unreadable run record; remove it or start over with `train --overwrite`") from None
             if digest(theirs) != self.key:
-                diff = _differences(theirs, self.fingerprint)
+                diff = differences(theirs, self.fingerprint)
                 shown = ", ".join(diff[:6]) + (f" and {len(diff) - 6} more" if len(diff) > 6 else "")
                 raise RunFolderError(path, f"this run folder holds a finished run of another configuration or data "
                                            f"(differs in: {shown}); use another --out, or `train --overwrite` to start over")
@@ -279,6 +284,18 @@ class RunState:
             "extractors": {str(d.spec): d.provenance for d in datas}, "checkpoints_sha256": checkpoints,
         })
         return path
+
+
+def recorded_fingerprints(out: str | Path) -> dict[Path, dict | None]:
+    """The fingerprint each finished run of run folder ``out`` was fitted under (None: an unreadable record)."""
+    found = {}
+    folder = Path(out) / RUNS_DIR
+    for path in sorted(folder.glob("run*.json")) if folder.is_dir() else []:
+        try:
+            found[path] = json.loads(path.read_text())["fingerprint"]
+        except (OSError, ValueError, KeyError, TypeError):
+            found[path] = None
+    return found
 
 
 #: What ``--overwrite`` removes from a run folder besides ``runs/``: every output computed from the runs, so that

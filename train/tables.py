@@ -18,7 +18,6 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
 from .layout import GridLayout, natural_key
 from .metrics import run_summary
 
