@@ -30,10 +30,9 @@ WITH_CONFIG = ("config_file", "out", "features_dir", "device", "quiet", "no_chec
                "ablations")
 
 
-def _csv(value: str | None) -> list[str] | None:
-    if value is None:
-        return None
-    items = [v.strip() for v in value.split(",") if v.strip()]
+def comma_list(value: str | None) -> list[str] | None:
+    """``"a, b,"`` -> ``["a", "b"]``; None for nothing (an option's comma-separated values)."""
+    items = [v.strip() for v in (value or "").split(",") if v.strip()]
     return items or None
 
 
@@ -154,10 +153,10 @@ def _config(ctx: click.Context) -> tuple[ExperimentConfig, list[str]]:
                          train=replace(config.train, device=p["device"] if given("device") else config.train.device,
                                        progress=not p["quiet"]))
         return config, [config.model]
-    domains = _csv(p["domains"])
+    domains = comma_list(p["domains"])
     if not domains:
         raise click.UsageError("give --domains (or --config FILE)")
-    models = _csv(p["model_name"]) or (["single"] if len(domains) == 1 else ["nas"])
+    models = comma_list(p["model_name"]) or (["single"] if len(domains) == 1 else ["nas"])
     unknown = [m for m in models if m not in MODELS]
     if unknown:
         raise click.BadParameter(f"unknown model(s) {', '.join(unknown)} (known: {', '.join(MODELS)})", param_hint="--model")
@@ -168,7 +167,7 @@ def _config(ctx: click.Context) -> tuple[ExperimentConfig, list[str]]:
         optimizer={"lr": p["lr"], "weight_decay": p["weight_decay"]},
         tower={"dropout": p["dropout"], "input_dropout": p["input_dropout"]},
         multidomain={"selector": p["selector"], "l0_weight": p["nas_l0"], "nas_lr_scale": p["nas_lr_scale"]},
-        features=_csv(p["features"]), protocol=p["protocol"], seeds=p["seeds"], folds=p["folds"],
+        features=comma_list(p["features"]), protocol=p["protocol"], seeds=p["seeds"], folds=p["folds"],
         first_seed=p["first_seed"], features_dir=p["features_dir"], out=p["out"], model=models[0],
         save_checkpoints=not p["no_checkpoints"], stats_pooling=p["stats_pooling"], input_stats=p["input_stats"])
     return config, models

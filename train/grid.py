@@ -62,7 +62,7 @@ import click
 
 from sercore.errors import SerError, StoreError
 
-from .cli import config_from_args
+from .cli import comma_list, config_from_args
 from .config import MULTIDOMAIN_MODELS, ExperimentConfig
 from .domains import AUXILIARY_FEATURES, DomainSpec, default_features
 from .experiment import run_experiment
@@ -473,11 +473,6 @@ def run_grid(options: GridOptions, *, workers: int = 2, scheduler: str | None = 
     return 0
 
 
-def _csv(value: str | None) -> list[str] | None:
-    items = [v.strip() for v in (value or "").split(",") if v.strip()]
-    return items or None
-
-
 @click.command(context_settings={"help_option_names": ["-h", "--help"]}, help=__doc__.split("\n\n")[0])
 @click.argument("domains", nargs=-1)
 @click.option("--out", default="runs/grid", show_default=True, type=click.Path(file_okay=False, path_type=Path))
@@ -511,12 +506,12 @@ def main(domains, out, seeds, first_seed, epochs, features, folds, parts, models
         return
     if not domains:
         raise click.UsageError("give at least one domain LANG=DATASET[:ROOT], e.g. de=emodb:/data/emodb en=demo")
-    parts_list = tuple(_csv(parts) or ())
+    parts_list = tuple(comma_list(parts) or ())
     unknown = [p for p in parts_list if p not in PARTS]
     if unknown:
         raise click.BadParameter(f"unknown part(s) {', '.join(unknown)} (known: {', '.join(PARTS)})", param_hint="--parts")
-    model_list = tuple(_csv(models) or ())
-    options = GridOptions(parse_domains(domains), out, seeds, first_seed, epochs, _csv(features), folds, parts_list,
+    model_list = tuple(comma_list(models) or ())
+    options = GridOptions(parse_domains(domains), out, seeds, first_seed, epochs, comma_list(features), folds, parts_list,
                           model_list, device, features_dir, manifest_dir, tuple(shlex.split(train_args)),
                           tuple(shlex.split(extract_args)))
     sys.exit(run_grid(options, workers=workers, scheduler=scheduler, threads=threads, in_process=in_process,

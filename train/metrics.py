@@ -2,44 +2,47 @@
 
 WA (weighted accuracy): accuracy over all test utterances, i.e. the mean of per-class recalls weighted
 by class support. UA (unweighted accuracy): the plain mean of per-class recalls, over the classes that
-occur in the reference labels (a class absent from a test set has no recall).
+occur in the reference labels (a class absent from a test set has no recall). Computed by scikit-learn.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Sequence
 
 import numpy as np
+from sklearn import metrics as skm
+
+
+def _check(y_true: Sequence[int]) -> None:
+    if len(y_true) == 0:
+        raise ValueError("no predictions to score")
 
 
 def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], n_classes: int) -> np.ndarray:
     """(n_classes, n_classes) counts; row = reference class, column = predicted class."""
-    m = np.zeros((n_classes, n_classes), dtype=np.int64)
-    np.add.at(m, (np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)), 1)
-    return m
+    return skm.confusion_matrix(y_true, y_pred, labels=np.arange(n_classes)).astype(np.int64)
 
 
 def weighted_accuracy(y_true: Sequence[int], y_pred: Sequence[int]) -> float:
-    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-    if len(y_true) == 0:
-        raise ValueError("no predictions to score")
-    return float((y_true == y_pred).mean())
+    _check(y_true)
+    return float(skm.accuracy_score(y_true, y_pred))
 
 
-def per_class_recall(confusion: np.ndarray) -> np.ndarray:
-    """Recall of each class (NaN for a class without reference samples)."""
-    support = confusion.sum(1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(support > 0, np.diag(confusion) / np.maximum(support, 1), np.nan)
+def per_class_recall(y_true: Sequence[int], y_pred: Sequence[int], n_classes: int) -> np.ndarray:
+    """(n_classes,) recall of each class; NaN for a class without reference samples."""
+    _check(y_true)
+    return skm.recall_score(y_true, y_pred, labels=np.arange(n_classes), average=None, zero_division=np.nan)
 
 
-def unweighted_accuracy(y_true: Sequence[int], y_pred: Sequence[int], n_classes: int | None = None) -> float:
-    y_true = np.asarray(y_true)
-    if len(y_true) == 0:
-        raise ValueError("no predictions to score")
-    n = n_classes or int(max(y_true.max(), np.max(y_pred)) + 1)
-    return float(np.nanmean(per_class_recall(confusion_matrix(y_true, y_pred, n))))
+def unweighted_accuracy(y_true: Sequence[int], y_pred: Sequence[int]) -> float:
+    """The mean of the recalls of the classes in ``y_true`` (scikit-learn's balanced accuracy)."""
+    _check(y_true)
+    with warnings.catch_warnings():  # a predicted class absent from y_true is fine (it has no recall), so is one class
+        warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
+        warnings.filterwarnings("ignore", message="A single label was found")
+        return float(skm.balanced_accuracy_score(y_true, y_pred))
 
 
 @dataclass
@@ -59,10 +62,10 @@ class Scores:
 
 def score(y_true: Sequence[int], y_pred: Sequence[int], classes: Sequence[str]) -> Scores:
     m = confusion_matrix(y_true, y_pred, len(classes))
-    recall = per_class_recall(m)
+    recall = per_class_recall(y_true, y_pred, len(classes))
     return Scores(
         wa=weighted_accuracy(y_true, y_pred),
-        ua=float(np.nanmean(recall)),
+        ua=unweighted_accuracy(y_true, y_pred),
         confusion=m.tolist(),
         recall={c: (None if np.isnan(r) else float(r)) for c, r in zip(classes, recall)},
         classes=list(classes),

@@ -14,19 +14,20 @@ import numpy as np  # noqa: E402
 
 def plot_confusion(confusion: np.ndarray, classes: Sequence[str], path: str | Path, title: str = "") -> Path:
     """Row-normalised confusion matrix (rows: reference, columns: predicted), counts in the cells."""
+    from sklearn.metrics import ConfusionMatrixDisplay
+
     confusion = np.asarray(confusion, dtype=float)
     rates = confusion / np.maximum(confusion.sum(1, keepdims=True), 1)
     n = len(classes)
     fig, ax = plt.subplots(figsize=(1.0 + 0.9 * n, 0.8 + 0.8 * n))
-    ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(n), classes, rotation=45, ha="right")
-    ax.set_yticks(range(n), classes)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("reference")
+    shown = ConfusionMatrixDisplay(rates, display_labels=list(classes))
+    shown.plot(ax=ax, cmap="Blues", colorbar=False, xticks_rotation=45, values_format=".2f", text_kw={"fontsize": 7})
+    shown.im_.set_clim(0, 1)
     for i in range(n):
         for j in range(n):
-            ax.text(j, i, f"{rates[i, j]:.2f}\n({int(confusion[i, j])})", ha="center", va="center", fontsize=7,
-                    color="white" if rates[i, j] > 0.5 else "black")
+            shown.text_[i, j].set_text(f"{rates[i, j]:.2f}\n({int(confusion[i, j])})")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("reference")
     if title:
         ax.set_title(title, fontsize=8)
     fig.tight_layout()
