@@ -221,3 +221,15 @@ def test_configuration_round_trips_through_dict_and_file(tmp_path):
     path = tmp_path / "c.json"
     config.save(path)
     assert ExperimentConfig.from_file(path) == config
+
+
+def test_the_saved_configuration_records_the_resolved_domains_and_features(tmp_path):
+    features = make_stores(tmp_path / "features", dataset="emodb", language="de", per_class=12)
+    out = tmp_path / "run"
+    r = _train("--domains", "de", "--features-dir", str(features), "--epochs", "1", "--seeds", "1", "--out", str(out),
+               "--no-checkpoints")
+    assert r.exit_code == 0, r.output
+    config = json.loads((out / "config.json").read_text())
+    assert config["domains"] == ["de=emodb"] and config["features"] == ["ge2e", "mfcc"]
+    r = _train("--domains", "de=", "--features-dir", str(features))
+    assert r.exit_code == 2 and "LANG=DATASET" in r.output

@@ -30,6 +30,27 @@ def test_resolve_domain_by_code_explicit_name_and_scan(tmp_path):
         resolve_domain("sw", tmp_path)
 
 
+def test_one_parser_for_domains():
+    from train.config import DomainSpec
+
+    assert DomainSpec.parse(" de ") == DomainSpec("de")
+    assert DomainSpec.parse("de=emodb:/data/emo:db") == DomainSpec("de", "emodb", "/data/emo:db")
+    assert str(DomainSpec.parse("de=emodb:/data")) == "de=emodb" and str(DomainSpec("de")) == "de"
+    for bad in ("", "=emodb", "de=", "de=:/data"):
+        with pytest.raises(ValueError, match="LANG=DATASET"):
+            DomainSpec.parse(bad)
+
+
+def test_the_corpus_registry_comes_from_the_preparers(tmp_path, monkeypatch):
+    import extract.prepare.emovo as emovo
+    from train.domains import corpus_registry
+
+    assert corpus_registry() == {"de": ["emodb"], "it": ["emovo"], "fr": ["cafe"], "en": ["iemocap"]}
+    monkeypatch.setattr(emovo, "LANGUAGE", "xx")  # a preparer's language is the only place it is written
+    make_stores(tmp_path, dataset="emovo", language="xx")
+    assert corpus_registry()["xx"] == ["emovo"] and str(resolve_domain("xx", tmp_path)) == "xx=emovo"
+
+
 def test_load_domain_pools_splits_in_utt_id_order(tmp_path):
     make_stores(tmp_path, per_class=10)
     spec = resolve_domain("de=synth", tmp_path)

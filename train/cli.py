@@ -22,7 +22,7 @@ import click
 
 from sercore.errors import SerError
 
-from .config import PRESETS, ExperimentConfig, build_config
+from .config import PRESETS, DomainSpec, ExperimentConfig, build_config
 from .models import MODELS
 
 #: Options that may accompany ``--config FILE``: where and how the run happens, not what it computes.
@@ -156,6 +156,11 @@ def _config(ctx: click.Context) -> tuple[ExperimentConfig, list[str]]:
     domains = comma_list(p["domains"])
     if not domains:
         raise click.UsageError("give --domains (or --config FILE)")
+    for d in domains:
+        try:
+            DomainSpec.parse(d)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--domains") from None
     models = comma_list(p["model_name"]) or (["single"] if len(domains) == 1 else ["nas"])
     unknown = [m for m in models if m not in MODELS]
     if unknown:

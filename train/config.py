@@ -24,6 +24,33 @@ import dacite
 from sercore.errors import DataError
 
 
+@dataclass(frozen=True)
+class DomainSpec:
+    """A language domain as it is named: ``LANG``, ``LANG=DATASET`` or ``LANG=DATASET:ROOT``.
+
+    ``dataset`` is the folder of its stores under the features folder (None: found by
+    :func:`train.domains.resolve_domain`); ``root`` the corpus folder, used only to prepare and extract it (the
+    grid). ``str()`` gives ``LANG=DATASET`` (``LANG`` while unresolved), the form configurations record.
+    """
+
+    language: str
+    dataset: str | None = None
+    root: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> "DomainSpec":
+        """The one parser of a domain; ValueError naming the text if it is not of the form above."""
+        language, sep, rest = text.strip().partition("=")
+        dataset, _, root = rest.partition(":")
+        language, dataset, root = language.strip(), dataset.strip(), root.strip()
+        if not language or (sep and not dataset) or (root and not dataset):
+            raise ValueError(f"domain {text!r} is not LANG, LANG=DATASET or LANG=DATASET:ROOT (e.g. de=emodb:/data/emodb)")
+        return cls(language, dataset or None, root or None)
+
+    def __str__(self) -> str:
+        return f"{self.language}={self.dataset}" if self.dataset else self.language
+
+
 @dataclass
 class EncoderConfig:
     """Sizes of one :class:`train.models.encoder.SequenceEncoder`."""
@@ -261,11 +288,6 @@ PRESETS: dict[str, Preset] = {
 }
 
 
-def language_code(domain: str) -> str:
-    """``de`` of a ``--domains`` entry ``de`` or ``de=emodb``."""
-    return domain.split("=", 1)[0].strip()
-
-
 def build_config(domains: Sequence[str], *, preset: str = "paper", train: dict | None = None,
                  optimizer: dict | None = None, tower: dict | None = None, multidomain: dict | None = None,
                  **experiment) -> ExperimentConfig:
@@ -283,11 +305,12 @@ def build_config(domains: Sequence[str], *, preset: str = "paper", train: dict |
     train_config = replace(train_config, optimizer=replace(train_config.optimizer, **given(optimizer)))
     towers = {**p.tower, **given(tower)}
     languages = {}
-    for code in map(language_code, domains):
+    codes = [DomainSpec.parse(d).language for d in domains]
+    for code in codes:
         base = language_config(code)
         languages[code] = LanguageConfig(replace(base.tower, **towers), base.alpha)
     fields_ = {"stats_pooling": False, "input_stats": False, **p.experiment, **given(experiment)}
     if fields_.get("out") is None:
-        fields_["out"] = f"runs/{'-'.join(map(language_code, domains))}_{fields_.get('protocol', 'random')}"
+        fields_["out"] = f"runs/{'-'.join(codes)}_{fields_.get('protocol', 'random')}"
     return ExperimentConfig(domains=list(domains), train=train_config, languages=languages,
                             multidomain=replace(MultiDomainConfig(), **given(multidomain)), **fields_)

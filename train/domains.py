@@ -10,34 +10,34 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from importlib import import_module
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 
+from extract.prepare import LAYOUTS
 from sercore.errors import StoreError
 from sercore.labels import EMOTIONS, sorted_labels
 from sercore.manifest import SPLITS
 from sercore.store import FeatureStore, same_identity, store_path
 
-#: Language code -> dataset of the paper's corpora (and EMOVO); any other code is looked up in the stores.
-DEFAULT_DATASETS: dict[str, str] = {"de": "emodb", "fr": "cafe", "en": "iemocap", "it": "emovo"}
+from .config import DomainSpec
 
 #: Store features that are inputs of a fine-tuned module rather than features of their own
 #: (``ge2e_mel``: the mel frames resemblyzer's VoiceEncoder consumes, see ``train/models/ge2e.py``).
 AUXILIARY_FEATURES: frozenset[str] = frozenset({"ge2e_mel"})
 
 
-
-@dataclass(frozen=True)
-class DomainSpec:
-    """A language domain and the dataset whose stores hold it."""
-
-    language: str
-    dataset: str
-
-    def __str__(self) -> str:
-        return f"{self.language}={self.dataset}"
+def corpus_registry() -> dict[str, list[str]]:
+    """Language -> the built-in corpora in that language: every preparer of ``extract.prepare`` whose corpus has
+    one fixed ``LANGUAGE`` (emodb de, cafe fr, iemocap en, emovo it), by its layout (= dataset) name."""
+    registry: dict[str, list[str]] = {}
+    for layout, module in LAYOUTS.items():
+        language = getattr(import_module(f"extract.prepare.{module}"), "LANGUAGE", None)
+        if language:
+            registry.setdefault(language, []).append(layout)
+    return registry
 
 
 @dataclass
@@ -75,36 +75,40 @@ def _store_languages(path: Path) -> set[str]:
         return set(store.languages)
 
 
-def resolve_domain(spec: str, features_dir: str | Path) -> DomainSpec:
-    """``de`` -> the dataset holding German (EmoDB by default); ``xx=name`` names the dataset explicitly.
+def resolve_domain(spec: str | DomainSpec, features_dir: str | Path) -> DomainSpec:
+    """The dataset of a domain: ``de`` -> the built-in corpus in German that has stores (EmoDB);
+    ``xx=name`` names the dataset explicitly. Returns ``DomainSpec(language, dataset)``.
 
-    A code without a built-in dataset (or whose built-in dataset has no stores) is looked up in the
-    ``language`` column of every ``features/*/train.h5``; exactly one dataset must hold it.
+    A code without a built-in corpus with stores is looked up in the ``language`` column of every
+    ``features/*/train.h5``; exactly one dataset must hold it.
     """
     features_dir = Path(features_dir)
-    spec = spec.strip()
-    if "=" in spec:
-        language, dataset = (s.strip() for s in spec.split("=", 1))
-        if not language or not dataset:
-            raise StoreError(features_dir, f"domain {spec!r} is not of the form LANG or LANG=DATASET")
-        return DomainSpec(language, dataset)
-    default = DEFAULT_DATASETS.get(spec)
-    if default and any(store_path(features_dir, default, s).is_file() for s in SPLITS):
-        return DomainSpec(spec, default)
+    if isinstance(spec, str):
+        try:
+            spec = DomainSpec.parse(spec)
+        except ValueError as exc:
+            raise StoreError(features_dir, str(exc)) from None
+    if spec.dataset:
+        return DomainSpec(spec.language, spec.dataset)
+    language = spec.language
+    builtin = corpus_registry().get(language, [])
+    with_stores = [d for d in builtin if any(store_path(features_dir, d, s).is_file() for s in SPLITS)]
+    if len(with_stores) == 1:
+        return DomainSpec(language, with_stores[0])
     candidates = []
     for folder in sorted(p for p in features_dir.glob("*") if p.is_dir()):
         stores = [store_path(features_dir, folder.name, s) for s in SPLITS]
         stores = [p for p in stores if p.is_file()]
-        if stores and spec in _store_languages(stores[0]):
+        if stores and language in _store_languages(stores[0]):
             candidates.append(folder.name)
     if len(candidates) == 1:
-        return DomainSpec(spec, candidates[0])
+        return DomainSpec(language, candidates[0])
     if not candidates:
-        hint = f"features/{default}/ " if default else ""
-        raise StoreError(features_dir, f"no feature store holds language {spec!r}: expected {hint}stores, or give "
-                                       f"{spec}=DATASET for the dataset folder that holds it (run `extract` first)")
-    raise StoreError(features_dir, f"language {spec!r} is in several datasets ({', '.join(candidates)}); "
-                                   f"say which one with {spec}=DATASET")
+        hint = f"features/{builtin[0]}/ " if builtin else ""
+        raise StoreError(features_dir, f"no feature store holds language {language!r}: expected {hint}stores, or give "
+                                       f"{language}=DATASET for the dataset folder that holds it (run `extract` first)")
+    raise StoreError(features_dir, f"language {language!r} is in several datasets ({', '.join(candidates)}); "
+                                   f"say which one with {language}=DATASET")
 
 
 def default_features(spec: DomainSpec, features_dir: str | Path) -> list[str]:

@@ -19,6 +19,7 @@ Standard deviations are sample standard deviations (ddof=1) over runs.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -37,7 +38,7 @@ Log = Callable[[str], None]
 
 def load_domains(config: ExperimentConfig) -> tuple[list[DomainData], list[str]]:
     """Every domain of ``config`` read from its stores, and the model's features (default: all in the stores)."""
-    specs = [resolve_domain(d, config.features_dir) for d in config.domains]
+    specs = [resolve_domain(d, config.features_dir) for d in config.domains]  # each resolved once, here
     if len({s.language for s in specs}) != len(specs):
         raise StoreError(config.features_dir, f"a language is given twice in --domains {','.join(config.domains)}")
     features = list(config.features) if config.features else default_features(specs[0], config.features_dir)
@@ -49,11 +50,18 @@ def load_domains(config: ExperimentConfig) -> tuple[list[DomainData], list[str]]
     return datas, features
 
 
+def resolved(config: ExperimentConfig, datas: list[DomainData], features: list[str]) -> ExperimentConfig:
+    """``config`` as it runs on ``datas``: every domain as ``LANG=DATASET``, the features listed. This is what the
+    run fingerprints, records in ``config.json`` and bundles, so the file reruns the run without resolving anything."""
+    return replace(config, domains=[str(d.spec) for d in datas], features=list(features))
+
+
 def run_experiment(config: ExperimentConfig, log: Log = print, datas: list[DomainData] | None = None,
                    features: list[str] | None = None) -> dict:
     """Fit every run of ``config``, write the outputs, return the metrics (see module docstring)."""
     if datas is None:
         datas, features = load_domains(config)
+    config = resolved(config, datas, features)
     out = Path(config.out)
     state = RunState(out, fingerprint(config, datas, features), log=log)  # refuses another experiment's finished runs
     out.mkdir(parents=True, exist_ok=True)

@@ -63,8 +63,8 @@ import click
 from sercore.errors import SerError, StoreError
 
 from .cli import comma_list, config_from_args
-from .config import MULTIDOMAIN_MODELS, ExperimentConfig
-from .domains import AUXILIARY_FEATURES, DomainSpec, default_features
+from .config import MULTIDOMAIN_MODELS, DomainSpec, ExperimentConfig
+from .domains import AUXILIARY_FEATURES, default_features
 from .experiment import run_experiment
 from .layout import GridLayout
 from .models import MODELS
@@ -77,26 +77,18 @@ CELL_CONFIG = "cell.json"
 Echo = Callable[[str], None]
 
 
-@dataclass(frozen=True)
-class Domain:
-    language: str
-    dataset: str
-    root: str | None = None
-
-    @property
-    def spec(self) -> str:
-        return f"{self.language}={self.dataset}"
-
-
-def parse_domains(specs: Sequence[str]) -> list[Domain]:
-    """``LANG=DATASET[:ROOT]`` arguments; a language may appear once."""
+def parse_domains(specs: Sequence[str]) -> list[DomainSpec]:
+    """``LANG=DATASET[:ROOT]`` arguments (:meth:`DomainSpec.parse`, the dataset required); a language may appear once."""
     domains = []
-    for spec in specs:
-        language, sep, rest = spec.partition("=")
-        dataset, _, root = rest.partition(":")
-        if not sep or not language.strip() or not dataset.strip():
-            raise click.BadParameter(f"{spec!r} is not LANG=DATASET[:ROOT] (e.g. de=emodb:/data/emodb)", param_hint="DOMAINS")
-        domains.append(Domain(language.strip(), dataset.strip(), root.strip() or None))
+    for text in specs:
+        try:
+            spec = DomainSpec.parse(text)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="DOMAINS") from None
+        if spec.dataset is None:
+            raise click.BadParameter(f"{text!r} names no dataset: the grid takes LANG=DATASET[:ROOT] (e.g. de=emodb:/data/emodb)",
+                                     param_hint="DOMAINS")
+        domains.append(spec)
     langs = [d.language for d in domains]
     twice = sorted({x for x in langs if langs.count(x) > 1})
     if twice:
@@ -131,7 +123,7 @@ class Cell:
 
 @dataclass
 class GridOptions:
-    domains: list[Domain]
+    domains: list[DomainSpec]
     out: Path = Path("runs/grid")
     seeds: int = 5
     first_seed: int = 0
@@ -155,12 +147,12 @@ def offered_models(wanted: Sequence[str]) -> tuple[list[str], dict[str, str]]:
     return [m for m in wanted if m in MODELS], {m: "not offered by train --model" for m in wanted if m not in MODELS}
 
 
-def grid_features(options: GridOptions, domain: Domain) -> tuple[list[str], str]:
+def grid_features(options: GridOptions, domain: DomainSpec) -> tuple[list[str], str]:
     """The features a language's cells use, and where the list comes from."""
     if options.features:
         return list(options.features), "--features"
     try:
-        return default_features(DomainSpec(domain.language, domain.dataset), options.features_dir), "stores"
+        return default_features(domain, options.features_dir), "stores"
     except StoreError:  # not extracted yet (a dry run): what extraction would produce here
         from extract.extractors import ExtractorSettings
         from extract.pipeline import available_features
@@ -185,7 +177,7 @@ def plan_cells(options: GridOptions, models: Sequence[str]) -> list[Cell]:
     features = {d.language: grid_features(options, d)[0] for d in options.domains}
     for d in options.domains:
         feats = ",".join(features[d.language])
-        base = ["--domains", d.spec, "--features", feats]
+        base = ["--domains", str(d), "--features", feats]
         if "single" in options.parts:
             for s in seeds:
                 add(f"single {d.language} random seed {s}", grid.seed(grid.random(d.language), s),
@@ -202,10 +194,10 @@ def plan_cells(options: GridOptions, models: Sequence[str]) -> list[Cell]:
             for f in features[d.language]:
                 for s in seeds:
                     add(f"only_{f} {d.language} seed {s}", grid.seed(grid.only(f, d.language), s),
-                        ["--domains", d.spec, "--features", f, "--seeds", "1", "--first-seed", str(s)], [d.language], 1)
+                        ["--domains", str(d), "--features", f, "--seeds", "1", "--first-seed", str(s)], [d.language], 1)
     if "multi" in options.parts and len(options.domains) >= 2:
         shared = [f for f in features[options.domains[0].language] if all(f in v for v in features.values())]
-        joined = ",".join(d.spec for d in options.domains)
+        joined = ",".join(str(d) for d in options.domains)
         for model in models:
             for s in seeds:
                 add(f"multi {model} seed {s}", grid.seed(grid.multi(model), s),
@@ -330,7 +322,7 @@ def default_threads(workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // max(1, workers))
 
 
-def extract_command(options: GridOptions, domain: Domain, workers: int, scheduler: str | None) -> list[str]:
+def extract_command(options: GridOptions, domain: DomainSpec, workers: int, scheduler: str | None) -> list[str]:
     cmd = ["extract", "--dataset", domain.dataset, "--quiet", "--features-dir", str(options.features_dir),
            "--manifest-dir", str(options.manifest_dir), "--device", "cuda" if options.device.startswith("cuda") else "cpu"]
     if domain.root:
@@ -341,9 +333,9 @@ def extract_command(options: GridOptions, domain: Domain, workers: int, schedule
     return cmd + list(options.extract_args)
 
 
-def first_of_each_dataset(domains: Sequence[Domain]) -> list[Domain]:
+def first_of_each_dataset(domains: Sequence[DomainSpec]) -> list[DomainSpec]:
     """One domain per dataset, in the order given (the first one names the corpus root)."""
-    seen: dict[str, Domain] = {}
+    seen: dict[str, DomainSpec] = {}
     for d in domains:
         if d.dataset not in seen or (seen[d.dataset].root is None and d.root):
             seen[d.dataset] = d if d.dataset not in seen else replace(seen[d.dataset], root=d.root)
