@@ -140,24 +140,16 @@ def _run_local(batches, settings) -> Iterator[BatchResult]:
         yield extract_batch(rows, feats, settings)
 
 
-def _run_dask(batches, settings, workers: int, scheduler: str | None) -> Iterator[BatchResult]:
-    from dask.distributed import Client, LocalCluster, as_completed
+def _run_dask(batches, settings, workers: int, scheduler: str | None, echo) -> Iterator[BatchResult]:
+    from dask.distributed import as_completed
 
-    if scheduler:
-        client = Client(scheduler)
-        cluster = None
-    else:
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
-        client = Client(cluster)
-    try:
+    from sercore.cluster import dask_client
+
+    with dask_client(workers, scheduler, echo=echo) as client:
         futures = [client.submit(extract_batch, rows, feats, settings, pure=False) for rows, feats in batches]
         for fut in as_completed(futures):
             yield fut.result()
             fut.release()
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
 
 
 def extract_dataset(
@@ -201,7 +193,7 @@ def extract_dataset(
     if todo:
         echo(f"{dataset}: extracting {', '.join(names)} for {todo} utterance(s) "
              f"({summary.already_done} already stored) on {'this process' if workers == 0 and not scheduler else scheduler or f'{workers} Dask worker(s)'}")
-        results = _run_local(batches, settings) if workers == 0 and not scheduler else _run_dask(batches, settings, workers, scheduler)
+        results = _run_local(batches, settings) if workers == 0 and not scheduler else _run_dask(batches, settings, workers, scheduler, echo)
         counter = 0
         with tqdm(total=todo, unit="utt", disable=not progress, desc=dataset) as bar:
             for res in results:

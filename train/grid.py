@@ -364,22 +364,11 @@ def _execute(cells: list[Cell], workers: int, scheduler: str | None, threads: in
         for cell in cells:
             report(run_cell(cell, threads, in_process))
         return
-    from dask.distributed import Client, LocalCluster, as_completed
+    from dask.distributed import as_completed
 
-    cluster = None
-    if scheduler:
-        client = Client(scheduler)
-        if gpu:
-            have = [w for w in client.scheduler_info()["workers"].values() if w.get("resources", {}).get("GPU")]
-            if not have:
-                echo("note: no worker of this cluster has the resource GPU yet (start workers with --resources GPU=1); "
-                     "the cells wait for one")
-    else:
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                               resources={"GPU": 1} if gpu else None)
-        client = Client(cluster)
-    try:
-        echo(f"dask: {len(client.scheduler_info()['workers'])} worker(s) at {client.scheduler.address}")
+    from sercore.cluster import dask_client
+
+    with dask_client(workers, scheduler, resources={"GPU": 1} if gpu else None, echo=echo) as client:
         futures = {client.submit(run_cell, cell, threads, in_process, pure=False,
                                  resources={"GPU": 1} if cell.gpu else None): cell for cell in cells}
         for future in as_completed(futures):
@@ -389,10 +378,6 @@ def _execute(cells: list[Cell], workers: int, scheduler: str | None, threads: in
                 result = CellResult(futures[future].name, False, 0.0, error=f"{type(exc).__name__}: {exc}")
             report(result)
             future.release()
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
 
 
 def run_grid(options: GridOptions, *, workers: int = 2, scheduler: str | None = None, threads: int | None = None,

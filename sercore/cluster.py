@@ -1,0 +1,234 @@
+"""Dask for the toolkit's parallel work, in one place: start or join a cluster, say where, close it cleanly.
+
+    with dask_client(workers=2) as client: ...                        # a LocalCluster of 2 processes here
+    with dask_client(scheduler="tcp://host:8786") as client: ...      # an existing cluster
+    with dask_client(scheduler="dask-scheduler.json") as client: ...  # the file `mgser cluster slurm` writes
+
+``extract --scheduler`` and ``train.grid --scheduler`` (``run_all.sh``) take either form. Starting prints the
+workers, the scheduler and its dashboard (``dashboard: http://...``). Closing a LocalCluster gives each worker
+process time to exit by itself (distributed's nanny kills one that takes more than 4 s, with a warning).
+
+``python -m sercore.cluster slurm ...`` (also ``mgser cluster slurm``) runs a scheduler in its own process and
+its workers as SLURM jobs through dask-jobqueue, writes the scheduler file and stays until interrupted
+(README, "Running on a cluster").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+import click
+
+from .errors import EnvironmentProblem
+
+Echo = Callable[[str], None]
+
+#: Seconds a LocalCluster's worker process may take to exit once asked.
+WORKER_EXIT_SECONDS = 60.0
+
+
+def dashboard_note(link: str | None) -> str:
+    """What to print about the dashboard: its address, or why there is none."""
+    if link:
+        return f"dashboard {link}"
+    try:
+        import bokeh  # noqa: F401
+    except ImportError:
+        return "no dashboard (install bokeh>=3.1 for one)"
+    return "no dashboard"
+
+
+def connect(scheduler: str, timeout: float = 30.0):
+    """A Client of the scheduler at ``scheduler``: an address (``tcp://host:8786``) or a scheduler file (JSON
+    with ``address``, written by ``mgser cluster`` or ``dask scheduler --scheduler-file``)."""
+    from dask.distributed import Client
+
+    is_file = Path(scheduler).is_file()
+    try:
+        if is_file:
+            return Client(scheduler_file=scheduler, timeout=timeout)
+        return Client(scheduler, timeout=timeout)
+    except (OSError, TimeoutError, ValueError, KeyError) as exc:
+        what = "scheduler file" if is_file else "Dask scheduler"
+        raise EnvironmentProblem(scheduler, f"cannot reach the {what} ({type(exc).__name__}: {exc}); "
+                                            f"is the cluster running?") from None
+
+
+def _resource_note(client, resources: dict[str, float]) -> str | None:
+    workers = client.scheduler_info(n_workers=-1)["workers"].values()
+    missing = [r for r in resources if not any(w.get("resources", {}).get(r) for w in workers)]
+    if not missing:
+        return None
+    flags = " ".join(f"--resources {r}={resources[r]:g}" for r in missing)
+    return (f"note: no worker of this cluster has the resource {', '.join(missing)} yet (start workers with {flags}, "
+            f"e.g. mgser cluster slurm --gpus 1); the tasks wait for one")
+
+
+async def _close_workers(cluster, timeout: float) -> None:
+    await asyncio.gather(*(w.close(timeout=timeout) for w in list(cluster.workers.values())), return_exceptions=True)
+
+
+def close_local_cluster(cluster, timeout: float = WORKER_EXIT_SECONDS) -> None:
+    """Close a LocalCluster, first letting every worker process exit by itself within ``timeout`` seconds."""
+    with contextlib.suppress(Exception):
+        cluster.sync(_close_workers, cluster, timeout)
+    cluster.close()
+
+
+@contextlib.contextmanager
+def dask_client(workers: int = 1, scheduler: str | None = None, *, resources: dict[str, float] | None = None,
+                echo: Echo = print) -> Iterator:
+    """A ``distributed.Client`` on the scheduler at ``scheduler`` (address or scheduler file), or on a new
+    LocalCluster of ``workers`` single-threaded processes (each with ``resources``) that is closed on exit."""
+    from dask.distributed import Client, LocalCluster
+
+    cluster = None
+    if scheduler:
+        client = connect(scheduler)
+    else:
+        try:
+            import bokeh  # noqa: F401
+
+            dashboard: str | None = "127.0.0.1:0"
+        except ImportError:
+            dashboard = None
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=dashboard,
+                               resources=resources or None)
+        client = Client(cluster)
+    try:
+        n = len(client.scheduler_info(n_workers=-1)["workers"])
+        where = scheduler or "a local cluster"
+        echo(f"dask: {n} worker(s), scheduler {client.scheduler.address} ({where}), {dashboard_note(client.dashboard_link)}")
+        if scheduler and resources:
+            note = _resource_note(client, resources)
+            if note:
+                echo(note)
+        elif scheduler and n == 0:
+            echo("note: the cluster has no worker yet; the tasks wait for one")
+        yield client
+    finally:
+        client.close()
+        if cluster is not None:
+            close_local_cluster(cluster)
+
+
+# ---------------------------------------------------------------------------------------------- SLURM
+
+
+def write_scheduler_file(path: Path, address: str, dashboard: str | None) -> None:
+    """``{"address": ..., "dashboard": ...}``, atomically (a reader never sees half a file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({"type": "Scheduler", "address": address, "dashboard": dashboard}, indent=2))
+    os.replace(tmp, path)
+
+
+def slurm_cluster(cores: int, memory: str, walltime: str, *, gpus: int = 0, interface: str | None = None,
+                  queue: str | None = None, account: str | None = None, sbatch: tuple[str, ...] = (),
+                  log_directory: str | None = None):
+    """A dask-jobqueue SLURMCluster (no job submitted yet: ``cluster.scale(jobs=N)``) whose jobs each run one
+    worker process of ``cores`` threads; with ``gpus``, each job asks SLURM for them (``--gres=gpu:N``) and its
+    worker offers the Dask resource ``GPU=N`` (what ``--device cuda`` cells ask for)."""
+    try:
+        from dask_jobqueue import SLURMCluster
+    except ImportError as exc:
+        raise EnvironmentProblem("dask_jobqueue", f"cannot import it ({exc}); pip install 'mgser[cluster]'") from None
+    extra = list(sbatch) + ([f"--gres=gpu:{gpus}"] if gpus else [])
+    worker_args = ["--resources", f"GPU={gpus}"] if gpus else []
+    try:
+        import bokeh  # noqa: F401
+
+        scheduler_options = {"dashboard_address": ":0"}
+    except ImportError:
+        scheduler_options = {"dashboard_address": None}
+    if interface:
+        scheduler_options["interface"] = interface
+    cluster = SLURMCluster(cores=cores, processes=1, memory=memory, walltime=walltime, interface=interface,
+                           queue=queue, account=account, job_extra_directives=extra, worker_extra_args=worker_args,
+                           log_directory=log_directory, scheduler_options=scheduler_options)
+    return cluster
+
+
+def serve_slurm(jobs: int, cores: int, memory: str, walltime: str, scheduler_file: Path, *, gpus: int = 0,
+                interface: str | None = None, queue: str | None = None, account: str | None = None,
+                sbatch: tuple[str, ...] = (), log_directory: str | None = None, echo: Echo = print) -> int:
+    """Start :func:`slurm_cluster`, write ``scheduler_file`` and serve until SIGINT or SIGTERM; then cancel the
+    jobs and remove the file. Returns the exit status. A job that ends early (``scancel``, walltime) is replaced
+    by dask-jobqueue once its worker has been gone for ``distributed.deploy.lost-worker-timeout`` (15 s); the
+    tasks it was running are run again elsewhere by Dask."""
+    cluster = slurm_cluster(cores, memory, walltime, gpus=gpus, interface=interface, queue=queue, account=account,
+                            sbatch=sbatch, log_directory=log_directory)
+    cluster.scale(jobs=jobs)
+    stop = {"now": False}
+
+    def on_signal(signum, frame):  # noqa: ARG001
+        stop["now"] = True
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        write_scheduler_file(scheduler_file, cluster.scheduler_address, cluster.dashboard_link)
+        echo(f"scheduler {cluster.scheduler_address}, {dashboard_note(cluster.dashboard_link)}")
+        echo(f"scheduler file {scheduler_file}: pass --scheduler {scheduler_file} to extract and run_all.sh")
+        echo(f"{jobs} SLURM job(s) of {cores} core(s), {memory}, {walltime}" + (f", {gpus} GPU(s)" if gpus else "")
+             + "; Ctrl-C (or SIGTERM) cancels them")
+        seen = -1
+        while not stop["now"]:
+            n = len(cluster.scheduler_info.get("workers", {}))
+            if n != seen:
+                echo(f"{n} worker(s) connected")
+                seen = n
+            time.sleep(0.5)
+        return 0
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        scheduler_file.unlink(missing_ok=True)
+        cluster.close()
+        echo("cluster closed, its jobs cancelled")
+
+
+@click.group("cluster", context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Start a Dask cluster for extract --scheduler and run_all.sh --scheduler."""
+
+
+@main.command("slurm", epilog="""\b
+Examples:
+  mgser cluster slurm --jobs 2 --cores 1 --memory 1GB --walltime 00:10:00 --interface lo &
+  extract --dataset demo --scheduler dask-scheduler.json
+  ./run_all.sh --scheduler dask-scheduler.json en=demo de=demo
+  mgser cluster slurm --jobs 8 --cores 4 --memory 16GB --walltime 04:00:00 --gpus 1 &   # GPU workers
+  ./run_all.sh --scheduler dask-scheduler.json --device cuda de=emodb:/data/emodb it=emovo:/data/emovo
+
+\b
+Environment: SLURM_CONF (the cluster's slurm.conf, read by sbatch/scancel), and dask-jobqueue's own
+configuration (~/.config/dask/jobqueue.yaml) for defaults not given here.""")
+@click.option("--jobs", type=click.IntRange(1), default=1, show_default=True, help="SLURM jobs, one Dask worker each.")
+@click.option("--cores", type=click.IntRange(1), default=1, show_default=True, help="CPU cores per job (the worker's threads).")
+@click.option("--memory", default="4GB", show_default=True, help="Memory per job, e.g. 16GB.")
+@click.option("--walltime", default="01:00:00", show_default=True, help="Time limit per job (a job that ends is replaced).")
+@click.option("--gpus", type=click.IntRange(0), default=0, show_default=True,
+              help="GPUs per job: sbatch --gres=gpu:N and the Dask worker resource GPU=N (for --device cuda).")
+@click.option("--interface", default=None, help="Network interface of the scheduler and workers, e.g. ib0 or lo.")
+@click.option("--partition", "queue", default=None, help="SLURM partition.")
+@click.option("--account", default=None, help="SLURM account.")
+@click.option("--sbatch", "sbatch", multiple=True, help="Extra sbatch directive, e.g. --sbatch=--qos=short (repeatable).")
+@click.option("--log-dir", type=click.Path(file_okay=False), default=None, help="Folder for the jobs' output files.")
+@click.option("--scheduler-file", type=click.Path(dir_okay=False, path_type=Path), default=Path("dask-scheduler.json"),
+              show_default=True, help="Where to write the scheduler's address for --scheduler.")
+def slurm(jobs, cores, memory, walltime, gpus, interface, queue, account, sbatch, log_dir, scheduler_file) -> None:
+    """A Dask scheduler here and its workers as SLURM jobs (dask-jobqueue); stays until Ctrl-C or SIGTERM."""
+    sys.exit(serve_slurm(jobs, cores, memory, walltime, scheduler_file, gpus=gpus, interface=interface, queue=queue,
+                         account=account, sbatch=tuple(sbatch), log_directory=log_dir, echo=click.echo))
+
+
+if __name__ == "__main__":
+    main(prog_name="python -m sercore.cluster")
