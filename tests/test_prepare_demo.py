@@ -7,7 +7,9 @@ import pytest
 import soundfile as sf
 from click.testing import CliRunner
 
-from extract.cli import main as extract_main
+pytest.importorskip("espeakng_loader", reason="the demo corpus needs the optional extra mgser[demo] (eSpeak NG, GPL-3.0)")
+
+from extract.cli import main as extract_main  # noqa: E402
 from extract.prepare import prepare_corpus
 from extract.prepare.demo import DemoConfig, generate
 from sercore.errors import DataError

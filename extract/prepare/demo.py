@@ -27,7 +27,7 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import lfilter, resample_poly
 
-from sercore.errors import DataError
+from sercore.errors import DataError, EnvironmentProblem
 
 from .base import Recording, Scan, require_recordings
 
@@ -103,7 +103,8 @@ class Espeak:
         try:
             import espeakng_loader
         except ImportError:
-            raise DataError("espeakng-loader", "the demo corpus needs eSpeak NG: pip install espeakng-loader") from None
+            raise EnvironmentProblem("espeakng-loader", "the demo corpus is synthesised with eSpeak NG (GPL-3.0), an "
+                                                        "optional extra: pip install 'mgser[demo]'") from None
         lib = ctypes.cdll.LoadLibrary(espeakng_loader.get_library_path())
         lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
         lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
