@@ -18,7 +18,7 @@ from typing import Iterator, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from sercore.errors import DataError, SerError
+from sercore.errors import DataError, PartialFailure, SerError
 from sercore.manifest import SPLITS, Utterance, manifest_path, read_manifest
 from sercore.store import UtteranceRecord, consolidate, parts_dir, store_path, stored_utterances, write_store
 
@@ -166,12 +166,16 @@ def extract_dataset(
     strict: bool = False,
     progress: bool = True,
     echo=print,
+    warn=None,
 ) -> ExtractionSummary:
     """Extract ``features`` for every utterance of ``data_manifests/<dataset>.csv`` into per-split stores.
 
     ``workers=0`` runs in this process without Dask; otherwise a LocalCluster of ``workers`` processes,
-    or the Dask scheduler at ``scheduler`` (e.g. workers started by dask-jobqueue on SLURM/PBS).
+    or the Dask scheduler at ``scheduler`` (an address or a scheduler file: ``sercore.cluster``).
+    ``echo`` gets the progress lines, ``warn`` (default: ``echo``) the features skipped and the utterances
+    that could not be extracted.
     """
+    warn = warn or echo
     settings = (settings or ExtractorSettings()).with_env_defaults()
     rows = read_manifest(manifest_path(manifest_dir, dataset))
     names, unavailable = available_features(features, settings)
@@ -181,7 +185,7 @@ def extract_dataset(
         raise SerError("no extractor can run: " + "; ".join(unavailable.values()))
     summary = ExtractionSummary(dataset, names, unavailable=unavailable)
     for n, why in unavailable.items():
-        echo(f"note: skipping feature {n}: {why}")
+        warn(f"note: skipping feature {n}: {why}")
     if overwrite:
         for split in SPLITS:
             store_path(features_dir, dataset, split).unlink(missing_ok=True)
@@ -211,11 +215,11 @@ def extract_dataset(
         if path is not None:
             summary.stores.append(path)
     if summary.skipped:
-        echo(f"{len(summary.skipped)} utterance(s) skipped (recorded in the stores' 'skipped' table):")
+        warn(f"{len(summary.skipped)} utterance(s) skipped (recorded in the stores' 'skipped' table):")
         for utt, why in list(summary.skipped.items())[:20]:
-            echo(f"  {utt}: {why}")
+            warn(f"  {utt}: {why}")
         if strict:
-            raise DataError(manifest_path(manifest_dir, dataset), f"--strict: {len(summary.skipped)} utterance(s) could not be extracted")
+            raise PartialFailure(manifest_path(manifest_dir, dataset), f"--strict: {len(summary.skipped)} utterance(s) could not be extracted")
     echo(f"{dataset}: {summary.computed} computed, {summary.already_done} already stored, "
          f"{len(summary.skipped)} skipped, {summary.seconds:.1f} s; stores: {', '.join(str(p) for p in summary.stores)}")
     return summary

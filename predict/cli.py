@@ -29,7 +29,8 @@ import numpy as np
 import torch
 
 from sercore.bundle import BundleError
-from sercore.errors import SerError
+from sercore.cli import WEIGHTS_ENV, command_errors, common_options, epilog
+from sercore.errors import EXIT_PARTIAL, EXIT_USAGE, DataError, SerError
 from sercore.store import stored_value
 from train.contract import Example, collate
 
@@ -213,28 +214,36 @@ def _write_csv(path: Path, language: str, classes: list[str], predictions: list[
             w.writerow([str(p.path), language, p.emotion, *[f"{p.probabilities[c]:.6f}" for c in classes]])
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(context_settings={"help_option_names": ["-h", "--help"]},
+               epilog=epilog(__doc__.split("\n\n")[1], WEIGHTS_ENV))
 @click.option("--model", "model_path", required=True, type=click.Path(path_type=Path),
               help="A model bundle (<run>/model.bundle) or a run folder holding one.")
 @click.option("--language", default=None, help="Which language's classifier to use [default: the bundle's only language].")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Also write the results as CSV.")
 @click.option("--jsonl", is_flag=True, help="Print one JSON object per file instead of text (errors as {\"path\", \"error\"}).")
-@click.option("--strict", is_flag=True, help="Exit with status 1 if any file could not be predicted.")
+@click.option("--strict", is_flag=True, help="Exit with status 5 if any file could not be predicted.")
 @click.option("--batch-size", type=click.IntRange(1), default=16, show_default=True)
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--wav2vec-checkpoint", type=click.Path(path_type=Path), default=None, help="wav2vec checkpoint (or $MGSER_WAV2VEC_CHECKPOINT).")
-@click.option("--wav2vec-layer", type=int, default=None, help="wav2vec 2.0 / HuBERT layer [default: the one the model was trained on].")
+@click.option("--wav2vec-layer", type=click.IntRange(0), default=None, help="wav2vec 2.0 / HuBERT layer [default: the one the model was trained on].")
 @click.option("--allosaurus-model", type=click.Path(path_type=Path), default=None, help="Allosaurus model folder (or $MGSER_ALLOSAURUS_MODEL).")
 @click.option("--byol-checkpoint", type=click.Path(path_type=Path), default=None, help="BYOL-A checkpoint (or $MGSER_BYOL_CHECKPOINT).")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@common_options
 def main(model_path, language, inputs, output, jsonl, strict, batch_size, device, wav2vec_checkpoint, wav2vec_layer,
-         allosaurus_model, byol_checkpoint, quiet) -> None:
+         allosaurus_model, byol_checkpoint, verbose, quiet) -> None:
     """Predict the emotion of each audio FILE (or every audio file below each DIR) with a trained model.
 
-    Exit status: 0 when every file was predicted (or some were, without --strict), 1 when none could be
-    (or any failed, with --strict), 2 on a bad bundle, language or extractor mismatch.
+    Exit status: 0 when every file was predicted (or some were, without --strict), 5 when none could be
+    (or any failed, with --strict), 3 on a bad bundle, language or extractor mismatch, 2 on a bad option.
     """
+    with command_errors(verbose, quiet):
+        _predict(model_path, language, inputs, output, jsonl, strict, batch_size, device, wav2vec_checkpoint,
+                 wav2vec_layer, allosaurus_model, byol_checkpoint, quiet)
+
+
+def _predict(model_path, language, inputs, output, jsonl, strict, batch_size, device, wav2vec_checkpoint, wav2vec_layer,
+             allosaurus_model, byol_checkpoint, quiet) -> None:
     import warnings
 
     from extract.extractors import ExtractorSettings
@@ -245,20 +254,22 @@ def main(model_path, language, inputs, output, jsonl, strict, batch_size, device
     try:
         bundle = load_bundle(model_path, device=device)
         check_supported(bundle)
-        lang = bundle.languages[bundle.domain_index(language)]
+        try:
+            lang = bundle.languages[bundle.domain_index(language)]
+        except BundleError as exc:
+            raise click.BadParameter(exc.problem, param_hint="--language") from None
         if wav2vec_layer is None:  # default: the layer the model was trained on
             layer = bundle.provenance(lang).get("wav2vec", {}).get("layer")
             wav2vec_layer = int(layer) if layer not in (None, "", -1) else None
         settings = ExtractorSettings(device=device, wav2vec_checkpoint=wav2vec_checkpoint, wav2vec_layer=wav2vec_layer,
                                      allosaurus_model=allosaurus_model, byol_checkpoint=byol_checkpoint).with_env_defaults()
         extractors = load_extractors(bundle, lang, settings, echo=err)
-    except (SerError, ValueError) as exc:
+    except ValueError as exc:
         err(f"error: {exc}")
-        sys.exit(2)
+        sys.exit(EXIT_USAGE)
     files = audio_files(inputs)
     if not files:
-        err("error: no audio files found in " + ", ".join(map(str, inputs)))
-        sys.exit(1)
+        raise DataError(", ".join(map(str, inputs)), "no audio files found")
     classes = bundle.classes(lang)
     from tqdm import tqdm
 
@@ -283,7 +294,7 @@ def main(model_path, language, inputs, output, jsonl, strict, batch_size, device
         err(f"{n_ok} of {len(files)} file(s) predicted" + (f", {n_bad} skipped" if n_bad else "")
             + (f"; results -> {output}" if output is not None else ""))
     if n_ok == 0 or (strict and n_bad):
-        sys.exit(1)
+        sys.exit(EXIT_PARTIAL)
 
 
 if __name__ == "__main__":

@@ -35,27 +35,32 @@ Echo = Callable[[str], None]
 WORKER_EXIT_SECONDS = 60.0
 
 
+def has_bokeh() -> bool:
+    """Whether the Dask dashboard can be served here (it needs bokeh)."""
+    from importlib.util import find_spec
+
+    return find_spec("bokeh") is not None
+
+
 def dashboard_note(link: str | None) -> str:
     """What to print about the dashboard: its address, or why there is none."""
     if link:
         return f"dashboard {link}"
-    try:
-        import bokeh  # noqa: F401
-    except ImportError:
-        return "no dashboard (install bokeh>=3.1 for one)"
-    return "no dashboard"
+    return "no dashboard" if has_bokeh() else "no dashboard (install bokeh>=3.1 for one)"
 
 
-def connect(scheduler: str, timeout: float = 30.0):
+def connect(scheduler: str, timeout: float | None = None):
     """A Client of the scheduler at ``scheduler``: an address (``tcp://host:8786``) or a scheduler file (JSON
-    with ``address``, written by ``mgser cluster`` or ``dask scheduler --scheduler-file``)."""
+    with ``address``, written by ``mgser cluster`` or ``dask scheduler --scheduler-file``). ``timeout``: seconds
+    to keep trying [default: Dask's ``distributed.comm.timeouts.connect``, 30 s]."""
     from dask.distributed import Client
 
     is_file = Path(scheduler).is_file()
+    wait = {} if timeout is None else {"timeout": timeout}
     try:
         if is_file:
-            return Client(scheduler_file=scheduler, timeout=timeout)
-        return Client(scheduler, timeout=timeout)
+            return Client(scheduler_file=scheduler, **wait)
+        return Client(scheduler, **wait)
     except (OSError, TimeoutError, ValueError, KeyError) as exc:
         what = "scheduler file" if is_file else "Dask scheduler"
         raise EnvironmentProblem(scheduler, f"cannot reach the {what} ({type(exc).__name__}: {exc}); "
@@ -94,12 +99,7 @@ def dask_client(workers: int = 1, scheduler: str | None = None, *, resources: di
     if scheduler:
         client = connect(scheduler)
     else:
-        try:
-            import bokeh  # noqa: F401
-
-            dashboard: str | None = "127.0.0.1:0"
-        except ImportError:
-            dashboard = None
+        dashboard = "127.0.0.1:0" if has_bokeh() else None
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=dashboard,
                                resources=resources or None)
         client = Client(cluster)
@@ -143,12 +143,7 @@ def slurm_cluster(cores: int, memory: str, walltime: str, *, gpus: int = 0, inte
         raise EnvironmentProblem("dask_jobqueue", f"cannot import it ({exc}); pip install 'mgser[cluster]'") from None
     extra = list(sbatch) + ([f"--gres=gpu:{gpus}"] if gpus else [])
     worker_args = ["--resources", f"GPU={gpus}"] if gpus else []
-    try:
-        import bokeh  # noqa: F401
-
-        scheduler_options = {"dashboard_address": ":0"}
-    except ImportError:
-        scheduler_options = {"dashboard_address": None}
+    scheduler_options: dict[str, object] = {"dashboard_address": ":0" if has_bokeh() else None}
     if interface:
         scheduler_options["interface"] = interface
     cluster = SLURMCluster(cores=cores, processes=1, memory=memory, walltime=walltime, interface=interface,

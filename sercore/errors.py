@@ -51,6 +51,18 @@ class StoreError(DataError):
     """A feature store that is missing, incomplete, corrupt or incompatible with what was asked."""
 
 
+class OptionError(DataError):
+    """An option that is missing or does not fit the data (``--root`` for a corpus that needs one): a usage error."""
+
+    exit_code = EXIT_USAGE
+
+
+class PartialFailure(DataError):
+    """The work finished, but some inputs failed and the user asked for that to be an error (``--strict``)."""
+
+    exit_code = EXIT_PARTIAL
+
+
 class EnvironmentProblem(SerError):
     """The machine, not the data: no space left, no permission, a lock held by another process, no CUDA.
 

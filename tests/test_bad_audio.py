@@ -196,7 +196,7 @@ def test_cli_strict_exits_with_an_error_naming_the_manifest(tmp_path):
     ok = CliRunner().invoke(main, args)
     assert ok.exit_code == 0 and "a: " in ok.output and "all-silent" in ok.output
     strict = CliRunner().invoke(main, args + ["--strict"])
-    assert strict.exit_code == 2 and "c.csv: --strict: 1 utterance(s) could not be extracted" in strict.output
+    assert strict.exit_code == 5 and "c.csv: --strict: 1 utterance(s) could not be extracted" in strict.output
 
 
 def test_an_extractor_giving_nan_is_skipped_not_stored(tmp_path, monkeypatch):

@@ -179,7 +179,7 @@ def test_tiny_grid_runs_resumes_and_its_tables_match_the_metrics_files(features,
     before = (out / "single/de/random/seed0/metrics.json").read_text()
     lines.clear()
     assert run_grid(_options(features, out, epochs=2, parts=("single",)), workers=0, in_process=True,
-                    skip_extraction=True, echo=lines.append) == 1
+                    skip_extraction=True, echo=lines.append) == 5
     assert any("FAILED single de random seed 0" in line and "another configuration" in line and "train.epochs" in line
                for line in lines)
     assert (out / "single/de/random/seed0/metrics.json").read_text() == before
@@ -190,7 +190,7 @@ def test_a_failed_cell_is_reported_and_the_others_still_run(features, tmp_path):
     opts = GridOptions(parse_domains(["de=sde", "fr=missing"]), out=out, seeds=1, epochs=1, features=["ge2e"],
                        features_dir=features, parts=("single",), train_args=("--no-checkpoints",))
     lines = []
-    assert run_grid(opts, workers=0, in_process=True, skip_extraction=True, echo=lines.append) == 1
+    assert run_grid(opts, workers=0, in_process=True, skip_extraction=True, echo=lines.append) == 5
     assert (out / "single/de/random/seed0/metrics.json").is_file()
     failed = [line for line in lines if "FAILED single fr random seed 0" in line]
     assert failed and "status 3" in failed[0]  # a data error (sercore.errors)

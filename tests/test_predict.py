@@ -89,8 +89,8 @@ def test_directories_csv_output_and_bad_files(trained, tmp_path):
     assert list(rows[0]) == ["path", "language", "emotion", "p_neutral", "p_angry", "p_sad"]
     text = [s for s in r.stdout.splitlines() if s.startswith(str(wav))]
     assert len(text) == 1 and text[0].split("\t")[1] in EMOTIONS
-    assert _predict("--model", str(bundle), str(root / "new"), "--strict").exit_code == 1
-    assert _predict("--model", str(bundle), str(bad)).exit_code == 1  # nothing could be predicted
+    assert _predict("--model", str(bundle), str(root / "new"), "--strict").exit_code == 5  # some inputs failed
+    assert _predict("--model", str(bundle), str(bad)).exit_code == 5  # nothing could be predicted
     r = _predict("--model", str(bundle), "--language", "fr", str(wav))
     assert r.exit_code == 2 and "no language 'fr'" in r.stderr
 
@@ -110,12 +110,12 @@ def test_refuses_a_model_trained_on_features_from_other_weights(trained, tmp_pat
     assert len(here) == 64  # the real resemblyzer checkpoint hash was recorded at extraction
     other = "ab" * 32
     r = _predict("--model", str(_tampered(bundle, tmp_path / "other.bundle", "ge2e", checkpoint_sha256=other)), str(wav))
-    assert r.exit_code == 2 and not r.stdout
+    assert r.exit_code == 3 and not r.stdout
     assert "feature 'ge2e'" in r.stderr and other in r.stderr and here in r.stderr
     r = _predict("--model", str(_tampered(bundle, tmp_path / "mfcc.bundle", "mfcc", n_mfcc=13)), str(wav))
-    assert r.exit_code == 2 and "feature 'mfcc'" in r.stderr and "n_mfcc: trained 13, here 40" in r.stderr
+    assert r.exit_code == 3 and "feature 'mfcc'" in r.stderr and "n_mfcc: trained 13, here 40" in r.stderr
     r = _predict("--model", str(_tampered(bundle, tmp_path / "own.bundle", "mfcc", extractor="my_mfcc")), str(wav))
-    assert r.exit_code == 2 and "extractor 'my_mfcc', which this toolkit does not have" in r.stderr
+    assert r.exit_code == 3 and "extractor 'my_mfcc', which this toolkit does not have" in r.stderr
     # a moved checkpoint (other path, same hash) is not a mismatch
     r = _predict("--model", str(_tampered(bundle, tmp_path / "moved.bundle", "ge2e", checkpoint="/elsewhere/x.pt")), str(wav))
     assert r.exit_code == 0, r.stderr
@@ -129,4 +129,4 @@ def test_refuses_a_model_trained_with_per_speaker_standardisation(trained, tmp_p
     payload["meta"] = json.dumps(meta)
     torch.save(payload, tmp_path / "spk.bundle")
     r = _predict("--model", str(tmp_path / "spk.bundle"), str(wav))
-    assert r.exit_code == 2 and not r.stdout and "--speaker-norm" in r.stderr
+    assert r.exit_code == 3 and not r.stdout and "--speaker-norm" in r.stderr

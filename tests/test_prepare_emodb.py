@@ -126,7 +126,7 @@ def test_cli_prepare_prints_summary_and_one_line_errors(tmp_path):
     assert "emodb: 56 utterances, 4 speakers" in ok.output
     assert len(read_manifest(tmp_path / "m" / "emodb.csv")) == 56
     bad = runner.invoke(extract_main, ["prepare", "--dataset", "emodb", "--root", str(tmp_path / "nope"), "--manifest-dir", str(tmp_path / "m")])
-    assert bad.exit_code == 2
+    assert bad.exit_code == 3  # data error
     assert bad.output.strip() == f"error: {tmp_path / 'nope'}: corpus root does not exist"
     no_root = runner.invoke(extract_main, ["prepare", "--dataset", "emodb"])
     assert no_root.exit_code == 2 and "--root is required" in no_root.output

@@ -25,7 +25,7 @@ def test_train_report_is_self_contained_with_tables_and_figures(tmp_path):
     stores = make_stores(tmp_path / "features", dataset="synth", language="de", per_class=12)
     out = tmp_path / "run"
     r = CliRunner().invoke(train_main, ["--domains", "de=synth", "--features-dir", str(stores), "--epochs", "1",
-                                        "--seeds", "2", "--out", str(out), "--report", "--quiet"], catch_exceptions=False)
+                                        "--seeds", "2", "--out", str(out), "--report"], catch_exceptions=False)
     assert r.exit_code == 0, r.output
     assert f"report -> {out / 'report.html'}" in r.output
     text = (out / "report.html").read_text()
@@ -50,8 +50,8 @@ def test_report_of_an_existing_folder_picks_up_comparison_and_extra_plots(tmp_pa
     # what a multi-model run leaves at the top: a comparison table and a gates figure
     (out / "comparison.csv").write_text("model,domain,wa_mean,wa_std,ua_mean,ua_std,runs\nsingle,de,0.5000,0.0000,0.4375,0.0000,1\n")
     shutil.copy(out / "single" / "confusion_de.png", out / "gates.png")
-    assert report_main([str(out)]) == 0
-    assert "report ->" in capsys.readouterr().out
+    r = CliRunner().invoke(report_main, [str(out)])
+    assert r.exit_code == 0 and "report ->" in r.output, r.output
     text = (out / "report.html").read_text()
     assert "Model comparison" in text and "<td class=r>0.4375</td>" in text
     assert "<h2>single: single model</h2>" in text and "gates.png" in text and len(_embedded_pngs(text)) == 2

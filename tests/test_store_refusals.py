@@ -69,7 +69,7 @@ def test_train_refuses_a_corrupt_or_foreign_store_naming_the_file(tmp_path, dama
     edit, message = DAMAGE[damage]
     edit(path)
     r = _train(stores)
-    assert r.exit_code == 2, r.output
+    assert r.exit_code == 3  # data error, r.output
     import re
 
     line = r.output.strip().splitlines()[-1]
@@ -95,7 +95,7 @@ def test_trainer_refuses_test_utterances_that_are_in_training(tmp_path):
     write_store(store_path(stores, "synth", "train"), "synth", "train", recs[:10], attrs)
     write_store(store_path(stores, "synth", "test"), "synth", "test", recs[8:], attrs)  # u8, u9 in both
     r = _train(stores)
-    assert r.exit_code == 2
+    assert r.exit_code == 3  # data error
     assert f"{store_path(stores, 'synth', 'test')}: utterance 'u8' is also in {store_path(stores, 'synth', 'train')}" in r.output
 
 
@@ -108,7 +108,7 @@ def test_trainer_refuses_the_same_recording_under_two_ids(tmp_path):
     attrs = {"mfcc": {"kind": "sequence", "dim": 6, "extractor": "synthetic"}, "ge2e": {"kind": "embedding", "dim": 5, "extractor": "synthetic"}}
     write_store(store_path(stores, "synth", "test"), "synth", "test", [rec], attrs)
     r = _train(stores)
-    assert r.exit_code == 2
+    assert r.exit_code == 3  # data error
     assert f"utterances 'copy_of_{first}' and '{first}' have identical features (the same recording twice?)" in r.output
 
 

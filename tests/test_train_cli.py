@@ -12,7 +12,7 @@ from tests._train_helpers import make_stores
 
 
 def _train(*args):
-    result = CliRunner().invoke(main, [*args, "--quiet"], catch_exceptions=False)
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
     return result
 
 
@@ -106,9 +106,9 @@ def test_optional_regularisers_run(stores, tmp_path):
 
 def test_clear_errors(stores, tmp_path):
     r = CliRunner().invoke(main, ["--domains", "fr", "--features-dir", str(stores), "--quiet"])
-    assert r.exit_code == 2 and "no feature store holds language 'fr'" in r.output
+    assert r.exit_code == 3 and "no feature store holds language 'fr'" in r.output
     r = CliRunner().invoke(main, ["--domains", "de=synth", "--features-dir", str(stores), "--features", "byol", "--quiet"])
-    assert r.exit_code == 2 and "no feature 'byol'" in r.output
+    assert r.exit_code == 3 and "no feature 'byol'" in r.output
     make_stores(stores, dataset="other", language="fr")
     two = ["--domains", "de=synth,fr", "--features-dir", str(stores), "--quiet", "--epochs", "1", "--seeds", "1"]
     r = CliRunner().invoke(main, [*two, "--model", "single", "--out", str(tmp_path / "single")])

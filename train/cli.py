@@ -20,13 +20,14 @@ from typing import Sequence
 
 import click
 
-from sercore.errors import SerError
+from sercore.cli import command_errors, common_options, epilog, say
+from sercore.errors import EXIT_USAGE, SerError
 
 from .config import PRESETS, DomainSpec, ExperimentConfig, build_config
 from .models import MODELS
 
 #: Options that may accompany ``--config FILE``: where and how the run happens, not what it computes.
-WITH_CONFIG = ("config_file", "out", "features_dir", "device", "quiet", "no_checkpoints", "overwrite", "report", "tsne",
+WITH_CONFIG = ("config_file", "out", "features_dir", "device", "quiet", "verbose", "no_checkpoints", "overwrite", "report", "tsne",
                "ablations")
 
 
@@ -36,7 +37,8 @@ def comma_list(value: str | None) -> list[str] | None:
     return items or None
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(context_settings={"help_option_names": ["-h", "--help"]},
+               epilog=epilog(__doc__.split("\n\n", 1)[1], ["OMP_NUM_THREADS"]))
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Take the whole experiment from a configuration file, e.g. the config.json of an earlier run (which it reproduces); "
                    "only --out, --features-dir, --device and the actions (--tsne, --ablations, --report, --overwrite) may be added.")
@@ -91,12 +93,12 @@ def comma_list(value: str | None) -> list[str] | None:
 @click.option("--no-checkpoints", is_flag=True, help="Do not copy the best weights of each run to OUT/checkpoints/.")
 @click.option("--overwrite", is_flag=True,
               help="Start over: forget the finished runs in OUT/runs/ (by default a rerun resumes from them).")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--report", is_flag=True, help="Also write OUT/report.html: tables and figures in one self-contained file.")
+@common_options
 def main(config_file, domains, features, protocol, seeds, first_seed, folds, epochs, device, out, features_dir, model_name, selector, nas_l0, nas_lr_scale, preset,
          no_aux, alpha, aux_reduction, standardize, speaker_norm, finetune_ge2e, sampler, per_class, batch_size, lr, weight_decay,
          dropout, input_dropout, stats_pooling, input_stats, ema, label_smoothing, crop, refit, patience, tsne, ablations, no_checkpoints, quiet,
-         report, overwrite) -> None:
+         report, overwrite, verbose) -> None:
     """Train SER models on the feature stores of the given language domains; report WA/UA over runs."""
     from .ablations import run_ablations
     from .compare import run_comparison
@@ -111,30 +113,28 @@ def main(config_file, domains, features, protocol, seeds, first_seed, folds, epo
         sys.exit(exc.exit_code)
     if len(models) > 1 and (ablations or tsne):
         raise click.BadParameter("--ablations and --tsne take one model", param_hint="--model")
-    try:
-        if overwrite:
-            from .runstate import clear
+    with command_errors(verbose, quiet):
+        try:
+            if overwrite:
+                from .runstate import clear
 
-            for folder in clear(config.out):
-                click.echo(f"--overwrite: removed the finished runs and their metrics in {folder}")
-        if ablations:
-            run_ablations(config, log=click.echo)
-        elif len(models) > 1:
-            run_comparison(config, models, log=click.echo)
-        else:
-            run_experiment(config, log=click.echo)
-        if tsne:
-            run_tsne(config, log=click.echo)
-        if report:
-            from .report import write_report
+                for folder in clear(config.out):
+                    say(f"--overwrite: removed the finished runs and their metrics in {folder}")
+            if ablations:
+                run_ablations(config, log=say)
+            elif len(models) > 1:
+                run_comparison(config, models, log=say)
+            else:
+                run_experiment(config, log=say)
+            if tsne:
+                run_tsne(config, log=say)
+            if report:
+                from .report import write_report
 
-            click.echo(f"report -> {write_report(config.out)}")
-    except SerError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
-    except ValueError as exc:  # configuration errors from builders (e.g. one model, several domains)
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+                say(f"report -> {write_report(config.out)}")
+        except ValueError as exc:  # configuration errors from builders (e.g. one model, several domains)
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_USAGE)
 
 
 def _config(ctx: click.Context) -> tuple[ExperimentConfig, list[str]]:
@@ -151,7 +151,7 @@ def _config(ctx: click.Context) -> tuple[ExperimentConfig, list[str]]:
                          features_dir=p["features_dir"] if given("features_dir") else config.features_dir,
                          save_checkpoints=config.save_checkpoints and not p["no_checkpoints"],
                          train=replace(config.train, device=p["device"] if given("device") else config.train.device,
-                                       progress=not p["quiet"]))
+                                       progress=not p["quiet"] and sys.stderr.isatty()))
         return config, [config.model]
     domains = comma_list(p["domains"])
     if not domains:
@@ -168,7 +168,7 @@ def _config(ctx: click.Context) -> tuple[ExperimentConfig, list[str]]:
     train = {k: p[k] for k in ("device", "epochs", "aux_reduction", "standardize", "finetune_ge2e", "sampler", "per_class",
                                "batch_size", "patience", "alpha", "ema", "label_smoothing", "crop", "refit", "speaker_norm")}
     config = build_config(
-        domains, preset=p["preset"], train={**train, "progress": not p["quiet"], "aux": False if p["no_aux"] else None},
+        domains, preset=p["preset"], train={**train, "progress": not p["quiet"] and sys.stderr.isatty(), "aux": False if p["no_aux"] else None},
         optimizer={"lr": p["lr"], "weight_decay": p["weight_decay"]},
         tower={"dropout": p["dropout"], "input_dropout": p["input_dropout"]},
         multidomain={"selector": p["selector"], "l0_weight": p["nas_l0"], "nas_lr_scale": p["nas_lr_scale"]},

@@ -33,7 +33,7 @@ cell is done when its folder holds a complete ``metrics.json`` (readable, every 
 runs as asked) and its finished runs (``runs/``) were fitted under that configuration; done cells are
 skipped. A folder holding runs of another configuration (e.g. other ``--epochs``) is never overwritten: that
 cell fails and says which settings differ. A failed cell is reported with the tail of its ``train.log`` and does not stop the others;
-the exit status is 1 when any cell failed.
+the exit status is 5 (finished, some inputs failed) when any cell or extraction failed.
 
 Resources: each cell runs ``train --config <folder>/cell.json`` in a subprocess (``--in-process``:
 :func:`train.experiment.run_experiment` in the worker) with
@@ -60,7 +60,8 @@ from typing import Callable, Sequence
 
 import click
 
-from sercore.errors import SerError, StoreError
+from sercore.cli import command_errors, common_options, epilog, say
+from sercore.errors import EXIT_PARTIAL, SerError, StoreError
 
 from .cli import comma_list, config_from_args
 from .config import MULTIDOMAIN_MODELS, DomainSpec, ExperimentConfig
@@ -166,7 +167,7 @@ def plan_cells(options: GridOptions, models: Sequence[str]) -> list[Cell]:
     grid = GridLayout(options.out.resolve())
     gpu = options.device.startswith("cuda")
     common = ["--epochs", str(options.epochs), "--device", options.device,
-              "--features-dir", str(options.features_dir.resolve()), "--quiet", *options.train_args]
+              "--features-dir", str(options.features_dir.resolve()), *options.train_args]
     seeds = range(options.first_seed, options.first_seed + options.seeds)
     cells: list[Cell] = []
 
@@ -323,7 +324,7 @@ def default_threads(workers: int) -> int:
 
 
 def extract_command(options: GridOptions, domain: DomainSpec, workers: int, scheduler: str | None) -> list[str]:
-    cmd = ["extract", "--dataset", domain.dataset, "--quiet", "--features-dir", str(options.features_dir),
+    cmd = ["extract", "--dataset", domain.dataset, "--features-dir", str(options.features_dir),
            "--manifest-dir", str(options.manifest_dir), "--device", "cuda" if options.device.startswith("cuda") else "cpu"]
     if domain.root:
         cmd += ["--root", domain.root]
@@ -446,11 +447,12 @@ def run_grid(options: GridOptions, *, workers: int = 2, scheduler: str | None = 
         echo(f"{len(failures)} cell(s) and {len(failed_extraction)} extraction(s) failed:")
         for n, why in {**failed_extraction, **failures}.items():
             echo(f"  {n}: {why.splitlines()[0] if why else ''}")
-        return 1
+        return EXIT_PARTIAL
     return 0
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]}, help=__doc__.split("\n\n")[0])
+@click.command(context_settings={"help_option_names": ["-h", "--help"]}, help=__doc__.split("\n\n")[0],
+               epilog=epilog(__doc__.split("\n\n")[1], ["TRAIN_ARGS", "EXTRACT_ARGS", "OMP_NUM_THREADS"]))
 @click.argument("domains", nargs=-1)
 @click.option("--out", default="runs/grid", show_default=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--seeds", type=click.IntRange(1), default=5, show_default=True, help="Seeds per random-protocol configuration.")
@@ -464,7 +466,8 @@ def run_grid(options: GridOptions, *, workers: int = 2, scheduler: str | None = 
 @click.option("--workers", type=click.IntRange(0), default=2, show_default=True,
               help="LocalCluster worker processes (one cell each at a time); 0: cells one by one in this process.")
 @click.option("--threads", type=click.IntRange(1), default=None, help="Torch/OpenMP threads per cell [default: $OMP_NUM_THREADS, else CPUs / workers].")
-@click.option("--scheduler", default=None, help="Address of an existing Dask scheduler (e.g. dask-jobqueue workers), instead of a LocalCluster.")
+@click.option("--scheduler", default=None,
+              help="An existing Dask cluster instead of a LocalCluster: its scheduler's address or scheduler file (mgser cluster slurm).")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda (cells then ask Dask for the worker resource GPU=1).")
 @click.option("--features-dir", default="features", show_default=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--manifest-dir", default="data_manifests", show_default=True, type=click.Path(file_okay=False, path_type=Path))
@@ -474,8 +477,10 @@ def run_grid(options: GridOptions, *, workers: int = 2, scheduler: str | None = 
 @click.option("--in-process", is_flag=True, help="Run train as a library call in the worker instead of a subprocess.")
 @click.option("--dry-run", is_flag=True, help="List the extraction commands and every cell with its state; run nothing.")
 @click.option("--tables-only", is_flag=True, help="Only rebuild the tables from the run folders under --out.")
+@common_options
 def main(domains, out, seeds, first_seed, epochs, features, folds, parts, models, workers, threads, scheduler, device,
-         features_dir, manifest_dir, train_args, extract_args, skip_extraction, in_process, dry_run, tables_only) -> None:
+         features_dir, manifest_dir, train_args, extract_args, skip_extraction, in_process, dry_run, tables_only,
+         verbose, quiet) -> None:
     """The paper's experiment grid for LANG=DATASET[:ROOT] domains, resumable, on a local or remote Dask cluster."""
     if tables_only:
         write_tables(out)
@@ -491,8 +496,10 @@ def main(domains, out, seeds, first_seed, epochs, features, folds, parts, models
     options = GridOptions(parse_domains(domains), out, seeds, first_seed, epochs, comma_list(features), folds, parts_list,
                           model_list, device, features_dir, manifest_dir, tuple(shlex.split(train_args)),
                           tuple(shlex.split(extract_args)))
-    sys.exit(run_grid(options, workers=workers, scheduler=scheduler, threads=threads, in_process=in_process,
-                      dry_run=dry_run, skip_extraction=skip_extraction, echo=lambda m: click.echo(m)))
+    with command_errors(verbose, quiet):
+        status = run_grid(options, workers=workers, scheduler=scheduler, threads=threads, in_process=in_process,
+                          dry_run=dry_run, skip_extraction=skip_extraction, echo=say)
+    sys.exit(status)
 
 
 if __name__ == "__main__":

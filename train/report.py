@@ -22,10 +22,13 @@ import base64
 import csv
 import html
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Iterable, Sequence
+
+import click
+
+from sercore.cli import command_errors, common_options, epilog, say
 
 REPORT_NAME = "report.html"
 #: How deep below the run folder run folders (with a metrics.json) are looked for.
@@ -208,23 +211,18 @@ def write_report(root: str | Path, out: str | Path | None = None) -> Path:
     return out
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    import argparse
-
-    from sercore.errors import SerError
-
-    parser = argparse.ArgumentParser(prog="python -m train.report", description="HTML report of a train run folder.")
-    parser.add_argument("run_dir", type=Path)
-    parser.add_argument("-o", "--output", type=Path, default=None, help="Report file [default: RUN_DIR/report.html].")
-    args = parser.parse_args(argv)
-    try:
-        path = write_report(args.run_dir, args.output)
-    except SerError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"report -> {path}")
-    return 0
+@click.command(context_settings={"help_option_names": ["-h", "--help"]},
+               epilog=epilog("report runs/de_random                 # -> runs/de_random/report.html\n"
+                             "report runs/grid/multi/nas/seed0 -o nas.html"))
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Report file [default: RUN_DIR/report.html].")
+@common_options
+def main(run_dir: Path, output: Path | None, verbose: int, quiet: bool) -> None:
+    """HTML report of a train run folder: tables and figures in one self-contained file."""
+    with command_errors(verbose, quiet):
+        say(f"report -> {write_report(run_dir, output)}")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -16,7 +16,7 @@ from importlib import import_module
 from pathlib import Path
 from typing import Callable
 
-from sercore.errors import DataError
+from sercore.errors import DataError, OptionError
 from sercore.labels import sorted_labels
 from sercore.manifest import SPLITS, Utterance, manifest_path, write_manifest
 from sercore.splits import PROTOCOLS, check_disjoint, random_split, speaker_split
@@ -82,10 +82,10 @@ def scan_corpus(dataset: str, root: str | Path | None, *, language: str | None =
     if options.get("speaker_pattern") and dataset != "folder":
         raise DataError(root or dataset, f"--speaker-pattern applies to folder corpora only, not {dataset}")
     if root is None and getattr(module, "DEFAULT_ROOT", None) is None:
-        raise DataError(dataset, "--root is required (the corpus folder" + (", or the CSV file)" if dataset == "csv" else ")"))
+        raise OptionError(dataset, "--root is required (the corpus folder" + (", or the CSV file)" if dataset == "csv" else ")"))
     if dataset in USER_LAYOUTS:
         if not language:
-            raise DataError(root or dataset, f"--language is required for a {dataset} corpus (e.g. --language sw)")
+            raise OptionError(root or dataset, f"--language is required for a {dataset} corpus (e.g. --language sw)")
         if not _LANGUAGE.match(language):
             raise DataError(root or dataset, f"language {language!r} is not a language code like 'sw' or 'pt-BR'")
         return module.scan(root, language=language, **options)
