@@ -27,6 +27,7 @@ from typing import Callable, Iterator
 
 import click
 
+from .cli import command_errors, common_options, epilog, say, version
 from .errors import EnvironmentProblem
 
 Echo = Callable[[str], None]
@@ -191,21 +192,21 @@ def serve_slurm(jobs: int, cores: int, memory: str, walltime: str, scheduler_fil
 
 
 @click.group("cluster", context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(version(), "--version", message="%(prog)s (mgser) %(version)s")
 def main() -> None:
     """Start a Dask cluster for extract --scheduler and run_all.sh --scheduler."""
 
 
-@main.command("slurm", epilog="""\b
-Examples:
-  mgser cluster slurm --jobs 2 --cores 1 --memory 1GB --walltime 00:10:00 --interface lo &
-  extract --dataset demo --scheduler dask-scheduler.json
-  ./run_all.sh --scheduler dask-scheduler.json en=demo de=demo
-  mgser cluster slurm --jobs 8 --cores 4 --memory 16GB --walltime 04:00:00 --gpus 1 &   # GPU workers
-  ./run_all.sh --scheduler dask-scheduler.json --device cuda de=emodb:/data/emodb it=emovo:/data/emovo
+SLURM_EXAMPLES = """\
+mgser cluster slurm --jobs 2 --cores 1 --memory 1GB --walltime 00:10:00 --interface lo &
+extract --dataset demo --scheduler dask-scheduler.json
+./run_all.sh --scheduler dask-scheduler.json en=demo de=demo
+mgser cluster slurm --jobs 8 --cores 4 --memory 16GB --walltime 04:00:00 --gpus 1 &   # GPU workers
+./run_all.sh --scheduler dask-scheduler.json --device cuda de=emodb:/data/emodb it=emovo:/data/emovo"""
 
-\b
-Environment: SLURM_CONF (the cluster's slurm.conf, read by sbatch/scancel), and dask-jobqueue's own
-configuration (~/.config/dask/jobqueue.yaml) for defaults not given here.""")
+
+@main.command("slurm", epilog=epilog(SLURM_EXAMPLES, ["SLURM_CONF"]) + "\n\nDefaults not given here come from "
+              "dask-jobqueue's own configuration (~/.config/dask/jobqueue.yaml).")
 @click.option("--jobs", type=click.IntRange(1), default=1, show_default=True, help="SLURM jobs, one Dask worker each.")
 @click.option("--cores", type=click.IntRange(1), default=1, show_default=True, help="CPU cores per job (the worker's threads).")
 @click.option("--memory", default="4GB", show_default=True, help="Memory per job, e.g. 16GB.")
@@ -219,10 +220,14 @@ configuration (~/.config/dask/jobqueue.yaml) for defaults not given here.""")
 @click.option("--log-dir", type=click.Path(file_okay=False), default=None, help="Folder for the jobs' output files.")
 @click.option("--scheduler-file", type=click.Path(dir_okay=False, path_type=Path), default=Path("dask-scheduler.json"),
               show_default=True, help="Where to write the scheduler's address for --scheduler.")
-def slurm(jobs, cores, memory, walltime, gpus, interface, queue, account, sbatch, log_dir, scheduler_file) -> None:
+@common_options
+def slurm(jobs, cores, memory, walltime, gpus, interface, queue, account, sbatch, log_dir, scheduler_file, verbose,
+          quiet) -> None:
     """A Dask scheduler here and its workers as SLURM jobs (dask-jobqueue); stays until Ctrl-C or SIGTERM."""
-    sys.exit(serve_slurm(jobs, cores, memory, walltime, scheduler_file, gpus=gpus, interface=interface, queue=queue,
-                         account=account, sbatch=tuple(sbatch), log_directory=log_dir, echo=click.echo))
+    with command_errors(verbose, quiet):
+        status = serve_slurm(jobs, cores, memory, walltime, scheduler_file, gpus=gpus, interface=interface,
+                             queue=queue, account=account, sbatch=tuple(sbatch), log_directory=log_dir, echo=say)
+    sys.exit(status)
 
 
 if __name__ == "__main__":

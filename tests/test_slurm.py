@@ -2,7 +2,7 @@
 
 A ``slurm.conf`` for localhost is written into a temporary folder, ``slurmctld -D`` and ``slurmd -D`` are
 started by hand (``AuthType=auth/none``, no munge needed), and then exactly the README's commands run:
-``python -m sercore.cluster slurm ...`` (workers as SLURM jobs through dask-jobqueue), ``extract --scheduler``
+``mgser cluster slurm ...`` (workers as SLURM jobs through dask-jobqueue), ``extract --scheduler``
 and ``run_all.sh --scheduler`` on a tiny generated corpus. The stores and tables must equal a local run's; a
 worker job cancelled with ``scancel`` in the middle of the grid must leave a grid that finishes (its cell is
 run again) and a rerun that has nothing left to do. Every daemon started here is stopped by its PID.
@@ -192,14 +192,14 @@ def test_the_readme_cluster_recipe_on_slurm_equals_a_local_run_and_survives_scan
 
     # the reference: the same commands on this machine
     _run([py, "-m", "extract.cli", "--dataset", "corpus", "--features", "mfcc", "--workers", "1", *common,
-          "--features-dir", "features_local", "--quiet"], tmp_path)
+          "--features-dir", "features_local"], tmp_path)
     _run(["bash", str(REPO / "run_all.sh"), "--workers", "1", *common, "--features-dir", "features_local",
           "--out", "grid_local", *GRID], tmp_path)
 
     # the README's recipe: workers as SLURM jobs, then extract and run_all.sh on them
     env = _env()
     serve_log = (tmp_path / "cluster.log").open("w")
-    server = subprocess.Popen([py, "-m", "sercore.cluster", "slurm", "--jobs", "2", "--cores", "1", "--memory", "1GB",
+    server = subprocess.Popen([py, "-m", "mgser.cli", "cluster", "slurm", "--jobs", "2", "--cores", "1", "--memory", "1GB",
                                "--walltime", "00:10:00", "--interface", "lo", "--scheduler-file", "dask-scheduler.json",
                                "--log-dir", str(tmp_path / "jobs")], cwd=tmp_path, env=env, stdout=serve_log,
                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -215,7 +215,7 @@ def test_the_readme_cluster_recipe_on_slurm_equals_a_local_run_and_survives_scan
         assert sum("dask-worker RUNNING" in j for j in jobs) == 2, jobs
 
         out = _run([py, "-m", "extract.cli", "--dataset", "corpus", "--features", "mfcc", "--scheduler",
-                    "dask-scheduler.json", *common, "--features-dir", "features_slurm", "--quiet"], tmp_path)
+                    "dask-scheduler.json", *common, "--features-dir", "features_slurm"], tmp_path)
         assert "2 worker(s), scheduler tcp://127.0.0.1:" in out and "36 computed" in out
         local, remote = _stores(tmp_path / "features_local"), _stores(tmp_path / "features_slurm")
         for split in local:

@@ -22,7 +22,7 @@ from train.cli import main
 from train.runstate import git_commit
 from tests._train_helpers import make_stores
 
-ARGS = ["--domains", "de=synth", "--epochs", "2", "--seeds", "3", "--quiet"]
+ARGS = ["--domains", "de=synth", "--epochs", "2", "--seeds", "3"]
 
 
 def _train(stores: Path, out: Path, *extra: str):
@@ -99,12 +99,12 @@ def test_another_configuration_or_data_in_the_folder_is_refused_and_overwrite_st
     out = tmp_path / "run"
     assert _train(stores, out).exit_code == 0
     r = _train(stores, out, "--epochs", "3")
-    assert r.exit_code == 2
+    assert r.exit_code == 3  # data error
     assert f"{out / 'runs' / 'run0.json'}: this run folder holds a finished run of another configuration" in r.output
     assert "config.train.epochs" in r.output and "--overwrite" in r.output
     other = make_stores(tmp_path / "other", dataset="synth", language="de", per_class=16, speakers=4, seed=1)
     r = _train(other, out)
-    assert r.exit_code == 2 and "data.de=synth" in r.output
+    assert r.exit_code == 3 and "data.de=synth" in r.output
     from train.runstate import clear
 
     assert clear(out) == [out] and not (out / "runs").exists() and not (out / "metrics.json").exists()

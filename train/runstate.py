@@ -133,6 +133,9 @@ def environment() -> dict:
             versions[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
             pass
+    import torch
+
+    versions["torch"] = torch.__version__  # with the build tag (+cpu, +cu130) that the package metadata may lack
     return {"versions": versions, "python": platform.python_version(), "machine": platform.machine(),
             "git_commit": git_commit()}
 
