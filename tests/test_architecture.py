@@ -1,6 +1,6 @@
 """The layout's rules, checked on the source (AST) of every module of the four packages:
 
-- the packages are layers, ``sercore`` < ``extract`` < ``train`` < ``predict``: a module imports only from its
+- the packages are layers, ``sercore`` < ``extract`` < ``train`` < ``predict`` < ``mgser``: a module imports only from its
   own layer or the ones below (no arrow runs back up);
 - the module import graph, function-level imports included, has no circle;
 - no module imports another module's private name (``from m import _x``, ``m._x``), except a package's own
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-LAYERS = ("sercore", "extract", "train", "predict")
+LAYERS = ("sercore", "extract", "train", "predict", "mgser")
 #: What ``train.models`` may import from the project.
 MODEL_ALLOWED = ("train.contract", "train.config", "train.models", "sercore.errors", "sercore.labels")
 
