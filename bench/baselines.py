@@ -3,10 +3,11 @@
     python bench/baselines.py --domains de --protocol random --seeds 5
     python bench/baselines.py --domains de --protocol speaker
 
-Pooled features: MFCC statistics (mean and standard deviation over frames of the MFCCs and of their
-deltas) and the GE2E embedding. Models: SVM (RBF) on MFCC statistics, logistic regression on GE2E,
-logistic regression on MFCC statistics + GE2E; every model standardises its inputs (StandardScaler) and
-uses scikit-learn's defaults otherwise. Each run uses the trainer's split (train.protocol.draw_split); the
+Pooled features (bench/pooling.py): MFCC statistics (mean and standard deviation over frames of the MFCCs
+and of their deltas) and the GE2E embedding. See bench/vs_baselines.py for the network against the
+strongest of these models, with the regularisation tuned by inner cross-validation.
+Models: SVM (RBF) on MFCC statistics, logistic regression on GE2E, logistic regression on MFCC statistics
++ GE2E; every model standardises its inputs (StandardScaler) and uses scikit-learn's defaults otherwise. Each run uses the trainer's split (train.protocol.draw_split); the
 baselines have no epochs to select, so by default they are fitted on train + valid (80% of the data
 under the random protocol, as in the brief's reference figures; ``--fit-on train`` uses exactly the
 network's training data) and scored on the same test set as the network.
@@ -29,18 +30,10 @@ from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 from sklearn.svm import SVC  # noqa: E402
 
+from bench.pooling import pooled_feature  # noqa: E402
 from train.domains import load_domain, resolve_domain  # noqa: E402
 from train.protocol import draw_split, n_runs, split_indices  # noqa: E402
 from train.metrics import score  # noqa: E402
-
-
-def mfcc_statistics(frames: np.ndarray) -> np.ndarray:
-    """(frames, n_mfcc) -> (4 * n_mfcc,): mean and std of the MFCCs and of their first differences (deltas)."""
-    import librosa
-
-    width = min(9, frames.shape[0] if frames.shape[0] % 2 else frames.shape[0] - 1)
-    delta = librosa.feature.delta(frames.T, width=width).T if width >= 3 else np.zeros_like(frames)
-    return np.concatenate([frames.mean(0), frames.std(0), delta.mean(0), delta.std(0)])
 
 
 MODELS = {
@@ -65,7 +58,7 @@ def main(argv=None) -> dict:
     args = p.parse_args(argv)
     spec = resolve_domain(args.domains, args.features_dir)
     data = load_domain(spec, args.features_dir, ["mfcc", "ge2e"])
-    pooled = {"mfcc": np.stack([mfcc_statistics(a) for a in data.features["mfcc"]]), "ge2e": np.stack(data.features["ge2e"])}
+    pooled = {f: pooled_feature(data.features[f], data.kinds[f]) for f in ("mfcc", "ge2e")}
     if args.speaker_norm:
         speakers = np.array(data.speakers)
         for name, x in pooled.items():
