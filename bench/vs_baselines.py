@@ -1,0 +1,250 @@
+"""The network against the strongest simple baselines, on exactly the same splits and features.
+
+    python bench/vs_baselines.py --domains de --features mfcc,ge2e,byol --protocol random
+    python bench/vs_baselines.py --domains de --features mfcc,ge2e,byol --protocol speaker --train-args "--preset tuned --refit"
+
+Per run (a seed of the random protocol, or a speaker fold: the trainer's own runs, from ``train.protocol.draw_split``):
+
+- **network**: ``train --domains LANG --features ... --protocol ...`` plus ``--train-args``, fitted in this process
+  into ``OUT/network`` (a rerun resumes its finished runs, as ``train`` does);
+- **baselines** on pooled statistics of the same features (``bench/pooling.py``: mean and std of each sequence
+  feature's frames and deltas, vectors as they are), standardised with the fitting data's statistics:
+  ``logreg`` (multinomial logistic regression) and ``linsvm`` (linear SVM, one-vs-rest). The regularisation C is
+  chosen by an inner cross-validation on the non-test data only (stratified 5 folds under the random protocol,
+  speaker-grouped folds under the speaker protocol; score: UA = balanced accuracy), then the model is refitted
+  on all non-test data (train + valid) and scored once on the run's test split.
+
+The test utterances of every network run are checked to be exactly the baselines' (a mismatch stops with exit
+code 3). The best baseline is the one with the higher mean test UA over runs: the strongest, which favours
+the baseline. The paired difference network - best baseline per run gives the mean and a 95% t interval over
+runs (n - 1 degrees of freedom). Written: ``OUT/network/`` (train's outputs), ``OUT/result.json`` (every run,
+both sides, the chosen C, the summary). The last line printed is::
+
+    RESULT <lang> <protocol> network_ua=<x> baseline_ua=<y> baseline=<name> diff=<d> ci_low=<l> ci_high=<h> runs=<n>
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.pooling import pooled_features  # noqa: E402
+from sercore.errors import EXIT_DATA, EXIT_USAGE, SerError, StoreError  # noqa: E402
+
+#: Options vs_baselines sets itself; ``--train-args`` may not repeat them.
+OWN_OPTIONS = ("--domains", "--features", "--protocol", "--seeds", "--first-seed", "--folds", "--out", "--features-dir",
+               "--config")
+#: Grids of C searched by the inner cross-validation (log-spaced, wide enough that the optimum is inside on EmoDB).
+C_GRID = {"logreg": tuple(np.logspace(-4, 2, 7)), "linsvm": tuple(np.logspace(-5, 1, 7))}
+INNER_FOLDS = 5
+
+
+class UsageProblem(Exception):
+    """A bad option value: one line, exit code 2."""
+
+
+@dataclass(frozen=True)
+class BaselineRun:
+    """One baseline on one run: its test UA/WA, the C the inner CV chose and that inner CV's UA."""
+
+    ua: float
+    wa: float
+    c: float
+    inner_ua: float
+
+
+def make_baseline(name: str, c: float = 1.0):
+    """An unfitted scikit-learn pipeline: standardisation, then the linear model ``name`` with regularisation C."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import LinearSVC
+
+    if name == "logreg":
+        model = LogisticRegression(C=c, max_iter=5000)
+    elif name == "linsvm":
+        model = LinearSVC(C=c, max_iter=20000)
+    else:
+        raise ValueError(f"unknown baseline {name!r} (known: {', '.join(C_GRID)})")
+    return make_pipeline(StandardScaler(), model)
+
+
+def inner_folds(y: np.ndarray, groups: np.ndarray | None, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Folds of the fitting data for choosing C: speaker-grouped when ``groups`` is given, else stratified."""
+    from sklearn.model_selection import GroupKFold, StratifiedKFold
+
+    if groups is not None:
+        n = min(INNER_FOLDS, len(set(groups)))
+        if n < 2:
+            raise ValueError("the inner cross-validation needs at least two speakers in the fitting data")
+        return list(GroupKFold(n_splits=n).split(y, y, groups))
+    n = min(INNER_FOLDS, int(np.bincount(y).min()))
+    if n < 2:
+        raise ValueError("the inner cross-validation needs at least two utterances of each emotion in the fitting data")
+    return list(StratifiedKFold(n_splits=n, shuffle=True, random_state=seed).split(y, y))
+
+
+def fit_baseline(name: str, x_fit: np.ndarray, y_fit: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
+                 classes: Sequence[str], groups: np.ndarray | None = None, seed: int = 0) -> BaselineRun:
+    """Choose C by inner CV on (x_fit, y_fit) only, refit on all of it, score on the test rows.
+
+    x_fit: (n_fit, dim), y_fit: (n_fit,) class indices, groups: (n_fit,) speakers or None.
+    """
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.model_selection import GridSearchCV
+
+    from train.metrics import score
+
+    search = GridSearchCV(make_baseline(name), {f"{make_baseline(name).steps[-1][0]}__C": list(C_GRID[name])},
+                          scoring="balanced_accuracy", cv=inner_folds(y_fit, groups, seed), refit=True, n_jobs=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        search.fit(x_fit, y_fit)
+    s = score(y_test, search.predict(x_test), classes)
+    return BaselineRun(ua=s.ua, wa=s.wa, c=float(next(iter(search.best_params_.values()))), inner_ua=float(search.best_score_))
+
+
+def paired_interval(differences: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
+    """Mean of paired differences and its two-sided t confidence interval (nan bounds for a single run)."""
+    from scipy import stats
+
+    d = np.asarray(differences, dtype=float)
+    mean = float(d.mean())
+    if len(d) < 2:
+        return mean, float("nan"), float("nan")
+    half = float(stats.t.ppf(0.5 + level / 2, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d)))
+    return mean, mean - half, mean + half
+
+
+def result_line(lang: str, protocol: str, network_ua: float, baseline_ua: float, baseline: str,
+                diff: float, low: float, high: float, runs: int) -> str:
+    return (f"RESULT {lang} {protocol} network_ua={network_ua:.4f} baseline_ua={baseline_ua:.4f} baseline={baseline} "
+            f"diff={diff:+.4f} ci_low={low:+.4f} ci_high={high:+.4f} runs={runs}")
+
+
+def train_arguments(args: argparse.Namespace, out: Path) -> list[str]:
+    """The ``train`` command line of the network side."""
+    extra = shlex.split(args.train_args)
+    clash = [a for a in extra if a.split("=", 1)[0] in OWN_OPTIONS]
+    if clash:
+        raise UsageProblem(f"--train-args: {', '.join(clash)} is set by vs_baselines itself (give it to vs_baselines)")
+    argv = ["--domains", args.domains, "--protocol", args.protocol, "--seeds", str(args.seeds),
+            "--first-seed", str(args.first_seed), "--features-dir", args.features_dir, "--out", str(out / "network")]
+    if args.features:
+        argv += ["--features", args.features]
+    if args.folds:
+        argv += ["--folds", str(args.folds)]
+    return argv + extra + (["--quiet"] if "--quiet" not in extra else [])
+
+
+def compare(args: argparse.Namespace, log: Callable[[str], None] = print) -> dict:
+    """Fit both sides on every run and return the result dictionary (also written to OUT/result.json)."""
+    import click
+
+    from train.cli import config_from_args
+    from train.experiment import load_domains, run_experiment
+    from train.protocol import draw_split, n_runs, split_indices
+    from train.runstate import RunState, fingerprint
+
+    out = Path(args.out or f"runs/vs_baselines/{args.domains}_{args.protocol}")
+    try:
+        config = config_from_args(train_arguments(args, out))
+    except click.ClickException as exc:
+        raise UsageProblem(f"--train-args: {exc.format_message()}") from None
+    if len(config.domains) != 1:
+        raise UsageProblem(f"--domains {args.domains}: give one language (the baselines are single-language models)")
+    datas, features = load_domains(config)
+    data = datas[0]
+    lang = data.spec.language
+    start = time.perf_counter()
+    network = run_experiment(config, log=log, datas=datas, features=features)
+    network_seconds = time.perf_counter() - start
+    state = RunState(Path(config.out), fingerprint(config, datas, features), log=log)
+
+    x = pooled_features(data, features)
+    y = np.array([data.classes.index(e) for e in data.emotions])
+    speakers = np.array(data.speakers)
+    total = n_runs(data, config.protocol, config.seeds, config.folds)
+    rows, start = [], time.perf_counter()
+    for run in range(total):
+        split_key = config.first_seed + run if config.protocol == "random" else run
+        idx = split_indices(draw_split(data, config.protocol, split_key, config.folds))
+        fit_rows, test_rows = np.array(idx["train"] + idx["valid"]), np.array(idx["test"])
+        net = state.load(run)
+        if net is None:
+            raise StoreError(Path(config.out), f"run {run} of the network is missing after training")
+        if sorted(net.fit.test.utt_ids) != sorted(data.utt_ids[i] for i in test_rows):
+            raise StoreError(Path(config.out), f"run {run}: the network was tested on other utterances than the baselines")
+        groups = speakers[fit_rows] if config.protocol == "speaker" else None
+        base = {name: fit_baseline(name, x[fit_rows], y[fit_rows], x[test_rows], y[test_rows], data.classes, groups, seed=run)
+                for name in C_GRID}
+        row = {"run": run, "seed": net.seed, "fold": net.fold, "test_speakers": sorted(set(speakers[test_rows])),
+               "n_fit": len(fit_rows), "n_test": len(test_rows), "network_ua": net.fit.test.ua, "network_wa": net.fit.test.wa,
+               "network_valid_ua": net.fit.valid.ua, "baselines": {k: asdict(v) for k, v in base.items()}}
+        rows.append(row)
+        what = f"seed {net.seed}" if config.protocol == "random" else f"fold {run} (test {','.join(row['test_speakers'])})"
+        log(f"  {what}: network UA {row['network_ua']:.3f}  " +
+            "  ".join(f"{k} UA {v.ua:.3f} (C {v.c:.0e})" for k, v in base.items()))
+    mean = {name: float(np.mean([r["baselines"][name]["ua"] for r in rows])) for name in C_GRID}
+    best = max(mean, key=lambda k: mean[k])
+    diffs = [r["network_ua"] - r["baselines"][best]["ua"] for r in rows]
+    diff, low, high = paired_interval(diffs)
+    summary = {"lang": lang, "dataset": data.spec.dataset, "protocol": config.protocol, "features": features,
+               "train_args": train_arguments(args, out), "runs": len(rows),
+               "network_ua": float(np.mean([r["network_ua"] for r in rows])),
+               "network_ua_std": float(np.std([r["network_ua"] for r in rows], ddof=1)) if len(rows) > 1 else 0.0,
+               "baseline_ua": mean, "baseline": best, "diff": diff, "ci_low": low, "ci_high": high,
+               "seconds": {"network": round(network_seconds, 1), "baselines": round(time.perf_counter() - start, 1)},
+               "per_run": rows, "network_metrics": str(Path(config.out) / "metrics.json")}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "result.json").write_text(json.dumps(summary, indent=2, default=float))
+    log(f"{lang} ({data.spec.dataset}), {config.protocol} protocol, {len(rows)} runs, features {'+'.join(features)}: "
+        f"network UA {summary['network_ua']:.3f} +- {summary['network_ua_std']:.3f}; " +
+        "; ".join(f"{k} {v:.3f}" for k, v in mean.items()) +
+        f"; network - {best}: {diff:+.3f} [95% CI {low:+.3f}, {high:+.3f}]")
+    log(result_line(lang, config.protocol, summary["network_ua"], mean[best], best, diff, low, high, len(rows)))
+    return summary
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--domains", required=True, help="one language code (de, it, ...) or LANG=DATASET, as for train")
+    p.add_argument("--features", default=None, help="comma-separated, e.g. mfcc,ge2e,byol [default: every stored feature]")
+    p.add_argument("--protocol", choices=["random", "speaker"], default="random")
+    p.add_argument("--seeds", type=int, default=5, help="runs of the random protocol [default: 5]")
+    p.add_argument("--first-seed", type=int, default=0)
+    p.add_argument("--folds", type=int, default=None, help="speaker protocol: speaker folds [default: one per speaker]")
+    p.add_argument("--features-dir", default="features")
+    p.add_argument("--train-args", default="", help='extra train options for the network, e.g. "--preset tuned --refit"')
+    p.add_argument("--out", default=None, help="output folder [default: runs/vs_baselines/<domains>_<protocol>]")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    p = parser()
+    args = p.parse_args(argv)
+    if args.seeds < 1 or args.first_seed < 0:
+        p.error("--seeds must be >= 1 and --first-seed >= 0")
+    try:
+        return compare(args)
+    except UsageProblem as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+    except SerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(getattr(exc, "exit_code", EXIT_DATA))
+
+
+if __name__ == "__main__":
+    main()

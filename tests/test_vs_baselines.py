@@ -1,0 +1,93 @@
+"""bench/vs_baselines.py: the network and the baselines on the same splits, the RESULT line, the paired interval."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+
+import bench.vs_baselines as vs
+from tests._train_helpers import make_stores
+from train.domains import load_domain, resolve_domain
+from train.protocol import draw_split, split_indices
+
+RESULT = re.compile(r"^RESULT de (random|speaker) network_ua=(\d\.\d{4}) baseline_ua=(\d\.\d{4}) baseline=(logreg|linsvm) "
+                    r"diff=([+-]\d\.\d{4}) ci_low=([+-]\d\.\d{4}|[+-]?nan) ci_high=([+-]\d\.\d{4}|[+-]?nan) runs=(\d+)$")
+
+
+@pytest.fixture()
+def store(tmp_path):
+    return make_stores(tmp_path / "features", per_class=16, speakers=4)
+
+
+def _run(store, tmp_path, capsys, protocol, extra=()):
+    out = tmp_path / "out"
+    summary = vs.main(["--domains", "de", "--protocol", protocol, "--seeds", "2", "--features-dir", str(store),
+                       "--out", str(out), "--train-args", "--epochs 2", *extra])
+    lines = capsys.readouterr().out.strip().splitlines()
+    return out, summary, lines
+
+
+@pytest.mark.parametrize("protocol", ["random", "speaker"])
+def test_result_line_and_the_same_splits_on_both_sides(store, tmp_path, capsys, protocol):
+    out, summary, lines = _run(store, tmp_path, capsys, protocol)
+    m = RESULT.match(lines[-1])
+    assert m, lines[-1]
+    runs = 2 if protocol == "random" else 4  # 4 speakers: one fold each
+    assert int(m.group(8)) == runs == summary["runs"]
+    assert float(m.group(2)) == pytest.approx(np.mean([r["network_ua"] for r in summary["per_run"]]), abs=1e-4)
+    best = m.group(4)
+    diffs = [r["network_ua"] - r["baselines"][best]["ua"] for r in summary["per_run"]]
+    assert float(m.group(5)) == pytest.approx(np.mean(diffs), abs=1e-4)
+    assert summary["baseline_ua"][best] == max(summary["baseline_ua"].values())
+    # Both sides' test sets, read independently: the network's run records and the trainer's split function.
+    data = load_domain(resolve_domain("de", store), store, ["mfcc", "ge2e"])
+    for run in range(runs):
+        record = json.loads((out / "network" / "runs" / f"run{run}.json").read_text())
+        idx = split_indices(draw_split(data, protocol, run))
+        assert sorted(record["test"]["utt_ids"]) == sorted(data.utt_ids[i] for i in idx["test"])
+        assert summary["per_run"][run]["n_test"] == len(idx["test"])
+        assert summary["per_run"][run]["n_fit"] == len(idx["train"]) + len(idx["valid"])
+        if protocol == "speaker":
+            assert summary["per_run"][run]["test_speakers"] == sorted({data.speakers[i] for i in idx["test"]})
+    assert json.loads((out / "result.json").read_text())["diff"] == pytest.approx(summary["diff"])
+
+
+def test_a_network_tested_on_other_utterances_is_refused(store, tmp_path, capsys, monkeypatch):
+    import train.protocol  # vs_baselines reads its splits from here when it runs; the trainer keeps its own import
+
+    original = train.protocol.draw_split
+    _run(store, tmp_path, capsys, "random")  # the network's runs, on the real splits
+    monkeypatch.setattr(train.protocol, "draw_split", lambda data, protocol, run, n_folds=None: original(data, protocol, run + 7, n_folds))
+    with pytest.raises(SystemExit) as exc:
+        _run(store, tmp_path, capsys, "random")  # resumes the network runs; the baselines now see other splits
+    assert exc.value.code == 3
+    assert "other utterances" in capsys.readouterr().err
+
+
+def test_train_args_may_not_repeat_own_options(store, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        vs.main(["--domains", "de", "--features-dir", str(store), "--out", str(tmp_path / "o"), "--train-args", "--out elsewhere"])
+    assert exc.value.code == 2
+    assert "--out" in capsys.readouterr().err
+
+
+def test_paired_t_interval():
+    mean, low, high = vs.paired_interval([0.1, 0.2, 0.3])
+    half = 4.302652729911275 * 0.1 / np.sqrt(3)  # t(0.975, 2 df) * sd / sqrt(n)
+    assert (mean, low, high) == pytest.approx((0.2, 0.2 - half, 0.2 + half))
+    assert np.isnan(vs.paired_interval([0.1])[1])
+
+
+def test_inner_cv_chooses_c_on_the_fitting_data_only():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 4))
+    y = (x[:, 0] > 0).astype(int)
+    x_test = rng.normal(size=(20, 4))
+    r = vs.fit_baseline("logreg", x, y, x_test, (x_test[:, 0] > 0).astype(int), ["a", "b"])
+    assert r.c in vs.C_GRID["logreg"] and r.inner_ua > 0.8 and r.ua > 0.8
+    groups = np.repeat(np.arange(3), 20)
+    folds = vs.inner_folds(y, groups, 0)
+    assert all(not set(groups[a]) & set(groups[b]) for a, b in folds)  # speaker-grouped inner folds
