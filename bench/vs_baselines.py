@@ -153,7 +153,7 @@ def compare(args: argparse.Namespace, log: Callable[[str], None] = print) -> dic
     import click
 
     from train.cli import config_from_args
-    from train.experiment import load_domains, run_experiment
+    from train.experiment import load_domains, resolved, run_experiment
     from train.protocol import draw_split, n_runs, split_indices
     from train.runstate import RunState, fingerprint
 
@@ -170,6 +170,7 @@ def compare(args: argparse.Namespace, log: Callable[[str], None] = print) -> dic
     start = time.perf_counter()
     network = run_experiment(config, log=log, datas=datas, features=features)
     network_seconds = time.perf_counter() - start
+    config = resolved(config, datas, features)  # what the run folder's records are fingerprinted with
     state = RunState(Path(config.out), fingerprint(config, datas, features), log=log)
 
     x = pooled_features(data, features)
