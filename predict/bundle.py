@@ -14,6 +14,7 @@ from sercore.bundle import BundleError, read_bundle
 from sercore.errors import SerError
 from train.config import ExperimentConfig
 from train.contract import DomainInfo
+from train.domains import feature_inputs
 from train.models import build_model
 
 
@@ -66,7 +67,9 @@ def load_bundle(path: str | Path, device: str = "cpu") -> Bundle:
     meta = payload["meta"]
     config = ExperimentConfig.from_dict(meta["config"])
     # kinds in the model's feature order (the order its encodings are concatenated in), whatever the JSON did
-    infos = [DomainInfo(d["language"], list(d["classes"]), {f: d["kinds"][f] for f in meta["features"]}, dict(d["dims"]))
+    # inputs of fine-tuned modules: recorded since format 1 bundles gained them, else from the provenance
+    infos = [DomainInfo(d["language"], list(d["classes"]), {f: d["kinds"][f] for f in meta["features"]}, dict(d["dims"]),
+                        dict(d["inputs"]) if "inputs" in d else feature_inputs(d["provenance"]))
              for d in meta["domains"]]
     try:
         model = build_model(meta["model"], config, infos)

@@ -12,7 +12,8 @@ The mismatch rule: before any audio is read, each extractor that would run here 
 provenance is compared with the one recorded in the bundle for that feature. Every attribute must agree
 (checkpoint SHA-256, extractor version, sample rate, hop, dimension and the extractor's settings such as
 ``n_mfcc`` or the wav2vec layer), except ``checkpoint`` (a file path: moving the weights is fine, the hash
-decides) and ``library_versions`` (torch/fairseq versions; a difference is reported as a note).
+decides), ``library_versions`` (torch/fairseq versions; a difference is reported as a note) and ``input_of``
+(a feature's role, not its values).
 """
 
 from __future__ import annotations
@@ -39,8 +40,8 @@ from .bundle import Bundle, load_bundle
 #: Extensions picked up when a directory is given (a file named explicitly is always tried).
 AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac", ".aif", ".aiff",
                               ".aifc", ".au", ".snd", ".wma", ".webm", ".caf", ".w64", ".rf64"})
-#: Provenance attributes that do not identify the features (see module docstring).
-NOT_IDENTITY = frozenset({"checkpoint", "library_versions"})
+#: Provenance attributes that do not identify the features (see module docstring); ``input_of`` is a role.
+NOT_IDENTITY = frozenset({"checkpoint", "library_versions", "input_of"})
 
 
 class ExtractorMismatchError(SerError):

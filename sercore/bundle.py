@@ -14,8 +14,8 @@ Python object::
 
 ``meta`` holds: ``model`` (the ``--model`` name) and ``config`` (the ExperimentConfig as a dict), which
 rebuild the network through :func:`train.models.build_model`; ``domains``, one entry per language with its
-``classes`` (label vocabulary, logit column i is ``classes[i]``), ``kinds`` and ``dims`` (the
-:class:`~train.contract.DomainInfo`), ``dataset`` and ``provenance`` (per input feature, the store attributes
+``classes`` (label vocabulary, logit column i is ``classes[i]``), ``kinds``, ``dims`` and ``inputs`` (the
+:class:`~train.contract.DomainInfo`; ``inputs`` absent in bundles written before it existed), ``dataset`` and ``provenance`` (per input feature, the store attributes
 its extractor wrote: extractor, version, sample rate, hop, checkpoint SHA-256 and its settings);
 ``features`` (the model's features) and ``inputs`` (what must be extracted: the features plus ``ge2e_mel``
 when GE2E was fine-tuned); ``selected_run`` (which run, its seed/fold and scores, and the rule); ``metrics``

@@ -15,7 +15,7 @@ EMOTIONS = ("neutral", "happy", "angry", "sad")
 
 def make_stores(root: Path, dataset: str = "synth", language: str = "de", emotions: Sequence[str] = EMOTIONS,
                 per_class: int = 24, speakers: int = 4, seq_dim: int = 6, emb_dim: int = 5, separation: float = 1.5,
-                seed: int = 0, with_mel: bool = False) -> Path:
+                seed: int = 0, with_mel: bool = False, mel_name: str = "ge2e_mel", mel_role: bool = True) -> Path:
     """features/<dataset>/{train,valid,test}.h5 with a ``mfcc`` sequence and a ``ge2e`` embedding whose means
     depend on the emotion (separable, not trivially), variable lengths, several speakers. Returns ``root``."""
     rng = np.random.default_rng(seed)
@@ -30,13 +30,14 @@ def make_stores(root: Path, dataset: str = "synth", language: str = "de", emotio
                 "ge2e": (centres_emb[k] + rng.normal(size=emb_dim)).astype(np.float32),
             }
             if with_mel:
-                feats["ge2e_mel"] = np.abs(rng.normal(size=(int(rng.integers(20, 200)), 40))).astype(np.float32)
+                feats[mel_name] = np.abs(rng.normal(size=(int(rng.integers(20, 200)), 40))).astype(np.float32)
             records.append(UtteranceRecord(f"{language}_{emo}_{i:03d}", emo, f"spk{i % speakers}", language, feats))
     records.sort(key=lambda r: r.utt_id)
     attrs = {"mfcc": {"kind": "sequence", "dim": seq_dim, "extractor": "synthetic"},
              "ge2e": {"kind": "embedding", "dim": emb_dim, "extractor": "synthetic"}}
     if with_mel:
-        attrs["ge2e_mel"] = {"kind": "sequence", "dim": 40, "extractor": "synthetic"}
+        # the role the ge2e_mel extractor records (mel_role=False: a store written before roles were recorded)
+        attrs[mel_name] = {"kind": "sequence", "dim": 40, "extractor": "synthetic", **({"input_of": "ge2e"} if mel_role else {})}
     splits = random_split([r.emotion for r in records], seed=0)
     for split in ("train", "valid", "test"):
         write_store(store_path(root, dataset, split), dataset, split, [r for r, s in zip(records, splits) if s == split], attrs)

@@ -127,7 +127,8 @@ def test_several_languages_default_to_the_papers_multi_domain_model(stores, tmp_
 def test_ge2e_finetuning_moves_the_pretrained_encoder_slowly(tmp_path):
     from train.models.ge2e import Ge2eEncoder
 
-    stores = make_stores(tmp_path / "features", per_class=8, emb_dim=256, with_mel=True)
+    # the input is found by its role in the provenance (input_of: ge2e), not by its name
+    stores = make_stores(tmp_path / "features", per_class=8, emb_dim=256, with_mel=True, mel_name="vox_frames")
     out = tmp_path / "ft"
     r = _train("--domains", "de=synth", "--features-dir", str(stores), "--epochs", "1", "--seeds", "1",
                "--out", str(out), "--finetune-ge2e", "--per-class", "6")

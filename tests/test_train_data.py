@@ -204,3 +204,28 @@ def test_speaker_scaler_standardises_each_utterance_with_its_own_speakers_statis
         np.testing.assert_allclose(frames.mean(0), 0.0, atol=1e-4)
     with pytest.raises(ValueError, match="index"):
         scaler("ge2e", data.features["ge2e"][0])
+
+
+@pytest.mark.parametrize("mel_name, mel_role", [("vox_frames", True), ("ge2e_mel", False)])
+def test_feature_roles_come_from_the_stores_provenance(tmp_path, mel_name, mel_role):
+    """A feature the provenance marks ``input_of: ge2e`` is the fine-tuning input whatever its name (a store
+    written before roles were recorded: ``ge2e_mel`` by its name), never a feature of its own nor cropped."""
+    from train.domains import stored_features
+
+    make_stores(tmp_path, with_mel=True, mel_name=mel_name, mel_role=mel_role)
+    spec = resolve_domain("de=synth", tmp_path)
+    assert stored_features(spec, tmp_path) == (["ge2e", "mfcc"], {"ge2e": mel_name})
+    assert default_features(spec, tmp_path) == ["ge2e", "mfcc"]
+    data = load_domain(spec, tmp_path, ["mfcc", "ge2e", mel_name])
+    assert data.inputs == {"ge2e": mel_name}
+    example = FeatureDataset(data, [0], data.classes, crop=0.3, seed=0)[0]
+    np.testing.assert_array_equal(example.features[mel_name].numpy(), data.features[mel_name][0])
+
+
+def test_the_mel_extractor_records_its_role_and_others_none():
+    from extract.extractors import ExtractorSettings, extractor_class
+
+    assert extractor_class("ge2e_mel").input_of == "ge2e"
+    mfcc = extractor_class("mfcc")(ExtractorSettings())
+    mfcc.load()
+    assert "input_of" not in mfcc.provenance()

@@ -31,7 +31,7 @@ def run_ablations(config: ExperimentConfig, log: Log = print) -> dict:
     for name, cfg in ablation_configs(config, features).items():
         log(f"ablation {name}")
         feats = cfg.features or features
-        sub = [load_domain(d.spec, cfg.features_dir, input_features(cfg, feats)) for d in datas] if cfg.features else datas
+        sub = [load_domain(d.spec, cfg.features_dir, input_features(cfg, feats, d.inputs)) for d in datas] if cfg.features else datas
         metrics = run_experiment(cfg, log=log, datas=sub, features=feats)
         table[name] = {lang: {"ua": s["test_ua"], "wa": s["test_wa"]} for lang, s in metrics["domains_summary"].items()}
     out = Path(config.out) / "ablations"

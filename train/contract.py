@@ -38,7 +38,10 @@ class DomainInfo:
     language: str
     classes: list[str]
     kinds: dict[str, str]  # model input feature -> "sequence" | "embedding"
-    dims: dict[str, int]  # feature -> last dimension (includes auxiliary inputs such as ge2e_mel)
+    dims: dict[str, int]  # feature -> last dimension (includes the inputs below)
+    #: feature -> the stored feature its fine-tunable module consumes (``{"ge2e": "ge2e_mel"}``), read from the
+    #: stores' provenance (``input_of``)
+    inputs: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

@@ -14,7 +14,7 @@ from torch.utils.data import Dataset, Sampler
 from sercore.errors import StoreError
 
 from .contract import Example
-from .domains import AUXILIARY_FEATURES, DomainData
+from .domains import DomainData
 from .scaling import FeatureScaler, SpeakerScaler
 
 
@@ -22,7 +22,7 @@ class FeatureDataset(Dataset):
     """The utterances ``indices`` of a domain as :class:`Example` s (tensors built once, in memory).
 
     ``crop`` > 0 (training augmentation, not in the paper): each time an utterance is drawn, each of its
-    sequence features (not auxiliary inputs such as ``ge2e_mel``) is cut to a random contiguous part of
+    sequence features (not the inputs of fine-tunable modules such as ``ge2e_mel``) is cut to a random contiguous part of
     at least ``crop`` of its frames, from a generator seeded with ``seed``.
     """
 
@@ -46,6 +46,7 @@ class FeatureDataset(Dataset):
         if not 0.0 <= crop <= 1.0:
             raise ValueError(f"crop must be a fraction in [0, 1], got {crop}")
         self.crop = crop
+        self.inputs = frozenset(data.inputs.values())  # never cropped: their module sees the whole utterance
         self._rng = np.random.default_rng([seed, domain])
 
     def __len__(self) -> int:
@@ -56,7 +57,7 @@ class FeatureDataset(Dataset):
         if self.crop > 0:
             features = dict(features)
             for name, a in features.items():
-                if a.ndim == 2 and name not in AUXILIARY_FEATURES and a.shape[0] > 1:
+                if a.ndim == 2 and name not in self.inputs and a.shape[0] > 1:
                     n = a.shape[0]
                     keep = int(self._rng.integers(max(1, int(np.ceil(self.crop * n))), n + 1))
                     start = int(self._rng.integers(0, n - keep + 1))

@@ -24,9 +24,21 @@ from sercore.store import FeatureStore, same_identity, store_path
 
 from .config import DomainSpec
 
-#: Store features that are inputs of a fine-tuned module rather than features of their own
-#: (``ge2e_mel``: the mel frames resemblyzer's VoiceEncoder consumes, see ``train/models/ge2e.py``).
-AUXILIARY_FEATURES: frozenset[str] = frozenset({"ge2e_mel"})
+#: The provenance attribute that makes a stored feature the input of another feature's fine-tunable module
+#: rather than a feature of its own (written by the extractor: ``extract.extractors.base.FeatureExtractor.input_of``).
+INPUT_OF = "input_of"
+#: Stores written before the attribute existed: the roles the extractors had then.
+LEGACY_INPUT_OF: dict[str, str] = {"ge2e_mel": "ge2e"}
+
+
+def feature_inputs(provenance: Mapping[str, Mapping[str, object]]) -> dict[str, str]:
+    """``{feature: its input}`` from per-feature provenance (store attributes): ``{"ge2e": "ge2e_mel"}``."""
+    out = {}
+    for name, attrs in provenance.items():
+        fed = attrs.get(INPUT_OF) if INPUT_OF in attrs else LEGACY_INPUT_OF.get(name)
+        if fed:
+            out[str(fed)] = name
+    return out
 
 
 def corpus_registry() -> dict[str, list[str]]:
@@ -57,6 +69,11 @@ class DomainData:
     kinds: dict[str, str]
     provenance: dict[str, dict]
     paths: list[Path]
+
+    @property
+    def inputs(self) -> dict[str, str]:
+        """``{feature: the loaded feature its fine-tunable module consumes}``, from the provenance."""
+        return feature_inputs(self.provenance)
 
     @property
     def classes(self) -> list[str]:
@@ -111,14 +128,21 @@ def resolve_domain(spec: str | DomainSpec, features_dir: str | Path) -> DomainSp
                                    f"say which one with {language}=DATASET")
 
 
-def default_features(spec: DomainSpec, features_dir: str | Path) -> list[str]:
-    """Every feature the domain's first store holds, except auxiliary inputs such as ``ge2e_mel``."""
+def stored_features(spec: DomainSpec, features_dir: str | Path) -> tuple[list[str], dict[str, str]]:
+    """The features of the domain's first store: its own features (in store order) and ``{feature: input}``
+    for the inputs of fine-tunable modules (such as ``ge2e_mel``), which are not features of their own."""
     for split in SPLITS:
         path = store_path(features_dir, spec.dataset, split)
         if path.is_file():
             with FeatureStore(path) as store:
-                return [n for n in store.features if n not in AUXILIARY_FEATURES]
+                inputs = feature_inputs({n: info.attrs for n, info in store.features.items()})
+                return [n for n in store.features if n not in inputs.values()], inputs
     raise StoreError(Path(features_dir) / spec.dataset, "no feature stores (train/valid/test.h5) here; run `extract` first")
+
+
+def default_features(spec: DomainSpec, features_dir: str | Path) -> list[str]:
+    """Every feature the domain's first store holds, except the inputs of fine-tunable modules."""
+    return stored_features(spec, features_dir)[0]
 
 
 def load_domain(spec: DomainSpec, features_dir: str | Path, features: Sequence[str]) -> DomainData:

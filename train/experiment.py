@@ -26,7 +26,7 @@ from typing import Callable
 from sercore.errors import StoreError
 
 from .config import ExperimentConfig
-from .domains import AUXILIARY_FEATURES, DomainData, default_features, load_domain, resolve_domain
+from .domains import DomainData, load_domain, resolve_domain, stored_features
 from .export import export_experiment
 from .fit import fit_run, input_features
 from .outputs import save_config, write_outputs
@@ -41,12 +41,12 @@ def load_domains(config: ExperimentConfig) -> tuple[list[DomainData], list[str]]
     specs = [resolve_domain(d, config.features_dir) for d in config.domains]  # each resolved once, here
     if len({s.language for s in specs}) != len(specs):
         raise StoreError(config.features_dir, f"a language is given twice in --domains {','.join(config.domains)}")
-    features = list(config.features) if config.features else default_features(specs[0], config.features_dir)
-    bad = [f for f in features if f in AUXILIARY_FEATURES]
+    own, inputs = stored_features(specs[0], config.features_dir)
+    features = list(config.features) if config.features else own
+    bad = [f"{i} is the input of {f}'s fine-tuning" for f, i in inputs.items() if i in features]
     if bad:
-        raise StoreError(config.features_dir, f"{', '.join(bad)} is an input of GE2E fine-tuning, not a feature of its own "
-                                              "(use --features ge2e --finetune-ge2e)")
-    datas = [load_domain(s, config.features_dir, input_features(config, features)) for s in specs]
+        raise StoreError(config.features_dir, f"{'; '.join(bad)}, not a feature of its own (use --features ge2e --finetune-ge2e)")
+    datas = [load_domain(s, config.features_dir, input_features(config, features, inputs)) for s in specs]
     return datas, features
 
 

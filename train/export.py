@@ -28,7 +28,7 @@ def save_bundle(path: str | Path, *, config: ExperimentConfig, domains: Sequence
         "config": config.to_dict(),
         "domains": [
             {"language": d.language, "dataset": ds, "classes": list(d.classes), "kinds": dict(d.kinds),
-             "dims": {k: int(v) for k, v in d.dims.items()},
+             "dims": {k: int(v) for k, v in d.dims.items()}, "inputs": dict(d.inputs),
              "provenance": {f: jsonable(dict(prov[f])) for f in inputs if f in prov}}
             for d, ds, prov in zip(domains, datasets, provenance)
         ],
@@ -73,7 +73,7 @@ def export_experiment(config: ExperimentConfig, datas: Sequence[DomainData], fea
         "run": best.run, "seed": best.seed, "fold": best.fold, "rule": SELECTION_RULE,
         "valid_ua": float(best.fit.valid.ua), "test_ua": float(best.fit.test.ua), "best_epoch": best.fit.best_epoch,
     }
-    inputs = input_features(config, features)
+    inputs = input_features(config, features, datas[0].inputs)
     scalers = best.fit.state.get("scalers") or [None] * len(datas)
     return save_bundle(
         Path(out) / BUNDLE_NAME, config=config, domains=[domain_info(d, features) for d in datas],

@@ -13,7 +13,7 @@ from .contract import DomainInfo
 from .dataset import FeatureDataset
 from .domains import DomainData
 from .models import build_model
-from .models.single import GE2E_FEATURE, GE2E_INPUT
+from .models.single import GE2E_FEATURE
 from .protocol import draw_split, split_indices
 from .scaling import FeatureScaler, SpeakerScaler
 from .trainer import FitResult, Trainer
@@ -29,13 +29,16 @@ class RunResult:
     #: What a multi-domain model reports about its mixing (gate weights, NAS connections); see compare.py.
     details: dict = field(default_factory=dict)
 
-def input_features(config: ExperimentConfig, features: list[str]) -> list[str]:
-    """What must be read from the stores: the model's features, plus ge2e_mel when GE2E is fine-tuned."""
-    extra = [GE2E_INPUT] if config.train.finetune_ge2e and GE2E_FEATURE in features else []
+def input_features(config: ExperimentConfig, features: list[str], inputs: dict[str, str]) -> list[str]:
+    """What must be read from the stores: the model's features, plus the input of each fine-tuned module
+    (``inputs``: ``{feature: input}`` from the stores' provenance, e.g. ``ge2e_mel`` when GE2E is fine-tuned)."""
+    tuned = [GE2E_FEATURE] if config.train.finetune_ge2e else []
+    extra = [inputs[f] for f in tuned if f in features and f in inputs]
     return features + [f for f in extra if f not in features]
 
 def domain_info(data: DomainData, features: list[str]) -> DomainInfo:
-    return DomainInfo(data.spec.language, data.classes, {f: data.kinds[f] for f in features}, data.dims())
+    inputs = {f: i for f, i in data.inputs.items() if f in features}
+    return DomainInfo(data.spec.language, data.classes, {f: data.kinds[f] for f in features}, data.dims(), inputs)
 
 def fit_run(config: ExperimentConfig, datas: list[DomainData], features: list[str], run: int,
             description: str = "") -> RunResult:
@@ -47,10 +50,11 @@ def fit_run(config: ExperimentConfig, datas: list[DomainData], features: list[st
     for d, data in enumerate(datas):
         splits = draw_split(data, config.protocol, fold if fold is not None else seed, config.folds)
         idx = split_indices(splits)
+        modules_inputs = list(data.inputs.values())  # the fine-tuned module sees its input as extracted
         if config.train.speaker_norm:
-            scaler = SpeakerScaler.fit(data, skip=[GE2E_INPUT])
+            scaler = SpeakerScaler.fit(data, skip=modules_inputs)
         elif config.train.standardize:
-            scaler = FeatureScaler.fit(data, idx["train"], skip=[GE2E_INPUT])
+            scaler = FeatureScaler.fit(data, idx["train"], skip=modules_inputs)
         else:
             scaler = None
         scalers.append(scaler)

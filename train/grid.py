@@ -65,7 +65,7 @@ from sercore.errors import EXIT_PARTIAL, SerError, StoreError
 
 from .cli import comma_list, config_from_args
 from .config import MULTIDOMAIN_MODELS, DomainSpec, ExperimentConfig
-from .domains import AUXILIARY_FEATURES, default_features
+from .domains import default_features
 from .experiment import run_experiment
 from .layout import GridLayout
 from .models import MODELS
@@ -155,11 +155,11 @@ def grid_features(options: GridOptions, domain: DomainSpec) -> tuple[list[str], 
     try:
         return default_features(domain, options.features_dir), "stores"
     except StoreError:  # not extracted yet (a dry run): what extraction would produce here
-        from extract.extractors import ExtractorSettings
+        from extract.extractors import ExtractorSettings, extractor_class
         from extract.pipeline import available_features
 
         names, _ = available_features(None, ExtractorSettings().with_env_defaults())
-        return [n for n in names if n not in AUXILIARY_FEATURES], "extractors available here (not extracted yet)"
+        return [n for n in names if not extractor_class(n).input_of], "extractors available here (not extracted yet)"
 
 
 def plan_cells(options: GridOptions, models: Sequence[str]) -> list[Cell]:

@@ -136,6 +136,10 @@ class FeatureExtractor(abc.ABC):
     sample_rate: ClassVar[int]
     #: Shortest input (seconds) the model accepts; shorter audio is zero-padded up to it by the pipeline.
     min_seconds: ClassVar[float] = 0.0
+    #: The feature's role, recorded in its provenance as ``input_of``: the name of the feature whose module
+    #: consumes this one when that module is fine-tuned (``ge2e_mel`` -> ``ge2e``), so the trainer never uses it
+    #: as a feature of its own. Empty for an ordinary feature (no attribute is written).
+    input_of: ClassVar[str] = ""
 
     def __init__(self, settings: ExtractorSettings):
         self.settings = settings
@@ -170,4 +174,5 @@ class FeatureExtractor(abc.ABC):
             "sample_rate": self.sample_rate,
             "hop_seconds": 0.0,
             "checkpoint_sha256": "",
+            **({"input_of": self.input_of} if self.input_of else {}),
         }

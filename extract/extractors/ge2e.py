@@ -65,6 +65,7 @@ class Ge2eMelExtractor(_ResemblyzerBase):
 
     name: ClassVar[str] = "ge2e_mel"
     kind: ClassVar[str] = "sequence"
+    input_of: ClassVar[str] = "ge2e"  # what the fine-tuned VoiceEncoder computes the ge2e embedding from
 
     def load(self) -> None:
         from resemblyzer import audio  # noqa: F401

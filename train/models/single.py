@@ -19,8 +19,9 @@ from .encoder import SequenceEncoder
 from .ge2e import Ge2eEncoder
 from .tower import ClassificationTower
 
-#: With GE2E fine-tuning, the ``ge2e`` embedding is recomputed from this stored sequence feature.
-GE2E_FEATURE, GE2E_INPUT = "ge2e", "ge2e_mel"
+#: The feature resemblyzer's VoiceEncoder makes: with GE2E fine-tuning it is recomputed from its input (the stored
+#: feature whose provenance says ``input_of: ge2e``, i.e. ``ge2e_mel``; ``DomainInfo.inputs``).
+GE2E_FEATURE = "ge2e"
 
 
 class FeatureEncoders(nn.Module):
@@ -28,13 +29,14 @@ class FeatureEncoders(nn.Module):
 
     ``kinds[name]`` is "sequence" (encoded by a SequenceEncoder of ``encoders[name]`` sizes) or
     "embedding" (used as is). With ``ge2e`` given, the ``ge2e`` embedding is computed by that
-    (fine-tuned) encoder from ``batch.sequences["ge2e_mel"]`` instead of read from the batch, then
-    standardised like the stored one (buffers ``ge2e_mean``/``ge2e_std``, identity unless set).
+    (fine-tuned) encoder from ``batch.sequences[ge2e_input]`` (``ge2e_mel``) instead of read from the batch,
+    then standardised like the stored one (buffers ``ge2e_mean``/``ge2e_std``, identity unless set).
     """
 
     def __init__(self, features: Sequence[str], kinds: Mapping[str, str], dims: Mapping[str, int],
-                 encoders: Mapping[str, EncoderConfig], ge2e: Ge2eEncoder | None = None):
+                 encoders: Mapping[str, EncoderConfig], ge2e: Ge2eEncoder | None = None, ge2e_input: str = ""):
         super().__init__()
+        self.ge2e_input = ge2e_input
         self.features = list(features)
         self.kinds = {f: kinds[f] for f in self.features}
         self.sequence_encoders = nn.ModuleDict({
@@ -54,7 +56,8 @@ class FeatureEncoders(nn.Module):
             if f in self.sequence_encoders:
                 out[f] = self.sequence_encoders[f](batch.sequences[f], batch.lengths[f])
             elif f == GE2E_FEATURE and self.ge2e is not None:
-                out[f] = (self.ge2e(batch.sequences[GE2E_INPUT], batch.lengths[GE2E_INPUT]) - self.ge2e_mean) / self.ge2e_std
+                frames, lengths = batch.sequences[self.ge2e_input], batch.lengths[self.ge2e_input]
+                out[f] = (self.ge2e(frames, lengths) - self.ge2e_mean) / self.ge2e_std
             else:
                 out[f] = batch.embeddings[f]
         return out
@@ -94,10 +97,13 @@ def build_single_domain_model(config, domains: list[DomainInfo]) -> SingleDomain
 def build_feature_encoders(config, domain: DomainInfo) -> FeatureEncoders:
     """The encoders of ``domain``'s features (sizes from ``config``), with resemblyzer's GE2E encoder when it is fine-tuned."""
     features = list(domain.kinds)
-    ge2e = None
+    ge2e, ge2e_input = None, domain.inputs.get(GE2E_FEATURE, "")
     if config.train.finetune_ge2e and GE2E_FEATURE in features:
+        if not ge2e_input:
+            raise ValueError("GE2E fine-tuning needs the mel frames the VoiceEncoder consumes (a stored feature with "
+                             "input_of=ge2e, i.e. ge2e_mel): extract them with `extract --features ge2e,ge2e_mel`")
         ge2e = Ge2eEncoder.pretrained()
-        if domain.dims.get(GE2E_FEATURE) != ge2e.output_dim or domain.dims.get(GE2E_INPUT) != ge2e.lstm.input_size:
-            raise ValueError(f"GE2E fine-tuning needs resemblyzer's 256-d ge2e and 40-band ge2e_mel features, the stores have "
-                             f"{domain.dims.get(GE2E_FEATURE)}-d and {domain.dims.get(GE2E_INPUT)} bands")
-    return FeatureEncoders(features, domain.kinds, domain.dims, {f: config.encoder(f) for f in features}, ge2e)
+        if domain.dims.get(GE2E_FEATURE) != ge2e.output_dim or domain.dims.get(ge2e_input) != ge2e.lstm.input_size:
+            raise ValueError(f"GE2E fine-tuning needs resemblyzer's 256-d ge2e and 40-band {ge2e_input} features, the stores "
+                             f"have {domain.dims.get(GE2E_FEATURE)}-d and {domain.dims.get(ge2e_input)} bands")
+    return FeatureEncoders(features, domain.kinds, domain.dims, {f: config.encoder(f) for f in features}, ge2e, ge2e_input)
