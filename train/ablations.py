@@ -25,6 +25,7 @@ def ablation_configs(config: ExperimentConfig, features: list[str]) -> dict[str,
         variants[f"only_{f}"] = replace(config, features=[f], out=str(out / f"only_{f}"))
     return variants
 
+
 def run_ablations(config: ExperimentConfig, log: Log = print) -> dict:
     datas, features = load_domains(config)
     table = {}

@@ -29,6 +29,7 @@ class RunResult:
     #: What a multi-domain model reports about its mixing (gate weights, NAS connections); see compare.py.
     details: dict = field(default_factory=dict)
 
+
 def input_features(config: ExperimentConfig, features: list[str], inputs: dict[str, str]) -> list[str]:
     """What must be read from the stores: the model's features, plus the input of each fine-tuned module
     (``inputs``: ``{feature: input}`` from the stores' provenance, e.g. ``ge2e_mel`` when GE2E is fine-tuned)."""
@@ -36,9 +37,11 @@ def input_features(config: ExperimentConfig, features: list[str], inputs: dict[s
     extra = [inputs[f] for f in tuned if f in features and f in inputs]
     return features + [f for f in extra if f not in features]
 
+
 def domain_info(data: DomainData, features: list[str]) -> DomainInfo:
     inputs = {f: i for f, i in data.inputs.items() if f in features}
     return DomainInfo(data.spec.language, data.classes, {f: data.kinds[f] for f in features}, data.dims(), inputs)
+
 
 def fit_run(config: ExperimentConfig, datas: list[DomainData], features: list[str], run: int,
             description: str = "") -> RunResult:

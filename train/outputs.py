@@ -62,6 +62,7 @@ def summarise(config: ExperimentConfig, datas: list[DomainData], features: list[
         **({"mixing": mixing_summary([r.details for r in runs])} if any(r.details for r in runs) else {}),
     }
 
+
 def write_outputs(config: ExperimentConfig, datas: list[DomainData], features: list[str], runs: list[RunResult],
                   out: Path) -> dict:
     metrics = summarise(config, datas, features, runs)
@@ -86,6 +87,7 @@ def write_outputs(config: ExperimentConfig, datas: list[DomainData], features: l
     if "mixing" in metrics:
         write_mixing(metrics["mixing"], out, f"{config.model}, {config.protocol} protocol, {len(runs)} runs")
     return metrics
+
 
 def save_config(config: ExperimentConfig, datas: list[DomainData], features: list[str], out: Path) -> None:
     d = config.to_dict()
