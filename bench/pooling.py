@@ -57,6 +57,6 @@ def pooled_feature(arrays: Sequence[np.ndarray], kind: str) -> np.ndarray:
 
 
 def pooled_features(data, features: Sequence[str]) -> np.ndarray:
-    """``data`` (a :class:`train.data.DomainData`) -> (utterances, total pooled dim), features side by side
+    """``data`` (a :class:`train.domains.DomainData`) -> (utterances, total pooled dim), features side by side
     in the given order, rows in ``data.utt_ids`` order."""
     return np.concatenate([pooled_feature(data.features[f], data.kinds[f]) for f in features], axis=1)
