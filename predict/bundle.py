@@ -65,7 +65,10 @@ def load_bundle(path: str | Path, device: str = "cpu") -> Bundle:
     """Rebuild the model of a bundle with :func:`train.models.build_model` and load its weights (eval mode)."""
     payload = read_bundle(path)
     meta = payload["meta"]
-    config = ExperimentConfig.from_dict(meta["config"])
+    try:
+        config = ExperimentConfig.from_dict(meta["config"], where=payload["path"])
+    except SerError as exc:
+        raise BundleError(payload["path"], f"damaged model bundle: its configuration does not load ({exc})") from None
     # kinds in the model's feature order (the order its encodings are concatenated in), whatever the JSON did
     # inputs of fine-tuned modules: recorded since format 1 bundles gained them, else from the provenance
     infos = [DomainInfo(d["language"], list(d["classes"]), {f: d["kinds"][f] for f in meta["features"]}, dict(d["dims"]),

@@ -34,6 +34,7 @@ from sercore.cli import WEIGHTS_ENV, command_errors, common_options, epilog
 from sercore.errors import EXIT_PARTIAL, EXIT_USAGE, DataError, SerError
 from sercore.store import stored_value
 from train.contract import Example, collate
+from train.memory import crop_center, max_frames
 
 from .bundle import Bundle, load_bundle
 
@@ -146,10 +147,15 @@ def _features_of(path: Path, extractors: dict) -> dict[str, np.ndarray]:
 def _classify(bundle: Bundle, domain: int, feats: Sequence[dict[str, np.ndarray]], device: str) -> np.ndarray:
     """(n, n_classes) class probabilities of the domain for the given per-file features."""
     scaler = bundle.scalers[domain]
+    info = bundle.meta["domains"][domain]
+    # the same bound on sequence length as in training (train --max-seconds; bundles from before it: none)
+    limit = max_frames(info["provenance"], info["kinds"], bundle.meta["config"].get("train", {}).get("max_seconds"))
     examples = []
     for i, f in enumerate(feats):
         scaled = {}
         for name, a in f.items():
+            if a.ndim == 2:
+                a = crop_center(a, limit.get(name))
             if scaler is not None and name in scaler["mean"]:
                 a = (a - scaler["mean"][name]) / scaler["std"][name]
             scaled[name] = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
@@ -253,6 +259,9 @@ def _predict(model_path, language, inputs, output, jsonl, strict, batch_size, de
     warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
     err = lambda s: click.echo(s, err=True)  # noqa: E731
     try:
+        from train.config import check_device
+
+        check_device(device)
         bundle = load_bundle(model_path, device=device)
         check_supported(bundle)
         try:

@@ -6,7 +6,10 @@ numbers and tensors only, so ``torch.load(path, weights_only=True)`` reads it wi
 Python object::
 
     format          "mgser-bundle"
-    format_version  1
+    format_version  2
+    sha256          SHA-256 of everything below (:func:`payload_digest`), verified by every read: a bundle
+                    damaged on disk or in transfer is refused instead of predicting other classes
+                    (version 1 bundles, written before the checksum, are still read, without it)
     meta            JSON text (below)
     model           the model's state dict (best run: highest validation UA, mean over languages)
     scalers         one entry per language (in ``meta["domains"]`` order): {"mean": {feature: tensor},
@@ -26,6 +29,8 @@ Nothing here reads the training stores: a bundle can be copied to another machin
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 from pathlib import Path
@@ -37,7 +42,9 @@ import torch
 from .errors import SerError
 
 FORMAT = "mgser-bundle"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Versions :func:`read_bundle` reads; version 1 has no checksum.
+READABLE_VERSIONS = (1, 2)
 BUNDLE_NAME = "model.bundle"
 
 
@@ -58,6 +65,31 @@ def _tensors(arrays: dict) -> dict[str, torch.Tensor]:
     return {k: torch.as_tensor(np.asarray(v, dtype=np.float32)) for k, v in arrays.items()}
 
 
+def payload_digest(payload: dict) -> str:
+    """SHA-256 over a bundle's format entries, meta text, model tensors and scalers (names, dtypes, shapes and
+    bytes, in sorted order): what the ``sha256`` entry holds."""
+    h = hashlib.sha256()
+
+    def add(name: str, value) -> None:
+        h.update(name.encode() + b"\0")
+        if isinstance(value, torch.Tensor):
+            t = value.detach().cpu().contiguous()
+            h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+            h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        elif isinstance(value, dict):
+            for k in sorted(value, key=str):
+                add(f"{name}/{k}", value[k])
+        elif isinstance(value, (list, tuple)):
+            for i, v in enumerate(value):
+                add(f"{name}/{i}", v)
+        else:
+            h.update(repr(value).encode())
+
+    for key in ("format", "format_version", "meta", "model", "scalers"):
+        add(key, payload.get(key))
+    return h.hexdigest()
+
+
 def write_bundle(path: str | Path, meta: dict, state: dict, scalers: Sequence[dict | None]) -> Path:
     """Write a bundle atomically (temporary name, then rename). ``state`` is the model's state dict,
     ``scalers`` one ``{"mean": {feature: array}, "std": {...}}`` or None per domain."""
@@ -69,11 +101,20 @@ def write_bundle(path: str | Path, meta: dict, state: dict, scalers: Sequence[di
         "model": {k: v.detach().cpu() for k, v in state.items()},
         "scalers": [None if s is None else {"mean": _tensors(s["mean"]), "std": _tensors(s["std"])} for s in scalers],
     }
+    payload["sha256"] = payload_digest(payload)
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)  # in memory: a full disk is then an OSError naming the file, not a torch RuntimeError
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(buffer.getvalue())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -84,15 +125,40 @@ def read_bundle(path: str | Path) -> dict:
         path = path / BUNDLE_NAME
     if not path.is_file():
         raise BundleError(path, "model bundle not found (every `train` run writes <out>/model.bundle)")
+    if path.stat().st_size == 0:
+        raise BundleError(path, "empty file, not a model bundle")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types on foreign or truncated bytes
         raise BundleError(path, f"not a readable model bundle ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise BundleError(path, f"not an {FORMAT} file")
-    if payload.get("format_version") != FORMAT_VERSION:
-        raise BundleError(path, f"bundle format version {payload.get('format_version')}, this toolkit reads version {FORMAT_VERSION}")
+    if payload.get("format_version") not in READABLE_VERSIONS:
+        raise BundleError(path, f"bundle format version {payload.get('format_version')}, this toolkit reads versions "
+                                f"{', '.join(map(str, READABLE_VERSIONS))}")
+    missing = [k for k in ("meta", "model", "scalers") if k not in payload]
+    if missing:
+        raise BundleError(path, f"damaged model bundle: no {', '.join(missing)} entry")
+    if payload["format_version"] >= 2:
+        if not isinstance(payload.get("sha256"), str):
+            raise BundleError(path, "damaged model bundle: no checksum entry")
+        if payload_digest(payload) != payload["sha256"]:
+            raise BundleError(path, "damaged model bundle: its contents do not match its SHA-256 checksum "
+                                    "(corrupted on disk or in transfer); copy it again or re-export it from its run folder")
     payload = dict(payload)
-    payload["meta"] = json.loads(payload["meta"])
+    try:
+        meta = json.loads(payload["meta"])
+    except (TypeError, ValueError) as exc:
+        raise BundleError(path, f"damaged model bundle: its meta entry is not valid JSON ({str(exc).splitlines()[0][:200]})") from None
+    needed = ("model", "config", "domains", "features", "inputs")
+    lacking = [k for k in needed if not isinstance(meta, dict) or k not in meta]
+    if lacking:
+        raise BundleError(path, f"damaged model bundle: its meta entry lacks {', '.join(lacking)}")
+    scalers = payload["scalers"]
+    if not isinstance(scalers, list) or len(scalers) != len(meta["domains"]) or any(
+            s is not None and not (isinstance(s, dict) and {"mean", "std"} <= set(s)) for s in scalers):
+        raise BundleError(path, f"damaged model bundle: expected one scaler entry (or None) per language "
+                                f"({len(meta['domains'])}), each with mean and std")
+    payload["meta"] = meta
     payload["path"] = path
     return payload

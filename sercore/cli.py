@@ -18,7 +18,7 @@ from typing import Callable, Iterator, Sequence
 
 import click
 
-from .errors import EXIT_BUG, EXIT_INTERRUPTED, SerError
+from .errors import EXIT_BUG, EXIT_INTERRUPTED, SerError, environment_problem
 
 LOGGER = "mgser"
 
@@ -112,7 +112,8 @@ def common_options(f: Callable) -> Callable:
 @contextlib.contextmanager
 def command_errors(verbose: int = 0, quiet: bool = False) -> Iterator[None]:
     """Set up logging, then turn errors into one line on stderr and the documented exit code: a
-    :class:`~sercore.errors.SerError` its own (3 data, 4 environment), Ctrl-C 130, anything else 1 (a bug;
+    :class:`~sercore.errors.SerError` its own (3 data, 4 environment), an ``OSError`` of a full disk, a quota, a
+    missing permission or a read-only medium 4 naming the path, Ctrl-C 130, anything else 1 (a bug;
     the traceback with ``-v``). Usage errors are click's (2)."""
     setup_logging(verbose, quiet)
     try:
@@ -125,6 +126,15 @@ def command_errors(verbose: int = 0, quiet: bool = False) -> Iterator[None]:
         sys.exit(EXIT_INTERRUPTED)
     except (click.exceptions.Exit, click.ClickException, SystemExit):
         raise
+    except OSError as exc:  # a full disk, a read-only folder, no permission: the machine's problem, the path named
+        problem = environment_problem(exc)
+        if problem is None:
+            if verbose:
+                traceback.print_exc()
+            click.echo(f"error: unexpected {type(exc).__name__}: {exc} (a bug; rerun with -v for the traceback)", err=True)
+            sys.exit(EXIT_BUG)
+        click.echo(f"error: {problem}", err=True)
+        sys.exit(problem.exit_code)
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, the code of a bug
         if verbose:
             traceback.print_exc()

@@ -75,3 +75,17 @@ class EnvironmentProblem(SerError):
         self.where = str(where)
         self.problem = problem
         super().__init__(f"{self.where}: {problem}")
+
+
+#: errno values that mean "the machine, not the data" (full disk, quota, no permission, read-only medium).
+_ENVIRONMENT_ERRNOS = {28: "no space left on device", 122: "disk quota exceeded", 13: "permission denied",
+                       1: "operation not permitted", 30: "read-only file system"}
+
+
+def environment_problem(exc: OSError, where: str | Path | None = None) -> SerError | None:
+    """An :class:`EnvironmentProblem` naming the path for an ``OSError`` of a full disk, a quota, a missing
+    permission or a read-only medium (None for other errors, which the caller reports its own way)."""
+    problem = _ENVIRONMENT_ERRNOS.get(getattr(exc, "errno", None) or -1)
+    if problem is None:
+        return None
+    return EnvironmentProblem(getattr(exc, "filename", None) or where or "?", problem)

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from extract.pipeline import extract_dataset
 from predict.cli import main as predict_main
+from sercore.bundle import payload_digest
 from sercore.manifest import Utterance, write_manifest
 from train.cli import main as train_main
 
@@ -100,6 +101,7 @@ def _tampered(bundle_path, out_path, feature, **attrs):
     meta = json.loads(payload["meta"])
     meta["domains"][0]["provenance"][feature].update(attrs)
     payload["meta"] = json.dumps(meta)
+    payload["sha256"] = payload_digest(payload)  # re-signed: this tests the provenance check, not the checksum
     torch.save(payload, out_path)
     return out_path
 
@@ -127,6 +129,7 @@ def test_refuses_a_model_trained_with_per_speaker_standardisation(trained, tmp_p
     meta = json.loads(payload["meta"])
     meta["config"]["train"]["speaker_norm"] = True
     payload["meta"] = json.dumps(meta)
+    payload["sha256"] = payload_digest(payload)
     torch.save(payload, tmp_path / "spk.bundle")
     r = _predict("--model", str(tmp_path / "spk.bundle"), str(wav))
     assert r.exit_code == 3 and not r.stdout and "--speaker-norm" in r.stderr

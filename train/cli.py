@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+import math
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -21,14 +23,40 @@ from typing import Sequence
 import click
 
 from sercore.cli import command_errors, common_options, epilog, say
-from sercore.errors import EXIT_USAGE, SerError
+from sercore.errors import EXIT_USAGE, EnvironmentProblem, environment_problem
 
-from .config import PRESETS, DomainSpec, ExperimentConfig, build_config
+from .config import PRESETS, ConfigError, DomainSpec, ExperimentConfig, build_config, check_device
 from .models import MODELS
 
 #: Options that may accompany ``--config FILE``: where and how the run happens, not what it computes.
 WITH_CONFIG = ("config_file", "out", "features_dir", "device", "quiet", "verbose", "no_checkpoints", "overwrite", "report", "tsne",
                "ablations")
+
+
+class FiniteFloat(click.FloatRange):
+    """click.FloatRange that also refuses nan and inf (click's own accepts nan whatever the bounds)."""
+
+    name = "finite float"
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
+def check_out_folder(out: str) -> None:
+    """Before any work: ``--out`` must be (or become) a writable folder; a file there is a usage error, a folder that
+    cannot be created or written an :class:`~sercore.errors.EnvironmentProblem` (exit 4) naming the path."""
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise click.BadParameter(f"{out}: exists and is not a folder", param_hint="--out")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise environment_problem(exc, path) or EnvironmentProblem(path, f"cannot create the run folder ({exc.strerror or exc})") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise EnvironmentProblem(path, "permission denied (the run folder is not writable)")
 
 
 def comma_list(value: str | None) -> list[str] | None:
@@ -50,20 +78,20 @@ def comma_list(value: str | None) -> list[str] | None:
 @click.option("--first-seed", type=click.IntRange(0), default=0, show_default=True, help="Seed 0 is the manifest's split.")
 @click.option("--folds", type=click.IntRange(3), default=None, help="Speaker protocol: number of speaker folds [default: one per speaker].")
 @click.option("--epochs", type=click.IntRange(1), default=None, help="Training epochs [paper: 20].")
-@click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
-@click.option("--out", default=None, help="Run folder [default: runs/<domains>_<protocol>].")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option("--out", default=None, type=click.Path(file_okay=False), help="Run folder [default: runs/<domains>_<protocol>].")
 @click.option("--features-dir", default="features", show_default=True, type=click.Path(file_okay=False))
 @click.option("--model", "model_name", default=None, metavar="[" + "|".join(MODELS) + "][,...]",
               help="single (one language), or a multi-domain model; a comma list fits each into OUT/<model> and writes "
                    "OUT/comparison.{md,csv,json} and OUT/gates.png (table 3, figure 4b). "
                    "[default: single for one language, nas (the paper's model) for several]")
 @click.option("--selector", default=None, help="Multi-domain gates: feature used as the gate input x [paper: ge2e].")
-@click.option("--nas-l0", type=float, default=None, help="nas: weight of the expected-L0 penalty on the connections [default: 0, off].")
-@click.option("--nas-lr-scale", type=float, default=None, help="nas: the connection gates learn at lr * this [paper: 1].")
+@click.option("--nas-l0", type=FiniteFloat(0), default=None, help="nas: weight of the expected-L0 penalty on the connections [default: 0, off].")
+@click.option("--nas-lr-scale", type=FiniteFloat(0), default=None, help="nas: the connection gates learn at lr * this [paper: 1].")
 @click.option("--preset", type=click.Choice(list(PRESETS)), default="paper", show_default=True,
               help="paper: section 5.1 values; tuned: + the deviations chosen on EmoDB (README, Training).")
 @click.option("--no-aux", is_flag=True, help="Train without the contrastive auxiliary loss (alpha = 0).")
-@click.option("--alpha", type=float, default=None, help="Weight of the auxiliary loss [default: per language, de 0.01].")
+@click.option("--alpha", type=FiniteFloat(0), default=None, help="Weight of the auxiliary loss [default: per language, de 0.01].")
 @click.option("--aux-reduction", type=click.Choice(["sum", "mean"]), default=None, help="Over samples [paper eq. 6: sum].")
 @click.option("--standardize/--no-standardize", default=None, help="Standardise features with training statistics.")
 @click.option("--speaker-norm/--no-speaker-norm", default=None,
@@ -73,20 +101,25 @@ def comma_list(value: str | None) -> list[str] | None:
 @click.option("--sampler", type=click.Choice(["balanced", "shuffle"]), default=None, help="Training batches [default: balanced].")
 @click.option("--per-class", type=click.IntRange(1), default=None, help="Balanced batches: utterances per class [default: 8].")
 @click.option("--batch-size", type=click.IntRange(1), default=None, help="Shuffled batches: size [default: 32].")
-@click.option("--lr", type=float, default=None, help="AdamW learning rate [paper: 1e-3].")
-@click.option("--weight-decay", type=float, default=None, help="AdamW weight decay [paper: 1e-5].")
-@click.option("--dropout", type=float, default=None, help="Tower dropout [paper: 0.1].")
-@click.option("--input-dropout", type=float, default=None, help="Dropout on the representation before the tower [paper: none].")
+@click.option("--lr", type=FiniteFloat(0, min_open=True), default=None, help="AdamW learning rate [paper: 1e-3].")
+@click.option("--weight-decay", type=FiniteFloat(0), default=None, help="AdamW weight decay [paper: 1e-5].")
+@click.option("--dropout", type=FiniteFloat(0, 1, max_open=True), default=None, help="Tower dropout [paper: 0.1].")
+@click.option("--input-dropout", type=FiniteFloat(0, 1, max_open=True), default=None, help="Dropout on the representation before the tower [paper: none].")
 @click.option("--stats-pooling/--no-stats-pooling", default=None,
               help="Encoders also pool mean + std over time of the LSTM outputs [paper: attention only].")
 @click.option("--input-stats/--no-input-stats", default=None,
               help="Encoders also pool mean + std over time of their input frames and deltas [paper: no].")
-@click.option("--ema", type=float, default=None, help="Evaluate an exponential moving average of the weights with this decay.")
-@click.option("--label-smoothing", type=float, default=None, help="Label smoothing of the cross-entropy [paper: 0].")
-@click.option("--crop", type=click.FloatRange(0, 1), default=None,
+@click.option("--ema", type=FiniteFloat(0, 1, max_open=True), default=None, help="Evaluate an exponential moving average of the weights with this decay.")
+@click.option("--label-smoothing", type=FiniteFloat(0, 1), default=None, help="Label smoothing of the cross-entropy [paper: 0].")
+@click.option("--crop", type=FiniteFloat(0, 1), default=None,
               help="Training augmentation: random contiguous crops of at least this fraction of each sequence [paper: none].")
 @click.option("--refit/--no-refit", default=None,
               help="After choosing the epoch on valid, retrain on train + valid for that many epochs and test it [paper: no].")
+@click.option("--max-seconds", type=FiniteFloat(0, min_open=True), default=None,
+              help="Crop sequence features longer than this to their central part, in training, evaluation and predict "
+                   "[default: 60; the paper's corpora have no longer utterance].")
+@click.option("--max-batch-gb", type=FiniteFloat(0, min_open=True), default=None,
+              help="Refuse to start when a training batch would need more memory than this (an estimate) [default: 8].")
 @click.option("--patience", type=click.IntRange(1), default=None, help="Early stop after this many epochs without a better validation score.")
 @click.option("--tsne", is_flag=True, help="Also fit run 0 with and without the aux loss and plot t-SNE of test representations (figure 3).")
 @click.option("--ablations", is_flag=True, help="Instead: all features, without aux loss, each feature alone (table 4, figure 4a).")
@@ -97,7 +130,7 @@ def comma_list(value: str | None) -> list[str] | None:
 @common_options
 def main(config_file, domains, features, protocol, seeds, first_seed, folds, epochs, device, out, features_dir, model_name, selector, nas_l0, nas_lr_scale, preset,
          no_aux, alpha, aux_reduction, standardize, speaker_norm, finetune_ge2e, sampler, per_class, batch_size, lr, weight_decay,
-         dropout, input_dropout, stats_pooling, input_stats, ema, label_smoothing, crop, refit, patience, tsne, ablations, no_checkpoints, quiet,
+         dropout, input_dropout, stats_pooling, input_stats, ema, label_smoothing, crop, refit, max_seconds, max_batch_gb, patience, tsne, ablations, no_checkpoints, quiet,
          report, overwrite, verbose) -> None:
     """Train SER models on the feature stores of the given language domains; report WA/UA over runs."""
     from .ablations import run_ablations
@@ -106,20 +139,24 @@ def main(config_file, domains, features, protocol, seeds, first_seed, folds, epo
     from .tsne import run_tsne
 
     ctx = click.get_current_context()
-    try:
+    with command_errors(verbose, quiet):
+        try:
+            check_device(device)  # no CUDA: an environment error (4)
+        except ConfigError as exc:
+            raise click.BadParameter(exc.problem, param_hint="--device") from None
         config, models = _config(ctx)
-    except SerError as exc:  # a configuration file that is not one
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(exc.exit_code)
+        check_device(config.train.device)  # a --config file's device
     if len(models) > 1 and (ablations or tsne):
         raise click.BadParameter("--ablations and --tsne take one model", param_hint="--model")
     with command_errors(verbose, quiet):
         try:
-            if overwrite:
-                from .runstate import clear
+            check_out_folder(config.out)
+            if overwrite:  # only the run folders this command writes (not other experiments below --out)
+                from .runstate import clear, owned_run_folders
 
-                for folder in clear(config.out):
-                    say(f"--overwrite: removed the finished runs and their metrics in {folder}")
+                for owned in owned_run_folders(config.out, models, ablations):
+                    for folder in clear(owned):
+                        say(f"--overwrite: removed the finished runs and their metrics in {folder}")
             if ablations:
                 run_ablations(config, log=say)
             elif len(models) > 1:
@@ -166,7 +203,7 @@ def _config(ctx: click.Context) -> tuple[ExperimentConfig, list[str]]:
     if unknown:
         raise click.BadParameter(f"unknown model(s) {', '.join(unknown)} (known: {', '.join(MODELS)})", param_hint="--model")
     train = {k: p[k] for k in ("device", "epochs", "aux_reduction", "standardize", "finetune_ge2e", "sampler", "per_class",
-                               "batch_size", "patience", "alpha", "ema", "label_smoothing", "crop", "refit", "speaker_norm")}
+                               "batch_size", "patience", "alpha", "ema", "label_smoothing", "crop", "refit", "speaker_norm", "max_seconds", "max_batch_gb")}
     config = build_config(
         domains, preset=p["preset"], train={**train, "progress": not p["quiet"] and sys.stderr.isatty(), "aux": False if p["no_aux"] else None},
         optimizer={"lr": p["lr"], "weight_decay": p["weight_decay"]},

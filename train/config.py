@@ -15,13 +15,54 @@ what the run found in the stores, is informative and ignored on reading).
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Literal, Sequence
 
 import dacite
 
-from sercore.errors import DataError
+from sercore.errors import DataError, EnvironmentProblem
+
+
+def check_range(name: str, value, low: float | None = None, high: float | None = None, *, low_open: bool = False,
+                high_open: bool = False, optional: bool = False, integer: bool = False) -> None:
+    """Refuse ``value`` (:class:`ConfigError` naming the field ``name``, e.g. ``train.ema``, and the interval) unless
+    it is a finite number in the interval, or None when ``optional``. Every dataclass below checks its fields so
+    when it is built, so the command line, a ``--config`` file, a grid cell and a bundle are checked alike."""
+    if value is None and optional:
+        return
+    kind = "an integer" if integer else "a number"
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not float(value).is_integer()):
+        raise ConfigError(name, f"must be {kind}, got {value!r}")
+    if not math.isfinite(value):
+        raise ConfigError(name, f"must be a finite number, got {value!r}")
+    too_low = low is not None and (value <= low if low_open else value < low)
+    too_high = high is not None and (value >= high if high_open else value > high)
+    if too_low or too_high:
+        lo = "-inf" if low is None else f"{low:g}"
+        hi = "inf" if high is None else f"{high:g}"
+        interval = f"{'(' if low_open or low is None else '['}{lo}, {hi}{')' if high_open or high is None else ']'}"
+        raise ConfigError(name, f"must be in {interval}, got {value!r}")
+
+
+def check_device(device: str, option: str = "--device") -> None:
+    """Refuse a device torch does not know (``gpu``: :class:`ConfigError`), and ``cuda`` on a machine without a
+    usable CUDA device (:class:`~sercore.errors.EnvironmentProblem`, exit 4), before anything is loaded or written."""
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ConfigError(option, f"unknown device {device!r}; expected cpu, cuda or cuda:N") from None
+    if parsed.type not in ("cpu", "cuda"):
+        raise ConfigError(option, f"unsupported device {device!r}; expected cpu, cuda or cuda:N")
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise EnvironmentProblem(option, f"{device}: CUDA is not available on this machine (torch "
+                                             f"{torch.__version__}, CUDA build {torch.version.cuda or 'none'}); use --device cpu")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise EnvironmentProblem(option, f"{device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
 
 
 @dataclass(frozen=True)
@@ -64,6 +105,13 @@ class EncoderConfig:
     stats_pooling: bool = False  # not in the paper: also mean + std over time of the LSTM outputs
     input_stats: bool = False  # not in the paper: also mean + std over time of the input frames and their deltas
 
+    def __post_init__(self) -> None:
+        for name in ("conv_channels", "lstm_hidden", "lstm_layers", "attention_dim"):
+            check_range(f"encoder.{name}", getattr(self, name), 1, integer=True)
+        for k in self.kernel_sizes:
+            check_range("encoder.kernel_sizes", k, 1, integer=True)
+        check_range("encoder.dropout", self.dropout, 0, 1, high_open=True)
+
 
 #: Section 5.1: wav2vec and Allosaurus 64 kernels (widths 3 and 5), LSTM 128, attention 256; MFCC 32
 #: kernels and a 2-layer LSTM of 64. The paper gives no attention size for MFCC: we use 128 (= 2 x 64,
@@ -86,11 +134,19 @@ class TowerConfig:
     dropout: float = 0.1
     input_dropout: float = 0.0  # not in the paper: dropout on the representation before the first layer
 
+    def __post_init__(self) -> None:
+        check_range("tower.units", self.units, 1, integer=True)
+        check_range("tower.dropout", self.dropout, 0, 1, high_open=True)
+        check_range("tower.input_dropout", self.input_dropout, 0, 1, high_open=True)
+
 
 @dataclass
 class LanguageConfig:
     tower: TowerConfig
     alpha: float  # weight of the contrastive auxiliary loss
+
+    def __post_init__(self) -> None:
+        check_range("language.alpha", self.alpha, 0)
 
 
 #: Section 5.1: English 256 units Mish + GELU, alpha 0.1; German and French 512 units Tanh + ReLU,
@@ -123,6 +179,14 @@ class OptimizerConfig:
     eps: float = 1e-8
     weight_decay: float = 1e-5
     ge2e_lr_scale: float = 0.01
+
+    def __post_init__(self) -> None:
+        check_range("optimizer.lr", self.lr, 0, low_open=True)
+        for b in self.betas:
+            check_range("optimizer.betas", b, 0, 1, high_open=True)
+        check_range("optimizer.eps", self.eps, 0, low_open=True)
+        check_range("optimizer.weight_decay", self.weight_decay, 0)
+        check_range("optimizer.ge2e_lr_scale", self.ge2e_lr_scale, 0)
 
 
 @dataclass
@@ -159,6 +223,28 @@ class TrainConfig:
     device: str = "cpu"
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     progress: bool = True
+    #: Not in the paper: sequence features longer than this many seconds are cropped to their central part
+    #: (``train/memory.py``), so one very long recording cannot blow up a padded batch. None: no limit.
+    max_seconds: float | None = 60.0
+    #: Refuse to start when the largest training batch would need more than about this many GB
+    #: (``train.memory.estimate_batch_bytes``: padded inputs and the encoders' activations, forward + backward).
+    max_batch_gb: float = 8.0
+
+    def __post_init__(self) -> None:
+        check_range("train.epochs", self.epochs, 1, integer=True)
+        check_range("train.per_class", self.per_class, 1, integer=True)
+        check_range("train.batch_size", self.batch_size, 1, integer=True)
+        check_range("train.alpha", self.alpha, 0, optional=True)
+        check_range("train.label_smoothing", self.label_smoothing, 0, 1)
+        check_range("train.crop", self.crop, 0, 1)
+        check_range("train.ema", self.ema, 0, 1, high_open=True, optional=True)
+        check_range("train.patience", self.patience, 1, integer=True, optional=True)
+        check_range("train.max_seconds", self.max_seconds, 0, low_open=True, optional=True)
+        check_range("train.max_batch_gb", self.max_batch_gb, 0, low_open=True)
+        for name, allowed in (("sampler", ("balanced", "shuffle")), ("aux_reduction", ("sum", "mean")),
+                              ("selection", ("ua", "wa", "loss", "last"))):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"train.{name}", f"must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
 
 
 #: The multi-domain models of section 4.3 / table 3, in the table's order (``train --model``; the builders are in
@@ -190,6 +276,15 @@ class MultiDomainConfig:
     #: Encode each language's rows of a batch as their own sub-batch (less padding; same values).
     split_by_domain: bool = True
 
+    def __post_init__(self) -> None:
+        check_range("multidomain.dim", self.dim, 1, integer=True)
+        check_range("multidomain.beta", self.beta, 0, low_open=True)
+        check_range("multidomain.gamma", self.gamma, None, 0, high_open=True)
+        check_range("multidomain.zeta", self.zeta, 1, low_open=True)
+        check_range("multidomain.init_log_alpha", self.init_log_alpha)
+        check_range("multidomain.l0_weight", self.l0_weight, 0)
+        check_range("multidomain.nas_lr_scale", self.nas_lr_scale, 0)
+
 
 @dataclass
 class ExperimentConfig:
@@ -216,6 +311,20 @@ class ExperimentConfig:
     #: Multi-domain models (--model base|sb|omoe|mmoe|nas).
     multidomain: MultiDomainConfig = field(default_factory=MultiDomainConfig)
 
+    def __post_init__(self) -> None:
+        if not self.domains or not all(isinstance(d, str) for d in self.domains):
+            raise ConfigError("domains", f"expected one or more language codes (de, it, or LANG=DATASET), got {self.domains!r}")
+        for d in self.domains:
+            try:
+                DomainSpec.parse(d)
+            except ValueError as exc:
+                raise ConfigError("domains", str(exc)) from None
+        if self.features is not None and (not self.features or any(not str(f).strip() for f in self.features)):
+            raise ConfigError("features", f"expected one or more feature names, got {self.features!r}")
+        check_range("seeds", self.seeds, 1, integer=True)
+        check_range("first_seed", self.first_seed, 0, integer=True)
+        check_range("folds", self.folds, 3, integer=True, optional=True)
+
     def encoder(self, feature: str) -> EncoderConfig:
         config = self.encoders.get(feature) or encoder_config(feature)
         if self.stats_pooling:
@@ -238,6 +347,8 @@ class ExperimentConfig:
         """The inverse of :meth:`to_dict`; :class:`ConfigError` naming the key on an unknown key or a wrong type."""
         try:
             return dacite.from_dict(cls, d, config=dacite.Config(strict=True, cast=[tuple], type_hooks={float: _number}))
+        except ConfigError as exc:  # a value out of its range (check_range): the file, then the field
+            raise ConfigError(where, str(exc)) from None
         except dacite.UnexpectedDataError as exc:
             raise ConfigError(where, f"unknown key(s) {', '.join(sorted(exc.keys))} (not a field of the configuration)") from None
         except dacite.DaciteError as exc:

@@ -5,7 +5,7 @@ class enough samples for the contrastive loss."""
 from __future__ import annotations
 
 import math
-from typing import Hashable, Iterator, Sequence
+from typing import Hashable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -15,6 +15,7 @@ from sercore.errors import StoreError
 
 from .contract import Example
 from .domains import DomainData
+from .memory import crop_center, padded_lengths
 from .scaling import FeatureScaler, SpeakerScaler
 
 
@@ -24,10 +25,14 @@ class FeatureDataset(Dataset):
     ``crop`` > 0 (training augmentation, not in the paper): each time an utterance is drawn, each of its
     sequence features (not the inputs of fine-tunable modules such as ``ge2e_mel``) is cut to a random contiguous part of
     at least ``crop`` of its frames, from a generator seeded with ``seed``.
+
+    ``max_frames`` (feature -> frames, ``train.memory.max_frames``): longer sequences are cropped to their
+    central part once, here (the memory bound of ``train --max-seconds``).
     """
 
     def __init__(self, data: DomainData, indices: Sequence[int], classes: Sequence[str], domain: int = 0,
-                 scaler: FeatureScaler | SpeakerScaler | None = None, crop: float = 0.0, seed: int = 0):
+                 scaler: FeatureScaler | SpeakerScaler | None = None, crop: float = 0.0, seed: int = 0,
+                 max_frames: Mapping[str, int] | None = None):
         index = {c: i for i, c in enumerate(classes)}
         missing = sorted({data.emotions[i] for i in indices} - set(index))
         if missing:
@@ -41,6 +46,7 @@ class FeatureDataset(Dataset):
             feats = {}
             for name, arrays in data.features.items():
                 a = arrays[i] if scaler is None else scaler(name, arrays[i], i)
+                a = crop_center(a, (max_frames or {}).get(name)) if a.ndim == 2 else a
                 feats[name] = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
             self._features.append(feats)
         if not 0.0 <= crop <= 1.0:
@@ -51,6 +57,10 @@ class FeatureDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.indices)
+
+    def lengths(self) -> list[int]:
+        """Per item, its longest sequence in frames (what it pads a batch to; 0 with embeddings only)."""
+        return [padded_lengths(f) for f in self._features]
 
     def __getitem__(self, k: int) -> Example:
         features = self._features[k]

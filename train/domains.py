@@ -9,6 +9,7 @@ one recording under two ids).
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass
 from importlib import import_module
 from pathlib import Path
@@ -203,6 +204,7 @@ def load_domain(spec: DomainSpec, features_dir: str | Path, features: Sequence[s
         raise StoreError(folder, f"no utterance of language {spec.language!r} in the stores of {spec.dataset!r}")
     utt_ids = sorted(rows)
     _refuse_duplicate_recordings(folder, utt_ids, arrays)
+    refuse_near_duplicates(folder, utt_ids, arrays, kinds)
     classes = sorted_labels(r[1] for r in rows.values())
     if len(classes) < 2:
         raise StoreError(folder, f"language {spec.language!r} has a single emotion ({classes[0]}); nothing to classify")
@@ -235,3 +237,81 @@ def _refuse_duplicate_recordings(folder: Path, utt_ids: Sequence[str], arrays: M
                                      "from the manifest and extract again")
         seen[key] = u
 
+
+#: Near-duplicate guard (:func:`near_duplicates`): cosine of the GE2E speaker embeddings of two utterances at or
+#: above which, with durations within :data:`NEAR_DUPLICATE_DURATION`, they are taken for one recording (a
+#: resampled copy measured 1.0000, an MP3 copy 0.9996; see the README, "Bad input and interrupted work").
+NEAR_DUPLICATE_GE2E = 0.995
+#: Without a GE2E feature: cosine of the standardised pooled features (mean and std over time of every sequence
+#: feature, and the embeddings); only a warning, since pooled features separate recordings less sharply.
+NEAR_DUPLICATE_POOLED = 0.999
+#: Largest relative difference of two near-duplicates' durations (frames of their longest sequence feature).
+NEAR_DUPLICATE_DURATION = 0.02
+
+
+@dataclass(frozen=True)
+class NearDuplicate:
+    """Two utterances that look like one recording: their cosine, their durations in frames, the evidence used."""
+
+    first: str
+    second: str
+    cosine: float
+    frames: tuple[int, int]
+    evidence: str  # "ge2e" or "pooled"
+
+    def __str__(self) -> str:
+        return f"{self.first!r} ~ {self.second!r} ({self.evidence} cosine {self.cosine:.4f}, {self.frames[0]} vs {self.frames[1]} frames)"
+
+
+def near_duplicates(utt_ids: Sequence[str], arrays: Mapping[str, Mapping[str, np.ndarray]], kinds: Mapping[str, str],
+                    block: int = 2048) -> list[NearDuplicate]:
+    """Pairs of utterances whose features say "the same recording": GE2E cosine >= :data:`NEAR_DUPLICATE_GE2E`
+    when a ``ge2e`` embedding is loaded (else standardised pooled features >= :data:`NEAR_DUPLICATE_POOLED`),
+    together with durations within :data:`NEAR_DUPLICATE_DURATION` when a sequence feature gives them."""
+    if len(utt_ids) < 2:
+        return []
+    sequences = [n for n in arrays if kinds.get(n) == "sequence"]
+    frames = np.array([max((arrays[n][u].shape[0] for n in sequences), default=0) for u in utt_ids])
+    if "ge2e" in arrays and kinds.get("ge2e") == "embedding":
+        vectors, threshold, evidence = np.stack([arrays["ge2e"][u].ravel() for u in utt_ids]).astype(np.float64), NEAR_DUPLICATE_GE2E, "ge2e"
+    else:
+        columns = []
+        for name in sorted(arrays):
+            per = [arrays[name][u] for u in utt_ids]
+            if kinds.get(name) == "sequence":
+                columns.append(np.stack([np.concatenate([a.mean(0), a.std(0)]) for a in per]))
+            else:
+                columns.append(np.stack([a.ravel() for a in per]))
+        vectors = np.concatenate(columns, axis=1).astype(np.float64)
+        vectors = (vectors - vectors.mean(0)) / np.where(vectors.std(0) > 0, vectors.std(0), 1.0)
+        threshold, evidence = NEAR_DUPLICATE_POOLED, "pooled"
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    unit = vectors / np.where(norms > 0, norms, 1.0)
+    pairs = []
+    for start in range(0, len(utt_ids), block):
+        cos = unit[start:start + block] @ unit.T  # (block, n)
+        for r, c in zip(*np.nonzero(cos >= threshold)):
+            i, j = start + int(r), int(c)
+            if j <= i:
+                continue
+            a, b = int(frames[i]), int(frames[j])
+            if sequences and abs(a - b) > NEAR_DUPLICATE_DURATION * max(a, b):
+                continue
+            pairs.append(NearDuplicate(utt_ids[i], utt_ids[j], float(cos[r, c]), (a, b), evidence))
+    return pairs
+
+
+def refuse_near_duplicates(folder: Path, utt_ids: Sequence[str], arrays: Mapping[str, Mapping[str, np.ndarray]],
+                           kinds: Mapping[str, str], provenance: Mapping[str, Mapping] | None = None) -> None:
+    """Leakage guard for copies that are not bit-identical (a resampled or re-encoded copy of a recording): refused
+    on GE2E evidence, a warning on pooled features (:func:`near_duplicates`); the pairs are named either way."""
+    pairs = near_duplicates(utt_ids, arrays, kinds)
+    if not pairs:
+        return
+    shown = "; ".join(map(str, pairs[:5])) + (f"; and {len(pairs) - 5} more" if len(pairs) > 5 else "")
+    advice = ("the same recording twice (a resampled or re-encoded copy?): a split could put one in training and "
+              "the other in test; remove one of each pair from the manifest and extract again")
+    if pairs[0].evidence == "ge2e":
+        raise StoreError(folder, f"{len(pairs)} pair(s) of near-duplicate utterances: {shown}; {advice}")
+    logging.getLogger("mgser.train").warning("%s: %d pair(s) of possibly near-duplicate utterances: %s; if these are %s",
+                                             folder, len(pairs), shown, advice)

@@ -12,6 +12,7 @@ from .config import ExperimentConfig, TrainConfig
 from .contract import DomainInfo
 from .dataset import FeatureDataset
 from .domains import DomainData
+from .memory import check_batch_memory, max_frames
 from .models import build_model
 from .models.single import GE2E_FEATURE
 from .protocol import draw_split, split_indices
@@ -46,6 +47,7 @@ def domain_info(data: DomainData, features: list[str]) -> DomainInfo:
 def fit_run(config: ExperimentConfig, datas: list[DomainData], features: list[str], run: int,
             description: str = "") -> RunResult:
     """Split, standardise, build and fit for run ``run`` (seed ``first_seed + run``, or fold ``run``)."""
+    check_batch_memory(config, datas, features)  # before any work: refuse a batch that would not fit (train/memory.py)
     seed = config.first_seed + run
     fold = run if config.protocol == "speaker" else None
     parts: dict[str, list[FeatureDataset]] = {"train": [], "valid": [], "test": []}
@@ -63,7 +65,9 @@ def fit_run(config: ExperimentConfig, datas: list[DomainData], features: list[st
         scalers.append(scaler)
         for name in parts:
             crop = config.train.crop if name == "train" else 0.0
-            parts[name].append(FeatureDataset(data, idx[name], data.classes, domain=d, scaler=scaler, crop=crop, seed=seed))
+            limit = max_frames(data.provenance, data.kinds, config.train.max_seconds)
+            parts[name].append(FeatureDataset(data, idx[name], data.classes, domain=d, scaler=scaler, crop=crop, seed=seed,
+                                              max_frames=limit))
         test_speakers[data.spec.language] = sorted({data.speakers[i] for i in idx["test"]})
     datasets = {k: v[0] if len(v) == 1 else ConcatDataset(v) for k, v in parts.items()}
     alphas = [config.language(data.spec.language).alpha if config.train.alpha is None else config.train.alpha for data in datas]

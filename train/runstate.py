@@ -18,13 +18,15 @@ array, and the extractor provenance), the model name and the torch version. On a
 :class:`RunState` loads every finished run whose fingerprint matches (its metrics come back exactly as
 written) and refits the others; a finished run with another fingerprint is refused with a message saying
 what differs, since mixing it in would put two experiments' runs in one table. ``train --overwrite``
-removes the run records and the outputs computed from them first (:func:`clear`). A record whose checkpoint is missing or does not match
+removes the run records and the outputs computed from them first, in the run folders this command writes
+and nowhere else (:func:`clear`, :func:`owned_run_folders`). A record whose checkpoint is missing or does not match
 its hash (a kill between the two renames, a hand-edited folder) is refitted, with a note.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import platform
@@ -47,7 +49,7 @@ FORMAT_VERSION = 1
 RUNS_DIR = "runs"
 #: Configuration fields that do not change a run's result (and may differ between a run and its resumption).
 VOLATILE = ("out", "seeds", "save_checkpoints", "features_dir")
-VOLATILE_TRAIN = ("progress",)
+VOLATILE_TRAIN = ("progress", "max_batch_gb")
 #: Keys added to the fit state in a checkpoint file (the rest is ``FitResult.state``).
 _CHECKPOINT_META = ("classes", "features", "domains", "run", "seed", "fold", "config")
 
@@ -167,9 +169,18 @@ def write_json_atomic(path: Path, obj) -> None:
     _replace_atomic(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str)))
 
 
+def torch_bytes(obj) -> bytes:
+    """``torch.save`` into memory. Written to disk with Python's own file calls, a full disk or a read-only folder is
+    an ``OSError`` with its errno and path (torch's writer turns it into an untyped RuntimeError)."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
 def save_checkpoint_atomic(path: Path, checkpoint: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    _replace_atomic(path, lambda tmp: torch.save(checkpoint, tmp))
+    data = torch_bytes(checkpoint)
+    _replace_atomic(path, lambda tmp: tmp.write_bytes(data))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -306,16 +317,32 @@ def recorded_fingerprints(out: str | Path) -> dict[Path, dict | None]:
 DERIVED = ("checkpoints", "metrics.json", "metrics.csv", "provenance.json", "model.bundle")
 
 
-def clear(out: str | Path) -> list[Path]:
-    """``train --overwrite``: forget the finished runs at and below ``out`` (``runs/`` and what was computed from
-    them, :data:`DERIVED`). Returns the run folders cleared."""
-    folders = sorted({p.parent for p in Path(out).glob(f"**/{RUNS_DIR}") if p.is_dir()}
-                     | {p.parent for p in Path(out).glob("**/metrics.json")})
-    for folder in folders:
-        for name in (RUNS_DIR, *DERIVED):
-            target = folder / name
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
-    return folders
+def clear(folder: str | Path) -> list[Path]:
+    """``train --overwrite``: forget the finished runs of the run folder ``folder`` (its ``runs/`` and what was
+    computed from them, :data:`DERIVED`). Nothing else is touched: not other files of the folder, and not other
+    experiments in folders below it (a parent folder of several experiments stays as it is; the command
+    clears each run folder it writes itself, see :func:`owned_run_folders`). Returns ``[folder]`` if it held
+    finished runs or their outputs, else ``[]``."""
+    folder = Path(folder)
+    targets = [folder / name for name in (RUNS_DIR, *DERIVED) if (folder / name).exists() or (folder / name).is_symlink()]
+    for target in targets:
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        else:
+            target.unlink()
+    return [folder] if targets else []
+
+
+def owned_run_folders(out: str | Path, models: list[str] | None = None, ablations: bool = False) -> list[Path]:
+    """The run folders one ``train`` command writes under ``out``: ``out`` itself; ``out/<model>`` for each
+    model of a comparison (``--model a,b``); ``out/ablations/<variant>`` for ``--ablations`` (the variants of
+    :func:`train.ablations.ablation_configs`: all_features, no_aux, only_<feature>)."""
+    out = Path(out)
+    if ablations:
+        root = out / "ablations"
+        variants = sorted(p for p in root.iterdir() if p.is_dir() and (p.name in ("all_features", "no_aux")
+                                                                        or p.name.startswith("only_"))) if root.is_dir() else []
+        return variants
+    if models and len(models) > 1:
+        return [out / m for m in models]
+    return [out]

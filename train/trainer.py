@@ -19,6 +19,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from sercore.errors import SerError
+
 from .config import TrainConfig
 from .contract import collate
 from .dataset import ClassBalancedBatchSampler
@@ -60,6 +62,10 @@ class FitResult:
     state: dict = field(default_factory=dict)  # best weights: {"model": ..., "aux": ...}
 
 
+class NonFiniteLoss(SerError):
+    """The training loss became nan or inf: the run is stopped rather than trained on (and selected) as garbage."""
+
+
 @contextmanager
 def deterministic():
     """Deterministic kernels while fitting (CPU results then repeat exactly for a seed); restored afterwards."""
@@ -69,6 +75,19 @@ def deterministic():
         yield
     finally:
         torch.use_deterministic_algorithms(before)
+
+
+def _lengths_of(dataset: Dataset) -> list[int]:
+    """Per item, the frames it pads a batch to (``FeatureDataset.lengths``; 0 for datasets without it)."""
+    parts = getattr(dataset, "datasets", [dataset])
+    return [n for p in parts for n in (p.lengths() if hasattr(p, "lengths") else [0] * len(p))]
+
+
+def length_buckets(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Evaluation batches of items of similar length (sorted by length, stable), so that one long utterance is
+    padded with other long ones rather than making a whole batch as long as itself."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 
 
 def _labels_of(dataset: Dataset) -> list[tuple[int, int]]:
@@ -120,8 +139,9 @@ class Trainer:
         return ce + aux + output.penalty, ce, aux
 
     def _loader(self, dataset: Dataset, train: bool) -> DataLoader:
-        if not train:
-            return DataLoader(dataset, batch_size=max(self.config.batch_size, 64), shuffle=False, collate_fn=collate)
+        if not train:  # by length; evaluate() puts the results back in dataset order
+            buckets = length_buckets(_lengths_of(dataset), max(self.config.batch_size, 64))
+            return DataLoader(dataset, batch_sampler=buckets, collate_fn=collate)
         if self.config.sampler == "balanced":
             sampler = ClassBalancedBatchSampler(_labels_of(dataset), self.config.per_class, seed=self.seed)
             return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate)
@@ -146,7 +166,8 @@ class Trainer:
         model.eval()
         labels, preds, domains, reps, ids, loss_sum = [], [], [], [], [], 0.0
         extras: dict[str, list[torch.Tensor]] = {}
-        for batch in self._loader(dataset, train=False):
+        loader = self._loader(dataset, train=False)
+        for batch in loader:
             batch = batch.to(self.config.device)
             out = model(batch)
             for key, value in out.extras.items():
@@ -158,11 +179,15 @@ class Trainer:
             domains.append(batch.domains.cpu())
             reps.append(out.representation.float().cpu())
             ids += batch.utt_ids
-        labels_a, preds_a, domains_a = (torch.cat(x).numpy() for x in (labels, preds, domains))
+        # back to dataset order (the loader batches by length)
+        order = [i for bucket in loader.batch_sampler for i in bucket]
+        inverse = np.argsort(np.asarray(order), kind="stable")
+        labels_a, preds_a, domains_a = (torch.cat(x).numpy()[inverse] for x in (labels, preds, domains))
+        ids = [ids[i] for i in inverse]
         scores = {d: score(labels_a[domains_a == d], preds_a[domains_a == d], self.classes[d])
                   for d in sorted(set(domains_a.tolist()))}
-        return Evaluation(scores, loss_sum / len(labels_a), labels_a, preds_a, domains_a, torch.cat(reps).numpy(), ids,
-                          {k: torch.cat(v).numpy() for k, v in extras.items()})
+        return Evaluation(scores, loss_sum / len(labels_a), labels_a, preds_a, domains_a, torch.cat(reps).numpy()[inverse],
+                          ids, {k: torch.cat(v).numpy()[inverse] for k, v in extras.items()})
 
     def _better(self, valid: Evaluation, best: Evaluation | None) -> bool:
         if best is None or self.config.selection == "last":
@@ -193,6 +218,11 @@ class Trainer:
                     batch = batch.to(self.config.device)
                     output = self.model(batch)
                     loss, ce, aux = self._loss(output, batch)
+                    if not torch.isfinite(loss.detach()).all():
+                        raise NonFiniteLoss(
+                            f"{self.description or 'training'}: the training loss became {float(loss.detach())} at epoch "
+                            f"{epoch}, batch {n + 1} (cross-entropy {float(ce.detach())}, auxiliary {float(aux.detach())}); "
+                            "the run is stopped. Lower --lr or --alpha, or check the features for extreme values.")
                     self.optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     self.optimizer.step()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import abc
 import hashlib
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import ClassVar, Sequence
 
@@ -89,6 +89,9 @@ class ExtractorSettings:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise DataError(path, f"cannot read the weights file ({exc.strerror or exc})") from None
+        except UnicodeDecodeError as exc:
+            raise DataError(path, f"the weights file is not UTF-8 text (byte {exc.start}: {exc.reason}); "
+                                  "write it as UTF-8 TOML or JSON") from None
         try:
             if path.suffix.lower() == ".json":
                 data = json.loads(text)
@@ -100,15 +103,23 @@ class ExtractorSettings:
             raise DataError(path, "TOML weights files need Python 3.11+; write it as JSON (.json)") from None
         except ValueError as exc:  # json.JSONDecodeError and tomllib.TOMLDecodeError are ValueErrors
             raise DataError(path, f"not a valid {'JSON' if path.suffix.lower() == '.json' else 'TOML'} file ({exc})") from None
-        known = {f for f in cls.__dataclass_fields__}
-        if not isinstance(data, dict) or set(data) - known:
-            unknown = sorted(set(data) - known) if isinstance(data, dict) else []
-            raise DataError(path, f"unknown keys {unknown}; expected some of {sorted(known)}")
+        known = {f.name for f in fields(cls)}  # instance fields only: not the class constants ENV, CONFIG_ENV, _PATHS
+        if not isinstance(data, dict):
+            raise DataError(path, f"expected a table / object of settings at the top level; expected some of {sorted(known)}")
+        if set(data) - known:
+            raise DataError(path, f"unknown keys {sorted(set(data) - known)}; expected some of {sorted(known)}")
         values = dict(data)
         for attr in cls._PATHS:
-            if values.get(attr):
-                p = Path(values[attr]).expanduser()
-                values[attr] = p if p.is_absolute() else path.parent / p
+            value = values.get(attr)
+            if value is None:
+                continue
+            if not isinstance(value, str) or not value.strip():
+                raise DataError(path, f"{attr!r} must be a path written as a non-empty string, got {value!r}")
+            p = Path(value).expanduser()
+            values[attr] = p if p.is_absolute() else path.parent / p
+        layer = values.get("wav2vec_layer")
+        if layer is not None and (isinstance(layer, bool) or not isinstance(layer, int) or layer < 0):
+            raise DataError(path, f"'wav2vec_layer' must be a non-negative integer, got {layer!r}")
         if values.get("extra") is not None and not isinstance(values["extra"], dict):
             raise DataError(path, "'extra' must be a table / object")
         return cls(**values)
