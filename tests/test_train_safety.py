@@ -45,7 +45,7 @@ def _base(stores, out, *extra):
     return ["--domains", "de=synth", "--features-dir", str(stores), "--epochs", "1", "--seeds", "1", "--out", str(out), *extra]
 
 
-def _records(seed: int = 0, per_class: int = 12, seq_dim: int = 6, emb_dim: int = 16) -> list[UtteranceRecord]:
+def _records(seed: int = 0, per_class: int = 12, seq_dim: int = 6, emb_dim: int = 256) -> list[UtteranceRecord]:
     rng = np.random.default_rng(seed)
     records = []
     for k, emo in enumerate(EMOTIONS):
@@ -132,7 +132,7 @@ def test_out_of_range_options_are_usage_errors_naming_the_option(stores, tmp_pat
 def test_configuration_values_are_checked_where_they_are_built(field, value, message):
     with pytest.raises(ConfigError) as info:
         TrainConfig(**{field: value})
-    assert str(info.value).startswith(message) and info.value.exit_code == EXIT_USAGE
+    assert str(info.value).startswith(message) and info.value.exit_code == EXIT_DATA  # a bad configuration file is bad data
     config = ExperimentConfig(domains=["de"]).to_dict()
     config["train"][field] = value
     with pytest.raises(ConfigError, match=field):  # a config.json / bundle goes through the same check

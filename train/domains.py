@@ -238,15 +238,21 @@ def _refuse_duplicate_recordings(folder: Path, utt_ids: Sequence[str], arrays: M
         seen[key] = u
 
 
-#: Near-duplicate guard (:func:`near_duplicates`): cosine of the GE2E speaker embeddings of two utterances at or
-#: above which, with durations within :data:`NEAR_DUPLICATE_DURATION`, they are taken for one recording (a
-#: resampled copy measured 1.0000, an MP3 copy 0.9996; see the README, "Bad input and interrupted work").
+#: Near-duplicate guard (:func:`near_duplicates`). Two utterances are taken for one recording (a resampled or
+#: re-encoded copy) when their GE2E speaker embeddings have a cosine of at least NEAR_DUPLICATE_GE2E, their
+#: standardised pooled features (mean and std over time of every sequence feature, the other embeddings) a cosine
+#: of at least NEAR_DUPLICATE_POOLED_WITH_GE2E, and their durations differ by at most NEAR_DUPLICATE_DURATION.
+#: Measured (README, "Bad input and interrupted work"): a 48 kHz copy 1.0000 / 1.0000; distinct utterances of
+#: EmoDB, EMOVO and RAVDESS at most 0.987 GE2E; synthetic tones 2 % apart in pitch up to 0.999 GE2E but at most
+#: 0.966 pooled. With GE2E but no other feature loaded, NEAR_DUPLICATE_GE2E_ALONE; without GE2E (or with an
+#: embedding named ge2e of fewer than GE2E_MIN_DIM dimensions: not a speaker embedding), pooled features alone at
+#: NEAR_DUPLICATE_POOLED, and only a warning.
 NEAR_DUPLICATE_GE2E = 0.995
-#: Without a GE2E feature: cosine of the standardised pooled features (mean and std over time of every sequence
-#: feature, and the embeddings); only a warning, since pooled features separate recordings less sharply.
+NEAR_DUPLICATE_POOLED_WITH_GE2E = 0.99
+NEAR_DUPLICATE_GE2E_ALONE = 0.9995
 NEAR_DUPLICATE_POOLED = 0.999
-#: Largest relative difference of two near-duplicates' durations (frames of their longest sequence feature).
 NEAR_DUPLICATE_DURATION = 0.02
+GE2E_MIN_DIM = 64
 
 
 @dataclass(frozen=True)
@@ -257,45 +263,64 @@ class NearDuplicate:
     second: str
     cosine: float
     frames: tuple[int, int]
-    evidence: str  # "ge2e" or "pooled"
+    evidence: str  # "ge2e" (refused) or "pooled" (a warning)
 
     def __str__(self) -> str:
         return f"{self.first!r} ~ {self.second!r} ({self.evidence} cosine {self.cosine:.4f}, {self.frames[0]} vs {self.frames[1]} frames)"
 
 
+def _unit(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.where(norms > 0, norms, 1.0)
+
+
+def _pooled(utt_ids: Sequence[str], arrays: Mapping[str, Mapping[str, np.ndarray]], kinds: Mapping[str, str],
+            names: Sequence[str]) -> np.ndarray | None:
+    """(n, d) standardised pooled features of ``names`` (mean and std over time of sequences), unit length."""
+    columns = []
+    for name in names:
+        per = [arrays[name][u] for u in utt_ids]
+        if kinds.get(name) == "sequence":
+            columns.append(np.stack([np.concatenate([a.mean(0), a.std(0)]) for a in per]))
+        else:
+            columns.append(np.stack([a.ravel() for a in per]))
+    if not columns:
+        return None
+    v = np.concatenate(columns, axis=1).astype(np.float64)
+    std = v.std(0)
+    return _unit((v - v.mean(0)) / np.where(std > 0, std, 1.0))
+
+
 def near_duplicates(utt_ids: Sequence[str], arrays: Mapping[str, Mapping[str, np.ndarray]], kinds: Mapping[str, str],
                     block: int = 2048) -> list[NearDuplicate]:
-    """Pairs of utterances whose features say "the same recording": GE2E cosine >= :data:`NEAR_DUPLICATE_GE2E`
-    when a ``ge2e`` embedding is loaded (else standardised pooled features >= :data:`NEAR_DUPLICATE_POOLED`),
-    together with durations within :data:`NEAR_DUPLICATE_DURATION` when a sequence feature gives them."""
+    """Pairs of utterances whose features say "the same recording" (thresholds above), in ``utt_ids`` order."""
     if len(utt_ids) < 2:
         return []
     sequences = [n for n in arrays if kinds.get(n) == "sequence"]
     frames = np.array([max((arrays[n][u].shape[0] for n in sequences), default=0) for u in utt_ids])
-    if "ge2e" in arrays and kinds.get("ge2e") == "embedding":
-        vectors, threshold, evidence = np.stack([arrays["ge2e"][u].ravel() for u in utt_ids]).astype(np.float64), NEAR_DUPLICATE_GE2E, "ge2e"
+    ge2e = None
+    if kinds.get("ge2e") == "embedding" and "ge2e" in arrays and arrays["ge2e"][utt_ids[0]].size >= GE2E_MIN_DIM:
+        ge2e = _unit(np.stack([arrays["ge2e"][u].ravel() for u in utt_ids]).astype(np.float64))
+    others = [n for n in sorted(arrays) if not (ge2e is not None and n == "ge2e")]
+    pooled = _pooled(utt_ids, arrays, kinds, others)
+    if ge2e is not None:
+        primary, threshold, evidence = ge2e, (NEAR_DUPLICATE_GE2E if pooled is not None else NEAR_DUPLICATE_GE2E_ALONE), "ge2e"
+        second, second_threshold = pooled, NEAR_DUPLICATE_POOLED_WITH_GE2E
+    elif pooled is not None:
+        primary, threshold, evidence, second, second_threshold = pooled, NEAR_DUPLICATE_POOLED, "pooled", None, 0.0
     else:
-        columns = []
-        for name in sorted(arrays):
-            per = [arrays[name][u] for u in utt_ids]
-            if kinds.get(name) == "sequence":
-                columns.append(np.stack([np.concatenate([a.mean(0), a.std(0)]) for a in per]))
-            else:
-                columns.append(np.stack([a.ravel() for a in per]))
-        vectors = np.concatenate(columns, axis=1).astype(np.float64)
-        vectors = (vectors - vectors.mean(0)) / np.where(vectors.std(0) > 0, vectors.std(0), 1.0)
-        threshold, evidence = NEAR_DUPLICATE_POOLED, "pooled"
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    unit = vectors / np.where(norms > 0, norms, 1.0)
+        return []
     pairs = []
     for start in range(0, len(utt_ids), block):
-        cos = unit[start:start + block] @ unit.T  # (block, n)
+        cos = primary[start:start + block] @ primary.T  # (block, n)
         for r, c in zip(*np.nonzero(cos >= threshold)):
             i, j = start + int(r), int(c)
             if j <= i:
                 continue
             a, b = int(frames[i]), int(frames[j])
             if sequences and abs(a - b) > NEAR_DUPLICATE_DURATION * max(a, b):
+                continue
+            if second is not None and float(second[i] @ second[j]) < second_threshold:
                 continue
             pairs.append(NearDuplicate(utt_ids[i], utt_ids[j], float(cos[r, c]), (a, b), evidence))
     return pairs

@@ -1,0 +1,24 @@
+"""Peak RSS of one training step (forward + backward) of the single model on one padded MFCC batch, next to
+train.memory's estimate (README, "Bad input and interrupted work", memory bound).
+
+    python bench/batch_memory.py ROWS FRAMES
+"""
+import resource, sys, time, numpy as np, torch
+from train.config import ExperimentConfig
+from train.contract import DomainInfo, Example, collate
+from train.models import build_model
+from train.memory import estimate_batch_bytes
+rows, frames, dim = int(sys.argv[1]), int(sys.argv[2]), 40
+config = ExperimentConfig(domains=["de"])
+info = DomainInfo("de", ["a","b","c","d","e","f","g"], {"mfcc": "sequence"}, {"mfcc": dim})
+model = build_model("single", config, [info])
+ex = [Example(str(i), {"mfcc": torch.randn(frames, dim)}, i % 7, 0) for i in range(rows)]
+batch = collate(ex)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+t = time.time()
+out = model(batch)
+loss = torch.nn.functional.cross_entropy(out.logits, batch.labels)
+loss.backward()
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+est = estimate_batch_bytes(rows, {"mfcc": frames}, {"mfcc": dim}, {"mfcc": config.encoder("mfcc")})
+print(f"rows {rows} frames {frames}: peak RSS growth {(peak-before)/1e9:.2f} GB, estimate {est/1e9:.2f} GB, {time.time()-t:.1f} s")
