@@ -29,6 +29,7 @@ import click
 import numpy as np
 import torch
 
+from extract.audio import AUDIO_SUFFIXES
 from sercore.bundle import BundleError
 from sercore.cli import WEIGHTS_ENV, command_errors, common_options, epilog
 from sercore.errors import EXIT_PARTIAL, EXIT_USAGE, DataError, SerError
@@ -38,9 +39,6 @@ from train.memory import crop_center, max_frames
 
 from .bundle import Bundle, load_bundle
 
-#: Extensions picked up when a directory is given (a file named explicitly is always tried).
-AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac", ".aif", ".aiff",
-                              ".aifc", ".au", ".snd", ".wma", ".webm", ".caf", ".w64", ".rf64"})
 #: Provenance attributes that do not identify the features (see module docstring); ``input_of`` is a role.
 NOT_IDENTITY = frozenset({"checkpoint", "library_versions", "input_of"})
 
@@ -71,7 +69,7 @@ def audio_files(paths: Iterable[str | Path]) -> list[Path]:
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            out.extend(sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_EXTENSIONS))
+            out.extend(sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_SUFFIXES))
         else:
             out.append(p)  # missing files are reported per file by the loader
     return out

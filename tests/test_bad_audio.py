@@ -39,6 +39,11 @@ def _wav_bytes(tmp: Path, data: np.ndarray, sr: int = SR) -> bytes:
     return tmp.read_bytes()
 
 
+def _container_bytes(tmp: Path, container: str) -> bytes:
+    sf.write(tmp, tone(), SR, format=container, subtype="PCM_16")
+    return tmp.read_bytes()
+
+
 def _patch(data: bytes, offset: int, value: bytes) -> bytes:
     return data[:offset] + value + data[offset + len(value):]
 
@@ -87,6 +92,11 @@ def _cases() -> dict:
         "header_only": (bytes_of(lambda p: good(p)[:44]), "truncated WAV: the header announces 8000 frames, the file holds 0"),
         "truncated_data": (bytes_of(lambda p: good(p)[:44 + 3000]), "truncated WAV: the header announces 8000 frames, the file holds 1500"),
         "truncated_header": (bytes_of(lambda p: good(p)[:10]), "not decodable audio"),
+        "rf64_complete": (lambda p: sf.write(p, tone(), SR, format="RF64", subtype="PCM_16"), "stored"),
+        "rf64_truncated": (bytes_of(lambda p: _container_bytes(p, "RF64")[:-3000]),
+                           "truncated RF64 WAV: the header announces 8000 frames, the file holds 6500"),
+        "w64_truncated": (bytes_of(lambda p: _container_bytes(p, "W64")[:-3000]),
+                          "truncated Wave64: the header announces 8000 frames, the file holds 6500"),
         "zero_channels_in_header": (bytes_of(lambda p: _patch(good(p), 22, b"\0\0")), "not decodable audio"),
         "zero_sample_rate_in_header": (bytes_of(lambda p: _patch(good(p), 24, b"\0\0\0\0")), "sample rate 0 Hz"),
         "sample_rate_1hz": (bytes_of(lambda p: _patch(good(p), 24, struct.pack("<I", 1))), "sample rate 1 Hz"),
