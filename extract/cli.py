@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from sercore.cli import WEIGHTS_ENV, command_errors, common_options, epilog, say, warn
-from sercore.errors import EnvironmentProblem
+from sercore.errors import DataError, EnvironmentProblem
 
 DEFAULT_MANIFESTS = Path("data_manifests")
 DEFAULT_FEATURES = Path("features")
@@ -21,7 +21,7 @@ extract prepare --dataset folder --root /data/swahili --language sw --speaker-pa
 
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]},
              epilog=epilog(EXAMPLES, [*WEIGHTS_ENV, "OMP_NUM_THREADS"]))
-@click.option("--dataset", help="Dataset to extract (emodb, emovo, cafe, iemocap, demo, or a prepared user corpus).")
+@click.option("--dataset", help="Dataset to extract (emodb, emovo, cafe, iemocap, ravdess, demo, or a prepared user corpus).")
 @click.option("--root", type=click.Path(path_type=Path), help="Corpus folder; used to prepare the manifest if it is missing.")
 @click.option("--features", "feature_names", default=None,
               help="Comma-separated features (default: every one whose weights are available).")
@@ -76,8 +76,18 @@ def main(ctx: click.Context, dataset, root, feature_names, workers, scheduler, d
             raise click.UsageError(str(exc)) from None
 
 
+def _merges(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> dict[str, str]:
+    from sercore.labels import parse_merges
+
+    try:
+        return parse_merges(value)
+    except DataError as exc:
+        raise click.BadParameter(exc.problem) from None
+
+
 @main.command()
-@click.option("--dataset", required=True, help="Corpus layout: emodb, emovo, cafe, iemocap, folder, csv, or demo (generated).")
+@click.option("--dataset", required=True,
+              help="Corpus layout: emodb, emovo, cafe, iemocap, ravdess, folder, csv, or demo (generated).")
 @click.option("--root", default=None, type=click.Path(path_type=Path),
               help="Corpus folder (the CSV file for --dataset csv; for demo, where to generate it: default demo_corpus/).")
 @click.option("--name", default=None, help="Manifest name, data_manifests/<name>.csv (default: the dataset name).")
@@ -87,13 +97,17 @@ def main(ctx: click.Context, dataset, root, feature_names, workers, scheduler, d
 @click.option("--protocol", type=click.Choice(["random", "speaker"]), default="random", show_default=True,
               help="Split written into the manifest: the paper's random split, or speaker-independent.")
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
+@click.option("--merge", multiple=True, callback=_merges, metavar="SOURCE=TARGET",
+              help="Merge one emotion into another, e.g. --merge calm=neutral (repeat, or separate by commas). "
+                   "Without it every label is kept as a class of its own.")
 @click.option("--manifest-dir", type=click.Path(path_type=Path), default=DEFAULT_MANIFESTS, show_default=True)
 @common_options
-def prepare(dataset, root, name, language, speaker_pattern, protocol, seed, manifest_dir, verbose, quiet) -> None:
+def prepare(dataset, root, name, language, speaker_pattern, protocol, seed, merge, manifest_dir, verbose, quiet) -> None:
     """Scan a corpus and write data_manifests/<name>.csv (see README, "Preparing corpora")."""
     from extract.prepare import prepare_dataset
 
     options = {"speaker_pattern": speaker_pattern} if speaker_pattern else {}
+    options["merge"] = merge
     with command_errors(verbose, quiet):
         prepare_dataset(dataset, root, name=name, language=language, protocol=protocol, seed=seed,
                         manifest_dir=manifest_dir, echo=say, progress=not quiet, **options)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from .errors import DataError
-from .labels import EMOTIONS
+from .labels import is_canonical
 
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 
@@ -33,7 +33,11 @@ def manifest_path(manifest_dir: str | Path, dataset: str) -> Path:
 
 
 def validate(utterances: Sequence[Utterance], where: str | Path) -> None:
-    """Refuse empty fields, duplicate ids, labels outside the vocabulary and unknown split names."""
+    """Refuse empty fields, duplicate ids, emotions not in their canonical spelling and unknown split names.
+
+    Any emotion is a class (the vocabulary is open, see :mod:`sercore.labels`), but it must be written the
+    way :func:`sercore.labels.normalise_label` writes it, so that ``Calm`` and ``calm`` cannot be two classes.
+    """
     seen: set[str] = set()
     for u in utterances:
         empty = [c for c in COLUMNS if not getattr(u, c)]
@@ -42,8 +46,9 @@ def validate(utterances: Sequence[Utterance], where: str | Path) -> None:
         if u.utt_id in seen:
             raise DataError(where, f"duplicate utterance id {u.utt_id!r}")
         seen.add(u.utt_id)
-        if u.emotion not in EMOTIONS:
-            raise DataError(where, f"utterance {u.utt_id!r} has emotion {u.emotion!r}, not one of {', '.join(EMOTIONS)}")
+        if not is_canonical(u.emotion):
+            raise DataError(where, f"utterance {u.utt_id!r} has emotion {u.emotion!r}, not a label in its canonical "
+                                   "spelling (lower case, e.g. 'neutral', 'calm'; prepare the corpus again)")
         if u.split not in SPLITS:
             raise DataError(where, f"utterance {u.utt_id!r} has split {u.split!r}, not one of {', '.join(SPLITS)}")
 

@@ -82,3 +82,16 @@ def iemocap_corpus(root: Path, sessions=(1, 2), extra_lines: dict | None = None)
             (session / "dialog" / "EmoEvaluation" / "Categorical" / f"{dialog}_e1_cat.txt").write_text(
                 f"{dialog}_F000 :Frustration; ()\n", encoding="utf-8")
     return root
+
+
+def ravdess_corpus(root: Path, actors=(1, 2, 3, 4), suffix: str = ".flac", statements=(1, 2)) -> Path:
+    """RAVDESS speech files as distributed: ``Actor_AA/03-01-EE-II-SS-RR-AA``; neutral at normal intensity only,
+    so per actor and statement: neutral 2, every other emotion 4 (2 intensities x 2 repetitions)."""
+    for actor in actors:
+        for emotion in range(1, 9):
+            for intensity in ((1,) if emotion == 1 else (1, 2)):
+                for statement in statements:
+                    for repetition in (1, 2):
+                        name = f"03-01-{emotion:02d}-{intensity:02d}-{statement:02d}-{repetition:02d}-{actor:02d}{suffix}"
+                        write_wav(root / f"Actor_{actor:02d}" / name)
+    return root

@@ -25,7 +25,8 @@ def test_write_refuses_bad_rows_and_leaves_the_old_manifest(tmp_path):
     path = write_manifest([utt(0)], tmp_path / "x.csv")
     before = path.read_text()
     for bad, problem in (([utt(0), utt(0)], "duplicate utterance id 'u0'"),
-                         ([utt(1, emotion="contempt")], "emotion 'contempt'"),
+                         ([utt(1, emotion="Contempt")], "emotion 'Contempt', not a label in its canonical spelling"),
+                         ([utt(1, emotion="happiness")], "emotion 'happiness'"),
                          ([utt(1, split="dev")], "split 'dev'"),
                          ([utt(1, speaker="")], "has no speaker")):
         with pytest.raises(DataError, match=problem) as err:

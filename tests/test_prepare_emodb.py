@@ -110,7 +110,7 @@ def test_corpus_without_audio(tmp_path):
 
 def test_unknown_layout_and_bad_manifest_name(tmp_path):
     with pytest.raises(DataError, match="unknown corpus layout"):
-        prepare_corpus("ravdess", tmp_path, manifest_dir=tmp_path / "m")
+        prepare_corpus("shemo", tmp_path, manifest_dir=tmp_path / "m")
     root = emodb_corpus(tmp_path / "emodb", speakers=("03",))
     with pytest.raises(DataError, match="dataset name"):
         prepare_corpus("emodb", root, name="../oops", manifest_dir=tmp_path / "m")

@@ -63,7 +63,10 @@ def test_cafe_accentless_folders_and_a_wrapper_folder(tmp_path):
     write_wav(root / "stray.wav")
     prepared = prepare_corpus("cafe", root, manifest_dir=tmp_path / "m")
     assert {u.utt_id: u.emotion for u in prepared.utterances} == {"01-C-2-1": "angry", "01-D-1-1": "disgust", "02-C-1-1": "angry"}
-    assert [s.reason for s in prepared.skipped] == ["not inside an emotion folder"]
+    assert [s.reason for s in prepared.skipped] == ["name is not CaFE's SS-E-I-T (e.g. 03-C-2-4)"]
+    write_wav(root / "04-J-1-1.wav")  # a CaFE name, but no emotion folder says what it is
+    assert [s.reason for s in prepare_corpus("cafe", root, manifest_dir=tmp_path / "m").skipped] == \
+        ["not inside an emotion folder", "name is not CaFE's SS-E-I-T (e.g. 03-C-2-4)"]
 
 
 def test_cafe_unknown_folder_names_the_folder(tmp_path):
@@ -116,6 +119,9 @@ def test_iemocap_four_classes_merged_happy_and_speakers(tmp_path):
     assert rows["Ses01F_impro01_F000"].path == str((root / "Session1/sentences/wav/Ses01F_impro01/Ses01F_impro01_F000.wav").resolve())
     reasons = Counter(s.reason for s in prepared.skipped)
     assert reasons == {"label 'fru' is outside the 4-class set": 4, "label 'xxx' is outside the 4-class set": 4}
+    # The merge is the four-class protocol's, documented in the preparer, and the summary says so.
+    assert [str(m) for m in prepared.merges] == ["excited -> happy (4, iemocap's protocol)"]
+    assert "  merged: excited -> happy (4, iemocap's protocol)" in prepared.summary().splitlines()
 
 
 def test_iemocap_speaker_protocol(tmp_path):

@@ -68,12 +68,23 @@ def test_folder_needs_a_language_code(tmp_path):
         prepare_corpus("folder", root, language="Swahili!", manifest_dir=tmp_path / "m")
 
 
-def test_folder_unknown_label_folder_is_named(tmp_path):
+def test_folder_labels_outside_the_vocabulary_are_classes_of_their_own(tmp_path):
+    root = folder_corpus(tmp_path / "c", labels=("Calm", "neutral", "Contempt", "Frustration"), suffixes=(".wav",))
+    prepared = prepare_corpus("folder", root, language="sw", manifest_dir=tmp_path / "m")
+    assert Counter(u.emotion for u in read_manifest(prepared.manifest)) == \
+        {"neutral": 4, "calm": 4, "contempt": 4, "frustrated": 4}  # nothing merged into neutral
+    lines = prepared.summary().splitlines()
+    assert "  emotions: neutral 4, calm 4, contempt 4, frustrated 4" in lines
+    assert "  outside the built-in vocabulary, kept as classes of their own: calm, contempt, frustrated" in lines
+    assert "  merged: none (every label kept as the corpus gives it)" in lines
+
+
+def test_folder_label_that_cannot_be_a_class_name_is_named(tmp_path):
     root = folder_corpus(tmp_path / "c")
-    write_wav(root / "contempt" / "x.wav")
-    with pytest.raises(DataError, match="unknown emotion label 'contempt'") as err:
+    write_wav(root / "calm=neutral" / "x.wav")
+    with pytest.raises(DataError, match="emotion label 'calm=neutral' is not a label name") as err:
         prepare_corpus("folder", root, language="sw", manifest_dir=tmp_path / "m")
-    assert err.value.where == str((root / "contempt").resolve())
+    assert err.value.where == str((root / "calm=neutral").resolve())
 
 
 def test_folder_duplicate_ids_and_stray_files(tmp_path):
@@ -112,11 +123,35 @@ def test_csv_relative_and_absolute_paths_labels_speakers(tmp_path):
                                            "clips/sub/c.wav,neutral,", f"{elsewhere},sadness,spk1"])
     rows = read_manifest(prepare_corpus("csv", listing, name="yoruba", language="yo", manifest_dir=tmp_path / "m").manifest)
     by_id = {u.utt_id: u for u in rows}
-    assert set(by_id) == {"clips/a", "clips/b", "clips/sub/c", str(elsewhere.with_suffix("")).lstrip("/")}
+    # One file lies outside the CSV's folder: ids are relative to the folder holding all of them.
+    assert set(by_id) == {"yo/clips/a", "yo/clips/b", "yo/clips/sub/c", "other/z"}
+    by_id = {k.removeprefix("yo/"): u for k, u in by_id.items()}
     assert (by_id["clips/a"].emotion, by_id["clips/a"].speaker, by_id["clips/a"].language) == ("angry", "spk1", "yo")
     assert by_id["clips/b"].emotion == "happy"
     assert by_id["clips/sub/c"].speaker == "unknown"
     assert by_id["clips/a"].path == str((tmp_path / "yo" / "clips" / "a.wav").resolve())
+
+
+def test_csv_of_absolute_paths_gives_ids_relative_to_the_corpus(tmp_path):
+    """A list kept apart from its corpus (absolute paths): ids carry no machine layout, only the corpus's own."""
+    corpus = tmp_path / "home" / "alice" / "data" / "ravdess"
+    files = [write_wav(corpus / f"Actor_0{a}" / f"03-01-0{e}-01-01-01-0{a}.wav") for a in (1, 2) for e in (1, 2)]
+    listing = tmp_path / "lists" / "ravdess.csv"
+    listing.parent.mkdir()
+    listing.write_text("path,label,speaker\n" + "".join(f"{f},{('neutral', 'calm')[i % 2]},{f.parent.name}\n"
+                                                        for i, f in enumerate(files)), encoding="utf-8")
+    prepared = prepare_corpus("csv", listing, language="en", manifest_dir=tmp_path / "m")
+    assert sorted(u.utt_id for u in prepared.utterances) == [
+        "Actor_01/03-01-01-01-01-01-01", "Actor_01/03-01-02-01-01-01-01",
+        "Actor_02/03-01-01-01-01-01-02", "Actor_02/03-01-02-01-01-01-02"]
+    assert all(str(tmp_path).strip("/") not in u.utt_id for u in read_manifest(prepared.manifest))
+    assert {u.path for u in prepared.utterances} == {str(f) for f in files}
+    # A relative path with ".." inside the CSV's folder is the same file, and the same id, as its plain form.
+    (tmp_path / "lists" / "clips").mkdir()
+    write_wav(tmp_path / "lists" / "clips" / "a.wav")
+    listing.write_text("path,label\nclips/../clips/a.wav,sad\nclips/a.wav,happy\n", encoding="utf-8")
+    with pytest.raises(DataError, match="duplicate utterance id 'clips/a'"):
+        prepare_corpus("csv", listing, language="en", manifest_dir=tmp_path / "m")
 
 
 def test_csv_utt_id_column_bom_and_header_case(tmp_path):
@@ -137,7 +172,7 @@ def test_csv_missing_audio_names_the_file(tmp_path):
 @pytest.mark.parametrize("header, rows, problem, line", [
     ("file,emotion", ["a.wav,sad"], r"malformed CSV: missing column\(s\) path, label", None),
     ("path;label", ["a.wav;sad"], r"missing column\(s\) path, label", None),
-    ("path,label", ["a.wav,grumpy"], "unknown emotion label 'grumpy'", 2),
+    ("path,label", ["a.wav,sad/angry"], "emotion label 'sad/angry' is not a label name", 2),
     ("path,label", ["a.wav,sad", ",sad"], "empty path or label", 3),
     ("path,label", ["a.wav,sad,extra,fields"], "wrong number of fields", 2),
     ("path,label", ["a.txt,sad"], "a.txt is not an audio file", 2),

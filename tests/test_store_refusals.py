@@ -58,7 +58,7 @@ DAMAGE = {
     "other_dataset": (lambda p: _h5(p, lambda f: f.attrs.__setitem__("dataset", "emovo")), "belongs to dataset 'emovo', not 'synth'"),
     "other_split": (lambda p: _h5(p, lambda f: f.attrs.__setitem__("split", "train")), "holds split 'train' but is named test.h5"),
     "nan_features": (lambda p: _h5(p, lambda f: f["features/ge2e/data"].__setitem__((0, 0), np.nan)), "non-finite values in feature 'ge2e'"),
-    "unknown_emotion": (lambda p: _h5(p, lambda f: f["utterances/emotion"].__setitem__(0, "grumpy")), "emotion 'grumpy'"),
+    "unknown_emotion": (lambda p: _h5(p, lambda f: f["utterances/emotion"].__setitem__(0, "Grumpy")), "emotion 'Grumpy'"),
 }
 
 

@@ -234,3 +234,16 @@ def test_the_saved_configuration_records_the_resolved_domains_and_features(tmp_p
     assert config["domains"] == ["de=emodb"] and config["features"] == ["ge2e", "mfcc"]
     r = _train("--domains", "de=", "--features-dir", str(features))
     assert r.exit_code == 2 and "LANG=DATASET" in r.output
+
+
+def test_classes_outside_the_built_in_vocabulary_train_like_any_other(tmp_path):
+    """The vocabulary is open (sercore.labels): RAVDESS's calm or IEMOCAP's frustrated are classes of their own."""
+    stores = make_stores(tmp_path / "features", dataset="open", language="en",
+                         emotions=("frustrated", "calm", "neutral", "happy"), per_class=12, speakers=3)
+    out = tmp_path / "run"
+    r = _train("--domains", "en=open", "--features-dir", str(stores), "--epochs", "1", "--seeds", "1", "--out", str(out))
+    assert r.exit_code == 0, r.output
+    recall = json.loads((out / "metrics.json").read_text())["runs"][0]["test"]["en"]["recall"]
+    assert list(recall) == ["neutral", "happy", "calm", "frustrated"]  # built-in order, then the others sorted
+    ckpt = torch.load(out / "checkpoints" / "run0.pt", weights_only=False)
+    assert ckpt["classes"] == [["neutral", "happy", "calm", "frustrated"]]

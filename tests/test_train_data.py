@@ -45,7 +45,7 @@ def test_the_corpus_registry_comes_from_the_preparers(tmp_path, monkeypatch):
     import extract.prepare.emovo as emovo
     from train.domains import corpus_registry
 
-    assert corpus_registry() == {"de": ["emodb"], "it": ["emovo"], "fr": ["cafe"], "en": ["iemocap"]}
+    assert corpus_registry() == {"de": ["emodb"], "it": ["emovo"], "fr": ["cafe"], "en": ["iemocap", "ravdess"]}
     monkeypatch.setattr(emovo, "LANGUAGE", "xx")  # a preparer's language is the only place it is written
     make_stores(tmp_path, dataset="emovo", language="xx")
     assert corpus_registry()["xx"] == ["emovo"] and str(resolve_domain("xx", tmp_path)) == "xx=emovo"

@@ -11,15 +11,14 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
-from importlib import import_module
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 
-from extract.prepare import LAYOUTS
+from extract.prepare import PREPARERS
 from sercore.errors import StoreError
-from sercore.labels import EMOTIONS, sorted_labels
+from sercore.labels import is_canonical, sorted_labels
 from sercore.manifest import SPLITS
 from sercore.store import FeatureStore, same_identity, store_path
 
@@ -43,13 +42,12 @@ def feature_inputs(provenance: Mapping[str, Mapping[str, object]]) -> dict[str, 
 
 
 def corpus_registry() -> dict[str, list[str]]:
-    """Language -> the built-in corpora in that language: every preparer of ``extract.prepare`` whose corpus has
-    one fixed ``LANGUAGE`` (emodb de, cafe fr, iemocap en, emovo it), by its layout (= dataset) name."""
+    """Language -> the built-in corpora in that language: every preparer of ``extract.prepare.PREPARERS`` whose
+    corpus has one fixed language (emodb de, emovo it, cafe fr, iemocap and ravdess en), in registry order."""
     registry: dict[str, list[str]] = {}
-    for layout, module in LAYOUTS.items():
-        language = getattr(import_module(f"extract.prepare.{module}"), "LANGUAGE", None)
-        if language:
-            registry.setdefault(language, []).append(layout)
+    for preparer in PREPARERS.values():
+        if len(preparer.languages) == 1:
+            registry.setdefault(preparer.languages[0], []).append(preparer.name)
     return registry
 
 
@@ -197,8 +195,9 @@ def load_domain(spec: DomainSpec, features_dir: str | Path, features: Sequence[s
                 u = store.utt_ids[i]
                 if u in rows:
                     raise StoreError(path, f"utterance {u!r} is also in {rows[u][3]}: stores overlap")
-                if store.emotions[i] not in EMOTIONS:
-                    raise StoreError(path, f"utterance {u!r} has emotion {store.emotions[i]!r}, not one of {', '.join(EMOTIONS)}")
+                if not is_canonical(store.emotions[i]):
+                    raise StoreError(path, f"utterance {u!r} has emotion {store.emotions[i]!r}, not a label in its "
+                                           "canonical spelling (see sercore.labels)")
                 rows[u] = (store.speakers[i], store.emotions[i], store.split, path)
     if not rows:
         raise StoreError(folder, f"no utterance of language {spec.language!r} in the stores of {spec.dataset!r}")

@@ -1,10 +1,12 @@
 """Corpus preparers: scan a corpus in its own layout and write ``data_manifests/<name>.csv``.
 
-One module per layout (``emodb``, ``emovo``, ``cafe``, ``iemocap``, ``folder``, ``csvlist``, ``demo``), each
-with ``scan(root, ...) -> Scan``. :func:`prepare_corpus` turns a scan into manifest rows: it checks ids are
-unique, assigns the split of the chosen protocol *within each language* (stratified by emotion for the
-paper's random protocol; whole speakers for the speaker-independent one), guards against leakage, writes
-the manifest atomically and records skipped files next to it.
+One module per layout (``emodb``, ``emovo``, ``cafe``, ``ravdess``, ``iemocap``, ``folder``, ``csvlist``,
+``demo``), each with ``scan(root, ...) -> Scan``; :data:`PREPARERS` is the registry derived from them (name,
+language(s), documented merges). :func:`prepare_corpus` turns a scan into manifest rows: it applies the
+semantic merges (the preparer's documented ones and the user's ``--merge``), checks ids are unique, assigns
+the split of the chosen protocol *within each language* (stratified by emotion for the paper's random
+protocol; whole speakers for the speaker-independent one), guards against leakage, writes the manifest
+atomically and records skipped files next to it.
 """
 
 from __future__ import annotations
@@ -12,27 +14,109 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from importlib import import_module
 from pathlib import Path
-from typing import Callable
+from types import ModuleType
+from typing import Callable, Iterable, Mapping
 
 from sercore.errors import DataError, OptionError
-from sercore.labels import sorted_labels
+from sercore.labels import in_vocabulary, parse_merges, sorted_labels
 from sercore.manifest import SPLITS, Utterance, manifest_path, write_manifest
 from sercore.splits import PROTOCOLS, check_disjoint, random_split, speaker_split
 
+from . import cafe, csvlist, demo, emodb, emovo, folder, iemocap, ravdess
 from .base import Recording, Scan, Skipped
 
-#: Layout name -> module holding its ``scan``. Language is fixed by the corpus except for folder/csv.
-LAYOUTS: dict[str, str] = {
-    "emodb": "emodb", "emovo": "emovo", "cafe": "cafe", "iemocap": "iemocap",
-    "folder": "folder", "csv": "csvlist", "demo": "demo",
-}
-#: Layouts that hold a user corpus: the language must be given.
-USER_LAYOUTS = ("folder", "csv")
+
+@dataclass(frozen=True)
+class Preparer:
+    """One corpus layout that ``extract prepare --dataset NAME`` reads: a name and the module that scans it.
+
+    Everything else is read from the module, so it is written in one place: ``scan``; ``languages`` (its
+    ``LANGUAGE``, or ``LANGUAGES`` for the multilingual demo; empty for a user corpus, where ``--language``
+    says); ``merges``, the semantic merges its corpus's usual protocol makes (``MERGES``, label -> label),
+    reported in the summary; ``default_root``, where the corpus is without ``--root`` (the generated demo).
+    """
+
+    name: str
+    module: ModuleType
+
+    @property
+    def scan(self) -> Callable[..., Scan]:
+        return self.module.scan
+
+    @property
+    def languages(self) -> tuple[str, ...]:
+        language = getattr(self.module, "LANGUAGE", None)
+        return (language,) if language else tuple(getattr(self.module, "LANGUAGES", ()))
+
+    @property
+    def merges(self) -> dict[str, str]:
+        return dict(getattr(self.module, "MERGES", {}))
+
+    @property
+    def default_root(self) -> Path | None:
+        return getattr(self.module, "DEFAULT_ROOT", None)
+
+    @property
+    def description(self) -> str:
+        return (self.module.__doc__ or "").strip().splitlines()[0]
+
+    @property
+    def user_corpus(self) -> bool:
+        return not self.languages
+
+
+#: Every layout, by ``--dataset`` name. Corpora of one language are listed in the order their language
+#: picks them by default (``train --domains en``: IEMOCAP, then RAVDESS), the generated demo last.
+PREPARERS: dict[str, Preparer] = {p.name: p for p in (
+    Preparer("emodb", emodb), Preparer("emovo", emovo), Preparer("cafe", cafe), Preparer("iemocap", iemocap),
+    Preparer("ravdess", ravdess), Preparer("folder", folder), Preparer("csv", csvlist), Preparer("demo", demo),
+)}
 DEFAULT_MANIFESTS = Path("data_manifests")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _LANGUAGE = re.compile(r"^[a-z]{2,3}([_-][A-Za-z0-9]+)*$")
+
+
+def corpora_of_language(language: str) -> list[str]:
+    """The built-in corpora recorded in ``language``, in :data:`PREPARERS` order (the first is the default)."""
+    return [p.name for p in PREPARERS.values() if language in p.languages]
+
+
+@dataclass(frozen=True)
+class Merge:
+    """One semantic merge applied while preparing: ``count`` utterances of ``source`` became ``target``."""
+
+    source: str
+    target: str
+    count: int
+    by: str  # "--merge", or the preparer whose protocol makes it
+
+    def __str__(self) -> str:
+        return f"{self.source} -> {self.target} ({self.count}, {self.by})"
+
+
+def apply_merges(recordings: list[Recording], dataset: str, user_merges: Mapping[str, str],
+                 where: str | Path) -> tuple[list[Recording], list[Merge]]:
+    """The recordings with the preparer's documented merges and the user's merges applied, and what was merged.
+
+    Refused with :class:`DataError`: a user merge whose source no recording carries (a typo would otherwise
+    change nothing without a word), and one that contradicts or chains onto the preparer's merges.
+    """
+    documented = PREPARERS[dataset].merges
+    present = Counter(r.emotion for r in recordings)
+    for source, target in user_merges.items():
+        if source not in present and source not in documented:
+            raise OptionError("--merge", f"{source}={target}: no utterance of {where} is labelled {source!r} "
+                                       f"(labels: {', '.join(sorted_labels(present))})")
+        if documented.get(source, target) != target:
+            raise OptionError("--merge", f"{source}={target}: {dataset} already merges {source!r} into "
+                                       f"{documented[source]!r} (documented in its preparer)")
+    merges = parse_merges([f"{s}={t}" for s, t in {**documented, **user_merges}.items()])  # no chain across both
+    applied = [Merge(source, target, present[source], "--merge" if source in user_merges else f"{dataset}'s protocol")
+               for source, target in merges.items() if present[source]]
+    merged = [r if r.emotion not in merges else Recording(r.utt_id, r.path, r.speaker, r.language, merges[r.emotion])
+              for r in recordings]
+    return merged, applied
 
 
 @dataclass
@@ -46,6 +130,7 @@ class PreparedCorpus:
     utterances: list[Utterance]
     skipped: list[Skipped] = field(default_factory=list)
     skipped_list: Path | None = None
+    merges: list[Merge] = field(default_factory=list)
 
     def summary(self, max_listed: int = 10) -> str:
         utts = self.utterances
@@ -56,11 +141,15 @@ class PreparedCorpus:
             f"{self.name}: {len(utts)} utterances, {len({u.speaker for u in utts})} speakers, "
             f"language {', '.join(f'{k} ({v})' for k, v in sorted(languages.items()))}",
             "  emotions: " + ", ".join(f"{e} {emotions[e]}" for e in sorted_labels(emotions)),
+            "  merged: " + ("; ".join(map(str, self.merges)) if self.merges else "none (every label kept as the corpus gives it)"),
             f"  splits ({self.protocol} protocol, seed {self.seed}): " + ", ".join(f"{s} {splits[s]}" for s in SPLITS),
             f"  manifest: {self.manifest}",
         ]
+        outside = [e for e in sorted_labels(emotions) if not in_vocabulary(e)]
+        if outside:
+            lines.insert(2, f"  outside the built-in vocabulary, kept as classes of their own: {', '.join(outside)}")
         if self.protocol == "speaker":
-            lines[3:3] = [f"  {split} speakers: {', '.join(sorted({u.speaker for u in utts if u.split == split}))}"
+            lines[-1:-1] = [f"  {split} speakers: {', '.join(sorted({u.speaker for u in utts if u.split == split}))}"
                           for split in ("valid", "test")]
         if self.skipped:
             reasons = Counter(s.reason for s in self.skipped)
@@ -75,25 +164,25 @@ class PreparedCorpus:
 
 
 def scan_corpus(dataset: str, root: str | Path | None, *, language: str | None = None, **options) -> Scan:
-    """Run the preparer of layout ``dataset`` on ``root`` (no split, nothing written)."""
-    if dataset not in LAYOUTS:
-        raise DataError(dataset, f"unknown corpus layout (known: {', '.join(LAYOUTS)})")
-    module = import_module(f"{__name__}.{LAYOUTS[dataset]}")
+    """Run the preparer of layout ``dataset`` on ``root`` (no merge, no split, nothing written)."""
+    if dataset not in PREPARERS:
+        raise DataError(dataset, f"unknown corpus layout (known: {', '.join(PREPARERS)})")
+    preparer = PREPARERS[dataset]
     if options.get("speaker_pattern") and dataset != "folder":
         raise DataError(root or dataset, f"--speaker-pattern applies to folder corpora only, not {dataset}")
-    if root is None and getattr(module, "DEFAULT_ROOT", None) is None:
+    if root is None and preparer.default_root is None:
         raise OptionError(dataset, "--root is required (the corpus folder" + (", or the CSV file)" if dataset == "csv" else ")"))
-    if dataset in USER_LAYOUTS:
+    if preparer.user_corpus:
         if not language:
             raise OptionError(root or dataset, f"--language is required for a {dataset} corpus (e.g. --language sw)")
         if not _LANGUAGE.match(language):
             raise DataError(root or dataset, f"language {language!r} is not a language code like 'sw' or 'pt-BR'")
-        return module.scan(root, language=language, **options)
+        return preparer.scan(root, language=language, **options)
     if root is None:
-        root = module.DEFAULT_ROOT
-    if language is not None and language != getattr(module, "LANGUAGE", language):
-        raise DataError(root, f"{dataset} is in language {module.LANGUAGE!r}; --language {language!r} does not apply")
-    return module.scan(root, **options)
+        root = preparer.default_root
+    if language is not None and len(preparer.languages) == 1 and language != preparer.languages[0]:
+        raise DataError(root, f"{dataset} is in language {preparer.languages[0]!r}; --language {language!r} does not apply")
+    return preparer.scan(root, **options)
 
 
 def assign_splits(recordings: list[Recording], protocol: str, seed: int, where: str | Path) -> list[str]:
@@ -119,13 +208,17 @@ def assign_splits(recordings: list[Recording], protocol: str, seed: int, where: 
 
 def prepare_corpus(dataset: str, root: str | Path | None, *, name: str | None = None, language: str | None = None,
                    protocol: str = "random", seed: int = 0, manifest_dir: str | Path = DEFAULT_MANIFESTS,
-                   **options) -> PreparedCorpus:
-    """Scan, split and write the manifest of one corpus; see the module docstring."""
+                   merge: Iterable[str] | Mapping[str, str] = (), **options) -> PreparedCorpus:
+    """Scan, merge, split and write the manifest of one corpus; see the module docstring.
+
+    ``merge``: semantic merges asked for, as ``--merge`` items (``["calm=neutral"]``) or a mapping.
+    """
     name = name or dataset
     if not _NAME.match(name):
         raise DataError(name, "dataset name must be letters, digits, '_', '-' or '.' (it becomes a file name)")
+    user_merges = parse_merges(f"{s}={t}" for s, t in merge.items()) if isinstance(merge, Mapping) else parse_merges(merge)
     scan = scan_corpus(dataset, root, language=language, **options)
-    recordings = scan.recordings
+    recordings, merges = apply_merges(scan.recordings, dataset, user_merges, root or dataset)
     target = manifest_path(manifest_dir, name)
     seen: dict[str, Path] = {}
     for r in recordings:
@@ -141,7 +234,7 @@ def prepare_corpus(dataset: str, root: str | Path | None, *, name: str | None = 
     check_disjoint([u.utt_id for u in utterances], [u.speaker for u in utterances], splits, protocol)
     write_manifest(utterances, target)
     skipped_list = _record_skipped(scan.skipped, target)
-    return PreparedCorpus(name, protocol, seed, target, utterances, scan.skipped, skipped_list)
+    return PreparedCorpus(name, protocol, seed, target, utterances, scan.skipped, skipped_list, merges)
 
 
 def _record_skipped(skipped: list[Skipped], manifest: Path) -> Path | None:
@@ -170,4 +263,5 @@ def prepare_dataset(dataset: str, root: str | Path | None, *, name: str | None =
     return prepared.manifest
 
 
-__all__ = ["LAYOUTS", "PreparedCorpus", "prepare_corpus", "prepare_dataset", "scan_corpus", "assign_splits"]
+__all__ = ["PREPARERS", "Preparer", "Merge", "PreparedCorpus", "apply_merges", "assign_splits", "corpora_of_language",
+           "prepare_corpus", "prepare_dataset", "scan_corpus"]

@@ -8,14 +8,14 @@ writes the manifest and prints the summary.
 
 from __future__ import annotations
 
-import unicodedata
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from sercore.errors import DataError
 
-#: Audio file suffixes a preparer recognises (lower case).
-AUDIO_SUFFIXES: tuple[str, ...] = (".wav", ".flac", ".ogg", ".mp3")
+from ..audio import AUDIO_SUFFIXES
 
 
 @dataclass(frozen=True)
@@ -66,15 +66,31 @@ def audio_files(folder: Path, *, recursive: bool = True) -> list[Path]:
     return sorted(p for p in pattern if is_audio(p))
 
 
-def fold(name: str) -> str:
-    """Compare names as a person would: NFC/NFD forms, accents and case do not matter."""
-    decomposed = unicodedata.normalize("NFD", name)
-    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold().strip()
-
-
 def require_recordings(scan: Scan, root: Path, hint: str) -> Scan:
     """A corpus with no usable audio is an error, not an empty manifest."""
     if not scan.recordings:
         detail = f" ({len(scan.skipped)} file(s) skipped, e.g. {scan.skipped[0].path}: {scan.skipped[0].reason})" if scan.skipped else ""
         raise DataError(root, f"no usable audio found; expected {hint}{detail}")
     return scan
+
+
+def scan_named_files(root: str | Path, name: re.Pattern, recording: Callable[[Path, re.Match], "Recording | str"], *,
+                     form: str, example: str) -> Scan:
+    """The scan of a corpus whose file names say everything (EmoDB, EMOVO, CaFE, RAVDESS).
+
+    Every audio file under ``root`` (sorted) whose stem matches ``name`` goes to ``recording(path, match)``,
+    which returns the :class:`Recording`, or the reason to skip the file, or raises :class:`DataError` for a
+    name that matches the layout but says something impossible (an unknown emotion code). A file whose
+    name does not match is skipped as "name is not <form>". No recording at all is an error naming
+    ``example``.
+    """
+    root = require_dir(root)
+    result = Scan()
+    for path in audio_files(root):
+        match = name.match(path.stem)
+        found = recording(path, match) if match else f"name is not {form}"
+        if isinstance(found, str):
+            result.skip(path, found)
+        else:
+            result.recordings.append(found)
+    return require_recordings(result, root, example)

@@ -10,11 +10,13 @@ A wrapper folder above the emotion folders (e.g. ``CaFE_48k/``) is fine.
 from __future__ import annotations
 
 import re
+from functools import partial
 from pathlib import Path
 
 from sercore.errors import DataError
+from sercore.labels import fold
 
-from .base import Recording, Scan, audio_files, fold, require_dir, require_recordings
+from .base import Recording, Scan, require_dir, scan_named_files
 
 LANGUAGE = "fr"
 
@@ -27,7 +29,7 @@ EMOTION_FOLDERS: dict[str, str] = {
 INITIALS: dict[str, str] = {"C": "angry", "D": "disgust", "J": "happy", "N": "neutral", "P": "fear", "S": "surprise", "T": "sad"}
 INTENSITY_FOLDERS = ("faible", "fort")
 
-_NAME = re.compile(r"^(?P<speaker>\d+)-(?P<initial>[A-Za-z])-(?P<intensity>\d+)-(?P<text>\d+)$")
+NAME = re.compile(r"^(?P<speaker>\d+)-(?P<initial>[A-Za-z])-(?P<intensity>\d+)-(?P<text>\d+)$")
 
 
 def _emotion_of(path: Path, root: Path) -> str | None:
@@ -43,24 +45,19 @@ def _emotion_of(path: Path, root: Path) -> str | None:
                                   "(known: Colère, Dégoût, Joie, Neutre, Peur, Surprise, Tristesse)")
 
 
+def _recording(root: Path, path: Path, match: re.Match) -> Recording | str:
+    emotion = _emotion_of(path, root)
+    if emotion is None:
+        return "not inside an emotion folder"
+    initial = match["initial"].upper()
+    if initial not in INITIALS:
+        raise DataError(path, f"unknown CaFE emotion initial {initial!r} (known: {', '.join(INITIALS)})")
+    if INITIALS[initial] != emotion:
+        raise DataError(path, f"emotion initial {initial!r} ({INITIALS[initial]}) disagrees with its folder ({emotion})")
+    return Recording(utt_id=path.stem, path=path, speaker=match["speaker"], language=LANGUAGE, emotion=emotion)
+
+
 def scan(root: str | Path, **_) -> Scan:
     root = require_dir(root)
-    result = Scan()
-    for path in audio_files(root):
-        emotion = _emotion_of(path, root)
-        if emotion is None:
-            result.skip(path, "not inside an emotion folder")
-            continue
-        match = _NAME.match(path.stem)
-        if match is None:
-            result.skip(path, "name is not CaFE's SS-E-I-T (e.g. 03-C-2-4)")
-            continue
-        initial = match["initial"].upper()
-        if initial not in INITIALS:
-            raise DataError(path, f"unknown CaFE emotion initial {initial!r} (known: {', '.join(INITIALS)})")
-        if INITIALS[initial] != emotion:
-            raise DataError(path, f"emotion initial {initial!r} ({INITIALS[initial]}) disagrees with its folder ({emotion})")
-        result.recordings.append(Recording(
-            utt_id=path.stem, path=path, speaker=match["speaker"], language=LANGUAGE, emotion=emotion,
-        ))
-    return require_recordings(result, root, "CaFE files like Colère/Fort/03-C-2-4.wav")
+    return scan_named_files(root, NAME, partial(_recording, root), form="CaFE's SS-E-I-T (e.g. 03-C-2-4)",
+                            example="CaFE files like Colère/Fort/03-C-2-4.wav")

@@ -3,13 +3,17 @@
 ``--root`` is the CSV file itself. Relative paths are relative to the CSV's folder. Labels go through
 :func:`sercore.labels.normalise_label`. Without a ``speaker`` column (or with an empty cell) the
 speaker is ``unknown``, as for folder corpora (see :mod:`extract.prepare.folder`). Without ``utt_id``
-the id is the audio path relative to the CSV's folder, without its suffix. A listed file that does
-not exist is an error, since a manifest pointing at missing audio only fails later, mid-extraction.
+the id is the audio path, without its suffix, relative to the corpus: the CSV's folder when every listed
+file lies below it, else the deepest folder holding all listed files (a list in ``/home/alice`` of
+``/data/ravdess/Actor_01/x.wav``... gives ``Actor_01/x``). Ids never carry the machine's layout, so
+stores, bundles and reports made from them can move. A listed file that
+does not exist is an error, since a manifest pointing at missing audio only fails later, mid-extraction.
 """
 
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 from sercore.errors import DataError
@@ -48,6 +52,7 @@ def scan(root: str | Path, *, language: str, **_) -> Scan:
     base = csv_path.parent
     result = Scan()
     labels: dict[str, str] = {}
+    listed: list[tuple[Path, str, str, str]] = []  # audio, label, speaker, utt_id (may be empty)
     for number, row in enumerate(rows, 2):
         where = f"{csv_path}:{number}"
         if None in row or any(row.get(c) is None for c in REQUIRED):
@@ -55,21 +60,18 @@ def scan(root: str | Path, *, language: str, **_) -> Scan:
         raw_path, raw_label = row["path"].strip(), row["label"].strip()
         if not raw_path or not raw_label:
             raise DataError(where, "malformed CSV row: empty path or label")
-        audio = Path(raw_path).expanduser()
-        audio = audio if audio.is_absolute() else base / audio
+        audio = Path(os.path.normpath(base / Path(raw_path).expanduser()))  # an absolute path stays as it is
         if audio.suffix.lower() not in AUDIO_SUFFIXES:
             raise DataError(where, f"{raw_path} is not an audio file ({', '.join(AUDIO_SUFFIXES)})")
         if not audio.is_file():
             raise DataError(audio, f"audio file listed in {csv_path.name} line {number} does not exist")
         if raw_label not in labels:
             labels[raw_label] = normalise_label(raw_label, where=where)
-        utt_id = (row.get("utt_id") or "").strip()
-        if not utt_id:
-            try:
-                utt_id = audio.relative_to(base).with_suffix("").as_posix()
-            except ValueError:  # an absolute path outside the CSV's folder
-                utt_id = audio.with_suffix("").as_posix().lstrip("/")
         speaker = (row.get("speaker") or "").strip() or UNKNOWN_SPEAKER
-        result.recordings.append(Recording(utt_id=utt_id, path=audio, speaker=speaker, language=language,
-                                           emotion=labels[raw_label]))
+        listed.append((audio, labels[raw_label], speaker, (row.get("utt_id") or "").strip()))
+    folders = {audio.parent for audio, *_ in listed}
+    corpus = base if all(f.is_relative_to(base) for f in folders) else Path(os.path.commonpath(sorted(folders)))
+    for audio, label, speaker, utt_id in listed:
+        utt_id = utt_id or audio.relative_to(corpus).with_suffix("").as_posix()
+        result.recordings.append(Recording(utt_id=utt_id, path=audio, speaker=speaker, language=language, emotion=label))
     return require_recordings(result, csv_path, "rows of path,label")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from sercore.errors import DataError
 
-from .base import Recording, Scan, audio_files, require_dir, require_recordings
+from .base import Recording, Scan, scan_named_files
 
 LANGUAGE = "de"
 
@@ -20,21 +20,17 @@ EMOTION_LETTERS: dict[str, str] = {
     "W": "angry", "L": "boredom", "E": "disgust", "A": "fear", "F": "happy", "T": "sad", "N": "neutral",
 }
 
-_NAME = re.compile(r"^(?P<speaker>\d{2})(?P<text>[a-z]\d{2})(?P<emotion>[A-Za-z])(?P<version>[a-z]+)$")
+NAME = re.compile(r"^(?P<speaker>\d{2})(?P<text>[a-z]\d{2})(?P<emotion>[A-Za-z])(?P<version>[a-z]+)$")
+
+
+def _recording(path: Path, match: re.Match) -> Recording:
+    letter = match["emotion"]
+    if letter not in EMOTION_LETTERS:
+        raise DataError(path, f"unknown EmoDB emotion letter {letter!r} (known: {', '.join(EMOTION_LETTERS)})")
+    return Recording(utt_id=path.stem, path=path, speaker=match["speaker"], language=LANGUAGE,
+                     emotion=EMOTION_LETTERS[letter])
 
 
 def scan(root: str | Path, **_) -> Scan:
-    root = require_dir(root)
-    result = Scan()
-    for path in audio_files(root):
-        match = _NAME.match(path.stem)
-        if match is None:
-            result.skip(path, "name is not EmoDB's SSTTTEV (e.g. 03a01Fa)")
-            continue
-        letter = match["emotion"]
-        if letter not in EMOTION_LETTERS:
-            raise DataError(path, f"unknown EmoDB emotion letter {letter!r} (known: {', '.join(EMOTION_LETTERS)})")
-        result.recordings.append(Recording(
-            utt_id=path.stem, path=path, speaker=match["speaker"], language=LANGUAGE, emotion=EMOTION_LETTERS[letter],
-        ))
-    return require_recordings(result, root, "EmoDB files like wav/03a01Fa.wav")
+    return scan_named_files(root, NAME, _recording, form="EmoDB's SSTTTEV (e.g. 03a01Fa)",
+                            example="EmoDB files like wav/03a01Fa.wav")

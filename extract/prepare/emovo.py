@@ -11,7 +11,7 @@ from pathlib import Path
 
 from sercore.errors import DataError
 
-from .base import Recording, Scan, audio_files, require_dir, require_recordings
+from .base import Recording, Scan, scan_named_files
 
 LANGUAGE = "it"
 
@@ -20,21 +20,17 @@ EMOTION_CODES: dict[str, str] = {
     "dis": "disgust", "gio": "happy", "neu": "neutral", "pau": "fear", "rab": "angry", "sor": "surprise", "tri": "sad",
 }
 
-_NAME = re.compile(r"^(?P<emotion>[a-z]{3})-(?P<speaker>[a-z]\d+)-(?P<sentence>[a-z]+\d+)$", re.IGNORECASE)
+NAME = re.compile(r"^(?P<emotion>[a-z]{3})-(?P<speaker>[a-z]\d+)-(?P<sentence>[a-z]+\d+)$", re.IGNORECASE)
+
+
+def _recording(path: Path, match: re.Match) -> Recording:
+    code = match["emotion"].lower()
+    if code not in EMOTION_CODES:
+        raise DataError(path, f"unknown EMOVO emotion code {code!r} (known: {', '.join(EMOTION_CODES)})")
+    return Recording(utt_id=path.stem, path=path, speaker=match["speaker"].lower(), language=LANGUAGE,
+                     emotion=EMOTION_CODES[code])
 
 
 def scan(root: str | Path, **_) -> Scan:
-    root = require_dir(root)
-    result = Scan()
-    for path in audio_files(root):
-        match = _NAME.match(path.stem)
-        if match is None:
-            result.skip(path, "name is not EMOVO's EEE-SS-TT (e.g. dis-f1-b1)")
-            continue
-        code = match["emotion"].lower()
-        if code not in EMOTION_CODES:
-            raise DataError(path, f"unknown EMOVO emotion code {code!r} (known: {', '.join(EMOTION_CODES)})")
-        result.recordings.append(Recording(
-            utt_id=path.stem, path=path, speaker=match["speaker"].lower(), language=LANGUAGE, emotion=EMOTION_CODES[code],
-        ))
-    return require_recordings(result, root, "EMOVO files like f1/dis-f1-b1.wav")
+    return scan_named_files(root, NAME, _recording, form="EMOVO's EEE-SS-TT (e.g. dis-f1-b1)",
+                            example="EMOVO files like f1/dis-f1-b1.wav")

@@ -1,6 +1,8 @@
-"""Any user corpus laid out as ``<root>/<label>/*.wav`` (also .flac, .ogg, .mp3; sub-folders allowed).
+"""Any user corpus laid out as ``<root>/<label>/*.wav`` (any suffix of :data:`extract.audio.AUDIO_SUFFIXES`:
+.flac, .ogg, .mp3...; sub-folders allowed).
 
-Label folder names go through :func:`sercore.labels.normalise_label` (``angry``, ``Anger``, ``colère``...).
+Label folder names go through :func:`sercore.labels.normalise_label`: spellings fold together (``angry``,
+``Anger``, ``colère``...), any other name is a class of its own (``contempt``, ``calm``).
 The utterance id is the path below ``<root>`` without its suffix (``angry/take_01``), so equal file
 names under different labels do not clash.
 
@@ -67,4 +69,4 @@ def scan(root: str | Path, *, language: str, speaker_pattern: str | None = None,
         result.recordings.append(Recording(
             utt_id=rel, path=path, speaker=speaker_from_name(pattern, path), language=language, emotion=labels[folder],
         ))
-    return require_recordings(result, root, "<root>/<label>/*.wav (or .flac, .ogg, .mp3)")
+    return require_recordings(result, root, "<root>/<label>/*.wav (or .flac, .ogg, .mp3...)")

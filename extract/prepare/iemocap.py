@@ -2,9 +2,10 @@
 
 Layout: ``<root>/Session1..5/dialog/EmoEvaluation/<dialog>.txt`` hold one line per utterance,
 ``[6.2901 - 8.2357]<TAB>Ses01F_impro01_F000<TAB>neu<TAB>[2.5000, 2.5000, 2.5000]``; the audio is
-``<root>/SessionN/sentences/wav/<dialog>/<utterance>.wav``. Kept: neutral, happy + excited (merged
-into happy), angry, sad: 5,531 utterances in the full corpus. Every other label (frustrated,
-surprised, fear, disgust, other, ``xxx`` = no agreement) is counted as skipped.
+``<root>/SessionN/sentences/wav/<dialog>/<utterance>.wav``. Kept: neutral, happy, excited, angry, sad,
+and, as the usual four-class protocol does, excited merged into happy (:data:`MERGES`; the preparation
+summary reports it): 5,531 utterances in the full corpus. Every other label (frustrated, surprised,
+fear, disgust, other, ``xxx`` = no agreement) is counted as skipped.
 
 Speaker: the session plus the gender of the person speaking, which is the first letter of the part
 after the last underscore (``Ses01F_impro01_M003`` is spoken by the man of session 1: ``Ses01M``).
@@ -21,7 +22,10 @@ from .base import Recording, Scan, audio_files, require_dir, require_recordings
 
 LANGUAGE = "en"
 
-KEPT: dict[str, str] = {"neu": "neutral", "hap": "happy", "exc": "happy", "ang": "angry", "sad": "sad"}
+KEPT: dict[str, str] = {"neu": "neutral", "hap": "happy", "exc": "excited", "ang": "angry", "sad": "sad"}
+#: The four-class protocol's semantic merge (Busso et al. 2008 and most IEMOCAP papers since): applied and
+#: reported by :func:`extract.prepare.prepare_corpus`, like a user's ``--merge``.
+MERGES: dict[str, str] = {"excited": "happy"}
 #: Labels of the corpus that the four-class protocol leaves out.
 LEFT_OUT = ("fru", "sur", "fea", "dis", "oth", "xxx")
 
