@@ -58,16 +58,11 @@ class Preparer:
         return getattr(self.module, "DEFAULT_ROOT", None)
 
     @property
-    def description(self) -> str:
-        return (self.module.__doc__ or "").strip().splitlines()[0]
-
-    @property
     def user_corpus(self) -> bool:
         return not self.languages
 
 
-#: Every layout, by ``--dataset`` name. Corpora of one language are listed in the order their language
-#: picks them by default (``train --domains en``: IEMOCAP, then RAVDESS), the generated demo last.
+#: Every layout, by ``--dataset`` name (``train.domains.corpus_registry`` derives language -> corpora from it).
 PREPARERS: dict[str, Preparer] = {p.name: p for p in (
     Preparer("emodb", emodb), Preparer("emovo", emovo), Preparer("cafe", cafe), Preparer("iemocap", iemocap),
     Preparer("ravdess", ravdess), Preparer("folder", folder), Preparer("csv", csvlist), Preparer("demo", demo),
@@ -75,11 +70,6 @@ PREPARERS: dict[str, Preparer] = {p.name: p for p in (
 DEFAULT_MANIFESTS = Path("data_manifests")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _LANGUAGE = re.compile(r"^[a-z]{2,3}([_-][A-Za-z0-9]+)*$")
-
-
-def corpora_of_language(language: str) -> list[str]:
-    """The built-in corpora recorded in ``language``, in :data:`PREPARERS` order (the first is the default)."""
-    return [p.name for p in PREPARERS.values() if language in p.languages]
 
 
 @dataclass(frozen=True)
@@ -263,5 +253,5 @@ def prepare_dataset(dataset: str, root: str | Path | None, *, name: str | None =
     return prepared.manifest
 
 
-__all__ = ["PREPARERS", "Preparer", "Merge", "PreparedCorpus", "apply_merges", "assign_splits", "corpora_of_language",
+__all__ = ["PREPARERS", "Preparer", "Merge", "PreparedCorpus", "apply_merges", "assign_splits",
            "prepare_corpus", "prepare_dataset", "scan_corpus"]
