@@ -100,9 +100,10 @@ def sorted_labels(labels: Iterable[str]) -> list[str]:
 def parse_merges(specs: Iterable[str], *, where: str = "--merge") -> dict[str, str]:
     """``["calm=neutral", "excited=happy,frustrated=angry"]`` -> ``{"calm": "neutral", ...}`` (canonical names).
 
-    Each item is ``SOURCE=TARGET``; items may also be comma-separated. Refused with :class:`~sercore.errors.OptionError` (a usage error): a
-    malformed item, a label merged into itself, one source given two targets, and chains (``a=b`` with
-    ``b=c``: say ``a=c,b=c``), which would otherwise depend on the order they are applied in.
+    Each item is ``SOURCE=TARGET``; items may also be comma-separated. Refused with :class:`OptionError` (a
+    usage error): a malformed item, a label merged into itself, one source given two targets, and chains
+    (``a=b`` with ``b=c``: say ``a=c,b=c``), which would otherwise depend on the order they are applied in.
+    A label that cannot be a class name is a :class:`DataError` from :func:`normalise_label`.
     """
     merges: dict[str, str] = {}
     for spec in specs:

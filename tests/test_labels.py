@@ -78,3 +78,13 @@ def test_cli_refuses_a_malformed_merge_as_a_usage_error(tmp_path):
     assert result.exit_code == 2
     assert "Invalid value for '--merge': 'calm' is not SOURCE=TARGET (e.g. --merge calm=neutral)" in result.output
     assert not (tmp_path / "m").exists()
+
+
+def test_cli_merge_that_does_not_apply_is_one_line_and_a_usage_error(tmp_path):
+    root = ravdess_corpus(tmp_path / "r", actors=(1,))
+    result = CliRunner().invoke(extract_main, ["prepare", "--dataset", "ravdess", "--root", str(root),
+                                               "--manifest-dir", str(tmp_path / "m"), "--merge", "clam=neutral"])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        f"error: --merge: clam=neutral: no utterance of {root} is labelled 'clam' "
+        "(labels: neutral, happy, angry, sad, fear, disgust, surprise, calm)"]
