@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Iterable, Mapping
+from typing import Iterable
 
 from .errors import DataError, OptionError
 
@@ -123,10 +123,6 @@ def parse_merges(specs: Iterable[str], *, where: str = "--merge") -> dict[str, s
     chained = sorted(t for t in merges.values() if t in merges)
     if chained:
         raise OptionError(where, f"{chained[0]!r} is both merged into {merges[chained[0]]!r} and a merge target; "
-                               "give every source its final target")
+                                 "give every source its final target")
     return merges
 
-
-def merge_labels(labels: Iterable[str], merges: Mapping[str, str]) -> list[str]:
-    """Each label after ``merges`` (source -> target); labels not merged are unchanged."""
-    return [merges.get(label, label) for label in labels]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Callable, Iterable, Mapping
@@ -89,7 +89,7 @@ def apply_merges(recordings: list[Recording], dataset: str, user_merges: Mapping
                  where: str | Path) -> tuple[list[Recording], list[Merge]]:
     """The recordings with the preparer's documented merges and the user's merges applied, and what was merged.
 
-    Refused with :class:`DataError`: a user merge whose source no recording carries (a typo would otherwise
+    Refused with :class:`OptionError`: a user merge whose source no recording carries (a typo would otherwise
     change nothing without a word), and one that contradicts or chains onto the preparer's merges.
     """
     documented = PREPARERS[dataset].merges
@@ -97,15 +97,14 @@ def apply_merges(recordings: list[Recording], dataset: str, user_merges: Mapping
     for source, target in user_merges.items():
         if source not in present and source not in documented:
             raise OptionError("--merge", f"{source}={target}: no utterance of {where} is labelled {source!r} "
-                                       f"(labels: {', '.join(sorted_labels(present))})")
+                                         f"(labels: {', '.join(sorted_labels(present))})")
         if documented.get(source, target) != target:
             raise OptionError("--merge", f"{source}={target}: {dataset} already merges {source!r} into "
-                                       f"{documented[source]!r} (documented in its preparer)")
+                                         f"{documented[source]!r} (documented in its preparer)")
     merges = parse_merges([f"{s}={t}" for s, t in {**documented, **user_merges}.items()])  # no chain across both
     applied = [Merge(source, target, present[source], "--merge" if source in user_merges else f"{dataset}'s protocol")
                for source, target in merges.items() if present[source]]
-    merged = [r if r.emotion not in merges else Recording(r.utt_id, r.path, r.speaker, r.language, merges[r.emotion])
-              for r in recordings]
+    merged = [replace(r, emotion=merges[r.emotion]) if r.emotion in merges else r for r in recordings]
     return merged, applied
 
 
