@@ -1,4 +1,9 @@
-"""``extract``: prepare manifests and write feature stores. Each sub-command calls one library function."""
+"""``extract``: prepare manifests and write feature stores. Each sub-command calls one library function.
+
+Errors end in one line naming the file or option, with the exit codes of ``sercore.errors``: 2 a bad option
+(click), 3 bad data (manifest, audio root, store), 4 the machine (no space left, a read-only folder, another
+``extract`` holding the dataset's lock, missing weights), 5 ``--strict`` with skipped utterances.
+"""
 
 from __future__ import annotations
 
@@ -31,7 +36,7 @@ extract prepare --dataset folder --root /data/swahili --language sw --speaker-pa
               help="An existing Dask cluster: its scheduler's address (tcp://host:8786) or scheduler file (mgser cluster slurm).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--batch-size", type=click.IntRange(1), default=16, show_default=True, help="Utterances per worker task (and per part file).")
-@click.option("--overwrite", is_flag=True, help="Recompute everything instead of resuming.")
+@click.option("--overwrite", is_flag=True, help="Recompute everything instead of resuming (the old stores stay readable until replaced).")
 @click.option("--strict", is_flag=True, help="Fail if any utterance had to be skipped.")
 @click.option("--wav2vec-checkpoint", type=click.Path(path_type=Path), default=None, help="wav2vec checkpoint (or $MGSER_WAV2VEC_CHECKPOINT).")
 @click.option("--wav2vec-layer", type=click.IntRange(0), default=None, help="wav2vec 2.0 / HuBERT: transformer layer to keep.")

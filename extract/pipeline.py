@@ -3,24 +3,32 @@
 Workers (Dask, or the calling process with ``workers=0``) decode audio and run the extractors; the
 calling process is the single writer. Each finished batch is committed as an atomic part file as soon
 as it arrives, so a crash loses at most the batches in flight; at the end the parts of each split are
-consolidated into ``features/<dataset>/<split>.h5``. A rerun skips what is stored already.
+consolidated into ``features/<dataset>/<split>.h5`` and the set of split stores is committed as one
+generation (``stores.json``). A rerun skips what is stored already and still current: an utterance whose
+manifest row or audio file changed since (its fingerprint, see ``sercore.store.Fingerprint``) is
+recomputed, and one no longer in the manifest is removed. One ``extract`` at a time writes a dataset
+folder (a lock naming the holder's PID); a rerun with nothing to do writes nothing.
 """
 
 from __future__ import annotations
 
+import math
 import shutil
 import time
 from collections import defaultdict
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 from tqdm import tqdm
 
-from sercore.errors import DataError, PartialFailure, SerError
+from sercore.errors import DataError, EnvironmentProblem, PartialFailure, SerError
+from sercore.fsio import FolderLock
 from sercore.manifest import SPLITS, Utterance, manifest_path, read_manifest
-from sercore.store import UtteranceRecord, consolidate, parts_dir, store_path, stored_utterances, write_store
+from sercore.store import (Fingerprint, FeatureStore, UtteranceRecord, commit_generation, consolidate, parts_dir,
+                           read_split, store_path, write_store)
 
 from .audio import DecodedAudio
 from .extractors import NAMES, ExtractorSettings, FeatureExtractor, MissingWeightsError, extractor_class
@@ -47,32 +55,52 @@ class BatchResult:
     features: tuple[str, ...]
 
 
+def featurise(audio: str | Path | DecodedAudio, extractors: Mapping[str, FeatureExtractor]) -> dict[str, np.ndarray]:
+    """Decode one audio file once and run every extractor on it: ``{feature: (frames, dim) or (dim,) float32}``.
+
+    The one per-file path of ``extract`` and ``predict``. Each model gets the audio at its own rate (and
+    padded to its minimum length); an output that is not of the extractor's shape or not finite is refused.
+    Raises :class:`DataError` naming the file (undecodable audio, bad output); an extractor's own failure
+    propagates as it is.
+    """
+    decoded = audio if isinstance(audio, DecodedAudio) else DecodedAudio(audio)
+    out = {}
+    for name, ex in extractors.items():
+        a = np.asarray(ex.extract(decoded.at(ex.sample_rate, ex.min_seconds)), dtype=np.float32)
+        check_output(decoded.path, name, ex, a)
+        out[name] = a
+    return out
+
+
 def extract_batch(rows: Sequence[Utterance], features: Sequence[str], settings: ExtractorSettings) -> BatchResult:
     """Worker task: every feature of ``features`` for every utterance of ``rows`` (one split).
 
-    An utterance whose audio or any extractor fails is skipped as a whole, with the reason.
+    An utterance whose audio or any extractor fails is skipped as a whole, with the reason. Each record carries
+    the fingerprint of its row and audio file, taken before the file is read (a file replaced while it is read
+    then looks changed to the next run, never the other way round).
     """
     extractors = {n: _extractor(n, settings) for n in features}
     records, skipped = [], {}
     for u in rows:
         try:
+            try:
+                fingerprint = Fingerprint.of(u)
+            except OSError:
+                fingerprint = None  # DecodedAudio names the problem
             audio = DecodedAudio(u.path)
-            feats = {}
-            for n, ex in extractors.items():
-                feats[n] = np.asarray(ex.extract(audio.at(ex.sample_rate, ex.min_seconds)), dtype=np.float32)
-                _check_output(u.path, n, ex, feats[n])
+            feats = featurise(audio, extractors)
         except DataError as exc:
             skipped[u.utt_id] = exc.problem
             continue
         except Exception as exc:  # an extractor failing on one file must not stop the batch
             skipped[u.utt_id] = f"{u.path}: {type(exc).__name__}: {exc}"
             continue
-        records.append(UtteranceRecord(u.utt_id, u.emotion, u.speaker, u.language, feats))
+        records.append(UtteranceRecord(u.utt_id, u.emotion, u.speaker, u.language, feats, fingerprint, audio.seconds))
     provenance = {n: ex.provenance() for n, ex in extractors.items()}
     return BatchResult(records, skipped, provenance, rows[0].split if rows else "", tuple(features))
 
 
-def _check_output(path: str, name: str, ex: FeatureExtractor, a: np.ndarray) -> None:
+def check_output(path: str | Path, name: str, ex: FeatureExtractor, a: np.ndarray) -> None:
     """Never store garbage: an extractor's output must have its shape and be finite (e.g. not NaN from silence)."""
     expected = 1 if ex.kind == "embedding" else 2
     if a.ndim != expected or a.shape[-1] != ex.dim or (expected == 2 and a.shape[0] == 0):
@@ -89,6 +117,9 @@ class ExtractionSummary:
     computed: int = 0
     skipped: dict[str, str] = field(default_factory=dict)
     already_done: int = 0
+    changed: dict[str, str] = field(default_factory=dict)  # utterance -> why its stored features were stale
+    removed: int = 0  # stored utterances no longer in the manifest (or moved to another split)
+    long: dict[str, float] = field(default_factory=dict)  # utterance -> seconds, far longer than the rest
     unavailable: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
     stores: list[Path] = field(default_factory=list)
@@ -109,30 +140,64 @@ def available_features(names: Sequence[str] | None, settings: ExtractorSettings)
     return ok, missing
 
 
-def plan(rows: Sequence[Utterance], features: Sequence[str], features_dir: Path, dataset: str,
-         batch_size: int) -> tuple[list[tuple[list[Utterance], tuple[str, ...]]], int]:
-    """Batches of (utterances of one split, features still missing for all of them), and how many were complete.
+@dataclass
+class Plan:
+    """What a run has to do: batches of (utterances of one split, features to compute for all of them)."""
 
-    An utterance recorded as skipped is not complete: it is planned again with every feature.
+    batches: list[tuple[list[Utterance], tuple[str, ...]]]
+    complete: int  # utterances stored with every requested feature, and still current
+    changed: dict[str, str]  # utterance -> why its stored features are stale (recomputed with every stored feature)
+    removed: int  # stored utterances that consolidation will drop (no longer in this split of the manifest)
+
+    @property
+    def todo(self) -> int:
+        return sum(len(b) for b, _ in self.batches)
+
+
+def plan(rows: Sequence[Utterance], features: Sequence[str], features_dir: Path, dataset: str,
+         batch_size: int, *, overwrite: bool = False) -> Plan:
+    """What to compute so that every utterance of ``rows`` is stored, current, with every feature of ``features``.
+
+    An utterance recorded as skipped is not complete: it is planned again with every feature. One whose
+    fingerprint no longer matches its manifest row or audio file is stale: it is planned again with the
+    requested features and every feature its split already stores (so no feature keeps stale values).
+    ``overwrite`` plans everything.
     """
     by_split: dict[str, list[Utterance]] = defaultdict(list)
     for u in rows:
         by_split[u.split].append(u)
-    batches, complete = [], 0
-    for split, split_rows in by_split.items():
-        done = stored_utterances(features_dir, dataset, split)
-        groups: dict[tuple[str, ...], list[Utterance]] = defaultdict(list)
-        for u in split_rows:
-            # Skipped utterances are tried again (their file may have been fixed); a bad file fails fast,
-            # and each run's summary (and --strict) then covers every utterance that is still skipped.
-            missing = tuple(f for f in features if u.utt_id not in done.get(f, ()))
-            if missing:
-                groups[missing].append(u)
-            else:
-                complete += 1
+    out = Plan([], 0, {}, 0)
+    for split in sorted(by_split):
+        split_rows = by_split.get(split, [])
+        contents = read_split(features_dir, dataset, split, include_store=not overwrite)
+        try:
+            stored, stored_features = contents.utterances, list(contents.attrs)
+            wanted = {u.utt_id for u in split_rows}
+            out.removed += sum(u not in wanted for u in stored)
+            groups: dict[tuple[str, ...], list[Utterance]] = defaultdict(list)
+            for u in split_rows:
+                # Skipped utterances are tried again (their file may have been fixed); a bad file fails fast,
+                # and each run's summary (and --strict) then covers every utterance that is still skipped.
+                entry = stored.get(u.utt_id)
+                why = None
+                if entry is not None:
+                    why = ("stored without a fingerprint (an older store)" if entry.fingerprint is None
+                           else entry.fingerprint.stale_reason(u, entry.emotion, entry.speaker, entry.language))
+                if why:
+                    out.changed[u.utt_id] = why
+                    missing = tuple(dict.fromkeys([*features, *stored_features]))
+                else:
+                    have = entry.where if entry is not None else {}
+                    missing = tuple(f for f in features if f not in have)
+                if missing:
+                    groups[missing].append(u)
+                else:
+                    out.complete += 1
+        finally:
+            contents.close()
         for missing, group in groups.items():
-            batches += [(group[i:i + batch_size], missing) for i in range(0, len(group), batch_size)]
-    return batches, complete
+            out.batches += [(group[i:i + batch_size], missing) for i in range(0, len(group), batch_size)]
+    return out
 
 
 def _run_local(batches, settings) -> Iterator[BatchResult]:
@@ -150,6 +215,11 @@ def _run_dask(batches, settings, workers: int, scheduler: str | None, echo) -> I
         for fut in as_completed(futures):
             yield fut.result()
             fut.release()
+
+
+#: An utterance longer than this many times the dataset's median duration is named in the summary: the
+#: trainer pads a batch to its longest utterance, so one 10-minute file among 2-second clips costs memory.
+LONG_FACTOR = 4.0
 
 
 def extract_dataset(
@@ -172,12 +242,19 @@ def extract_dataset(
 
     ``workers=0`` runs in this process without Dask; otherwise a LocalCluster of ``workers`` processes,
     or the Dask scheduler at ``scheduler`` (an address or a scheduler file: ``sercore.cluster``).
-    ``echo`` gets the progress lines, ``warn`` (default: ``echo``) the features skipped and the utterances
-    that could not be extracted.
+    ``echo`` gets the progress lines, ``warn`` (default: ``echo``) the features skipped, the utterances
+    that could not be extracted and those far longer than the rest.
+    Raises :class:`EnvironmentProblem` when another ``extract`` holds the dataset folder, the folder is not
+    writable and there is work to do, or the disk is full (nothing committed is damaged: run it again).
     """
+    if workers < 0:
+        raise ValueError(f"workers must be 0 (this process) or more, not {workers}")
+    if batch_size < 1:
+        raise ValueError(f"batch size must be 1 or more, not {batch_size}")
     warn = warn or echo
     settings = (settings or ExtractorSettings()).with_env_defaults()
-    rows = read_manifest(manifest_path(manifest_dir, dataset))
+    mpath = manifest_path(manifest_dir, dataset)
+    rows = read_manifest(mpath)
     names, unavailable = available_features(features, settings)
     if features and unavailable:
         raise MissingWeightsError("; ".join(unavailable.values()))
@@ -186,40 +263,75 @@ def extract_dataset(
     summary = ExtractionSummary(dataset, names, unavailable=unavailable)
     for n, why in unavailable.items():
         warn(f"note: skipping feature {n}: {why}")
-    if overwrite:
-        for split in SPLITS:
-            store_path(features_dir, dataset, split).unlink(missing_ok=True)
-            shutil.rmtree(parts_dir(features_dir, dataset, split), ignore_errors=True)
+    folder = Path(features_dir) / dataset
+    with FolderLock(folder, ".extract.lock", "`extract`") as lock:
+        if overwrite and lock.writable:  # parts of an earlier run; the stores stay readable until replaced
+            for split in SPLITS:
+                shutil.rmtree(parts_dir(features_dir, dataset, split), ignore_errors=True)
+        todo_plan = plan(rows, names, features_dir, dataset, batch_size, overwrite=overwrite)
+        summary.already_done, summary.changed, summary.removed = todo_plan.complete, todo_plan.changed, todo_plan.removed
+        if (todo_plan.todo or todo_plan.removed or overwrite) and not lock.writable:
+            raise EnvironmentProblem(folder, f"not writable (a read-only folder or no permission), and "
+                                             f"{todo_plan.todo} utterance(s) need extracting")
+        if todo_plan.changed:
+            echo(f"{dataset}: {len(todo_plan.changed)} stored utterance(s) are stale and will be recomputed: "
+                 + ", ".join(f"{u} ({why})" for u, why in list(todo_plan.changed.items())[:5])
+                 + (" ..." if len(todo_plan.changed) > 5 else ""))
+        if todo_plan.removed:
+            echo(f"{dataset}: {todo_plan.removed} stored utterance(s) are no longer in this split of {mpath} and will be removed")
+        todo = todo_plan.todo
+        start = time.perf_counter()
+        if todo:
+            where = 'this process' if workers == 0 and not scheduler else scheduler or f'{workers} Dask worker(s)'
+            echo(f"{dataset}: extracting {', '.join(names)} for {todo} utterance(s) ({summary.already_done} already stored) on {where}")
+            batches = todo_plan.batches
+            results = _run_local(batches, settings) if workers == 0 and not scheduler else _run_dask(batches, settings, workers, scheduler, echo)
+            counter = 0
+            # closing(): on an error (a full disk) the Dask client and cluster are shut down here, not by the
+            # garbage collector during interpreter exit (which crashed with a segfault)
+            with closing(results), tqdm(total=todo, unit="utt", disable=not progress, desc=dataset) as bar:
+                for res in results:
+                    counter += 1
+                    part = parts_dir(features_dir, dataset, res.split) / f"part-{time.time_ns():020d}-{counter:05d}.h5"
+                    write_store(part, dataset, res.split, res.records, res.provenance, res.skipped)
+                    summary.computed += len(res.records)
+                    summary.skipped.update(res.skipped)
+                    bar.update(len(res.records) + len(res.skipped))
+        summary.seconds = time.perf_counter() - start
 
-    batches, summary.already_done = plan(rows, names, features_dir, dataset, batch_size)
-    todo = sum(len(b) for b, _ in batches)
-    start = time.perf_counter()
-    if todo:
-        echo(f"{dataset}: extracting {', '.join(names)} for {todo} utterance(s) "
-             f"({summary.already_done} already stored) on {'this process' if workers == 0 and not scheduler else scheduler or f'{workers} Dask worker(s)'}")
-        results = _run_local(batches, settings) if workers == 0 and not scheduler else _run_dask(batches, settings, workers, scheduler, echo)
-        counter = 0
-        with tqdm(total=todo, unit="utt", disable=not progress, desc=dataset) as bar:
-            for res in results:
-                counter += 1
-                part = parts_dir(features_dir, dataset, res.split) / f"part-{time.time_ns():020d}-{counter:05d}.h5"
-                write_store(part, dataset, res.split, res.records, res.provenance, res.skipped)
-                summary.computed += len(res.records)
-                summary.skipped.update(res.skipped)
-                bar.update(len(res.records) + len(res.skipped))
-    summary.seconds = time.perf_counter() - start
-
-    for split in sorted({u.split for u in rows}):
-        expected = [u.utt_id for u in rows if u.split == split]
-        path = consolidate(features_dir, dataset, split, expected=expected)
-        if path is not None:
-            summary.stores.append(path)
+        splits = sorted({u.split for u in rows})
+        for split in splits:
+            expected = [u.utt_id for u in rows if u.split == split]
+            path = consolidate(features_dir, dataset, split, expected=expected, include_store=not overwrite)
+            if path is not None:
+                summary.stores.append(path)
+        if lock.writable:
+            commit_generation(features_dir, dataset, [p.stem for p in summary.stores], mpath)
+    summary.long = long_utterances(summary.stores)
     if summary.skipped:
         warn(f"{len(summary.skipped)} utterance(s) skipped (recorded in the stores' 'skipped' table):")
         for utt, why in list(summary.skipped.items())[:20]:
             warn(f"  {utt}: {why}")
-        if strict:
-            raise PartialFailure(manifest_path(manifest_dir, dataset), f"--strict: {len(summary.skipped)} utterance(s) could not be extracted")
+    if summary.long:
+        warn(f"note: {len(summary.long)} utterance(s) more than {LONG_FACTOR:g}x longer than the median: "
+             + ", ".join(f"{u} ({sec:.1f} s)" for u, sec in list(summary.long.items())[:5])
+             + ("..." if len(summary.long) > 5 else "") + "; training pads a batch to its longest utterance")
     echo(f"{dataset}: {summary.computed} computed, {summary.already_done} already stored, "
+         f"{len(summary.changed)} stale recomputed, {summary.removed} removed, "
          f"{len(summary.skipped)} skipped, {summary.seconds:.1f} s; stores: {', '.join(str(p) for p in summary.stores)}")
+    if summary.skipped and strict:
+        raise PartialFailure(mpath, f"--strict: {len(summary.skipped)} utterance(s) could not be extracted")
     return summary
+
+
+def long_utterances(stores: Sequence[Path], factor: float = LONG_FACTOR) -> dict[str, float]:
+    """Utterances of the stores whose audio is more than ``factor`` times the median duration, longest first."""
+    seconds: dict[str, float] = {}
+    for path in stores:
+        with FeatureStore(path) as st:
+            seconds.update((u, float(x)) for u, x in zip(st.utt_ids, st.seconds) if math.isfinite(x))
+    if len(seconds) < 2:
+        return {}
+    median = float(np.median(list(seconds.values())))
+    long = {u: x for u, x in seconds.items() if x > factor * median}
+    return dict(sorted(long.items(), key=lambda kv: -kv[1]))

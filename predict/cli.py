@@ -9,11 +9,11 @@ or librosa decodes, down-mixed to mono, resampled to each extractor's rate), the
 model. The extractors are imported only here, inside functions, so ``train`` never needs librosa.
 
 The mismatch rule: before any audio is read, each extractor that would run here is loaded and its
-provenance is compared with the one recorded in the bundle for that feature. Every attribute must agree
-(checkpoint SHA-256, extractor version, sample rate, hop, dimension and the extractor's settings such as
-``n_mfcc`` or the wav2vec layer), except ``checkpoint`` (a file path: moving the weights is fine, the hash
-decides), ``library_versions`` (torch/fairseq versions; a difference is reported as a note) and ``input_of``
-(a feature's role, not its values).
+provenance is compared with the one recorded in the bundle for that feature, by the one definition of a
+feature's identity (``sercore.store.identity_differences``): every attribute must agree (checkpoint SHA-256,
+extractor version, sample rate, hop, dimension and the extractor's settings such as ``n_mfcc`` or the wav2vec
+layer), except ``checkpoint`` (a file path: moving the weights is fine, the hash decides),
+``library_versions`` (torch/fairseq versions; a difference is reported as a note) and ``input_of`` (a role).
 """
 
 from __future__ import annotations
@@ -33,14 +33,12 @@ from extract.audio import AUDIO_SUFFIXES
 from sercore.bundle import BundleError
 from sercore.cli import WEIGHTS_ENV, command_errors, common_options, epilog
 from sercore.errors import EXIT_PARTIAL, EXIT_USAGE, DataError, SerError
-from sercore.store import stored_value
+from sercore.store import identity_differences, normalise_attr
 from train.contract import Example, collate
 from train.memory import crop_center, max_frames
 
 from .bundle import Bundle, load_bundle
 
-#: Provenance attributes that do not identify the features (see module docstring); ``input_of`` is a role.
-NOT_IDENTITY = frozenset({"checkpoint", "library_versions", "input_of"})
 
 
 class ExtractorMismatchError(SerError):
@@ -75,22 +73,6 @@ def audio_files(paths: Iterable[str | Path]) -> list[Path]:
     return out
 
 
-def _normalise(value):
-    """A provenance value as it reads back from an HDF5 attribute and JSON (how the bundle stored it)."""
-    return json.loads(json.dumps(stored_value(value), default=str))
-
-
-def provenance_differences(trained: dict, here: dict) -> list[tuple[str, object, object]]:
-    """(attribute, value in the bundle, value here) for every identifying attribute that differs."""
-    keys = sorted((set(trained) | set(here)) - NOT_IDENTITY)
-    diffs = []
-    for k in keys:
-        a, b = _normalise(trained.get(k, "")), _normalise(here.get(k, ""))
-        if str(a) != str(b):
-            diffs.append((k, trained.get(k, "(absent)"), here.get(k, "(absent)")))
-    return diffs
-
-
 def load_extractors(bundle: Bundle, language: str | None, settings, echo=lambda s: None) -> dict:
     """Load the extractors of the bundle's inputs and check them against the bundle (mismatch rule)."""
     from extract.extractors import REGISTRY, MissingWeightsError, extractor_class
@@ -110,7 +92,7 @@ def load_extractors(bundle: Bundle, language: str | None, settings, echo=lambda 
         except MissingWeightsError as exc:
             raise ExtractorMismatchError(f"feature {feature!r}: {exc}") from None
         here = ex.provenance()
-        diffs = provenance_differences(trained, here)
+        diffs = identity_differences(trained, here)
         if diffs:
             detail = "; ".join(f"{k}: trained {a!r}, here {b!r}" for k, a, b in diffs if k != "checkpoint_sha256")
             raise ExtractorMismatchError(
@@ -120,25 +102,10 @@ def load_extractors(bundle: Bundle, language: str | None, settings, echo=lambda 
                 + ". Point the extractor at the weights the model was trained with (see `predict --help`) "
                   "or retrain on features from these weights.")
         lib_a, lib_b = trained.get("library_versions"), here.get("library_versions")
-        if lib_a and lib_b and _normalise(lib_a) != _normalise(lib_b):
+        if lib_a and lib_b and normalise_attr(lib_a) != normalise_attr(lib_b):
             echo(f"note: {feature}: library versions differ from training ({lib_a} there, {lib_b} here)")
         extractors[feature] = ex
     return extractors
-
-
-def _features_of(path: Path, extractors: dict) -> dict[str, np.ndarray]:
-    from extract.audio import DecodedAudio
-
-    audio = DecodedAudio(path)
-    out = {}
-    for feature, ex in extractors.items():
-        a = np.asarray(ex.extract(audio.at(ex.sample_rate, ex.min_seconds)), dtype=np.float32)
-        if a.size == 0 or (a.ndim == 2 and a.shape[0] == 0):
-            raise ValueError(f"{feature}: no frames (audio too short?)")
-        if not np.isfinite(a).all():
-            raise ValueError(f"{feature}: non-finite values")
-        out[feature] = a
-    return out
 
 
 @torch.no_grad()
@@ -175,6 +142,8 @@ def predict_files(bundle: Bundle, language: str | None, files: Sequence[Path], e
     """Predict every file; a file that cannot be decoded or featurised is recorded in ``failures`` and skipped."""
     from tqdm import tqdm
 
+    from extract.pipeline import featurise  # the same per-file path as `extract`
+
     check_supported(bundle)
     domain = bundle.domain_index(language)
     classes = bundle.classes(language)
@@ -199,7 +168,7 @@ def predict_files(bundle: Bundle, language: str | None, files: Sequence[Path], e
 
     for path in tqdm(files, unit="file", disable=not progress, desc="predict"):
         try:
-            pending.append((path, _features_of(path, extractors), ""))
+            pending.append((path, featurise(path, extractors), ""))
         except SerError as exc:  # AudioError: its problem, without the path (reported next to it)
             pending.append((path, None, getattr(exc, "problem", str(exc))))
         except Exception as exc:  # noqa: BLE001 - one bad file must not stop the others

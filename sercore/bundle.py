@@ -32,7 +32,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 from pathlib import Path
 from typing import Sequence
 
@@ -40,6 +39,7 @@ import numpy as np
 import torch
 
 from .errors import SerError
+from .fsio import write_atomic
 
 FORMAT = "mgser-bundle"
 FORMAT_VERSION = 2
@@ -91,7 +91,7 @@ def payload_digest(payload: dict) -> str:
 
 
 def write_bundle(path: str | Path, meta: dict, state: dict, scalers: Sequence[dict | None]) -> Path:
-    """Write a bundle atomically (temporary name, then rename). ``state`` is the model's state dict,
+    """Write a bundle atomically (:func:`sercore.fsio.write_atomic`). ``state`` is the model's state dict,
     ``scalers`` one ``{"mean": {feature: array}, "std": {...}}`` or None per domain."""
     payload = {
         "format": FORMAT,
@@ -104,18 +104,7 @@ def write_bundle(path: str | Path, meta: dict, state: dict, scalers: Sequence[di
     payload["sha256"] = payload_digest(payload)
     buffer = io.BytesIO()
     torch.save(payload, buffer)  # in memory: a full disk is then an OSError naming the file, not a torch RuntimeError
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(buffer.getvalue())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return write_atomic(Path(path), lambda tmp: tmp.write_bytes(buffer.getbuffer()))
 
 
 def read_bundle(path: str | Path) -> dict:

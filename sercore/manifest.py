@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from .errors import DataError
+from .fsio import write_atomic
 from .labels import is_canonical
 
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
@@ -54,19 +55,19 @@ def validate(utterances: Sequence[Utterance], where: str | Path) -> None:
 
 
 def write_manifest(utterances: Iterable[Utterance], path: str | Path) -> Path:
-    """Write atomically (temporary file, then rename) so a crash never leaves half a manifest."""
+    """Write atomically (:func:`sercore.fsio.write_atomic`) so a crash never leaves half a manifest."""
     path = Path(path)
     rows = list(utterances)
     validate(rows, path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        writer.writeheader()
-        for u in rows:
-            writer.writerow(asdict(u))
-    tmp.replace(path)
-    return path
+
+    def write(tmp: Path) -> None:
+        with tmp.open("w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=COLUMNS)
+            writer.writeheader()
+            for u in rows:
+                writer.writerow(asdict(u))
+
+    return write_atomic(path, write)
 
 
 def read_manifest(path: str | Path) -> list[Utterance]:

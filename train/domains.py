@@ -20,7 +20,7 @@ from extract.prepare import PREPARERS
 from sercore.errors import StoreError
 from sercore.labels import is_canonical, sorted_labels
 from sercore.manifest import SPLITS
-from sercore.store import FeatureStore, same_identity, store_path
+from sercore.store import FeatureStore, open_dataset, same_identity, store_path
 
 from .config import DomainSpec
 
@@ -152,20 +152,18 @@ def load_domain(spec: DomainSpec, features_dir: str | Path, features: Sequence[s
     utterance in two stores; an emotion outside the vocabulary; an empty sequence; non-finite values.
     """
     folder = Path(features_dir) / spec.dataset
-    paths = [store_path(features_dir, spec.dataset, s) for s in SPLITS]
-    paths = [p for p in paths if p.is_file()]
-    if not paths:
-        raise StoreError(folder, f"no feature stores (train/valid/test.h5) for dataset {spec.dataset!r}; "
-                                 f"run `extract --dataset {spec.dataset}` first")
     if not features:
         raise StoreError(folder, "no features selected")
+    # one complete generation of split stores, current with the manifest they came from (or StoreError)
+    opened = open_dataset(features_dir, spec.dataset)
+    paths = [store.path for store in opened.values()]
     rows: dict[str, tuple[str, str, str, Path]] = {}
     arrays: dict[str, dict[str, np.ndarray]] = {n: {} for n in features}
     kinds: dict[str, str] = {}
     provenance: dict[str, dict] = {}
     first_path: dict[str, Path] = {}
-    for path in paths:
-        with FeatureStore(path) as store:
+    for path, store in zip(paths, opened.values()):
+        with store:
             if store.dataset != spec.dataset:
                 raise StoreError(path, f"belongs to dataset {store.dataset!r}, not {spec.dataset!r} (a store from elsewhere?)")
             if store.split != path.stem:

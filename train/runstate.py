@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from sercore.errors import DataError
+from sercore.fsio import file_sha256, write_atomic
 
 from .fit import RunResult
 from .metrics import Scores
@@ -142,31 +143,12 @@ def environment() -> dict:
             "git_commit": git_commit()}
 
 
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
 # --------------------------------------------------------------------------------------------------
 # Atomic writes
 
 
-def _replace_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def write_json_atomic(path: Path, obj) -> None:
-    _replace_atomic(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str)))
+    write_atomic(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str)))
 
 
 def torch_bytes(obj) -> bytes:
@@ -180,7 +162,7 @@ def torch_bytes(obj) -> bytes:
 def save_checkpoint_atomic(path: Path, checkpoint: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     data = torch_bytes(checkpoint)
-    _replace_atomic(path, lambda tmp: tmp.write_bytes(data))
+    write_atomic(path, lambda tmp: tmp.write_bytes(data))
 
 
 # --------------------------------------------------------------------------------------------------

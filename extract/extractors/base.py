@@ -9,7 +9,6 @@ so features from different weights or settings are never mixed.
 from __future__ import annotations
 
 import abc
-import hashlib
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import ClassVar, Sequence
 
 import numpy as np
 
+from sercore.fsio import file_sha256  # noqa: F401  (the extractors hash their checkpoints with it)
 from sercore.store import FeatureKind
 
 
@@ -125,18 +125,6 @@ class ExtractorSettings:
         return cls(**values)
 
 
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hash of a checkpoint file (or of every file below a model directory, in path order)."""
-    path = Path(path)
-    h = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for p in files:
-        if path.is_dir():
-            h.update(str(p.relative_to(path)).encode())
-        with p.open("rb") as f:
-            while block := f.read(chunk):
-                h.update(block)
-    return h.hexdigest()
 
 
 class FeatureExtractor(abc.ABC):
