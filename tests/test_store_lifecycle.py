@@ -119,7 +119,7 @@ def test_train_refuses_a_stale_store_naming_the_utterance(corpus):
     write_manifest(rows[:-1], manifest_dir / "corpus.csv")
     r = CliRunner().invoke(train_main, ["--domains", "xx=corpus", "--features", "mfcc", "--features-dir", str(fdir),
                                         "--epochs", "1", "--seeds", "1", "--quiet", "--out", str(fdir.parent / "out")])
-    assert r.exit_code != 0 and f"{rows[-1].utt_id} (not in the manifest)" in r.output
+    assert r.exit_code == 3 and f"{rows[-1].utt_id} (not in the manifest)" in r.output  # data error
     assert "extract --dataset corpus" in r.output
 
 
