@@ -65,11 +65,7 @@ def _problem_of(path: Path, exc: BaseException) -> EnvironmentProblem | None:
 
 
 def _environment(path: Path, code: int) -> EnvironmentProblem | None:
-    problem = environment_problem(OSError(code, os.strerror(code)), path)
-    if problem is not None and code in _NO_SPACE:
-        problem = EnvironmentProblem(path, f"{problem.problem}; free some space and run the command again "
-                                           "(what was committed before is intact)")
-    return problem
+    return environment_problem(OSError(code, os.strerror(code)), path)
 
 
 def _disk_full(path: Path) -> EnvironmentProblem | None:
