@@ -17,7 +17,8 @@ Per run (a seed of the random protocol, or a speaker fold: the trainer's own run
 The test utterances of every network run are checked to be exactly the baselines' (a mismatch stops with exit
 code 3). The best baseline is the one with the higher mean test UA over runs: the strongest, which favours
 the baseline. The paired difference network - best baseline per run gives the mean and a 95% t interval over
-runs (n - 1 degrees of freedom). Written: ``OUT/network/`` (train's outputs), ``OUT/result.json`` (every run,
+runs (n - 1 degrees of freedom). ``--finished-only`` trains nothing and compares on the runs already finished in
+``OUT/network`` (a long benchmark read while it runs, or one stopped early; say so with its figures). Written: ``OUT/network/`` (train's outputs), ``OUT/result.json`` (every run,
 both sides, the chosen C, the summary). The last line printed is::
 
     RESULT <lang> <protocol> network_ua=<x> baseline_ua=<y> baseline=<name> diff=<d> ci_low=<l> ci_high=<h> runs=<n>
@@ -148,6 +149,50 @@ def train_arguments(args: argparse.Namespace, out: Path) -> list[str]:
     return argv + extra + (["--quiet"] if "--quiet" not in extra else [])
 
 
+@dataclass(frozen=True)
+class NetworkRun:
+    """One finished run of the network, as its run record (``OUT/network/runs/run<k>.json``) holds it."""
+
+    run: int
+    seed: int
+    fold: int | None
+    ua: float
+    wa: float
+    valid_ua: float
+    test_utt_ids: tuple[str, ...]
+
+
+def network_runs(folder: Path) -> list[NetworkRun]:
+    """The finished runs recorded in a ``train`` run folder, in run order (one language)."""
+    from train.runstate import RUNS_DIR
+
+    runs = []
+    for path in sorted((folder / RUNS_DIR).glob("run*.json"), key=lambda p: int(p.stem[3:]) if p.stem[3:].isdigit() else -1):
+        try:
+            r = json.loads(path.read_text())
+            test, valid = r["test"]["scores"]["0"], r["valid"]["scores"]["0"]
+            runs.append(NetworkRun(int(r["run"]), int(r["seed"]), r["fold"], float(test["ua"]), float(test["wa"]),
+                                   float(valid["ua"]), tuple(r["test"]["utt_ids"])))
+        except (OSError, ValueError, KeyError, TypeError):
+            raise StoreError(path, "unreadable run record (not written by train?)") from None
+    return runs
+
+
+def check_run_folder(folder: Path, config) -> None:
+    """--finished-only: the run folder must hold this comparison's experiment (protocol, folds, seeds, features)."""
+    path = folder / "config.json"
+    try:
+        theirs = json.loads(path.read_text())
+    except (OSError, ValueError):
+        raise StoreError(path, "missing or unreadable: no network runs to compare with (run without --finished-only)") from None
+    mine = {"protocol": config.protocol, "folds": config.folds, "first_seed": config.first_seed}
+    diff = [k for k, v in mine.items() if theirs.get(k) != v]
+    if list(theirs.get("resolved", {}).get("features", [])) != list(config.features or []):
+        diff.append("features")
+    if diff:
+        raise StoreError(path, f"this run folder's experiment differs in {', '.join(diff)} from the options given")
+
+
 def compare(args: argparse.Namespace, log: Callable[[str], None] = print) -> dict:
     """Fit both sides on every run and return the result dictionary (also written to OUT/result.json)."""
     import click
@@ -155,7 +200,6 @@ def compare(args: argparse.Namespace, log: Callable[[str], None] = print) -> dic
     from train.cli import config_from_args
     from train.experiment import load_domains, resolved, run_experiment
     from train.protocol import draw_split, n_runs, split_indices
-    from train.runstate import RunState, fingerprint
 
     out = Path(args.out or f"runs/vs_baselines/{args.domains}_{args.protocol}")
     try:
@@ -165,34 +209,38 @@ def compare(args: argparse.Namespace, log: Callable[[str], None] = print) -> dic
     if len(config.domains) != 1:
         raise UsageProblem(f"--domains {args.domains}: give one language (the baselines are single-language models)")
     datas, features = load_domains(config)
+    config = resolved(config, datas, features)
     data = datas[0]
     lang = data.spec.language
     start = time.perf_counter()
-    network = run_experiment(config, log=log, datas=datas, features=features)
+    total = n_runs(data, config.protocol, config.seeds, config.folds)
+    if args.finished_only:
+        check_run_folder(Path(config.out), config)
+        log(f"--finished-only: the network runs already finished in {config.out} (nothing is trained)")
+    else:
+        run_experiment(config, log=log, datas=datas, features=features)
     network_seconds = time.perf_counter() - start
-    config = resolved(config, datas, features)  # what the run folder's records are fingerprinted with
-    state = RunState(Path(config.out), fingerprint(config, datas, features), log=log)
+    finished = [r for r in network_runs(Path(config.out)) if r.run < total]
+    if not finished:
+        raise StoreError(Path(config.out), "no finished network run to compare with")
 
     x = pooled_features(data, features)
     y = np.array([data.classes.index(e) for e in data.emotions])
     speakers = np.array(data.speakers)
-    total = n_runs(data, config.protocol, config.seeds, config.folds)
     rows, start = [], time.perf_counter()
-    for run in range(total):
+    for net in finished:
+        run = net.run
         split_key = config.first_seed + run if config.protocol == "random" else run
         idx = split_indices(draw_split(data, config.protocol, split_key, config.folds))
         fit_rows, test_rows = np.array(idx["train"] + idx["valid"]), np.array(idx["test"])
-        net = state.load(run)
-        if net is None:
-            raise StoreError(Path(config.out), f"run {run} of the network is missing after training")
-        if sorted(net.fit.test.utt_ids) != sorted(data.utt_ids[i] for i in test_rows):
+        if sorted(net.test_utt_ids) != sorted(data.utt_ids[i] for i in test_rows):
             raise StoreError(Path(config.out), f"run {run}: the network was tested on other utterances than the baselines")
         groups = speakers[fit_rows] if config.protocol == "speaker" else None
         base = {name: fit_baseline(name, x[fit_rows], y[fit_rows], x[test_rows], y[test_rows], data.classes, groups, seed=run)
                 for name in C_GRID}
         row = {"run": run, "seed": net.seed, "fold": net.fold, "test_speakers": sorted(set(speakers[test_rows])),
-               "n_fit": len(fit_rows), "n_test": len(test_rows), "network_ua": net.fit.test.ua, "network_wa": net.fit.test.wa,
-               "network_valid_ua": net.fit.valid.ua, "baselines": {k: asdict(v) for k, v in base.items()}}
+               "n_fit": len(fit_rows), "n_test": len(test_rows), "network_ua": net.ua, "network_wa": net.wa,
+               "network_valid_ua": net.valid_ua, "baselines": {k: asdict(v) for k, v in base.items()}}
         rows.append(row)
         what = f"seed {net.seed}" if config.protocol == "random" else f"fold {run} (test {','.join(row['test_speakers'])})"
         log(f"  {what}: network UA {row['network_ua']:.3f}  " +
@@ -202,7 +250,7 @@ def compare(args: argparse.Namespace, log: Callable[[str], None] = print) -> dic
     diffs = [r["network_ua"] - r["baselines"][best]["ua"] for r in rows]
     diff, low, high = paired_interval(diffs)
     summary = {"lang": lang, "dataset": data.spec.dataset, "protocol": config.protocol, "features": features,
-               "train_args": train_arguments(args, out), "runs": len(rows),
+               "train_args": train_arguments(args, out), "runs": len(rows), "runs_planned": total,
                "network_ua": float(np.mean([r["network_ua"] for r in rows])),
                "network_ua_std": float(np.std([r["network_ua"] for r in rows], ddof=1)) if len(rows) > 1 else 0.0,
                "baseline_ua": mean, "baseline": best, "diff": diff, "ci_low": low, "ci_high": high,
@@ -210,7 +258,8 @@ def compare(args: argparse.Namespace, log: Callable[[str], None] = print) -> dic
                "per_run": rows, "network_metrics": str(Path(config.out) / "metrics.json")}
     out.mkdir(parents=True, exist_ok=True)
     (out / "result.json").write_text(json.dumps(summary, indent=2, default=float))
-    log(f"{lang} ({data.spec.dataset}), {config.protocol} protocol, {len(rows)} runs, features {'+'.join(features)}: "
+    partial = f" (of {total} planned: partial)" if len(rows) < total else ""
+    log(f"{lang} ({data.spec.dataset}), {config.protocol} protocol, {len(rows)} runs{partial}, features {'+'.join(features)}: "
         f"network UA {summary['network_ua']:.3f} +- {summary['network_ua_std']:.3f}; " +
         "; ".join(f"{k} {v:.3f}" for k, v in mean.items()) +
         f"; network - {best}: {diff:+.3f} [95% CI {low:+.3f}, {high:+.3f}]")
@@ -229,6 +278,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--features-dir", default="features")
     p.add_argument("--train-args", default="", help='extra train options for the network, e.g. "--preset tuned --refit"')
     p.add_argument("--out", default=None, help="output folder [default: runs/vs_baselines/<domains>_<protocol>]")
+    p.add_argument("--finished-only", action="store_true",
+                   help="train nothing: compare on the network runs already finished in OUT/network (while or after "
+                        "another vs_baselines trains them); the RESULT line's runs= says how many")
     return p
 
 

@@ -91,3 +91,15 @@ def test_inner_cv_chooses_c_on_the_fitting_data_only():
     groups = np.repeat(np.arange(3), 20)
     folds = vs.inner_folds(y, groups, 0)
     assert all(not set(groups[a]) & set(groups[b]) for a, b in folds)  # speaker-grouped inner folds
+
+
+def test_finished_only_compares_on_the_runs_already_there(store, tmp_path, capsys):
+    _, full, _ = _run(store, tmp_path, capsys, "random")
+    _, partial, lines = _run(store, tmp_path, capsys, "random", ["--finished-only", "--seeds", "3"])
+    assert "nothing is trained" in "\n".join(lines)
+    assert partial["runs"] == 2 and partial["runs_planned"] == 3  # seed 2 never trained: left out, not fitted
+    assert partial["diff"] == pytest.approx(full["diff"]) and lines[-1].endswith("runs=2")
+    with pytest.raises(SystemExit) as exc:  # a run folder of another experiment is refused
+        _run(store, tmp_path, capsys, "speaker", ["--finished-only"])
+    assert exc.value.code == 3
+    assert "differs in protocol" in capsys.readouterr().err
