@@ -27,8 +27,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from ._weights import CheckpointError, WeightsSpec, library_version, require_weights
-from .base import ExtractorSettings, FeatureExtractor, file_sha256
+from ._weights import CheckpointError, WeightsSpec, library_version
+from .base import ExtractorSettings
+from .pretrained import PretrainedExtractor
 
 WEIGHTS = WeightsSpec(
     feature="allosaurus",
@@ -54,11 +55,13 @@ def resolve_model_dir(path: Path) -> Path:
     return path
 
 
-class AllosaurusExtractor(FeatureExtractor):
+class AllosaurusExtractor(PretrainedExtractor):
     """(frames, dim) every 30 ms (uni2005): phone log posteriors (dim phone_size) or BiLSTM states."""
 
     name: ClassVar[str] = "allosaurus"
     kind: ClassVar = "sequence"
+    weights: ClassVar[WeightsSpec] = WEIGHTS
+    weights_are_folder: ClassVar[bool] = True
     #: Rate the pipeline delivers; allosaurus resamples to its model's own rate (pm_config.json) itself.
     sample_rate: ClassVar[int] = 16000
     # Per-utterance CMVN needs a few frames to have a variance.
@@ -70,10 +73,8 @@ class AllosaurusExtractor(FeatureExtractor):
         self._am = None
         self._model_dir: Path | None = None
         self._output = str(settings.extra.get("allosaurus_output", "posteriors"))
-        self._dim = 0
         self._hop = 0.0
         self._model_rate = 0
-        self._sha256 = ""
 
     @classmethod
     def check_available(cls, settings: ExtractorSettings) -> None:
@@ -81,7 +82,7 @@ class AllosaurusExtractor(FeatureExtractor):
 
     @staticmethod
     def _model_dir_checked(settings: ExtractorSettings) -> Path:
-        model_dir = resolve_model_dir(require_weights(settings, WEIGHTS, directory=True))
+        model_dir = resolve_model_dir(AllosaurusExtractor.weights_path(settings))
         missing = [f for f in MODEL_FILES if not (model_dir / f).is_file()]
         if missing:
             raise CheckpointError(model_dir, f"not an allosaurus model folder, missing {', '.join(missing)}; expected {WEIGHTS.expected}")
@@ -108,14 +109,9 @@ class AllosaurusExtractor(FeatureExtractor):
         pm_config = json.loads((model_dir / "pm_config.json").read_text())
         self._model_rate = int(pm_config["sample_rate"])
         self._hop = float(pm_config["window_shift"]) * int(pm_config.get("feature_window", 1))
-        self._dim = int(am.phone_size) if self._output == "posteriors" else 2 * int(am.hidden_size)
         self._pm, self._am = pm, am.eval()
         self._model_dir = model_dir
-        self._sha256 = file_sha256(model_dir)
-
-    @property
-    def dim(self) -> int:
-        return self._dim
+        self.loaded(model_dir, int(am.phone_size) if self._output == "posteriors" else 2 * int(am.hidden_size))
 
     def extract(self, wav: np.ndarray) -> np.ndarray:
         import torch
@@ -151,8 +147,6 @@ class AllosaurusExtractor(FeatureExtractor):
         return {
             **super().provenance(),
             "hop_seconds": self._hop,
-            "checkpoint_sha256": self._sha256,
-            "checkpoint": str(self._model_dir or ""),
             "model_name": self._model_dir.name if self._model_dir else "",
             "model_sample_rate": self._model_rate,
             "output": "log phone posteriors over the full inventory (index 0 = CTC blank)"

@@ -20,8 +20,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from ._weights import CheckpointError, WeightsSpec, library_version, load_torch_checkpoint, require_weights
-from .base import ExtractorSettings, FeatureExtractor, file_sha256
+from ._weights import CheckpointError, WeightsSpec, library_version, load_torch_checkpoint
+from .base import ExtractorSettings
+from .pretrained import PretrainedExtractor
 
 WEIGHTS = WeightsSpec(
     feature="byol",
@@ -54,11 +55,12 @@ def encoder_state_dict(path, state) -> dict:
     return next(iter(by_prefix.values()))
 
 
-class ByolExtractor(FeatureExtractor):
+class ByolExtractor(PretrainedExtractor):
     """(d,) BYOL-A embedding per utterance; d = 512, 1024 or 2048 for the published weights."""
 
     name: ClassVar[str] = "byol"
     kind: ClassVar = "embedding"
+    weights: ClassVar[WeightsSpec] = WEIGHTS
     sample_rate: ClassVar[int] = 16000
     # Three 2x poolings need 8 frames (70 ms); the reflect padding of the STFT needs more than 512 samples.
     min_seconds: ClassVar[float] = 0.1
@@ -67,16 +69,11 @@ class ByolExtractor(FeatureExtractor):
         super().__init__(settings)
         self._net = None
         self._front = None
-        self._sha256 = ""
-
-    @classmethod
-    def check_available(cls, settings: ExtractorSettings) -> None:
-        require_weights(settings, WEIGHTS)
 
     def load(self) -> None:
         from ._byol_net import AudioNTT2020, LogMel, LogMelConfig
 
-        path = require_weights(self.settings, WEIGHTS)
+        path = self.weights_path(self.settings)
         weights = encoder_state_dict(path, load_torch_checkpoint(path, _EXPECTED))
         fc0 = weights.get("fc.0.weight")
         if fc0 is None or fc0.ndim != 2 or fc0.shape[1] % AudioNTT2020.channels:
@@ -95,11 +92,7 @@ class ByolExtractor(FeatureExtractor):
             config = LogMelConfig(n_mels=n_mels, norm_mean=mean, norm_std=std)
         self._net = net.eval().to(self.settings.device)
         self._front = LogMel(config).to(self.settings.device)
-        self._sha256 = file_sha256(path)
-
-    @property
-    def dim(self) -> int:
-        return self._net.d if self._net is not None else 0
+        self.loaded(path, net.d)
 
     def extract(self, wav: np.ndarray) -> np.ndarray:
         import torch
@@ -116,8 +109,6 @@ class ByolExtractor(FeatureExtractor):
         return {
             **super().provenance(),
             "hop_seconds": 0.0,
-            "checkpoint_sha256": self._sha256,
-            "checkpoint": str(self.settings.byol_checkpoint or ""),
             "output": "AudioNTT2020 embedding, max + mean over time",
             "n_mels": c.n_mels if c else 0,
             "frontend": "log-mel 16 kHz, n_fft 1024, hop 160, 60-7800 Hz, HTK mel, log(mel + eps)",

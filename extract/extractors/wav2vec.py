@@ -28,8 +28,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from ._weights import CheckpointError, WeightsSpec, library_version, load_torch_checkpoint, require_weights
-from .base import ExtractorSettings, FeatureExtractor, file_sha256
+from ._weights import CheckpointError, WeightsSpec, library_version, load_torch_checkpoint
+from .base import ExtractorSettings
+from .pretrained import PretrainedExtractor
 
 WEIGHTS = WeightsSpec(
     feature="wav2vec",
@@ -161,7 +162,7 @@ def build_fairseq_model(path: Path, cfg, state_dict: dict):
     return model.eval()
 
 
-class Wav2VecExtractor(FeatureExtractor):
+class Wav2VecExtractor(PretrainedExtractor):
     """(frames, dim) context features every ``hop_seconds``: wav2vec 1.0 ``c`` (dim 512, 10 ms) by default.
 
     For wav2vec 2.0 / HuBERT checkpoints, the output of transformer layer ``settings.wav2vec_layer``
@@ -170,6 +171,7 @@ class Wav2VecExtractor(FeatureExtractor):
 
     name: ClassVar[str] = "wav2vec"
     kind: ClassVar = "sequence"
+    weights: ClassVar[WeightsSpec] = WEIGHTS
     sample_rate: ClassVar[int] = 16000
     # The convolutional encoder needs 465 samples (wav2vec 1.0) / 400 (wav2vec 2.0) for one frame.
     min_seconds: ClassVar[float] = 0.05
@@ -178,19 +180,13 @@ class Wav2VecExtractor(FeatureExtractor):
         super().__init__(settings)
         self._model = None
         self._arch = ""
-        self._dim = 0
         self._hop = 0
         self._normalize = False
         self._layer: int | None = None
         self._n_layers = 0
-        self._sha256 = ""
-
-    @classmethod
-    def check_available(cls, settings: ExtractorSettings) -> None:
-        require_weights(settings, WEIGHTS)
 
     def load(self) -> None:
-        path = require_weights(self.settings, WEIGHTS)
+        path = self.weights_path(self.settings)
         cfg, state_dict = read_fairseq_checkpoint(path)
         model = build_fairseq_model(path, cfg, state_dict)
         self._arch = _model_name(cfg)
@@ -202,22 +198,18 @@ class Wav2VecExtractor(FeatureExtractor):
             if self.settings.wav2vec_layer is not None:
                 raise CheckpointError(path, "wav2vec_layer applies to wav2vec 2.0 / HuBERT checkpoints; wav2vec 1.0 has one context output")
             aggregator = eval(cfg.model.conv_aggregator_layers) if cfg.model.aggregator == "cnn" else None
-            self._dim = aggregator[-1][0] if aggregator else int(cfg.model.gru_dim)
+            dim = aggregator[-1][0] if aggregator else int(cfg.model.gru_dim)
         else:
             self._n_layers = int(cfg.model.encoder_layers)
             layer = self.settings.wav2vec_layer
             if layer is not None and not 1 <= layer <= self._n_layers:
                 raise CheckpointError(path, f"wav2vec_layer={layer}, but this model has transformer layers 1..{self._n_layers}")
             self._layer = layer
-            self._dim = int(cfg.model.encoder_embed_dim)
+            dim = int(cfg.model.encoder_embed_dim)
             # Large wav2vec 2.0 / HuBERT models were trained on per-utterance standardised waveforms.
             self._normalize = bool(cfg.get("task") is not None and cfg.task.get("normalize", False))
         self._model = model.to(self.settings.device)
-        self._sha256 = file_sha256(path)
-
-    @property
-    def dim(self) -> int:
-        return self._dim
+        self.loaded(path, dim)
 
     def extract(self, wav: np.ndarray) -> np.ndarray:
         import torch
@@ -249,8 +241,6 @@ class Wav2VecExtractor(FeatureExtractor):
         return {
             **super().provenance(),
             "hop_seconds": self._hop / self.sample_rate,
-            "checkpoint_sha256": self._sha256,
-            "checkpoint": str(self.settings.wav2vec_checkpoint or ""),
             "architecture": self._arch,
             "output": output,
             "layer": self._layer if self._layer is not None else -1,
