@@ -17,8 +17,15 @@ REGISTRY: dict[str, str] = {
     "ge2e": "extract.extractors.ge2e:Ge2eExtractor",
     "byol": "extract.extractors.byol:ByolExtractor",
     "ge2e_mel": "extract.extractors.ge2e:Ge2eMelExtractor",
+    # openSMILE's standard sets (optional extra [opensmile]; research-only licence)
+    "egemaps": "extract.extractors.smile:EgemapsExtractor",
+    "egemaps_lld": "extract.extractors.smile:EgemapsLldExtractor",
+    "compare": "extract.extractors.smile:CompareExtractor",
 }
 NAMES: tuple[str, ...] = tuple(REGISTRY)
+#: What ``extract`` computes when ``--features`` is not given (each one whose weights are available): the
+#: paper's features. openSMILE sets and the Hugging Face encoders are extracted when named.
+DEFAULT_NAMES: tuple[str, ...] = ("mfcc", "allosaurus", "wav2vec", "ge2e", "byol", "ge2e_mel")
 
 
 def extractor_class(name: str) -> type[FeatureExtractor]:
