@@ -40,7 +40,7 @@ _LOADED: dict[tuple[str, str], FeatureExtractor] = {}
 def _extractor(name: str, settings: ExtractorSettings) -> FeatureExtractor:
     key = (name, repr(settings))
     if key not in _LOADED:
-        ex = extractor_class(name)(settings)
+        ex = extractor_class(name, settings)(settings)
         ex.load()
         _LOADED[key] = ex
     return _LOADED[key]
@@ -127,11 +127,11 @@ class ExtractionSummary:
 
 def available_features(names: Sequence[str] | None, settings: ExtractorSettings) -> tuple[list[str], dict[str, str]]:
     """The requested features (default: all) that can run here, and why each other one cannot."""
-    names = list(names or DEFAULT_NAMES)
+    names = list(names or (*DEFAULT_NAMES, *settings.ssl))
     ok, missing = [], {}
     for n in names:
         try:
-            extractor_class(n).check_available(settings)
+            extractor_class(n, settings).check_available(settings)
             ok.append(n)
         except MissingWeightsError as exc:
             missing[n] = str(exc)

@@ -16,6 +16,7 @@ Every file, store or part, has the same layout::
     utterances/seconds                                (n,) float64, the decoded audio's duration (NaN: unknown)
     features/<name>/data      (n, dim) float32 for an utterance embedding,
                               (sum of frames, dim) float32 for a sequence, utterances one after another
+                              (float16 where the feature's ``dtype`` attribute says so, see stored_dtype)
     features/<name>/offsets   (n + 1,) int64, sequences only: utterance i is data[offsets[i]:offsets[i+1]]
     features/<name> attrs     kind ("sequence" | "embedding"), dim, and the extractor's provenance
                               (extractor, version, sample_rate, hop_seconds, checkpoint_sha256, ...)
@@ -213,6 +214,15 @@ def identity_differences(a: Mapping[str, object], b: Mapping[str, object]) -> li
         if str(normalise_attr(a.get(k, ""))) != str(normalise_attr(b.get(k, ""))):
             diffs.append((k, a.get(k, "(absent)"), b.get(k, "(absent)")))
     return diffs
+
+
+def stored_dtype(attrs: Mapping[str, object]) -> np.dtype:
+    """How a feature's values are stored: float32, or float16 when its provenance says ``dtype = "float16"``
+    (the Hugging Face encoders' stacked hidden layers, half the disk and memory). Readers get that dtype back."""
+    dtype = str(attrs.get("dtype") or "float32")
+    if dtype not in ("float32", "float16"):
+        raise ValueError(f"unsupported feature dtype {dtype!r} (float32 or float16)")
+    return np.dtype(dtype)
 
 
 def same_identity(a: Mapping[str, object], b: Mapping[str, object]) -> list[str]:
@@ -449,14 +459,15 @@ def write_store(
         _write_header(f, dataset, split, meta, skipped or {}, [r.fingerprint for r in records], [r.seconds for r in records])
         for name, attrs in feature_attrs.items():
             g = _feature_group(f, name, attrs)
-            arrays = [np.asarray(r.features[name], dtype=np.float32) for r in records]
+            dtype = stored_dtype(attrs)
+            arrays = [np.asarray(r.features[name], dtype=dtype) for r in records]
             dim = int(attrs["dim"])
             if attrs["kind"] == "embedding":
-                data = np.stack(arrays) if arrays else np.zeros((0, dim), np.float32)
+                data = np.stack(arrays) if arrays else np.zeros((0, dim), dtype)
             else:
                 lengths = [a.shape[0] for a in arrays]
                 g.create_dataset("offsets", data=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64), **_checked(1))
-                data = np.concatenate(arrays) if arrays else np.zeros((0, dim), np.float32)
+                data = np.concatenate(arrays) if arrays else np.zeros((0, dim), dtype)
             if data.ndim != 2 or data.shape[1] != dim:
                 raise ValueError(f"feature {name!r}: arrays of shape {data.shape[1:]} do not match dim {dim}")
             g.create_dataset("data", data=data, **_checked(len(data)))
@@ -602,16 +613,17 @@ def consolidate(features_root: str | Path, dataset: str, split: str, expected: I
                 g = _feature_group(f, name, info_attrs)
                 dim = int(info_attrs["dim"])
                 arrays = (src.read_one(name, i) for src, i in (utterances[u].where[name] for u in utt_ids))
+                dtype = stored_dtype(info_attrs)
                 if info_attrs["kind"] == "embedding":
-                    rows = [np.asarray(a, np.float32).reshape(dim) for a in arrays]  # none if every utterance was skipped
-                    g.create_dataset("data", data=np.stack(rows) if rows else np.zeros((0, dim), np.float32), **_checked(len(rows)))
+                    rows = [np.asarray(a, dtype).reshape(dim) for a in arrays]  # none if every utterance was skipped
+                    g.create_dataset("data", data=np.stack(rows) if rows else np.zeros((0, dim), dtype), **_checked(len(rows)))
                     continue
                 counts = {id(src): src.frame_counts(name) for src in sources if name in src.features}
                 lengths = [int(counts[id(src)][i]) for src, i in (utterances[u].where[name] for u in utt_ids)]
                 offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
                 g.create_dataset("offsets", data=offsets, **_checked(1))
                 frames = int(offsets[-1])
-                data = g.create_dataset("data", shape=(frames, dim), dtype=np.float32,
+                data = g.create_dataset("data", shape=(frames, dim), dtype=dtype,
                                         chunks=(min(frames, 4096), dim) if frames else None, fletcher32=bool(frames))
                 for k, a in enumerate(arrays):
                     data[offsets[k]:offsets[k + 1]] = a

@@ -28,11 +28,20 @@ NAMES: tuple[str, ...] = tuple(REGISTRY)
 DEFAULT_NAMES: tuple[str, ...] = ("mfcc", "allosaurus", "wav2vec", "ge2e", "byol", "ge2e_mel")
 
 
-def extractor_class(name: str) -> type[FeatureExtractor]:
-    if name not in REGISTRY:
-        raise ValueError(f"unknown feature {name!r}; known: {', '.join(NAMES)}")
-    module, cls = REGISTRY[name].split(":")
-    return getattr(importlib.import_module(module), cls)
+def extractor_class(name: str, settings: ExtractorSettings | None = None) -> type[FeatureExtractor]:
+    """The extractor of feature ``name``: a registered one, or a Hugging Face encoder named in ``settings.ssl``
+    (or one of the suggested encoder names, whose ``check_available`` then says how to configure it)."""
+    if name in REGISTRY:
+        module, cls = REGISTRY[name].split(":")
+        return getattr(importlib.import_module(module), cls)
+    from .ssl import SUGGESTED, ssl_extractor_class
+
+    if (settings is not None and name in settings.ssl) or name in SUGGESTED:
+        return ssl_extractor_class(name)
+    configured = sorted(settings.ssl) if settings is not None else []
+    raise ValueError(f"unknown feature {name!r}; known: {', '.join(NAMES)}"
+                     + (f", and the encoders configured under ssl: {', '.join(configured)}" if configured else "")
+                     + f" (a Hugging Face encoder needs --ssl {name}=CHECKPOINT)")
 
 
 __all__ = ["ExtractorSettings", "FeatureExtractor", "MissingWeightsError", "REGISTRY", "NAMES", "extractor_class"]

@@ -40,6 +40,10 @@ class ExtractorSettings:
     allosaurus_model: Path | None = None
     byol_checkpoint: Path | None = None
     extra: dict = field(default_factory=dict)
+    #: Hugging Face encoders by the feature name the user chose: name -> {"checkpoint": folder or model id,
+    #: "layers": "all" | [indices], "dtype", "max_chunk_seconds", "context_seconds", "batch_seconds"}
+    #: (see ``extract/extractors/ssl.py``). A name given here is a feature ``extract --features`` accepts.
+    ssl: dict = field(default_factory=dict)
 
     ENV: ClassVar[dict[str, str]] = {
         "wav2vec_checkpoint": "MGSER_WAV2VEC_CHECKPOINT",
@@ -66,6 +70,7 @@ class ExtractorSettings:
             if getattr(self, attr) is None:
                 setattr(self, attr, getattr(loaded, attr))
         self.extra = {**loaded.extra, **self.extra}
+        self.ssl = {**loaded.ssl, **self.ssl}
         return self
 
     @classmethod
@@ -77,8 +82,14 @@ class ExtractorSettings:
             byol_checkpoint = "/models/AudioNTT2020-BYOLA-64x96d2048.pth"
             [extra]
             allosaurus_output = "posteriors"
+            [ssl.wavlm]                               # a feature named "wavlm"
+            checkpoint = "microsoft/wavlm-large"      # a model id in the local Hugging Face cache
+            layers = "all"                            # or a list of hidden-state indices, e.g. [0, 6, 12]
+            [ssl.xlsr]
+            checkpoint = "/models/wav2vec2-xls-r-300m"  # a save_pretrained folder
 
-        Relative paths are taken relative to the file's folder.
+        Relative paths are taken relative to the file's folder (an ssl checkpoint only if that folder exists;
+        otherwise it is a model id).
         """
         import json
 
@@ -122,6 +133,19 @@ class ExtractorSettings:
             raise DataError(path, f"'wav2vec_layer' must be a non-negative integer, got {layer!r}")
         if values.get("extra") is not None and not isinstance(values["extra"], dict):
             raise DataError(path, "'extra' must be a table / object")
+        ssl = values.get("ssl")
+        if ssl is not None:
+            if not isinstance(ssl, dict) or not all(isinstance(v, dict) for v in ssl.values()):
+                raise DataError(path, "'ssl' must hold one table per feature name, e.g. [ssl.wavlm] checkpoint = ...")
+            values["ssl"] = {name: dict(entry) for name, entry in ssl.items()}
+            for entry in values["ssl"].values():
+                ckpt = entry.get("checkpoint")
+                if isinstance(ckpt, str) and ckpt and not Path(ckpt).expanduser().is_absolute():
+                    local = path.parent / ckpt
+                    if local.is_dir():
+                        entry["checkpoint"] = str(local)
+                elif isinstance(ckpt, str) and ckpt:
+                    entry["checkpoint"] = str(Path(ckpt).expanduser())
         return cls(**values)
 
 
@@ -139,6 +163,8 @@ class FeatureExtractor(abc.ABC):
     #: consumes this one when that module is fine-tuned (``ge2e_mel`` -> ``ge2e``), so the trainer never uses it
     #: as a feature of its own. Empty for an ordinary feature (no attribute is written).
     input_of: ClassVar[str] = ""
+    #: Whether ``extract_batch`` gains over a loop of ``extract`` (the pipeline then hands it a task's utterances).
+    batches: ClassVar[bool] = False
 
     def __init__(self, settings: ExtractorSettings):
         self.settings = settings

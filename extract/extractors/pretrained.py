@@ -19,6 +19,7 @@ from .base import ExtractorSettings, FeatureExtractor, file_sha256
 class PretrainedExtractor(FeatureExtractor):
     """Base of the extractors whose weights the user downloads (wav2vec, allosaurus, byol, the Hugging Face encoders)."""
 
+    #: Where the weights are configured (subclasses that resolve them otherwise override ``weights_path``).
     weights: ClassVar[WeightsSpec]
     #: True when the weights are a folder (allosaurus), False for a single file.
     weights_are_folder: ClassVar[bool] = False
