@@ -42,12 +42,17 @@ extract prepare --dataset folder --root /data/swahili --language sw --speaker-pa
 @click.option("--wav2vec-layer", type=click.IntRange(0), default=None, help="wav2vec 2.0 / HuBERT: transformer layer to keep.")
 @click.option("--allosaurus-model", type=click.Path(path_type=Path), default=None, help="Allosaurus model folder (or $MGSER_ALLOSAURUS_MODEL).")
 @click.option("--byol-checkpoint", type=click.Path(path_type=Path), default=None, help="BYOL-A checkpoint (or $MGSER_BYOL_CHECKPOINT).")
+@click.option("--ssl", "ssl", multiple=True, metavar="NAME=CHECKPOINT",
+              help="A Hugging Face speech encoder as feature NAME: a save_pretrained folder or a model id in the local "
+                   "cache (repeatable; or [ssl.NAME] tables in $MGSER_CONFIG). See README, 'Self-supervised encoders'.")
+@click.option("--ssl-layers", default=None, help="Hidden states to store for the --ssl encoders: 'all' (default) or e.g. 0,6,12.")
 @click.option("--manifest-dir", type=click.Path(path_type=Path), default=DEFAULT_MANIFESTS, show_default=True)
 @click.option("--features-dir", type=click.Path(path_type=Path), default=DEFAULT_FEATURES, show_default=True)
 @common_options
 @click.pass_context
 def main(ctx: click.Context, dataset, root, feature_names, workers, scheduler, device, batch_size, overwrite, strict,
-         wav2vec_checkpoint, wav2vec_layer, allosaurus_model, byol_checkpoint, manifest_dir, features_dir, verbose,
+         wav2vec_checkpoint, wav2vec_layer, allosaurus_model, byol_checkpoint, ssl, ssl_layers, manifest_dir, features_dir,
+         verbose,
          quiet) -> None:
     """Extract pretrained-model features of a dataset into HDF5 stores under features/<dataset>/.
 
@@ -68,8 +73,14 @@ def main(ctx: click.Context, dataset, root, feature_names, workers, scheduler, d
             from extract.prepare import prepare_dataset
 
             prepare_dataset(dataset, root, manifest_dir=manifest_dir, echo=say, progress=not quiet)
+        from extract.extractors.ssl import parse_ssl_option
+
+        try:
+            encoders = parse_ssl_option(ssl, ssl_layers)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--ssl") from None
         settings = ExtractorSettings(device=device, wav2vec_checkpoint=wav2vec_checkpoint, wav2vec_layer=wav2vec_layer,
-                                     allosaurus_model=allosaurus_model, byol_checkpoint=byol_checkpoint)
+                                     allosaurus_model=allosaurus_model, byol_checkpoint=byol_checkpoint, ssl=encoders)
         names = [f.strip() for f in feature_names.split(",") if f.strip()] if feature_names else None
         try:
             extract_dataset(dataset, names, settings=settings, manifest_dir=manifest_dir, features_dir=features_dir,

@@ -72,7 +72,8 @@ def load_bundle(path: str | Path, device: str = "cpu") -> Bundle:
     # kinds in the model's feature order (the order its encodings are concatenated in), whatever the JSON did
     # inputs of fine-tuned modules: recorded since format 1 bundles gained them, else from the provenance
     infos = [DomainInfo(d["language"], list(d["classes"]), {f: d["kinds"][f] for f in meta["features"]}, dict(d["dims"]),
-                        dict(d["inputs"]) if "inputs" in d else feature_inputs(d["provenance"]))
+                        dict(d["inputs"]) if "inputs" in d else feature_inputs(d["provenance"]),
+                        layers=dict(d.get("layers", {})))
              for d in meta["domains"]]
     try:
         model = build_model(meta["model"], config, infos)

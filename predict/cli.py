@@ -75,18 +75,20 @@ def audio_files(paths: Iterable[str | Path]) -> list[Path]:
 
 def load_extractors(bundle: Bundle, language: str | None, settings, echo=lambda s: None) -> dict:
     """Load the extractors of the bundle's inputs and check them against the bundle (mismatch rule)."""
-    from extract.extractors import REGISTRY, MissingWeightsError, extractor_class
+    from extract.extractors import MissingWeightsError, extractor_class
 
     provenance = bundle.provenance(language)
     extractors = {}
     for feature in bundle.inputs:
         trained = provenance.get(feature, {})
         name = trained.get("extractor") or feature
-        if name not in REGISTRY:
-            raise ExtractorMismatchError(f"feature {feature!r} was made by extractor {name!r}, which this toolkit does not "
-                                         f"have (known: {', '.join(REGISTRY)}); the model cannot be used on audio here")
         try:
-            ex = extractor_class(name)(settings)
+            cls = extractor_class(name, settings)
+        except ValueError as exc:
+            raise ExtractorMismatchError(f"feature {feature!r} was made by extractor {name!r}, which this toolkit does not have "
+                                         f"({exc}); the model cannot be used on audio here") from None
+        try:
+            ex = cls(settings)
             ex.check_available(settings)
             ex.load()
         except MissingWeightsError as exc:
@@ -203,9 +205,11 @@ def _write_csv(path: Path, language: str, classes: list[str], predictions: list[
 @click.option("--wav2vec-layer", type=click.IntRange(0), default=None, help="wav2vec 2.0 / HuBERT layer [default: the one the model was trained on].")
 @click.option("--allosaurus-model", type=click.Path(path_type=Path), default=None, help="Allosaurus model folder (or $MGSER_ALLOSAURUS_MODEL).")
 @click.option("--byol-checkpoint", type=click.Path(path_type=Path), default=None, help="BYOL-A checkpoint (or $MGSER_BYOL_CHECKPOINT).")
+@click.option("--ssl", "ssl", multiple=True, metavar="NAME=CHECKPOINT",
+              help="Hugging Face encoder feature NAME's checkpoint [default: the one recorded in the bundle].")
 @common_options
 def main(model_path, language, inputs, output, jsonl, strict, batch_size, device, wav2vec_checkpoint, wav2vec_layer,
-         allosaurus_model, byol_checkpoint, verbose, quiet) -> None:
+         allosaurus_model, byol_checkpoint, ssl, verbose, quiet) -> None:
     """Predict the emotion of each audio FILE (or every audio file below each DIR) with a trained model.
 
     Exit status: 0 when every file was predicted (or some were, without --strict), 5 when none could be
@@ -213,11 +217,11 @@ def main(model_path, language, inputs, output, jsonl, strict, batch_size, device
     """
     with command_errors(verbose, quiet):
         _predict(model_path, language, inputs, output, jsonl, strict, batch_size, device, wav2vec_checkpoint,
-                 wav2vec_layer, allosaurus_model, byol_checkpoint, quiet)
+                 wav2vec_layer, allosaurus_model, byol_checkpoint, ssl, quiet)
 
 
 def _predict(model_path, language, inputs, output, jsonl, strict, batch_size, device, wav2vec_checkpoint, wav2vec_layer,
-             allosaurus_model, byol_checkpoint, quiet) -> None:
+             allosaurus_model, byol_checkpoint, ssl, quiet) -> None:
     import warnings
 
     from extract.extractors import ExtractorSettings
@@ -238,8 +242,14 @@ def _predict(model_path, language, inputs, output, jsonl, strict, batch_size, de
         if wav2vec_layer is None:  # default: the layer the model was trained on
             layer = bundle.provenance(lang).get("wav2vec", {}).get("layer")
             wav2vec_layer = int(layer) if layer not in (None, "", -1) else None
+        from extract.extractors.ssl import options_from_provenance, parse_ssl_option
+
         settings = ExtractorSettings(device=device, wav2vec_checkpoint=wav2vec_checkpoint, wav2vec_layer=wav2vec_layer,
-                                     allosaurus_model=allosaurus_model, byol_checkpoint=byol_checkpoint).with_env_defaults()
+                                     allosaurus_model=allosaurus_model, byol_checkpoint=byol_checkpoint,
+                                     ssl=parse_ssl_option(ssl)).with_env_defaults()
+        for feature, prov in bundle.provenance(lang).items():  # Hugging Face encoders: as trained, unless told
+            if feature in bundle.inputs and prov.get("model_type"):
+                settings.ssl[feature] = {**options_from_provenance(prov), **settings.ssl.get(feature, {})}
         extractors = load_extractors(bundle, lang, settings, echo=err)
     except ValueError as exc:
         err(f"error: {exc}")

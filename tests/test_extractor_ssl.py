@@ -221,3 +221,30 @@ def test_weights_file_names_encoders(tmp_path, encoders):
     ex = extractor_class("mhubert", s)(s)
     ex.load()
     assert ex.dim == 32
+
+
+def test_predict_uses_the_recorded_checkpoint_and_refuses_another(encoders, tmp_path):
+    from click.testing import CliRunner
+
+    from train.cli import main as train_main
+    from predict.cli import main as predict_main
+
+    manifest_dir, rows = make_corpus(tmp_path, n=18)
+    settings = ExtractorSettings(ssl={"wavlm": {"checkpoint": str(encoders["wavlm"]), "layers": [1, 2]}})
+    fdir = tmp_path / "features"
+    extract_dataset("corpus", ["wavlm"], settings=settings, manifest_dir=manifest_dir, features_dir=fdir, workers=0,
+                    progress=False, echo=lambda s: None)
+    r = CliRunner().invoke(train_main, ["--domains", "xx=corpus", "--features", "wavlm", "--features-dir", str(fdir),
+                                        "--epochs", "1", "--seeds", "1", "--standardize", "--per-class", "2",
+                                        "--out", str(tmp_path / "run"), "--quiet"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "run" / "layer_weights.csv").is_file()
+    bundle, wav = str(tmp_path / "run" / "model.bundle"), rows[0].path
+    ok = CliRunner().invoke(predict_main, ["--model", bundle, "--jsonl", wav])
+    assert ok.exit_code == 0, ok.output
+    assert json.loads(ok.stdout.splitlines()[0])["emotion"] in {"angry", "sad", "neutral"}
+    other = tiny_encoder(tmp_path / "other", "wavlm", seed=7)
+    bad = CliRunner().invoke(predict_main, ["--model", bundle, "--ssl", f"wavlm={other}", wav])
+    assert bad.exit_code == 3 and not bad.stdout  # a data problem: the bundle does not fit these weights
+    assert "feature 'wavlm'" in bad.stderr and weights_sha256(other) in bad.stderr
+    assert weights_sha256(encoders["wavlm"]) in bad.stderr

@@ -42,6 +42,9 @@ class DomainInfo:
     #: feature -> the stored feature its fine-tunable module consumes (``{"ge2e": "ge2e_mel"}``), read from the
     #: stores' provenance (``input_of``)
     inputs: dict[str, str] = field(default_factory=dict)
+    #: feature -> number of stored hidden layers (dims[f] = layers[f] * layer width), for features that hold
+    #: several (the Hugging Face encoders); the model learns a weighted sum over them (models/layer_weights.py)
+    layers: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass

@@ -29,6 +29,7 @@ def save_bundle(path: str | Path, *, config: ExperimentConfig, domains: Sequence
         "domains": [
             {"language": d.language, "dataset": ds, "classes": list(d.classes), "kinds": dict(d.kinds),
              "dims": {k: int(v) for k, v in d.dims.items()}, "inputs": dict(d.inputs),
+             "layers": {k: int(v) for k, v in d.layers.items()},
              "provenance": {f: jsonable(dict(prov[f])) for f in inputs if f in prov}}
             for d, ds, prov in zip(domains, datasets, provenance)
         ],

@@ -41,7 +41,9 @@ def input_features(config: ExperimentConfig, features: list[str], inputs: dict[s
 
 def domain_info(data: DomainData, features: list[str]) -> DomainInfo:
     inputs = {f: i for f, i in data.inputs.items() if f in features}
-    return DomainInfo(data.spec.language, data.classes, {f: data.kinds[f] for f in features}, data.dims(), inputs)
+    layers = {f: len(data.provenance[f].get("layers") or ()) for f in features}
+    return DomainInfo(data.spec.language, data.classes, {f: data.kinds[f] for f in features}, data.dims(), inputs,
+                      layers={f: n for f, n in layers.items() if n > 1})
 
 
 def fit_run(config: ExperimentConfig, datas: list[DomainData], features: list[str], run: int,

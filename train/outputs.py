@@ -17,6 +17,7 @@ from .domains import DomainData
 from .fit import RunResult
 from .metrics import run_summary
 from .mixing import mixing_summary, write_mixing
+from .models.layer_weights import write_layer_weights
 from .plots import plot_confusion
 from .runstate import environment
 
@@ -84,6 +85,8 @@ def write_outputs(config: ExperimentConfig, datas: list[DomainData], features: l
         title = (f"{lang} ({s['dataset']}), {config.protocol} protocol, {len(runs)} runs: "
                  f"UA {s['test_ua']['mean']:.3f}, WA {s['test_wa']['mean']:.3f}")
         plot_confusion(np.asarray(s["confusion_sum"]), s["classes"], out / f"confusion_{lang}.png", title)
+    write_layer_weights([r.fit.state.get("model", {}) for r in runs], {f: datas[0].provenance[f].get("layers") for f in features},
+                        out, f"{config.model}, {config.protocol} protocol, {len(runs)} runs")
     if "mixing" in metrics:
         write_mixing(metrics["mixing"], out, f"{config.model}, {config.protocol} protocol, {len(runs)} runs")
     return metrics

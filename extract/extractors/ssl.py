@@ -162,6 +162,24 @@ class SslOptions:
         return opts
 
 
+def parse_ssl_option(values: Sequence[str], layers: str | None = None) -> dict[str, dict]:
+    """``--ssl NAME=CHECKPOINT`` values (and ``--ssl-layers``, for each of them) -> ``ExtractorSettings.ssl``."""
+    out: dict[str, dict] = {}
+    for value in values:
+        name, sep, checkpoint = value.partition("=")
+        name, checkpoint = name.strip(), checkpoint.strip()
+        if not sep or not name or not checkpoint or "," in name:
+            raise ValueError(f"--ssl {value!r}: expected NAME=CHECKPOINT, e.g. wavlm=microsoft/wavlm-large")
+        out[name] = {"checkpoint": checkpoint, **({"layers": layers} if layers else {})}
+    return out
+
+
+def options_from_provenance(provenance: dict) -> dict:
+    """The ``settings.ssl`` entry that re-creates a stored feature (``predict``: same checkpoint and layers)."""
+    keys = ("checkpoint", "layers", "dtype", "max_chunk_seconds", "context_seconds")
+    return {k: provenance[k] for k in keys if provenance.get(k) not in (None, "")}
+
+
 def resolve_checkpoint(name: str, checkpoint: str) -> Path:
     """A ``save_pretrained`` folder as given, or the local-cache folder of a model id (never downloads)."""
     path = Path(checkpoint).expanduser()

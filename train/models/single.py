@@ -17,6 +17,7 @@ from ..config import EncoderConfig, TowerConfig
 from ..contract import Batch, DomainInfo, ModelOutput
 from .encoder import SequenceEncoder
 from .ge2e import Ge2eEncoder
+from .layer_weights import LayerWeightedSum
 from .tower import ClassificationTower
 
 #: The feature resemblyzer's VoiceEncoder makes: with GE2E fine-tuning it is recomputed from its input (the stored
@@ -28,19 +29,24 @@ class FeatureEncoders(nn.Module):
     """Batch -> (batch, output_dim): the concatenated encodings of ``features`` (in that order).
 
     ``kinds[name]`` is "sequence" (encoded by a SequenceEncoder of ``encoders[name]`` sizes) or
-    "embedding" (used as is). With ``ge2e`` given, the ``ge2e`` embedding is computed by that
+    "embedding" (used as is). A sequence feature with ``layers[name]`` > 1 stored hidden layers first goes through
+    its :class:`LayerWeightedSum` (``layer_weighting[name]``). With ``ge2e`` given, the ``ge2e`` embedding is computed by that
     (fine-tuned) encoder from ``batch.sequences[ge2e_input]`` (``ge2e_mel``) instead of read from the batch,
     then standardised like the stored one (buffers ``ge2e_mean``/``ge2e_std``, identity unless set).
     """
 
     def __init__(self, features: Sequence[str], kinds: Mapping[str, str], dims: Mapping[str, int],
-                 encoders: Mapping[str, EncoderConfig], ge2e: Ge2eEncoder | None = None, ge2e_input: str = ""):
+                 encoders: Mapping[str, EncoderConfig], ge2e: Ge2eEncoder | None = None, ge2e_input: str = "",
+                 layers: Mapping[str, int] | None = None):
         super().__init__()
         self.ge2e_input = ge2e_input
         self.features = list(features)
         self.kinds = {f: kinds[f] for f in self.features}
+        layers = {f: n for f, n in (layers or {}).items() if f in self.kinds and kinds[f] == "sequence" and n > 1}
+        # stacked hidden layers (frames, n * width) -> their learned weighted sum (frames, width)
+        self.layer_weighting = nn.ModuleDict({f: LayerWeightedSum(n, dims[f] // n) for f, n in layers.items()})
         self.sequence_encoders = nn.ModuleDict({
-            f: SequenceEncoder(dims[f], **asdict(encoders[f])) for f in self.features if kinds[f] == "sequence"
+            f: SequenceEncoder(dims[f] // layers.get(f, 1), **asdict(encoders[f])) for f in self.features if kinds[f] == "sequence"
         })
         self.ge2e = ge2e if GE2E_FEATURE in self.features else None
         if self.ge2e is not None:
@@ -54,7 +60,10 @@ class FeatureEncoders(nn.Module):
         out = {}
         for f in self.features:
             if f in self.sequence_encoders:
-                out[f] = self.sequence_encoders[f](batch.sequences[f], batch.lengths[f])
+                x = batch.sequences[f]
+                if f in self.layer_weighting:
+                    x = self.layer_weighting[f](x)
+                out[f] = self.sequence_encoders[f](x, batch.lengths[f])
             elif f == GE2E_FEATURE and self.ge2e is not None:
                 frames, lengths = batch.sequences[self.ge2e_input], batch.lengths[self.ge2e_input]
                 out[f] = (self.ge2e(frames, lengths) - self.ge2e_mean) / self.ge2e_std
@@ -106,4 +115,5 @@ def build_feature_encoders(config, domain: DomainInfo) -> FeatureEncoders:
         if domain.dims.get(GE2E_FEATURE) != ge2e.output_dim or domain.dims.get(ge2e_input) != ge2e.lstm.input_size:
             raise ValueError(f"GE2E fine-tuning needs resemblyzer's 256-d ge2e and 40-band {ge2e_input} features, the stores "
                              f"have {domain.dims.get(GE2E_FEATURE)}-d and {domain.dims.get(ge2e_input)} bands")
-    return FeatureEncoders(features, domain.kinds, domain.dims, {f: config.encoder(f) for f in features}, ge2e, ge2e_input)
+    return FeatureEncoders(features, domain.kinds, domain.dims, {f: config.encoder(f) for f in features}, ge2e, ge2e_input,
+                           layers=domain.layers)
