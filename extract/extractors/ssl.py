@@ -344,6 +344,11 @@ class SslExtractor(PretrainedExtractor):
         self._model = model.eval().to(self.settings.device)
         self.loaded(folder, len(self.layers) * self.layer_dim, sha256=weights_sha256(folder))
 
+    @property
+    def n_parameters(self) -> int:
+        """Parameters of the loaded encoder."""
+        return sum(p.numel() for p in self._model.parameters()) if self._model is not None else 0
+
     # -- geometry -------------------------------------------------------------------------------------------------
     def n_frames(self, n_samples: int) -> int:
         """Output frames of one pass over ``n_samples`` (the CNN's length formula; Whisper: one per 320 samples)."""
