@@ -248,3 +248,19 @@ def test_predict_uses_the_recorded_checkpoint_and_refuses_another(encoders, tmp_
     assert bad.exit_code == 3 and not bad.stdout  # a data problem: the bundle does not fit these weights
     assert "feature 'wavlm'" in bad.stderr and weights_sha256(other) in bad.stderr
     assert weights_sha256(encoders["wavlm"]) in bad.stderr
+
+
+def test_other_layers_of_the_same_size_are_never_merged(tmp_path):
+    """Layers [0, 1] and [1, 2] have the same dim; a store holding one refuses parts holding the other."""
+    from sercore.errors import StoreError
+    from sercore.store import UtteranceRecord, consolidate, parts_dir, write_store
+
+    def part(name, utt, layers):
+        attrs = {"enc": {"kind": "sequence", "dim": 8, "extractor": "enc", "layers": layers, "dtype": "float16"}}
+        rec = UtteranceRecord(utt, "angry", "s1", "xx", {"enc": np.ones((3, 8), np.float32)})
+        write_store(parts_dir(tmp_path, "c", "train") / name, "c", "train", [rec], attrs)
+
+    part("part-1.h5", "u1", [0, 1])
+    part("part-2.h5", "u2", [1, 2])
+    with pytest.raises(StoreError, match=r"feature 'enc' differs from the stored one in layers"):
+        consolidate(tmp_path, "c", "train")
