@@ -42,7 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.baselines import mfcc_statistics  # noqa: E402 - the pooled statistics, one place
 from sercore.manifest import manifest_path, read_manifest  # noqa: E402
 from sercore.store import FeatureStore, store_path  # noqa: E402
-from train.data import DomainSpec, default_features, draw_split, load_domain, n_runs, split_indices  # noqa: E402
+from train.domains import DomainSpec, default_features, load_domain  # noqa: E402
+from train.protocol import draw_split, n_runs, split_indices  # noqa: E402
 from train.metrics import score  # noqa: E402
 
 C_GRID = (0.001, 0.01, 0.1, 1.0, 10.0)
