@@ -7,7 +7,7 @@ Every feature stored for the dataset (``features/<dataset>/*.h5``; default: all 
 ``ge2e_mel``) is scored alone with logistic regression on a pooled vector per utterance:
 
 * sequences (frames, dim): mean and standard deviation over frames of the frames and of their deltas
-  (``bench/baselines.py``'s pooled statistics, 4 * dim values); features holding several hidden layers (the
+  (``bench/pooling.py``, 4 * dim values); features holding several hidden layers (the
   Hugging Face encoders) are first averaged over their layers (the trainer's layer weighting starts there);
 * utterance vectors (GE2E, BYOL-A, eGeMAPS, ComParE): as they are.
 
@@ -39,7 +39,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.baselines import mfcc_statistics  # noqa: E402 - the pooled statistics, one place
+from bench.pooling import pool  # noqa: E402 - the pooled statistics, one place
 from sercore.manifest import manifest_path, read_manifest  # noqa: E402
 from sercore.store import FeatureStore, store_path  # noqa: E402
 from train.domains import DomainSpec, default_features, load_domain  # noqa: E402
@@ -55,10 +55,10 @@ def pooled(array: np.ndarray, n_layers: int = 1) -> np.ndarray:
     of their deltas; a (frames, n_layers * width) stack of hidden layers averaged over the layers first."""
     a = np.asarray(array, dtype=np.float32)
     if a.ndim == 1:
-        return a
+        return pool(a, "embedding")
     if n_layers > 1:
         a = a.reshape(a.shape[0], n_layers, -1).mean(1)
-    return mfcc_statistics(a)
+    return pool(a, "sequence")
 
 
 def probe_model(protocol: str, seed: int = 0, n_groups: int = 5):
