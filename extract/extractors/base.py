@@ -163,8 +163,6 @@ class FeatureExtractor(abc.ABC):
     #: consumes this one when that module is fine-tuned (``ge2e_mel`` -> ``ge2e``), so the trainer never uses it
     #: as a feature of its own. Empty for an ordinary feature (no attribute is written).
     input_of: ClassVar[str] = ""
-    #: Whether ``extract_batch`` gains over a loop of ``extract`` (the pipeline then hands it a task's utterances).
-    batches: ClassVar[bool] = False
 
     def __init__(self, settings: ExtractorSettings):
         self.settings = settings

@@ -269,7 +269,6 @@ class SslExtractor(PretrainedExtractor):
     sample_rate: ClassVar[int] = 16000
     # One frame needs the CNN's receptive field (400 samples); Whisper pads anything.
     min_seconds: ClassVar[float] = 0.05
-    batches: ClassVar[bool] = True
 
     def __init__(self, settings: ExtractorSettings):
         super().__init__(settings)
