@@ -93,9 +93,13 @@ def close_local_cluster(cluster, timeout: float = WORKER_EXIT_SECONDS) -> None:
 def dask_client(workers: int = 1, scheduler: str | None = None, *, resources: dict[str, float] | None = None,
                 echo: Echo = print) -> Iterator:
     """A ``distributed.Client`` on the scheduler at ``scheduler`` (address or scheduler file), or on a new
-    LocalCluster of ``workers`` single-threaded processes (each with ``resources``) that is closed on exit."""
+    LocalCluster of ``workers`` single-threaded processes (each with ``resources``) that is closed on exit.
+    This process's environment is restored on exit: ``distributed`` writes ``OMP_NUM_THREADS=1``,
+    ``PYTHONHASHSEED`` and others into it when it starts worker processes, which would otherwise change the
+    threads (and so the floats) of every process started from here afterwards."""
     from dask.distributed import Client, LocalCluster
 
+    environ = dict(os.environ)
     cluster = None
     if scheduler:
         client = connect(scheduler)
@@ -119,6 +123,14 @@ def dask_client(workers: int = 1, scheduler: str | None = None, *, resources: di
         client.close()
         if cluster is not None:
             close_local_cluster(cluster)
+        restore_environ(environ)
+
+
+def restore_environ(saved: dict[str, str]) -> None:
+    """Make ``os.environ`` equal to ``saved`` again (variables added since are removed)."""
+    for name in set(os.environ) - set(saved):
+        del os.environ[name]
+    os.environ.update(saved)
 
 
 # ---------------------------------------------------------------------------------------------- SLURM

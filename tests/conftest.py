@@ -15,12 +15,19 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _torch_threads_as_found():
-    """Restore torch's thread count after each test: code run in-process (the grid sets its cells' threads)
-    must not change the floats of later tests, which compare in-process results with subprocesses'."""
+def _process_state_as_found():
+    """Restore torch's thread count and the environment after each test. A test may start a Dask LocalCluster
+    of its own, which writes OMP_NUM_THREADS=1 (and more) into this process's environment; later tests compare
+    in-process results with those of subprocesses, whose threads, and so floats, follow the environment. (That
+    the library's own ``dask_client`` and grid cells leave both as found is tested in test_cluster/test_grid.)"""
+    import os
+
     import torch
 
-    threads = torch.get_num_threads()
+    threads, environ = torch.get_num_threads(), dict(os.environ)
     yield
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
+    for name in set(os.environ) - set(environ):
+        del os.environ[name]
+    os.environ.update(environ)

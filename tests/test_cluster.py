@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 
 import pytest
@@ -34,12 +35,15 @@ def test_a_local_cluster_prints_its_dashboard_and_closes_a_slow_worker_without_k
     nanny = logging.getLogger("distributed.nanny")
     nanny.addHandler(records)
     lines: list[str] = []
+    environ = dict(os.environ)
     try:
         with dask_client(1, echo=lines.append) as client:
             client.register_plugin(SlowTeardown())
             assert client.submit(sum, [1, 2]).result() == 3
+            assert os.environ.get("OMP_NUM_THREADS") == "1"  # what distributed writes while its workers start
     finally:
         nanny.removeHandler(records)
+    assert dict(os.environ) == environ  # and what the client gives back: later subprocesses keep their threads
     assert lines and lines[0].startswith("dask: 1 worker(s), scheduler tcp://") and "a local cluster" in lines[0]
     assert "dashboard http://127.0.0.1:" in lines[0] or "no dashboard" in lines[0]
     assert not [m for m in records.messages if "still alive" in m], records.messages

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 
 from tests._train_helpers import make_stores
@@ -149,7 +150,10 @@ def test_tiny_grid_runs_resumes_and_its_tables_match_the_metrics_files(features,
     out = tmp_path / "grid"
     lines = []
     opts = _options(features, out)
-    assert run_grid(opts, workers=0, in_process=True, skip_extraction=True, echo=lines.append) == 0, "\n".join(lines)
+    threads = torch.get_num_threads()
+    assert run_grid(opts, workers=0, in_process=True, threads=threads + 1, skip_extraction=True,
+                    echo=lines.append) == 0, "\n".join(lines)
+    assert torch.get_num_threads() == threads  # the cells' thread count does not outlive them
     model = opts.models[0]
     offered = model in MODELS
     assert any("[1/" in line and " ok " in line for line in lines)

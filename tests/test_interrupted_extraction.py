@@ -2,9 +2,10 @@
 stores every utterance exactly once, with the same features as an uninterrupted run (the same within
 the cross-process tolerance of ``tests/_same_features.py``: the killed child computed some of them).
 
-To kill *inside* an HDF5 write deterministically, the child process slows h5py's ``create_dataset`` down
-for the files named by ``SLOW_H5`` (part files or the consolidated store): the kill then lands while a
-``*.tmp`` file is open and half written (the test checks that it did).
+To kill *inside* a write deterministically, the child process pauses in the middle of writing the files
+named by ``SLOW_H5``: a part file's bytes (parts are built in memory, then written in one go) or h5py's
+``create_dataset`` calls on the consolidated store. The kill then lands while a ``*.tmp`` file is open and
+half written (the test checks that it did).
 """
 
 from __future__ import annotations
@@ -26,17 +27,31 @@ from tests.test_extract_pipeline import make_corpus
 
 SPLITS = ("train", "valid", "test")
 
-# The child: `extract` with an optional slow-down of dataset creation in the matching files.
+# The child: `extract` with an optional slow-down inside the writes of the matching files. A part is built in
+# memory and written to its *.tmp with one write_bytes: that write is cut in two halves with a pause between.
+# A store is written by HDF5 itself: each dataset's creation pauses.
 CHILD = r"""
 import os, sys, time
 match, delay = os.environ.get("SLOW_H5", ""), float(os.environ.get("SLOW_H5_DELAY", "0.1"))
-if match:
+if match == "parts":
+    import pathlib
+    write_bytes = pathlib.Path.write_bytes
+    def slow_bytes(self, data):
+        if ".parts" not in str(self):
+            return write_bytes(self, data)
+        data = memoryview(data).cast("B")
+        with open(self, "wb") as fh:
+            fh.write(data[: len(data) // 2])
+            fh.flush()
+            time.sleep(delay)
+            fh.write(data[len(data) // 2:])
+        return len(data)
+    pathlib.Path.write_bytes = slow_bytes
+elif match:
     import h5py
     create = h5py.Group.create_dataset
     def slow(self, *args, **kwargs):
-        name = self.file.filename
-        is_part = ".parts" in name
-        if (match == "parts") == is_part:
+        if ".parts" not in str(self.file.filename):
             time.sleep(delay)
         return create(self, *args, **kwargs)
     h5py.Group.create_dataset = slow
@@ -52,11 +67,13 @@ def _start(manifest_dir: Path, fdir: Path, slow: str = "") -> subprocess.Popen:
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True, env=env)
 
 
-def _kill_when(proc: subprocess.Popen, ready, timeout: float = 60.0) -> None:
+def _kill_when(proc: subprocess.Popen, ready, fdir: Path, timeout: float = 60.0) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline and proc.poll() is None and not ready():
         time.sleep(0.005)
-    assert proc.poll() is None, f"extract ended before the kill point: {proc.stderr.read().decode()[-500:]}"
+    files = sorted(str(p.relative_to(fdir)) for p in fdir.rglob("*")) if fdir.exists() else []
+    assert proc.poll() is None, (f"extract ended (status {proc.returncode}) before the kill point; files: {files}; "
+                                 f"stderr: {proc.stderr.read().decode()[-500:]}")
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
 
@@ -100,7 +117,7 @@ def test_sigkill_at_any_moment_then_rerun_gives_the_uninterrupted_stores(tmp_pat
     slow, ready, leaves_tmp = MOMENTS[moment]
     manifest_dir, rows = make_corpus(tmp_path, n=12)
     fdir = tmp_path / "features"
-    _kill_when(_start(manifest_dir, fdir, slow), lambda: ready(fdir))
+    _kill_when(_start(manifest_dir, fdir, slow), lambda: ready(fdir), fdir)
     if leaves_tmp:
         assert _tmp_files(fdir), "the kill did not land inside an HDF5 write"
     for p in fdir.rglob("*.h5"):  # every complete-named file opens (parts and stores)
@@ -126,7 +143,7 @@ def test_kill_during_consolidation_keeps_the_old_complete_store(tmp_path, refere
                     echo=lambda s: None)
     before = _contents(fdir)
     write_manifest(rows, manifest_dir / "corpus.csv")
-    _kill_when(_start(manifest_dir, fdir, "store"), lambda: any(fdir.glob("corpus/*.h5.tmp")))
+    _kill_when(_start(manifest_dir, fdir, "store"), lambda: any(fdir.glob("corpus/*.h5.tmp")), fdir)
     assert _tmp_files(fdir)
     after_kill = _contents(fdir)  # the old stores open, complete, untouched (read back in this process: bit-identical)
     assert after_kill.keys() == before.keys()

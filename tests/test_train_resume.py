@@ -60,7 +60,9 @@ def uninterrupted(stores, tmp_path_factory):
 def test_killed_train_resumes_from_its_finished_runs(stores, uninterrupted, tmp_path):
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "train.cli", *ARGS, "--features-dir", str(stores), "--out", str(out)]
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    # The same thread count as the in-process runs it is compared with: it decides the floats' summation order.
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+           "OMP_NUM_THREADS": str(torch.get_num_threads())}
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True, env=env)
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None and not (out / "runs" / "run0.json").exists():

@@ -296,22 +296,27 @@ def run_cell(cell: Cell, threads: int | None = None, in_process: bool = False) -
 
 
 def _train_in_process(cell: Cell, threads: int | None, log: Path) -> int:
-    """``run_experiment`` of the cell's configuration, its log in ``log``; the exit status ``train`` would give."""
+    """``run_experiment`` of the cell's configuration, its log in ``log``; the exit status ``train`` would give.
+    torch's thread count is set to ``threads`` for the cell and restored afterwards (the process may go on)."""
     import torch
 
+    before = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
-    with log.open("w") as f:
-        echo = lambda line: print(line, file=f, flush=True)  # noqa: E731
-        try:
-            run_experiment(cell.config, log=echo)
-        except SerError as exc:
-            echo(f"error: {exc}")
-            return exc.exit_code
-        except Exception:  # noqa: BLE001 - a bug in one cell must not stop the others; its traceback is in the log
-            traceback.print_exc(file=f)
-            return 1
-    return 0
+    try:
+        with log.open("w") as f:
+            echo = lambda line: print(line, file=f, flush=True)  # noqa: E731
+            try:
+                run_experiment(cell.config, log=echo)
+            except SerError as exc:
+                echo(f"error: {exc}")
+                return exc.exit_code
+            except Exception:  # noqa: BLE001 - a bug in one cell must not stop the others; its traceback is in the log
+                traceback.print_exc(file=f)
+                return 1
+        return 0
+    finally:
+        torch.set_num_threads(before)
 
 
 # ---------------------------------------------------------------------------------------------- the grid
