@@ -29,6 +29,7 @@ import click
 
 from .cli import command_errors, common_options, epilog, say, version
 from .errors import EnvironmentProblem
+from .fsio import write_atomic
 
 Echo = Callable[[str], None]
 
@@ -138,10 +139,8 @@ def restore_environ(saved: dict[str, str]) -> None:
 
 def write_scheduler_file(path: Path, address: str, dashboard: str | None) -> None:
     """``{"address": ..., "dashboard": ...}``, atomically (a reader never sees half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"type": "Scheduler", "address": address, "dashboard": dashboard}, indent=2))
-    os.replace(tmp, path)
+    text = json.dumps({"type": "Scheduler", "address": address, "dashboard": dashboard}, indent=2)
+    write_atomic(path, lambda tmp: tmp.write_text(text))
 
 
 def slurm_cluster(cores: int, memory: str, walltime: str, *, gpus: int = 0, interface: str | None = None,

@@ -62,7 +62,7 @@ import h5py
 import numpy as np
 
 from .errors import StoreError
-from .fsio import ensure_free_space, write_atomic
+from .fsio import ensure_free_space, file_sha256, write_atomic
 from .manifest import SPLITS, Utterance, read_manifest
 
 FORMAT = "mgser-store"
@@ -107,7 +107,7 @@ class Fingerprint:
     def of(cls, u: Utterance, content: bool = True) -> "Fingerprint":
         """The fingerprint of ``u`` as it is now (``OSError`` if its audio file cannot be read)."""
         st = os.stat(u.path)
-        sha = _sha256_file(u.path) if content else ""
+        sha = file_sha256(u.path) if content else ""
         return cls(row_sha256(u), int(st.st_size), int(st.st_mtime_ns), sha)
 
     def stale_reason(self, u: Utterance, emotion: str = "", speaker: str = "", language: str = "") -> str | None:
@@ -126,17 +126,9 @@ class Fingerprint:
             return None
         if st.st_size != self.audio_size:
             return "audio file changed (size)"
-        if st.st_mtime_ns != self.audio_mtime_ns and _sha256_file(u.path) != self.audio_sha256:
+        if st.st_mtime_ns != self.audio_mtime_ns and file_sha256(u.path) != self.audio_sha256:
             return "audio file changed (content)"
         return None
-
-
-def _sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 def store_path(features_root: str | Path, dataset: str, split: str) -> Path:

@@ -257,14 +257,15 @@ class RunState:
         src = self.checkpoint_path(run)
         if dest.exists() and os.path.samefile(src, dest):
             return  # rename() onto another link of the same file would do nothing and leave the temporary name
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(dest.name + ".tmp")
-        tmp.unlink(missing_ok=True)
-        try:
-            os.link(src, tmp)
-        except OSError:
-            shutil.copyfile(src, tmp)
-        os.replace(tmp, dest)
+
+        def link_or_copy(tmp: Path) -> None:
+            tmp.unlink(missing_ok=True)
+            try:
+                os.link(src, tmp)
+            except OSError:
+                shutil.copyfile(src, tmp)
+
+        write_atomic(dest, link_or_copy)
 
     def write_provenance(self, runs: list[int], datas) -> Path:
         """``provenance.json``: versions, git commit, fingerprint, data hashes, store files, checkpoint hashes."""
