@@ -169,6 +169,29 @@ def test_balanced_sampler_gives_every_class_enough_samples():
     assert list(sampler) == batches  # deterministic per seed and epoch
 
 
+def test_length_grouped_balanced_batches_stay_balanced_and_pad_less():
+    rng = np.random.default_rng(0)
+    labels = [0] * 60 + [1] * 40 + [2] * 30
+    lengths = list(rng.integers(100, 900, size=len(labels)))
+    plain = ClassBalancedBatchSampler(labels, per_class=8, seed=1)
+    grouped = ClassBalancedBatchSampler(labels, per_class=8, seed=1, lengths=lengths)
+    assert len(grouped) == len(plain) == 6
+    cost = {}
+    for name, sampler in (("plain", plain), ("grouped", grouped)):
+        batches = list(sampler)
+        for b in batches:
+            assert Counter(labels[i] for i in b) == {0: 8, 1: 8, 2: 8}
+        # what padding costs: every batch pads to its longest utterance
+        cost[name] = sum(len(b) * max(lengths[i] for i in b) for b in batches)
+    assert cost["grouped"] < 0.8 * cost["plain"], cost
+    batches = list(grouped)
+    assert list(grouped) == batches  # deterministic per seed and epoch
+    grouped.set_epoch(1)
+    assert list(grouped) != batches
+    with pytest.raises(ValueError, match="lengths"):
+        ClassBalancedBatchSampler(labels, lengths=lengths[:-1])
+
+
 def test_crop_augmentation_takes_contiguous_parts_and_is_seeded(tmp_path):
     make_stores(tmp_path, with_mel=True)
     data = load_domain(resolve_domain("de=synth", tmp_path), tmp_path, ["mfcc", "ge2e", "ge2e_mel"])

@@ -99,6 +99,8 @@ def comma_list(value: str | None) -> list[str] | None:
 @click.option("--finetune-ge2e/--no-finetune-ge2e", default=None,
               help="Fine-tune resemblyzer's GE2E encoder on the stored ge2e_mel frames at lr * 0.01.")
 @click.option("--sampler", type=click.Choice(["balanced", "shuffle"]), default=None, help="Training batches [default: balanced].")
+@click.option("--length-batches/--no-length-batches", default=None,
+              help="Balanced batches grouped by utterance length: less padding, faster [paper: no].")
 @click.option("--per-class", type=click.IntRange(1), default=None, help="Balanced batches: utterances per class [default: 8].")
 @click.option("--batch-size", type=click.IntRange(1), default=None, help="Shuffled batches: size [default: 32].")
 @click.option("--lr", type=FiniteFloat(0, min_open=True), default=None, help="AdamW learning rate [paper: 1e-3].")
@@ -129,7 +131,7 @@ def comma_list(value: str | None) -> list[str] | None:
 @click.option("--report", is_flag=True, help="Also write OUT/report.html: tables and figures in one self-contained file.")
 @common_options
 def main(config_file, domains, features, protocol, seeds, first_seed, folds, epochs, device, out, features_dir, model_name, selector, nas_l0, nas_lr_scale, preset,
-         no_aux, alpha, aux_reduction, standardize, speaker_norm, finetune_ge2e, sampler, per_class, batch_size, lr, weight_decay,
+         no_aux, alpha, aux_reduction, standardize, speaker_norm, finetune_ge2e, sampler, length_batches, per_class, batch_size, lr, weight_decay,
          dropout, input_dropout, stats_pooling, input_stats, ema, label_smoothing, crop, refit, max_seconds, max_batch_gb, patience, tsne, ablations, no_checkpoints, quiet,
          report, overwrite, verbose) -> None:
     """Train SER models on the feature stores of the given language domains; report WA/UA over runs."""
@@ -202,7 +204,7 @@ def _config(ctx: click.Context) -> tuple[ExperimentConfig, list[str]]:
     unknown = [m for m in models if m not in MODELS]
     if unknown:
         raise click.BadParameter(f"unknown model(s) {', '.join(unknown)} (known: {', '.join(MODELS)})", param_hint="--model")
-    train = {k: p[k] for k in ("device", "epochs", "aux_reduction", "standardize", "finetune_ge2e", "sampler", "per_class",
+    train = {k: p[k] for k in ("device", "epochs", "aux_reduction", "standardize", "finetune_ge2e", "sampler", "length_batches", "per_class",
                                "batch_size", "patience", "alpha", "ema", "label_smoothing", "crop", "refit", "speaker_norm", "max_seconds", "max_batch_gb")}
     config = build_config(
         domains, preset=p["preset"], train={**train, "progress": not p["quiet"] and sys.stderr.isatty(), "aux": False if p["no_aux"] else None},

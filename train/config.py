@@ -198,6 +198,9 @@ class TrainConfig:
     #: which needs more than five per emotion, always has all classes); "shuffle": plain shuffled
     #: batches of ``batch_size``.
     sampler: Literal["balanced", "shuffle"] = "balanced"
+    #: Not in the paper: balanced batches grouped by length (``ClassBalancedBatchSampler``'s ``lengths``), so a
+    #: batch pads to the longest utterance of its own length quantile, not of the whole corpus.
+    length_batches: bool = False
     per_class: int = 8
     batch_size: int = 32
     aux: bool = True

@@ -84,9 +84,15 @@ class ClassBalancedBatchSampler(Sampler[list[int]]):
     runs out; an epoch has ``ceil(n / batch size)`` batches, i.e. about one pass over the data. Small
     classes are thereby seen more often than large ones (the class prior the classifier learns is
     uniform, which is what UA rewards). Deterministic for a given seed and epoch (:meth:`set_epoch`).
+
+    ``lengths`` (per example, the frames it pads a batch to; not in the paper): the epoch's examples are
+    drawn the same way, then regrouped by length: each group's draws are sorted by length and batch b gets every group's
+    b-th block of ``per_class``, so a batch holds utterances of one length quantile and pads far less than
+    one that holds the longest utterance of the corpus (the batch order is shuffled).
     """
 
-    def __init__(self, groups: Sequence[Hashable], per_class: int = 8, seed: int = 0, n_batches: int | None = None):
+    def __init__(self, groups: Sequence[Hashable], per_class: int = 8, seed: int = 0, n_batches: int | None = None,
+                 lengths: Sequence[int] | None = None):
         if per_class < 1:
             raise ValueError("per_class must be at least 1")
         self.per_class = per_class
@@ -98,6 +104,9 @@ class ClassBalancedBatchSampler(Sampler[list[int]]):
         self.pools = [np.array(v) for _, v in sorted(pools.items(), key=lambda kv: str(kv[0]))]
         self.batch_size = per_class * len(self.pools)
         self.n_batches = n_batches or max(1, math.ceil(len(groups) / self.batch_size))
+        if lengths is not None and len(lengths) != len(groups):
+            raise ValueError(f"{len(lengths)} lengths for {len(groups)} examples")
+        self.lengths = None if lengths is None else np.asarray(lengths)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -108,12 +117,26 @@ class ClassBalancedBatchSampler(Sampler[list[int]]):
     def __iter__(self) -> Iterator[list[int]]:
         rng = np.random.default_rng([self.seed, self.epoch])
         queues = [list(rng.permutation(p)) for p in self.pools]
+        batches: list[list[list[int]]] = []  # per batch, per group: its per_class draws
         for _ in range(self.n_batches):
-            batch: list[int] = []
+            drawn: list[list[int]] = []
             for q, pool in zip(queues, self.pools):
                 while len(q) < self.per_class:
                     q.extend(rng.permutation(pool))
-                batch.extend(int(i) for i in q[: self.per_class])
+                drawn.append([int(i) for i in q[: self.per_class]])
                 del q[: self.per_class]
+            if self.lengths is None:
+                batch = [i for d in drawn for i in d]
+                yield [batch[i] for i in rng.permutation(len(batch))]
+            else:
+                batches.append(drawn)
+        if self.lengths is None:
+            return
+        by_group = []  # per group: the epoch's draws sorted by length, one row per batch
+        for g in range(len(self.pools)):
+            drawn = np.asarray([b[g] for b in batches], dtype=np.int64).ravel()
+            by_group.append(drawn[np.argsort(self.lengths[drawn], kind="stable")].reshape(self.n_batches, self.per_class))
+        for b in rng.permutation(self.n_batches):
+            batch = [int(i) for rows in by_group for i in rows[b]]
             yield [batch[i] for i in rng.permutation(len(batch))]
 

@@ -143,7 +143,8 @@ class Trainer:
             buckets = length_buckets(_lengths_of(dataset), max(self.config.batch_size, 64))
             return DataLoader(dataset, batch_sampler=buckets, collate_fn=collate)
         if self.config.sampler == "balanced":
-            sampler = ClassBalancedBatchSampler(_labels_of(dataset), self.config.per_class, seed=self.seed)
+            lengths = _lengths_of(dataset) if self.config.length_batches else None
+            sampler = ClassBalancedBatchSampler(_labels_of(dataset), self.config.per_class, seed=self.seed, lengths=lengths)
             return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate)
         generator = torch.Generator().manual_seed(self.seed)
         return DataLoader(dataset, batch_size=self.config.batch_size, shuffle=True, generator=generator, collate_fn=collate)
