@@ -42,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.pooling import pooled_features  # noqa: E402
 from sercore.errors import EXIT_DATA, EXIT_USAGE, SerError, StoreError  # noqa: E402
+from train.metrics import paired_interval  # noqa: E402
 
 #: Options vs_baselines sets itself; ``--train-args`` may not repeat them.
 OWN_OPTIONS = ("--domains", "--features", "--protocol", "--seeds", "--first-seed", "--folds", "--out", "--features-dir",
@@ -115,18 +116,6 @@ def fit_baseline(name: str, x_fit: np.ndarray, y_fit: np.ndarray, x_test: np.nda
         search.fit(x_fit, y_fit)
     s = score(y_test, search.predict(x_test), classes)
     return BaselineRun(ua=s.ua, wa=s.wa, c=float(next(iter(search.best_params_.values()))), inner_ua=float(search.best_score_))
-
-
-def paired_interval(differences: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
-    """Mean of paired differences and its two-sided t confidence interval (nan bounds for a single run)."""
-    from scipy import stats
-
-    d = np.asarray(differences, dtype=float)
-    mean = float(d.mean())
-    if len(d) < 2:
-        return mean, float("nan"), float("nan")
-    half = float(stats.t.ppf(0.5 + level / 2, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d)))
-    return mean, mean - half, mean + half
 
 
 def result_line(lang: str, protocol: str, network_ua: float, baseline_ua: float, baseline: str,

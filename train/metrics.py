@@ -77,3 +77,16 @@ def run_summary(values: Sequence[float]) -> dict:
     """Mean, sample standard deviation (ddof=1; 0 for one value) and count of a score over runs."""
     a = np.asarray(values, dtype=float)
     return {"mean": float(a.mean()), "std": float(a.std(ddof=1)) if len(a) > 1 else 0.0, "n": int(len(a))}
+
+
+def paired_interval(differences: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
+    """Mean of paired differences (one per run) and its two-sided t confidence interval with n - 1 degrees of
+    freedom: (mean, low, high); nan bounds for a single run."""
+    from scipy import stats
+
+    d = np.asarray(differences, dtype=float)
+    mean = float(d.mean())
+    if len(d) < 2:
+        return mean, float("nan"), float("nan")
+    half = float(stats.t.ppf(0.5 + level / 2, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d)))
+    return mean, mean - half, mean + half
