@@ -190,6 +190,14 @@ class Trainer:
         return Evaluation(scores, loss_sum / len(labels_a), labels_a, preds_a, domains_a, torch.cat(reps).numpy()[inverse],
                           ids, {k: torch.cat(v).numpy()[inverse] for k, v in extras.items()})
 
+    def mixing(self, evaluation: Evaluation) -> dict:
+        """What the evaluated model reports about its mixing on ``evaluation``'s rows, as one epoch's history keeps
+        it: ``{"gates": {language: {expert: mean weight}}, "nas": {language: {"p_open" | "gate": (M, M) lists}}}``
+        (``MultiDomainModel.describe`` without the expert names); {} for a model without gates or NAS."""
+        describe = getattr(self.eval_model, "describe", None)
+        details = describe(evaluation.extras, evaluation.domains) if describe else {}
+        return {k: details[k] for k in ("gates", "nas") if k in details}
+
     def _better(self, valid: Evaluation, best: Evaluation | None) -> bool:
         if best is None or self.config.selection == "last":
             return True
@@ -234,6 +242,9 @@ class Trainer:
                 result = self.evaluate(valid)
                 record = {"epoch": epoch, "train_loss": totals[0] / n, "train_ce": totals[1] / n, "train_aux": totals[2] / n,
                           "valid_loss": result.loss, "valid_wa": result.wa, "valid_ua": result.ua}
+                mixing = self.mixing(result)
+                if mixing:
+                    record["mixing"] = mixing
                 history.append(record)
                 epochs.set_postfix(loss=f"{record['train_loss']:.3f}", valid_ua=f"{result.ua:.3f}")
                 if self._better(result, best):
