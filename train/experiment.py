@@ -7,6 +7,8 @@ Outputs under ``config.out``::
                        confusion, best epoch, per-epoch history, seconds) and the summary (mean, std)
     metrics.csv        one row per run and domain, then mean and std rows
     confusion_<lang>.png   test confusion matrix summed over runs (row-normalised)
+    gates*.csv/png, nas*.csv/png, gates_differ.csv   multi-domain models with gates: their weights (and NAS
+                       connections) on the test set and over training, per-language differences (train/mixing.py)
     checkpoints/run<k>.pt  best weights of run k (with the aux loss's w, b, the scaler and the classes)
     runs/run<k>.{json,pt}  each finished run's record and checkpoint: a rerun resumes from them (train/runstate.py)
     provenance.json    versions, git commit, fingerprint of config and data, checkpoint SHA-256s
@@ -29,6 +31,7 @@ from .config import ExperimentConfig
 from .domains import DomainData, load_domain, resolve_domain, stored_features
 from .export import export_experiment
 from .fit import fit_run, input_features
+from .mixing import GateDifference, differ_summary
 from .outputs import save_config, write_outputs
 from .protocol import n_runs
 from .runstate import RunState, fingerprint
@@ -92,6 +95,8 @@ def run_experiment(config: ExperimentConfig, log: Log = print, datas: list[Domai
     metrics = write_outputs(config, datas, features, runs, out)
     state.write_provenance(list(range(total)), datas)
     export_experiment(config, datas, features, runs, metrics, out)
+    if "gates_differ" in metrics.get("mixing", {}):
+        log(differ_summary([GateDifference.from_dict(d) for d in metrics["mixing"]["gates_differ"]], config.model))
     for lang, s in metrics["domains_summary"].items():
         log(f"{lang}: test UA {s['test_ua']['mean']:.3f} +- {s['test_ua']['std']:.3f}, "
             f"WA {s['test_wa']['mean']:.3f} +- {s['test_wa']['std']:.3f} over {total} {what}s ({config.protocol} protocol)")

@@ -1,5 +1,6 @@
 """The files of a run folder computed from its runs: ``config.json``, ``metrics.json``, ``metrics.csv``,
-``confusion_<lang>.png`` and, for multi-domain models, the mixing reports (see :mod:`train.experiment`)."""
+``confusion_<lang>.png`` and, for multi-domain models, the mixing reports at the end and over training
+(gates.csv, nas.csv, gates_differ.csv, ...: see :mod:`train.mixing`)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from .config import ExperimentConfig
 from .domains import DomainData
 from .fit import RunResult
 from .metrics import run_summary
-from .mixing import mixing_summary, write_mixing
+from .mixing import mixing_summary, write_mixing, write_traces
 from .models.layer_weights import write_layer_weights
 from .plots import plot_confusion
 from .runstate import environment
@@ -67,6 +68,11 @@ def summarise(config: ExperimentConfig, datas: list[DomainData], features: list[
 def write_outputs(config: ExperimentConfig, datas: list[DomainData], features: list[str], runs: list[RunResult],
                   out: Path) -> dict:
     metrics = summarise(config, datas, features, runs)
+    caption = f"{config.model}, {config.protocol} protocol, {len(runs)} runs"
+    if "mixing" in metrics:  # the traces over training, and whether the languages' gates differ (train/mixing.py)
+        differences = write_traces({r.run: r.fit.history for r in runs}, [d.spec.language for d in datas],
+                                   metrics["mixing"]["experts"], out, config.model)
+        metrics["mixing"]["gates_differ"] = [d.as_dict() for d in differences]
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     with (out / "metrics.csv").open("w", newline="") as f:
         w = csv.writer(f)
@@ -86,9 +92,9 @@ def write_outputs(config: ExperimentConfig, datas: list[DomainData], features: l
                  f"UA {s['test_ua']['mean']:.3f}, WA {s['test_wa']['mean']:.3f}")
         plot_confusion(np.asarray(s["confusion_sum"]), s["classes"], out / f"confusion_{lang}.png", title)
     write_layer_weights([r.fit.state.get("model", {}) for r in runs], {f: datas[0].provenance[f].get("layers") for f in features},
-                        out, f"{config.model}, {config.protocol} protocol, {len(runs)} runs")
+                        out, caption)
     if "mixing" in metrics:
-        write_mixing(metrics["mixing"], out, f"{config.model}, {config.protocol} protocol, {len(runs)} runs")
+        write_mixing(metrics["mixing"], out, caption)
     return metrics
 
 

@@ -1,4 +1,5 @@
-"""Figures: the confusion matrix of a run folder, and the t-SNE of representations (paper figure 3)."""
+"""Figures: the confusion matrix of a run folder, the t-SNE of representations (paper figure 3), the gate
+weights and NAS connections at the end (figure 4b) and over training."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
 def plot_confusion(confusion: np.ndarray, classes: Sequence[str], path: str | Path, title: str = "") -> Path:
@@ -113,6 +115,30 @@ def plot_nas(features: Sequence[str], nas: dict, path: str | Path, title: str = 
                     ax.text(j, i, f"{values[i, j]:.2f}", ha="center", va="center", fontsize=7,
                             color="black" if values[i, j] > 0.5 else "white")
             ax.set_title(f"{lang}: {names[key]}", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_traces(panels: dict[str, dict[str, tuple]], path: str | Path, ylabel: str, title: str = "") -> Path:
+    """Values over epochs, one panel per key of ``panels`` (a language), one line per series (an expert, a NAS
+    connection): ``panels[panel][name] = (epochs (E,), mean (E,), low (E,), high (E,))``, the band from low to high."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(0.6 + 3.8 * len(panels), 3.2), squeeze=False, sharey=True)
+    for ax, (panel, lines) in zip(axes[0], panels.items()):
+        for k, (name, (epochs, mean, low, high)) in enumerate(lines.items()):
+            colour = plt.cm.tab10(k % 10)
+            ax.plot(epochs, mean, marker="o", markersize=3, color=colour, label=name)
+            ax.fill_between(epochs, low, high, color=colour, alpha=0.2, linewidth=0)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title(panel, fontsize=9)
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel(ylabel)
     if title:
         fig.suptitle(title, fontsize=8)
     fig.tight_layout()

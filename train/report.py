@@ -11,8 +11,9 @@ archived on its own. It holds, in this order:
 - one section per run folder below ``RUN_DIR`` that has a ``metrics.json`` (the folder itself first, then
   e.g. ``<model>/`` of a comparison or ``ablations/<variant>/``): the summary (WA / UA mean ± std per
   language over the runs, protocol, runs, features, model), per-class recall, the per-run table, the
-  weights kept in ``model.bundle``, the gate and NAS tables (``gates.csv``, ``nas.csv``) and every
-  figure of the folder (confusion matrices first, then t-SNE, gate weights, NAS heat map, ...);
+  weights kept in ``model.bundle``, the gate and NAS tables (``gates_test.csv``, ``gates_differ.csv``,
+  ``nas_test.csv``; the per-epoch traces ``gates.csv`` and ``nas.csv`` are too long for a page and are shown
+  by their figures) and every figure of the folder (confusion matrices first, then t-SNE, gate weights, NAS heat map, ...);
 - the figures at the top of the folder (e.g. ``gates.png`` of a comparison).
 """
 
@@ -162,8 +163,9 @@ def _run_section(folder: Path, root: Path) -> str:
         except Exception as exc:  # noqa: BLE001 - the report still shows everything else
             parts.append(f"<p class=meta>model.bundle could not be read: {_e(exc)}</p>")
 
-    for table, title in (("gates.csv", "Gate weights (mean over test utterances and runs)"),
-                         ("nas.csv", "NAS connections")):
+    for table, title in (("gates_test.csv", "Gate weights (mean over test utterances and runs)"),
+                         ("gates_differ.csv", "Languages' gates at the last epoch: differences over runs (95% t interval)"),
+                         ("nas_test.csv", "NAS connections")):
         if (folder / table).is_file():
             parts.append(f"<h3>{title}</h3>" + _csv_table(folder / table))
     images = _images(folder)

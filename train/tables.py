@@ -182,7 +182,8 @@ def to_markdown(t: Tables, skipped_models: dict[str, str] | None = None) -> str:
             lines += ["", "Not run: " + "; ".join(f"{m} ({why})" for m, why in skipped_models.items()) + "."]
         if t.multi_models:
             lines += ["", "Gate weights per language and feature (figure 4b) and the NAS connection probabilities of "
-                          "each multi-domain run: `multi/<model>/seed<k>/gates.png`, `nas.png` and their CSV files."]
+                          "each multi-domain run: `multi/<model>/seed<k>/gates_test.png`, `nas_test.png` and their CSV files; "
+                          "over training: `gates.png`, `nas.png`, `gates.csv`, `nas.csv`."]
     else:
         lines.append("No multi-domain run in this folder (the grid runs them with two or more languages and the part multi).")
 
