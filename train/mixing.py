@@ -195,7 +195,7 @@ def series(rows: Sequence[tuple], languages: Sequence[str], names: Sequence[str]
     out: dict[str, dict[str, tuple]] = {}
     for lang in languages:
         for name in names:
-            epochs = sorted(e for (l, n, e) in values if l == lang and n == name)
+            epochs = sorted(e for (lg, n, e) in values if lg == lang and n == name)
             if not epochs:
                 continue
             v = [np.asarray(values[(lang, name, e)]) for e in epochs]
