@@ -9,7 +9,8 @@ Every file, store or part, has the same layout::
 
     features/<dataset>/stores.json           which store of each split belongs to the current generation (below)
 
-    attrs: format="mgser-store", format_version, dataset, split, store_id (unique per written file)
+    attrs: format="mgser-store", format_version, dataset, split, store_id (unique per written file),
+           consolidated (a split store written by ``consolidate``: one of a generation that stores.json records)
     utterances/{utt_id, emotion, speaker, language}   (n,) UTF-8 strings, one order for all features
     utterances/{row_sha256, audio_sha256}             (n,) fingerprints of the manifest row and of the audio bytes
     utterances/{audio_size, audio_mtime_ns}           (n,) int64, the audio file's size and modification time
@@ -258,6 +259,8 @@ class FeatureStore:
             raise StoreError(self.path, f"store format version {version}, this toolkit reads version "
                                         f"{' or '.join(map(str, READABLE_VERSIONS))}")
         self.store_id: str = decode_attr(f.attrs.get("store_id", "")) or ""
+        #: Written by ``consolidate`` (``extract``): its dataset's split stores are listed in stores.json.
+        self.consolidated: bool = bool(f.attrs.get("consolidated", False))
         self.dataset: str = decode_attr(f.attrs["dataset"])
         self.split: str = decode_attr(f.attrs["split"])
         if "utterances" not in f:
@@ -600,6 +603,7 @@ def consolidate(features_root: str | Path, dataset: str, split: str, expected: I
         def fill(f: h5py.File) -> None:
             _write_header(f, dataset, split, columns, skipped, [utterances[u].fingerprint for u in utt_ids],
                           [utterances[u].seconds for u in utt_ids])
+            f.attrs["consolidated"] = True
             for name in features:
                 info_attrs = attrs[name]
                 g = _feature_group(f, name, info_attrs)
@@ -677,9 +681,10 @@ def open_dataset(features_root: str | Path, dataset: str, *, wait_seconds: float
     ``store_id``; while an ``extract`` is committing a new generation this waits up to ``wait_seconds`` for it,
     then refuses with :class:`StoreError` naming the store and the command that completes the set. A missing
     split store is refused. Then, if ``check_manifest`` and the manifest the stores were extracted from is
-    still there, they must agree with it (:func:`check_against_manifest`). Without ``stores.json`` (stores
-    written by hand with :func:`write_store`) the split stores present are opened as they are.
-    The caller closes the stores.
+    still there, they must agree with it (:func:`check_against_manifest`). Without ``stores.json``, stores
+    written by hand with :func:`write_store` (or by an ``extract`` older than generations) are opened as they
+    are; stores that ``extract`` consolidated are refused, since which splits belong together is then unknown
+    (a split store deleted with the record would go unnoticed). The caller closes the stores.
     """
     folder = Path(features_root) / dataset
     gen_path = generation_path(features_root, dataset)
@@ -690,6 +695,13 @@ def open_dataset(features_root: str | Path, dataset: str, *, wait_seconds: float
             if not stores:
                 raise StoreError(folder, f"no feature stores (train/valid/test.h5) for dataset {dataset!r}; "
                                          f"run `extract --dataset {dataset}` first")
+            if any(st.consolidated for st in stores.values()):
+                present = ", ".join(f"{s}.h5" for s in stores)
+                for st in stores.values():
+                    st.close()
+                raise StoreError(gen_path, f"missing: the record of which split stores belong together is gone "
+                                           f"(found {present}, written by extract); run "
+                                           f"{_extract_command(features_root, dataset, None)} to recreate what is missing and rewrite it")
             return stores
         try:
             record = json.loads(gen_path.read_text(encoding="utf-8"))

@@ -130,6 +130,20 @@ def test_a_missing_split_store_is_refused(corpus):
         open_dataset(fdir, "corpus")
 
 
+def test_a_split_store_deleted_with_the_generation_record_is_refused_until_extract_recreates_both(corpus):
+    manifest_dir, rows, fdir = corpus
+    store_path(fdir, "corpus", "valid").unlink()
+    generation_path(fdir, "corpus").unlink()
+    with pytest.raises(StoreError, match=r"stores\.json: missing: .*found train\.h5, test\.h5.*extract --dataset corpus"):
+        open_dataset(fdir, "corpus")
+    _extract(manifest_dir, fdir)  # recomputes the valid split and records the generation again
+    opened = open_dataset(fdir, "corpus")
+    assert sorted(opened) == ["test", "train", "valid"]
+    assert sum(len(st.utt_ids) for st in opened.values()) == len(rows)
+    for st in opened.values():
+        st.close()
+
+
 def test_readers_never_mix_two_generations(corpus, tmp_path):
     """A store replaced but not yet recorded in stores.json (an extract committing, or killed while committing)
     is refused after the wait; once the generation is committed the set opens."""
