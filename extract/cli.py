@@ -69,6 +69,10 @@ def main(ctx: click.Context, dataset, root, feature_names, workers, scheduler, d
     from sercore.manifest import manifest_path
 
     with command_errors(verbose, quiet):
+        if scheduler is None:  # a cluster's workers may have the CUDA this machine lacks
+            from sercore.device import check_cuda
+
+            check_cuda(device)
         if not manifest_path(manifest_dir, dataset).is_file() and (root is not None or dataset == "demo"):
             from extract.prepare import prepare_dataset
 

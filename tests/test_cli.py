@@ -140,3 +140,16 @@ print("ok")
 """
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-3000:]
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has CUDA")
+def test_extract_on_cuda_without_cuda_is_an_environment_problem_before_any_work(tmp_path):
+    manifest_dir, features_dir = tmp_path / "manifests", tmp_path / "features"
+    path = tmp_path / "a.wav"
+    sf.write(path, np.zeros(16000, np.float32), 16000)
+    write_manifest([Utterance("a", str(path), "s1", "de", "neutral", "train")], manifest_dir / "c.csv")
+    r = CliRunner().invoke(extract_main, ["--dataset", "c", "--features", "mfcc", "--device", "cuda", "--workers", "0",
+                                          "--manifest-dir", str(manifest_dir), "--features-dir", str(features_dir)])
+    assert r.exit_code == EXIT_ENVIRONMENT, r.output
+    assert r.output.strip().splitlines()[-1].startswith("error: --device: cuda: CUDA is not available on this machine")
+    assert "Traceback" not in r.output and not features_dir.exists()

@@ -460,3 +460,26 @@ def test_distinct_recordings_are_not_near_duplicates(tmp_path):
         both, _ = _with_copy(records, 0, 0.001)
         arrays = {n: {r.utt_id: r.features[n] for r in both} for n in ("mfcc", "ge2e")}
         refuse_near_duplicates(tmp_path, [r.utt_id for r in both], arrays, kinds)
+
+
+def test_ge2e_evidence_alone_catches_a_copy_whose_pooled_features_moved():
+    """A resampled copy whose GE2E cosine is 0.9999 but whose pooled MFCC statistics changed (resampling cut the
+    band of its top coefficients) is caught; at a GE2E cosine of 0.996 (different tones of one synthetic voice)
+    the pooled features must agree too."""
+    from train.domains import NEAR_DUPLICATE_GE2E_ALONE, near_duplicates
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=256)
+    ids = ["a", "copy", "c", "d"]
+    tangent = rng.normal(size=256)
+    tangent -= tangent @ base / (base @ base) * base
+
+    def at_cosine(cos: float) -> np.ndarray:
+        t = tangent / np.linalg.norm(tangent) * np.linalg.norm(base)
+        return (cos * base + np.sqrt(1 - cos ** 2) * t).astype(np.float32)
+
+    ge2e = {"a": base.astype(np.float32), "copy": at_cosine(0.9999), "c": at_cosine(0.996), "d": -base.astype(np.float32)}
+    mfcc = {u: rng.normal(size=(100, 13)).astype(np.float32) * (1 + k) for k, u in enumerate(ids)}  # pooled: unlike
+    pairs = near_duplicates(ids, {"ge2e": ge2e, "mfcc": mfcc}, {"ge2e": "embedding", "mfcc": "sequence"})
+    assert [(p.first, p.second) for p in pairs] == [("a", "copy")] and pairs[0].cosine >= NEAR_DUPLICATE_GE2E_ALONE
+

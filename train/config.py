@@ -22,7 +22,8 @@ from typing import Literal, Sequence
 
 import dacite
 
-from sercore.errors import DataError, EnvironmentProblem
+from sercore.device import check_cuda
+from sercore.errors import DataError
 
 
 def check_range(name: str, value, low: float | None = None, high: float | None = None, *, low_open: bool = False,
@@ -57,12 +58,7 @@ def check_device(device: str, option: str = "--device") -> None:
         raise ConfigError(option, f"unknown device {device!r}; expected cpu, cuda or cuda:N") from None
     if parsed.type not in ("cpu", "cuda"):
         raise ConfigError(option, f"unsupported device {device!r}; expected cpu, cuda or cuda:N")
-    if parsed.type == "cuda":
-        if not torch.cuda.is_available():
-            raise EnvironmentProblem(option, f"{device}: CUDA is not available on this machine (torch "
-                                             f"{torch.__version__}, CUDA build {torch.version.cuda or 'none'}); use --device cpu")
-        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
-            raise EnvironmentProblem(option, f"{device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    check_cuda(device, option)
 
 
 @dataclass(frozen=True)
