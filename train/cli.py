@@ -89,7 +89,7 @@ def comma_list(value: str | None) -> list[str] | None:
 @click.option("--nas-l0", type=FiniteFloat(0), default=None, help="nas: weight of the expected-L0 penalty on the connections [default: 0, off].")
 @click.option("--nas-lr-scale", type=FiniteFloat(0), default=None, help="nas: the connection gates learn at lr * this [paper: 1].")
 @click.option("--preset", type=click.Choice(list(PRESETS)), default="paper", show_default=True,
-              help="paper: section 5.1 values; tuned: + the deviations chosen on EmoDB (README, Training).")
+              help="paper: section 5.1 values; tuned: + the deviations chosen on EmoDB's validation data (README, Training).")
 @click.option("--no-aux", is_flag=True, help="Train without the contrastive auxiliary loss (alpha = 0).")
 @click.option("--alpha", type=FiniteFloat(0), default=None, help="Weight of the auxiliary loss [default: per language, de 0.01].")
 @click.option("--aux-reduction", type=click.Choice(["sum", "mean"]), default=None, help="Over samples [paper eq. 6: sum].")

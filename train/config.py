@@ -388,13 +388,15 @@ class Preset:
     experiment: dict = field(default_factory=dict)
 
 
-#: ``paper``: section 5.1. ``tuned``: the deviations chosen on EmoDB under the random protocol (README,
-#: "Training", says how): standardised features, input statistics pooled by each sequence encoder, dropout
-#: 0.3 on the representation, 40 epochs with an exponential moving average of the weights.
+#: ``paper``: section 5.1. ``tuned``: standardised features, input statistics pooled by each sequence encoder,
+#: dropout 0.3 on the representation, 40 epochs with an exponential moving average of the weights, balanced
+#: batches grouped by length and random crops of at least half of each sequence. The last two were chosen on
+#: EmoDB's *validation* UA (3 seeds, features mfcc,ge2e,byol; README, "Training"): the same UA as without them
+#: (0.904 against 0.909 and 0.902), in half the time.
 PRESETS: dict[str, Preset] = {
     "paper": Preset(),
-    "tuned": Preset(train={"standardize": True, "epochs": 40, "ema": 0.99}, tower={"input_dropout": 0.3},
-                    experiment={"input_stats": True}),
+    "tuned": Preset(train={"standardize": True, "epochs": 40, "ema": 0.99, "length_batches": True, "crop": 0.5},
+                    tower={"input_dropout": 0.3}, experiment={"input_stats": True}),
 }
 
 
