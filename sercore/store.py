@@ -697,10 +697,11 @@ def open_dataset(features_root: str | Path, dataset: str, *, wait_seconds: float
                                          f"run `extract --dataset {dataset}` first")
             if any(st.consolidated for st in stores.values()):
                 present = ", ".join(f"{s}.h5" for s in stores)
+                absent = "".join(f", no {s}.h5" for s in SPLITS if s not in stores)
                 for st in stores.values():
                     st.close()
                 raise StoreError(gen_path, f"missing: the record of which split stores belong together is gone "
-                                           f"(found {present}, written by extract); run "
+                                           f"(found {present}{absent}, written by extract); run "
                                            f"{_extract_command(features_root, dataset, None)} to recreate what is missing and rewrite it")
             return stores
         try:

@@ -134,7 +134,7 @@ def test_a_split_store_deleted_with_the_generation_record_is_refused_until_extra
     manifest_dir, rows, fdir = corpus
     store_path(fdir, "corpus", "valid").unlink()
     generation_path(fdir, "corpus").unlink()
-    with pytest.raises(StoreError, match=r"stores\.json: missing: .*found train\.h5, test\.h5.*extract --dataset corpus"):
+    with pytest.raises(StoreError, match=r"stores\.json: missing: .*found train\.h5, test\.h5, no valid\.h5.*extract --dataset corpus"):
         open_dataset(fdir, "corpus")
     _extract(manifest_dir, fdir)  # recomputes the valid split and records the generation again
     opened = open_dataset(fdir, "corpus")
