@@ -14,6 +14,15 @@ import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
+def save_figure(fig, path: str | Path) -> Path:
+    """Lay ``fig`` out, write it to ``path`` (PNG at 120 dpi) and close it; returns the path."""
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def plot_confusion(confusion: np.ndarray, classes: Sequence[str], path: str | Path, title: str = "") -> Path:
     """Row-normalised confusion matrix (rows: reference, columns: predicted), counts in the cells."""
     from sklearn.metrics import ConfusionMatrixDisplay
@@ -32,11 +41,7 @@ def plot_confusion(confusion: np.ndarray, classes: Sequence[str], path: str | Pa
     ax.set_ylabel("reference")
     if title:
         ax.set_title(title, fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_tsne(panels: Sequence[tuple[str, np.ndarray, np.ndarray]], path: str | Path, seed: int = 0, title: str = "") -> Path:
@@ -62,11 +67,7 @@ def plot_tsne(panels: Sequence[tuple[str, np.ndarray, np.ndarray]], path: str | 
     axes[0][-1].legend(fontsize=7, loc="best", markerscale=1.5)
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_gates(panels: Sequence[tuple[str, Sequence[str], dict]], path: str | Path) -> Path:
@@ -90,11 +91,7 @@ def plot_gates(panels: Sequence[tuple[str, Sequence[str], dict]], path: str | Pa
         ax.set_ylabel("mean gate weight")
         ax.set_title(title, fontsize=8)
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_nas(features: Sequence[str], nas: dict, path: str | Path, title: str = "") -> Path:
@@ -117,11 +114,7 @@ def plot_nas(features: Sequence[str], nas: dict, path: str | Path, title: str = 
             ax.set_title(f"{lang}: {names[key]}", fontsize=8)
     if title:
         fig.suptitle(title, fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_traces(panels: dict[str, dict[str, tuple]], path: str | Path, ylabel: str, title: str = "") -> Path:
@@ -141,8 +134,4 @@ def plot_traces(panels: dict[str, dict[str, tuple]], path: str | Path, ylabel: s
     axes[0][0].set_ylabel(ylabel)
     if title:
         fig.suptitle(title, fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
