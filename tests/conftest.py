@@ -24,10 +24,10 @@ def _process_state_as_found():
 
     import torch
 
+    from sercore.cluster import restore_environ
+
     threads, environ = torch.get_num_threads(), dict(os.environ)
     yield
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
-    for name in set(os.environ) - set(environ):
-        del os.environ[name]
-    os.environ.update(environ)
+    restore_environ(environ)
