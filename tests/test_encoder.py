@@ -6,7 +6,7 @@ import torch
 
 from train.config import EncoderConfig, TowerConfig
 from train.contract import Example, collate
-from train.models.encoder import SequenceEncoder
+from train.models.encoder import SequenceEncoder, average_frames
 from train.models.ge2e import Ge2eEncoder, partial_starts
 from train.models.single import FeatureEncoders, SingleDomainModel
 from train.models.tower import ClassificationTower
@@ -29,11 +29,24 @@ def test_sequence_encoder_refuses_even_kernels():
         SequenceEncoder(8, kernel_sizes=(2, 5))
 
 
-@pytest.mark.parametrize("stats_pooling,input_stats", [(False, False), (True, False), (False, True)])
-def test_padding_does_not_change_encoder_outputs(stats_pooling, input_stats):
+def test_average_frames_averages_only_real_frames():
+    x = torch.zeros(2, 6, 1)
+    x[0, :5, 0] = torch.tensor([1.0, 3.0, 5.0, 7.0, 9.0])
+    x[1, :2, 0] = torch.tensor([4.0, 8.0])
+    out, lengths = average_frames(x, torch.tensor([5, 2]), 2)
+    assert lengths.tolist() == [3, 1]
+    # the last step of utterance 0 is its fifth frame alone, not (9 + 0) / 2; padded steps stay zero
+    assert out[..., 0].tolist() == [[2.0, 6.0, 9.0], [6.0, 0.0, 0.0]]
+    out3, lengths3 = average_frames(x, torch.tensor([5, 2]), 4)
+    assert lengths3.tolist() == [2, 1] and out3[..., 0].tolist() == [[4.0, 9.0], [6.0, 0.0]]
+
+
+@pytest.mark.parametrize("stats_pooling,input_stats,frame_stride",
+                         [(False, False, 1), (True, False, 1), (False, True, 1), (False, True, 3)])
+def test_padding_does_not_change_encoder_outputs(stats_pooling, input_stats, frame_stride):
     torch.manual_seed(1)
     enc = SequenceEncoder(6, conv_channels=8, lstm_hidden=8, lstm_layers=2, attention_dim=16, stats_pooling=stats_pooling,
-                          input_stats=input_stats).eval()
+                          input_stats=input_stats, frame_stride=frame_stride).eval()
     assert enc.output_dim == 16 + (32 if stats_pooling else 0) + (24 if input_stats else 0)
     seqs = [torch.randn(n, 6) for n in (12, 5, 1, 8)]
     lengths = torch.tensor([len(s) for s in seqs])

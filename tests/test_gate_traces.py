@@ -27,7 +27,7 @@ def traced(tmp_path_factory):
     make_stores(root, dataset="synth_it", language="it", emotions=IT, per_class=12, speakers=3, seed=1)
     out = tmp / "cmp"
     args = ["--domains", "de=synth,it=synth_it", "--features-dir", str(root), "--epochs", str(EPOCHS), "--seeds",
-            str(SEEDS), "--model", "omoe,mmoe,nas", "--out", str(out), "--no-checkpoints"]
+            str(SEEDS), "--model", "omoe,mmoe,nas", "--out", str(out), "--no-checkpoints", "--preset", "paper"]
     r = CliRunner().invoke(main, args, catch_exceptions=False)
     assert r.exit_code == 0, r.output
     return out, r.output, args

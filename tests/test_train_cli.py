@@ -78,17 +78,19 @@ def test_ablations_and_tsne(stores, tmp_path):
     assert (out / "tsne.png").stat().st_size > 1000
 
 
-def test_standardize_and_tuned_preset_recorded(stores, tmp_path):
+def test_tuned_preset_is_the_default_and_paper_preset_recorded(stores, tmp_path):
     out = tmp_path / "tuned"
     r = _train("--domains", "de=synth", "--features-dir", str(stores), "--epochs", "1", "--seeds", "1",
-               "--out", str(out), "--preset", "tuned", "--sampler", "shuffle", "--no-checkpoints")
+               "--out", str(out), "--sampler", "shuffle", "--no-checkpoints")
     assert r.exit_code == 0, r.output
     config = json.loads((out / "config.json").read_text())
-    assert config["train"]["standardize"] is True and config["train"]["sampler"] == "shuffle"
+    assert config["train"]["standardize"] is True and config["train"]["sampler"] == "shuffle"  # an option beats the preset
+    assert config["train"]["length_batches"] is True and config["frame_stride"] == 3 and config["input_stats"] is True
     paper = tmp_path / "paper"
     r = _train("--domains", "de=synth", "--features-dir", str(stores), "--epochs", "1", "--seeds", "1", "--out", str(paper),
-               "--no-checkpoints")
+               "--no-checkpoints", "--preset", "paper")
     config = json.loads((paper / "config.json").read_text())
+    assert config["frame_stride"] == 1 and config["input_stats"] is False and config["train"]["length_batches"] is False
     assert config["train"]["standardize"] is False and config["train"]["crop"] == 0.0 and config["train"]["ema"] is None
     assert config["languages"]["de"]["tower"] == {"units": 512, "activations": ["tanh", "relu"], "dropout": 0.1, "input_dropout": 0.0}
     assert config["stats_pooling"] is False and config["train"]["aux_reduction"] == "sum"

@@ -164,3 +164,18 @@ def test_git_commit_names_the_checkout_and_its_changes_or_is_unknown(tmp_path):
     assert git_commit(tmp_path) == head
     (tmp_path / "a.py").write_text("x = 2\n")
     assert git_commit(tmp_path) == head + "+dirty"
+
+
+def test_a_field_added_later_is_left_out_of_the_fingerprint_at_its_old_value(stores, tmp_path):
+    # folders written before --frame-stride existed hold fingerprints without it: at 1 (what the toolkit did
+    # then) they still match, at another value the folder is refused naming the field
+    out = tmp_path / "paper"
+    assert _train(stores, out, "--preset", "paper").exit_code == 0
+    recorded = json.loads((out / "runs" / "run0.json").read_text())["fingerprint"]["config"]
+    assert "frame_stride" not in recorded and recorded["input_stats"] is False
+    first = _metrics(out)
+    r = _train(stores, out, "--preset", "paper", "--frame-stride", "1")
+    assert r.exit_code == 0 and r.output.count("finished earlier: loaded from") == 3, r.output
+    assert _metrics(out) == first
+    r = _train(stores, out, "--preset", "paper", "--frame-stride", "2")
+    assert r.exit_code == 3 and "config.frame_stride" in r.output, r.output

@@ -25,7 +25,7 @@ import click
 from sercore.cli import command_errors, common_options, epilog, say
 from sercore.errors import EXIT_USAGE, EnvironmentProblem, environment_problem
 
-from .config import PRESETS, ConfigError, DomainSpec, ExperimentConfig, build_config, check_device
+from .config import DEFAULT_PRESET, PRESETS, ConfigError, DomainSpec, ExperimentConfig, build_config, check_device
 from .models import MODELS
 
 #: Options that may accompany ``--config FILE``: where and how the run happens, not what it computes.
@@ -88,8 +88,8 @@ def comma_list(value: str | None) -> list[str] | None:
 @click.option("--selector", default=None, help="Multi-domain gates: feature used as the gate input x [paper: ge2e].")
 @click.option("--nas-l0", type=FiniteFloat(0), default=None, help="nas: weight of the expected-L0 penalty on the connections [default: 0, off].")
 @click.option("--nas-lr-scale", type=FiniteFloat(0), default=None, help="nas: the connection gates learn at lr * this [paper: 1].")
-@click.option("--preset", type=click.Choice(list(PRESETS)), default="paper", show_default=True,
-              help="paper: section 5.1 values; tuned: + the deviations chosen on EmoDB's validation data (README, Training).")
+@click.option("--preset", type=click.Choice(list(PRESETS)), default=DEFAULT_PRESET, show_default=True,
+              help="tuned: the configuration chosen on validation data (README, Training); paper: section 5.1 exactly, for reproduction.")
 @click.option("--no-aux", is_flag=True, help="Train without the contrastive auxiliary loss (alpha = 0).")
 @click.option("--alpha", type=FiniteFloat(0), default=None, help="Weight of the auxiliary loss [default: per language, de 0.01].")
 @click.option("--aux-reduction", type=click.Choice(["sum", "mean"]), default=None, help="Over samples [paper eq. 6: sum].")
@@ -111,6 +111,8 @@ def comma_list(value: str | None) -> list[str] | None:
               help="Encoders also pool mean + std over time of the LSTM outputs [paper: attention only].")
 @click.option("--input-stats/--no-input-stats", default=None,
               help="Encoders also pool mean + std over time of their input frames and deltas [paper: no].")
+@click.option("--frame-stride", type=click.IntRange(1), default=None,
+              help="Sequence encoders average every N frames before their convolution: N times fewer LSTM steps [paper: 1].")
 @click.option("--ema", type=FiniteFloat(0, 1, max_open=True), default=None, help="Evaluate an exponential moving average of the weights with this decay.")
 @click.option("--label-smoothing", type=FiniteFloat(0, 1), default=None, help="Label smoothing of the cross-entropy [paper: 0].")
 @click.option("--crop", type=FiniteFloat(0, 1), default=None,
@@ -132,7 +134,7 @@ def comma_list(value: str | None) -> list[str] | None:
 @common_options
 def main(config_file, domains, features, protocol, seeds, first_seed, folds, epochs, device, out, features_dir, model_name, selector, nas_l0, nas_lr_scale, preset,
          no_aux, alpha, aux_reduction, standardize, speaker_norm, finetune_ge2e, sampler, length_batches, per_class, batch_size, lr, weight_decay,
-         dropout, input_dropout, stats_pooling, input_stats, ema, label_smoothing, crop, refit, max_seconds, max_batch_gb, patience, tsne, ablations, no_checkpoints, quiet,
+         dropout, input_dropout, stats_pooling, input_stats, frame_stride, ema, label_smoothing, crop, refit, max_seconds, max_batch_gb, patience, tsne, ablations, no_checkpoints, quiet,
          report, overwrite, verbose) -> None:
     """Train SER models on the feature stores of the given language domains; report WA/UA over runs."""
     from .ablations import run_ablations
@@ -213,7 +215,8 @@ def _config(ctx: click.Context) -> tuple[ExperimentConfig, list[str]]:
         multidomain={"selector": p["selector"], "l0_weight": p["nas_l0"], "nas_lr_scale": p["nas_lr_scale"]},
         features=comma_list(p["features"]), protocol=p["protocol"], seeds=p["seeds"], folds=p["folds"],
         first_seed=p["first_seed"], features_dir=p["features_dir"], out=p["out"], model=models[0],
-        save_checkpoints=not p["no_checkpoints"], stats_pooling=p["stats_pooling"], input_stats=p["input_stats"])
+        save_checkpoints=not p["no_checkpoints"], stats_pooling=p["stats_pooling"], input_stats=p["input_stats"],
+        frame_stride=p["frame_stride"])
     return config, models
 
 

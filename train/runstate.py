@@ -51,6 +51,10 @@ RUNS_DIR = "runs"
 #: Configuration fields that do not change a run's result (and may differ between a run and its resumption).
 VOLATILE = ("out", "seeds", "save_checkpoints", "features_dir")
 VOLATILE_TRAIN = ("progress", "max_batch_gb")
+#: Configuration fields added after run folders were first written, with the value that does what the toolkit
+#: did before they existed: left out of the fingerprint at that value, so those folders still resume.
+#: Dotted paths; ``*`` stands for any key of a dict (per-feature encoder overrides).
+ADDED_FIELDS = {"frame_stride": 1, "encoders.*.frame_stride": 1}
 #: Keys added to the fit state in a checkpoint file (the rest is ``FitResult.state``).
 _CHECKPOINT_META = ("classes", "features", "domains", "run", "seed", "fold", "config")
 
@@ -84,7 +88,20 @@ def config_fingerprint(config) -> dict:
         cfg.pop(key, None)
     for key in VOLATILE_TRAIN:
         cfg.get("train", {}).pop(key, None)
+    for path, value in ADDED_FIELDS.items():
+        _drop_at(cfg, path.split("."), value)
     return json.loads(json.dumps(cfg, sort_keys=True, default=str))
+
+
+def _drop_at(d: dict, keys: list[str], value) -> None:
+    """Remove the dotted path ``keys`` from the nested dict ``d`` where it holds ``value``."""
+    head, rest = keys[0], keys[1:]
+    for key in (list(d) if head == "*" else [head]):
+        if not rest:
+            if key in d and d[key] == value:
+                del d[key]
+        elif isinstance(d.get(key), dict):
+            _drop_at(d[key], rest, value)
 
 
 def fingerprint(config, datas, features) -> dict:
