@@ -37,7 +37,7 @@ class Unpaired(Exception):
 
 
 def finished_runs(folder: Path) -> tuple[list[str], dict[int, dict]]:
-    """A run folder's languages (from ``metrics.json``, else ``config.json``) and its finished run records by index."""
+    """A run folder's languages (from its ``config.json``) and its finished run records by index."""
     records = sorted((folder / RUNS_DIR).glob("run*.json"))
     if not records:
         raise FileNotFoundError(f"{folder}: no finished run (expected {folder / RUNS_DIR}/run<k>.json)")
