@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sercore.errors import EXIT_DATA, EXIT_USAGE  # noqa: E402
 from train.metrics import paired_interval  # noqa: E402
-from train.runstate import RUNS_DIR  # noqa: E402
+from train.runstate import RUNS_DIR, record_paths  # noqa: E402
 
 
 class Unpaired(Exception):
@@ -38,7 +38,7 @@ class Unpaired(Exception):
 
 def finished_runs(folder: Path) -> tuple[list[str], dict[int, dict]]:
     """A run folder's languages (from its ``config.json``) and its finished run records by index."""
-    records = sorted((folder / RUNS_DIR).glob("run*.json"))
+    records = record_paths(folder)
     if not records:
         raise FileNotFoundError(f"{folder}: no finished run (expected {folder / RUNS_DIR}/run<k>.json)")
     config = json.loads((folder / "config.json").read_text())

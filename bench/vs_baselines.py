@@ -154,10 +154,10 @@ class NetworkRun:
 
 def network_runs(folder: Path) -> list[NetworkRun]:
     """The finished runs recorded in a ``train`` run folder, in run order (one language)."""
-    from train.runstate import RUNS_DIR
+    from train.runstate import record_paths
 
     runs = []
-    for path in sorted((folder / RUNS_DIR).glob("run*.json"), key=lambda p: int(p.stem[3:]) if p.stem[3:].isdigit() else -1):
+    for path in record_paths(folder):
         try:
             r = json.loads(path.read_text())
             test, valid = r["test"]["scores"]["0"], r["valid"]["scores"]["0"]

@@ -212,6 +212,44 @@ def test_encoding_each_languages_rows_apart_changes_nothing(name):
     assert torch.allclose(split.representation, joint.representation, atol=1e-5)
 
 
+def test_a_bias_free_gate_cannot_move_its_languages_mean_weights_on_a_standardised_selector_and_a_biased_one_can():
+    # the selector is standardised per language (mean 0 over its training rows): a bias-free gate's mean logits
+    # are W * 0 = 0, so fitting the mean weights to (0.8, 0.2) fails without b and succeeds with it
+    from train.models.gates import SoftmaxGate
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 5, generator=g)
+    x = (x - x.mean(0)) / x.std(0)
+    target = torch.tensor([0.8, 0.2])
+    reached = {}
+    for bias in (False, True):
+        torch.manual_seed(0)
+        gate = SoftmaxGate(5, 2, bias=bias)
+        assert (gate.linear.bias is not None) == bias
+        assert torch.allclose(gate.linear(x).mean(0), torch.zeros(2), atol=1e-5)  # b starts at 0
+        opt = torch.optim.Adam(gate.parameters(), lr=0.05)
+        for _ in range(300):
+            opt.zero_grad()
+            loss = ((gate(x).mean(0) - target) ** 2).sum()
+            loss.backward()
+            opt.step()
+        reached[bias] = float(gate(x).mean(0)[0].detach())
+    assert reached[True] == pytest.approx(0.8, abs=0.01)
+    assert reached[False] < 0.7  # only through the softmax's curvature, by making the logits large
+
+
+def test_gate_bias_and_gate_lr_scale_reach_the_gates_of_the_gated_models_only():
+    for name in ("omoe", "mmoe", "nas"):
+        model = _model(name, gate_bias=True, gate_lr_scale=20.0)
+        biases = [model.gates.gate(k).linear.bias for k in range(2)]
+        assert all(b is not None and torch.equal(b, torch.zeros(2)) for b in biases), name
+        rates = {id(p): g["lr"] for g in _trainer(model).optimizer.param_groups for p in g["params"]}
+        assert all(rates[id(p)] == pytest.approx(0.02) for p in model.gates.parameters()), name
+        assert rates[id(model.tower(0).net[0].weight)] == pytest.approx(1e-3)
+    assert _model("mmoe").gates.gate(0).linear.bias is None  # the paper's gate: no bias
+    assert _model("sb", gate_bias=True, gate_lr_scale=20.0).gates is None
+
+
 def test_nas_lr_scale_gives_the_connection_gates_their_own_learning_rate():
     model = _model("nas", nas_lr_scale=50.0)
     trainer = _trainer(model)

@@ -173,6 +173,7 @@ def test_a_field_added_later_is_left_out_of_the_fingerprint_at_its_old_value(sto
     assert _train(stores, out, "--preset", "paper").exit_code == 0
     recorded = json.loads((out / "runs" / "run0.json").read_text())["fingerprint"]["config"]
     assert "frame_stride" not in recorded and recorded["input_stats"] is False
+    assert "gate_bias" not in recorded["multidomain"] and "gate_lr_scale" not in recorded["multidomain"]
     first = _metrics(out)
     r = _train(stores, out, "--preset", "paper", "--frame-stride", "1")
     assert r.exit_code == 0 and r.output.count("finished earlier: loaded from") == 3, r.output

@@ -88,6 +88,11 @@ def comma_list(value: str | None) -> list[str] | None:
 @click.option("--selector", default=None, help="Multi-domain gates: feature used as the gate input x [paper: ge2e].")
 @click.option("--nas-l0", type=FiniteFloat(0), default=None, help="nas: weight of the expected-L0 penalty on the connections [default: 0, off].")
 @click.option("--nas-lr-scale", type=FiniteFloat(0), default=None, help="nas: the connection gates learn at lr * this [paper: 1].")
+@click.option("--gate-bias/--no-gate-bias", default=None,
+              help="omoe, mmoe, nas: give every softmax gate a bias, softmax(W x + b) [paper: no bias].")
+@click.option("--gate-lr-scale", type=FiniteFloat(0), default=None, help="omoe, mmoe, nas: the softmax gates learn at lr * this [paper: 1].")
+@click.option("--expert-norm/--no-expert-norm", default=None,
+              help="Multi-domain models: layer-normalise every expert's output before the (gated) sum [paper: no].")
 @click.option("--preset", type=click.Choice(list(PRESETS)), default=DEFAULT_PRESET, show_default=True,
               help="tuned: the configuration chosen on validation data (README, Training); paper: section 5.1 exactly, for reproduction.")
 @click.option("--no-aux", is_flag=True, help="Train without the contrastive auxiliary loss (alpha = 0).")
@@ -124,6 +129,15 @@ def comma_list(value: str | None) -> list[str] | None:
                    "[default: 60; the paper's corpora have no longer utterance].")
 @click.option("--max-batch-gb", type=FiniteFloat(0, min_open=True), default=None,
               help="Refuse to start when a training batch would need more memory than this (an estimate) [default: 8].")
+@click.option("--few-shot", default=None, metavar="LANG=K",
+              help="Low-resource simulation: language LANG trains on at most K utterances per emotion of its training split "
+                   "(drawn per run; its validation and test splits unchanged) [default: all].")
+@click.option("--learning-curve", default=None, metavar="LANG",
+              help="Instead: fit every --model at every --shots K of LANG (single: LANG alone) into OUT/k<K>/<model> and "
+                   "write OUT/curve.{md,csv,json,png}: LANG's test UA against K, each model against single.")
+@click.option("--shots", default="5,10,20,40,all", show_default=True, metavar="K,...",
+              help="--learning-curve: utterances per emotion of the target language; all = its whole training split; "
+                   "0 = zero-shot (base only).")
 @click.option("--patience", type=click.IntRange(1), default=None, help="Early stop after this many epochs without a better validation score.")
 @click.option("--tsne", is_flag=True, help="Also fit run 0 with and without the aux loss and plot t-SNE of test representations (figure 3).")
 @click.option("--ablations", is_flag=True, help="Instead: all features, without aux loss, each feature alone (table 4, figure 4a).")
@@ -132,13 +146,14 @@ def comma_list(value: str | None) -> list[str] | None:
               help="Start over: forget the finished runs in OUT/runs/ (by default a rerun resumes from them).")
 @click.option("--report", is_flag=True, help="Also write OUT/report.html: tables and figures in one self-contained file.")
 @common_options
-def main(config_file, domains, features, protocol, seeds, first_seed, folds, epochs, device, out, features_dir, model_name, selector, nas_l0, nas_lr_scale, preset,
+def main(config_file, domains, features, protocol, seeds, first_seed, folds, epochs, device, out, features_dir, model_name, selector, nas_l0, nas_lr_scale, gate_bias, gate_lr_scale, expert_norm, preset,
          no_aux, alpha, aux_reduction, standardize, speaker_norm, finetune_ge2e, sampler, length_batches, per_class, batch_size, lr, weight_decay,
-         dropout, input_dropout, stats_pooling, input_stats, frame_stride, ema, label_smoothing, crop, refit, max_seconds, max_batch_gb, patience, tsne, ablations, no_checkpoints, quiet,
+         dropout, input_dropout, stats_pooling, input_stats, frame_stride, ema, label_smoothing, crop, refit, max_seconds, max_batch_gb, few_shot, learning_curve, shots, patience, tsne, ablations, no_checkpoints, quiet,
          report, overwrite, verbose) -> None:
     """Train SER models on the feature stores of the given language domains; report WA/UA over runs."""
     from .ablations import run_ablations
     from .compare import run_comparison
+    from .curve import run_learning_curve
     from .experiment import run_experiment
     from .tsne import run_tsne
 
@@ -152,6 +167,10 @@ def main(config_file, domains, features, protocol, seeds, first_seed, folds, epo
         check_device(config.train.device)  # a --config file's device
     if len(models) > 1 and (ablations or tsne):
         raise click.BadParameter("--ablations and --tsne take one model", param_hint="--model")
+    if learning_curve is not None and (ablations or tsne or config.few_shot):
+        raise click.BadParameter("--learning-curve sets --few-shot itself and takes neither --ablations nor --tsne",
+                                 param_hint="--learning-curve")
+    shots_ = _shots(shots) if learning_curve is not None else None
     with command_errors(verbose, quiet):
         try:
             check_out_folder(config.out)
@@ -161,7 +180,9 @@ def main(config_file, domains, features, protocol, seeds, first_seed, folds, epo
                 for owned in owned_run_folders(config.out, models, ablations):
                     for folder in clear(owned):
                         say(f"--overwrite: removed the finished runs and their metrics in {folder}")
-            if ablations:
+            if learning_curve is not None:
+                run_learning_curve(config, learning_curve, shots_, models, log=say)
+            elif ablations:
                 run_ablations(config, log=say)
             elif len(models) > 1:
                 run_comparison(config, models, log=say)
@@ -212,12 +233,46 @@ def _config(ctx: click.Context) -> tuple[ExperimentConfig, list[str]]:
         domains, preset=p["preset"], train={**train, "progress": not p["quiet"] and sys.stderr.isatty(), "aux": False if p["no_aux"] else None},
         optimizer={"lr": p["lr"], "weight_decay": p["weight_decay"]},
         tower={"dropout": p["dropout"], "input_dropout": p["input_dropout"]},
-        multidomain={"selector": p["selector"], "l0_weight": p["nas_l0"], "nas_lr_scale": p["nas_lr_scale"]},
+        multidomain={"selector": p["selector"], "l0_weight": p["nas_l0"], "nas_lr_scale": p["nas_lr_scale"],
+                     "gate_bias": p["gate_bias"], "gate_lr_scale": p["gate_lr_scale"], "expert_norm": p["expert_norm"]},
         features=comma_list(p["features"]), protocol=p["protocol"], seeds=p["seeds"], folds=p["folds"],
         first_seed=p["first_seed"], features_dir=p["features_dir"], out=p["out"], model=models[0],
         save_checkpoints=not p["no_checkpoints"], stats_pooling=p["stats_pooling"], input_stats=p["input_stats"],
-        frame_stride=p["frame_stride"])
+        frame_stride=p["frame_stride"], few_shot=_few_shot(p["few_shot"], domains, p["refit"], models))
     return config, models
+
+
+def _shots(value: str) -> list[int | None]:
+    """``--shots 5,10,all`` -> [5, 10, None] (None: the whole training split), ascending."""
+    out: list[int | None] = []
+    for item in comma_list(value) or []:
+        if item == "all":
+            out.append(None)
+        elif item.isdigit():
+            out.append(int(item))
+        else:
+            raise click.BadParameter(f"{item!r}: expected whole numbers or 'all'", param_hint="--shots")
+    if not out:
+        raise click.BadParameter("give at least one K", param_hint="--shots")
+    return sorted(set(out), key=lambda k: float("inf") if k is None else k)
+
+
+def _few_shot(value: str | None, domains: Sequence[str], refit: bool | None, models: Sequence[str]) -> dict[str, int] | None:
+    """``--few-shot it=10`` -> {"it": 10}, checked against ``--domains``, ``--refit`` and ``--model``."""
+    if value is None:
+        return None
+    lang, sep, k = (v.strip() for v in value.partition("="))
+    if not sep or not lang or not k.isdigit():
+        raise click.BadParameter(f"{value!r}: expected LANG=K with K a whole number (0: zero-shot), e.g. it=10", param_hint="--few-shot")
+    languages = [DomainSpec.parse(d).language for d in domains]
+    if lang not in languages:
+        raise click.BadParameter(f"language {lang!r} is not among the domains ({', '.join(languages)})", param_hint="--few-shot")
+    if refit:
+        raise click.BadParameter("a refit would train on the whole validation split too; use one without the other", param_hint="--few-shot")
+    if int(k) == 0 and list(models) != ["base"]:
+        raise click.BadParameter(f"{lang}=0 (zero-shot) takes --model base alone: only its shared tower can label a language "
+                                 "it was never trained on", param_hint="--few-shot")
+    return {lang: int(k)}
 
 
 def config_from_args(args: Sequence[str]) -> ExperimentConfig:

@@ -274,6 +274,15 @@ class MultiDomainConfig:
     #: The NAS gates' log_alpha learn at lr * this (not in the paper: 1). With AdamW a parameter moves about lr
     #: per step, so at lr 1e-3 and a few hundred steps log_alpha can hardly leave its initial value.
     nas_lr_scale: float = 1.0
+    #: The softmax gates have a bias b_k: g_k(x) = softmax(W_k x + b_k) (not in the paper: no bias). With the
+    #: selector standardised per language, a bias-free gate's logits average 0 over its language's rows, so its
+    #: mean weights stay near 1/M (train/models/gates.py).
+    gate_bias: bool = False
+    #: The softmax gates learn at lr * this (not in the paper: 1).
+    gate_lr_scale: float = 1.0
+    #: Layer-normalise every expert's output (no learned scale) right before the weighted sum (not in the paper:
+    #: off). Without it an expert's projection can grow or shrink its share of the sum, which is the gate's job.
+    expert_norm: bool = False
     #: Encode each language's rows of a batch as their own sub-batch (less padding; same values).
     split_by_domain: bool = True
 
@@ -285,6 +294,7 @@ class MultiDomainConfig:
         check_range("multidomain.init_log_alpha", self.init_log_alpha)
         check_range("multidomain.l0_weight", self.l0_weight, 0)
         check_range("multidomain.nas_lr_scale", self.nas_lr_scale, 0)
+        check_range("multidomain.gate_lr_scale", self.gate_lr_scale, 0)
 
 
 @dataclass
@@ -314,6 +324,11 @@ class ExperimentConfig:
     frame_stride: int = 1
     #: Multi-domain models (--model base|sb|omoe|mmoe|nas).
     multidomain: MultiDomainConfig = field(default_factory=MultiDomainConfig)
+    #: Low-resource simulation (not in the paper): language -> k; that language trains on at most k utterances
+    #: per emotion of its training split (drawn with the run's seed), its validation and test splits unchanged.
+    #: k = 0 (zero-shot, ``base`` only): none of its labels is used, neither for training nor for choosing the
+    #: epoch; it is tested on the emotions the other languages have, with the shared tower.
+    few_shot: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.domains or not all(isinstance(d, str) for d in self.domains):
@@ -329,6 +344,16 @@ class ExperimentConfig:
         check_range("first_seed", self.first_seed, 0, integer=True)
         check_range("folds", self.folds, 3, integer=True, optional=True)
         check_range("frame_stride", self.frame_stride, 1, integer=True)
+        languages = [DomainSpec.parse(d).language for d in self.domains]
+        for lang, k in self.few_shot.items():
+            check_range(f"few_shot.{lang}", k, 0, integer=True)
+            if lang not in languages:
+                raise ConfigError("few_shot", f"language {lang!r} is not among the domains ({', '.join(languages)})")
+            if k == 0 and (self.model != "base" or len(languages) < 2):
+                raise ConfigError("few_shot", f"{lang}=0 (zero-shot) needs --model base with other languages: only its "
+                                              "shared tower can label a language it was never trained on")
+        if self.few_shot and self.train.refit:
+            raise ConfigError("few_shot", "a refit would train on the whole validation split too; use one without the other")
 
     def encoder(self, feature: str) -> EncoderConfig:
         config = self.encoders.get(feature) or encoder_config(feature)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -15,7 +16,7 @@ from .domains import DomainData
 from .memory import check_batch_memory, max_frames
 from .models import build_model
 from .models.single import GE2E_FEATURE
-from .protocol import draw_split, split_indices
+from .protocol import draw_split, few_shot, split_indices
 from .scaling import FeatureScaler, SpeakerScaler
 from .trainer import FitResult, Trainer
 
@@ -46,6 +47,16 @@ def domain_info(data: DomainData, features: list[str]) -> DomainInfo:
                       layers={f: n for f, n in layers.items() if n > 1})
 
 
+def few_shot_indices(idx: Mapping[str, list[int]], emotions: Sequence[str], k: int, seed: int,
+                     trained: set[str]) -> dict[str, list[int]]:
+    """A few-shot language's split (``ExperimentConfig.few_shot``): at most ``k`` training utterances per emotion;
+    for k = 0 no training or validation utterance, and only the test utterances of the ``trained`` emotions
+    (those of the languages that are trained)."""
+    if k > 0:
+        return {**idx, "train": few_shot(idx["train"], emotions, k, seed)}
+    return {"train": [], "valid": [], "test": [i for i in idx["test"] if emotions[i] in trained]}
+
+
 def fit_run(config: ExperimentConfig, datas: list[DomainData], features: list[str], run: int,
             description: str = "") -> RunResult:
     """Split, standardise, build and fit for run ``run`` (seed ``first_seed + run``, or fold ``run``)."""
@@ -54,14 +65,18 @@ def fit_run(config: ExperimentConfig, datas: list[DomainData], features: list[st
     fold = run if config.protocol == "speaker" else None
     parts: dict[str, list[FeatureDataset]] = {"train": [], "valid": [], "test": []}
     scalers, test_speakers = [], {}
+    trained = {c for d in datas if config.few_shot.get(d.spec.language) != 0 for c in d.classes}
     for d, data in enumerate(datas):
         splits = draw_split(data, config.protocol, fold if fold is not None else seed, config.folds)
         idx = split_indices(splits)
+        unlabelled = idx["train"]  # its audio standardises the features even when few of its labels are used
+        if data.spec.language in config.few_shot:
+            idx = few_shot_indices(idx, data.emotions, config.few_shot[data.spec.language], seed, trained)
         modules_inputs = list(data.inputs.values())  # the fine-tuned module sees its input as extracted
         if config.train.speaker_norm:
             scaler = SpeakerScaler.fit(data, skip=modules_inputs)
         elif config.train.standardize:
-            scaler = FeatureScaler.fit(data, idx["train"], skip=modules_inputs)
+            scaler = FeatureScaler.fit(data, unlabelled, skip=modules_inputs)
         else:
             scaler = None
         scalers.append(scaler)

@@ -27,6 +27,7 @@ def summarise(config: ExperimentConfig, datas: list[DomainData], features: list[
     domains = {}
     for d, data in enumerate(datas):
         tests = [r.fit.test.scores[d] for r in runs]
+        valid = [r.fit.valid.scores[d].ua for r in runs if d in r.fit.valid.scores]  # none for a zero-shot language
         confusion = np.sum([np.asarray(s.confusion) for s in tests], axis=0)
         recall = {c: run_summary([s.recall[c] for s in tests if s.recall[c] is not None]) for c in data.classes}
         domains[data.spec.language] = {
@@ -34,7 +35,7 @@ def summarise(config: ExperimentConfig, datas: list[DomainData], features: list[
             "classes": data.classes,
             "test_wa": run_summary([s.wa for s in tests]),
             "test_ua": run_summary([s.ua for s in tests]),
-            "valid_ua": run_summary([r.fit.valid.scores[d].ua for r in runs]),
+            **({"valid_ua": run_summary(valid)} if valid else {}),
             "recall": recall,
             "confusion_sum": confusion.tolist(),
         }
@@ -81,12 +82,12 @@ def write_outputs(config: ExperimentConfig, datas: list[DomainData], features: l
         for r in runs:
             for d, s in r.fit.test.scores.items():
                 w.writerow([f"run{r.run}", config.protocol, datas[d].spec.language, r.seed, "" if r.fold is None else r.fold,
-                            f"{s.wa:.4f}", f"{s.ua:.4f}", f"{r.fit.valid.scores[d].ua:.4f}", r.fit.best_epoch,
+                            f"{s.wa:.4f}", f"{s.ua:.4f}", f"{r.fit.valid.scores[d].ua:.4f}" if d in r.fit.valid.scores else "", r.fit.best_epoch,
                             f"{r.fit.seconds:.1f}", feats, config.train.aux])
         for stat in ("mean", "std"):
             for lang, s in metrics["domains_summary"].items():
                 w.writerow([stat, config.protocol, lang, "", "", f"{s['test_wa'][stat]:.4f}", f"{s['test_ua'][stat]:.4f}",
-                            f"{s['valid_ua'][stat]:.4f}", "", "", feats, config.train.aux])
+                            f"{s['valid_ua'][stat]:.4f}" if "valid_ua" in s else "", "", "", feats, config.train.aux])
     for lang, s in metrics["domains_summary"].items():
         title = (f"{lang} ({s['dataset']}), {config.protocol} protocol, {len(runs)} runs: "
                  f"UA {s['test_ua']['mean']:.3f}, WA {s['test_wa']['mean']:.3f}")

@@ -1,5 +1,5 @@
 """Figures: the confusion matrix of a run folder, the t-SNE of representations (paper figure 3), the gate
-weights and NAS connections at the end (figure 4b) and over training."""
+weights and NAS connections at the end (figure 4b) and over training, learning curves."""
 
 from __future__ import annotations
 
@@ -134,4 +134,26 @@ def plot_traces(panels: dict[str, dict[str, tuple]], path: str | Path, ylabel: s
     axes[0][0].set_ylabel(ylabel)
     if title:
         fig.suptitle(title, fontsize=8)
+    return save_figure(fig, path)
+
+
+def plot_curve(shots: Sequence[str], lines: dict[str, list[tuple[float, float, float] | None]], path: str | Path,
+               xlabel: str, ylabel: str, title: str = "") -> Path:
+    """A learning curve: ``lines[name][i]`` = (mean, low, high) at ``shots[i]`` (None: not run), equally spaced."""
+    fig, ax = plt.subplots(figsize=(5.2, 3.4))
+    x = np.arange(len(shots))
+    for k, (name, points) in enumerate(lines.items()):
+        at = [i for i, p in enumerate(points) if p is not None]
+        mean, low, high = (np.array([points[i][j] for i in at], dtype=float) for j in range(3))
+        colour = plt.cm.tab10(k % 10)
+        ax.plot(x[at], mean, marker="o", markersize=4, color=colour, label=name)
+        ax.fill_between(x[at], np.where(np.isnan(low), mean, low), np.where(np.isnan(high), mean, high), color=colour,
+                        alpha=0.2, linewidth=0)
+    ax.set_xticks(x, list(shots))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=7)
+    if title:
+        ax.set_title(title, fontsize=8)
     return save_figure(fig, path)

@@ -51,3 +51,16 @@ def draw_split(data: DomainData, protocol: str, run: int, n_folds: int | None = 
 
 def split_indices(splits: Sequence[str]) -> Mapping[str, list[int]]:
     return {name: [i for i, s in enumerate(splits) if s == name] for name in SPLITS}
+
+
+def few_shot(indices: Sequence[int], emotions: Sequence[str], k: int, seed: int) -> list[int]:
+    """At most ``k`` of ``indices`` per emotion (``emotions[i]`` is utterance i's), drawn with ``seed``; in
+    ascending order. The draws are nested: the utterances kept at k are also kept at every larger k."""
+    import numpy as np
+
+    by_emotion: dict[str, list[int]] = {}
+    for i in sorted(indices):
+        by_emotion.setdefault(emotions[i], []).append(i)
+    rng = np.random.default_rng(seed)
+    kept = [i for e in sorted(by_emotion) for i in rng.permutation(by_emotion[e])[:k].tolist()]
+    return sorted(kept)

@@ -54,7 +54,8 @@ VOLATILE_TRAIN = ("progress", "max_batch_gb")
 #: Configuration fields added after run folders were first written, with the value that does what the toolkit
 #: did before they existed: left out of the fingerprint at that value, so those folders still resume.
 #: Dotted paths; ``*`` stands for any key of a dict (per-feature encoder overrides).
-ADDED_FIELDS = {"frame_stride": 1, "encoders.*.frame_stride": 1}
+ADDED_FIELDS = {"frame_stride": 1, "encoders.*.frame_stride": 1, "multidomain.gate_bias": False,
+                "multidomain.gate_lr_scale": 1.0, "multidomain.expert_norm": False, "few_shot": {}}
 #: Keys added to the fit state in a checkpoint file (the rest is ``FitResult.state``).
 _CHECKPOINT_META = ("classes", "features", "domains", "run", "seed", "fold", "config")
 
@@ -219,12 +220,9 @@ class RunState:
     def checkpoint_path(self, run: int) -> Path:
         return self.folder / f"run{run}.pt"
 
-    def _records(self) -> list[Path]:
-        return sorted(self.folder.glob("run*.json")) if self.folder.is_dir() else []
-
     def check(self) -> None:
         """Refuse a folder holding finished runs fitted under another fingerprint (before anything is written)."""
-        for path in self._records():
+        for path in record_paths(self.out):
             try:
                 record = json.loads(path.read_text())
                 theirs = record["fingerprint"]
@@ -300,11 +298,17 @@ class RunState:
         return path
 
 
+def record_paths(out: str | Path) -> list[Path]:
+    """The run records (``runs/run<k>.json``) of run folder ``out``, in run order; [] when it has none."""
+    folder = Path(out) / RUNS_DIR
+    paths = folder.glob("run*.json") if folder.is_dir() else []
+    return sorted(paths, key=lambda p: (0, int(p.stem[3:]), "") if p.stem[3:].isdigit() else (1, 0, p.name))
+
+
 def recorded_fingerprints(out: str | Path) -> dict[Path, dict | None]:
     """The fingerprint each finished run of run folder ``out`` was fitted under (None: an unreadable record)."""
     found = {}
-    folder = Path(out) / RUNS_DIR
-    for path in sorted(folder.glob("run*.json")) if folder.is_dir() else []:
+    for path in record_paths(out):
         try:
             found[path] = json.loads(path.read_text())["fingerprint"]
         except (OSError, ValueError, KeyError, TypeError):

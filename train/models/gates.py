@@ -1,7 +1,11 @@
 """Softmax gating networks over the M feature experts (section 4.3.1, eq. 7): g_k(x) = softmax(W_k x).
 
 ``W_k`` is (M, d), with d the width of the selector x (the GE2E embedding by default); no bias, as in the
-paper's formula and in MMoE (Ma et al., 2018). :class:`DomainGates` holds one gate per domain (MMoE and the
+paper's formula and in MMoE (Ma et al., 2018), unless ``bias=True`` (``--gate-bias``, not in the paper):
+g_k(x) = softmax(W_k x + b_k). Why it matters: the selector is standardised with its own language's
+training statistics (``--standardize``, on by default), so over a language's training rows x averages to
+0 and so do the logits W_k x; a bias-free gate can vary per utterance but can hardly move its language's
+mean weights away from 1/M. b_k is a per-language preference that does not depend on the utterance. :class:`DomainGates` holds one gate per domain (MMoE and the
 paper's model: "the parameter of multiple gates are not shared across different domains") or a single gate
 used by every domain (OMoE).
 """
@@ -15,9 +19,11 @@ from torch import nn
 class SoftmaxGate(nn.Module):
     """Selector x (batch, selector_dim) -> gate weights (batch, n_experts), each row summing to 1."""
 
-    def __init__(self, selector_dim: int, n_experts: int):
+    def __init__(self, selector_dim: int, n_experts: int, bias: bool = False):
         super().__init__()
-        self.linear = nn.Linear(selector_dim, n_experts, bias=False)
+        self.linear = nn.Linear(selector_dim, n_experts, bias=bias)
+        if bias:
+            nn.init.zeros_(self.linear.bias)  # start uniform on average, as without a bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.softmax(self.linear(x), dim=-1)
@@ -27,13 +33,14 @@ class DomainGates(nn.Module):
     """(x (batch, selector_dim), domains (batch,)) -> weights (batch, n_experts): row r uses its domain's gate.
 
     ``shared=True`` (OMoE): one gate for all ``n_domains``; otherwise one independent gate per domain.
+    ``bias``: each gate has a bias b_k (module docstring).
     """
 
-    def __init__(self, selector_dim: int, n_experts: int, n_domains: int, shared: bool = False):
+    def __init__(self, selector_dim: int, n_experts: int, n_domains: int, shared: bool = False, bias: bool = False):
         super().__init__()
         self.shared = shared
         self.n_domains = n_domains
-        self.gates = nn.ModuleList(SoftmaxGate(selector_dim, n_experts) for _ in range(1 if shared else n_domains))
+        self.gates = nn.ModuleList(SoftmaxGate(selector_dim, n_experts, bias) for _ in range(1 if shared else n_domains))
 
     def gate(self, domain: int) -> SoftmaxGate:
         """The gate domain ``domain`` uses (the same module for every domain when shared)."""

@@ -62,13 +62,18 @@ class MultiDomainModel(nn.Module):
 
     ``classes[k]`` are domain k's labels; ``towers[k]`` its tower config (``shared_tower``: one tower over
     the union of labels, with ``towers[0]``'s sizes). ``experts`` are the features mixed (in that order),
-    ``selector`` the feature whose encoding is the gates' input (None without gates).
+    ``selector`` the feature whose encoding is the gates' input (None without gates); ``gate_bias`` gives
+    every gate a bias (:mod:`train.models.gates`). ``unseen[k]`` (shared tower only): domain k's classes that are
+    never predicted (their logit is -inf): a zero-shot language's emotions that no trained language has.
+    ``expert_norm``: every expert's output (after NAS) is layer-normalised, without a learned scale, before the
+    weighted sum, so only the gates decide how much of the sum each expert is.
     """
 
     def __init__(self, encoders: FeatureEncoders, languages: Sequence[str], classes: Sequence[Sequence[str]],
                  towers: Sequence[TowerConfig], experts: Sequence[str], dim: int = 256, gating: Gating = "domain",
                  selector: str | None = "ge2e", nas: NasModule | None = None, shared_tower: bool = False,
-                 l0_weight: float = 0.0, split_by_domain: bool = True):
+                 l0_weight: float = 0.0, split_by_domain: bool = True, gate_bias: bool = False,
+                 unseen: Sequence[Sequence[str]] | None = None, expert_norm: bool = False):
         super().__init__()
         if gating != "none" and selector not in encoders.output_dims:
             raise ValueError(f"the gate selector {selector!r} is not among the features ({', '.join(encoders.features)})")
@@ -82,11 +87,12 @@ class MultiDomainModel(nn.Module):
         self.gating = gating
         self.selector = selector if gating != "none" else None
         self.projections = nn.ModuleDict({f: nn.Linear(encoders.output_dims[f], dim) for f in self.experts})
-        self.gates = (DomainGates(encoders.output_dims[selector], len(self.experts), len(self.languages), shared=gating == "shared")
-                      if gating != "none" else None)
+        self.gates = (DomainGates(encoders.output_dims[selector], len(self.experts), len(self.languages), shared=gating == "shared",
+                                  bias=gate_bias) if gating != "none" else None)
         self.nas = nas
         self.l0_weight = l0_weight
         self.split_by_domain = split_by_domain
+        self.expert_norm = expert_norm
         self.width = max(len(c) for c in self.classes)
         self.shared_tower = shared_tower
         if shared_tower:
@@ -97,6 +103,11 @@ class MultiDomainModel(nn.Module):
         else:
             self.union = None
             self.towers = nn.ModuleList(_tower(dim, len(cs), t) for cs, t in zip(self.classes, towers))
+        unseen = [list(u) for u in (unseen or [[] for _ in self.classes])]
+        if any(unseen) and not shared_tower:
+            raise ValueError("only the shared tower (base) can mask a language's classes")
+        for k, (cs, u) in enumerate(zip(self.classes, unseen)):  # columns never predicted for domain k
+            self.register_buffer(f"unseen{k}", torch.tensor([c in u for c in cs]), persistent=False)
 
     def tower(self, domain: int) -> ClassificationTower:
         """The tower domain ``domain``'s rows go through."""
@@ -140,13 +151,15 @@ class MultiDomainModel(nn.Module):
         else:
             weights = self.gates(parts[self.selector], domains)
         extras["gates"] = weights
+        if self.expert_norm:
+            v = F.layer_norm(v, v.shape[-1:])
         representation = (weights[..., None] * v).sum(dim=1)  # (batch, dim)
         logits = representation.new_zeros(len(batch), self.width)
         for d in domains.unique().tolist():
             rows = (domains == d).nonzero(as_tuple=True)[0]
             out = self.tower(d)(representation[rows])
             if self.shared_tower:
-                out = out[:, getattr(self, f"columns{d}")]
+                out = out[:, getattr(self, f"columns{d}")].masked_fill(getattr(self, f"unseen{d}"), float("-inf"))
             logits = logits.index_copy(0, rows, F.pad(out, (0, self.width - out.shape[1]), value=float("-inf")))
         penalty = 0.0
         if self.nas is not None and self.l0_weight > 0 and self.training:
@@ -184,6 +197,13 @@ def _check_domains(domains: Sequence[DomainInfo]) -> None:
                                  f"{d.language}: extract both with the same settings")
 
 
+def _unseen(config, domains: Sequence[DomainInfo]) -> list[list[str]]:
+    """Per domain, the classes no trained domain has, for the zero-shot domains (``few_shot`` 0); [] otherwise."""
+    zero = {d.language for d in domains if config.few_shot.get(d.language) == 0}
+    trained = {c for d in domains if d.language not in zero for c in d.classes}
+    return [[c for c in d.classes if c not in trained] if d.language in zero else [] for d in domains]
+
+
 def build_multidomain_model(config, domains: list[DomainInfo], kind: str) -> MultiDomainModel:
     """``kind`` in :data:`MULTIDOMAIN_MODELS`; ``config`` an :class:`~train.config.ExperimentConfig`."""
     if kind not in MULTIDOMAIN_MODELS:
@@ -206,12 +226,16 @@ def build_multidomain_model(config, domains: list[DomainInfo], kind: str) -> Mul
         nas = NasModule(len(experts), md.dim, len(domains), md.beta, md.gamma, md.zeta, md.init_log_alpha)
         if md.nas_lr_scale != 1.0:
             nas.gates.lr_scale = md.nas_lr_scale  # the trainer gives modules with an lr_scale their own learning rate
-    return MultiDomainModel(
+    model = MultiDomainModel(
         encoders, [d.language for d in domains], [d.classes for d in domains],
         [config.language(d.language).tower for d in domains], experts, dim=md.dim, gating=gating,
         selector=md.selector if gating != "none" else None, nas=nas, shared_tower=kind == "base", l0_weight=md.l0_weight,
-        split_by_domain=md.split_by_domain,
+        split_by_domain=md.split_by_domain, gate_bias=md.gate_bias, unseen=_unseen(config, domains),
+        expert_norm=md.expert_norm,
     )
+    if model.gates is not None and md.gate_lr_scale != 1.0:
+        model.gates.lr_scale = md.gate_lr_scale
+    return model
 
 
 def build_base(config, domains):

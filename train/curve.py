@@ -1,0 +1,141 @@
+"""What multi-domain training buys a low-resource language: a learning curve (issue 16, item 3).
+
+``train --domains de,it,en --model single,sb,nas --learning-curve it --shots 5,10,20,40,all --out OUT``
+fits, for every K of ``--shots``, every model (``single`` is always added) with the target language limited to K training utterances per
+emotion (``--few-shot it=K``; the other languages keep all of theirs; ``single`` is trained on the target
+alone) into ``OUT/k<K>/<model>`` (``OUT/all/<model>`` for the whole split), the usual run folders, so a rerun
+resumes. K = 0 is zero-shot: only ``base`` runs (its tower is shared by the languages), trained and
+validated without any target label, and tested on the target's utterances of the emotions the other languages
+have (the table says so). Every model of a K > 0 is tested on the same target test utterances with the same K training
+utterances per run (same seeds), so each model is compared with ``single`` as a paired difference. Then::
+
+    OUT/curve.json  per K and model: the target's test UA per run, mean, std, 95% interval of the mean, and
+                    the paired difference against single (mean and 95% t interval over runs)
+    OUT/curve.csv   one row per K and model
+    OUT/curve.md    the table: K rows, one column per model, then the differences
+    OUT/curve.png   test UA against K, one line per model (band: 95% interval of the mean)
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Sequence
+
+from .compare import DISPLAY
+from .config import DomainSpec, ExperimentConfig
+from .experiment import Log, run_experiment
+from .metrics import paired_interval, run_summary
+from .plots import plot_curve
+
+SINGLE = "single"
+#: The model that runs at K = 0 (zero-shot): its shared tower labels the target without any of its labels.
+ZERO_SHOT = "base"
+
+
+def shot_name(k: int | None) -> str:
+    """The folder and table name of K: ``k5``, or ``all`` for the whole training split."""
+    return "all" if k is None else f"k{k}"
+
+
+def shot_config(config: ExperimentConfig, target: str, k: int | None, model: str, out: Path) -> ExperimentConfig:
+    """The run of ``model`` at K: the target limited to K utterances per emotion; single on the target alone."""
+    domains = [d for d in config.domains if DomainSpec.parse(d).language == target] if model == SINGLE else list(config.domains)
+    return replace(config, domains=domains, model=model, out=str(out / shot_name(k) / model),
+                   few_shot={} if k is None else {target: k})
+
+
+def target_uas(metrics: dict, target: str) -> list[float]:
+    """The target's test UA of every run of a metrics.json, in run order."""
+    return [r["test"][target]["ua"] for r in sorted(metrics["runs"], key=lambda r: r["run"])]
+
+
+def curve_table(uas: dict[str, dict[str, list[float]]], target: str, config: ExperimentConfig, models: Sequence[str]) -> dict:
+    """``uas[shot][model]`` = the target's test UA per run -> the curve (see the module docstring); ``models`` in
+    their table order."""
+    table: dict = {"target": target, "domains": list(config.domains), "protocol": config.protocol,
+                   "features": config.features, "shots": list(uas), "models": {m: {} for m in models}}
+    for shot, by_model in uas.items():
+        for model, values in by_model.items():
+            mean, low, high = paired_interval(values)
+            row = {"ua": values, **{k: v for k, v in run_summary(values).items()}, "ci_low": low, "ci_high": high}
+            if model != SINGLE and SINGLE in by_model:
+                n = min(len(values), len(by_model[SINGLE]))
+                d, dl, dh = paired_interval([a - b for a, b in zip(values[:n], by_model[SINGLE][:n])])
+                row["vs_single"] = {"diff": d, "ci_low": dl, "ci_high": dh, "runs": n}
+            table["models"][model][shot] = row
+    return table
+
+
+def write_curve(table: dict, out: Path) -> None:
+    out = Path(out)
+    (out / "curve.json").write_text(json.dumps(table, indent=2))
+    models, shots = list(table["models"]), table["shots"]
+    with (out / "curve.csv").open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["shots", "model", "ua_mean", "ua_std", "runs", "ua_ci_low", "ua_ci_high", "diff_vs_single", "diff_ci_low", "diff_ci_high"])
+        for shot in shots:
+            for model in models:
+                r = table["models"][model].get(shot)
+                if r is None:
+                    continue
+                v = r.get("vs_single", {})
+                w.writerow([shot, model, f"{r['mean']:.4f}", f"{r['std']:.4f}", r["n"], f"{r['ci_low']:.4f}", f"{r['ci_high']:.4f}",
+                            *(f"{v[k]:+.4f}" if k in v else "" for k in ("diff", "ci_low", "ci_high"))])
+    others = [m for m in models if m != SINGLE]
+    head = ("| utterances per emotion | " + " | ".join(DISPLAY.get(m, m) for m in models) + " | "
+            + " | ".join(f"{DISPLAY.get(m, m)} − single" for m in others) + " |")
+    lines = [f"Learning curve of {table['target']} ({', '.join(table['domains'])}; {table['protocol']} protocol, features "
+             f"{', '.join(table['features'] or [])}): {table['target']} test UA, mean ± std over runs; differences against "
+             "single with their 95% t interval over runs (paired: same seeds, same K utterances, same test set)", "",
+             head, "| ---: | " + " | ".join("---:" for _ in models + others) + " |"]
+    if "k0" in shots:
+        lines[1:1] = ["", f"0 = zero-shot: {DISPLAY.get(ZERO_SHOT, ZERO_SHOT)} without any {table['target']} label, tested on its "
+                          "utterances of the emotions the other languages have (the others are tested on every emotion)"]
+    for shot in shots:
+        cells = []
+        for m in models:
+            r = table["models"][m].get(shot)
+            cells.append("" if r is None else f"{r['mean']:.3f} ± {r['std']:.3f} ({r['n']})")
+        for m in others:
+            v = table["models"][m].get(shot, {}).get("vs_single")
+            cells.append("" if v is None else f"{v['diff']:+.3f} [{v['ci_low']:+.3f}, {v['ci_high']:+.3f}]")
+        lines.append(f"| {shot.removeprefix('k')} | " + " | ".join(cells) + " |")
+    (out / "curve.md").write_text("\n".join(lines) + "\n")
+    plot_curve(shots=[s.removeprefix("k") for s in shots],
+               lines={DISPLAY.get(m, m): [(table["models"][m][s]["mean"], table["models"][m][s]["ci_low"], table["models"][m][s]["ci_high"])
+                                          if s in table["models"][m] else None for s in shots] for m in models},
+               path=out / "curve.png", xlabel=f"{table['target']} training utterances per emotion",
+               ylabel=f"{table['target']} test UA", title=f"{', '.join(table['domains'])}; {table['protocol']} protocol")
+
+
+def run_learning_curve(config: ExperimentConfig, target: str, shots: Sequence[int | None], models: Sequence[str],
+                       log: Log = print) -> dict:
+    """Fit every model at every K (see the module docstring) and write the curve; returns its table."""
+    languages = [DomainSpec.parse(d).language for d in config.domains]
+    if target not in languages:
+        raise ValueError(f"--learning-curve {target}: not among the domains ({', '.join(languages)})")
+    if config.train.refit:
+        raise ValueError("--learning-curve: a refit would train on the target's whole validation split; drop --refit")
+    models = [SINGLE] + [m for m in models if m != SINGLE]  # every model is compared with single
+    if 0 in shots and ZERO_SHOT not in models:
+        raise ValueError(f"--shots 0 (zero-shot) is run by --model {ZERO_SHOT} only; add it to --model")
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    uas: dict[str, dict[str, list[float]]] = {}
+    for k in shots:
+        for model in models:
+            if k == 0 and model != ZERO_SHOT:
+                continue
+            cfg = shot_config(config, target, k, model, out)
+            log(f"== {target} at {'all its' if k is None else k} training utterances per emotion: {model} -> {cfg.out}")
+            metrics = run_experiment(cfg, log=log)
+            uas.setdefault(shot_name(k), {})[model] = target_uas(metrics, target)
+    table = curve_table(uas, target, config, models)
+    write_curve(table, out)
+    log(f"learning curve -> {out / 'curve.md'}")
+    for line in (out / "curve.md").read_text().splitlines()[2:]:
+        log(line)
+    return table
