@@ -250,6 +250,24 @@ def test_gate_bias_and_gate_lr_scale_reach_the_gates_of_the_gated_models_only():
     assert _model("sb", gate_bias=True, gate_lr_scale=20.0).gates is None
 
 
+def test_gate_init_starts_every_languages_gate_at_the_given_weights():
+    from train.config import ConfigError, MultiDomainConfig
+    from train.models.multidomain import initial_weights
+
+    model = _model("mmoe", gate_bias=True, gate_init={"mfcc": 0.8}).eval()
+    x = torch.zeros(3, 5)  # a selector of 0 (its mean over a language's rows when standardised) gets exactly init
+    for k in range(2):
+        assert model.experts == ["ge2e", "mfcc"]
+        assert torch.allclose(model.gates.gate(k)(x), torch.tensor([[0.2, 0.8]] * 3), atol=1e-6)
+    assert initial_weights(["a", "b", "c"], {"b": 0.5}) == [0.25, 0.5, 0.25] and initial_weights(["a"], {}) is None
+    with pytest.raises(ValueError, match="byol"):
+        initial_weights(["a", "b"], {"byol": 0.5})
+    with pytest.raises(ConfigError, match="gate bias"):
+        MultiDomainConfig(gate_init={"mfcc": 0.6})
+    with pytest.raises(ConfigError, match="gate_init.mfcc"):
+        MultiDomainConfig(gate_bias=True, gate_init={"mfcc": 1.0})
+
+
 def test_nas_lr_scale_gives_the_connection_gates_their_own_learning_rate():
     model = _model("nas", nas_lr_scale=50.0)
     trainer = _trainer(model)

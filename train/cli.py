@@ -91,6 +91,8 @@ def comma_list(value: str | None) -> list[str] | None:
 @click.option("--gate-bias/--no-gate-bias", default=None,
               help="omoe, mmoe, nas: give every softmax gate a bias, softmax(W x + b) [paper: no bias].")
 @click.option("--gate-lr-scale", type=FiniteFloat(0), default=None, help="omoe, mmoe, nas: the softmax gates learn at lr * this [paper: 1].")
+@click.option("--gate-init", default=None, metavar="FEATURE=W",
+              help="With --gate-bias: the gates start at weight W on FEATURE, the rest shared by the other experts [default: uniform].")
 @click.option("--expert-norm/--no-expert-norm", default=None,
               help="Multi-domain models: layer-normalise every expert's output before the (gated) sum [paper: no].")
 @click.option("--preset", type=click.Choice(list(PRESETS)), default=DEFAULT_PRESET, show_default=True,
@@ -146,7 +148,7 @@ def comma_list(value: str | None) -> list[str] | None:
               help="Start over: forget the finished runs in OUT/runs/ (by default a rerun resumes from them).")
 @click.option("--report", is_flag=True, help="Also write OUT/report.html: tables and figures in one self-contained file.")
 @common_options
-def main(config_file, domains, features, protocol, seeds, first_seed, folds, epochs, device, out, features_dir, model_name, selector, nas_l0, nas_lr_scale, gate_bias, gate_lr_scale, expert_norm, preset,
+def main(config_file, domains, features, protocol, seeds, first_seed, folds, epochs, device, out, features_dir, model_name, selector, nas_l0, nas_lr_scale, gate_bias, gate_lr_scale, gate_init, expert_norm, preset,
          no_aux, alpha, aux_reduction, standardize, speaker_norm, finetune_ge2e, sampler, length_batches, per_class, batch_size, lr, weight_decay,
          dropout, input_dropout, stats_pooling, input_stats, frame_stride, ema, label_smoothing, crop, refit, max_seconds, max_batch_gb, few_shot, learning_curve, shots, patience, tsne, ablations, no_checkpoints, quiet,
          report, overwrite, verbose) -> None:
@@ -234,12 +236,27 @@ def _config(ctx: click.Context) -> tuple[ExperimentConfig, list[str]]:
         optimizer={"lr": p["lr"], "weight_decay": p["weight_decay"]},
         tower={"dropout": p["dropout"], "input_dropout": p["input_dropout"]},
         multidomain={"selector": p["selector"], "l0_weight": p["nas_l0"], "nas_lr_scale": p["nas_lr_scale"],
-                     "gate_bias": p["gate_bias"], "gate_lr_scale": p["gate_lr_scale"], "expert_norm": p["expert_norm"]},
+                     "gate_bias": p["gate_bias"], "gate_lr_scale": p["gate_lr_scale"], "expert_norm": p["expert_norm"],
+                     "gate_init": _gate_init(p["gate_init"])},
         features=comma_list(p["features"]), protocol=p["protocol"], seeds=p["seeds"], folds=p["folds"],
         first_seed=p["first_seed"], features_dir=p["features_dir"], out=p["out"], model=models[0],
         save_checkpoints=not p["no_checkpoints"], stats_pooling=p["stats_pooling"], input_stats=p["input_stats"],
         frame_stride=p["frame_stride"], few_shot=_few_shot(p["few_shot"], domains, p["refit"], models))
     return config, models
+
+
+def _gate_init(value: str | None) -> dict[str, float] | None:
+    """``--gate-init mfcc=0.6`` -> {"mfcc": 0.6}."""
+    if value is None:
+        return None
+    feature, sep, w = (v.strip() for v in value.partition("="))
+    try:
+        weight = float(w)
+    except ValueError:
+        weight = float("nan")
+    if not sep or not feature or not 0 < weight < 1:
+        raise click.BadParameter(f"{value!r}: expected FEATURE=W with 0 < W < 1, e.g. mfcc=0.6", param_hint="--gate-init")
+    return {feature: weight}
 
 
 def _shots(value: str) -> list[int | None]:

@@ -280,6 +280,9 @@ class MultiDomainConfig:
     gate_bias: bool = False
     #: The softmax gates learn at lr * this (not in the paper: 1).
     gate_lr_scale: float = 1.0
+    #: Initial gate weights with ``gate_bias`` (not in the paper): feature -> weight in (0, 1); the other experts
+    #: share the rest equally. {} = uniform.
+    gate_init: dict[str, float] = field(default_factory=dict)
     #: Layer-normalise every expert's output (no learned scale) right before the weighted sum (not in the paper:
     #: off). Without it an expert's projection can grow or shrink its share of the sum, which is the gate's job.
     expert_norm: bool = False
@@ -295,6 +298,12 @@ class MultiDomainConfig:
         check_range("multidomain.l0_weight", self.l0_weight, 0)
         check_range("multidomain.nas_lr_scale", self.nas_lr_scale, 0)
         check_range("multidomain.gate_lr_scale", self.gate_lr_scale, 0)
+        for feature, w in self.gate_init.items():
+            check_range(f"multidomain.gate_init.{feature}", w, 0, 1, low_open=True, high_open=True)
+        if self.gate_init and not self.gate_bias:
+            raise ConfigError("multidomain.gate_init", "initial gate weights are set through the gate bias: add gate_bias (--gate-bias)")
+        if sum(self.gate_init.values()) >= 1:
+            raise ConfigError("multidomain.gate_init", f"the weights {self.gate_init} leave nothing for the other experts")
 
 
 @dataclass

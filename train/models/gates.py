@@ -12,18 +12,26 @@ used by every domain (OMoE).
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 from torch import nn
 
 
 class SoftmaxGate(nn.Module):
-    """Selector x (batch, selector_dim) -> gate weights (batch, n_experts), each row summing to 1."""
+    """Selector x (batch, selector_dim) -> gate weights (batch, n_experts), each row summing to 1.
 
-    def __init__(self, selector_dim: int, n_experts: int, bias: bool = False):
+    With ``bias``, b starts at log(``init``) (default: uniform), so that an x of 0 gets the weights ``init``.
+    """
+
+    def __init__(self, selector_dim: int, n_experts: int, bias: bool = False, init: Sequence[float] | None = None):
         super().__init__()
         self.linear = nn.Linear(selector_dim, n_experts, bias=bias)
-        if bias:
-            nn.init.zeros_(self.linear.bias)  # start uniform on average, as without a bias
+        if bias:  # b = log(init), so softmax(b) = init; by default 0: uniform, as without a bias
+            with torch.no_grad():
+                self.linear.bias.copy_(torch.zeros(n_experts) if init is None else torch.as_tensor(init, dtype=torch.float32).log())
+        elif init is not None:
+            raise ValueError("initial gate weights need a gate bias")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.softmax(self.linear(x), dim=-1)
@@ -33,14 +41,16 @@ class DomainGates(nn.Module):
     """(x (batch, selector_dim), domains (batch,)) -> weights (batch, n_experts): row r uses its domain's gate.
 
     ``shared=True`` (OMoE): one gate for all ``n_domains``; otherwise one independent gate per domain.
-    ``bias``: each gate has a bias b_k (module docstring).
+    ``bias``: each gate has a bias b_k (module docstring), initialised to log(``init``) (weights summing to 1;
+    default uniform).
     """
 
-    def __init__(self, selector_dim: int, n_experts: int, n_domains: int, shared: bool = False, bias: bool = False):
+    def __init__(self, selector_dim: int, n_experts: int, n_domains: int, shared: bool = False, bias: bool = False,
+                 init: Sequence[float] | None = None):
         super().__init__()
         self.shared = shared
         self.n_domains = n_domains
-        self.gates = nn.ModuleList(SoftmaxGate(selector_dim, n_experts, bias) for _ in range(1 if shared else n_domains))
+        self.gates = nn.ModuleList(SoftmaxGate(selector_dim, n_experts, bias, init) for _ in range(1 if shared else n_domains))
 
     def gate(self, domain: int) -> SoftmaxGate:
         """The gate domain ``domain`` uses (the same module for every domain when shared)."""

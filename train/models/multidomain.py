@@ -73,7 +73,8 @@ class MultiDomainModel(nn.Module):
                  towers: Sequence[TowerConfig], experts: Sequence[str], dim: int = 256, gating: Gating = "domain",
                  selector: str | None = "ge2e", nas: NasModule | None = None, shared_tower: bool = False,
                  l0_weight: float = 0.0, split_by_domain: bool = True, gate_bias: bool = False,
-                 unseen: Sequence[Sequence[str]] | None = None, expert_norm: bool = False):
+                 unseen: Sequence[Sequence[str]] | None = None, expert_norm: bool = False,
+                 gate_init: dict[str, float] | None = None):
         super().__init__()
         if gating != "none" and selector not in encoders.output_dims:
             raise ValueError(f"the gate selector {selector!r} is not among the features ({', '.join(encoders.features)})")
@@ -88,7 +89,8 @@ class MultiDomainModel(nn.Module):
         self.selector = selector if gating != "none" else None
         self.projections = nn.ModuleDict({f: nn.Linear(encoders.output_dims[f], dim) for f in self.experts})
         self.gates = (DomainGates(encoders.output_dims[selector], len(self.experts), len(self.languages), shared=gating == "shared",
-                                  bias=gate_bias) if gating != "none" else None)
+                                  bias=gate_bias, init=initial_weights(self.experts, gate_init))
+                      if gating != "none" else None)
         self.nas = nas
         self.l0_weight = l0_weight
         self.split_by_domain = split_by_domain
@@ -197,6 +199,21 @@ def _check_domains(domains: Sequence[DomainInfo]) -> None:
                                  f"{d.language}: extract both with the same settings")
 
 
+def initial_weights(experts: Sequence[str], given: dict[str, float] | None) -> list[float] | None:
+    """Initial gate weights per expert: ``given[feature]`` for the features named, the rest shared equally by
+    the others; None when nothing is given (uniform)."""
+    if not given:
+        return None
+    unknown = [f for f in given if f not in experts]
+    if unknown:
+        raise ValueError(f"--gate-init {', '.join(unknown)}: not among the gated experts ({', '.join(experts)})")
+    others = [f for f in experts if f not in given]
+    if not others and abs(sum(given.values()) - 1) > 1e-6:
+        raise ValueError(f"--gate-init gives every expert a weight; they must sum to 1, not {sum(given.values())}")
+    rest = (1.0 - sum(given.values())) / len(others) if others else 0.0
+    return [given.get(f, rest) for f in experts]
+
+
 def _unseen(config, domains: Sequence[DomainInfo]) -> list[list[str]]:
     """Per domain, the classes no trained domain has, for the zero-shot domains (``few_shot`` 0); [] otherwise."""
     zero = {d.language for d in domains if config.few_shot.get(d.language) == 0}
@@ -231,7 +248,7 @@ def build_multidomain_model(config, domains: list[DomainInfo], kind: str) -> Mul
         [config.language(d.language).tower for d in domains], experts, dim=md.dim, gating=gating,
         selector=md.selector if gating != "none" else None, nas=nas, shared_tower=kind == "base", l0_weight=md.l0_weight,
         split_by_domain=md.split_by_domain, gate_bias=md.gate_bias, unseen=_unseen(config, domains),
-        expert_norm=md.expert_norm,
+        expert_norm=md.expert_norm, gate_init=md.gate_init,
     )
     if model.gates is not None and md.gate_lr_scale != 1.0:
         model.gates.lr_scale = md.gate_lr_scale
