@@ -1,13 +1,14 @@
 """What multi-domain training buys a low-resource language: a learning curve (issue 16, item 3).
 
-``train --domains de,it,en --model single,sb,nas --learning-curve it --shots 5,10,20,40,all --out OUT``
-fits, for every K of ``--shots``, every model (``single`` is always added) with the target language limited to K training utterances per
-emotion (``--few-shot it=K``; the other languages keep all of theirs; ``single`` is trained on the target
-alone) into ``OUT/k<K>/<model>`` (``OUT/all/<model>`` for the whole split), the usual run folders, so a rerun
-resumes. K = 0 is zero-shot: only ``base`` runs (its tower is shared by the languages), trained and
-validated without any target label, and tested on the target's utterances of the emotions the other languages
-have (the table says so). Every model of a K > 0 is tested on the same target test utterances with the same K training
-utterances per run (same seeds), so each model is compared with ``single`` as a paired difference. Then::
+``train --domains de,it,en --model base,sb,nas --learning-curve it --shots 0,5,10,20,40,all --out OUT`` fits,
+for every K of ``--shots``, every model (``single`` is always added) with the target language limited to K
+training utterances per emotion (``--few-shot it=K``; the other languages keep all of theirs; ``single`` is
+trained on the target alone) into ``OUT/k<K>/<model>`` (``OUT/all/<model>`` for the whole split), the usual run
+folders, so a rerun resumes. K = 0 is zero-shot: only ``base`` runs (its tower is shared by the languages),
+trained and validated without any target label, and tested on the target's utterances of the emotions the
+other languages have (the table says so). Every model of a K > 0 is tested on the same target test utterances
+with the same K training utterances per run (same seeds), so each model is compared with ``single`` as a
+paired difference. Then::
 
     OUT/curve.json  per K and model: the target's test UA per run, mean, std, 95% interval of the mean, and
                     the paired difference against single (mean and 95% t interval over runs)
@@ -59,8 +60,8 @@ def curve_table(uas: dict[str, dict[str, list[float]]], target: str, config: Exp
                    "features": config.features, "shots": list(uas), "models": {m: {} for m in models}}
     for shot, by_model in uas.items():
         for model, values in by_model.items():
-            mean, low, high = paired_interval(values)
-            row = {"ua": values, **{k: v for k, v in run_summary(values).items()}, "ci_low": low, "ci_high": high}
+            _, low, high = paired_interval(values)  # the t interval of the mean UA
+            row = {"ua": values, **run_summary(values), "ci_low": low, "ci_high": high}
             if model != SINGLE and SINGLE in by_model:
                 n = min(len(values), len(by_model[SINGLE]))
                 d, dl, dh = paired_interval([a - b for a, b in zip(values[:n], by_model[SINGLE][:n])])
