@@ -93,6 +93,28 @@ def test_few_shot_refusals(two_stores, tmp_path):
         assert r.exit_code == 2 and words in r.output, (extra, r.output)
 
 
+def test_every_k_trains_for_the_steps_of_the_whole_split(two_stores, tmp_path, monkeypatch):
+    # an epoch of a few-shot run has as many balanced batches as one over the unlimited training split would
+    import train.trainer
+
+    batches = []
+    original = train.trainer.ClassBalancedBatchSampler
+
+    class Spy(original):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            batches.append((len(self.pools), self.n_batches))
+
+    monkeypatch.setattr(train.trainer, "ClassBalancedBatchSampler", Spy)
+    common = ["--domains", "it=synth_it", "--features-dir", str(two_stores), "--epochs", "1", "--seeds", "1", "--quiet", "--per-class", "2",
+              "--no-checkpoints"]
+    for extra in ([], ["--few-shot", "it=2"]):
+        r = CliRunner().invoke(main, [*common, *extra, "--out", str(tmp_path / str(len(extra)))], catch_exceptions=False)
+        assert r.exit_code == 0, r.output
+    (groups_all, n_all), (groups_few, n_few) = batches
+    assert groups_all == groups_few == 5 and n_few == n_all > 1  # 10 utterances alone would make one batch
+
+
 def test_zero_shot_uses_no_target_label_and_scores_the_shared_emotions_only(two_stores, tmp_path):
     # it has "fear", de does not: zero-shot it is tested on its neutral, happy, angry and sad utterances, and
     # fear is never predicted; its validation utterances do not choose the epoch

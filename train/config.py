@@ -200,6 +200,10 @@ class TrainConfig:
     #: batch pads to the longest utterance of its own length quantile, not of the whole corpus.
     length_batches: bool = False
     per_class: int = 8
+    #: Balanced batches: an epoch has as many batches as a pass over this many utterances (None: the training
+    #: set's size). A few-shot run sets it to the size the training set has without the limit, so that every K
+    #: of a learning curve gets the same number of steps (``train.fit``).
+    epoch_size: int | None = None
     batch_size: int = 32
     aux: bool = True
     alpha: float | None = None  # None: the language's value (LANGUAGES)
@@ -233,6 +237,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_range("train.epochs", self.epochs, 1, integer=True)
+        check_range("train.epoch_size", self.epoch_size, 1, integer=True, optional=True)
         check_range("train.per_class", self.per_class, 1, integer=True)
         check_range("train.batch_size", self.batch_size, 1, integer=True)
         check_range("train.alpha", self.alpha, 0, optional=True)

@@ -66,10 +66,12 @@ def fit_run(config: ExperimentConfig, datas: list[DomainData], features: list[st
     parts: dict[str, list[FeatureDataset]] = {"train": [], "valid": [], "test": []}
     scalers, test_speakers = [], {}
     trained = {c for d in datas if config.few_shot.get(d.spec.language) != 0 for c in d.classes}
+    full_train: list[int] = []  # each domain's training utterances before a few-shot limit
     for d, data in enumerate(datas):
         splits = draw_split(data, config.protocol, fold if fold is not None else seed, config.folds)
         idx = split_indices(splits)
         unlabelled = idx["train"]  # its audio standardises the features even when few of its labels are used
+        full_train.append(len(unlabelled))
         if data.spec.language in config.few_shot:
             idx = few_shot_indices(idx, data.emotions, config.few_shot[data.spec.language], seed, trained)
         modules_inputs = list(data.inputs.values())  # the fine-tuned module sees its input as extracted
@@ -87,6 +89,9 @@ def fit_run(config: ExperimentConfig, datas: list[DomainData], features: list[st
                                               max_frames=limit))
         test_speakers[data.spec.language] = sorted({data.speakers[i] for i in idx["test"]})
     datasets = {k: v[0] if len(v) == 1 else ConcatDataset(v) for k, v in parts.items()}
+    train_config = config.train
+    if config.few_shot:  # every K of a learning curve trains for the same number of steps: those of the whole split
+        train_config = replace(train_config, epoch_size=sum(full_train))
     alphas = [config.language(data.spec.language).alpha if config.train.alpha is None else config.train.alpha for data in datas]
 
     def make_trainer(train_config: TrainConfig, what: str) -> Trainer:
@@ -100,7 +105,7 @@ def fit_run(config: ExperimentConfig, datas: list[DomainData], features: list[st
             encoders.ge2e_std.copy_(torch.from_numpy(scalers[0].std[GE2E_FEATURE]))
         return Trainer(model, train_config, [data.classes for data in datas], alphas, seed=seed, description=what)
 
-    trainer = make_trainer(config.train, description)
+    trainer = make_trainer(train_config, description)
     result = trainer.fit(datasets["train"], datasets["valid"], datasets["test"])
     if config.train.refit:
         # The number of epochs was chosen on the validation split; now train again on train + valid for exactly

@@ -7,6 +7,7 @@ Each domain has its own contrastive loss (own w, b) computed on its rows of the 
 from __future__ import annotations
 
 import copy
+import math
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -144,7 +145,11 @@ class Trainer:
             return DataLoader(dataset, batch_sampler=buckets, collate_fn=collate)
         if self.config.sampler == "balanced":
             lengths = _lengths_of(dataset) if self.config.length_batches else None
-            sampler = ClassBalancedBatchSampler(_labels_of(dataset), self.config.per_class, seed=self.seed, lengths=lengths)
+            groups = _labels_of(dataset)
+            n_batches = None
+            if self.config.epoch_size is not None:
+                n_batches = max(1, math.ceil(self.config.epoch_size / (self.config.per_class * len(set(groups)))))
+            sampler = ClassBalancedBatchSampler(groups, self.config.per_class, seed=self.seed, lengths=lengths, n_batches=n_batches)
             return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate)
         generator = torch.Generator().manual_seed(self.seed)
         return DataLoader(dataset, batch_size=self.config.batch_size, shuffle=True, generator=generator, collate_fn=collate)
