@@ -17,7 +17,10 @@ Per run (a seed of the random protocol, or a speaker fold: the trainer's own run
 The test utterances of every network run are checked to be exactly the baselines' (a mismatch stops with exit
 code 3). The best baseline is the one with the higher mean test UA over runs: the strongest, which favours
 the baseline. The paired difference network - best baseline per run gives the mean and a 95% t interval over
-runs (n - 1 degrees of freedom). ``--finished-only`` trains nothing and compares on the runs already finished in
+runs (n - 1 degrees of freedom). Each run's baselines are kept in ``OUT/baselines/run<k>.json`` as soon as they
+are fitted, with a SHA-256 of what they were fitted and tested on (the pooled features, labels, speakers of both
+parts, and the C grids): a rerun reuses a run's baselines only when that digest is unchanged, so an interrupted
+benchmark resumes and a re-extracted store is fitted again. ``--finished-only`` trains nothing and compares on the runs already finished in
 ``OUT/network`` (a long benchmark read while it runs, or one stopped early; say so with its figures). Written: ``OUT/network/`` (train's outputs), ``OUT/result.json`` (every run,
 both sides, the chosen C, the summary). The last line printed is::
 
@@ -116,6 +119,38 @@ def fit_baseline(name: str, x_fit: np.ndarray, y_fit: np.ndarray, x_test: np.nda
         search.fit(x_fit, y_fit)
     s = score(y_test, search.predict(x_test), classes)
     return BaselineRun(ua=s.ua, wa=s.wa, c=float(next(iter(search.best_params_.values()))), inner_ua=float(search.best_score_))
+
+
+def baseline_digest(x_fit: np.ndarray, y_fit: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
+                    groups: np.ndarray | None) -> str:
+    """SHA-256 of what a run's baselines are fitted and scored on, and of the C grids searched."""
+    import hashlib
+
+    h = hashlib.sha256(json.dumps({k: list(v) for k, v in C_GRID.items()}).encode())
+    for a in (x_fit, y_fit, x_test, y_test, np.array([] if groups is None else groups, dtype=str)):
+        a = np.ascontiguousarray(a)
+        h.update(str((a.dtype, a.shape)).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def cached_baselines(path: Path, digest: str) -> dict[str, BaselineRun] | None:
+    """A run's baselines kept by an earlier (possibly interrupted) invocation, if fitted on the same data."""
+    try:
+        kept = json.loads(path.read_text())
+        if kept.get("digest") != digest or set(kept["baselines"]) != set(C_GRID):
+            return None
+        return {name: BaselineRun(**b) for name, b in kept["baselines"].items()}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def keep_baselines(path: Path, digest: str, base: dict[str, BaselineRun]) -> None:
+    from sercore.fsio import write_atomic
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps({"digest": digest, "baselines": {k: asdict(v) for k, v in base.items()}}, indent=2)
+    write_atomic(path, lambda tmp: tmp.write_text(text))
 
 
 def result_line(lang: str, protocol: str, network_ua: float, baseline_ua: float, baseline: str,
@@ -226,8 +261,13 @@ def compare(args: argparse.Namespace, log: Callable[[str], None] = print) -> dic
         if sorted(net.test_utt_ids) != sorted(data.utt_ids[i] for i in test_rows):
             raise StoreError(Path(config.out), f"run {run}: the network was tested on other utterances than the baselines")
         groups = speakers[fit_rows] if config.protocol == "speaker" else None
-        base = {name: fit_baseline(name, x[fit_rows], y[fit_rows], x[test_rows], y[test_rows], data.classes, groups, seed=run)
-                for name in C_GRID}
+        digest = baseline_digest(x[fit_rows], y[fit_rows], x[test_rows], y[test_rows], groups)
+        kept = out / "baselines" / f"run{run}.json"
+        base = cached_baselines(kept, digest)
+        if base is None:
+            base = {name: fit_baseline(name, x[fit_rows], y[fit_rows], x[test_rows], y[test_rows], data.classes, groups, seed=run)
+                    for name in C_GRID}
+            keep_baselines(kept, digest, base)
         row = {"run": run, "seed": net.seed, "fold": net.fold, "test_speakers": sorted(set(speakers[test_rows])),
                "n_fit": len(fit_rows), "n_test": len(test_rows), "network_ua": net.ua, "network_wa": net.wa,
                "network_valid_ua": net.valid_ua, "baselines": {k: asdict(v) for k, v in base.items()}}

@@ -103,3 +103,22 @@ def test_finished_only_compares_on_the_runs_already_there(store, tmp_path, capsy
         _run(store, tmp_path, capsys, "speaker", ["--finished-only"])
     assert exc.value.code == 3
     assert "differs in protocol" in capsys.readouterr().err
+
+
+def test_each_runs_baselines_are_kept_reused_and_refitted_when_their_data_changed(store, tmp_path, capsys, monkeypatch):
+    _, first, _ = _run(store, tmp_path, capsys, "random")
+    kept = tmp_path / "out" / "baselines"
+    assert sorted(p.name for p in kept.iterdir()) == ["run0.json", "run1.json"]
+    fitted = []
+    original = vs.fit_baseline
+    monkeypatch.setattr(vs, "fit_baseline", lambda *a, **k: fitted.append(a[0]) or original(*a, **k))
+    _, again, _ = _run(store, tmp_path, capsys, "random", ["--finished-only"])
+    assert fitted == [] and again["baseline_ua"] == first["baseline_ua"]  # an interrupted benchmark resumes
+    record = json.loads((kept / "run1.json").read_text())
+    record["digest"] = "0" * 64  # as if the store had been re-extracted since: stale, fitted again
+    (kept / "run1.json").write_text(json.dumps(record))
+    _run(store, tmp_path, capsys, "random", ["--finished-only"])
+    assert sorted(fitted) == sorted(vs.C_GRID) and json.loads((kept / "run1.json").read_text())["digest"] != "0" * 64
+    x = np.ones((4, 2))
+    y = np.array([0, 1, 0, 1])
+    assert vs.baseline_digest(x, y, x, y, None) != vs.baseline_digest(x, y, x + 1e-6, y, None)
