@@ -119,7 +119,7 @@ class MultiDomainModel(nn.Module):
         """Every feature's (batch, dim) encoding by the shared encoders, each row once.
 
         With ``split_by_domain``, each language's rows go through the encoders as their own sub-batch, its
-        padding trimmed to that language's longest utterance: EmoDB's MFCCs are 2 s, EMOVO's up to 14 s, and
+        padding trimmed to that language's longest utterance: EmoDB's utterances are 1.2-9 s, EMOVO's up to 14 s, and
         padding every German row of a mixed batch to the longest Italian one cost more than the extra
         encoder call per language (README, "Multi-domain training", speed).
         """
