@@ -281,7 +281,7 @@ class MultiDomainConfig:
     nas_lr_scale: float = 1.0
     #: The softmax gates have a bias b_k: g_k(x) = softmax(W_k x + b_k) (not in the paper: no bias). With the
     #: selector standardised per language, a bias-free gate's logits average 0 over its language's rows, so its
-    #: mean weights stay near 1/M (train/models/gates.py).
+    #: mean weights leave 1/M only through the logits' spread (train/models/gates.py).
     gate_bias: bool = False
     #: The softmax gates learn at lr * this (not in the paper: 1).
     gate_lr_scale: float = 1.0

@@ -2,12 +2,13 @@
 
 ``W_k`` is (M, d), with d the width of the selector x (the GE2E embedding by default); no bias, as in the
 paper's formula and in MMoE (Ma et al., 2018), unless ``bias=True`` (``--gate-bias``, not in the paper):
-g_k(x) = softmax(W_k x + b_k). Why it matters: the selector is standardised with its own language's
-training statistics (``--standardize``, on by default), so over a language's training rows x averages to
-0 and so do the logits W_k x; a bias-free gate can vary per utterance but can hardly move its language's
-mean weights away from 1/M. b_k is a per-language preference that does not depend on the utterance. :class:`DomainGates` holds one gate per domain (MMoE and the
-paper's model: "the parameter of multiple gates are not shared across different domains") or a single gate
-used by every domain (OMoE).
+g_k(x) = softmax(W_k x + b_k). Why it can matter: the selector is standardised with its own language's
+training statistics (``--standardize``, on by default), so over a language's training rows x averages to 0
+and so do the logits W_k x; a bias-free gate moves its language's mean weights away from 1/M only through
+the spread of its logits across utterances (large W), while b_k is a per-language preference that does not
+depend on the utterance (README, "Do the gates learn?"). :class:`DomainGates` holds one gate per domain
+(MMoE and the paper's model: "the parameter of multiple gates are not shared across different domains") or
+a single gate used by every domain (OMoE).
 """
 
 from __future__ import annotations
