@@ -108,7 +108,8 @@ def write_curve(table: dict, out: Path) -> None:
     plot_curve(shots=[s.removeprefix("k") for s in shots],
                lines={DISPLAY.get(m, m): [(table["models"][m][s]["mean"], table["models"][m][s]["ci_low"], table["models"][m][s]["ci_high"])
                                           if s in table["models"][m] else None for s in shots] for m in models},
-               path=out / "curve.png", xlabel=f"{table['target']} training utterances per emotion",
+               path=out / "curve.png", xlabel=f"{table['target']} training utterances per emotion"
+               + (" (0: zero-shot, shared emotions only)" if "k0" in shots else ""),
                ylabel=f"{table['target']} test UA", title=f"{', '.join(table['domains'])}; {table['protocol']} protocol")
 
 
