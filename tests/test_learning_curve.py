@@ -131,6 +131,12 @@ def test_zero_shot_uses_no_target_label_and_scores_the_shared_emotions_only(two_
     assert test["n"] == sum(map(sum, test["confusion"])) > 0 and all(v is not None for k, v in test["recall"].items() if k != "fear")
     assert "it" not in run["valid"] and "de" in run["valid"]
 
+    def no_nan(value):
+        raise AssertionError(f"metrics.json holds {value}")
+
+    summary = json.loads((out / "metrics.json").read_text(), parse_constant=no_nan)["domains_summary"]["it"]
+    assert summary["recall"]["fear"] is None and summary["recall"]["sad"]["n"] == 1  # fear was never tested
+
 
 def test_a_zero_shot_languages_unseen_classes_are_masked_in_the_shared_tower_only():
     import torch

@@ -29,7 +29,8 @@ def summarise(config: ExperimentConfig, datas: list[DomainData], features: list[
         tests = [r.fit.test.scores[d] for r in runs]
         valid = [r.fit.valid.scores[d].ua for r in runs if d in r.fit.valid.scores]  # none for a zero-shot language
         confusion = np.sum([np.asarray(s.confusion) for s in tests], axis=0)
-        recall = {c: run_summary([s.recall[c] for s in tests if s.recall[c] is not None]) for c in data.classes}
+        recalls = {c: [s.recall[c] for s in tests if s.recall[c] is not None] for c in data.classes}
+        recall = {c: run_summary(v) if v else None for c, v in recalls.items()}  # None: never tested (zero-shot)
         domains[data.spec.language] = {
             "dataset": data.spec.dataset,
             "classes": data.classes,
