@@ -71,9 +71,10 @@ def _kill_when(proc: subprocess.Popen, ready, fdir: Path, timeout: float = 60.0)
     deadline = time.time() + timeout
     while time.time() < deadline and proc.poll() is None and not ready():
         time.sleep(0.005)
-    files = sorted(str(p.relative_to(fdir)) for p in fdir.rglob("*")) if fdir.exists() else []
-    assert proc.poll() is None, (f"extract ended (status {proc.returncode}) before the kill point; files: {files}; "
-                                 f"stderr: {proc.stderr.read().decode()[-500:]}")
+    if proc.poll() is not None:  # list the files only once the child is gone: it renames and removes them
+        files = sorted(str(p.relative_to(fdir)) for p in fdir.rglob("*")) if fdir.exists() else []
+        pytest.fail(f"extract ended (status {proc.returncode}) before the kill point; files: {files}; "
+                    f"stderr: {proc.stderr.read().decode()[-500:]}")
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
 
