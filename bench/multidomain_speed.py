@@ -49,7 +49,7 @@ def time_per_sample(model_name: str, domains: list[str], features: list[str], ep
             loader.batch_sampler.set_epoch(epoch)
             for batch in loader:
                 start = time.perf_counter()
-                loss, _, _ = trainer._loss(model(batch), batch)
+                loss, _, _ = trainer.loss(model(batch), batch)
                 trainer.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 trainer.optimizer.step()

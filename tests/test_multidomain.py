@@ -107,14 +107,14 @@ def test_one_languages_loss_does_not_reach_another_languages_tower_or_gate(name)
     trainer = _trainer(model)
     # one step on both languages first, so that AdamW has moments for every parameter
     mixed = _batch([0, 1] * 8)
-    loss, _, _ = trainer._loss(model(mixed), mixed)
+    loss, _, _ = trainer.loss(model(mixed), mixed)
     loss.backward()
     trainer.optimizer.step()
     trainer.optimizer.zero_grad(set_to_none=True)
     italian_tower = {k: v.clone() for k, v in model.tower(1).state_dict().items()}
     german_tower = {k: v.clone() for k, v in model.tower(0).state_dict().items()}
     only_de = _batch([0] * 12, seed=1)
-    loss, _, _ = trainer._loss(model(only_de), only_de)
+    loss, _, _ = trainer.loss(model(only_de), only_de)
     loss.backward()
     for p in model.tower(1).parameters():
         assert p.grad is None or torch.all(p.grad == 0)
@@ -262,6 +262,9 @@ def test_gate_init_starts_every_languages_gate_at_the_given_weights():
     assert initial_weights(["a", "b", "c"], {"b": 0.5}) == [0.25, 0.5, 0.25] and initial_weights(["a"], {}) is None
     with pytest.raises(ValueError, match="byol"):
         initial_weights(["a", "b"], {"byol": 0.5})
+    assert initial_weights(["a", "b"], {"a": 0.3, "b": 0.7}) == [0.3, 0.7]  # every expert named: their sum must be 1
+    with pytest.raises(ValueError, match="sum to 1"):
+        initial_weights(["a", "b"], {"a": 0.3, "b": 0.6})
     with pytest.raises(ConfigError, match="gate bias"):
         MultiDomainConfig(gate_init={"mfcc": 0.6})
     with pytest.raises(ConfigError, match="gate_init.mfcc"):

@@ -100,10 +100,11 @@ def test_optional_regularisers_run(stores, tmp_path):
     out = tmp_path / "reg"
     r = _train("--domains", "de=synth", "--features-dir", str(stores), "--epochs", "2", "--seeds", "1", "--out", str(out),
                "--ema", "0.9", "--crop", "0.5", "--input-dropout", "0.3", "--stats-pooling", "--label-smoothing", "0.1",
-               "--no-checkpoints")
+               "--time-mask", "0.2", "--feature-mask", "0.1", "--mixup", "0.4", "--no-checkpoints")
     assert r.exit_code == 0, r.output
     config = json.loads((out / "config.json").read_text())
     assert config["train"]["ema"] == 0.9 and config["train"]["crop"] == 0.5 and config["stats_pooling"] is True
+    assert (config["train"]["time_mask"], config["train"]["feature_mask"], config["train"]["mixup"]) == (0.2, 0.1, 0.4)
 
 
 def test_clear_errors(stores, tmp_path):
@@ -187,7 +188,8 @@ def _scores(out):
 def test_config_json_of_a_run_reproduces_its_metrics_exactly(stores, tmp_path):
     first = tmp_path / "first"
     r = _train("--domains", "de=synth", "--features-dir", str(stores), "--epochs", "2", "--seeds", "2", "--preset", "tuned",
-               "--features", "mfcc,ge2e", "--crop", "0.7", "--label-smoothing", "0.1", "--out", str(first), "--no-checkpoints")
+               "--features", "mfcc,ge2e", "--crop", "0.7", "--label-smoothing", "0.1", "--time-mask", "0.2", "--mixup", "0.4",
+               "--out", str(first), "--no-checkpoints")
     assert r.exit_code == 0, r.output
     again = tmp_path / "again"
     r = _train("--config", str(first / "config.json"), "--out", str(again))

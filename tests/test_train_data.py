@@ -9,6 +9,7 @@ import torch
 
 from sercore.errors import StoreError
 from sercore.store import UtteranceRecord, store_path, write_store
+from train.augment import SequenceAugment
 from train.contract import collate
 from train.dataset import ClassBalancedBatchSampler, FeatureDataset
 from train.domains import default_features, load_domain, resolve_domain
@@ -196,8 +197,8 @@ def test_crop_augmentation_takes_contiguous_parts_and_is_seeded(tmp_path):
     make_stores(tmp_path, with_mel=True)
     data = load_domain(resolve_domain("de=synth", tmp_path), tmp_path, ["mfcc", "ge2e", "ge2e_mel"])
     idx = list(range(12))
-    a = FeatureDataset(data, idx, data.classes, crop=0.5, seed=1)
-    b = FeatureDataset(data, idx, data.classes, crop=0.5, seed=1)
+    a = FeatureDataset(data, idx, data.classes, augment=SequenceAugment(crop=0.5), seed=1)
+    b = FeatureDataset(data, idx, data.classes, augment=SequenceAugment(crop=0.5), seed=1)
     for k, i in enumerate(idx):
         full = data.features["mfcc"][i]
         example, twin = a[k], b[k]
@@ -241,7 +242,7 @@ def test_feature_roles_come_from_the_stores_provenance(tmp_path, mel_name, mel_r
     assert default_features(spec, tmp_path) == ["ge2e", "mfcc"]
     data = load_domain(spec, tmp_path, ["mfcc", "ge2e", mel_name])
     assert data.inputs == {"ge2e": mel_name}
-    example = FeatureDataset(data, [0], data.classes, crop=0.3, seed=0)[0]
+    example = FeatureDataset(data, [0], data.classes, augment=SequenceAugment(crop=0.3, time_mask=0.5, feature_mask=0.5), seed=0)[0]
     np.testing.assert_array_equal(example.features[mel_name].numpy(), data.features[mel_name][0])
 
 

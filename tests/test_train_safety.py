@@ -109,7 +109,7 @@ def test_owned_run_folders_of_a_comparison_and_of_ablations(tmp_path):
 @pytest.mark.parametrize("option,value", [
     ("--alpha", "nan"), ("--alpha", "-5"), ("--alpha", "inf"), ("--ema", "2"), ("--ema", "-1"), ("--ema", "1"),
     ("--label-smoothing", "-1"), ("--label-smoothing", "5"), ("--lr", "0"), ("--lr", "nan"), ("--dropout", "1"),
-    ("--weight-decay", "-1"), ("--nas-l0", "-1"), ("--crop", "2"), ("--max-seconds", "0"), ("--max-batch-gb", "-1"),
+    ("--weight-decay", "-1"), ("--nas-l0", "-1"), ("--crop", "2"), ("--time-mask", "1.5"), ("--mixup", "-0.1"), ("--max-seconds", "0"), ("--max-batch-gb", "-1"),
 ])
 def test_out_of_range_options_are_usage_errors_naming_the_option(stores, tmp_path, option, value):
     r = _train(*_base(stores, tmp_path / "out"), option, value)
@@ -142,13 +142,13 @@ def test_configuration_values_are_checked_where_they_are_built(field, value, mes
 def test_a_non_finite_loss_stops_the_run_with_one_line(stores, tmp_path, monkeypatch):
     from train.trainer import Trainer
 
-    original = Trainer._loss
+    original = Trainer.loss
 
-    def poisoned(self, output, batch):
-        loss, ce, aux = original(self, output, batch)
+    def poisoned(self, output, batch, mixed=None):
+        loss, ce, aux = original(self, output, batch, mixed)
         return loss * float("nan"), ce, aux
 
-    monkeypatch.setattr(Trainer, "_loss", poisoned)
+    monkeypatch.setattr(Trainer, "loss", poisoned)
     out = tmp_path / "nan"
     r = _train(*_base(stores, out))
     line = _one_error_line(r.output)

@@ -124,6 +124,12 @@ def comma_list(value: str | None) -> list[str] | None:
 @click.option("--label-smoothing", type=FiniteFloat(0, 1), default=None, help="Label smoothing of the cross-entropy [paper: 0].")
 @click.option("--crop", type=FiniteFloat(0, 1), default=None,
               help="Training augmentation: random contiguous crops of at least this fraction of each sequence [paper: none].")
+@click.option("--time-mask", type=FiniteFloat(0, 1), default=None,
+              help="Training augmentation: zero one span of up to this fraction of each sequence's frames [paper: none].")
+@click.option("--feature-mask", type=FiniteFloat(0, 1), default=None,
+              help="Training augmentation: zero one band of up to this fraction of each sequence's dimensions [paper: none].")
+@click.option("--mixup", type=FiniteFloat(0), default=None,
+              help="Training augmentation: mixup within each language, lam ~ Beta(MIXUP, MIXUP); 0: off [paper: none].")
 @click.option("--refit/--no-refit", default=None,
               help="After choosing the epoch on valid, retrain on train + valid for that many epochs and test it [paper: no].")
 @click.option("--max-seconds", type=FiniteFloat(0, min_open=True), default=None,
@@ -150,7 +156,7 @@ def comma_list(value: str | None) -> list[str] | None:
 @common_options
 def main(config_file, domains, features, protocol, seeds, first_seed, folds, epochs, device, out, features_dir, model_name, selector, nas_l0, nas_lr_scale, gate_bias, gate_lr_scale, gate_init, expert_norm, preset,
          no_aux, alpha, aux_reduction, standardize, speaker_norm, finetune_ge2e, sampler, length_batches, per_class, batch_size, lr, weight_decay,
-         dropout, input_dropout, stats_pooling, input_stats, frame_stride, ema, label_smoothing, crop, refit, max_seconds, max_batch_gb, few_shot, learning_curve, shots, patience, tsne, ablations, no_checkpoints, quiet,
+         dropout, input_dropout, stats_pooling, input_stats, frame_stride, ema, label_smoothing, crop, time_mask, feature_mask, mixup, refit, max_seconds, max_batch_gb, few_shot, learning_curve, shots, patience, tsne, ablations, no_checkpoints, quiet,
          report, overwrite, verbose) -> None:
     """Train SER models on the feature stores of the given language domains; report WA/UA over runs."""
     from .ablations import run_ablations
@@ -230,7 +236,7 @@ def _config(ctx: click.Context) -> tuple[ExperimentConfig, list[str]]:
     if unknown:
         raise click.BadParameter(f"unknown model(s) {', '.join(unknown)} (known: {', '.join(MODELS)})", param_hint="--model")
     train = {k: p[k] for k in ("device", "epochs", "aux_reduction", "standardize", "finetune_ge2e", "sampler", "length_batches", "per_class",
-                               "batch_size", "patience", "alpha", "ema", "label_smoothing", "crop", "refit", "speaker_norm", "max_seconds", "max_batch_gb")}
+                               "batch_size", "patience", "alpha", "ema", "label_smoothing", "crop", "time_mask", "feature_mask", "mixup", "refit", "speaker_norm", "max_seconds", "max_batch_gb")}
     config = build_config(
         domains, preset=p["preset"], train={**train, "progress": not p["quiet"] and sys.stderr.isatty(), "aux": False if p["no_aux"] else None},
         optimizer={"lr": p["lr"], "weight_decay": p["weight_decay"]},

@@ -216,8 +216,14 @@ class TrainConfig:
     #: Fine-tune resemblyzer's GE2E encoder on the stored ``ge2e_mel`` frames (the paper does, at lr * 0.01).
     finetune_ge2e: bool = False
     label_smoothing: float = 0.0  # not in the paper
-    #: Not in the paper: training utterances' sequence features are randomly cropped to >= this fraction (0: off).
+    #: Not in the paper (``train/augment.py``): training utterances' sequence features are randomly cropped to >=
+    #: this fraction (0: off), then one span of up to ``time_mask`` of their frames and one band of up to
+    #: ``feature_mask`` of their dimensions are set to 0 (SpecAugment-style).
     crop: float = 0.0
+    time_mask: float = 0.0
+    feature_mask: float = 0.0
+    #: Not in the paper: mixup of each training batch within each language, lam ~ Beta(mixup, mixup) (0: off).
+    mixup: float = 0.0
     #: Not in the paper: evaluate (and keep) an exponential moving average of the weights with this decay.
     ema: float | None = None
     selection: Literal["ua", "wa", "loss", "last"] = "ua"  # validation criterion for picking the epoch ("last": none)
@@ -243,6 +249,9 @@ class TrainConfig:
         check_range("train.alpha", self.alpha, 0, optional=True)
         check_range("train.label_smoothing", self.label_smoothing, 0, 1)
         check_range("train.crop", self.crop, 0, 1)
+        check_range("train.time_mask", self.time_mask, 0, 1)
+        check_range("train.feature_mask", self.feature_mask, 0, 1)
+        check_range("train.mixup", self.mixup, 0)
         check_range("train.ema", self.ema, 0, 1, high_open=True, optional=True)
         check_range("train.patience", self.patience, 1, integer=True, optional=True)
         check_range("train.max_seconds", self.max_seconds, 0, low_open=True, optional=True)

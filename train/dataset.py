@@ -13,6 +13,7 @@ from torch.utils.data import Dataset, Sampler
 
 from sercore.errors import StoreError
 
+from .augment import SequenceAugment
 from .contract import Example
 from .domains import DomainData
 from .memory import crop_center, padded_lengths
@@ -22,16 +23,16 @@ from .scaling import FeatureScaler, SpeakerScaler
 class FeatureDataset(Dataset):
     """The utterances ``indices`` of a domain as :class:`Example` s (tensors built once, in memory).
 
-    ``crop`` > 0 (training augmentation, not in the paper): each time an utterance is drawn, each of its
-    sequence features (not the inputs of fine-tunable modules such as ``ge2e_mel``) is cut to a random contiguous part of
-    at least ``crop`` of its frames, from a generator seeded with ``seed``.
+    ``augment`` (training augmentation, not in the paper; :class:`train.augment.SequenceAugment`): each time an
+    utterance is drawn, each of its sequence features (not the inputs of fine-tunable modules such as
+    ``ge2e_mel``) is cropped and masked, from a generator seeded with ``seed``.
 
     ``max_frames`` (feature -> frames, ``train.memory.max_frames``): longer sequences are cropped to their
     central part once, here (the memory bound of ``train --max-seconds``).
     """
 
     def __init__(self, data: DomainData, indices: Sequence[int], classes: Sequence[str], domain: int = 0,
-                 scaler: FeatureScaler | SpeakerScaler | None = None, crop: float = 0.0, seed: int = 0,
+                 scaler: FeatureScaler | SpeakerScaler | None = None, augment: SequenceAugment | None = None, seed: int = 0,
                  max_frames: Mapping[str, int] | None = None):
         index = {c: i for i, c in enumerate(classes)}
         missing = sorted({data.emotions[i] for i in indices} - set(index))
@@ -49,10 +50,8 @@ class FeatureDataset(Dataset):
                 a = crop_center(a, (max_frames or {}).get(name)) if a.ndim == 2 else a
                 feats[name] = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
             self._features.append(feats)
-        if not 0.0 <= crop <= 1.0:
-            raise ValueError(f"crop must be a fraction in [0, 1], got {crop}")
-        self.crop = crop
-        self.inputs = frozenset(data.inputs.values())  # never cropped: their module sees the whole utterance
+        self.augment = augment if augment is not None and augment.active else None
+        self.inputs = frozenset(data.inputs.values())  # never augmented: their module sees the whole utterance
         self._rng = np.random.default_rng([seed, domain])
 
     def __len__(self) -> int:
@@ -64,14 +63,9 @@ class FeatureDataset(Dataset):
 
     def __getitem__(self, k: int) -> Example:
         features = self._features[k]
-        if self.crop > 0:
-            features = dict(features)
-            for name, a in features.items():
-                if a.ndim == 2 and name not in self.inputs and a.shape[0] > 1:
-                    n = a.shape[0]
-                    keep = int(self._rng.integers(max(1, int(np.ceil(self.crop * n))), n + 1))
-                    start = int(self._rng.integers(0, n - keep + 1))
-                    features[name] = a[start:start + keep]
+        if self.augment is not None:
+            features = {name: self.augment(a, self._rng) if a.ndim == 2 and name not in self.inputs else a
+                        for name, a in features.items()}
         return Example(self.utt_ids[k], features, self.labels[k], self.domain)
 
 

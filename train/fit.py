@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch.utils.data import ConcatDataset
 
+from .augment import SequenceAugment
 from .config import ExperimentConfig, TrainConfig
 from .contract import DomainInfo
 from .dataset import FeatureDataset
@@ -83,10 +84,10 @@ def fit_run(config: ExperimentConfig, datas: list[DomainData], features: list[st
             scaler = None
         scalers.append(scaler)
         for name in parts:
-            crop = config.train.crop if name == "train" else 0.0
+            augment = SequenceAugment(config.train.crop, config.train.time_mask, config.train.feature_mask) if name == "train" else None
             limit = max_frames(data.provenance, data.kinds, config.train.max_seconds)
-            parts[name].append(FeatureDataset(data, idx[name], data.classes, domain=d, scaler=scaler, crop=crop, seed=seed,
-                                              max_frames=limit))
+            parts[name].append(FeatureDataset(data, idx[name], data.classes, domain=d, scaler=scaler, augment=augment,
+                                              seed=seed, max_frames=limit))
         test_speakers[data.spec.language] = sorted({data.speakers[i] for i in idx["test"]})
     datasets = {k: v[0] if len(v) == 1 else ConcatDataset(v) for k, v in parts.items()}
     train_config = config.train

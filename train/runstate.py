@@ -56,7 +56,8 @@ VOLATILE_TRAIN = ("progress", "max_batch_gb")
 #: Dotted paths; ``*`` stands for any key of a dict (per-feature encoder overrides).
 ADDED_FIELDS = {"frame_stride": 1, "encoders.*.frame_stride": 1, "multidomain.gate_bias": False,
                 "multidomain.gate_lr_scale": 1.0, "multidomain.expert_norm": False,
-                "multidomain.gate_init": {}, "few_shot": {}, "train.epoch_size": None}
+                "multidomain.gate_init": {}, "few_shot": {}, "train.epoch_size": None,
+                "train.time_mask": 0.0, "train.feature_mask": 0.0, "train.mixup": 0.0}
 #: Keys added to the fit state in a checkpoint file (the rest is ``FitResult.state``).
 _CHECKPOINT_META = ("classes", "features", "domains", "run", "seed", "fold", "config")
 

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from sercore.errors import SerError
 
+from .augment import Mixed, mixup
 from .config import TrainConfig
 from .contract import collate
 from .dataset import ClassBalancedBatchSampler
@@ -128,15 +129,19 @@ class Trainer:
         groups = [{"params": params, "lr": lr} for lr, params in by_rate.items()]
         return torch.optim.AdamW(groups, lr=opt.lr, betas=tuple(opt.betas), eps=opt.eps, weight_decay=opt.weight_decay)
 
-    def _loss(self, output, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        ce = F.cross_entropy(output.logits, batch.labels, label_smoothing=self.config.label_smoothing)
-        aux = output.logits.new_zeros(())
-        for d, alpha in enumerate(self.alphas):
-            if alpha == 0.0:
-                continue
-            rows = batch.domains == d
-            if rows.any():
-                aux = aux + alpha * self.aux[d](output.representation[rows], batch.labels[rows])
+    def loss(self, output, batch, mixed: Mixed | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Total, cross-entropy and auxiliary loss; of a mixup batch, lam * those of its labels + (1 - lam) * those of
+        its partners' labels."""
+        label_sets = [(batch.labels, 1.0)] if mixed is None else [(batch.labels, mixed.lam), (mixed.labels, 1.0 - mixed.lam)]
+        ce = aux = output.logits.new_zeros(())
+        for labels, weight in label_sets:
+            ce = ce + weight * F.cross_entropy(output.logits, labels, label_smoothing=self.config.label_smoothing)
+            for d, alpha in enumerate(self.alphas):
+                if alpha == 0.0:
+                    continue
+                rows = batch.domains == d
+                if rows.any():
+                    aux = aux + weight * alpha * self.aux[d](output.representation[rows], labels[rows])
         return ce + aux + output.penalty, ce, aux
 
     def _loader(self, dataset: Dataset, train: bool) -> DataLoader:
@@ -220,6 +225,7 @@ class Trainer:
         best_epoch, best_state, stale = 0, None, 0
         epochs = tqdm(range(1, self.config.epochs + 1), desc=self.description or "training", unit="epoch",
                       disable=not self.config.progress, leave=False)
+        mixing_rng = np.random.default_rng([self.seed, 1]) if self.config.mixup > 0 else None
         with deterministic():
             for epoch in epochs:
                 if isinstance(loader.batch_sampler, ClassBalancedBatchSampler):
@@ -230,8 +236,9 @@ class Trainer:
                 for batch in tqdm(loader, desc=f"epoch {epoch}/{self.config.epochs}", unit="batch", leave=False,
                                   disable=not self.config.progress):
                     batch = batch.to(self.config.device)
-                    output = self.model(batch)
-                    loss, ce, aux = self._loss(output, batch)
+                    mixed = mixup(batch, self.config.mixup, mixing_rng) if mixing_rng is not None else None
+                    output = self.model(batch if mixed is None else mixed.batch)
+                    loss, ce, aux = self.loss(output, batch, mixed)
                     if not torch.isfinite(loss.detach()).all():
                         raise NonFiniteLoss(
                             f"{self.description or 'training'}: the training loss became {float(loss.detach())} at epoch "
