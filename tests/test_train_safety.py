@@ -117,6 +117,19 @@ def test_out_of_range_options_are_usage_errors_naming_the_option(stores, tmp_pat
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("options,words", [
+    (["--gate-init", "mfcc=0.6"], "add gate_bias"),  # the configuration's own check, reported as a usage error
+    (["--gate-init", "mfcc=1.2", "--gate-bias"], "must be in (0, 1), got 1.2"),
+    (["--gate-init", "mfcc", "--gate-bias"], "expected FEATURE=W"),
+    (["--few-shot", "de=2.5"], "expected LANG=K"),
+])
+def test_options_the_configuration_refuses_are_usage_errors_naming_the_option(stores, tmp_path, options, words):
+    r = _train(*_base(stores, tmp_path / "out"), *options)
+    line = _one_error_line(r.output)
+    assert r.exit_code == EXIT_USAGE and options[0] in line and words in line, r.output
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("field,value,message", [
     ("alpha", float("nan"), "train.alpha: must be a finite number"),
     ("alpha", -5.0, "train.alpha: must be in [0, inf)"),

@@ -237,32 +237,45 @@ def _config(ctx: click.Context) -> tuple[ExperimentConfig, list[str]]:
         raise click.BadParameter(f"unknown model(s) {', '.join(unknown)} (known: {', '.join(MODELS)})", param_hint="--model")
     train = {k: p[k] for k in ("device", "epochs", "aux_reduction", "standardize", "finetune_ge2e", "sampler", "length_batches", "per_class",
                                "batch_size", "patience", "alpha", "ema", "label_smoothing", "crop", "time_mask", "feature_mask", "mixup", "refit", "speaker_norm", "max_seconds", "max_batch_gb")}
-    config = build_config(
-        domains, preset=p["preset"], train={**train, "progress": not p["quiet"] and sys.stderr.isatty(), "aux": False if p["no_aux"] else None},
-        optimizer={"lr": p["lr"], "weight_decay": p["weight_decay"]},
-        tower={"dropout": p["dropout"], "input_dropout": p["input_dropout"]},
-        multidomain={"selector": p["selector"], "l0_weight": p["nas_l0"], "nas_lr_scale": p["nas_lr_scale"],
-                     "gate_bias": p["gate_bias"], "gate_lr_scale": p["gate_lr_scale"], "expert_norm": p["expert_norm"],
-                     "gate_init": _gate_init(p["gate_init"])},
-        features=comma_list(p["features"]), protocol=p["protocol"], seeds=p["seeds"], folds=p["folds"],
-        first_seed=p["first_seed"], features_dir=p["features_dir"], out=p["out"], model=models[0],
-        save_checkpoints=not p["no_checkpoints"], stats_pooling=p["stats_pooling"], input_stats=p["input_stats"],
-        frame_stride=p["frame_stride"], few_shot=_few_shot(p["few_shot"], domains, p["refit"], models))
+    try:
+        config = build_config(
+            domains, preset=p["preset"], train={**train, "progress": not p["quiet"] and sys.stderr.isatty(), "aux": False if p["no_aux"] else None},
+            optimizer={"lr": p["lr"], "weight_decay": p["weight_decay"]},
+            tower={"dropout": p["dropout"], "input_dropout": p["input_dropout"]},
+            multidomain={"selector": p["selector"], "l0_weight": p["nas_l0"], "nas_lr_scale": p["nas_lr_scale"],
+                         "gate_bias": p["gate_bias"], "gate_lr_scale": p["gate_lr_scale"], "expert_norm": p["expert_norm"],
+                         "gate_init": _key_value(p["gate_init"], "--gate-init", "FEATURE=W", float, "mfcc=0.6")},
+            features=comma_list(p["features"]), protocol=p["protocol"], seeds=p["seeds"], folds=p["folds"],
+            first_seed=p["first_seed"], features_dir=p["features_dir"], out=p["out"], model=models[0],
+            save_checkpoints=not p["no_checkpoints"], stats_pooling=p["stats_pooling"], input_stats=p["input_stats"],
+            frame_stride=p["frame_stride"], few_shot=_key_value(p["few_shot"], "--few-shot", "LANG=K", int, "it=10"))
+        for model in models[1:]:  # a comparison: every model's configuration is checked before anything runs
+            replace(config, model=model)
+    except ConfigError as exc:  # the options give a configuration it refuses: a usage error naming the option
+        raise click.BadParameter(exc.problem, param_hint=_option_of(exc.where, ctx)) from None
     return config, models
 
 
-def _gate_init(value: str | None) -> dict[str, float] | None:
-    """``--gate-init mfcc=0.6`` -> {"mfcc": 0.6}."""
+def _option_of(field: str, ctx: click.Context) -> str:
+    """The option that sets a configuration field: ``few_shot.it`` -> ``--few-shot``, ``train.mixup`` -> ``--mixup``,
+    ``multidomain.gate_init.mfcc`` -> ``--gate-init`` (the first part of the path that is an option; else the field)."""
+    options = {p.name: p.opts[0] for p in ctx.command.params if isinstance(p, click.Option)}
+    return next((options[part] for part in field.split(".") if part in options), field)
+
+
+def _key_value(value: str | None, option: str, form: str, convert, example: str) -> dict | None:
+    """``--few-shot it=10`` -> {"it": 10}: one KEY=VALUE, VALUE converted by ``convert`` (the configuration checks
+    its range and its key)."""
     if value is None:
         return None
-    feature, sep, w = (v.strip() for v in value.partition("="))
+    key, sep, raw = (v.strip() for v in value.partition("="))
     try:
-        weight = float(w)
+        converted = convert(raw)
     except ValueError:
-        weight = float("nan")
-    if not sep or not feature or not 0 < weight < 1:
-        raise click.BadParameter(f"{value!r}: expected FEATURE=W with 0 < W < 1, e.g. mfcc=0.6", param_hint="--gate-init")
-    return {feature: weight}
+        converted = None
+    if not sep or not key or converted is None:
+        raise click.BadParameter(f"{value!r}: expected {form}, e.g. {example}", param_hint=option)
+    return {key: converted}
 
 
 def _shots(value: str) -> list[int | None]:
@@ -278,24 +291,6 @@ def _shots(value: str) -> list[int | None]:
     if not out:
         raise click.BadParameter("give at least one K", param_hint="--shots")
     return sorted(set(out), key=lambda k: float("inf") if k is None else k)
-
-
-def _few_shot(value: str | None, domains: Sequence[str], refit: bool | None, models: Sequence[str]) -> dict[str, int] | None:
-    """``--few-shot it=10`` -> {"it": 10}, checked against ``--domains``, ``--refit`` and ``--model``."""
-    if value is None:
-        return None
-    lang, sep, k = (v.strip() for v in value.partition("="))
-    if not sep or not lang or not k.isdigit():
-        raise click.BadParameter(f"{value!r}: expected LANG=K with K a whole number (0: zero-shot), e.g. it=10", param_hint="--few-shot")
-    languages = [DomainSpec.parse(d).language for d in domains]
-    if lang not in languages:
-        raise click.BadParameter(f"language {lang!r} is not among the domains ({', '.join(languages)})", param_hint="--few-shot")
-    if refit:
-        raise click.BadParameter("a refit would train on the whole validation split too; use one without the other", param_hint="--few-shot")
-    if int(k) == 0 and list(models) != ["base"]:
-        raise click.BadParameter(f"{lang}=0 (zero-shot) takes --model base alone: only its shared tower can label a language "
-                                 "it was never trained on", param_hint="--few-shot")
-    return {lang: int(k)}
 
 
 def config_from_args(args: Sequence[str]) -> ExperimentConfig:

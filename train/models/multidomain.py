@@ -208,9 +208,11 @@ def initial_weights(experts: Sequence[str], given: dict[str, float] | None) -> l
     if unknown:
         raise ValueError(f"--gate-init {', '.join(unknown)}: not among the gated experts ({', '.join(experts)})")
     others = [f for f in experts if f not in given]
-    if not others and abs(sum(given.values()) - 1) > 1e-6:
-        raise ValueError(f"--gate-init gives every expert a weight; they must sum to 1, not {sum(given.values())}")
-    rest = (1.0 - sum(given.values())) / len(others) if others else 0.0
+    if not others:
+        if abs(sum(given.values()) - 1) > 1e-6:
+            raise ValueError(f"--gate-init gives every expert a weight; they must sum to 1, not {sum(given.values())}")
+        return [given[f] for f in experts]
+    rest = (1.0 - sum(given.values())) / len(others)
     return [given.get(f, rest) for f in experts]
 
 
