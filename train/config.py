@@ -481,7 +481,7 @@ def build_config(domains: Sequence[str], *, preset: str = DEFAULT_PRESET, train:
     for code in codes:
         base = language_config(code)
         languages[code] = LanguageConfig(replace(base.tower, **towers), base.alpha)
-    fields_ = {"stats_pooling": False, "input_stats": False, "frame_stride": 1, **p.experiment, **given(experiment)}
+    fields_ = {**p.experiment, **given(experiment)}
     if fields_.get("out") is None:
         fields_["out"] = f"runs/{'-'.join(codes)}_{fields_.get('protocol', 'random')}"
     return ExperimentConfig(domains=list(domains), train=train_config, languages=languages,
