@@ -45,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.pooling import pooled_features  # noqa: E402
 from sercore.errors import EXIT_DATA, EXIT_USAGE, SerError, StoreError  # noqa: E402
+from sercore.fsio import hash_array  # noqa: E402
 from train.metrics import paired_interval  # noqa: E402
 
 #: Options vs_baselines sets itself; ``--train-args`` may not repeat them.
@@ -128,9 +129,8 @@ def baseline_digest(x_fit: np.ndarray, y_fit: np.ndarray, x_test: np.ndarray, y_
 
     h = hashlib.sha256(json.dumps({k: list(v) for k, v in C_GRID.items()}).encode())
     for a in (x_fit, y_fit, x_test, y_test, np.array([] if groups is None else groups, dtype=str)):
-        a = np.ascontiguousarray(a)
-        h.update(str((a.dtype, a.shape)).encode())
-        h.update(a.tobytes())
+        h.update(str(a.dtype).encode())
+        hash_array(h, a)
     return h.hexdigest()
 
 

@@ -14,6 +14,8 @@ import os
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 from .errors import EnvironmentProblem, environment_problem
 
 #: errno values that mean "the machine, not the data": the write cannot succeed here whatever the input.
@@ -118,6 +120,14 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
             while block := f.read(chunk):
                 h.update(block)
     return h.hexdigest()
+
+
+def hash_array(h, array) -> None:
+    """Feed an array to ``h`` (a :mod:`hashlib` hash): its shape, then its bytes in C order (convert the dtype first
+    where it matters)."""
+    a = np.ascontiguousarray(array)
+    h.update(np.asarray(a.shape, np.int64).tobytes())
+    h.update(a.tobytes())
 
 
 class FolderLock:

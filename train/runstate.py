@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from sercore.errors import DataError
-from sercore.fsio import file_sha256, write_atomic
+from sercore.fsio import file_sha256, hash_array, write_atomic
 
 from .fit import RunResult
 from .metrics import Scores
@@ -78,9 +78,7 @@ def data_digest(data) -> str:
     for name in sorted(data.features):
         h.update(name.encode())
         for a in data.features[name]:
-            a = np.ascontiguousarray(a, dtype=np.float32)
-            h.update(np.asarray(a.shape, np.int64).tobytes())
-            h.update(a.tobytes())
+            hash_array(h, np.asarray(a, dtype=np.float32))
     return h.hexdigest()
 
 
