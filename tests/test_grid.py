@@ -234,3 +234,16 @@ def test_dry_run_lists_cells_and_runs_nothing(features, tmp_path):
     assert not out.exists()
     r = CliRunner().invoke(main, ["--dry-run", "de=sde", "de=other"])
     assert r.exit_code == 2 and "given twice" in r.output
+
+
+def test_cells_train_for_the_default_presets_epochs_unless_told(features, tmp_path):
+    from train.config import PRESETS, TrainConfig
+
+    def epochs(**kwargs) -> set[int]:
+        opts = GridOptions(parse_domains(["de=sde"]), out=tmp_path / "g", seeds=1, features=["ge2e"], features_dir=features,
+                           parts=("single", "speaker"), **kwargs)
+        return {cell.config.train.epochs for cell in plan_cells(opts, [])}
+
+    assert epochs() == {PRESETS["tuned"].train["epochs"]} == {40}
+    assert epochs(train_args=("--preset", "paper")) == {TrainConfig().epochs} == {20}
+    assert epochs(epochs=3) == {3}

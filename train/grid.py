@@ -128,7 +128,7 @@ class GridOptions:
     out: Path = Path("runs/grid")
     seeds: int = 5
     first_seed: int = 0
-    epochs: int = 20
+    epochs: int | None = None  # None: train's default (that of its default preset)
     features: list[str] | None = None
     folds: int | None = None
     parts: tuple[str, ...] = ("single", "speaker", "aux", "features", "multi")
@@ -166,7 +166,7 @@ def plan_cells(options: GridOptions, models: Sequence[str]) -> list[Cell]:
     """Every cell of the grid, in submission order (table 2 first, multi-domain last)."""
     grid = GridLayout(options.out.resolve())
     gpu = options.device.startswith("cuda")
-    common = ["--epochs", str(options.epochs), "--device", options.device,
+    common = [*(["--epochs", str(options.epochs)] if options.epochs is not None else []), "--device", options.device,
               "--features-dir", str(options.features_dir.resolve()), *options.train_args]
     seeds = range(options.first_seed, options.first_seed + options.seeds)
     cells: list[Cell] = []
@@ -462,7 +462,8 @@ def run_grid(options: GridOptions, *, workers: int = 2, scheduler: str | None = 
 @click.option("--out", default="runs/grid", show_default=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--seeds", type=click.IntRange(1), default=5, show_default=True, help="Seeds per random-protocol configuration.")
 @click.option("--first-seed", type=click.IntRange(0), default=0, show_default=True)
-@click.option("--epochs", type=click.IntRange(1), default=20, show_default=True)
+@click.option("--epochs", type=click.IntRange(1), default=None,
+              help="Epochs of every cell [default: train's: 40 (the tuned preset), 20 with --train-args '--preset paper'].")
 @click.option("--features", default=None, help="Comma-separated features for every cell (and extraction) [default: every feature in the stores].")
 @click.option("--folds", type=click.IntRange(3), default=None, help="Speaker protocol: speaker folds [default: one per speaker].")
 @click.option("--parts", default=",".join(PARTS), show_default=True,
