@@ -65,7 +65,7 @@ def test_tables_hold_the_values_of_the_metrics_files(tmp_path):
     for lang in ("de", "en"):
         experiment([("table2", "random"), ("table3", "single"), ("table4", "aux"), ("figure4a", "all")],
                    [(tmp_path / "single" / lang / "random" / f"seed{s}", 1) for s in range(3)], [lang])
-        experiment([("table2", "speaker")], [(tmp_path / "single" / lang / "speaker", 4)], [lang], protocol="speaker")
+        experiment([("table2", "speaker"), ("table3_speaker", "single")], [(tmp_path / "single" / lang / "speaker", 4)], [lang], protocol="speaker")
         experiment([("table4", "no_aux")], [(tmp_path / "no_aux" / lang / f"seed{s}", 1) for s in range(3)], [lang], aux=False)
         for f in ("ge2e", "mfcc"):
             experiment([("figure4a", f)], [(tmp_path / f"only_{f}" / lang / f"seed{s}", 1) for s in range(2)], [lang], features=[f])
@@ -97,6 +97,69 @@ def test_tables_hold_the_values_of_the_metrics_files(tmp_path):
     assert read_metrics(tmp_path / "no_aux" / "de" / "seed3" / "metrics.json") is None
 
 
+def _record(folder, run: int, utterances: dict[str, list[str]]) -> None:
+    """runs/run<k>.json with the test utterances of each language (in the metrics' domain order)."""
+    ids, domains = [], []
+    for index, lang in enumerate(utterances):
+        ids += utterances[lang]
+        domains += [index] * len(utterances[lang])
+    (folder / "runs").mkdir(parents=True, exist_ok=True)
+    (folder / "runs" / f"run{run}.json").write_text(json.dumps({"run": run, "test": {"utt_ids": ids, "domains": domains}}))
+
+
+def test_table3_pairs_each_model_with_single_on_the_same_runs_under_both_protocols(tmp_path):
+    from train.metrics import paired_interval
+
+    rng = np.random.default_rng(5)
+    utts = {lang: {s: [f"{lang}_{s}_{i}" for i in range(4)] for s in range(3)} for lang in ("de", "en")}
+    single = {lang: rng.uniform(0.4, 0.8, 3) for lang in ("de", "en")}
+    multi = {lang: rng.uniform(0.4, 0.8, 3) for lang in ("de", "en")}
+    for lang in ("de", "en"):
+        for s in range(3):
+            folder = tmp_path / "single" / lang / "random" / f"seed{s}"
+            m = _metrics({lang: [(0.5, float(single[lang][s]))]})
+            m["runs"][0]["seed"] = s
+            _write(folder, m)
+            _record(folder, 0, {lang: utts[lang][s]})
+        folder = tmp_path / "single" / lang / "speaker"  # three folds in one folder
+        m = _metrics({lang: [(0.5, float(u)) for u in single[lang]]}, protocol="speaker")
+        for r in m["runs"]:
+            r["seed"], r["fold"] = 0, r["run"]
+        _write(folder, m)
+        for r in range(3):
+            _record(folder, r, {lang: utts[lang][r]})
+    for s in range(3):
+        folder = tmp_path / "multi" / "nas" / f"seed{s}"
+        m = _metrics({lang: [(0.5, float(multi[lang][s]))] for lang in ("de", "en")}, model="nas")
+        m["runs"][0]["seed"] = s
+        _write(folder, m)
+        # seed 2 of en tested other utterances: not a pair
+        _record(folder, 0, {"de": utts["de"][s], "en": utts["en"][s] if s < 2 else ["other"]})
+    folder = tmp_path / "multi" / "nas" / "speaker"
+    m = _metrics({lang: [(0.5, float(u)) for u in multi[lang]] for lang in ("de", "en")}, model="nas", protocol="speaker")
+    for r in m["runs"]:
+        r["seed"], r["fold"] = 0, r["run"]
+    _write(folder, m)
+    for r in range(3):
+        _record(folder, r, {lang: utts[lang][r] for lang in ("de", "en")})
+
+    tables = write_tables(tmp_path)
+    for protocol in ("random", "speaker"):
+        de = tables.paired[(protocol, "nas", "de")]
+        assert (de.diff, de.low, de.high) == pytest.approx(paired_interval(list(multi["de"] - single["de"])))
+        assert de.n == 3 and de.unpaired == 0
+    en = tables.paired[("random", "nas", "en")]
+    assert en.n == 2 and en.unpaired == 1 and en.diff == pytest.approx(float(np.mean(multi["en"][:2] - single["en"][:2])))
+    assert tables.paired[("speaker", "nas", "en")].n == 3
+    assert tables.table3_speaker[("nas", "de")].ua.mean == pytest.approx(float(np.mean(multi["de"])))
+    assert tables.table3_speaker[("single", "de")].ua.mean == pytest.approx(float(np.mean(single["de"])))
+    md = (tmp_path / "tables.md").read_text()
+    assert "Speaker protocol" in md and str(tables.paired[("speaker", "nas", "de")]) in md
+    rows = _csv_rows(tmp_path)
+    assert float(rows[("table3_speaker", "nas", "de")]["ua_minus_single"]) == pytest.approx(de.diff)
+    assert rows[("table3", "nas", "en")]["paired_runs"] == "2"
+
+
 def test_a_table_changes_when_a_metrics_file_changes(tmp_path):
     folder = tmp_path / "single" / "de" / "random" / "seed0"
     _write(folder, _metrics({"de": [(0.5, 0.4)]}))
@@ -121,7 +184,9 @@ def test_plan_lists_every_cell_once_with_gpu_resources(tmp_path):
     opts = GridOptions(parse_domains(["de=a", "en=b"]), out=tmp_path, seeds=2, features=["mfcc", "ge2e"], device="cuda")
     cells = plan_cells(opts, ["sb", "nas"])
     names = [c.name for c in cells]
-    assert len(names) == len(set(names)) == 2 * (2 + 1 + 2 + 2 * 2) + 2 * 2
+    assert len(names) == len(set(names)) == 2 * (2 + 1 + 2 + 2 * 2) + 2 * (2 + 1)
+    speaker = next(c for c in cells if c.name == "multi sb speaker")
+    assert speaker.config.protocol == "speaker" and speaker.config.model == "sb" and speaker.out.endswith("multi/sb/speaker")
     assert all(c.gpu for c in cells) and len({c.out for c in cells}) == len(cells)
     nas = next(c for c in cells if c.name == "multi nas seed 1")
     assert nas.args[:2] == ("--domains", "de=a,en=b") and "--first-seed" in nas.args and nas.languages == ("de", "en")

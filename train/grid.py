@@ -21,9 +21,12 @@ What runs, in this order:
    speaker-independent protocol, one cell holding every speaker fold (``train`` runs the folds of one
    configuration together); without the auxiliary loss, one cell per seed; each feature alone, one cell per
    seed. With two or more languages: every multi-domain model of the paper that ``train --model`` offers at
-   run time, one cell per seed (the others are listed as skipped).
+   run time, one cell per seed (the others are listed as skipped), and under the speaker-independent protocol
+   one cell per model holding every fold (part ``multi_speaker``; each language's fold k is the one its
+   single-domain speaker cell tests).
 3. **Tables** (:mod:`train.tables`): ``tables.md``, ``tables.csv`` and ``figure4a.png``, from the cells'
-   ``metrics.json`` only, plus ``grid.json`` (every cell's state, seconds and host; the grid's wall time).
+   ``metrics.json`` (and, to pair a multi-domain run with its single-domain run, their run records), plus
+   ``grid.json`` (every cell's state, seconds and host; the grid's wall time).
 
 One cell per seed rather than one per configuration: the seeds are independent, so they spread over as many
 workers as a cluster has, and a killed grid loses at most the cells in flight.
@@ -131,7 +134,7 @@ class GridOptions:
     epochs: int | None = None  # None: train's default (that of its default preset)
     features: list[str] | None = None
     folds: int | None = None
-    parts: tuple[str, ...] = ("single", "speaker", "aux", "features", "multi")
+    parts: tuple[str, ...] = ("single", "speaker", "aux", "features", "multi", "multi_speaker")
     models: tuple[str, ...] = MULTIDOMAIN_MODELS
     device: str = "cpu"
     features_dir: Path = Path("features")
@@ -140,7 +143,7 @@ class GridOptions:
     extract_args: tuple[str, ...] = ()
 
 
-PARTS = ("single", "speaker", "aux", "features", "multi")
+PARTS = ("single", "speaker", "aux", "features", "multi", "multi_speaker")
 
 
 def offered_models(wanted: Sequence[str]) -> tuple[list[str], dict[str, str]]:
@@ -196,14 +199,20 @@ def plan_cells(options: GridOptions, models: Sequence[str]) -> list[Cell]:
                 for s in seeds:
                     add(f"only_{f} {d.language} seed {s}", grid.seed(grid.only(f, d.language), s),
                         ["--domains", str(d), "--features", f, "--seeds", "1", "--first-seed", str(s)], [d.language], 1)
-    if "multi" in options.parts and len(options.domains) >= 2:
+    if {"multi", "multi_speaker"} & set(options.parts) and len(options.domains) >= 2:
         shared = [f for f in features[options.domains[0].language] if all(f in v for v in features.values())]
         joined = ",".join(str(d) for d in options.domains)
+        languages = [d.language for d in options.domains]
         for model in models:
-            for s in seeds:
-                add(f"multi {model} seed {s}", grid.seed(grid.multi(model), s),
-                    ["--domains", joined, "--features", ",".join(shared), "--model", model, "--seeds", "1",
-                     "--first-seed", str(s)], [d.language for d in options.domains], 1)
+            base = ["--domains", joined, "--features", ",".join(shared), "--model", model]
+            if "multi" in options.parts:
+                for s in seeds:
+                    add(f"multi {model} seed {s}", grid.seed(grid.multi(model), s),
+                        [*base, "--seeds", "1", "--first-seed", str(s)], languages, 1)
+            if "multi_speaker" in options.parts:  # each language's fold k is its single-domain fold k
+                folds = ["--folds", str(options.folds)] if options.folds else []
+                add(f"multi {model} speaker", grid.multi_speaker(model), [*base, "--protocol", "speaker", *folds],
+                    languages, options.folds)
     return cells
 
 
@@ -390,7 +399,7 @@ def run_grid(options: GridOptions, *, workers: int = 2, scheduler: str | None = 
              in_process: bool = False, dry_run: bool = False, skip_extraction: bool = False, echo: Echo = print) -> int:
     """Extraction, cells, tables (module docstring). Returns the exit status: 0, or 1 if anything failed."""
     start = time.time()
-    models, skipped_models = offered_models(options.models) if "multi" in options.parts else ([], {})
+    models, skipped_models = offered_models(options.models) if {"multi", "multi_speaker"} & set(options.parts) else ([], {})
     if len(options.domains) < 2:
         skipped_models = {}
     failed_extraction: dict[str, str] = {}
@@ -467,7 +476,8 @@ def run_grid(options: GridOptions, *, workers: int = 2, scheduler: str | None = 
 @click.option("--features", default=None, help="Comma-separated features for every cell (and extraction) [default: every feature in the stores].")
 @click.option("--folds", type=click.IntRange(3), default=None, help="Speaker protocol: speaker folds [default: one per speaker].")
 @click.option("--parts", default=",".join(PARTS), show_default=True,
-              help="Which parts of the grid: single (random protocol), speaker, aux (without the aux loss), features (each alone), multi.")
+              help="Which parts of the grid: single (random protocol), speaker, aux (without the aux loss), features (each alone), "
+                   "multi (the multi-domain models, random protocol), multi_speaker (the same, speaker protocol).")
 @click.option("--models", default=",".join(MULTIDOMAIN_MODELS), show_default=True, help="Multi-domain models to run (those train offers).")
 @click.option("--workers", type=click.IntRange(0), default=2, show_default=True,
               help="LocalCluster worker processes (one cell each at a time); 0: cells one by one in this process.")

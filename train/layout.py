@@ -6,6 +6,7 @@ them (:func:`train.grid.plan_cells`) and the tables that read them (:func:`train
     no_aux/<lang>/seed<k>/            without the auxiliary loss (table 4)
     only_<feature>/<lang>/seed<k>/    one feature alone (figure 4a)
     multi/<model>/seed<k>/            a multi-domain model over all languages (table 3)
+    multi/<model>/speaker/            the same, speaker-independent protocol, every fold in one folder (table 3)
 
 An *experiment* folder (``single/de/random``, ``multi/nas``) holds one ``seed<k>`` folder per seed, except
 the speaker protocol's, which is itself the run folder.
@@ -46,6 +47,9 @@ class GridLayout:
 
     def multi(self, model: str) -> Path:
         return self.root / "multi" / model
+
+    def multi_speaker(self, model: str) -> Path:
+        return self.multi(model) / "speaker"
 
     @staticmethod
     def seed(experiment: Path, seed: int) -> Path:

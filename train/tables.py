@@ -3,6 +3,9 @@
     python -m train.tables runs/grid          # (re)write runs/grid/tables.md, tables.csv, figure4a.png
 
 The folders are those :mod:`train.grid` writes, one ``train`` run each, laid out as :mod:`train.layout` says.
+Table 3 also pairs each multi-domain model with the single-domain model of each language, run by run (same seed or
+fold), keeping a pair only when the run records (``runs/run<k>.json``) show the same test utterances, and gives
+the mean difference of test UA with its 95% t interval (:class:`Paired`).
 
 An experiment's figure for one language is the mean and the sample standard deviation (ddof=1, as
 ``train`` reports them) over every run of every folder of the experiment: the seeds of the random
@@ -18,8 +21,10 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .config import DomainSpec
 from .layout import GridLayout, natural_key
-from .metrics import run_summary
+from .metrics import paired_interval, run_summary
+from .runstate import RUNS_DIR
 
 #: Table 2 of the paper ("Ours", random protocol), quoted under our table 2 for comparison.
 PAPER_TABLE2 = {"de": (0.957, 0.954), "fr": (0.871, 0.851)}
@@ -89,6 +94,23 @@ def aggregate(files: list[Path], language: str, experiment: str) -> Result | Non
 
 
 @dataclass
+class Paired:
+    """A multi-domain model minus the single-domain model on one language: test UA of runs matched by seed or fold
+    that tested the same utterances (checked on the run records), mean and 95% t interval over those runs."""
+
+    diff: float
+    low: float
+    high: float
+    n: int
+    unpaired: int = 0  # runs of the model without a single-domain partner on the same utterances
+
+    def __str__(self) -> str:
+        if self.n < 2:
+            return f"{self.diff:+.3f} (n={self.n})"
+        return f"{self.diff:+.3f} [{self.low:+.3f}, {self.high:+.3f}] (n={self.n})"
+
+
+@dataclass
 class Tables:
     languages: list[str]
     features: list[str]  # single-feature ablations found, in figure order
@@ -97,14 +119,58 @@ class Tables:
     table4: dict[tuple[str, bool], Result]  # (language, aux)
     ablation: dict[tuple[str, str], Result]  # (language, feature or "all")
     multi_models: list[str] = field(default_factory=list)
+    table3_speaker: dict[tuple[str, str], Result] = field(default_factory=dict)  # the same, speaker protocol
+    #: (protocol, model, language) -> the model minus single, paired (table 3's last columns)
+    paired: dict[tuple[str, str, str], Paired] = field(default_factory=dict)
 
     def results(self) -> list[tuple[str, str, Result]]:
         """(table, row, result) for every filled cell, in table order."""
         rows = [("table2", protocol, r) for (lang, protocol), r in self.table2.items()]
         rows += [("table3", model, r) for (model, lang), r in self.table3.items()]
+        rows += [("table3_speaker", model, r) for (model, lang), r in self.table3_speaker.items()]
         rows += [("table4", "aux" if aux else "no_aux", r) for (lang, aux), r in self.table4.items()]
         rows += [("figure4a", feature, r) for (lang, feature), r in self.ablation.items()]
         return rows
+
+
+def _test_utterances(metrics_file: Path, run: int, language: str) -> list[str] | None:
+    """The utterances run ``run`` of a run folder tested for ``language`` (its record in ``runs/``), or None."""
+    try:
+        languages = [DomainSpec.parse(d).language for d in json.loads(metrics_file.read_text())["domains"]]
+        test = json.loads((metrics_file.parent / RUNS_DIR / f"run{run}.json").read_text())["test"]
+        index = languages.index(language)
+        return [u for u, d in zip(test["utt_ids"], test["domains"]) if d == index]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _runs_by_split(files: list[Path], language: str) -> dict[tuple, tuple[float, Path, int]]:
+    """(seed, fold) -> (test UA, metrics.json, run index) of every run of ``language`` in ``files``."""
+    out = {}
+    for path in files:
+        m = read_metrics(path)
+        if m is None or language not in m["domains_summary"]:
+            continue
+        for run in m["runs"]:
+            out[(run.get("seed"), run.get("fold"))] = (run["test"][language]["ua"], path, run["run"])
+    return out
+
+
+def paired_with_single(single: list[Path], model: list[Path], language: str) -> Paired | None:
+    """The model's runs minus single's on the same split (seed or fold) and the same test utterances."""
+    a, b = _runs_by_split(single, language), _runs_by_split(model, language)
+    diffs = []
+    for key, (ua, path, run) in b.items():
+        partner = a.get(key)
+        if partner is None:
+            continue
+        theirs = _test_utterances(partner[1], partner[2], language)
+        if theirs is not None and theirs == _test_utterances(path, run, language):
+            diffs.append(ua - partner[0])
+    if not diffs:
+        return None
+    diff, low, high = paired_interval(diffs)
+    return Paired(diff, low, high, len(diffs), len(b) - len(diffs))
 
 
 def build_tables(root: str | Path) -> Tables:
@@ -135,9 +201,18 @@ def build_tables(root: str | Path) -> Tables:
         put(t.ablation, (lang, "all"), random_files, random, lang)
         for f in features:
             put(t.ablation, (lang, f), grid.seed_metrics(grid.only(f, lang)), grid.only(f, lang), lang)
+    for lang in languages:
+        put(t.table3_speaker, ("single", lang), [grid.speaker(lang) / "metrics.json"], grid.speaker(lang), lang)
     for m in multi:
         for lang in languages:
-            put(t.table3, (m, lang), grid.seed_metrics(grid.multi(m)), grid.multi(m), lang)
+            seeds, speaker = grid.seed_metrics(grid.multi(m)), [grid.multi_speaker(m) / "metrics.json"]
+            put(t.table3, (m, lang), seeds, grid.multi(m), lang)
+            put(t.table3_speaker, (m, lang), speaker, grid.multi_speaker(m), lang)
+            for protocol, single, runs in (("random", grid.seed_metrics(grid.random(lang)), seeds),
+                                           ("speaker", [grid.speaker(lang) / "metrics.json"], speaker)):
+                paired = paired_with_single(single, runs, lang)
+                if paired is not None:
+                    t.paired[(protocol, m, lang)] = paired
     return t
 
 
@@ -169,15 +244,27 @@ def to_markdown(t: Tables, skipped_models: dict[str, str] | None = None) -> str:
 
     lines += ["", "## Table 3: multi-domain models", ""]
     if t.multi_models or skipped_models:
-        lines += ["| model | " + " | ".join(f"UA {lang} | WA {lang}" for lang in t.languages) + " |",
-                  "| --- | " + " | ".join("--- | ---" for _ in t.languages) + " |"]
-        for model in ["single", *t.multi_models]:
-            label = "single (one model per language)" if model == "single" else model
-            lines.append(f"| {label} | " + " | ".join(f"{_cell(t.table3.get((model, lang)), 'ua')} | "
-                                                       f"{_cell(t.table3.get((model, lang)), 'wa')}" for lang in t.languages) + " |")
-        for model, why in (skipped_models or {}).items():
-            if model not in t.multi_models:
-                lines.append(f"| {model} | " + " | ".join("— | —" for _ in t.languages) + f" |")
+        for protocol, table in (("random", t.table3), ("speaker", t.table3_speaker)):
+            if protocol == "speaker" and not any(m != "single" for m, _ in table):
+                continue
+            lines += [f"{protocol.capitalize()} protocol. Test UA and WA, then the paired difference model - single on "
+                      "test UA with its 95% t interval over the runs of the same seed or fold that tested the same "
+                      "utterances (checked on the run records):", "",
+                      "| model | " + " | ".join(f"UA {lang} | WA {lang}" for lang in t.languages) + " | "
+                      + " | ".join(f"UA {lang} - single" for lang in t.languages) + " |",
+                      "| --- | " + " | ".join("--- | ---" for _ in t.languages) + " | " + " | ".join("---" for _ in t.languages) + " |"]
+            for model in ["single", *t.multi_models]:
+                label = "single (one model per language)" if model == "single" else model
+                paired = [str(t.paired[(protocol, model, lang)]) if (protocol, model, lang) in t.paired else "—"
+                          for lang in t.languages]
+                lines.append(f"| {label} | " + " | ".join(f"{_cell(table.get((model, lang)), 'ua')} | "
+                                                           f"{_cell(table.get((model, lang)), 'wa')}" for lang in t.languages)
+                             + " | " + " | ".join(paired) + " |")
+            for model, why in (skipped_models or {}).items():
+                if model not in t.multi_models:
+                    lines.append(f"| {model} | " + " | ".join("— | —" for _ in t.languages) + " | "
+                                 + " | ".join("—" for _ in t.languages) + " |")
+            lines.append("")
         if skipped_models:
             lines += ["", "Not run: " + "; ".join(f"{m} ({why})" for m, why in skipped_models.items()) + "."]
         if t.multi_models:
@@ -208,7 +295,7 @@ def to_markdown(t: Tables, skipped_models: dict[str, str] | None = None) -> str:
 
 
 CSV_HEADER = ["table", "row", "experiment", "language", "dataset", "features", "ua_mean", "ua_std", "wa_mean", "wa_std",
-              "runs", "epochs", "files"]
+              "runs", "epochs", "files", "ua_minus_single", "ci_low", "ci_high", "paired_runs"]
 
 
 def write_tables(root: str | Path, skipped_models: dict[str, str] | None = None) -> Tables:
@@ -225,8 +312,11 @@ def write_tables(root: str | Path, skipped_models: dict[str, str] | None = None)
         w = csv.writer(f)
         w.writerow(CSV_HEADER)
         for table, row, r in t.results():
+            protocol = {"table3": "random", "table3_speaker": "speaker"}.get(table)
+            p = t.paired.get((protocol, row, r.language))
             w.writerow([table, row, r.experiment, r.language, r.dataset, "+".join(r.features), repr(r.ua.mean),
-                        repr(r.ua.std), repr(r.wa.mean), repr(r.wa.std), r.ua.n, r.epochs, ";".join(r.files)])
+                        repr(r.ua.std), repr(r.wa.mean), repr(r.wa.std), r.ua.n, r.epochs, ";".join(r.files),
+                        *((repr(p.diff), repr(p.low), repr(p.high), p.n) if p else ("", "", "", ""))])
     plot_feature_ablation(t, root / "figure4a.png")
     return t
 
