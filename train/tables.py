@@ -1,4 +1,4 @@
-"""The paper's tables, filled from a grid's run folders and from nothing else than their ``metrics.json``.
+"""The paper's tables, filled from a grid's run folders only: their ``metrics.json`` and, to pair runs, their run records.
 
     python -m train.tables runs/grid          # (re)write runs/grid/tables.md, tables.csv, figure4a.png
 
