@@ -135,7 +135,10 @@ def test_killed_extraction_resumes_with_every_utterance_exactly_once(tmp_path, k
     deadline = time.time() + 60
     while time.time() < deadline and proc.poll() is None:
         pdir = fdir / "corpus"
-        n_parts = len(list(pdir.glob("*.parts/*"))) if pdir.exists() else 0  # includes *.tmp being written
+        try:
+            n_parts = len(list(pdir.glob("*.parts/*"))) if pdir.exists() else 0  # includes *.tmp being written
+        except FileNotFoundError:  # a parts folder removed while listed (consolidated): look again
+            continue
         if n_parts >= kill_after_parts:
             break
         time.sleep(0.005)

@@ -67,9 +67,17 @@ def _start(manifest_dir: Path, fdir: Path, slow: str = "") -> subprocess.Popen:
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True, env=env)
 
 
+def _ready(ready) -> bool:
+    """``ready()``, False when a folder it lists vanished meanwhile (the child removes consolidated parts)."""
+    try:
+        return ready()
+    except FileNotFoundError:
+        return False
+
+
 def _kill_when(proc: subprocess.Popen, ready, fdir: Path, timeout: float = 60.0) -> None:
     deadline = time.time() + timeout
-    while time.time() < deadline and proc.poll() is None and not ready():
+    while time.time() < deadline and proc.poll() is None and not _ready(ready):
         time.sleep(0.005)
     if proc.poll() is not None:  # list the files only once the child is gone: it renames and removes them
         files = sorted(str(p.relative_to(fdir)) for p in fdir.rglob("*")) if fdir.exists() else []
