@@ -226,7 +226,7 @@ def to_markdown(t: Tables, skipped_models: dict[str, str] | None = None) -> str:
     lines = ["# The paper's tables, as measured", "",
              "Mean ± sample standard deviation over runs (seeds of the random protocol, folds of the speaker "
              "protocol); after UA, in parentheses: runs × epochs trained. Built only from the run folders' `metrics.json` "
-             "(`python -m train.tables FOLDER` rebuilds this file). — : not run, or failed.", ""]
+             "(and their run records, to pair table 3's runs; `python -m train.tables FOLDER` rebuilds this file). — : not run, or failed.", ""]
 
     lines += ["## Table 2: single-domain model", "",
               "| language | dataset | features | UA random | WA random | UA speaker-independent | WA speaker-independent |",
@@ -272,7 +272,8 @@ def to_markdown(t: Tables, skipped_models: dict[str, str] | None = None) -> str:
                           "each multi-domain run: `multi/<model>/seed<k>/gates_test.png`, `nas_test.png` and their CSV files; "
                           "over training: `gates.png`, `nas.png`, `gates.csv`, `nas.csv`."]
     else:
-        lines.append("No multi-domain run in this folder (the grid runs them with two or more languages and the part multi).")
+        lines.append("No multi-domain run in this folder (the grid runs them with two or more languages and the parts multi, "
+                     "multi_speaker).")
 
     lines += ["", "## Table 4: single-domain model with and without the auxiliary loss (random protocol)", "",
               "| language | UA with | WA with | UA without | WA without | UA gain |", "| --- | --- | --- | --- | --- | --- |"]
