@@ -133,26 +133,33 @@ class Tables:
         return rows
 
 
-def _test_utterances(metrics_file: Path, run: int, language: str) -> list[str] | None:
-    """The utterances run ``run`` of a run folder tested for ``language`` (its record in ``runs/``), or None."""
+def _test_utterances(folder: Path, run: int, domain: int | None) -> list[str] | None:
+    """The utterances run ``run`` of a run folder tested for its ``domain``-th language (its record in ``runs/``),
+    or None (also when the language's index is unknown)."""
+    if domain is None:
+        return None
     try:
-        languages = [DomainSpec.parse(d).language for d in json.loads(metrics_file.read_text())["domains"]]
-        test = json.loads((metrics_file.parent / RUNS_DIR / f"run{run}.json").read_text())["test"]
-        index = languages.index(language)
-        return [u for u, d in zip(test["utt_ids"], test["domains"]) if d == index]
+        test = json.loads((folder / RUNS_DIR / f"run{run}.json").read_text())["test"]
+        return [u for u, d in zip(test["utt_ids"], test["domains"]) if d == domain]
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
 
-def _runs_by_split(files: list[Path], language: str) -> dict[tuple, tuple[float, Path, int]]:
-    """(seed, fold) -> (test UA, metrics.json, run index) of every run of ``language`` in ``files``."""
+def _runs_by_split(files: list[Path], language: str) -> dict[tuple, tuple[float, Path, int, int | None]]:
+    """(seed, fold) -> (test UA, run folder, run index, the language's index among the folder's domains) of every run
+    of ``language`` in ``files``; each metrics.json is read once."""
     out = {}
     for path in files:
         m = read_metrics(path)
         if m is None or language not in m["domains_summary"]:
             continue
+        try:
+            languages = [DomainSpec.parse(d).language for d in m["domains"]]
+            domain = languages.index(language)
+        except (KeyError, TypeError, ValueError):
+            domain = None  # its runs cannot be paired
         for run in m["runs"]:
-            out[(run.get("seed"), run.get("fold"))] = (run["test"][language]["ua"], path, run["run"])
+            out[(run.get("seed"), run.get("fold"))] = (run["test"][language]["ua"], path.parent, run["run"], domain)
     return out
 
 
@@ -160,12 +167,12 @@ def paired_with_single(single: list[Path], model: list[Path], language: str) -> 
     """The model's runs minus single's on the same split (seed or fold) and the same test utterances."""
     a, b = _runs_by_split(single, language), _runs_by_split(model, language)
     diffs = []
-    for key, (ua, path, run) in b.items():
+    for key, (ua, folder, run, domain) in b.items():
         partner = a.get(key)
         if partner is None:
             continue
-        theirs = _test_utterances(partner[1], partner[2], language)
-        if theirs is not None and theirs == _test_utterances(path, run, language):
+        theirs = _test_utterances(*partner[1:])
+        if theirs is not None and theirs == _test_utterances(folder, run, domain):
             diffs.append(ua - partner[0])
     if not diffs:
         return None
