@@ -3,6 +3,7 @@
 import csv
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -168,6 +169,43 @@ def test_a_table_changes_when_a_metrics_file_changes(tmp_path):
     assert build_tables(tmp_path).table2[("de", "random")].ua.mean == 0.7
 
 
+def test_learning_curves_come_from_their_folders_and_table3s_paired_by_seed(tmp_path):
+    from train.metrics import paired_interval
+
+    rng = np.random.default_rng(7)
+    ua = {}  # (K, model) -> UA per seed
+
+    def runs(folder_of, k, model, seeds, langs):
+        ua[(k, model)] = {s: float(rng.uniform(0.3, 0.9)) for s in seeds}
+        for s in seeds:
+            m = _metrics({lang: [(0.5, ua[(k, model)][s] if lang == "de" else 0.5)] for lang in langs}, model=model)
+            m["runs"][0]["seed"] = s
+            _write(folder_of / f"seed{s}", m)
+
+    runs(tmp_path / "curve/de/k0/base", 0, "base", [0, 1, 2], ["de", "en"])
+    runs(tmp_path / "curve/de/k2/single", 2, "single", [0, 1, 2], ["de"])
+    runs(tmp_path / "curve/de/k2/nas", 2, "nas", [0, 2], ["de", "en"])  # seed 1 not run (yet)
+    runs(tmp_path / "single/de/random", None, "single", [0, 1, 2], ["de"])
+    runs(tmp_path / "multi/nas", None, "nas", [0, 1, 2], ["de", "en"])
+    runs(tmp_path / "multi/sb", None, "sb", [0, 1, 2], ["de", "en"])  # in table 3 but not in the curve
+
+    tables = write_tables(tmp_path)
+    curve = tables.curves["de"]
+    assert list(tables.curves) == ["de"] and curve["shots"] == ["k0", "k2", "all"]
+    assert list(curve["models"]) == ["single", "base", "nas"] and curve["domains"] == ["de=ds_de", "en=ds_en"]
+    assert curve["models"]["base"]["k0"]["ua"] == list(ua[(0, "base")].values()) and "vs_single" not in curve["models"]["base"]["k0"]
+    paired = curve["models"]["nas"]["k2"]["vs_single"]  # seeds 0 and 2 only
+    expected = paired_interval([ua[(2, "nas")][s] - ua[(2, "single")][s] for s in (0, 2)])
+    assert (paired["diff"], paired["ci_low"], paired["ci_high"]) == pytest.approx(expected) and paired["runs"] == 2
+    at_all = curve["models"]["nas"]["all"]  # table 3's runs
+    assert at_all["ua"] == list(ua[(None, "nas")].values()) and at_all["vs_single"]["runs"] == 3
+    assert "all" not in curve["models"]["base"]  # base has no table-3 folder here
+    written = json.loads((tmp_path / "curve/de/curve.json").read_text())
+    assert written == json.loads(json.dumps(curve)) and (tmp_path / "curve/de/curve.png").stat().st_size > 1000
+    md = (tmp_path / "tables.md").read_text()
+    assert "## Learning curves" in md and "curve/de/curve.png" in md and f"{paired['diff']:+.3f}" in md
+
+
 # ------------------------------------------------------------------------------------ planning
 
 
@@ -192,6 +230,27 @@ def test_plan_lists_every_cell_once_with_gpu_resources(tmp_path):
     assert nas.args[:2] == ("--domains", "de=a,en=b") and "--first-seed" in nas.args and nas.languages == ("de", "en")
     one = plan_cells(GridOptions(parse_domains(["de=a"]), out=tmp_path, seeds=1, features=["mfcc"]), ["nas"])
     assert [c.name for c in one] == ["single de random seed 0", "single de speaker", "no_aux de seed 0"]
+
+
+def test_the_curve_part_plans_every_target_and_reuses_table3s_cells_at_all(tmp_path):
+    opts = GridOptions(parse_domains(["de=a", "en=b"]), out=tmp_path, seeds=2, features=["mfcc", "ge2e"],
+                       parts=("single", "multi", "curve"), shots=(0, 3, None))
+    cells = plan_cells(opts, ["base", "nas"])
+    names = [c.name for c in cells]
+    paper = 2 * 2 + 2 * 2  # single and multi, two seeds each
+    per_target = 2 + 2 * 3  # K = 0: base; K = 3: single, base, nas; K = all: table 3's
+    assert len(names) == len(set(names)) == len({c.out for c in cells}) == paper + 2 * per_target
+    zero = next(c for c in cells if c.name == "curve en k0 base seed 1")
+    assert zero.config.few_shot == {"en": 0} and zero.out.endswith("curve/en/k0/base/seed1") and zero.languages == ("de", "en")
+    single = next(c for c in cells if c.name == "curve de k3 single seed 0")
+    assert single.config.domains == ["de=a"] and single.config.model == "single" and single.config.few_shot == {"de": 3}
+    assert next(c for c in cells if c.name == "curve de k3 nas seed 0").config.few_shot == {"de": 3}
+    assert not any("k0 nas" in n or "k0 single" in n for n in names)
+    alone = plan_cells(replace(opts, parts=("curve",)), ["base", "nas"])  # K = all brings table 3's cells along
+    assert {c.name for c in alone} == set(names) and [c.config for c in alone if c.name == "multi nas seed 0"] == \
+        [c.config for c in cells if c.name == "multi nas seed 0"]
+    r = CliRunner().invoke(main, ["--dry-run", "--parts", "curve", "--models", "sb", "de=a", "en=b"])
+    assert r.exit_code == 2 and "--shots" in r.output and "base" in r.output
 
 
 # ------------------------------------------------------------------------------------ a real tiny grid
@@ -252,6 +311,27 @@ def test_tiny_grid_runs_resumes_and_its_tables_match_the_metrics_files(features,
     assert any("FAILED single de random seed 0" in line and "another configuration" in line and "train.epochs" in line
                for line in lines)
     assert (out / "single/de/random/seed0/metrics.json").read_text() == before
+
+
+def test_a_tiny_curve_runs_and_its_table_holds_the_target_uas_of_its_folders(features, tmp_path):
+    out = tmp_path / "grid"
+    lines = []
+    opts = _options(features, out, parts=("curve",), shots=(0, 2, None), models=("base",))
+    assert run_grid(opts, workers=0, in_process=True, skip_extraction=True, echo=lines.append) == 0, "\n".join(lines)
+    assert any("grid: 9 cells" in line for line in lines)  # per target: k0 base, k2 single and base; all: 3 shared
+    for target in ("de", "en"):
+        curve = json.loads((out / "curve" / target / "curve.json").read_text())
+        assert curve["shots"] == ["k0", "k2", "all"] and list(curve["models"]) == ["single", "base"]
+        for shot, model, folder in (("k0", "base", f"curve/{target}/k0/base/seed0"), ("k2", "single", f"curve/{target}/k2/single/seed0"),
+                                    ("all", "base", "multi/base/seed0"), ("all", "single", f"single/{target}/random/seed0")):
+            metrics = json.loads((out / folder / "metrics.json").read_text())
+            assert curve["models"][model][shot]["ua"] == [metrics["runs"][0]["test"][target]["ua"]], (target, shot, model)
+        config = json.loads((out / f"curve/{target}/k2/base/seed0/config.json").read_text())
+        assert config["few_shot"] == {target: 2} and config["model"] == "base"
+    assert "### en" in (out / "tables.md").read_text()
+    lines.clear()
+    assert run_grid(opts, workers=0, in_process=True, skip_extraction=True, echo=lines.append) == 0
+    assert any(" 0 to run" in line for line in lines)
 
 
 def test_a_failed_cell_is_reported_and_the_others_still_run(features, tmp_path):

@@ -178,7 +178,7 @@ def main(config_file, domains, features, protocol, seeds, first_seed, folds, epo
     if learning_curve is not None and (ablations or tsne or config.few_shot):
         raise click.BadParameter("--learning-curve sets --few-shot itself and takes neither --ablations nor --tsne",
                                  param_hint="--learning-curve")
-    shots_ = _shots(shots) if learning_curve is not None else None
+    shots_ = parse_shots(shots) if learning_curve is not None else None
     with command_errors(verbose, quiet):
         try:
             check_out_folder(config.out)
@@ -278,7 +278,7 @@ def _key_value(value: str | None, option: str, form: str, convert, example: str)
     return {key: converted}
 
 
-def _shots(value: str) -> list[int | None]:
+def parse_shots(value: str) -> list[int | None]:
     """``--shots 5,10,all`` -> [5, 10, None] (None: the whole training split), ascending."""
     out: list[int | None] = []
     for item in comma_list(value) or []:

@@ -265,6 +265,8 @@ class TrainConfig:
 #: The multi-domain models of section 4.3 / table 3, in the table's order (``train --model``; the builders are in
 #: ``train/models/multidomain.py``).
 MULTIDOMAIN_MODELS: tuple[str, ...] = ("base", "sb", "omoe", "mmoe", "nas")
+#: ``--model`` of one model per language (the reference every multi-domain model is compared with).
+SINGLE_MODEL = "single"
 
 
 @dataclass
@@ -332,7 +334,7 @@ class ExperimentConfig:
     first_seed: int = 0
     features_dir: str = "features"
     out: str = "runs/default"
-    model: str = "single"
+    model: str = SINGLE_MODEL
     train: TrainConfig = field(default_factory=TrainConfig)
     #: Per-feature encoder overrides and per-language overrides of the tables above.
     encoders: dict[str, EncoderConfig] = field(default_factory=dict)

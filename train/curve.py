@@ -8,7 +8,8 @@ folders, so a rerun resumes. K = 0 is zero-shot: only ``base`` runs (its tower i
 trained and validated without any target label, and tested on the target's utterances of the emotions the
 other languages have (the table says so). Every model of a K > 0 is tested on the same target test utterances
 with the same K training utterances per run (same seeds), so each model is compared with ``single`` as a
-paired difference. Then::
+paired difference (runs matched by seed and fold). ``python -m train.grid --parts curve`` (``run_all.sh``) builds
+the same curve for every language of a grid as the target, one cell per run, from the same functions. Then::
 
     OUT/curve.json  per K and model: the target's test UA per run, mean, std, 95% interval of the mean, and
                     the paired difference against single (mean and 95% t interval over runs)
@@ -26,52 +27,55 @@ from pathlib import Path
 from typing import Sequence
 
 from .compare import DISPLAY
-from .config import DomainSpec, ExperimentConfig
+from .config import SINGLE_MODEL, DomainSpec, ExperimentConfig
 from .experiment import Log, run_experiment
+from .layout import shot_name
 from .metrics import paired_interval, run_summary
 from .plots import plot_curve
 
-SINGLE = "single"
 #: The model that runs at K = 0 (zero-shot): its shared tower labels the target without any of its labels.
 ZERO_SHOT = "base"
 
-
-def shot_name(k: int | None) -> str:
-    """The folder and table name of K: ``k5``, or ``all`` for the whole training split."""
-    return "all" if k is None else f"k{k}"
+#: A run's split: (seed, fold); runs of two models on the same split are paired.
+RunKey = tuple
 
 
 def shot_config(config: ExperimentConfig, target: str, k: int | None, model: str, out: Path) -> ExperimentConfig:
     """The run of ``model`` at K: the target limited to K utterances per emotion; single on the target alone."""
-    domains = [d for d in config.domains if DomainSpec.parse(d).language == target] if model == SINGLE else list(config.domains)
+    domains = [d for d in config.domains if DomainSpec.parse(d).language == target] if model == SINGLE_MODEL else list(config.domains)
     return replace(config, domains=domains, model=model, out=str(out / shot_name(k) / model),
                    few_shot={} if k is None else {target: k})
 
 
-def target_uas(metrics: dict, target: str) -> list[float]:
-    """The target's test UA of every run of a metrics.json, in run order."""
-    return [r["test"][target]["ua"] for r in sorted(metrics["runs"], key=lambda r: r["run"])]
+def target_uas(metrics: dict, target: str) -> dict[RunKey, float]:
+    """The target's test UA of every run of a metrics.json, keyed by the run's split (seed, fold)."""
+    return {(r.get("seed"), r.get("fold")): r["test"][target]["ua"] for r in sorted(metrics["runs"], key=lambda r: r["run"])}
 
 
-def curve_table(uas: dict[str, dict[str, list[float]]], target: str, config: ExperimentConfig, models: Sequence[str]) -> dict:
-    """``uas[shot][model]`` = the target's test UA per run -> the curve (see the module docstring); ``models`` in
-    their table order."""
-    table: dict = {"target": target, "domains": list(config.domains), "protocol": config.protocol,
-                   "features": config.features, "shots": list(uas), "models": {m: {} for m in models}}
+def curve_table(uas: dict[str, dict[str, dict[RunKey, float]]], target: str, domains: Sequence[str], protocol: str,
+                features: Sequence[str] | None, models: Sequence[str]) -> dict:
+    """``uas[shot][model]`` = the target's test UA per run split -> the curve (see the module docstring);
+    ``models`` in their table order. A model is compared with single on the splits both ran."""
+    table: dict = {"target": target, "domains": list(domains), "protocol": protocol,
+                   "features": list(features or []), "shots": list(uas), "models": {m: {} for m in models}}
     for shot, by_model in uas.items():
-        for model, values in by_model.items():
+        reference = by_model.get(SINGLE_MODEL, {})
+        for model, runs in by_model.items():
+            values = list(runs.values())
             _, low, high = paired_interval(values)  # the t interval of the mean UA
             row = {"ua": values, **run_summary(values), "ci_low": low, "ci_high": high}
-            if model != SINGLE and SINGLE in by_model:
-                n = min(len(values), len(by_model[SINGLE]))
-                d, dl, dh = paired_interval([a - b for a, b in zip(values[:n], by_model[SINGLE][:n])])
-                row["vs_single"] = {"diff": d, "ci_low": dl, "ci_high": dh, "runs": n}
+            common = [key for key in runs if key in reference]
+            if model != SINGLE_MODEL and common:
+                d, dl, dh = paired_interval([runs[key] - reference[key] for key in common])
+                row["vs_single"] = {"diff": d, "ci_low": dl, "ci_high": dh, "runs": len(common)}
             table["models"][model][shot] = row
     return table
 
 
 def write_curve(table: dict, out: Path) -> None:
+    """``curve.json``, ``curve.csv``, ``curve.md`` and ``curve.png`` of a :func:`curve_table` into ``out``."""
     out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     (out / "curve.json").write_text(json.dumps(table, indent=2))
     models, shots = list(table["models"]), table["shots"]
     with (out / "curve.csv").open("w", newline="") as f:
@@ -85,7 +89,19 @@ def write_curve(table: dict, out: Path) -> None:
                 v = r.get("vs_single", {})
                 w.writerow([shot, model, f"{r['mean']:.4f}", f"{r['std']:.4f}", r["n"], f"{r['ci_low']:.4f}", f"{r['ci_high']:.4f}",
                             *(f"{v[k]:+.4f}" if k in v else "" for k in ("diff", "ci_low", "ci_high"))])
-    others = [m for m in models if m != SINGLE]
+    (out / "curve.md").write_text(curve_markdown(table))
+    plot_curve(shots=[s.removeprefix("k") for s in shots],
+               lines={DISPLAY.get(m, m): [(table["models"][m][s]["mean"], table["models"][m][s]["ci_low"], table["models"][m][s]["ci_high"])
+                                          if s in table["models"][m] else None for s in shots] for m in models},
+               path=out / "curve.png", xlabel=f"{table['target']} training utterances per emotion"
+               + (" (0: zero-shot, shared emotions only)" if "k0" in shots else ""),
+               ylabel=f"{table['target']} test UA", title=f"{', '.join(table['domains'])}; {table['protocol']} protocol")
+
+
+def curve_markdown(table: dict) -> str:
+    """The table of a :func:`curve_table`: K rows, one column per model, then each model's difference from single."""
+    models, shots = list(table["models"]), table["shots"]
+    others = [m for m in models if m != SINGLE_MODEL]
     head = ("| utterances per emotion | " + " | ".join(DISPLAY.get(m, m) for m in models) + " | "
             + " | ".join(f"{DISPLAY.get(m, m)} − single" for m in others) + " |")
     lines = [f"Learning curve of {table['target']} ({', '.join(table['domains'])}; {table['protocol']} protocol, features "
@@ -104,13 +120,7 @@ def write_curve(table: dict, out: Path) -> None:
             v = table["models"][m].get(shot, {}).get("vs_single")
             cells.append("" if v is None else f"{v['diff']:+.3f} [{v['ci_low']:+.3f}, {v['ci_high']:+.3f}]")
         lines.append(f"| {shot.removeprefix('k')} | " + " | ".join(cells) + " |")
-    (out / "curve.md").write_text("\n".join(lines) + "\n")
-    plot_curve(shots=[s.removeprefix("k") for s in shots],
-               lines={DISPLAY.get(m, m): [(table["models"][m][s]["mean"], table["models"][m][s]["ci_low"], table["models"][m][s]["ci_high"])
-                                          if s in table["models"][m] else None for s in shots] for m in models},
-               path=out / "curve.png", xlabel=f"{table['target']} training utterances per emotion"
-               + (" (0: zero-shot, shared emotions only)" if "k0" in shots else ""),
-               ylabel=f"{table['target']} test UA", title=f"{', '.join(table['domains'])}; {table['protocol']} protocol")
+    return "\n".join(lines) + "\n"
 
 
 def run_learning_curve(config: ExperimentConfig, target: str, shots: Sequence[int | None], models: Sequence[str],
@@ -121,12 +131,12 @@ def run_learning_curve(config: ExperimentConfig, target: str, shots: Sequence[in
         raise ValueError(f"--learning-curve {target}: not among the domains ({', '.join(languages)})")
     if config.train.refit:
         raise ValueError("--learning-curve: a refit would train on the target's whole validation split; drop --refit")
-    models = [SINGLE] + [m for m in models if m != SINGLE]  # every model is compared with single
+    models = [SINGLE_MODEL] + [m for m in models if m != SINGLE_MODEL]  # every model is compared with single
     if 0 in shots and ZERO_SHOT not in models:
         raise ValueError(f"--shots 0 (zero-shot) is run by --model {ZERO_SHOT} only; add it to --model")
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    uas: dict[str, dict[str, list[float]]] = {}
+    uas: dict[str, dict[str, dict[RunKey, float]]] = {}
     for k in shots:
         for model in models:
             if k == 0 and model != ZERO_SHOT:
@@ -135,7 +145,7 @@ def run_learning_curve(config: ExperimentConfig, target: str, shots: Sequence[in
             log(f"== {target} at {'all its' if k is None else k} training utterances per emotion: {model} -> {cfg.out}")
             metrics = run_experiment(cfg, log=log)
             uas.setdefault(shot_name(k), {})[model] = target_uas(metrics, target)
-    table = curve_table(uas, target, config, models)
+    table = curve_table(uas, target, config.domains, config.protocol, config.features, models)
     write_curve(table, out)
     log(f"learning curve -> {out / 'curve.md'}")
     for line in (out / "curve.md").read_text().splitlines()[2:]:

@@ -23,7 +23,11 @@ What runs, in this order:
    seed. With two or more languages: every multi-domain model of the paper that ``train --model`` offers at
    run time, one cell per seed (the others are listed as skipped), and under the speaker-independent protocol
    one cell per model holding every fold (part ``multi_speaker``; each language's fold k is the one its
-   single-domain speaker cell tests).
+   single-domain speaker cell tests). Part ``curve`` (not in the paper, not run unless asked): every language
+   in turn as the target of a learning curve (:mod:`train.curve`), limited to each K of ``--shots`` labelled
+   training utterances per emotion while the others keep all of theirs, one cell per (target, K, model, seed)
+   for single (the target alone) and each ``--models`` (K = 0, zero-shot: ``base`` only); K = all is the
+   ``single`` and ``multi`` parts' cells, run once for both.
 3. **Tables** (:mod:`train.tables`): ``tables.md``, ``tables.csv`` and ``figure4a.png``, from the cells'
    ``metrics.json`` (and, to pair a multi-domain run with its single-domain run, their run records), plus
    ``grid.json`` (every cell's state, seconds and host; the grid's wall time).
@@ -66,11 +70,12 @@ import click
 from sercore.cli import command_errors, common_options, epilog, say
 from sercore.errors import EXIT_PARTIAL, SerError, StoreError
 
-from .cli import comma_list, config_from_args
-from .config import MULTIDOMAIN_MODELS, DomainSpec, ExperimentConfig
+from .cli import comma_list, config_from_args, parse_shots
+from .config import MULTIDOMAIN_MODELS, SINGLE_MODEL, DomainSpec, ExperimentConfig
+from .curve import ZERO_SHOT
 from .domains import default_features
 from .experiment import run_experiment
-from .layout import GridLayout
+from .layout import GridLayout, shot_name
 from .models import MODELS
 from .runstate import config_fingerprint, differences, recorded_fingerprints
 from .tables import read_metrics, write_tables
@@ -125,6 +130,12 @@ class Cell:
         return ["train", *self.args]
 
 
+#: The paper's tables (the default), then the learning curves.
+DEFAULT_PARTS = ("single", "speaker", "aux", "features", "multi", "multi_speaker")
+PARTS = (*DEFAULT_PARTS, "curve")
+MULTI_PARTS = {"multi", "multi_speaker", "curve"}  # the parts that run multi-domain models
+
+
 @dataclass
 class GridOptions:
     domains: list[DomainSpec]
@@ -134,16 +145,14 @@ class GridOptions:
     epochs: int | None = None  # None: train's default (that of its default preset)
     features: list[str] | None = None
     folds: int | None = None
-    parts: tuple[str, ...] = ("single", "speaker", "aux", "features", "multi", "multi_speaker")
+    parts: tuple[str, ...] = DEFAULT_PARTS
     models: tuple[str, ...] = MULTIDOMAIN_MODELS
+    shots: tuple[int | None, ...] = (0, 5, 20, None)  # part curve: K per emotion (None: all)
     device: str = "cpu"
     features_dir: Path = Path("features")
     manifest_dir: Path = Path("data_manifests")
     train_args: tuple[str, ...] = ()
     extract_args: tuple[str, ...] = ()
-
-
-PARTS = ("single", "speaker", "aux", "features", "multi", "multi_speaker")
 
 
 def offered_models(wanted: Sequence[str]) -> tuple[list[str], dict[str, str]]:
@@ -175,6 +184,8 @@ def plan_cells(options: GridOptions, models: Sequence[str]) -> list[Cell]:
     cells: list[Cell] = []
 
     def add(name: str, folder: Path, args: list[str], languages: Sequence[str], runs: int | None) -> None:
+        if any(c.out == str(folder) for c in cells):  # the curve's K = all cells are table 3's
+            return
         argv = (*args, *common, "--out", str(folder))
         cells.append(Cell(name, config_from_args(argv), argv, tuple(languages), runs, gpu))
 
@@ -199,7 +210,7 @@ def plan_cells(options: GridOptions, models: Sequence[str]) -> list[Cell]:
                 for s in seeds:
                     add(f"only_{f} {d.language} seed {s}", grid.seed(grid.only(f, d.language), s),
                         ["--domains", str(d), "--features", f, "--seeds", "1", "--first-seed", str(s)], [d.language], 1)
-    if {"multi", "multi_speaker"} & set(options.parts) and len(options.domains) >= 2:
+    if MULTI_PARTS & set(options.parts) and len(options.domains) >= 2:
         shared = [f for f in features[options.domains[0].language] if all(f in v for v in features.values())]
         joined = ",".join(str(d) for d in options.domains)
         languages = [d.language for d in options.domains]
@@ -213,6 +224,25 @@ def plan_cells(options: GridOptions, models: Sequence[str]) -> list[Cell]:
                 folds = ["--folds", str(options.folds)] if options.folds else []
                 add(f"multi {model} speaker", grid.multi_speaker(model), [*base, "--protocol", "speaker", *folds],
                     languages, options.folds)
+        if "curve" in options.parts:
+            for target in languages:
+                for k in options.shots:
+                    for model in [SINGLE_MODEL, *models]:
+                        if k == 0 and model != ZERO_SHOT:
+                            continue
+                        folder = grid.curve(target, k, model)
+                        if model == SINGLE_MODEL:
+                            base = ["--domains", str(options.domains[languages.index(target)]), "--features", ",".join(features[target])]
+                            name, trained = f"single {target} random", [target]
+                        else:
+                            base = ["--domains", joined, "--features", ",".join(shared), "--model", model]
+                            name, trained = f"multi {model}", languages
+                        few = [] if k is None else ["--few-shot", f"{target}={k}"]
+                        if k is not None:
+                            name = f"curve {target} {shot_name(k)} {model}"
+                        for s in seeds:
+                            add(f"{name} seed {s}", grid.seed(folder, s), [*base, *few, "--seeds", "1", "--first-seed", str(s)],
+                                trained, 1)
     return cells
 
 
@@ -399,7 +429,7 @@ def run_grid(options: GridOptions, *, workers: int = 2, scheduler: str | None = 
              in_process: bool = False, dry_run: bool = False, skip_extraction: bool = False, echo: Echo = print) -> int:
     """Extraction, cells, tables (module docstring). Returns the exit status: 0, or 1 if anything failed."""
     start = time.time()
-    models, skipped_models = offered_models(options.models) if {"multi", "multi_speaker"} & set(options.parts) else ([], {})
+    models, skipped_models = offered_models(options.models) if MULTI_PARTS & set(options.parts) else ([], {})
     if len(options.domains) < 2:
         skipped_models = {}
     failed_extraction: dict[str, str] = {}
@@ -475,9 +505,13 @@ def run_grid(options: GridOptions, *, workers: int = 2, scheduler: str | None = 
               help="Epochs of every cell [default: train's: 40 (the tuned preset), 20 with --train-args '--preset paper'].")
 @click.option("--features", default=None, help="Comma-separated features for every cell (and extraction) [default: every feature in the stores].")
 @click.option("--folds", type=click.IntRange(3), default=None, help="Speaker protocol: speaker folds [default: one per speaker].")
-@click.option("--parts", default=",".join(PARTS), show_default=True,
+@click.option("--parts", default=",".join(DEFAULT_PARTS), show_default=True,
               help="Which parts of the grid: single (random protocol), speaker, aux (without the aux loss), features (each alone), "
-                   "multi (the multi-domain models, random protocol), multi_speaker (the same, speaker protocol).")
+                   "multi (the multi-domain models, random protocol), multi_speaker (the same, speaker protocol); "
+                   "curve (each language's learning curve over --shots, not in the paper).")
+@click.option("--shots", default="0,5,20,all", show_default=True, metavar="K,...",
+              help="Part curve: labelled training utterances per emotion of the target language; all = its whole split; "
+                   "0 = zero-shot (base only).")
 @click.option("--models", default=",".join(MULTIDOMAIN_MODELS), show_default=True, help="Multi-domain models to run (those train offers).")
 @click.option("--workers", type=click.IntRange(0), default=2, show_default=True,
               help="LocalCluster worker processes (one cell each at a time); 0: cells one by one in this process.")
@@ -494,7 +528,7 @@ def run_grid(options: GridOptions, *, workers: int = 2, scheduler: str | None = 
 @click.option("--dry-run", is_flag=True, help="List the extraction commands and every cell with its state; run nothing.")
 @click.option("--tables-only", is_flag=True, help="Only rebuild the tables from the run folders under --out.")
 @common_options
-def main(domains, out, seeds, first_seed, epochs, features, folds, parts, models, workers, threads, scheduler, device,
+def main(domains, out, seeds, first_seed, epochs, features, folds, parts, shots, models, workers, threads, scheduler, device,
          features_dir, manifest_dir, train_args, extract_args, skip_extraction, in_process, dry_run, tables_only,
          verbose, quiet) -> None:
     """The paper's experiment grid for LANG=DATASET[:ROOT] domains, resumable, on a local or remote Dask cluster."""
@@ -509,8 +543,11 @@ def main(domains, out, seeds, first_seed, epochs, features, folds, parts, models
     if unknown:
         raise click.BadParameter(f"unknown part(s) {', '.join(unknown)} (known: {', '.join(PARTS)})", param_hint="--parts")
     model_list = tuple(comma_list(models) or ())
+    shot_list = tuple(parse_shots(shots))
+    if "curve" in parts_list and 0 in shot_list and ZERO_SHOT not in model_list:
+        raise click.BadParameter(f"--shots 0 (zero-shot) is run by the model {ZERO_SHOT} only; add it to --models", param_hint="--shots")
     options = GridOptions(parse_domains(domains), out, seeds, first_seed, epochs, comma_list(features), folds, parts_list,
-                          model_list, device, features_dir, manifest_dir, tuple(shlex.split(train_args)),
+                          model_list, shot_list, device, features_dir, manifest_dir, tuple(shlex.split(train_args)),
                           tuple(shlex.split(extract_args)))
     with command_errors(verbose, quiet):
         status = run_grid(options, workers=workers, scheduler=scheduler, threads=threads, in_process=in_process,

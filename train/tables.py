@@ -5,7 +5,9 @@
 The folders are those :mod:`train.grid` writes, one ``train`` run each, laid out as :mod:`train.layout` says.
 Table 3 also pairs each multi-domain model with the single-domain model of each language, run by run (same seed or
 fold), keeping a pair only when the run records (``runs/run<k>.json``) show the same test utterances, and gives
-the mean difference of test UA with its 95% t interval (:class:`Paired`).
+the mean difference of test UA with its 95% t interval (:class:`Paired`). A grid with the part ``curve`` also gets
+each target language's learning curve, written as ``train --learning-curve`` writes it (``curve/<lang>/curve.md``,
+``.csv``, ``.json``, ``.png``; :mod:`train.curve`) and summed up in ``tables.md``.
 
 An experiment's figure for one language is the mean and the sample standard deviation (ddof=1, as
 ``train`` reports them) over every run of every folder of the experiment: the seeds of the random
@@ -21,8 +23,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import DomainSpec
-from .layout import GridLayout, natural_key
+from .config import MULTIDOMAIN_MODELS, SINGLE_MODEL, DomainSpec
+from .curve import ZERO_SHOT, curve_markdown, curve_table, target_uas, write_curve
+from .layout import GridLayout, natural_key, shot_name
 from .metrics import paired_interval, run_summary
 from .runstate import RUNS_DIR
 
@@ -122,6 +125,8 @@ class Tables:
     table3_speaker: dict[tuple[str, str], Result] = field(default_factory=dict)  # the same, speaker protocol
     #: (protocol, model, language) -> the model minus single, paired (table 3's last columns)
     paired: dict[tuple[str, str, str], Paired] = field(default_factory=dict)
+    #: target language -> its learning curve (:func:`train.curve.curve_table`)
+    curves: dict[str, dict] = field(default_factory=dict)
 
     def results(self) -> list[tuple[str, str, Result]]:
         """(table, row, result) for every filled cell, in table order."""
@@ -180,6 +185,33 @@ def paired_with_single(single: list[Path], model: list[Path], language: str) -> 
     return Paired(diff, low, high, len(diffs), len(b) - len(diffs))
 
 
+def build_curve(grid: GridLayout, target: str) -> dict | None:
+    """The learning curve of ``target`` from its ``curve/<target>/k<K>/<model>`` folders and, at K = all, table 3's
+    (single-domain random protocol and each multi-domain model that has a curve folder); None without any run."""
+    shots: list[int | None] = [*grid.curve_shots(target), None]
+    found = {p.name for k in shots[:-1] for p in grid.curve(target, k, SINGLE_MODEL).parent.glob("*") if p.is_dir()}
+    models = [SINGLE_MODEL] + [m for m in MULTIDOMAIN_MODELS if m in found] + sorted(found - {SINGLE_MODEL, *MULTIDOMAIN_MODELS})
+    uas: dict[str, dict[str, dict]] = {}
+    domains, features = [target], []
+    for k in shots:
+        for model in models:
+            if k == 0 and model != ZERO_SHOT:
+                continue
+            runs = {}
+            for path in grid.seed_metrics(grid.curve(target, k, model)):
+                m = read_metrics(path)
+                if m is None or target not in m["domains_summary"]:
+                    continue
+                runs.update(target_uas(m, target))
+                if model != SINGLE_MODEL:
+                    domains, features = list(m["domains"]), list(m.get("features", []))
+            if runs:
+                uas.setdefault(shot_name(k), {})[model] = runs
+    if not uas:
+        return None
+    return curve_table(uas, target, domains, "random", features, models)
+
+
 def build_tables(root: str | Path) -> Tables:
     """Read the run folders under ``root`` (layout: :mod:`train.layout`)."""
     grid = GridLayout(Path(root))
@@ -220,6 +252,10 @@ def build_tables(root: str | Path) -> Tables:
                 paired = paired_with_single(single, runs, lang)
                 if paired is not None:
                     t.paired[(protocol, m, lang)] = paired
+    for target in grid.curve_targets():
+        curve = build_curve(grid, target)
+        if curve is not None:
+            t.curves[target] = curve
     return t
 
 
@@ -299,6 +335,13 @@ def to_markdown(t: Tables, skipped_models: dict[str, str] | None = None) -> str:
             continue
         lines.append(f"| {lang} | " + " | ".join(_cell(t.ablation.get((lang, c)), "ua") for c in columns) + " |")
     lines += ["", "![figure 4a](figure4a.png)", ""]
+
+    if t.curves:
+        lines += ["## Learning curves: a target language with K labelled training utterances per emotion (not in the paper)", "",
+                  "The other languages keep all of theirs; K = all is table 3's runs of the same seeds. Each curve's "
+                  "files: `curve/<language>/curve.md`, `.csv`, `.json`, `.png`.", ""]
+        for target, curve in t.curves.items():
+            lines += [f"### {target}", "", curve_markdown(curve), f"![learning curve of {target}](curve/{target}/curve.png)", ""]
     return "\n".join(lines)
 
 
@@ -307,7 +350,8 @@ CSV_HEADER = ["table", "row", "experiment", "language", "dataset", "features", "
 
 
 def write_tables(root: str | Path, skipped_models: dict[str, str] | None = None) -> Tables:
-    """Write ``tables.md``, ``tables.csv`` (one row per filled cell, full precision) and ``figure4a.png``."""
+    """Write ``tables.md``, ``tables.csv`` (one row per filled cell of tables 2-4 and figure 4a, full precision),
+    ``figure4a.png`` and each learning curve's files (``curve/<language>/``)."""
     root = Path(root)
     if skipped_models is None:  # a rebuild: what the grid recorded
         try:
@@ -326,6 +370,8 @@ def write_tables(root: str | Path, skipped_models: dict[str, str] | None = None)
                         repr(r.ua.std), repr(r.wa.mean), repr(r.wa.std), r.ua.n, r.epochs, ";".join(r.files),
                         *((repr(p.diff), repr(p.low), repr(p.high), p.n) if p else ("", "", "", ""))])
     plot_feature_ablation(t, root / "figure4a.png")
+    for target, curve in t.curves.items():
+        write_curve(curve, GridLayout(root).curve_root(target))
     return t
 
 
