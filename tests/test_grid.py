@@ -206,6 +206,36 @@ def test_learning_curves_come_from_their_folders_and_table3s_paired_by_seed(tmp_
     assert "## Learning curves" in md and "curve/de/curve.png" in md and f"{paired['diff']:+.3f}" in md
 
 
+def test_table3s_gates_are_pooled_over_the_seed_folders(tmp_path):
+    from train.metrics import paired_interval
+
+    rng = np.random.default_rng(11)
+    last = {}  # seed -> language -> [mfcc, ge2e] weights at the last epoch
+    for seed in range(3):
+        m = _metrics({lang: [(0.5, 0.6)] for lang in ("de", "en")}, model="mmoe")
+        m["runs"][0]["seed"] = seed
+        history = []
+        for epoch in (1, 2):
+            w = {lang: float(rng.uniform(0.2, 0.8)) for lang in ("de", "en")}
+            history.append({"epoch": epoch, "mixing": {"gates": {lang: {"mfcc": w[lang], "ge2e": 1 - w[lang]} for lang in w}}})
+        last[seed] = {lang: [w[lang], 1 - w[lang]] for lang in w}
+        m["runs"][0]["history"] = history
+        m["mixing"] = {"experts": ["mfcc", "ge2e"]}
+        _write(tmp_path / "multi" / "mmoe" / f"seed{seed}", m)
+
+    tables = write_tables(tmp_path)
+    weights = tables.gates["mmoe"].final_weights()
+    assert weights[("en", "ge2e")].mean == pytest.approx(np.mean([last[s]["en"][1] for s in range(3)])) and weights[("en", "ge2e")].n == 3
+    rows = list(csv.DictReader((tmp_path / "multi" / "mmoe" / "gates_differ.csv").open()))
+    mfcc = next(r for r in rows if r["expert"] == "mfcc")
+    expected = paired_interval([last[s]["de"][0] - last[s]["en"][0] for s in range(3)])
+    assert (mfcc["language_a"], mfcc["language_b"], mfcc["runs"]) == ("de", "en", "3")
+    assert [float(mfcc[k]) for k in ("difference", "ci_low", "ci_high")] == pytest.approx(expected, abs=1e-6)
+    assert len(list(csv.DictReader((tmp_path / "multi" / "mmoe" / "gates.csv").open()))) == 3 * 2 * 2 * 2
+    md = (tmp_path / "tables.md").read_text()
+    assert "**mmoe** (3 seeds)" in md and f"| de | {weights[('de', 'mfcc')]} |" in md and "intervals exclude 0" in md
+
+
 # ------------------------------------------------------------------------------------ planning
 
 

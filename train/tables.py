@@ -5,7 +5,9 @@
 The folders are those :mod:`train.grid` writes, one ``train`` run each, laid out as :mod:`train.layout` says.
 Table 3 also pairs each multi-domain model with the single-domain model of each language, run by run (same seed or
 fold), keeping a pair only when the run records (``runs/run<k>.json``) show the same test utterances, and gives
-the mean difference of test UA with its 95% t interval (:class:`Paired`). A grid with the part ``curve`` also gets
+the mean difference of test UA with its 95% t interval (:class:`Paired`). Each gated model's table-3 runs are pooled over their seed
+folders into ``multi/<model>/gates.csv``, ``gates.png``, ``gates_differ.csv`` (``nas.csv``, ``nas.png``), as one
+``train --seeds N`` would write them (:mod:`train.mixing`). A grid with the part ``curve`` also gets
 each target language's learning curve, written as ``train --learning-curve`` writes it (``curve/<lang>/curve.md``,
 ``.csv``, ``.json``, ``.png``; :mod:`train.curve`) and summed up in ``tables.md``.
 
@@ -26,6 +28,7 @@ from pathlib import Path
 from .config import MULTIDOMAIN_MODELS, SINGLE_MODEL, DomainSpec
 from .curve import ZERO_SHOT, curve_markdown, curve_table, target_uas, write_curve
 from .layout import GridLayout, natural_key, shot_name
+from .mixing import gate_differences, gate_rows, write_traces
 from .metrics import paired_interval, run_summary
 from .runstate import RUNS_DIR
 
@@ -127,6 +130,8 @@ class Tables:
     paired: dict[tuple[str, str, str], Paired] = field(default_factory=dict)
     #: target language -> its learning curve (:func:`train.curve.curve_table`)
     curves: dict[str, dict] = field(default_factory=dict)
+    #: gated model -> its table-3 runs (random protocol) pooled over the seed folders (:class:`SeedGates`)
+    gates: dict[str, "SeedGates"] = field(default_factory=dict)
 
     def results(self) -> list[tuple[str, str, Result]]:
         """(table, row, result) for every filled cell, in table order."""
@@ -183,6 +188,44 @@ def paired_with_single(single: list[Path], model: list[Path], language: str) -> 
         return None
     diff, low, high = paired_interval(diffs)
     return Paired(diff, low, high, len(diffs), len(b) - len(diffs))
+
+
+@dataclass
+class SeedGates:
+    """A gated multi-domain model's gate traces over the seed folders of its table-3 experiment (one run each),
+    pooled as if one ``train --seeds N`` had run them: keyed by seed."""
+
+    languages: list[str]
+    experts: list[str]
+    histories: dict[int, list[dict]]  # seed -> its run's per-epoch history
+
+    def rows(self) -> list:
+        """The rows of ``gates.csv`` (:func:`train.mixing.gate_rows`), run = seed."""
+        return gate_rows(self.histories, self.languages, self.experts)
+
+    def final_weights(self) -> dict[tuple[str, str], Stat]:
+        """(language, expert) -> the mean gate weight at each run's last epoch, over runs."""
+        rows = self.rows()
+        last = {run: max(e for r, e, *_ in rows if r == run) for run, *_ in rows}
+        values: dict[tuple[str, str], list[float]] = {}
+        for run, epoch, lang, expert, weight in rows:
+            if epoch == last[run]:
+                values.setdefault((lang, expert), []).append(weight)
+        return {key: Stat.of(v) for key, v in values.items()}
+
+
+def seed_gates(files: list[Path]) -> SeedGates | None:
+    """The gate traces of the runs in ``files`` (metrics.json of one gated model's seed folders); None without any."""
+    gates = None
+    for path in files:
+        m = read_metrics(path)
+        if m is None or "experts" not in m.get("mixing", {}):
+            continue
+        if gates is None:
+            gates = SeedGates([DomainSpec.parse(d).language for d in m["domains"]], list(m["mixing"]["experts"]), {})
+        for run in m["runs"]:
+            gates.histories[run["seed"]] = run.get("history") or []
+    return gates
 
 
 def build_curve(grid: GridLayout, target: str) -> dict | None:
@@ -252,6 +295,10 @@ def build_tables(root: str | Path) -> Tables:
                 paired = paired_with_single(single, runs, lang)
                 if paired is not None:
                     t.paired[(protocol, m, lang)] = paired
+    for m in multi:
+        gates = seed_gates(grid.seed_metrics(grid.multi(m)))
+        if gates is not None and gates.rows():
+            t.gates[m] = gates
     for target in grid.curve_targets():
         curve = build_curve(grid, target)
         if curve is not None:
@@ -263,6 +310,28 @@ def _cell(r: Result | None, what: str) -> str:
     if r is None:
         return "—"
     return f"{getattr(r, what)} ({r.runs_label})" if what == "ua" else str(getattr(r, what))
+
+
+def gates_markdown(gates: dict[str, SeedGates]) -> list[str]:
+    """Table 3's gate weights at the last epoch per language and expert, and whether two languages' gates differ."""
+    if not gates:
+        return []
+    lines = ["", "### Gates of table 3's runs (random protocol)", "",
+             "Mean gate weight over each language's validation utterances at each run's last epoch, mean ± std over "
+             "the seeds; then each pair of languages' paired difference per expert with its 95% t interval over "
+             "the seeds. Over the epochs: `multi/<model>/gates.png` (`nas.png`), every seed in one file.", ""]
+    for model, g in gates.items():
+        weights = g.final_weights()
+        lines += [f"**{model}** ({len(g.histories)} seeds)", "", "| language | " + " | ".join(g.experts) + " |",
+                  "| --- |" + " ---: |" * len(g.experts)]
+        for lang in g.languages:
+            lines.append(f"| {lang} | " + " | ".join(str(weights[(lang, e)]) if (lang, e) in weights else "—" for e in g.experts) + " |")
+        diffs = gate_differences(g.rows(), g.languages, g.experts)
+        differing = [d for d in diffs if d.differs]
+        lines += ["", f"{len(differing)} of {len(diffs)} (pair, expert) intervals exclude 0"
+                  + (": " + "; ".join(f"{d.first} - {d.second} on {d.expert} {d.figures()}" for d in differing) if differing else "")
+                  + ".", ""]
+    return lines
 
 
 def to_markdown(t: Tables, skipped_models: dict[str, str] | None = None) -> str:
@@ -314,6 +383,7 @@ def to_markdown(t: Tables, skipped_models: dict[str, str] | None = None) -> str:
             lines += ["", "Gate weights per language and feature (figure 4b) and the NAS connection probabilities of "
                           "each multi-domain run: `multi/<model>/seed<k>/gates_test.png`, `nas_test.png` and their CSV files; "
                           "over training: `gates.png`, `nas.png`, `gates.csv`, `nas.csv`."]
+        lines += gates_markdown(t.gates)
     else:
         lines.append("No multi-domain run in this folder (the grid runs them with two or more languages and the parts multi, "
                      "multi_speaker).")
@@ -359,6 +429,9 @@ def write_tables(root: str | Path, skipped_models: dict[str, str] | None = None)
         except (OSError, ValueError, AttributeError):
             skipped_models = {}
     t = build_tables(root)
+    grid = GridLayout(root)
+    for model, g in t.gates.items():  # gates.csv, gates.png, gates_differ.csv, nas.* over every seed
+        write_traces(g.histories, g.languages, g.experts, grid.multi(model), f"{model}, seeds")
     (root / "tables.md").write_text(to_markdown(t, skipped_models))
     with (root / "tables.csv").open("w", newline="") as f:
         w = csv.writer(f)
@@ -371,7 +444,7 @@ def write_tables(root: str | Path, skipped_models: dict[str, str] | None = None)
                         *((repr(p.diff), repr(p.low), repr(p.high), p.n) if p else ("", "", "", ""))])
     plot_feature_ablation(t, root / "figure4a.png")
     for target, curve in t.curves.items():
-        write_curve(curve, GridLayout(root).curve_root(target))
+        write_curve(curve, grid.curve_root(target))
     return t
 
 
