@@ -161,6 +161,26 @@ def test_table3_pairs_each_model_with_single_on_the_same_runs_under_both_protoco
     assert rows[("table3", "nas", "en")]["paired_runs"] == "2"
 
 
+def test_the_papers_order_is_checked_step_by_step_on_paired_runs(tmp_path):
+    from train.metrics import paired_interval
+
+    rng = np.random.default_rng(9)
+    ua = {m: rng.uniform(0.4, 0.9, 3) for m in ("base", "sb", "nas")}  # omoe and mmoe not run: nas follows sb
+    for m in ua:
+        for s in range(3):
+            folder = tmp_path / "multi" / m / f"seed{s}"
+            metrics = _metrics({"de": [(0.5, float(ua[m][s]))]}, model=m)
+            metrics["runs"][0]["seed"] = s
+            _write(folder, metrics)
+            _record(folder, 0, {"de": [f"u{s}_{i}" for i in range(4)]})
+    tables = write_tables(tmp_path)
+    assert set(tables.steps) == {("random", "sb", "de"), ("random", "nas", "de")}
+    step = tables.steps[("random", "nas", "de")]
+    assert (step.diff, step.low, step.high) == pytest.approx(paired_interval(list(ua["nas"] - ua["sb"]))) and step.n == 3
+    md = (tmp_path / "tables.md").read_text()
+    assert "base < sb < nas" in md and f"| nas - sb | {step} |" in md and f"| sb - base | {tables.steps[('random', 'sb', 'de')]} |" in md
+
+
 def test_a_table_changes_when_a_metrics_file_changes(tmp_path):
     folder = tmp_path / "single" / "de" / "random" / "seed0"
     _write(folder, _metrics({"de": [(0.5, 0.4)]}))

@@ -5,7 +5,8 @@
 The folders are those :mod:`train.grid` writes, one ``train`` run each, laid out as :mod:`train.layout` says.
 Table 3 also pairs each multi-domain model with the single-domain model of each language, run by run (same seed or
 fold), keeping a pair only when the run records (``runs/run<k>.json``) show the same test utterances, and gives
-the mean difference of test UA with its 95% t interval (:class:`Paired`). Each gated model's table-3 runs are pooled over their seed
+the mean difference of test UA with its 95% t interval (:class:`Paired`), and likewise each multi-domain model
+against the one before it in the paper's order (base < sb < omoe < mmoe < nas). Each gated model's table-3 runs are pooled over their seed
 folders into ``multi/<model>/gates.csv``, ``gates.png``, ``gates_differ.csv`` (``nas.csv``, ``nas.png``), as one
 ``train --seeds N`` would write them (:mod:`train.mixing`). A grid with the part ``curve`` also gets
 each target language's learning curve, written as ``train --learning-curve`` writes it (``curve/<lang>/curve.md``,
@@ -128,6 +129,8 @@ class Tables:
     table3_speaker: dict[tuple[str, str], Result] = field(default_factory=dict)  # the same, speaker protocol
     #: (protocol, model, language) -> the model minus single, paired (table 3's last columns)
     paired: dict[tuple[str, str, str], Paired] = field(default_factory=dict)
+    #: (protocol, model, language) -> the model minus the one before it in the paper's order (base < sb < ... < nas)
+    steps: dict[tuple[str, str, str], Paired] = field(default_factory=dict)
     #: target language -> its learning curve (:func:`train.curve.curve_table`)
     curves: dict[str, dict] = field(default_factory=dict)
     #: gated model -> its table-3 runs (random protocol) pooled over the seed folders (:class:`SeedGates`)
@@ -173,9 +176,9 @@ def _runs_by_split(files: list[Path], language: str) -> dict[tuple, tuple[float,
     return out
 
 
-def paired_with_single(single: list[Path], model: list[Path], language: str) -> Paired | None:
-    """The model's runs minus single's on the same split (seed or fold) and the same test utterances."""
-    a, b = _runs_by_split(single, language), _runs_by_split(model, language)
+def paired_difference(reference: list[Path], model: list[Path], language: str) -> Paired | None:
+    """The model's runs minus the reference's on the same split (seed or fold) and the same test utterances."""
+    a, b = _runs_by_split(reference, language), _runs_by_split(model, language)
     diffs = []
     for key, (ua, folder, run, domain) in b.items():
         partner = a.get(key)
@@ -292,9 +295,17 @@ def build_tables(root: str | Path) -> Tables:
             put(t.table3_speaker, (m, lang), speaker, grid.multi_speaker(m), lang)
             for protocol, single, runs in (("random", grid.seed_metrics(grid.random(lang)), seeds),
                                            ("speaker", [grid.speaker(lang) / "metrics.json"], speaker)):
-                paired = paired_with_single(single, runs, lang)
+                paired = paired_difference(single, runs, lang)
                 if paired is not None:
                     t.paired[(protocol, m, lang)] = paired
+    files = {"random": lambda m: grid.seed_metrics(grid.multi(m)), "speaker": lambda m: [grid.multi_speaker(m) / "metrics.json"]}
+    paper = [m for m in MULTIDOMAIN_MODELS if m in multi]  # the paper's order: base < sb < omoe < mmoe < nas
+    for before, m in zip(paper, paper[1:]):
+        for protocol, of in files.items():
+            for lang in languages:
+                step = paired_difference(of(before), of(m), lang)
+                if step is not None:
+                    t.steps[(protocol, m, lang)] = step
     for m in multi:
         gates = seed_gates(grid.seed_metrics(grid.multi(m)))
         if gates is not None and gates.rows():
@@ -377,6 +388,16 @@ def to_markdown(t: Tables, skipped_models: dict[str, str] | None = None) -> str:
                     lines.append(f"| {model} | " + " | ".join("— | —" for _ in t.languages) + " | "
                                  + " | ".join("—" for _ in t.languages) + " |")
             lines.append("")
+            if any(key[0] == protocol for key in t.steps):
+                paper = [m for m in MULTIDOMAIN_MODELS if m in t.multi_models]
+                lines += [f"The paper's order ({' < '.join(paper)}) step by step, {protocol} protocol: each model minus "
+                          "the one before it, paired as above:", "",
+                          "| step | " + " | ".join(f"UA {lang}" for lang in t.languages) + " |",
+                          "| --- |" + " --- |" * len(t.languages)]
+                for before, m in zip(paper, paper[1:]):
+                    lines.append(f"| {m} - {before} | " + " | ".join(str(t.steps[(protocol, m, lang)]) if (protocol, m, lang)
+                                                                    in t.steps else "—" for lang in t.languages) + " |")
+                lines.append("")
         if skipped_models:
             lines += ["", "Not run: " + "; ".join(f"{m} ({why})" for m, why in skipped_models.items()) + "."]
         if t.multi_models:
