@@ -3,6 +3,7 @@
 import csv
 import json
 import math
+import shutil
 from dataclasses import replace
 
 import numpy as np
@@ -159,6 +160,10 @@ def test_table3_pairs_each_model_with_single_on_the_same_runs_under_both_protoco
     rows = _csv_rows(tmp_path)
     assert float(rows[("table3_speaker", "nas", "de")]["ua_minus_single"]) == pytest.approx(de.diff)
     assert rows[("table3", "nas", "en")]["paired_runs"] == "2"
+    assert (tmp_path / "table3.png").stat().st_size > 1000 and "(table3.png)" in md
+    shutil.rmtree(tmp_path / "multi")  # without multi-domain runs, no figure of an earlier build stays
+    write_tables(tmp_path)
+    assert not (tmp_path / "table3.png").exists()
 
 
 def test_the_papers_order_is_checked_step_by_step_on_paired_runs(tmp_path):

@@ -157,3 +157,29 @@ def plot_curve(shots: Sequence[str], lines: dict[str, list[tuple[float, float, f
     if title:
         ax.set_title(title, fontsize=8)
     return save_figure(fig, path)
+
+
+def plot_differences(panels: dict[str, dict[str, dict[str, tuple[float, float, float]]]], path: str | Path,
+                     ylabel: str, title: str = "") -> Path:
+    """Paired differences with their intervals, one panel per ``panels`` key (e.g. a protocol):
+    ``panels[panel][group][series]`` = (mean, low, high); groups along x (e.g. models), one marker per series
+    (e.g. language) side by side, a line at 0. nan bounds: the mean alone."""
+    width = 1.2 + sum(max(3.4, 0.9 * len(groups)) for groups in panels.values())
+    fig, axes = plt.subplots(1, len(panels), figsize=(width, 3.6), squeeze=False, sharey=True)
+    colours = {s: plt.cm.tab10(k % 10) for k, s in enumerate(dict.fromkeys(s for gs in panels.values() for g in gs.values() for s in g))}
+    for ax, (name, groups) in zip(axes[0], panels.items()):
+        series = list(dict.fromkeys(s for g in groups.values() for s in g))
+        width = 0.7 / max(len(series), 1)
+        for k, s in enumerate(series):
+            xs = [i + (k - (len(series) - 1) / 2) * width for i, g in enumerate(groups) if s in groups[g]]
+            mean, low, high = (np.array([groups[g][s][j] for g in groups if s in groups[g]], dtype=float) for j in range(3))
+            err = np.vstack([np.where(np.isnan(low), 0, mean - low), np.where(np.isnan(high), 0, high - mean)])
+            ax.errorbar(xs, mean, yerr=err, fmt="o", markersize=4, capsize=3, color=colours[s], label=s)
+        ax.axhline(0, color="grey", linewidth=0.8)
+        ax.set_xticks(range(len(groups)), list(groups), fontsize=8)
+        ax.set_title(name, fontsize=9)
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel(ylabel)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return save_figure(fig, path)

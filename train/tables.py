@@ -31,6 +31,7 @@ from .curve import ZERO_SHOT, curve_markdown, curve_table, target_uas, write_cur
 from .layout import GridLayout, natural_key, shot_name
 from .mixing import gate_differences, gate_rows, write_traces
 from .metrics import paired_interval, run_summary
+from .plots import plot_differences
 from .runstate import RUNS_DIR
 
 #: Table 2 of the paper ("Ours", random protocol), quoted under our table 2 for comparison.
@@ -400,6 +401,8 @@ def to_markdown(t: Tables, skipped_models: dict[str, str] | None = None) -> str:
                 lines.append("")
         if skipped_models:
             lines += ["", "Not run: " + "; ".join(f"{m} ({why})" for m, why in skipped_models.items()) + "."]
+        if t.paired:
+            lines += ["", "![table 3: paired differences](table3.png)"]
         if t.multi_models:
             lines += ["", "Gate weights per language and feature (figure 4b) and the NAS connection probabilities of "
                           "each multi-domain run: `multi/<model>/seed<k>/gates_test.png`, `nas_test.png` and their CSV files; "
@@ -442,7 +445,7 @@ CSV_HEADER = ["table", "row", "experiment", "language", "dataset", "features", "
 
 def write_tables(root: str | Path, skipped_models: dict[str, str] | None = None) -> Tables:
     """Write ``tables.md``, ``tables.csv`` (one row per filled cell of tables 2-4 and figure 4a, full precision),
-    ``figure4a.png`` and each learning curve's files (``curve/<language>/``)."""
+    ``figure4a.png``, ``table3.png`` (table 3's paired differences) and each learning curve's files (``curve/<language>/``)."""
     root = Path(root)
     if skipped_models is None:  # a rebuild: what the grid recorded
         try:
@@ -464,6 +467,15 @@ def write_tables(root: str | Path, skipped_models: dict[str, str] | None = None)
                         repr(r.ua.std), repr(r.wa.mean), repr(r.wa.std), r.ua.n, r.epochs, ";".join(r.files),
                         *((repr(p.diff), repr(p.low), repr(p.high), p.n) if p else ("", "", "", ""))])
     plot_feature_ablation(t, root / "figure4a.png")
+    (root / "table3.png").unlink(missing_ok=True)  # never an earlier build's figure beside this one's tables
+    panels = {f"{protocol} protocol": {m: {lang: (p.diff, p.low, p.high) for (pr, mm, lang), p in t.paired.items()
+                                           if pr == protocol and mm == m} for m in t.multi_models}
+              for protocol in ("random", "speaker")}
+    panels = {name: {m: v for m, v in groups.items() if v} for name, groups in panels.items()}
+    panels = {name: groups for name, groups in panels.items() if groups}
+    if panels:
+        plot_differences(panels, root / "table3.png", "test UA: model - single (95% t interval)",
+                         "Table 3: each model minus one model per language")
     for target, curve in t.curves.items():
         write_curve(curve, grid.curve_root(target))
     return t
