@@ -28,9 +28,10 @@ What runs, in this order:
    training utterances per emotion while the others keep all of theirs, one cell per (target, K, model, seed)
    for single (the target alone) and each ``--models`` (K = 0, zero-shot: ``base`` only); K = all is the
    ``single`` and ``multi`` parts' cells, run once for both.
-3. **Tables** (:mod:`train.tables`): ``tables.md``, ``tables.csv`` and ``figure4a.png``, from the cells'
-   ``metrics.json`` (and, to pair a multi-domain run with its single-domain run, their run records), plus
-   ``grid.json`` (every cell's state, seconds and host; the grid's wall time).
+3. **Tables** (:mod:`train.tables`): ``tables.md``, ``tables.csv``, ``figure4a.png`` and ``table3.png``, the gated
+   models' traces pooled over seeds and each learning curve, from the cells' ``metrics.json`` (and, to pair a
+   multi-domain run with its single-domain run, their run records), plus ``grid.json`` (every cell's state,
+   seconds and host; the grid's wall time).
 
 One cell per seed rather than one per configuration: the seeds are independent, so they spread over as many
 workers as a cluster has, and a killed grid loses at most the cells in flight.
@@ -230,16 +231,16 @@ def plan_cells(options: GridOptions, models: Sequence[str]) -> list[Cell]:
                     for model in [SINGLE_MODEL, *models]:
                         if k == 0 and model != ZERO_SHOT:
                             continue
-                        folder = grid.curve(target, k, model)
                         if model == SINGLE_MODEL:
                             base = ["--domains", str(options.domains[languages.index(target)]), "--features", ",".join(features[target])]
-                            name, trained = f"single {target} random", [target]
+                            trained, paper_name = [target], f"single {target} random"
                         else:
                             base = ["--domains", joined, "--features", ",".join(shared), "--model", model]
-                            name, trained = f"multi {model}", languages
+                            trained, paper_name = languages, f"multi {model}"
+                        # K = all: table 3's cell (planned once, under its own name)
+                        name = paper_name if k is None else f"curve {target} {shot_name(k)} {model}"
                         few = [] if k is None else ["--few-shot", f"{target}={k}"]
-                        if k is not None:
-                            name = f"curve {target} {shot_name(k)} {model}"
+                        folder = grid.curve(target, k, model)
                         for s in seeds:
                             add(f"{name} seed {s}", grid.seed(folder, s), [*base, *few, "--seeds", "1", "--first-seed", str(s)],
                                 trained, 1)

@@ -210,7 +210,9 @@ class SeedGates:
     def final_weights(self) -> dict[tuple[str, str], Stat]:
         """(language, expert) -> the mean gate weight at each run's last epoch, over runs."""
         rows = self.rows()
-        last = {run: max(e for r, e, *_ in rows if r == run) for run, *_ in rows}
+        last: dict[int, int] = {}
+        for run, epoch, *_ in rows:
+            last[run] = max(last.get(run, epoch), epoch)
         values: dict[tuple[str, str], list[float]] = {}
         for run, epoch, lang, expert, weight in rows:
             if epoch == last[run]:
@@ -454,7 +456,8 @@ def write_tables(root: str | Path, skipped_models: dict[str, str] | None = None)
             skipped_models = {}
     t = build_tables(root)
     grid = GridLayout(root)
-    for model, g in t.gates.items():  # gates.csv, gates.png, gates_differ.csv, nas.* over every seed
+    for model in t.multi_models:  # gates.csv, gates.png, gates_differ.csv, nas.* over every seed (none: removed)
+        g = t.gates.get(model, SeedGates([], [], {}))
         write_traces(g.histories, g.languages, g.experts, grid.multi(model), f"{model}, seeds")
     (root / "tables.md").write_text(to_markdown(t, skipped_models))
     with (root / "tables.csv").open("w", newline="") as f:
@@ -468,11 +471,9 @@ def write_tables(root: str | Path, skipped_models: dict[str, str] | None = None)
                         *((repr(p.diff), repr(p.low), repr(p.high), p.n) if p else ("", "", "", ""))])
     plot_feature_ablation(t, root / "figure4a.png")
     (root / "table3.png").unlink(missing_ok=True)  # never an earlier build's figure beside this one's tables
-    panels = {f"{protocol} protocol": {m: {lang: (p.diff, p.low, p.high) for (pr, mm, lang), p in t.paired.items()
-                                           if pr == protocol and mm == m} for m in t.multi_models}
-              for protocol in ("random", "speaker")}
-    panels = {name: {m: v for m, v in groups.items() if v} for name, groups in panels.items()}
-    panels = {name: groups for name, groups in panels.items() if groups}
+    panels: dict[str, dict[str, dict]] = {}  # protocol -> model -> language -> (diff, low, high)
+    for (protocol, model, lang), p in t.paired.items():
+        panels.setdefault(f"{protocol} protocol", {}).setdefault(model, {})[lang] = (p.diff, p.low, p.high)
     if panels:
         plot_differences(panels, root / "table3.png", "test UA: model - single (95% t interval)",
                          "Table 3: each model minus one model per language")
