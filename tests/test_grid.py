@@ -178,12 +178,13 @@ def test_the_papers_order_is_checked_step_by_step_on_paired_runs(tmp_path):
             metrics["runs"][0]["seed"] = s
             _write(folder, metrics)
             _record(folder, 0, {"de": [f"u{s}_{i}" for i in range(4)]})
+    (tmp_path / "multi" / "mmoe").mkdir()  # a folder without runs (a cell not run yet) is no step
     tables = write_tables(tmp_path)
-    assert set(tables.steps) == {("random", "sb", "de"), ("random", "nas", "de")}
-    step = tables.steps[("random", "nas", "de")]
+    assert set(tables.steps) == {("random", "base", "sb", "de"), ("random", "sb", "nas", "de")}
+    step = tables.steps[("random", "sb", "nas", "de")]
     assert (step.diff, step.low, step.high) == pytest.approx(paired_interval(list(ua["nas"] - ua["sb"]))) and step.n == 3
     md = (tmp_path / "tables.md").read_text()
-    assert "base < sb < nas" in md and f"| nas - sb | {step} |" in md and f"| sb - base | {tables.steps[('random', 'sb', 'de')]} |" in md
+    assert "base < sb < nas" in md and f"| nas - sb | {step} |" in md and f"| sb - base | {tables.steps[('random', 'base', 'sb', 'de')]} |" in md
 
 
 def test_a_table_changes_when_a_metrics_file_changes(tmp_path):

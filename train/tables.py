@@ -130,8 +130,9 @@ class Tables:
     table3_speaker: dict[tuple[str, str], Result] = field(default_factory=dict)  # the same, speaker protocol
     #: (protocol, model, language) -> the model minus single, paired (table 3's last columns)
     paired: dict[tuple[str, str, str], Paired] = field(default_factory=dict)
-    #: (protocol, model, language) -> the model minus the one before it in the paper's order (base < sb < ... < nas)
-    steps: dict[tuple[str, str, str], Paired] = field(default_factory=dict)
+    #: (protocol, before, model, language) -> the model minus the one before it in the paper's order
+    #: (base < sb < omoe < mmoe < nas; models without runs under the protocol skipped)
+    steps: dict[tuple[str, str, str, str], Paired] = field(default_factory=dict)
     #: target language -> its learning curve (:func:`train.curve.curve_table`)
     curves: dict[str, dict] = field(default_factory=dict)
     #: gated model -> its table-3 runs (random protocol) pooled over the seed folders (:class:`SeedGates`)
@@ -302,13 +303,13 @@ def build_tables(root: str | Path) -> Tables:
                 if paired is not None:
                     t.paired[(protocol, m, lang)] = paired
     files = {"random": lambda m: grid.seed_metrics(grid.multi(m)), "speaker": lambda m: [grid.multi_speaker(m) / "metrics.json"]}
-    paper = [m for m in MULTIDOMAIN_MODELS if m in multi]  # the paper's order: base < sb < omoe < mmoe < nas
-    for before, m in zip(paper, paper[1:]):
-        for protocol, of in files.items():
+    for protocol, table in (("random", t.table3), ("speaker", t.table3_speaker)):
+        paper = [m for m in MULTIDOMAIN_MODELS if any((m, lang) in table for lang in languages)]  # base < sb < ... < nas
+        for before, m in zip(paper, paper[1:]):
             for lang in languages:
-                step = paired_difference(of(before), of(m), lang)
+                step = paired_difference(files[protocol](before), files[protocol](m), lang)
                 if step is not None:
-                    t.steps[(protocol, m, lang)] = step
+                    t.steps[(protocol, before, m, lang)] = step
     for m in multi:
         gates = seed_gates(grid.seed_metrics(grid.multi(m)))
         if gates is not None and gates.rows():
@@ -391,15 +392,17 @@ def to_markdown(t: Tables, skipped_models: dict[str, str] | None = None) -> str:
                     lines.append(f"| {model} | " + " | ".join("— | —" for _ in t.languages) + " | "
                                  + " | ".join("—" for _ in t.languages) + " |")
             lines.append("")
-            if any(key[0] == protocol for key in t.steps):
-                paper = [m for m in MULTIDOMAIN_MODELS if m in t.multi_models]
-                lines += [f"The paper's order ({' < '.join(paper)}) step by step, {protocol} protocol: each model minus "
-                          "the one before it, paired as above:", "",
+            steps = list(dict.fromkeys((before, m) for pr, before, m, _ in t.steps if pr == protocol))
+            if steps:
+                order = " < ".join([steps[0][0], *(m for _, m in steps)])
+                lines += [f"The paper's order ({order}) step by step, {protocol} protocol: each model minus the one "
+                          "before it, paired as above:", "",
                           "| step | " + " | ".join(f"UA {lang}" for lang in t.languages) + " |",
                           "| --- |" + " --- |" * len(t.languages)]
-                for before, m in zip(paper, paper[1:]):
-                    lines.append(f"| {m} - {before} | " + " | ".join(str(t.steps[(protocol, m, lang)]) if (protocol, m, lang)
-                                                                    in t.steps else "—" for lang in t.languages) + " |")
+                for before, m in steps:
+                    lines.append(f"| {m} - {before} | " + " | ".join(str(t.steps[(protocol, before, m, lang)]) if
+                                                                    (protocol, before, m, lang) in t.steps else "—"
+                                                                    for lang in t.languages) + " |")
                 lines.append("")
         if skipped_models:
             lines += ["", "Not run: " + "; ".join(f"{m} ({why})" for m, why in skipped_models.items()) + "."]
