@@ -156,17 +156,23 @@ class GateDifference:
         return f"by {self.difference:+.2f} {bounds} over {self.runs} runs"
 
 
-def gate_differences(rows: Sequence[GateRow], languages: Sequence[str], experts: Sequence[str]) -> list[GateDifference]:
-    """For each pair of ``languages`` (in that order) and each expert, a :class:`GateDifference` over the runs
-    that have both languages at their last epoch."""
+def final_gates(rows: Sequence[GateRow]) -> dict[tuple[int, str, str], float]:
+    """Rows of ``gates.csv`` -> {(run, language, expert): weight} at each run's last epoch."""
     last: dict[int, int] = {}
     for run, epoch, *_ in rows:
         last[run] = max(last.get(run, epoch), epoch)
-    final = {(run, lang, f): w for run, epoch, lang, f, w in rows if epoch == last[run]}
+    return {(run, lang, f): w for run, epoch, lang, f, w in rows if epoch == last[run]}
+
+
+def gate_differences(rows: Sequence[GateRow], languages: Sequence[str], experts: Sequence[str]) -> list[GateDifference]:
+    """For each pair of ``languages`` (in that order) and each expert, a :class:`GateDifference` over the runs
+    that have both languages at their last epoch."""
+    final = final_gates(rows)
+    runs = sorted({run for run, _, _ in final})
     out = []
     for a, b in combinations(languages, 2):
         for f in experts:
-            diffs = [final[(r, a, f)] - final[(r, b, f)] for r in sorted(last) if (r, a, f) in final and (r, b, f) in final]
+            diffs = [final[(r, a, f)] - final[(r, b, f)] for r in runs if (r, a, f) in final and (r, b, f) in final]
             if diffs:
                 out.append(GateDifference(a, b, f, *paired_interval(diffs), len(diffs)))
     return out

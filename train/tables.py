@@ -29,7 +29,7 @@ from pathlib import Path
 from .config import MULTIDOMAIN_MODELS, SINGLE_MODEL, DomainSpec
 from .curve import ZERO_SHOT, curve_markdown, curve_table, target_uas, write_curve
 from .layout import GridLayout, natural_key, shot_name
-from .mixing import gate_differences, gate_rows, write_traces
+from .mixing import final_gates, gate_differences, gate_rows, write_traces
 from .metrics import paired_interval, run_summary
 from .plots import plot_differences
 from .runstate import RUNS_DIR
@@ -210,14 +210,9 @@ class SeedGates:
 
     def final_weights(self) -> dict[tuple[str, str], Stat]:
         """(language, expert) -> the mean gate weight at each run's last epoch, over runs."""
-        rows = self.rows()
-        last: dict[int, int] = {}
-        for run, epoch, *_ in rows:
-            last[run] = max(last.get(run, epoch), epoch)
         values: dict[tuple[str, str], list[float]] = {}
-        for run, epoch, lang, expert, weight in rows:
-            if epoch == last[run]:
-                values.setdefault((lang, expert), []).append(weight)
+        for (_, lang, expert), weight in sorted(final_gates(self.rows()).items()):
+            values.setdefault((lang, expert), []).append(weight)
         return {key: Stat.of(v) for key, v in values.items()}
 
 
