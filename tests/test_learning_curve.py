@@ -154,3 +154,17 @@ def test_a_zero_shot_languages_unseen_classes_are_masked_in_the_shared_tower_onl
     assert torch.isinf(logits[2:, 1]).all() and torch.isfinite(logits[2:, [0, 2]]).all()  # it: fear masked
     full = build_model("base", ExperimentConfig(domains=["de", "it"], model="base"), domains).eval()
     assert torch.isfinite(full(batch).logits[2:]).all()
+
+
+def test_curve_plot_draws_the_differences_from_single_beside_the_curve(tmp_path):
+    from matplotlib.image import imread
+
+    from train.plots import plot_curve
+
+    lines = {"Single": [None, (0.6, 0.5, 0.7), (0.9, 0.85, 0.95)], "Base": [(0.4, 0.3, 0.5), (0.62, 0.5, 0.74), None]}
+    both = plot_curve(["0", "5", "all"], lines, tmp_path / "both.png", "K", "UA",
+                      differences={"Base": [None, (0.02, -0.1, 0.14), None]}, difference_label="Base - single")
+    alone = plot_curve(["0", "5", "all"], lines, tmp_path / "alone.png", "K", "UA")
+    empty = plot_curve(["0", "5", "all"], lines, tmp_path / "empty.png", "K", "UA", differences={"Base": [None] * 3})
+    assert imread(both).shape[1] == 2 * imread(alone).shape[1]  # a second panel of the same size
+    assert imread(empty).shape == imread(alone).shape  # no difference to draw: no empty panel

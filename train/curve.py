@@ -15,7 +15,8 @@ the same curve for every language of a grid as the target, one cell per run, fro
                     the paired difference against single (mean and 95% t interval over runs)
     OUT/curve.csv   one row per K and model
     OUT/curve.md    the table: K rows, one column per model, then the differences
-    OUT/curve.png   test UA against K, one line per model (band: 95% interval of the mean)
+    OUT/curve.png   test UA against K, one line per model (bars: 95% interval of the mean), and beside it
+                    each model minus single (bars: the paired difference's 95% interval)
 """
 
 from __future__ import annotations
@@ -90,12 +91,17 @@ def write_curve(table: dict, out: Path) -> None:
                 w.writerow([shot, model, f"{r['mean']:.4f}", f"{r['std']:.4f}", r["n"], f"{r['ci_low']:.4f}", f"{r['ci_high']:.4f}",
                             *(f"{v[k]:+.4f}" if k in v else "" for k in ("diff", "ci_low", "ci_high"))])
     (out / "curve.md").write_text(curve_markdown(table))
+    rows = table["models"]
     plot_curve(shots=[s.removeprefix("k") for s in shots],
-               lines={DISPLAY.get(m, m): [(table["models"][m][s]["mean"], table["models"][m][s]["ci_low"], table["models"][m][s]["ci_high"])
-                                          if s in table["models"][m] else None for s in shots] for m in models},
+               lines={DISPLAY.get(m, m): [(rows[m][s]["mean"], rows[m][s]["ci_low"], rows[m][s]["ci_high"])
+                                          if s in rows[m] else None for s in shots] for m in models},
+               differences={DISPLAY.get(m, m): [tuple(rows[m][s]["vs_single"][k] for k in ("diff", "ci_low", "ci_high"))
+                                                if "vs_single" in rows[m].get(s, {}) else None for s in shots]
+                            for m in models if m != SINGLE_MODEL},
+               difference_label=f"{table['target']} test UA, model − single (95% CI)",
                path=out / "curve.png", xlabel=f"{table['target']} training utterances per emotion"
-               + (" (0: zero-shot, shared emotions only)" if "k0" in shots else ""),
-               ylabel=f"{table['target']} test UA", title=f"{', '.join(table['domains'])}; {table['protocol']} protocol")
+               + ("\n(0: zero-shot, shared emotions only)" if "k0" in shots else ""),
+               ylabel=f"{table['target']} test UA (95% CI)", title=f"{', '.join(table['domains'])}; {table['protocol']} protocol")
 
 
 def curve_markdown(table: dict) -> str:

@@ -137,25 +137,40 @@ def plot_traces(panels: dict[str, dict[str, tuple]], path: str | Path, ylabel: s
     return save_figure(fig, path)
 
 
-def plot_curve(shots: Sequence[str], lines: dict[str, list[tuple[float, float, float] | None]], path: str | Path,
-               xlabel: str, ylabel: str, title: str = "") -> Path:
-    """A learning curve: ``lines[name][i]`` = (mean, low, high) at ``shots[i]`` (None: not run), equally spaced."""
-    fig, ax = plt.subplots(figsize=(5.2, 3.4))
+Point = tuple[float, float, float]  # (mean, low, high) of a figure with its 95% interval
+
+
+def plot_curve(shots: Sequence[str], lines: dict[str, list[Point | None]], path: str | Path, xlabel: str, ylabel: str,
+               title: str = "", differences: dict[str, list[Point | None]] | None = None,
+               difference_label: str = "") -> Path:
+    """A learning curve: ``lines[name][i]`` = (mean, low, high) at ``shots[i]`` (None: not run), equally spaced, the
+    lines side by side at each shot so that their intervals stay apart. With ``differences`` (same shape, e.g. each
+    model minus single), a second panel draws them around a dashed 0 in the same colours."""
+    differences = {name: points for name, points in (differences or {}).items() if any(p is not None for p in points)}
+    panels = [(lines, ylabel)] + ([(differences, difference_label)] if differences else [])
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.6), squeeze=False)
     x = np.arange(len(shots))
-    for k, (name, points) in enumerate(lines.items()):
-        at = [i for i, p in enumerate(points) if p is not None]
-        mean, low, high = (np.array([points[i][j] for i in at], dtype=float) for j in range(3))
-        colour = plt.cm.tab10(k % 10)
-        ax.plot(x[at], mean, marker="o", markersize=4, color=colour, label=name)
-        ax.fill_between(x[at], np.where(np.isnan(low), mean, low), np.where(np.isnan(high), mean, high), color=colour,
-                        alpha=0.2, linewidth=0)
-    ax.set_xticks(x, list(shots))
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_ylim(0, 1)
-    ax.legend(fontsize=7)
+    names = list(lines) + [name for name in differences if name not in lines]  # one colour and place per name
+    width = 0.3 / len(names)
+    for ax, (series, label) in zip(axes[0], panels):
+        for name, points in series.items():
+            k = names.index(name)
+            at = [i for i, p in enumerate(points) if p is not None]
+            if not at:
+                continue
+            mean, low, high = (np.array([points[i][j] for i in at], dtype=float) for j in range(3))
+            low, high = np.where(np.isnan(low), mean, low), np.where(np.isnan(high), mean, high)
+            ax.errorbar(x[at] + (k - (len(names) - 1) / 2) * width, mean, yerr=[mean - low, high - mean], marker="o",
+                        markersize=4, capsize=2, color=plt.cm.tab10(k % 10), label=name)
+        ax.set_xticks(x, list(shots))
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(label)
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylim(0, 1)
+    if differences:
+        axes[0][1].axhline(0, color="grey", linestyle="--", linewidth=0.8)
     if title:
-        ax.set_title(title, fontsize=8)
+        fig.suptitle(title, fontsize=8)
     return save_figure(fig, path)
 
 
