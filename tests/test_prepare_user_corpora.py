@@ -213,3 +213,12 @@ def test_cli_folder_with_speaker_pattern(tmp_path):
     assert result.exit_code == 0, result.output
     assert "sw: 48 utterances, 4 speakers, language sw (48)" in result.output
     assert "test speakers:" in result.output
+
+
+def test_summary_counts_agree_in_number(tmp_path):
+    root = folder_corpus(tmp_path / "c", labels=("angry",), speakers=("s1",), suffixes=(".wav",))
+    first = prepare_corpus("folder", root, language="sw", manifest_dir=tmp_path / "m").summary().splitlines()[0]
+    assert first == "folder: 1 utterance, 1 speaker, language sw (1)"
+    folder_corpus(root, labels=("angry",), speakers=("s2",), suffixes=(".wav",))
+    first = prepare_corpus("folder", root, language="sw", manifest_dir=tmp_path / "m").summary().splitlines()[0]
+    assert first == "folder: 2 utterances, 1 speaker, language sw (2)"

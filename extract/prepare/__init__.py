@@ -127,7 +127,7 @@ class PreparedCorpus:
         splits = Counter(u.split for u in utts)
         languages = Counter(u.language for u in utts)
         lines = [
-            f"{self.name}: {len(utts)} utterances, {len({u.speaker for u in utts})} speakers, "
+            f"{self.name}: {_count(len(utts), 'utterance')}, {_count(len({u.speaker for u in utts}), 'speaker')}, "
             f"language {', '.join(f'{k} ({v})' for k, v in sorted(languages.items()))}",
             "  emotions: " + ", ".join(f"{e} {emotions[e]}" for e in sorted_labels(emotions)),
             "  merged: " + ("; ".join(map(str, self.merges)) if self.merges else "none (every label kept as the corpus gives it)"),
@@ -150,6 +150,11 @@ class PreparedCorpus:
         else:
             lines.append("  skipped: none")
         return "\n".join(lines)
+
+
+def _count(n: int, noun: str) -> str:
+    """``1 speaker``, ``4 speakers``."""
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def scan_corpus(dataset: str, root: str | Path | None, *, language: str | None = None, **options) -> Scan:
