@@ -11,6 +11,7 @@ atomically and records skipped files next to it.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections import Counter
 from dataclasses import dataclass, field, replace
@@ -19,7 +20,7 @@ from types import ModuleType
 from typing import Callable, Iterable, Mapping
 
 from sercore.errors import DataError, OptionError
-from sercore.labels import in_vocabulary, parse_merges, sorted_labels
+from sercore.labels import EMOTIONS, in_vocabulary, parse_merges, sorted_labels
 from sercore.manifest import SPLITS, Utterance, manifest_path, write_manifest
 from sercore.splits import PROTOCOLS, check_disjoint, random_split, speaker_split
 
@@ -120,6 +121,18 @@ class PreparedCorpus:
     skipped: list[Skipped] = field(default_factory=list)
     skipped_list: Path | None = None
     merges: list[Merge] = field(default_factory=list)
+    dataset: str = ""
+
+    def warnings(self) -> list[str]:
+        """Lines about the prepared corpus that the user should look at (each one line, printed as warnings)."""
+        out = []
+        emotions = sorted_labels({u.emotion for u in self.utterances})
+        if not any(in_vocabulary(e) for e in emotions):
+            hint = (" (the folder route reads the label from the top folder: give --layout, e.g. "
+                    "'{speaker}/{emotion}/*', when it is another level)" if self.dataset == "folder" else "")
+            out.append(f"warning: {self.name}: none of the labels ({', '.join(emotions)}) is in the built-in vocabulary "
+                       f"({', '.join(EMOTIONS)}): are they emotions?{hint}")
+        return out
 
     def summary(self, max_listed: int = 10) -> str:
         utts = self.utterances
@@ -164,6 +177,8 @@ def scan_corpus(dataset: str, root: str | Path | None, *, language: str | None =
     preparer = PREPARERS[dataset]
     if options.get("speaker_pattern") and dataset != "folder":
         raise DataError(root or dataset, f"--speaker-pattern applies to folder corpora only, not {dataset}")
+    if options.get("layout") and dataset != "folder":
+        raise OptionError("--layout", f"applies to folder corpora only, not {dataset}")
     if root is None and preparer.default_root is None:
         raise OptionError(dataset, "--root is required (the corpus folder" + (", or the CSV file)" if dataset == "csv" else ")"))
     if preparer.user_corpus:
@@ -228,7 +243,7 @@ def prepare_corpus(dataset: str, root: str | Path | None, *, name: str | None = 
     check_disjoint([u.utt_id for u in utterances], [u.speaker for u in utterances], splits, protocol)
     write_manifest(utterances, target)
     skipped_list = _record_skipped(scan.skipped, target)
-    return PreparedCorpus(name, protocol, seed, target, utterances, scan.skipped, skipped_list, merges)
+    return PreparedCorpus(name, protocol, seed, target, utterances, scan.skipped, skipped_list, merges, dataset=dataset)
 
 
 def _record_skipped(skipped: list[Skipped], manifest: Path) -> Path | None:
@@ -248,12 +263,16 @@ def _record_skipped(skipped: list[Skipped], manifest: Path) -> Path | None:
 
 def prepare_dataset(dataset: str, root: str | Path | None, *, name: str | None = None, language: str | None = None,
                     protocol: str = "random", seed: int = 0, manifest_dir: Path = DEFAULT_MANIFESTS,
-                    echo: Callable[[str], None] | None = print, **options) -> Path:
-    """Prepare a corpus (see :func:`prepare_corpus`), print its summary, return the manifest path."""
+                    echo: Callable[[str], None] | None = print, warn: Callable[[str], None] | None = None,
+                    **options) -> Path:
+    """Prepare a corpus (see :func:`prepare_corpus`), print its summary and its warnings (``warn``: by default
+    WARNING lines of the ``mgser`` logger, shown even with ``--quiet``), return the manifest path."""
     prepared = prepare_corpus(dataset, root, name=name, language=language, protocol=protocol, seed=seed,
                               manifest_dir=manifest_dir, **options)
     if echo is not None:
         echo(prepared.summary())
+    for line in prepared.warnings():
+        (warn or logging.getLogger("mgser").warning)(line)
     return prepared.manifest
 
 
