@@ -11,7 +11,7 @@ from extract.cli import main as extract_main
 from extract.prepare import prepare_corpus
 from sercore.errors import DataError, OptionError
 from sercore.manifest import read_manifest
-from sercore.splits import check_disjoint
+from sercore.splits import check_disjoint, speaker_split
 
 from _prepare_helpers import write_wav
 
@@ -181,6 +181,42 @@ def test_cli_folder_with_layout(tmp_path):
     bad = CliRunner().invoke(extract_main, [*args, "--layout", "{speaker}/*"])
     assert bad.exit_code == 2 and bad.output.strip().count("\n") == 0, bad.output
     assert "--layout" in bad.output
+
+
+def test_prepare_reports_speakers_by_emotion_and_warns_of_a_confound(tmp_path):
+    # 26 of 29 speakers act a single emotion; 3 act all four
+    root = tmp_path / "c"
+    singles = ["angry"] * 10 + ["happy"] * 8 + ["sad"] * 6 + ["neutral"] * 2
+    for k, label in enumerate(singles):
+        speaker_emotion_corpus(root, speakers=(f"p{k:02d}",), labels=(label,), takes=3)
+    speaker_emotion_corpus(root, speakers=("all0", "all1", "all2"), labels=("angry", "happy", "sad", "neutral"), takes=1)
+    prepared = prepare_corpus("folder", root, language="sw", protocol="speaker", layout="{speaker}/{emotion}/*",
+                              manifest_dir=tmp_path / "m")
+    lines = prepared.summary().splitlines()
+    table = lines.index("  speakers x emotions:")
+    assert lines[table + 1].split() == ["speaker", "neutral", "happy", "angry", "sad"]
+    assert lines[table + 2].split() == ["all0", "1", "1", "1", "1"]
+    assert lines[table + 5].split() == ["p00", "0", "0", "3", "0"]
+    assert len([line for line in lines if line.startswith("    p")]) == 26
+    warnings = prepared.warnings()
+    assert warnings[0] == ("warning: folder: speaker and emotion are confounded: 26 of 29 speakers act mostly one emotion "
+                           "(26 a single one), so speaker-independent folds lack whole emotions in test and valid; "
+                           "with train --folds 5 (or fewer) every fold has every emotion")
+    assert warnings[1].startswith("warning: folder: the test split lacks ") and "the valid split lacks " in warnings[1]
+    assert len(warnings) == 2
+
+
+def test_prepare_of_a_balanced_corpus_keeps_its_speaker_folds_and_says_nothing(tmp_path):
+    root = speaker_emotion_corpus(tmp_path / "c", speakers=tuple(f"spk{i}" for i in range(6)))
+    for seed in range(4):
+        prepared = prepare_corpus("folder", root, language="sw", protocol="speaker", seed=seed,
+                                  layout="{speaker}/{emotion}/*", manifest_dir=tmp_path / "m")
+        speakers = [u.speaker for u in prepared.utterances]
+        assert [u.split for u in prepared.utterances] == speaker_split(speakers, fold=0, seed=seed)  # the existing deal
+        assert prepared.warnings() == []
+    assert "  speakers x emotions:" in prepared.summary().splitlines()
+    unknown = prepare_corpus("folder", folder_corpus(tmp_path / "u"), language="sw", manifest_dir=tmp_path / "m")
+    assert "  speakers x emotions:" not in unknown.summary().splitlines()  # one speaker: no table
 
 
 # --- csv ---------------------------------------------------------------------------------------------
