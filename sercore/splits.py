@@ -19,6 +19,8 @@ from typing import Literal, Sequence
 
 import numpy as np
 
+from .labels import sorted_labels
+
 Protocol = Literal["random", "speaker"]
 PROTOCOLS: tuple[str, ...] = ("random", "speaker")
 
@@ -96,13 +98,13 @@ def stratified_speaker_folds(speakers: Sequence[str], emotions: Sequence[str], n
 
 
 def missing_emotions(emotions: Sequence[str], splits: Sequence[str], names: Sequence[str] = ("test", "valid")) -> dict[str, list[str]]:
-    """The emotions of the whole set that split ``name`` lacks, for each of ``names`` that lacks some (sorted)."""
+    """The emotions of the whole set that split ``name`` lacks, for each of ``names`` that lacks some (in class order)."""
     every = set(emotions)
     out = {}
     for name in names:
         lacking = every - {e for e, s in zip(emotions, splits) if s == name}
         if lacking:
-            out[name] = sorted(lacking)
+            out[name] = sorted_labels(lacking)
     return out
 
 
