@@ -114,6 +114,9 @@ def _merges(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) 
 @click.option("--language", default=None, help="Language code, required for folder/csv corpora (e.g. sw, yo).")
 @click.option("--speaker-pattern", default=None,
               help="folder corpora: regular expression finding the speaker in a file name, e.g. '^(\\d+)_'.")
+@click.option("--layout", default=None,
+              help="folder corpora: which folder level is the label and which the speaker, e.g. '{speaker}/{emotion}/*' "
+                   "(default '{emotion}/*').")
 @click.option("--protocol", type=click.Choice(["random", "speaker"]), default="random", show_default=True,
               help="Split written into the manifest: the paper's random split, or speaker-independent.")
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
@@ -122,11 +125,13 @@ def _merges(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) 
                    "Without it every label is kept as a class of its own.")
 @click.option("--manifest-dir", type=click.Path(path_type=Path), default=DEFAULT_MANIFESTS, show_default=True)
 @common_options
-def prepare(dataset, root, name, language, speaker_pattern, protocol, seed, merge, manifest_dir, verbose, quiet) -> None:
+def prepare(dataset, root, name, language, speaker_pattern, layout, protocol, seed, merge, manifest_dir, verbose, quiet) -> None:
     """Scan a corpus and write data_manifests/<name>.csv (see README, "Preparing corpora")."""
     from extract.prepare import prepare_dataset
 
     options = {"speaker_pattern": speaker_pattern} if speaker_pattern else {}
+    if layout:
+        options["layout"] = layout
     options["merge"] = merge
     with command_errors(verbose, quiet):
         prepare_dataset(dataset, root, name=name, language=language, protocol=protocol, seed=seed,

@@ -1,5 +1,6 @@
 """Corpora no one prepared for: ``<root>/<label>/*.wav`` folders and ``path,label[,speaker]`` CSV lists."""
 
+import re
 import unicodedata
 from collections import Counter
 
@@ -8,9 +9,9 @@ from click.testing import CliRunner
 
 from extract.cli import main as extract_main
 from extract.prepare import prepare_corpus
-from sercore.errors import DataError
+from sercore.errors import DataError, OptionError
 from sercore.manifest import read_manifest
-from sercore.splits import check_disjoint
+from sercore.splits import check_disjoint, speaker_split
 
 from _prepare_helpers import write_wav
 
@@ -103,6 +104,119 @@ def test_folder_missing_root_and_no_audio(tmp_path):
     (tmp_path / "empty" / "angry").mkdir(parents=True)
     with pytest.raises(DataError, match="no usable audio found"):
         prepare_corpus("folder", tmp_path / "empty", language="sw", manifest_dir=tmp_path / "m")
+
+
+def speaker_emotion_corpus(root, speakers=("spk1", "spk2", "spk3", "spk4"), labels=("angry", "happy", "sad"), takes=2):
+    for spk in speakers:
+        for label in labels:
+            for k in range(takes):
+                write_wav(root / spk / label / f"{k:03d}.wav")
+    return root
+
+
+def test_folder_layout_names_the_speaker_and_emotion_levels(tmp_path):
+    root = speaker_emotion_corpus(tmp_path / "c")
+    plain = prepare_corpus("folder", root, language="sw", manifest_dir=tmp_path / "m")
+    assert {u.emotion for u in plain.utterances} == {"spk1", "spk2", "spk3", "spk4"}  # the top folder taken as label
+    assert len(plain.warnings()) == 1
+    assert "none of the labels (spk1, spk2, spk3, spk4) is in the built-in vocabulary" in plain.warnings()[0]
+    assert "--layout" in plain.warnings()[0]
+    prepared = prepare_corpus("folder", root, language="sw", protocol="speaker", layout="{speaker}/{emotion}/*",
+                              manifest_dir=tmp_path / "m")
+    rows = read_manifest(prepared.manifest)
+    assert Counter(u.emotion for u in rows) == {"angry": 8, "happy": 8, "sad": 8}
+    assert Counter(u.speaker for u in rows) == {"spk1": 6, "spk2": 6, "spk3": 6, "spk4": 6}
+    assert {u.utt_id for u in rows} >= {"spk1/angry/000", "spk4/sad/001"}
+    assert prepared.warnings() == []
+    check_disjoint([u.utt_id for u in rows], [u.speaker for u in rows], [u.split for u in rows], "speaker")
+
+
+def test_folder_layout_skips_files_that_do_not_fit_it(tmp_path):
+    root = speaker_emotion_corpus(tmp_path / "c", speakers=("spk1",), labels=("angry",), takes=1)
+    write_wav(root / "spk1" / "loose.wav")
+    write_wav(root / "spk1" / "angry" / "deeper" / "x.wav")  # sub-folders below the named levels are allowed
+    write_wav(root / "notes" / "angry" / "y.wav")
+    prepared = prepare_corpus("folder", root, language="sw", layout="spk*/{emotion}/*", manifest_dir=tmp_path / "m")
+    assert sorted(u.utt_id for u in prepared.utterances) == ["spk1/angry/000", "spk1/angry/deeper/x"]
+    assert {u.speaker for u in prepared.utterances} == {"unknown"}
+    assert sorted((s.path.split("/c/")[1], s.reason) for s in prepared.skipped) == [
+        ("notes/angry/y.wav", "folder 'notes' does not match 'spk*' of --layout 'spk*/{emotion}/*'"),
+        ("spk1/loose.wav", "1 folder level(s) below the root, --layout 'spk*/{emotion}/*' needs 2"),
+    ]
+
+
+@pytest.mark.parametrize("layout, problem", [
+    ("{speaker}/*", "no {emotion} level"),
+    ("{emotion}/{emotion}/*", "{emotion} appears 2 times"),
+    ("{speaker}/{mood}/*", "'{mood}' is not a folder level"),
+    ("**/{emotion}/*", "'**' is not a folder level"),
+])
+def test_folder_layout_errors_name_the_option(tmp_path, layout, problem):
+    root = speaker_emotion_corpus(tmp_path / "c", speakers=("spk1",), labels=("angry",), takes=1)
+    with pytest.raises(OptionError, match=re.escape(problem)) as err:
+        prepare_corpus("folder", root, language="sw", layout=layout, manifest_dir=tmp_path / "m")
+    assert err.value.where == "--layout"
+
+
+def test_folder_layout_refusals(tmp_path):
+    root = speaker_emotion_corpus(tmp_path / "c", speakers=("spk1",), labels=("angry",), takes=1)
+    with pytest.raises(OptionError, match="--speaker-pattern: does not apply: --layout '{speaker}/{emotion}/\\*' takes"):
+        prepare_corpus("folder", root, language="sw", layout="{speaker}/{emotion}/*", speaker_pattern="(.*)",
+                       manifest_dir=tmp_path / "m")
+    listing = csv_corpus(tmp_path / "l", ["a.wav,sad,s"])
+    with pytest.raises(OptionError, match="--layout: applies to folder corpora only, not csv"):
+        prepare_corpus("csv", listing, language="sw", layout="{emotion}/*", manifest_dir=tmp_path / "m")
+
+
+def test_cli_folder_with_layout(tmp_path):
+    root = speaker_emotion_corpus(tmp_path / "c")
+    args = ["prepare", "--dataset", "folder", "--root", str(root), "--language", "sw", "--manifest-dir", str(tmp_path / "m")]
+    result = CliRunner().invoke(extract_main, [*args, "--layout", "{speaker}/{emotion}/*", "--protocol", "speaker"])
+    assert result.exit_code == 0, result.output
+    assert "folder: 24 utterances, 4 speakers, language sw (24)" in result.output
+    assert "built-in vocabulary" not in result.output
+    plain = CliRunner().invoke(extract_main, args)
+    assert plain.exit_code == 0, plain.output
+    assert "none of the labels (spk1, spk2, spk3, spk4) is in the built-in vocabulary" in plain.output
+    bad = CliRunner().invoke(extract_main, [*args, "--layout", "{speaker}/*"])
+    assert bad.exit_code == 2 and bad.output.strip().count("\n") == 0, bad.output
+    assert "--layout" in bad.output
+
+
+def test_prepare_reports_speakers_by_emotion_and_warns_of_a_confound(tmp_path):
+    # 26 of 29 speakers act a single emotion; 3 act all four
+    root = tmp_path / "c"
+    singles = ["angry"] * 10 + ["happy"] * 8 + ["sad"] * 6 + ["neutral"] * 2
+    for k, label in enumerate(singles):
+        speaker_emotion_corpus(root, speakers=(f"p{k:02d}",), labels=(label,), takes=3)
+    speaker_emotion_corpus(root, speakers=("all0", "all1", "all2"), labels=("angry", "happy", "sad", "neutral"), takes=1)
+    prepared = prepare_corpus("folder", root, language="sw", protocol="speaker", layout="{speaker}/{emotion}/*",
+                              manifest_dir=tmp_path / "m")
+    lines = prepared.summary().splitlines()
+    table = lines.index("  speakers x emotions:")
+    assert lines[table + 1].split() == ["speaker", "neutral", "happy", "angry", "sad"]
+    assert lines[table + 2].split() == ["all0", "1", "1", "1", "1"]
+    assert lines[table + 5].split() == ["p00", "0", "0", "3", "0"]
+    assert len([line for line in lines if line.startswith("    p")]) == 26
+    warnings = prepared.warnings()
+    assert warnings[0] == ("warning: folder: speaker and emotion are confounded: 26 of 29 speakers act mostly one emotion "
+                           "(26 a single one), so speaker-independent folds lack whole emotions in test and valid; "
+                           "with train --folds 5 (or fewer) every fold has every emotion")
+    assert warnings[1].startswith("warning: folder: the test split lacks ") and "the valid split lacks " in warnings[1]
+    assert len(warnings) == 2
+
+
+def test_prepare_of_a_balanced_corpus_keeps_its_speaker_folds_and_says_nothing(tmp_path):
+    root = speaker_emotion_corpus(tmp_path / "c", speakers=tuple(f"spk{i}" for i in range(6)))
+    for seed in range(4):
+        prepared = prepare_corpus("folder", root, language="sw", protocol="speaker", seed=seed,
+                                  layout="{speaker}/{emotion}/*", manifest_dir=tmp_path / "m")
+        speakers = [u.speaker for u in prepared.utterances]
+        assert [u.split for u in prepared.utterances] == speaker_split(speakers, fold=0, seed=seed)  # the existing deal
+        assert prepared.warnings() == []
+    assert "  speakers x emotions:" in prepared.summary().splitlines()
+    unknown = prepare_corpus("folder", folder_corpus(tmp_path / "u"), language="sw", manifest_dir=tmp_path / "m")
+    assert "  speakers x emotions:" not in unknown.summary().splitlines()  # one speaker: no table
 
 
 # --- csv ---------------------------------------------------------------------------------------------
@@ -213,3 +327,12 @@ def test_cli_folder_with_speaker_pattern(tmp_path):
     assert result.exit_code == 0, result.output
     assert "sw: 48 utterances, 4 speakers, language sw (48)" in result.output
     assert "test speakers:" in result.output
+
+
+def test_summary_counts_agree_in_number(tmp_path):
+    root = folder_corpus(tmp_path / "c", labels=("angry",), speakers=("s1",), suffixes=(".wav",))
+    first = prepare_corpus("folder", root, language="sw", manifest_dir=tmp_path / "m").summary().splitlines()[0]
+    assert first == "folder: 1 utterance, 1 speaker, language sw (1)"
+    folder_corpus(root, labels=("angry",), speakers=("s2",), suffixes=(".wav",))
+    first = prepare_corpus("folder", root, language="sw", manifest_dir=tmp_path / "m").summary().splitlines()[0]
+    assert first == "folder: 2 utterances, 1 speaker, language sw (2)"

@@ -118,7 +118,7 @@ def test_speaker_protocol_refuses_a_speaker_in_two_splits(tmp_path, monkeypatch)
     draw_split(data, "speaker", 0)  # the real folds are disjoint
     import train.protocol as td
 
-    leaky = lambda speakers, fold, n_folds, seed: ["test" if i == 0 else "valid" if i % 5 == 1 else "train"  # noqa: E731
+    leaky = lambda speakers, fold, n_folds, seed, emotions=None: ["test" if i == 0 else "valid" if i % 5 == 1 else "train"  # noqa: E731
                                                    for i in range(len(speakers))]
     monkeypatch.setattr(td, "speaker_split", leaky)
     with pytest.raises(StoreError, match=r"leakage: speaker 'spk\d' is in both"):

@@ -81,6 +81,29 @@ def test_speaker_protocol_runs_every_fold_without_leakage(tmp_path):
     assert tested == {f"spk{i}": 1 for i in range(5)}
 
 
+def test_speaker_fold_without_some_emotion_is_reported_once_per_fold(tmp_path, caplog):
+    import dataclasses
+
+    make_stores(tmp_path, speakers=4, per_class=6)
+    data = load_domain(resolve_domain("de=synth", tmp_path), tmp_path, ["mfcc"])
+    with caplog.at_level("WARNING", logger="mgser.train"):
+        for fold in range(4):
+            draw_split(data, "speaker", fold)  # every speaker acts every emotion: nothing to report
+    assert caplog.records == []
+    # each speaker acts a single emotion (two speakers per emotion): no fold can test or validate every emotion
+    confounded = dataclasses.replace(data, speakers=[f"{e}{i % 2}" for i, e in enumerate(data.emotions)])
+    with caplog.at_level("WARNING", logger="mgser.train"):
+        for fold in range(8):
+            splits = draw_split(confounded, "speaker", fold)
+            test = sorted({e for e, s in zip(confounded.emotions, splits) if s == "test"})
+            valid = sorted({e for e, s in zip(confounded.emotions, splits) if s == "valid"})
+            assert len(caplog.records) == fold + 1
+            message = caplog.records[-1].getMessage()
+            assert message.startswith(f"de fold {fold}: test lacks ")
+            assert "; valid lacks " in message and "UA averages over the emotions present" in message
+            assert all(e not in message.split("; valid")[0] for e in test) and all(e not in message.split("; valid")[1] for e in valid)
+
+
 def test_speaker_protocol_refuses_too_few_speakers(tmp_path):
     make_stores(tmp_path, speakers=2)
     data = load_domain(resolve_domain("de=synth", tmp_path), tmp_path, ["mfcc"])

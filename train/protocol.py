@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Mapping, Sequence
 
 from sercore.errors import StoreError
 from sercore.manifest import SPLITS
-from sercore.splits import PROTOCOLS, check_disjoint, random_split, speaker_split
+from sercore.splits import PROTOCOLS, check_disjoint, missing_emotions, random_split, speaker_split
 
 from .domains import DomainData
 
@@ -33,7 +34,7 @@ def draw_split(data: DomainData, protocol: str, run: int, n_folds: int | None = 
         splits = random_split(data.emotions, seed=run)
     elif protocol == "speaker":
         try:
-            splits = speaker_split(data.speakers, fold=run, n_folds=n_folds, seed=0)
+            splits = speaker_split(data.speakers, fold=run, n_folds=n_folds, seed=0, emotions=data.emotions)
         except ValueError as exc:
             raise StoreError(where, f"speaker protocol impossible for language {data.spec.language!r}: {exc}") from None
     else:
@@ -45,7 +46,19 @@ def draw_split(data: DomainData, protocol: str, run: int, n_folds: int | None = 
     for name in SPLITS:
         if name not in splits:
             raise StoreError(where, f"run {run} of the {protocol} protocol leaves the {name} split empty")
+    if protocol == "speaker":
+        report_missing_emotions(data, splits, run)
     return splits
+
+
+def report_missing_emotions(data: DomainData, splits: Sequence[str], run: int) -> None:
+    """One warning line when fold ``run``'s test or validation set lacks some of the domain's emotions (its UA
+    then averages over the emotions present, and the epoch is chosen on those)."""
+    lacking = missing_emotions(data.emotions, splits)
+    if lacking:
+        logging.getLogger("mgser.train").warning(
+            "%s fold %d: %s (no speaker of the split acts them; UA averages over the emotions present)",
+            data.spec.language, run, "; ".join(f"{name} lacks {', '.join(e)}" for name, e in lacking.items()))
 
 
 

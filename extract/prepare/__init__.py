@@ -11,6 +11,7 @@ atomically and records skipped files next to it.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections import Counter
 from dataclasses import dataclass, field, replace
@@ -19,9 +20,9 @@ from types import ModuleType
 from typing import Callable, Iterable, Mapping
 
 from sercore.errors import DataError, OptionError
-from sercore.labels import in_vocabulary, parse_merges, sorted_labels
+from sercore.labels import EMOTIONS, in_vocabulary, parse_merges, sorted_labels
 from sercore.manifest import SPLITS, Utterance, manifest_path, write_manifest
-from sercore.splits import PROTOCOLS, check_disjoint, random_split, speaker_split
+from sercore.splits import PROTOCOLS, check_disjoint, missing_emotions, random_split, speaker_folds, speaker_split
 
 from . import cafe, csvlist, demo, emodb, emovo, folder, iemocap, ravdess
 from .base import Recording, Scan, Skipped
@@ -120,14 +121,39 @@ class PreparedCorpus:
     skipped: list[Skipped] = field(default_factory=list)
     skipped_list: Path | None = None
     merges: list[Merge] = field(default_factory=list)
+    dataset: str = ""
 
-    def summary(self, max_listed: int = 10) -> str:
+    def warnings(self) -> list[str]:
+        """Lines about the prepared corpus that the user should look at (each one line, printed as warnings)."""
+        out = []
+        emotions = sorted_labels({u.emotion for u in self.utterances})
+        if not any(in_vocabulary(e) for e in emotions):
+            hint = (" (the folder route reads the label from the top folder: give --layout, e.g. "
+                    "'{speaker}/{emotion}/*', when it is another level)" if self.dataset == "folder" else "")
+            out.append(f"warning: {self.name}: none of the labels ({', '.join(emotions)}) is in the built-in vocabulary "
+                       f"({', '.join(EMOTIONS)}): are they emotions?{hint}")
+        languages = sorted({u.language for u in self.utterances})
+        for language in languages:
+            utts = [u for u in self.utterances if u.language == language]
+            where = self.name + (f" ({language})" if len(languages) > 1 else "")
+            confound = confounded_speakers([u.speaker for u in utts], [u.emotion for u in utts])
+            if confound:
+                out.append(f"warning: {where}: speaker and emotion are confounded: {confound}")
+            if self.protocol == "speaker":
+                lacking = missing_emotions([u.emotion for u in utts], [u.split for u in utts])
+                if lacking:
+                    out.append(f"warning: {where}: " + "; ".join(f"the {split} split lacks {', '.join(e)}"
+                                                                 for split, e in lacking.items())
+                               + " (its speakers do not act them)")
+        return out
+
+    def summary(self, max_listed: int = 10, max_speakers: int = 40) -> str:
         utts = self.utterances
         emotions = Counter(u.emotion for u in utts)
         splits = Counter(u.split for u in utts)
         languages = Counter(u.language for u in utts)
         lines = [
-            f"{self.name}: {len(utts)} utterances, {len({u.speaker for u in utts})} speakers, "
+            f"{self.name}: {_count(len(utts), 'utterance')}, {_count(len({u.speaker for u in utts}), 'speaker')}, "
             f"language {', '.join(f'{k} ({v})' for k, v in sorted(languages.items()))}",
             "  emotions: " + ", ".join(f"{e} {emotions[e]}" for e in sorted_labels(emotions)),
             "  merged: " + ("; ".join(map(str, self.merges)) if self.merges else "none (every label kept as the corpus gives it)"),
@@ -137,6 +163,9 @@ class PreparedCorpus:
         outside = [e for e in sorted_labels(emotions) if not in_vocabulary(e)]
         if outside:
             lines.insert(2, f"  outside the built-in vocabulary, kept as classes of their own: {', '.join(outside)}")
+        speakers = {u.speaker for u in utts}
+        if len(speakers) > 1:
+            lines[-1:-1] = speaker_table(utts, max_speakers)
         if self.protocol == "speaker":
             lines[-1:-1] = [f"  {split} speakers: {', '.join(sorted({u.speaker for u in utts if u.split == split}))}"
                           for split in ("valid", "test")]
@@ -152,6 +181,61 @@ class PreparedCorpus:
         return "\n".join(lines)
 
 
+#: A speaker "acts mostly one emotion" when this share of their utterances or more has one emotion; speaker and
+#: emotion are confounded when at least half of the speakers (of two or more) do.
+CONFOUND_SHARE = 0.8
+
+
+def confounded_speakers(speakers: list[str], emotions: list[str]) -> str:
+    """Why speaker and emotion are confounded in these utterances (a phrase), or ``""`` when they are not.
+
+    Confounded: two or more emotions, two or more speakers, and at least half of the speakers with
+    :data:`CONFOUND_SHARE` or more of their utterances in one emotion. Then speaker-independent folds lack
+    whole emotions in test and valid, and a model can learn who speaks for what is felt. The phrase names
+    the largest number of folds (``train --folds``) whose every one has every emotion, when there is one.
+    """
+    by_speaker: dict[str, Counter] = {}
+    for s, e in zip(speakers, emotions):
+        by_speaker.setdefault(s, Counter())[e] += 1
+    if len(by_speaker) < 2 or len(set(emotions)) < 2:
+        return ""
+    mostly = sum(max(c.values()) >= CONFOUND_SHARE * sum(c.values()) for c in by_speaker.values())
+    if 2 * mostly < len(by_speaker):
+        return ""
+    single = sum(len(c) == 1 for c in by_speaker.values())
+    text = (f"{mostly} of {len(by_speaker)} speakers act mostly one emotion ({single} a single one), so "
+            "speaker-independent folds lack whole emotions in test and valid")
+    every = set(emotions)
+    most = min(sum(e in c for c in by_speaker.values()) for e in every)  # an emotion is in no more folds than speakers act it
+    complete = next((k for k in range(min(most, len(by_speaker)), 2, -1)
+                     if all(set().union(*(by_speaker[s] for s, f in speaker_folds(speakers, k, 0, emotions).items() if f == fold))
+                            == every for fold in range(k))), None)
+    if complete is not None and complete < len(by_speaker):
+        text += f"; with train --folds {complete} (or fewer) every fold has every emotion"
+    return text
+
+
+def speaker_table(utterances: list[Utterance], max_speakers: int = 40) -> list[str]:
+    """The summary's speaker-by-emotion table: utterances per speaker (rows) and emotion (columns)."""
+    counts = Counter((u.speaker, u.emotion) for u in utterances)
+    emotions = sorted_labels({u.emotion for u in utterances})
+    speakers = sorted({u.speaker for u in utterances})
+    width = max(len("speaker"), *(len(s) for s in speakers[:max_speakers]))
+    cells = [max(len(e), 3) for e in emotions]
+    lines = ["  speakers x emotions:",
+             "    " + "speaker".ljust(width) + "".join(f"  {e:>{c}}" for e, c in zip(emotions, cells))]
+    lines += ["    " + s.ljust(width) + "".join(f"  {counts[s, e]:>{c}}" for e, c in zip(emotions, cells))
+              for s in speakers[:max_speakers]]
+    if len(speakers) > max_speakers:
+        lines.append(f"    ... and {len(speakers) - max_speakers} more speakers")
+    return lines
+
+
+def _count(n: int, noun: str) -> str:
+    """``1 speaker``, ``4 speakers``."""
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def scan_corpus(dataset: str, root: str | Path | None, *, language: str | None = None, **options) -> Scan:
     """Run the preparer of layout ``dataset`` on ``root`` (no merge, no split, nothing written)."""
     if dataset not in PREPARERS:
@@ -159,6 +243,8 @@ def scan_corpus(dataset: str, root: str | Path | None, *, language: str | None =
     preparer = PREPARERS[dataset]
     if options.get("speaker_pattern") and dataset != "folder":
         raise DataError(root or dataset, f"--speaker-pattern applies to folder corpora only, not {dataset}")
+    if options.get("layout") and dataset != "folder":
+        raise OptionError("--layout", f"applies to folder corpora only, not {dataset}")
     if root is None and preparer.default_root is None:
         raise OptionError(dataset, "--root is required (the corpus folder" + (", or the CSV file)" if dataset == "csv" else ")"))
     if preparer.user_corpus:
@@ -189,7 +275,7 @@ def assign_splits(recordings: list[Recording], protocol: str, seed: int, where: 
             if n < 3:
                 raise DataError(where, f"the speaker protocol needs at least 3 speakers per language, {language!r} has {n} "
                                        "(give speakers with --speaker-pattern or a speaker column, or use --protocol random)")
-            assigned = speaker_split(speakers, fold=0, seed=seed)
+            assigned = speaker_split(speakers, fold=0, seed=seed, emotions=[recordings[i].emotion for i in idx])
         for i, split in zip(idx, assigned):
             out[i] = split
     return out
@@ -223,7 +309,7 @@ def prepare_corpus(dataset: str, root: str | Path | None, *, name: str | None = 
     check_disjoint([u.utt_id for u in utterances], [u.speaker for u in utterances], splits, protocol)
     write_manifest(utterances, target)
     skipped_list = _record_skipped(scan.skipped, target)
-    return PreparedCorpus(name, protocol, seed, target, utterances, scan.skipped, skipped_list, merges)
+    return PreparedCorpus(name, protocol, seed, target, utterances, scan.skipped, skipped_list, merges, dataset=dataset)
 
 
 def _record_skipped(skipped: list[Skipped], manifest: Path) -> Path | None:
@@ -243,14 +329,18 @@ def _record_skipped(skipped: list[Skipped], manifest: Path) -> Path | None:
 
 def prepare_dataset(dataset: str, root: str | Path | None, *, name: str | None = None, language: str | None = None,
                     protocol: str = "random", seed: int = 0, manifest_dir: Path = DEFAULT_MANIFESTS,
-                    echo: Callable[[str], None] | None = print, **options) -> Path:
-    """Prepare a corpus (see :func:`prepare_corpus`), print its summary, return the manifest path."""
+                    echo: Callable[[str], None] | None = print, warn: Callable[[str], None] | None = None,
+                    **options) -> Path:
+    """Prepare a corpus (see :func:`prepare_corpus`), print its summary and its warnings (``warn``: by default
+    WARNING lines of the ``mgser`` logger, shown even with ``--quiet``), return the manifest path."""
     prepared = prepare_corpus(dataset, root, name=name, language=language, protocol=protocol, seed=seed,
                               manifest_dir=manifest_dir, **options)
     if echo is not None:
         echo(prepared.summary())
+    for line in prepared.warnings():
+        (warn or logging.getLogger("mgser").warning)(line)
     return prepared.manifest
 
 
-__all__ = ["PREPARERS", "Preparer", "Merge", "PreparedCorpus", "apply_merges", "assign_splits",
+__all__ = ["PREPARERS", "Preparer", "Merge", "PreparedCorpus", "apply_merges", "assign_splits", "confounded_speakers",
            "prepare_corpus", "prepare_dataset", "scan_corpus"]
