@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sercore.fsio import write_atomic
+
 from .config import ExperimentConfig
 from .domains import DomainData
 from .fit import RunResult
@@ -75,7 +77,7 @@ def write_outputs(config: ExperimentConfig, datas: list[DomainData], features: l
         differences = write_traces({r.run: r.fit.history for r in runs}, [d.spec.language for d in datas],
                                    metrics["mixing"]["experts"], out, config.model)
         metrics["mixing"]["gates_differ"] = [d.as_dict() for d in differences]
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_atomic(out / "metrics.json", lambda tmp: tmp.write_text(json.dumps(metrics, indent=2)))
     with (out / "metrics.csv").open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["row", "protocol", "domain", "seed", "fold", "test_wa", "test_ua", "valid_ua", "best_epoch", "seconds", "features", "aux"])
@@ -114,4 +116,4 @@ def save_config(config: ExperimentConfig, datas: list[DomainData], features: lis
         "machine": platform.machine(),
         "started": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    (out / "config.json").write_text(json.dumps(d, indent=2, sort_keys=True, default=str))
+    write_atomic(out / "config.json", lambda tmp: tmp.write_text(json.dumps(d, indent=2, sort_keys=True, default=str)))

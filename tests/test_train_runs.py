@@ -1,0 +1,75 @@
+"""What a run trains and tests on, and what it writes: the stores' split, non-finite training, the batch-memory
+estimate, atomic run files, the refit's augmentation, per-language GE2E statistics."""
+
+from __future__ import annotations
+
+import errno
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from sercore.errors import EXIT_ENVIRONMENT, EnvironmentProblem
+from tests._train_helpers import make_stores
+from train.cli import main
+from train.config import ExperimentConfig
+
+
+def _train(*args):
+    return CliRunner().invoke(main, list(args))
+
+
+def _one_error_line(output: str) -> str:
+    lines = [line for line in output.strip().splitlines() if line.strip()]
+    assert lines and "Traceback" not in output, output
+    return lines[-1]
+
+
+@pytest.fixture()
+def stores(tmp_path):
+    return make_stores(tmp_path / "features", dataset="synth", language="de", per_class=12, speakers=3)
+
+
+def _base(stores, out, *extra):
+    return ["--domains", "de=synth", "--features-dir", str(stores), "--epochs", "1", "--seeds", "1", "--out", str(out), *extra]
+
+
+def _disk_fills_on(monkeypatch, name: str) -> None:
+    """Writing a file whose name starts with ``name`` writes half of it, then fails as a full disk does."""
+    real = Path.write_text
+
+    def write_text(self, data, *args, **kwargs):
+        if self.name.startswith(name):
+            with open(self, "w") as f:
+                f.write(data[: len(data) // 2])
+            raise OSError(errno.ENOSPC, "No space left on device", str(self))
+        return real(self, data, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", write_text)
+
+
+# --------------------------------------------------------------------------------------------------
+# Run files are written atomically
+
+
+@pytest.mark.parametrize("name", ["metrics.json", "config.json"])
+def test_a_full_disk_leaves_the_run_folders_json_files_whole(stores, tmp_path, monkeypatch, name):
+    out = tmp_path / "run"
+    assert _train(*_base(stores, out)).exit_code == 0
+    before = (out / name).read_text()
+    _disk_fills_on(monkeypatch, name)
+    r = _train(*_base(stores, out))  # the finished run is loaded, the files written again
+    line = _one_error_line(r.output)
+    assert r.exit_code == EXIT_ENVIRONMENT and name in line and line.endswith("no space left on device"), r.output
+    assert (out / name).read_text() == before and json.loads(before)
+
+
+def test_a_saved_configuration_is_never_half_written(tmp_path, monkeypatch):
+    path = tmp_path / "cell.json"
+    ExperimentConfig(domains=["de"]).save(path)
+    before = path.read_text()
+    _disk_fills_on(monkeypatch, "cell.json")
+    with pytest.raises(EnvironmentProblem, match="no space left on device"):
+        ExperimentConfig(domains=["it"]).save(path)
+    assert path.read_text() == before
