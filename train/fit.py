@@ -61,25 +61,30 @@ def few_shot_indices(idx: Mapping[str, list[int]], emotions: Sequence[str], k: i
 def fit_run(config: ExperimentConfig, datas: list[DomainData], features: list[str], run: int,
             description: str = "") -> RunResult:
     """Split, standardise, build and fit for run ``run`` (seed ``first_seed + run``, or fold ``run``)."""
-    check_batch_memory(config, datas, features)  # before any work: refuse a batch that would not fit (train/memory.py)
     seed = config.first_seed + run
     fold = run if config.protocol == "speaker" else None
     parts: dict[str, list[FeatureDataset]] = {"train": [], "valid": [], "test": []}
     scalers, test_speakers = [], {}
     trained = {c for d in datas if config.few_shot.get(d.spec.language) != 0 for c in d.classes}
-    full_train: list[int] = []  # each domain's training utterances before a few-shot limit
-    for d, data in enumerate(datas):
-        splits = draw_split(data, config.protocol, fold if fold is not None else seed, config.folds)
-        idx = split_indices(splits)
-        unlabelled = idx["train"]  # its audio standardises the features even when few of its labels are used
-        full_train.append(len(unlabelled))
+    # each domain's training utterances before a few-shot limit: their audio standardises the features even
+    # when few of their labels are used
+    unlabelled: list[list[int]] = []
+    indices: list[Mapping[str, list[int]]] = []
+    for data in datas:
+        idx = split_indices(draw_split(data, config.protocol, fold if fold is not None else seed, config.folds))
+        unlabelled.append(idx["train"])
         if data.spec.language in config.few_shot:
             idx = few_shot_indices(idx, data.emotions, config.few_shot[data.spec.language], seed, trained)
+        indices.append(idx)
+    # before any work: refuse a batch that would not fit (train/memory.py); the refit also trains on valid
+    n_train = sum(len(idx["train"]) + (len(idx["valid"]) if config.train.refit else 0) for idx in indices)
+    check_batch_memory(config, datas, features, n_train)
+    for d, (data, idx) in enumerate(zip(datas, indices)):
         modules_inputs = list(data.inputs.values())  # the fine-tuned module sees its input as extracted
         if config.train.speaker_norm:
             scaler = SpeakerScaler.fit(data, skip=modules_inputs)
         elif config.train.standardize:
-            scaler = FeatureScaler.fit(data, unlabelled, skip=modules_inputs)
+            scaler = FeatureScaler.fit(data, unlabelled[d], skip=modules_inputs)
         else:
             scaler = None
         scalers.append(scaler)
@@ -92,7 +97,7 @@ def fit_run(config: ExperimentConfig, datas: list[DomainData], features: list[st
     datasets = {k: v[0] if len(v) == 1 else ConcatDataset(v) for k, v in parts.items()}
     train_config = config.train
     if config.few_shot:  # every K of a learning curve trains for the same number of steps: those of the whole split
-        train_config = replace(train_config, epoch_size=sum(full_train))
+        train_config = replace(train_config, epoch_size=sum(map(len, unlabelled)))
     alphas = [config.language(data.spec.language).alpha if config.train.alpha is None else config.train.alpha for data in datas]
 
     def make_trainer(train_config: TrainConfig, what: str) -> Trainer:
