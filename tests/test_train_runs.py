@@ -89,3 +89,16 @@ def test_a_shuffled_batch_is_estimated_at_most_as_large_as_the_training_set(stor
     assert r.exit_code == 3 and f"{n_train} rows (all {n_train} training utterances, fewer than --batch-size 100000000)" in line
     r = _train(*_base(stores, tmp_path / "refit"), *huge, "--max-batch-gb", "1e-7", "--refit")  # the refit adds valid
     assert r.exit_code == 3 and "40 rows (all 40 training utterances" in _one_error_line(r.output), r.output
+
+
+# --------------------------------------------------------------------------------------------------
+# Non-finite training
+
+
+@pytest.mark.parametrize("epochs", ["1", "3"])
+def test_a_diverged_run_fails_whatever_the_number_of_epochs(stores, tmp_path, epochs):
+    out = tmp_path / "nan"
+    r = _train(*_base(stores, out)[:-6], "--epochs", epochs, "--seeds", "1", "--out", str(out), "--lr", "1e30")
+    line = _one_error_line(r.output)
+    assert r.exit_code == 3 and "seed 1/1: the " in line and ("became nan" in line or "became inf" in line), r.output
+    assert not (out / "metrics.json").exists() and not list((out / "runs").glob("*.json"))
