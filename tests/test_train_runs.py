@@ -102,3 +102,43 @@ def test_a_diverged_run_fails_whatever_the_number_of_epochs(stores, tmp_path, ep
     line = _one_error_line(r.output)
     assert r.exit_code == 3 and "seed 1/1: the " in line and ("became nan" in line or "became inf" in line), r.output
     assert not (out / "metrics.json").exists() and not list((out / "runs").glob("*.json"))
+
+
+# --------------------------------------------------------------------------------------------------
+# Fine-tuned GE2E: each language's own statistics
+
+
+def test_finetuned_ge2e_is_standardised_with_each_languages_own_statistics(tmp_path):
+    import torch
+
+    stores = make_stores(tmp_path / "features", per_class=6, emb_dim=256, with_mel=True)
+    make_stores(stores, dataset="other", language="fr", per_class=6, emb_dim=256, with_mel=True, seed=1, separation=4.0)
+    out = tmp_path / "ft"
+    r = _train("--domains", "de=synth,fr=other", "--model", "base", "--features", "ge2e,mfcc", "--features-dir", str(stores),
+               "--epochs", "1", "--seeds", "1", "--out", str(out), "--finetune-ge2e", "--standardize", "--per-class", "3")
+    assert r.exit_code == 0, r.output
+    ckpt = torch.load(out / "checkpoints" / "run0.pt", weights_only=False)
+    means, stds = ckpt["model"]["encoders.ge2e_mean"], ckpt["model"]["encoders.ge2e_std"]
+    assert means.shape == stds.shape == (2, 256)
+    for d, scaler in enumerate(ckpt["scalers"]):
+        assert torch.equal(means[d], torch.from_numpy(scaler["mean"]["ge2e"]))
+        assert torch.equal(stds[d], torch.from_numpy(scaler["std"]["ge2e"]))
+    assert not torch.equal(means[0], means[1])
+
+
+def test_weights_with_one_pair_of_ge2e_statistics_still_load():
+    import torch
+
+    from train.config import EncoderConfig
+    from train.models.ge2e import Ge2eEncoder
+    from train.models.single import FeatureEncoders
+
+    def encoders():
+        return FeatureEncoders(["ge2e"], {"ge2e": "embedding", "mel": "sequence"}, {"ge2e": 256, "mel": 40},
+                               {"ge2e": EncoderConfig()}, Ge2eEncoder(), "mel", n_domains=2)
+
+    state = encoders().state_dict()
+    state["ge2e_mean"], state["ge2e_std"] = torch.arange(256.0), torch.full((256,), 2.0)  # as saved before
+    loaded = encoders()
+    loaded.load_state_dict(state)
+    assert torch.equal(loaded.ge2e_mean, torch.arange(256.0).expand(2, 256)) and torch.equal(loaded.ge2e_std[1], torch.full((256,), 2.0))

@@ -105,10 +105,11 @@ def fit_run(config: ExperimentConfig, datas: list[DomainData], features: list[st
         np.random.seed(seed % 2**32)
         model = build_model(config.model, config, [domain_info(data, features) for data in datas])
         encoders = getattr(model, "encoders", None)
-        if isinstance(scalers[0], FeatureScaler) and getattr(encoders, "ge2e", None) is not None and GE2E_FEATURE in scalers[0].mean:
-            # the fine-tuned embedding is standardised with the stored embedding's training statistics
-            encoders.ge2e_mean.copy_(torch.from_numpy(scalers[0].mean[GE2E_FEATURE]))
-            encoders.ge2e_std.copy_(torch.from_numpy(scalers[0].std[GE2E_FEATURE]))
+        for d, scaler in enumerate(scalers):
+            if isinstance(scaler, FeatureScaler) and getattr(encoders, "ge2e", None) is not None and GE2E_FEATURE in scaler.mean:
+                # the fine-tuned embedding is standardised with the stored embedding's training statistics of its language
+                encoders.ge2e_mean[d].copy_(torch.from_numpy(scaler.mean[GE2E_FEATURE]))
+                encoders.ge2e_std[d].copy_(torch.from_numpy(scaler.std[GE2E_FEATURE]))
         return Trainer(model, train_config, [data.classes for data in datas], alphas, seed=seed, description=what)
 
     trainer = make_trainer(train_config, description)
