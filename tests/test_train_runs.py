@@ -142,3 +142,44 @@ def test_weights_with_one_pair_of_ge2e_statistics_still_load():
     loaded = encoders()
     loaded.load_state_dict(state)
     assert torch.equal(loaded.ge2e_mean, torch.arange(256.0).expand(2, 256)) and torch.equal(loaded.ge2e_std[1], torch.full((256,), 2.0))
+
+
+# --------------------------------------------------------------------------------------------------
+# The refit
+
+
+def test_the_refit_augments_the_validation_utterances_like_the_training_ones(stores, tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from train.augment import SequenceAugment
+    from train.config import TrainConfig
+    from train.experiment import load_domains
+    from train.fit import fit_run
+    from train.trainer import Trainer
+
+    seen = []  # per Trainer.fit call: (augmentation of each training utterance, validation utterances)
+    original = Trainer.fit
+
+    def recording_fit(self, train, valid, test):
+        parts = getattr(train, "datasets", [train])
+        seen.append(({u: p.augment for p in parts for u in p.utt_ids},
+                     {u for p in getattr(valid, "datasets", [valid]) for u in p.utt_ids}))
+        return original(self, train, valid, test)
+
+    monkeypatch.setattr(Trainer, "fit", recording_fit)
+    config = ExperimentConfig(domains=["de=synth"], features_dir=str(stores), out=str(tmp_path / "r"),
+                              train=TrainConfig(epochs=2, progress=False, crop=0.5, time_mask=0.2, refit=True))
+    datas, features = load_domains(config)
+    fit_run(config, datas, features, 0)
+    (selection, valid), (refit, _) = seen
+    augment = SequenceAugment(0.5, 0.2, 0.0)
+    assert set(selection.values()) == {augment} and not valid & set(selection)
+    assert set(refit) == set(selection) | valid and set(refit.values()) == {augment}
+    # a two-language refit too
+    make_stores(stores, dataset="other", language="fr", per_class=12, speakers=3)
+    config = replace(config, domains=["de=synth", "fr=other"], model="base")
+    datas, features = load_domains(config)
+    seen.clear()
+    fit_run(config, datas, features, 0)
+    (selection, valid), (refit, _) = seen
+    assert set(refit) == set(selection) | valid and set(refit.values()) == {augment}

@@ -79,6 +79,14 @@ def fit_run(config: ExperimentConfig, datas: list[DomainData], features: list[st
     # before any work: refuse a batch that would not fit (train/memory.py); the refit also trains on valid
     n_train = sum(len(idx["train"]) + (len(idx["valid"]) if config.train.refit else 0) for idx in indices)
     check_batch_memory(config, datas, features, n_train)
+
+    def make_dataset(d: int, rows: list[int], augment: bool) -> FeatureDataset:
+        """Domain d's utterances ``rows``, standardised, with the training augmentation when ``augment``."""
+        data = datas[d]
+        augmentation = SequenceAugment(config.train.crop, config.train.time_mask, config.train.feature_mask) if augment else None
+        return FeatureDataset(data, rows, data.classes, domain=d, scaler=scalers[d], augment=augmentation, seed=seed,
+                              max_frames=max_frames(data.provenance, data.kinds, config.train.max_seconds))
+
     for d, (data, idx) in enumerate(zip(datas, indices)):
         modules_inputs = list(data.inputs.values())  # the fine-tuned module sees its input as extracted
         if config.train.speaker_norm:
@@ -89,10 +97,7 @@ def fit_run(config: ExperimentConfig, datas: list[DomainData], features: list[st
             scaler = None
         scalers.append(scaler)
         for name in parts:
-            augment = SequenceAugment(config.train.crop, config.train.time_mask, config.train.feature_mask) if name == "train" else None
-            limit = max_frames(data.provenance, data.kinds, config.train.max_seconds)
-            parts[name].append(FeatureDataset(data, idx[name], data.classes, domain=d, scaler=scaler, augment=augment,
-                                              seed=seed, max_frames=limit))
+            parts[name].append(make_dataset(d, idx[name], augment=name == "train"))
         test_speakers[data.spec.language] = sorted({data.speakers[i] for i in idx["test"]})
     datasets = {k: v[0] if len(v) == 1 else ConcatDataset(v) for k, v in parts.items()}
     train_config = config.train
@@ -119,7 +124,11 @@ def fit_run(config: ExperimentConfig, datas: list[DomainData], features: list[st
         # that many epochs and test the last one (the validation scores reported stay those of the selection fit).
         refit_config = replace(config.train, epochs=result.best_epoch, selection="last", patience=None)
         trainer = make_trainer(refit_config, f"{description} refit")
-        refit = trainer.fit(ConcatDataset(parts["train"] + parts["valid"]), datasets["valid"], datasets["test"])
+        # the validation utterances are training utterances now: augmented like them
+        del datasets["train"], parts["train"]
+        refit_train = [make_dataset(d, idx["train"] + idx["valid"], augment=True) for d, idx in enumerate(indices)]
+        refit = trainer.fit(refit_train[0] if len(refit_train) == 1 else ConcatDataset(refit_train), datasets["valid"],
+                            datasets["test"])
         result = replace(result, test=refit.test, state=refit.state, seconds=result.seconds + refit.seconds,
                          history=result.history + [{"refit_epochs": result.best_epoch, "refit_seconds": refit.seconds}])
     # a per-speaker scaler is not part of the model: a new speaker brings its own statistics
