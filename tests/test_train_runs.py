@@ -5,15 +5,21 @@ from __future__ import annotations
 
 import errno
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from sercore.errors import EXIT_ENVIRONMENT, EnvironmentProblem
+from sercore.splits import random_split
+from sercore.store import FeatureStore, store_path
 from tests._train_helpers import make_stores
 from train.cli import main
 from train.config import ExperimentConfig
+from train.domains import load_domain, resolve_domain
+from train.protocol import draw_split
+from train.runstate import config_fingerprint
 
 
 def _train(*args):
@@ -47,6 +53,60 @@ def _disk_fills_on(monkeypatch, name: str) -> None:
         return real(self, data, *args, **kwargs)
 
     monkeypatch.setattr(Path, "write_text", write_text)
+
+
+# --------------------------------------------------------------------------------------------------
+# Seed 0 is the stores' split
+
+
+def _seed3(records):
+    return random_split([r.emotion for r in records], seed=3)
+
+
+def _sad_out_of_test(records):
+    return ["train" if s == "test" and r.emotion == "sad" else s for r, s in zip(records, _seed3(records))]
+
+
+def _store_ids(stores, split):
+    with FeatureStore(store_path(stores, "synth", split)) as store:
+        return set(store.utt_ids)
+
+
+@pytest.mark.parametrize("splits", [_seed3, _sad_out_of_test])
+def test_seed_0_trains_and_tests_on_the_split_the_stores_were_written_with(tmp_path, splits):
+    stores = make_stores(tmp_path / "features", per_class=12, speakers=3, splits=splits)
+    data = load_domain(resolve_domain("de=synth", stores), stores, ["mfcc"])
+    assert draw_split(data, "random", 0) == data.store_splits != random_split(data.emotions, seed=0)
+    assert draw_split(data, "random", 3) == random_split(data.emotions, seed=3)
+    out = tmp_path / "run"
+    r = _train(*_base(stores, out)[:-4], "--seeds", "2", "--out", str(out))
+    assert r.exit_code == 0, r.output
+    run0 = json.loads((out / "runs" / "run0.json").read_text())
+    assert set(run0["test"]["utt_ids"]) == _store_ids(stores, "test") and set(run0["valid"]["utt_ids"]) == _store_ids(stores, "valid")
+    if splits is _sad_out_of_test:
+        assert not [u for u in run0["test"]["utt_ids"] if "_sad_" in u]
+    run1 = json.loads((out / "runs" / "run1.json").read_text())
+    assert set(run1["test"]["utt_ids"]) == {u for u, s in zip(data.utt_ids, random_split(data.emotions, seed=1)) if s == "test"}
+    config = json.loads((out / "config.json").read_text())
+    assert config["resolved"]["splits"] == {"run0": "the stores' split (train.h5, valid.h5, test.h5)",
+                                            "run1": "random split drawn with seed 1"}
+    assert [run["split"] for run in json.loads((out / "metrics.json").read_text())["runs"]] == list(config["resolved"]["splits"].values())
+
+
+def test_runs_fitted_when_seed_0_redrew_the_split_are_not_reused(stores, tmp_path):
+    out = tmp_path / "run"
+    assert _train(*_base(stores, out)).exit_code == 0
+    record = out / "runs" / "run0.json"
+    old = json.loads(record.read_text())
+    old["fingerprint"]["config"].pop("seed_0_split")  # as a run fitted before seed 0 meant the stores' split
+    record.write_text(json.dumps(old))
+    r = _train(*_base(stores, out))
+    line = _one_error_line(r.output)
+    assert r.exit_code == 3 and str(record) in line and "differs in: config.seed_0_split" in line, r.output
+    # other first seeds and the speaker protocol never used the stores' split: their folders still resume
+    cfg = ExperimentConfig(domains=["de"])
+    assert config_fingerprint(replace(cfg, first_seed=1)) == {k: v for k, v in config_fingerprint(cfg).items() if k != "seed_0_split"} | {"first_seed": 1}
+    assert "seed_0_split" not in config_fingerprint(replace(cfg, protocol="speaker"))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -149,8 +209,6 @@ def test_weights_with_one_pair_of_ge2e_statistics_still_load():
 
 
 def test_the_refit_augments_the_validation_utterances_like_the_training_ones(stores, tmp_path, monkeypatch):
-    from dataclasses import replace
-
     from train.augment import SequenceAugment
     from train.config import TrainConfig
     from train.experiment import load_domains

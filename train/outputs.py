@@ -22,6 +22,7 @@ from .metrics import run_summary
 from .mixing import mixing_summary, write_mixing, write_traces
 from .models.layer_weights import write_layer_weights
 from .plots import plot_confusion
+from .protocol import split_source
 from .runstate import environment
 
 
@@ -56,6 +57,7 @@ def summarise(config: ExperimentConfig, datas: list[DomainData], features: list[
                 "seed": r.seed,
                 "fold": r.fold,
                 "test_speakers": r.test_speakers,
+                "split": split_source(config.protocol, r.seed if r.fold is None else r.fold),
                 "best_epoch": r.fit.best_epoch,
                 "seconds": round(r.fit.seconds, 2),
                 "test": {datas[d].spec.language: s.as_dict() for d, s in r.fit.test.scores.items()},
@@ -102,7 +104,9 @@ def write_outputs(config: ExperimentConfig, datas: list[DomainData], features: l
     return metrics
 
 
-def save_config(config: ExperimentConfig, datas: list[DomainData], features: list[str], out: Path) -> None:
+def save_config(config: ExperimentConfig, datas: list[DomainData], features: list[str], out: Path,
+                runs: int | None = None) -> None:
+    """``config.json``; with ``runs``, which split each of the runs trains and tests on (``resolved.splits``)."""
     d = config.to_dict()
     d["resolved"] = {
         "domains": [str(x.spec) for x in datas],
@@ -116,4 +120,7 @@ def save_config(config: ExperimentConfig, datas: list[DomainData], features: lis
         "machine": platform.machine(),
         "started": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
+    if runs is not None:
+        d["resolved"]["splits"] = {f"run{k}": split_source(config.protocol, config.first_seed + k if config.protocol == "random" else k)
+                                   for k in range(runs)}
     write_atomic(out / "config.json", lambda tmp: tmp.write_text(json.dumps(d, indent=2, sort_keys=True, default=str)))
