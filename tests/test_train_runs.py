@@ -82,7 +82,8 @@ def test_seed_0_trains_and_tests_on_the_split_the_stores_were_written_with(tmp_p
     r = _train(*_base(stores, out)[:-4], "--seeds", "2", "--out", str(out))
     assert r.exit_code == 0, r.output
     run0 = json.loads((out / "runs" / "run0.json").read_text())
-    assert set(run0["test"]["utt_ids"]) == _store_ids(stores, "test") and set(run0["valid"]["utt_ids"]) == _store_ids(stores, "valid")
+    assert set(run0["test"]["utt_ids"]) == _store_ids(stores, "test")
+    assert set(run0["valid"]["utt_ids"]) == _store_ids(stores, "valid")
     if splits is _sad_out_of_test:
         assert not [u for u in run0["test"]["utt_ids"] if "_sad_" in u]
     run1 = json.loads((out / "runs" / "run1.json").read_text())
@@ -90,7 +91,8 @@ def test_seed_0_trains_and_tests_on_the_split_the_stores_were_written_with(tmp_p
     config = json.loads((out / "config.json").read_text())
     assert config["resolved"]["splits"] == {"run0": "the stores' split (train.h5, valid.h5, test.h5)",
                                             "run1": "random split drawn with seed 1"}
-    assert [run["split"] for run in json.loads((out / "metrics.json").read_text())["runs"]] == list(config["resolved"]["splits"].values())
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [run["split"] for run in metrics["runs"]] == list(config["resolved"]["splits"].values())
 
 
 def test_runs_fitted_when_seed_0_redrew_the_split_are_not_reused(stores, tmp_path):
@@ -105,7 +107,8 @@ def test_runs_fitted_when_seed_0_redrew_the_split_are_not_reused(stores, tmp_pat
     assert r.exit_code == 3 and str(record) in line and "differs in: config.seed_0_split" in line, r.output
     # other first seeds and the speaker protocol never used the stores' split: their folders still resume
     cfg = ExperimentConfig(domains=["de"])
-    assert config_fingerprint(replace(cfg, first_seed=1)) == {k: v for k, v in config_fingerprint(cfg).items() if k != "seed_0_split"} | {"first_seed": 1}
+    others = {k: v for k, v in config_fingerprint(cfg).items() if k != "seed_0_split"}
+    assert config_fingerprint(replace(cfg, first_seed=1)) == others | {"first_seed": 1}
     assert "seed_0_split" not in config_fingerprint(replace(cfg, protocol="speaker"))
 
 
@@ -201,7 +204,8 @@ def test_weights_with_one_pair_of_ge2e_statistics_still_load():
     state["ge2e_mean"], state["ge2e_std"] = torch.arange(256.0), torch.full((256,), 2.0)  # as saved before
     loaded = encoders()
     loaded.load_state_dict(state)
-    assert torch.equal(loaded.ge2e_mean, torch.arange(256.0).expand(2, 256)) and torch.equal(loaded.ge2e_std[1], torch.full((256,), 2.0))
+    assert torch.equal(loaded.ge2e_mean, torch.arange(256.0).expand(2, 256))
+    assert torch.equal(loaded.ge2e_std[1], torch.full((256,), 2.0))
 
 
 # --------------------------------------------------------------------------------------------------

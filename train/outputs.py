@@ -121,6 +121,7 @@ def save_config(config: ExperimentConfig, datas: list[DomainData], features: lis
         "started": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     if runs is not None:
-        d["resolved"]["splits"] = {f"run{k}": split_source(config.protocol, config.first_seed + k if config.protocol == "random" else k)
+        random = config.protocol == "random"
+        d["resolved"]["splits"] = {f"run{k}": split_source(config.protocol, config.first_seed + k if random else k)
                                    for k in range(runs)}
     write_atomic(out / "config.json", lambda tmp: tmp.write_text(json.dumps(d, indent=2, sort_keys=True, default=str)))

@@ -13,8 +13,8 @@ Layout under the run folder (``config.out``)::
 
 The **fingerprint** is everything that decides a run's result: the configuration (minus what does not:
 the output folder, the number of seeds, whether checkpoints are copied, progress bars, the stores' folder
-name; under the random protocol from seed 0, which split seed 0 is), a SHA-256 over the data actually read (utterance ids, labels, speakers, store splits, every feature
-array, and the extractor provenance), the model name and the torch version. On a rerun,
+name; plus, under the random protocol from seed 0, which split seed 0 is), a SHA-256 over the data actually
+read (utterance ids, labels, speakers, store splits, every feature array, and the extractor provenance), the model name and the torch version. On a rerun,
 :class:`RunState` loads every finished run whose fingerprint matches (its metrics come back exactly as
 written) and refits the others; a finished run with another fingerprint is refused with a message saying
 what differs, since mixing it in would put two experiments' runs in one table. ``train --overwrite``

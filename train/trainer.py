@@ -188,7 +188,8 @@ class Trainer:
                     extras.setdefault(key, []).append(value.float().cpu())
             batch_loss = float(F.cross_entropy(out.logits, batch.labels, reduction="sum"))
             if not (math.isfinite(batch_loss) and torch.isfinite(out.representation).all()):
-                value = batch_loss if not math.isfinite(batch_loss) else float(out.representation[~torch.isfinite(out.representation)][0])
+                rep = out.representation
+                value = batch_loss if not math.isfinite(batch_loss) else float(rep[~torch.isfinite(rep)][0])
                 raise NonFiniteLoss(
                     f"{self.description or 'training'}: the model's output became {value} on {what}; the run is "
                     "stopped. Lower --lr or --alpha, or check the features for extreme values.")
