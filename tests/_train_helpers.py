@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -15,9 +15,11 @@ EMOTIONS = ("neutral", "happy", "angry", "sad")
 
 def make_stores(root: Path, dataset: str = "synth", language: str = "de", emotions: Sequence[str] = EMOTIONS,
                 per_class: int = 24, speakers: int = 4, seq_dim: int = 6, emb_dim: int = 5, separation: float = 1.5,
-                seed: int = 0, with_mel: bool = False, mel_name: str = "ge2e_mel", mel_role: bool = True) -> Path:
+                seed: int = 0, with_mel: bool = False, mel_name: str = "ge2e_mel", mel_role: bool = True,
+                splits: Callable[[list[UtteranceRecord]], list[str]] | None = None) -> Path:
     """features/<dataset>/{train,valid,test}.h5 with a ``mfcc`` sequence and a ``ge2e`` embedding whose means
-    depend on the emotion (separable, not trivially), variable lengths, several speakers. Returns ``root``."""
+    depend on the emotion (separable, not trivially), variable lengths, several speakers. ``splits``: the split of
+    each record (in utt_id order); default the random protocol's split with seed 0. Returns ``root``."""
     rng = np.random.default_rng(seed)
     centres_seq = rng.normal(size=(len(emotions), seq_dim)) * separation
     centres_emb = rng.normal(size=(len(emotions), emb_dim)) * separation
@@ -38,7 +40,7 @@ def make_stores(root: Path, dataset: str = "synth", language: str = "de", emotio
     if with_mel:
         # the role the ge2e_mel extractor records (mel_role=False: a store written before roles were recorded)
         attrs[mel_name] = {"kind": "sequence", "dim": 40, "extractor": "synthetic", **({"input_of": "ge2e"} if mel_role else {})}
-    splits = random_split([r.emotion for r in records], seed=0)
+    splits = splits(records) if splits is not None else random_split([r.emotion for r in records], seed=0)
     for split in ("train", "valid", "test"):
         write_store(store_path(root, dataset, split), dataset, split, [r for r, s in zip(records, splits) if s == split], attrs)
     return root

@@ -24,6 +24,7 @@ import dacite
 
 from sercore.device import check_cuda
 from sercore.errors import DataError
+from sercore.fsio import write_atomic
 
 
 def check_range(name: str, value, low: float | None = None, high: float | None = None, *, low_open: bool = False,
@@ -397,7 +398,8 @@ class ExperimentConfig:
         return asdict(self)
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True))
+        text = json.dumps(self.to_dict(), indent=2, sort_keys=True)
+        write_atomic(path, lambda tmp: tmp.write_text(text))
 
     @classmethod
     def from_dict(cls, d: dict, where: str | Path = "configuration") -> "ExperimentConfig":

@@ -68,10 +68,10 @@ def run_experiment(config: ExperimentConfig, log: Log = print, datas: list[Domai
     out = Path(config.out)
     state = RunState(out, fingerprint(config, datas, features), log=log)  # refuses another experiment's finished runs
     out.mkdir(parents=True, exist_ok=True)
-    save_config(config, datas, features, out)
     total = n_runs(datas[0], config.protocol, config.seeds, config.folds)
     if config.protocol == "speaker":
         total = max(n_runs(d, "speaker", config.seeds, config.folds) for d in datas)
+    save_config(config, datas, features, out, total)
     what = "seed" if config.protocol == "random" else "fold"
     log(f"{','.join(str(d.spec) for d in datas)}: {', '.join(features)}; {config.protocol} protocol, {total} {what}s, "
         f"{config.train.epochs} epochs, aux loss {'on' if config.train.aux else 'off'} -> {out}")

@@ -61,38 +61,48 @@ def few_shot_indices(idx: Mapping[str, list[int]], emotions: Sequence[str], k: i
 def fit_run(config: ExperimentConfig, datas: list[DomainData], features: list[str], run: int,
             description: str = "") -> RunResult:
     """Split, standardise, build and fit for run ``run`` (seed ``first_seed + run``, or fold ``run``)."""
-    check_batch_memory(config, datas, features)  # before any work: refuse a batch that would not fit (train/memory.py)
     seed = config.first_seed + run
     fold = run if config.protocol == "speaker" else None
     parts: dict[str, list[FeatureDataset]] = {"train": [], "valid": [], "test": []}
     scalers, test_speakers = [], {}
     trained = {c for d in datas if config.few_shot.get(d.spec.language) != 0 for c in d.classes}
-    full_train: list[int] = []  # each domain's training utterances before a few-shot limit
-    for d, data in enumerate(datas):
-        splits = draw_split(data, config.protocol, fold if fold is not None else seed, config.folds)
-        idx = split_indices(splits)
-        unlabelled = idx["train"]  # its audio standardises the features even when few of its labels are used
-        full_train.append(len(unlabelled))
+    # each domain's training utterances before a few-shot limit: their audio standardises the features even
+    # when few of their labels are used
+    unlabelled: list[list[int]] = []
+    indices: list[Mapping[str, list[int]]] = []
+    for data in datas:
+        idx = split_indices(draw_split(data, config.protocol, fold if fold is not None else seed, config.folds))
+        unlabelled.append(idx["train"])
         if data.spec.language in config.few_shot:
             idx = few_shot_indices(idx, data.emotions, config.few_shot[data.spec.language], seed, trained)
+        indices.append(idx)
+    # before any work: refuse a batch that would not fit (train/memory.py); the refit also trains on valid
+    n_train = sum(len(idx["train"]) + (len(idx["valid"]) if config.train.refit else 0) for idx in indices)
+    check_batch_memory(config, datas, features, n_train)
+
+    def make_dataset(d: int, rows: list[int], augment: bool) -> FeatureDataset:
+        """Domain d's utterances ``rows``, standardised, with the training augmentation when ``augment``."""
+        data = datas[d]
+        augmentation = SequenceAugment(config.train.crop, config.train.time_mask, config.train.feature_mask) if augment else None
+        return FeatureDataset(data, rows, data.classes, domain=d, scaler=scalers[d], augment=augmentation, seed=seed,
+                              max_frames=max_frames(data.provenance, data.kinds, config.train.max_seconds))
+
+    for d, (data, idx) in enumerate(zip(datas, indices)):
         modules_inputs = list(data.inputs.values())  # the fine-tuned module sees its input as extracted
         if config.train.speaker_norm:
             scaler = SpeakerScaler.fit(data, skip=modules_inputs)
         elif config.train.standardize:
-            scaler = FeatureScaler.fit(data, unlabelled, skip=modules_inputs)
+            scaler = FeatureScaler.fit(data, unlabelled[d], skip=modules_inputs)
         else:
             scaler = None
         scalers.append(scaler)
         for name in parts:
-            augment = SequenceAugment(config.train.crop, config.train.time_mask, config.train.feature_mask) if name == "train" else None
-            limit = max_frames(data.provenance, data.kinds, config.train.max_seconds)
-            parts[name].append(FeatureDataset(data, idx[name], data.classes, domain=d, scaler=scaler, augment=augment,
-                                              seed=seed, max_frames=limit))
+            parts[name].append(make_dataset(d, idx[name], augment=name == "train"))
         test_speakers[data.spec.language] = sorted({data.speakers[i] for i in idx["test"]})
     datasets = {k: v[0] if len(v) == 1 else ConcatDataset(v) for k, v in parts.items()}
     train_config = config.train
     if config.few_shot:  # every K of a learning curve trains for the same number of steps: those of the whole split
-        train_config = replace(train_config, epoch_size=sum(full_train))
+        train_config = replace(train_config, epoch_size=sum(map(len, unlabelled)))
     alphas = [config.language(data.spec.language).alpha if config.train.alpha is None else config.train.alpha for data in datas]
 
     def make_trainer(train_config: TrainConfig, what: str) -> Trainer:
@@ -100,10 +110,11 @@ def fit_run(config: ExperimentConfig, datas: list[DomainData], features: list[st
         np.random.seed(seed % 2**32)
         model = build_model(config.model, config, [domain_info(data, features) for data in datas])
         encoders = getattr(model, "encoders", None)
-        if isinstance(scalers[0], FeatureScaler) and getattr(encoders, "ge2e", None) is not None and GE2E_FEATURE in scalers[0].mean:
-            # the fine-tuned embedding is standardised with the stored embedding's training statistics
-            encoders.ge2e_mean.copy_(torch.from_numpy(scalers[0].mean[GE2E_FEATURE]))
-            encoders.ge2e_std.copy_(torch.from_numpy(scalers[0].std[GE2E_FEATURE]))
+        for d, scaler in enumerate(scalers):
+            if isinstance(scaler, FeatureScaler) and getattr(encoders, "ge2e", None) is not None and GE2E_FEATURE in scaler.mean:
+                # the fine-tuned embedding is standardised with the stored embedding's training statistics of its language
+                encoders.ge2e_mean[d].copy_(torch.from_numpy(scaler.mean[GE2E_FEATURE]))
+                encoders.ge2e_std[d].copy_(torch.from_numpy(scaler.std[GE2E_FEATURE]))
         return Trainer(model, train_config, [data.classes for data in datas], alphas, seed=seed, description=what)
 
     trainer = make_trainer(train_config, description)
@@ -113,7 +124,11 @@ def fit_run(config: ExperimentConfig, datas: list[DomainData], features: list[st
         # that many epochs and test the last one (the validation scores reported stay those of the selection fit).
         refit_config = replace(config.train, epochs=result.best_epoch, selection="last", patience=None)
         trainer = make_trainer(refit_config, f"{description} refit")
-        refit = trainer.fit(ConcatDataset(parts["train"] + parts["valid"]), datasets["valid"], datasets["test"])
+        # the validation utterances are training utterances now: augmented like them
+        del datasets["train"], parts["train"]
+        refit_train = [make_dataset(d, idx["train"] + idx["valid"], augment=True) for d, idx in enumerate(indices)]
+        refit = trainer.fit(refit_train[0] if len(refit_train) == 1 else ConcatDataset(refit_train), datasets["valid"],
+                            datasets["test"])
         result = replace(result, test=refit.test, state=refit.state, seconds=result.seconds + refit.seconds,
                          history=result.history + [{"refit_epochs": result.best_epoch, "refit_seconds": refit.seconds}])
     # a per-speaker scaler is not part of the model: a new speaker brings its own statistics

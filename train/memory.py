@@ -9,10 +9,10 @@ it lands in as long as itself; a large ``--per-class`` multiplies the rows. Two 
   with the bundle's value). The frame count comes from the feature's ``hop_seconds`` in the store (10 ms when a
   store does not record it). None: no limit.
 * ``max_batch_gb`` (``train --max-batch-gb``, default 8): before a run is fitted, :func:`check_batch_memory`
-  estimates the largest training batch (rows x longest cropped sequence x per-frame activations of the
-  sequence encoders, forward and backward: :func:`estimate_batch_bytes`) and refuses to start above it,
-  naming the utterance and store that set the length and the options that lower it. The estimate is coarse
-  (an upper bound within a small factor, not a measurement).
+  estimates the largest training batch (rows, at most the run's training utterances, x longest cropped sequence
+  x per-frame activations of the sequence encoders, forward and backward: :func:`estimate_batch_bytes`) and
+  refuses to start above it, naming the utterance and store that set the length and the options that lower it.
+  The estimate is coarse (an upper bound within a small factor, not a measurement).
 
 Evaluation batches are additionally built from utterances of similar length (``train.trainer``), so that a
 long utterance is padded together with other long ones.
@@ -70,13 +70,17 @@ def estimate_batch_bytes(rows: int, frames: Mapping[str, int], dims: Mapping[str
     return 4 * rows * sum(frames[f] * frame_floats(dims[f], encoders[f]) for f in frames)
 
 
-def check_batch_memory(config, datas: Sequence, features: Sequence[str]) -> None:
+def check_batch_memory(config, datas: Sequence, features: Sequence[str], n_train: int | None = None) -> None:
     """Refuse (:class:`BatchTooLarge`) a configuration whose largest training batch is estimated above
-    ``config.train.max_batch_gb``; see the module docstring."""
+    ``config.train.max_batch_gb``; see the module docstring. ``n_train``: the utterances a run trains on (a
+    shuffled batch holds at most that many)."""
     train = config.train
     if train.sampler == "balanced":
         rows = train.per_class * sum(len(d.classes) for d in datas)
         rows_how = f"--per-class {train.per_class} x {sum(len(d.classes) for d in datas)} classes"
+    elif n_train is not None and n_train < train.batch_size:
+        rows = n_train
+        rows_how = f"all {n_train} training utterances, fewer than --batch-size {train.batch_size}"
     else:
         rows = train.batch_size
         rows_how = f"--batch-size {train.batch_size}"

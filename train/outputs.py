@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sercore.fsio import write_atomic
+
 from .config import ExperimentConfig
 from .domains import DomainData
 from .fit import RunResult
@@ -20,6 +22,7 @@ from .metrics import run_summary
 from .mixing import mixing_summary, write_mixing, write_traces
 from .models.layer_weights import write_layer_weights
 from .plots import plot_confusion
+from .protocol import split_source
 from .runstate import environment
 
 
@@ -54,6 +57,7 @@ def summarise(config: ExperimentConfig, datas: list[DomainData], features: list[
                 "seed": r.seed,
                 "fold": r.fold,
                 "test_speakers": r.test_speakers,
+                "split": split_source(config.protocol, r.seed if r.fold is None else r.fold),
                 "best_epoch": r.fit.best_epoch,
                 "seconds": round(r.fit.seconds, 2),
                 "test": {datas[d].spec.language: s.as_dict() for d, s in r.fit.test.scores.items()},
@@ -75,7 +79,7 @@ def write_outputs(config: ExperimentConfig, datas: list[DomainData], features: l
         differences = write_traces({r.run: r.fit.history for r in runs}, [d.spec.language for d in datas],
                                    metrics["mixing"]["experts"], out, config.model)
         metrics["mixing"]["gates_differ"] = [d.as_dict() for d in differences]
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_atomic(out / "metrics.json", lambda tmp: tmp.write_text(json.dumps(metrics, indent=2)))
     with (out / "metrics.csv").open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["row", "protocol", "domain", "seed", "fold", "test_wa", "test_ua", "valid_ua", "best_epoch", "seconds", "features", "aux"])
@@ -100,7 +104,9 @@ def write_outputs(config: ExperimentConfig, datas: list[DomainData], features: l
     return metrics
 
 
-def save_config(config: ExperimentConfig, datas: list[DomainData], features: list[str], out: Path) -> None:
+def save_config(config: ExperimentConfig, datas: list[DomainData], features: list[str], out: Path,
+                runs: int | None = None) -> None:
+    """``config.json``; with ``runs``, which split each of the runs trains and tests on (``resolved.splits``)."""
     d = config.to_dict()
     d["resolved"] = {
         "domains": [str(x.spec) for x in datas],
@@ -114,4 +120,8 @@ def save_config(config: ExperimentConfig, datas: list[DomainData], features: lis
         "machine": platform.machine(),
         "started": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    (out / "config.json").write_text(json.dumps(d, indent=2, sort_keys=True, default=str))
+    if runs is not None:
+        random = config.protocol == "random"
+        d["resolved"]["splits"] = {f"run{k}": split_source(config.protocol, config.first_seed + k if random else k)
+                                   for k in range(runs)}
+    write_atomic(out / "config.json", lambda tmp: tmp.write_text(json.dumps(d, indent=2, sort_keys=True, default=str)))

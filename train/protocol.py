@@ -13,6 +13,18 @@ from sercore.splits import PROTOCOLS, check_disjoint, missing_emotions, random_s
 from .domains import DomainData
 
 
+#: The seed of the random protocol that is the split the stores were written with (train.h5 / valid.h5 / test.h5,
+#: i.e. the manifest's, whatever seed prepared it or however it was edited); other seeds draw a split.
+STORES_SEED = 0
+
+
+def split_source(protocol: str, run: int) -> str:
+    """In words, which split run value ``run`` (a seed, or a fold) of ``protocol`` trains and tests on."""
+    if protocol == "random":
+        return "the stores' split (train.h5, valid.h5, test.h5)" if run == STORES_SEED else f"random split drawn with seed {run}"
+    return f"speaker fold {run}"
+
+
 def n_runs(data: DomainData, protocol: str, seeds: int, n_folds: int | None = None) -> int:
     """Runs of an experiment: ``seeds`` under the random protocol, every speaker fold under the speaker one."""
     if protocol == "random":
@@ -24,14 +36,14 @@ def n_runs(data: DomainData, protocol: str, seeds: int, n_folds: int | None = No
 def draw_split(data: DomainData, protocol: str, run: int, n_folds: int | None = None) -> list[str]:
     """The split of each utterance for run ``run`` (a seed, or a fold), checked for leakage.
 
-    ``random``: :func:`sercore.splits.random_split` with seed ``run`` over the utterances in ``utt_id``
-    order, which is also the preparer's scan order for the built-in corpora, so seed 0 reproduces the
-    manifest's split. ``speaker``: fold ``run`` of :func:`sercore.splits.speaker_split` is the test set,
+    ``random``: seed :data:`STORES_SEED` (0) is the split the stores were written with (the manifest's, whatever
+    seed prepared it); any other seed ``run`` is :func:`sercore.splits.random_split` with that seed over the
+    utterances in ``utt_id`` order. ``speaker``: fold ``run`` of :func:`sercore.splits.speaker_split` is the test set,
     fold ``run + 1`` the validation set (speakers dealt with seed 0, one speaker per fold by default).
     """
     where = Path(data.paths[0]).parent
     if protocol == "random":
-        splits = random_split(data.emotions, seed=run)
+        splits = list(data.store_splits) if run == STORES_SEED else random_split(data.emotions, seed=run)
     elif protocol == "speaker":
         try:
             splits = speaker_split(data.speakers, fold=run, n_folds=n_folds, seed=0, emotions=data.emotions)
@@ -45,6 +57,9 @@ def draw_split(data: DomainData, protocol: str, run: int, n_folds: int | None = 
         raise StoreError(where, str(exc)) from None
     for name in SPLITS:
         if name not in splits:
+            if protocol == "random" and run == STORES_SEED:
+                raise StoreError(where, f"the stores' split (seed {run} of the random protocol) has no {name} utterance of "
+                                        f"language {data.spec.language!r}")
             raise StoreError(where, f"run {run} of the {protocol} protocol leaves the {name} split empty")
     if protocol == "speaker":
         report_missing_emotions(data, splits, run)

@@ -13,8 +13,8 @@ Layout under the run folder (``config.out``)::
 
 The **fingerprint** is everything that decides a run's result: the configuration (minus what does not:
 the output folder, the number of seeds, whether checkpoints are copied, progress bars, the stores' folder
-name), a SHA-256 over the data actually read (utterance ids, labels, speakers, store splits, every feature
-array, and the extractor provenance), the model name and the torch version. On a rerun,
+name; plus, under the random protocol from seed 0, which split seed 0 is), a SHA-256 over the data actually
+read (utterance ids, labels, speakers, store splits, every feature array, and the extractor provenance), the model name and the torch version. On a rerun,
 :class:`RunState` loads every finished run whose fingerprint matches (its metrics come back exactly as
 written) and refits the others; a finished run with another fingerprint is refused with a message saying
 what differs, since mixing it in would put two experiments' runs in one table. ``train --overwrite``
@@ -43,6 +43,7 @@ from sercore.errors import DataError
 from sercore.fsio import file_sha256, hash_array, write_atomic
 
 from .fit import RunResult
+from .protocol import STORES_SEED
 from .metrics import Scores
 from .trainer import Evaluation, FitResult
 
@@ -91,6 +92,10 @@ def config_fingerprint(config) -> dict:
         cfg.get("train", {}).pop(key, None)
     for path, value in ADDED_FIELDS.items():
         _drop_at(cfg, path.split("."), value)
+    if cfg.get("protocol") == "random" and cfg.get("first_seed") == STORES_SEED:
+        # seed 0 trains and tests on the stores' split (it used to redraw a split with seed 0): runs fitted
+        # before that are of another experiment
+        cfg["seed_0_split"] = "stores"
     return json.loads(json.dumps(cfg, sort_keys=True, default=str))
 
 

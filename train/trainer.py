@@ -172,7 +172,9 @@ class Trainer:
         return self.ema_model if self.ema_model is not None else self.model
 
     @torch.no_grad()
-    def evaluate(self, dataset: Dataset) -> Evaluation:
+    def evaluate(self, dataset: Dataset, what: str = "the evaluated utterances") -> Evaluation:
+        """Predictions on ``dataset``; :class:`NonFiniteLoss` (naming ``what``) if the model's loss or
+        representation of an utterance is nan or infinite (diverged weights that training did not see yet)."""
         model = self.eval_model
         model.eval()
         labels, preds, domains, reps, ids, loss_sum = [], [], [], [], [], 0.0
@@ -184,7 +186,14 @@ class Trainer:
             for key, value in out.extras.items():
                 if torch.is_tensor(value) and value.ndim >= 1 and value.shape[0] == len(batch):
                     extras.setdefault(key, []).append(value.float().cpu())
-            loss_sum += float(F.cross_entropy(out.logits, batch.labels, reduction="sum"))
+            batch_loss = float(F.cross_entropy(out.logits, batch.labels, reduction="sum"))
+            if not (math.isfinite(batch_loss) and torch.isfinite(out.representation).all()):
+                rep = out.representation
+                value = batch_loss if not math.isfinite(batch_loss) else float(rep[~torch.isfinite(rep)][0])
+                raise NonFiniteLoss(
+                    f"{self.description or 'training'}: the model's output became {value} on {what}; the run is "
+                    "stopped. Lower --lr or --alpha, or check the features for extreme values.")
+            loss_sum += batch_loss
             labels.append(batch.labels.cpu())
             preds.append(out.logits.argmax(-1).cpu())
             domains.append(batch.domains.cpu())
@@ -251,7 +260,7 @@ class Trainer:
                         self._update_ema()
                     totals += [float(loss.detach()), float(ce.detach()), float(aux.detach())]
                     n += 1
-                result = self.evaluate(valid)
+                result = self.evaluate(valid, f"the validation utterances after epoch {epoch}")
                 record = {"epoch": epoch, "train_loss": totals[0] / n, "train_ce": totals[1] / n, "train_aux": totals[2] / n,
                           "valid_loss": result.loss, "valid_wa": result.wa, "valid_ua": result.ua}
                 mixing = self.mixing(result)
@@ -268,5 +277,5 @@ class Trainer:
                         break
             self.eval_model.load_state_dict(best_state["model"])
             self.aux.load_state_dict(best_state["aux"])
-            test_result = self.evaluate(test)
+            test_result = self.evaluate(test, f"the test utterances (epoch {best_epoch})")
         return FitResult(best_epoch, best, test_result, history, time.perf_counter() - start, best_state)

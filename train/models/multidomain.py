@@ -234,7 +234,7 @@ def build_multidomain_model(config, domains: list[DomainInfo], kind: str) -> Mul
                          "use --label-smoothing 0 with multi-domain models")
     first = domains[0]
     features = list(first.kinds)
-    encoders = build_feature_encoders(config, first)
+    encoders = build_feature_encoders(config, first, len(domains))
     gating: Gating = {"base": "none", "sb": "none", "omoe": "shared", "mmoe": "domain", "nas": "domain"}[kind]
     if gating != "none" and md.selector not in features:
         raise ValueError(f"the {kind} gates read feature {md.selector!r} (the selector x of eq. 7), which is not among "

@@ -32,12 +32,13 @@ class FeatureEncoders(nn.Module):
     "embedding" (used as is). A sequence feature with ``layers[name]`` > 1 stored hidden layers first goes through
     its :class:`LayerWeightedSum` (``layer_weighting[name]``). With ``ge2e`` given, the ``ge2e`` embedding is computed by that
     (fine-tuned) encoder from ``batch.sequences[ge2e_input]`` (``ge2e_mel``) instead of read from the batch,
-    then standardised like the stored one (buffers ``ge2e_mean``/``ge2e_std``, identity unless set).
+    then standardised like the stored one, each row with its own language's statistics (buffers
+    ``ge2e_mean``/``ge2e_std``, (n_domains, dim), row d for ``Batch.domains`` d; identity unless set).
     """
 
     def __init__(self, features: Sequence[str], kinds: Mapping[str, str], dims: Mapping[str, int],
                  encoders: Mapping[str, EncoderConfig], ge2e: Ge2eEncoder | None = None, ge2e_input: str = "",
-                 layers: Mapping[str, int] | None = None):
+                 layers: Mapping[str, int] | None = None, n_domains: int = 1):
         super().__init__()
         self.ge2e_input = ge2e_input
         self.features = list(features)
@@ -50,8 +51,8 @@ class FeatureEncoders(nn.Module):
         })
         self.ge2e = ge2e if GE2E_FEATURE in self.features else None
         if self.ge2e is not None:
-            self.register_buffer("ge2e_mean", torch.zeros(self.ge2e.output_dim))
-            self.register_buffer("ge2e_std", torch.ones(self.ge2e.output_dim))
+            self.register_buffer("ge2e_mean", torch.zeros(n_domains, self.ge2e.output_dim))
+            self.register_buffer("ge2e_std", torch.ones(n_domains, self.ge2e.output_dim))
         self.output_dims = {f: (self.sequence_encoders[f].output_dim if kinds[f] == "sequence" else dims[f]) for f in self.features}
         self.output_dim = sum(self.output_dims.values())
 
@@ -66,10 +67,19 @@ class FeatureEncoders(nn.Module):
                 out[f] = self.sequence_encoders[f](x, batch.lengths[f])
             elif f == GE2E_FEATURE and self.ge2e is not None:
                 frames, lengths = batch.sequences[self.ge2e_input], batch.lengths[self.ge2e_input]
-                out[f] = (self.ge2e(frames, lengths) - self.ge2e_mean) / self.ge2e_std
+                rows = batch.domains.to(self.ge2e_mean.device)
+                out[f] = (self.ge2e(frames, lengths) - self.ge2e_mean[rows]) / self.ge2e_std[rows]
             else:
                 out[f] = batch.embeddings[f]
         return out
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # weights saved when one (dim,) pair of statistics served every language: that pair for each language
+        for name in ("ge2e_mean", "ge2e_std"):
+            saved, own = state_dict.get(prefix + name), getattr(self, name, None)
+            if saved is not None and own is not None and saved.ndim == 1 and own.ndim == 2:
+                state_dict[prefix + name] = saved.expand_as(own).clone()
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, batch: Batch) -> torch.Tensor:
         parts = self.encode(batch)
@@ -103,8 +113,9 @@ def build_single_domain_model(config, domains: list[DomainInfo]) -> SingleDomain
     return SingleDomainModel(build_feature_encoders(config, domain), len(domain.classes), config.language(domain.language).tower)
 
 
-def build_feature_encoders(config, domain: DomainInfo) -> FeatureEncoders:
-    """The encoders of ``domain``'s features (sizes from ``config``), with resemblyzer's GE2E encoder when it is fine-tuned."""
+def build_feature_encoders(config, domain: DomainInfo, n_domains: int = 1) -> FeatureEncoders:
+    """The encoders of ``domain``'s features (sizes from ``config``), with resemblyzer's GE2E encoder when it is
+    fine-tuned (its output standardised per language: ``n_domains`` languages share the encoders)."""
     features = list(domain.kinds)
     ge2e, ge2e_input = None, domain.inputs.get(GE2E_FEATURE, "")
     if config.train.finetune_ge2e and GE2E_FEATURE in features:
@@ -116,4 +127,4 @@ def build_feature_encoders(config, domain: DomainInfo) -> FeatureEncoders:
             raise ValueError(f"GE2E fine-tuning needs resemblyzer's 256-d ge2e and 40-band {ge2e_input} features, the stores "
                              f"have {domain.dims.get(GE2E_FEATURE)}-d and {domain.dims.get(ge2e_input)} bands")
     return FeatureEncoders(features, domain.kinds, domain.dims, {f: config.encoder(f) for f in features}, ge2e, ge2e_input,
-                           layers=domain.layers)
+                           layers=domain.layers, n_domains=n_domains)
