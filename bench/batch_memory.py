@@ -3,7 +3,12 @@ train.memory's estimate (README, "Bad input and interrupted work", memory bound)
 
     python bench/batch_memory.py ROWS FRAMES
 """
-import resource, sys, time, numpy as np, torch
+import resource
+import sys
+import time
+
+import torch
+
 from train.config import ExperimentConfig
 from train.contract import DomainInfo, Example, collate
 from train.models import build_model

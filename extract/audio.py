@@ -176,19 +176,27 @@ def load_audio(path: str | Path) -> tuple[np.ndarray, int]:
             channels = 1
         except Exception:
             raise AudioError(path, f"not decodable audio ({sf_exc})") from None
+    return check_samples(path, wav, sr, channels)
+
+
+def check_samples(where: str | Path, wav: np.ndarray, sr: int, channels: int = 1) -> tuple[np.ndarray, int]:
+    """The checks of :func:`load_audio` after decoding, on a mono waveform (down-mixed from ``channels``).
+
+    Returns ``(samples as float32, sample rate as int)``; raises :class:`AudioError` naming ``where``.
+    """
     sr = int(sr)
     if not SAMPLE_RATE_RANGE[0] <= sr <= SAMPLE_RATE_RANGE[1]:
-        raise AudioError(path, f"sample rate {sr} Hz outside {SAMPLE_RATE_RANGE[0]}-{SAMPLE_RATE_RANGE[1]} Hz (corrupt header?)")
+        raise AudioError(where, f"sample rate {sr} Hz outside {SAMPLE_RATE_RANGE[0]}-{SAMPLE_RATE_RANGE[1]} Hz (corrupt header?)")
     if wav.size == 0:
-        raise AudioError(path, "zero-length audio")
+        raise AudioError(where, "zero-length audio")
     if not np.all(np.isfinite(wav)):
-        raise AudioError(path, "audio contains NaN or infinite samples")
+        raise AudioError(where, "audio contains NaN or infinite samples")
     if wav.size < MIN_SECONDS * sr:
-        raise AudioError(path, f"too short: {1000 * wav.size / sr:.1f} ms, less than {1000 * MIN_SECONDS:.0f} ms")
+        raise AudioError(where, f"too short: {1000 * wav.size / sr:.1f} ms, less than {1000 * MIN_SECONDS:.0f} ms")
     peak = float(np.abs(wav).max())
     if peak < SILENCE_PEAK:
         mix = f" after the down-mix of {channels} channels" if channels > 1 else ""
-        raise AudioError(path, f"all-silent audio (peak {peak:.2g}{mix}, below one 16-bit step)")
+        raise AudioError(where, f"all-silent audio (peak {peak:.2g}{mix}, below one 16-bit step)")
     return wav.astype(np.float32, copy=False), sr
 
 
@@ -207,6 +215,34 @@ class DecodedAudio:
         self.path = Path(path)
         self.wav, self.sample_rate = load_audio(self.path)
         self._cache: dict[int, np.ndarray] = {self.sample_rate: self.wav}
+
+    @classmethod
+    def from_samples(cls, samples, sample_rate: int, name: str = "<samples>") -> "DecodedAudio":
+        """Audio already in memory, checked as a decoded file is (:func:`check_samples`); ``name`` stands for its path.
+
+        ``samples``: ``(frames,)`` or ``(frames, channels)`` (what ``soundfile.read`` returns; channels are averaged),
+        floats in [-1, 1] or integer PCM (scaled to [-1, 1]).
+        """
+        wav = np.asarray(samples)
+        if wav.dtype.kind in "iu":  # integer PCM, as scipy.io.wavfile.read returns it
+            info = np.iinfo(wav.dtype)
+            wav = (wav.astype(np.float64) - (info.max + 1 + info.min) / 2) / ((info.max - info.min + 1) / 2)
+        elif wav.dtype.kind != "f":
+            raise AudioError(name, f"samples of type {wav.dtype} (expected floats or integer PCM)")
+        channels = 1
+        if wav.ndim == 2:
+            if wav.shape[0] < wav.shape[1]:
+                raise AudioError(name, f"samples of shape {wav.shape}: expected (frames, channels), as soundfile.read "
+                                       "returns them (transpose a (channels, frames) array)")
+            channels = wav.shape[1]
+            wav = wav.mean(axis=1, dtype=np.float64)
+        elif wav.ndim != 1:
+            raise AudioError(name, f"samples of shape {wav.shape}: expected (frames,) or (frames, channels)")
+        self = cls.__new__(cls)
+        self.path = Path(name)
+        self.wav, self.sample_rate = check_samples(name, wav, sample_rate, channels)
+        self._cache = {self.sample_rate: self.wav}
+        return self
 
     @property
     def seconds(self) -> float:

@@ -28,7 +28,7 @@ from sercore.errors import DataError, EnvironmentProblem, PartialFailure, SerErr
 from sercore.fsio import FolderLock
 from sercore.manifest import SPLITS, Utterance, manifest_path, read_manifest
 from sercore.store import (Fingerprint, FeatureStore, UtteranceRecord, commit_generation, consolidate, parts_dir,
-                           read_split, store_path, write_store)
+                           read_split, write_store)
 
 from .audio import DecodedAudio
 from .extractors import DEFAULT_NAMES, ExtractorSettings, FeatureExtractor, MissingWeightsError, extractor_class

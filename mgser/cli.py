@@ -30,6 +30,11 @@ mgser predict --model runs/en-de-fr_random clip.wav
 mgser grid --seeds 2 --epochs 5 de=emodb:/data/emodb en=demo
 mgser cluster slurm --jobs 4 --cores 4 --memory 16GB --walltime 04:00:00 --gpus 1"""
 
+#: What ``mgser`` without arguments prints: the pipeline, its files, where to read more.
+PIPELINE = """mgser prepare -> mgser extract -> mgser train -> mgser predict
+  a corpus -> data_manifests/<name>.csv -> features/<dataset>/<split>.h5 -> runs/<out>/model.bundle -> emotions
+`mgser --help` lists every command (also report, grid, cluster); `mgser COMMAND --help` describes one."""
+
 
 class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -46,14 +51,17 @@ class LazyGroup(click.Group):
             formatter.write_dl([(name, short) for name, (_, _, short) in COMMANDS.items()])
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]},
+@click.group(cls=LazyGroup, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]},
              epilog=epilog(EXAMPLES, ["MGSER_CONFIG", "OMP_NUM_THREADS"]))
 @click.version_option(version(), "--version", prog_name="mgser", message="%(prog)s %(version)s")
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """Multilingual speech emotion recognition: prepare corpora, extract features, train, predict, report.
 
-    `mgser COMMAND --help` describes each command.
+    `mgser COMMAND --help` describes each command; `mgser` alone prints the pipeline.
     """
+    if ctx.invoked_subcommand is None:
+        click.echo(PIPELINE)
 
 
 if __name__ == "__main__":

@@ -110,6 +110,25 @@ def load_extractors(bundle: Bundle, language: str | None, settings, echo=lambda 
     return extractors
 
 
+def extractor_settings(bundle: Bundle, language: str, device: str = "cpu", wav2vec_checkpoint=None, wav2vec_layer=None,
+                       allosaurus_model=None, byol_checkpoint=None, ssl: Sequence[str] = ()):
+    """The extractor settings for the bundle's features of ``language``: the options given (``ssl``: ``NAME=CHECKPOINT``
+    values), then the environment and ``MGSER_CONFIG``, then what the bundle recorded (wav2vec layer, encoders)."""
+    from extract.extractors import ExtractorSettings
+    from extract.extractors.ssl import options_from_provenance, parse_ssl_option
+
+    if wav2vec_layer is None:  # default: the layer the model was trained on
+        layer = bundle.provenance(language).get("wav2vec", {}).get("layer")
+        wav2vec_layer = int(layer) if layer not in (None, "", -1) else None
+    settings = ExtractorSettings(device=device, wav2vec_checkpoint=wav2vec_checkpoint, wav2vec_layer=wav2vec_layer,
+                                 allosaurus_model=allosaurus_model, byol_checkpoint=byol_checkpoint,
+                                 ssl=parse_ssl_option(ssl)).with_env_defaults()
+    for feature, prov in bundle.provenance(language).items():  # Hugging Face encoders: as trained, unless told
+        if feature in bundle.inputs and prov.get("model_type"):
+            settings.ssl[feature] = {**options_from_provenance(prov), **settings.ssl.get(feature, {})}
+    return settings
+
+
 @torch.no_grad()
 def _classify(bundle: Bundle, domain: int, feats: Sequence[dict[str, np.ndarray]], device: str) -> np.ndarray:
     """(n, n_classes) class probabilities of the domain for the given per-file features."""
@@ -224,8 +243,6 @@ def _predict(model_path, language, inputs, output, jsonl, strict, batch_size, de
              allosaurus_model, byol_checkpoint, ssl, quiet) -> None:
     import warnings
 
-    from extract.extractors import ExtractorSettings
-
     # resemblyzer's webrtcvad imports pkg_resources; its deprecation warning is noise for a user of predict
     warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
     err = lambda s: click.echo(s, err=True)  # noqa: E731
@@ -239,17 +256,8 @@ def _predict(model_path, language, inputs, output, jsonl, strict, batch_size, de
             lang = bundle.languages[bundle.domain_index(language)]
         except BundleError as exc:
             raise click.BadParameter(exc.problem, param_hint="--language") from None
-        if wav2vec_layer is None:  # default: the layer the model was trained on
-            layer = bundle.provenance(lang).get("wav2vec", {}).get("layer")
-            wav2vec_layer = int(layer) if layer not in (None, "", -1) else None
-        from extract.extractors.ssl import options_from_provenance, parse_ssl_option
-
-        settings = ExtractorSettings(device=device, wav2vec_checkpoint=wav2vec_checkpoint, wav2vec_layer=wav2vec_layer,
-                                     allosaurus_model=allosaurus_model, byol_checkpoint=byol_checkpoint,
-                                     ssl=parse_ssl_option(ssl)).with_env_defaults()
-        for feature, prov in bundle.provenance(lang).items():  # Hugging Face encoders: as trained, unless told
-            if feature in bundle.inputs and prov.get("model_type"):
-                settings.ssl[feature] = {**options_from_provenance(prov), **settings.ssl.get(feature, {})}
+        settings = extractor_settings(bundle, lang, device, wav2vec_checkpoint, wav2vec_layer, allosaurus_model,
+                                      byol_checkpoint, ssl)
         extractors = load_extractors(bundle, lang, settings, echo=err)
     except ValueError as exc:
         err(f"error: {exc}")

@@ -19,6 +19,7 @@ import json
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from extract.extractors.wav2vec import import_fairseq  # fairseq without its logging side effects
@@ -210,7 +211,7 @@ def byol_checkpoint(path: Path, *, d: int = 64, n_mels: int = 64, prefix: str = 
     return path
 
 
-def store_roundtrip(tmp_path: Path, extractor, wavs: dict[str, "np.ndarray"]):
+def store_roundtrip(tmp_path: Path, extractor, wavs: dict[str, np.ndarray]):
     """Extract ``wavs`` with ``extractor``, write them as the pipeline does (one part file), read them back.
 
     Returns ``(arrays in input order, feature attributes)`` as the trainer will see them.

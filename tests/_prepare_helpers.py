@@ -72,7 +72,7 @@ def iemocap_corpus(root: Path, sessions=(1, 2), extra_lines: dict | None = None)
                 utt = f"{dialog}_{gender}{i:03d}"
                 write_wav(session / "sentences" / "wav" / dialog / f"{utt}.wav")
                 lines += [f"[{i + 0.5:.4f} - {i + 1.25:.4f}]\t{utt}\t{label}\t[2.5000, 3.0000, 2.5000]",
-                          f"C-E1:\tNeutral;\t()", f"A-E2:\tval 3; act 2; dom  3;\t()", ""]
+                          "C-E1:\tNeutral;\t()", "A-E2:\tval 3; act 2; dom  3;\t()", ""]
             if d == 0 and extra_lines and n in extra_lines:
                 lines += extra_lines[n]
             (session / "dialog" / "EmoEvaluation").mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,6 @@ failure. The whole matrix is extracted once (module fixture); each case is then 
 
 from __future__ import annotations
 
-import os
 import struct
 from pathlib import Path
 

@@ -51,6 +51,16 @@ def test_mgser_lists_its_subcommands_and_runs_each():
     assert CliRunner().invoke(mgser_main, ["nonsense"]).exit_code == EXIT_USAGE
 
 
+def test_mgser_without_arguments_prints_the_pipeline():
+    r = CliRunner().invoke(mgser_main, [])
+    assert r.exit_code == 0, r.output
+    lines = r.output.splitlines()
+    assert len(lines) == 3, lines
+    steps = [lines[0].index(f"mgser {step}") for step in ("prepare", "extract", "train", "predict")]
+    assert steps == sorted(steps)
+    assert "mgser --help" in r.output
+
+
 def test_the_entry_points_are_installed_beside_mgser():
     import configparser
 

@@ -139,3 +139,11 @@ def test_stored_feature_shape_and_provenance(tmp_path, checkpoint):
     assert [a.shape for a in arrays] == [(64,), (64,)]
     assert attrs["kind"] == "embedding" and attrs["dim"] == 64
     assert attrs["checkpoint_sha256"] == ex.provenance()["checkpoint_sha256"]
+
+
+def test_store_roundtrip_annotations_resolve():
+    """The shared test builder's annotations name only imported types (``np`` was undefined, ruff F821)."""
+    import typing
+
+    hints = typing.get_type_hints(store_roundtrip)
+    assert hints["wavs"] == dict[str, np.ndarray]

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from tests._train_helpers import make_stores
 from train.config import ExperimentConfig
-from train.grid import Cell, GridOptions, cell_state, main, parse_domains, plan_cells, run_cell, run_grid
+from train.grid import GridOptions, cell_state, main, parse_domains, plan_cells, run_cell, run_grid
 from train.models import MODELS
 from train.tables import build_tables, read_metrics, write_tables
 
@@ -25,9 +25,12 @@ def _metrics(values: dict[str, list[tuple[float, float]]], features=("ge2e", "mf
     """A metrics.json as train/outputs.py writes it: ``values`` maps language -> [(wa, ua) per run]."""
     runs = len(next(iter(values.values())))
     summary = {}
+
+    def stat(v):
+        return {"mean": float(np.mean(v)), "std": float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, "n": len(v)}
+
     for lang, pairs in values.items():
         wa, ua = [p[0] for p in pairs], [p[1] for p in pairs]
-        stat = lambda v: {"mean": float(np.mean(v)), "std": float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, "n": len(v)}
         summary[lang] = {"dataset": f"ds_{lang}", "classes": ["angry", "sad"], "test_wa": stat(wa), "test_ua": stat(ua),
                          "valid_ua": stat(ua), "recall": {}, "confusion_sum": [[1, 0], [0, 1]]}
     return {
@@ -50,7 +53,10 @@ def _csv_rows(root):
 
 def test_tables_hold_the_values_of_the_metrics_files(tmp_path):
     rng = np.random.default_rng(3)
-    pairs = lambda n: [(float(a), float(b)) for a, b in rng.uniform(0.3, 0.9, size=(n, 2))]
+
+    def pairs(n):
+        return [(float(a), float(b)) for a, b in rng.uniform(0.3, 0.9, size=(n, 2))]
+
     expected = {}  # (table, row, language) -> [(wa, ua)] over every run of the experiment's folders
 
     def experiment(key_list, folders, langs, **kw):
@@ -93,7 +99,7 @@ def test_tables_hold_the_values_of_the_metrics_files(tmp_path):
     assert tables.table2[("de", "speaker")].wa.std == spk["test_wa"]["std"]
     md = (tmp_path / "tables.md").read_text()
     r = tables.table3[("nas", "en")]
-    assert f"| nas | " in md and f"{r.ua.mean:.3f} ± {r.ua.std:.3f} ({r.ua.n}×3)" in md
+    assert "| nas | " in md and f"{r.ua.mean:.3f} ± {r.ua.std:.3f} ({r.ua.n}×3)" in md
     assert "omoe (not offered by train --model)" in md
     assert (tmp_path / "figure4a.png").stat().st_size > 1000
     assert read_metrics(tmp_path / "no_aux" / "de" / "seed3" / "metrics.json") is None

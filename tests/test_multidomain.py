@@ -172,7 +172,7 @@ def test_cli_compares_every_model_and_writes_table_and_gate_plots(two_stores, tm
     comp = json.loads((out / "comparison.json").read_text())
     assert list(comp["models"]) == list(MULTIDOMAIN_MODELS) and comp["languages"] == ["de", "it"]
     rows = list(csv.DictReader((out / "comparison.csv").open()))
-    assert [(row["model"], row["language"]) for row in rows] == [(m, l) for m in MULTIDOMAIN_MODELS for l in ("de", "it")]
+    assert [(row["model"], row["language"]) for row in rows] == [(m, lang) for m in MULTIDOMAIN_MODELS for lang in ("de", "it")]
     for name in MULTIDOMAIN_MODELS:
         metrics = json.loads((out / name / "metrics.json").read_text())
         for lang in ("de", "it"):  # the table holds what the run folders measured

@@ -233,7 +233,7 @@ def csv_corpus(root, rows, header="path,label,speaker"):
 
 def test_csv_relative_and_absolute_paths_labels_speakers(tmp_path):
     elsewhere = write_wav(tmp_path / "other" / "z.wav")
-    listing = csv_corpus(tmp_path / "yo", [f"clips/a.wav,Anger,spk1", "clips/b.wav,joy,spk2",
+    listing = csv_corpus(tmp_path / "yo", ["clips/a.wav,Anger,spk1", "clips/b.wav,joy,spk2",
                                            "clips/sub/c.wav,neutral,", f"{elsewhere},sadness,spk1"])
     rows = read_manifest(prepare_corpus("csv", listing, name="yoruba", language="yo", manifest_dir=tmp_path / "m").manifest)
     by_id = {u.utt_id: u for u in rows}

@@ -12,7 +12,7 @@ from sercore.splits import check_disjoint, missing_emotions, random_split, speak
 def test_random_split_is_the_papers_protocol_per_class():
     labels = ["a"] * 50 + ["b"] * 20 + ["c"] * 5
     splits = random_split(labels, seed=0)
-    by_class = {lab: Counter(s for s, l in zip(splits, labels) if l == lab) for lab in "abc"}
+    by_class = {lab: Counter(s for s, label in zip(splits, labels) if label == lab) for lab in "abc"}
     assert by_class["a"] == {"test": 10, "valid": 8, "train": 32}
     assert by_class["b"] == {"test": 4, "valid": 3, "train": 13}
     assert by_class["c"] == {"test": 1, "valid": 1, "train": 3}
@@ -31,7 +31,7 @@ def test_random_split_assigns_everything_once(labels, seed):
     assert len(splits) == len(labels) and set(splits) <= {"train", "valid", "test"}
     for lab in set(labels):
         n = labels.count(lab)
-        assert Counter(s for s, l in zip(splits, labels) if l == lab)["test"] == int(round(n * 0.2))
+        assert Counter(s for s, label in zip(splits, labels) if label == lab)["test"] == int(round(n * 0.2))
 
 
 @settings(max_examples=60, deadline=None)

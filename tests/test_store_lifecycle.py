@@ -22,8 +22,7 @@ import sercore.store as store_module
 from extract.cli import main as extract_main
 from extract.pipeline import extract_dataset
 from sercore.errors import EnvironmentProblem, StoreError
-from sercore.fsio import FolderLock
-from sercore.manifest import read_manifest, write_manifest
+from sercore.manifest import write_manifest
 from sercore.store import FeatureStore, generation_path, open_dataset, store_path
 from tests._same_features import assert_same_features
 from tests.test_extract_pipeline import _tone, make_corpus
