@@ -60,9 +60,8 @@ def main(ctx: click.Context, dataset, root, feature_names, workers, scheduler, d
     """
     if ctx.invoked_subcommand is not None:
         return
-    if dataset is None:
-        click.echo(ctx.get_help())
-        return
+    if dataset is None:  # nothing to do is a usage error, not a success
+        raise click.UsageError("Missing option '--dataset' (or a sub-command: prepare).", ctx)
     from extract.extractors import ExtractorSettings
     from extract.extractors.base import MissingWeightsError
     from extract.pipeline import extract_dataset

@@ -153,3 +153,11 @@ def test_extract_on_cuda_without_cuda_is_an_environment_problem_before_any_work(
     assert r.exit_code == EXIT_ENVIRONMENT, r.output
     assert r.output.strip().splitlines()[-1].startswith("error: --device: cuda: CUDA is not available on this machine")
     assert "Traceback" not in r.output and not features_dir.exists()
+
+
+def test_extract_without_a_dataset_is_a_usage_error():
+    for args in ([], ["-q"]):
+        r = CliRunner().invoke(extract_main, args)
+        assert r.exit_code == EXIT_USAGE and "Missing option '--dataset'" in r.output, r.output
+    r = CliRunner().invoke(mgser_main, ["extract"])
+    assert r.exit_code == EXIT_USAGE, r.output
