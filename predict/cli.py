@@ -31,7 +31,7 @@ import torch
 
 from extract.audio import AUDIO_SUFFIXES
 from sercore.bundle import BundleError
-from sercore.cli import WEIGHTS_ENV, command_errors, common_options, epilog
+from sercore.cli import WEIGHTS_ENV, command_errors, common_options, epilog, show_progress
 from sercore.errors import EXIT_PARTIAL, EXIT_USAGE, DataError, SerError
 from sercore.fsio import write_atomic
 from sercore.store import identity_differences, normalise_attr
@@ -313,7 +313,7 @@ def _predict(model_path, language, inputs, output, overwrite, jsonl, strict, bat
             tqdm.write(f"{pred.path}\t{pred.emotion}\t" + " ".join(f"{c} {p:.3f}" for c, p in ranked))
 
     result = predict_files(bundle, lang, files, extractors, device=device, batch_size=batch_size,
-                           progress=not quiet and len(files) > 1, on_result=show)
+                           progress=show_progress(quiet) and len(files) > 1, on_result=show)
     if output is not None:
         _write_csv(output, lang, classes, result.predictions)
     n_ok, n_bad = len(result.predictions), len(result.failures)

@@ -161,3 +161,18 @@ def test_extract_without_a_dataset_is_a_usage_error():
         assert r.exit_code == EXIT_USAGE and "Missing option '--dataset'" in r.output, r.output
     r = CliRunner().invoke(mgser_main, ["extract"])
     assert r.exit_code == EXIT_USAGE, r.output
+
+
+def test_progress_bars_only_when_stderr_is_a_terminal(corpus, monkeypatch):
+    from sercore.cli import show_progress
+
+    r = CliRunner().invoke(extract_main, corpus)  # stderr captured: not a terminal
+    assert r.exit_code == 0 and "1 computed" in r.output
+    assert "|" not in r.stderr and "utt/s" not in r.stderr, r.stderr
+
+    class Tty:
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr(sys, "stderr", Tty())
+    assert show_progress() and not show_progress(quiet=True)
