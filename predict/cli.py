@@ -260,12 +260,8 @@ def main(model_path, language, inputs, output, overwrite, jsonl, strict, batch_s
 
 def _predict(model_path, language, inputs, output, overwrite, jsonl, strict, batch_size, device, wav2vec_checkpoint,
              wav2vec_layer, allosaurus_model, byol_checkpoint, ssl, quiet) -> None:
-    import warnings
-
     from extract.extractors import ExtractorSettings
 
-    # resemblyzer's webrtcvad imports pkg_resources; its deprecation warning is noise for a user of predict
-    warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
     err = lambda s: click.echo(s, err=True)  # noqa: E731
     files = audio_files(inputs)
     if output is not None:  # before any work: a refused --output must not cost a model load

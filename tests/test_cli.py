@@ -176,3 +176,14 @@ def test_progress_bars_only_when_stderr_is_a_terminal(corpus, monkeypatch):
 
     monkeypatch.setattr(sys, "stderr", Tty())
     assert show_progress() and not show_progress(quiet=True)
+
+
+def test_resemblyzer_is_imported_without_the_pkg_resources_warning():
+    code = ("import warnings; warnings.simplefilter('always')\n"
+            "from extract.extractors import ExtractorSettings\n"
+            "from extract.extractors.ge2e import Ge2eMelExtractor\n"
+            "Ge2eMelExtractor(ExtractorSettings()).load()\n"
+            "warnings.warn('pkg_resources is deprecated elsewhere', UserWarning)\n")  # only that import is silenced
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count("pkg_resources is deprecated") == 1 and "deprecated elsewhere" in r.stderr, r.stderr
