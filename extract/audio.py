@@ -290,8 +290,8 @@ def _mp3(f: BinaryIO, size: int, start: int) -> tuple[str | None, StatedLength |
         found += 1
         pos += frame[0]
     if found < announced - 1:  # 1: encoders differ on whether the count includes the Xing/VBRI frame
-        return f"truncated MP3: the {'VBRI' if first[36:40] == b'VBRI' else 'Xing/Info'} header announces " \
-               f"{announced} frames, the file holds {found}", None
+        return (f"truncated MP3: the {'VBRI' if first[36:40] == b'VBRI' else 'Xing/Info'} header announces "
+                f"{announced} frames, the file holds {found}"), None
     return None, stated
 
 

@@ -156,7 +156,7 @@ def test_output_never_replaces_an_input_nor_a_foreign_file(trained, tmp_path):
 def test_output_on_a_full_disk_names_the_file_and_keeps_the_old_one(trained, tmp_path, monkeypatch):
     import errno
 
-    import predict.cli as cli
+    from predict import cli
 
     bundle, wav, _, _ = trained
     out = tmp_path / "pred.csv"

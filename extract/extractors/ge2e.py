@@ -24,7 +24,7 @@ def _resemblyzer():
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
         import resemblyzer
-        import resemblyzer.audio  # noqa: F401 - imports webrtcvad
+        import resemblyzer.audio  # imports webrtcvad
     return resemblyzer
 
 
