@@ -5,7 +5,10 @@ Every extractor of a run sees the same decoded waveform; only the resampling dif
 :func:`load_audio` refuses, with an :class:`AudioError` naming the file and the problem, everything that
 would otherwise give features without meaning: a missing, empty or undecodable file (also a non-audio file
 named ``.wav``), a WAV (also RF64, Wave64) or AIFF file whose sample data is cut short (an interrupted copy:
-libsndfile would silently decode the part that is there, see :func:`truncation`), a sample rate outside :data:`SAMPLE_RATE_RANGE`, no samples, NaN or infinite
+libsndfile would silently decode the part that is there, see :func:`truncation`), a compressed file cut short
+(an Ogg stream without its end-of-stream page, an MP3 short of its Xing/Info frame count, or a decoded length
+short of what the Ogg, FLAC or MP3 header states: :func:`compressed_container`), a sample rate outside
+:data:`SAMPLE_RATE_RANGE`, no samples, NaN or infinite
 samples, a clip shorter than :data:`MIN_SECONDS`, and digital silence (after the down-mix, every sample
 below one 16-bit step: its features would be the same for every label). Any PCM width (8/16/24/32-bit
 integer, 32/64-bit float), any channel count and any rate in the range is decoded.
@@ -136,7 +139,7 @@ def truncation(path: str | Path) -> str | None:
     and Sony Wave64, and AIFF/AIFC. libsndfile decodes the frames that are present without complaint, so a
     file cut by an interrupted copy would otherwise give features of a partial utterance. A data size of 0 or
     0xFFFFFFFF (streaming writers that never patched the header) means "unknown" and is not checked.
-    Compressed formats (FLAC, Ogg, MP3) are not covered: their decoders report damage themselves.
+    Compressed formats (Ogg, FLAC, MP3) are checked by :func:`compressed_container`.
     """
     try:
         chunk = _data_chunk(Path(path))
@@ -148,6 +151,176 @@ def truncation(path: str | Path) -> str | None:
         return (f"truncated {chunk.container}: the header announces {chunk.announced // chunk.block_align} "
                 f"frames, the file holds {chunk.available // chunk.block_align}")
     return f"truncated {chunk.container}: the header announces {chunk.announced} data bytes, the file holds {chunk.available}"
+
+
+@dataclass(frozen=True)
+class StatedLength:
+    """The duration a compressed file's container states (see :func:`stated_length`)."""
+
+    container: str
+    seconds: float
+    tolerance: float  # seconds a complete file's decoded length may fall short of it (encoder delay, padding)
+
+
+def _ogg(f: BinaryIO, size: int) -> tuple[str | None, StatedLength | None]:
+    """Ogg (Vorbis, Opus, FLAC, Speex...): every logical stream's last page must carry the end-of-stream flag,
+    and no page may run past the end of the file; the last granule position of a lone Vorbis or Opus stream
+    gives its length (Opus: at 48 kHz, less the pre-skip)."""
+    pos = 0
+    streams: dict[int, dict] = {}
+    while pos < size:
+        f.seek(pos)
+        head = f.read(27)
+        if len(head) < 27:
+            return "truncated Ogg: the last page is cut short", None
+        capture, _, flags, granule, serial, _, _, n_segments = struct.unpack("<4sBBqIIIB", head)
+        if capture != b"OggS":
+            return None, None  # not a page where one should be: damage the decoder reports, or not Ogg data
+        lacing = f.read(n_segments)
+        body = sum(lacing)
+        if len(lacing) < n_segments or pos + 27 + n_segments + body > size:
+            return "truncated Ogg: the last page is cut short", None
+        stream = streams.setdefault(serial, {"eos": False, "granule": -1, "codec": None, "rate": 0, "skip": 0})
+        if flags & 0x02:  # beginning of stream: the codec's identification header
+            ident = f.read(min(body, 32))
+            if ident[:7] == b"\x01vorbis" and len(ident) >= 16:
+                stream.update(codec="Ogg Vorbis", rate=struct.unpack("<I", ident[12:16])[0])
+            elif ident[:8] == b"OpusHead" and len(ident) >= 12:
+                stream.update(codec="Ogg Opus", rate=48000, skip=struct.unpack("<H", ident[10:12])[0])
+        if granule != -1:
+            stream["granule"] = granule
+        stream["eos"] = bool(flags & 0x04)
+        pos += 27 + n_segments + body
+    if not streams:
+        return None, None
+    if not all(s["eos"] for s in streams.values()):
+        return "truncated Ogg: the last page lacks the end-of-stream flag (an interrupted copy?)", None
+    (only,) = streams.values() if len(streams) == 1 else (None,)
+    if only is None or not only["codec"] or only["rate"] <= 0 or only["granule"] <= only["skip"]:
+        return None, None
+    return None, StatedLength(only["codec"], (only["granule"] - only["skip"]) / only["rate"], 0.005)
+
+
+def _id3v2_end(f: BinaryIO) -> int:
+    """Where the audio starts after an ID3v2 tag (0 without one)."""
+    f.seek(0)
+    head = f.read(10)
+    if len(head) == 10 and head[:3] == b"ID3":
+        n = head[6] << 21 | head[7] << 14 | head[8] << 7 | head[9]
+        return 10 + n + (10 if head[5] & 0x10 else 0)
+    return 0
+
+
+def _flac(f: BinaryIO, start: int) -> tuple[str | None, StatedLength | None]:
+    """FLAC: STREAMINFO's total samples (0: unknown) at its sample rate."""
+    f.seek(start + 4)
+    block = f.read(4 + 34)
+    if len(block) < 38 or block[0] & 0x7F != 0:
+        return None, None
+    v = int.from_bytes(block[4 + 10:4 + 18], "big")
+    rate, total = v >> 44, v & ((1 << 36) - 1)
+    if rate <= 0 or total <= 0:
+        return None, None
+    return None, StatedLength("FLAC", total / rate, 0.001)
+
+
+_MP3_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}
+_MP3_KBPS = {
+    (3, 3): (0, 32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448),
+    (3, 2): (0, 32, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384),
+    (3, 1): (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
+    (2, 3): (0, 32, 48, 56, 64, 80, 96, 112, 128, 144, 160, 176, 192, 224, 256),
+    (2, 2): (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
+}
+
+
+def _mp3_frame(header: bytes) -> tuple[int, int, int, int, bool] | None:
+    """(frame bytes, samples per frame, sample rate, Xing offset, mono) of an MPEG audio frame header, else None."""
+    if len(header) < 4 or header[0] != 0xFF or header[1] & 0xE0 != 0xE0:
+        return None
+    version, layer = (header[1] >> 3) & 3, (header[1] >> 1) & 3  # version 3: MPEG-1, 2: MPEG-2, 0: MPEG-2.5
+    br_index, sr_index, pad = header[2] >> 4, (header[2] >> 2) & 3, (header[2] >> 1) & 1
+    if version == 1 or layer == 0 or br_index in (0, 15) or sr_index == 3:
+        return None  # reserved values, or free format (no frame size to walk by)
+    kbps = _MP3_KBPS[(3 if version == 3 else 2, layer if version == 3 or layer == 3 else 2)][br_index]
+    rate = _MP3_RATES[version][sr_index]
+    mono = header[3] >> 6 == 3
+    if layer == 3:  # Layer I
+        return (12 * kbps * 1000 // rate + pad) * 4, 384, rate, 0, mono
+    lsf = version != 3
+    spf = 576 if layer == 1 and lsf else 1152
+    size = (72 if layer == 1 and lsf else 144) * kbps * 1000 // rate + pad
+    side = (9 if mono else 17) if lsf else (17 if mono else 32)
+    return size, spf, rate, 4 + side, mono
+
+
+def _mp3(f: BinaryIO, size: int, start: int) -> tuple[str | None, StatedLength | None]:
+    """MP3 (MPEG audio) with a Xing/Info or VBRI header: the frame count it announces against the frames the
+    file holds (walked by their headers up to a trailing tag), and the length they make. Without such a
+    header (a plain CBR file) nothing states the length: not checked."""
+    f.seek(start)
+    first = f.read(4096)
+    frame = _mp3_frame(first[:4])
+    if frame is None:
+        return None, None
+    length, spf, rate, xing, _ = frame
+    announced = None
+    if first[xing:xing + 4] in (b"Xing", b"Info") and len(first) >= xing + 12:
+        flags = struct.unpack(">I", first[xing + 4:xing + 8])[0]
+        if flags & 1:
+            announced = struct.unpack(">I", first[xing + 8:xing + 12])[0]
+    elif first[36:40] == b"VBRI" and len(first) >= 54:
+        announced = struct.unpack(">I", first[50:54])[0]
+    if not announced:
+        return None, None
+    stated = StatedLength("MP3", announced * spf / rate, (3 * spf + 1152) / rate)  # encoder delay and padding
+    pos, found = start + length, 0  # the Xing/VBRI frame holds no audio
+    while pos < size:
+        f.seek(pos)
+        header = f.read(4)
+        if header[:3] == b"TAG" or header in (b"APET", b"LYRI"):  # trailing ID3v1 / APE / Lyrics3 tags
+            break
+        frame = _mp3_frame(header)
+        if frame is None:
+            if len(header) < 4:
+                break  # a cut header
+            return None, stated  # not a frame where one should be: damage the decoder may report
+        if pos + frame[0] > size:
+            break  # the last frame cut short
+        found += 1
+        pos += frame[0]
+    if found < announced - 1:  # 1: encoders differ on whether the count includes the Xing/VBRI frame
+        return (f"truncated MP3: the {'VBRI' if first[36:40] == b'VBRI' else 'Xing/Info'} header announces "
+                f"{announced} frames, the file holds {found}"), None
+    return None, stated
+
+
+def compressed_container(path: str | Path) -> tuple[str | None, StatedLength | None]:
+    """(how a compressed file is cut short, or None; the length its container states, or None).
+
+    Ogg: a last page without the end-of-stream flag or running past the end of the file; Ogg Vorbis and Opus
+    state their length in the last granule position. FLAC: STREAMINFO's total samples. MP3: the frame count
+    of a Xing/Info or VBRI header, against the frames the file holds. :func:`load_audio` also compares the
+    decoded length with the stated one. Not checkable (nothing states the length): MP3 without such a header
+    (plain CBR), FLAC with total samples 0, and what only FFmpeg decodes (AAC/M4A, WMA, WebM).
+    """
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            size = path.stat().st_size
+            magic = f.read(4)
+            if magic == b"OggS":
+                return _ogg(f, size)
+            start = _id3v2_end(f)
+            f.seek(start)
+            magic = f.read(4)
+            if magic == b"fLaC":
+                return _flac(f, start)
+            if path.suffix.lower() in (".mp3", ".mp2", ".mpga") or start or _mp3_frame(magic) is not None:
+                return _mp3(f, size, start)
+    except (OSError, struct.error):
+        pass  # unreadable headers are reported by the decoder
+    return None, None
 
 
 def load_audio(path: str | Path) -> tuple[np.ndarray, int]:
@@ -164,6 +337,9 @@ def load_audio(path: str | Path) -> tuple[np.ndarray, int]:
     truncated = truncation(path)
     if truncated:
         raise AudioError(path, truncated)
+    truncated, stated = compressed_container(path)
+    if truncated:
+        raise AudioError(path, truncated)
     try:
         wav, sr = sf.read(str(path), dtype="float32", always_2d=True)
         channels = wav.shape[1]
@@ -176,6 +352,9 @@ def load_audio(path: str | Path) -> tuple[np.ndarray, int]:
             channels = 1
         except Exception:
             raise AudioError(path, f"not decodable audio ({sf_exc})") from None
+    if stated is not None and wav.size < (stated.seconds - stated.tolerance) * sr:
+        raise AudioError(path, f"truncated {stated.container}: decoded {wav.size / sr:.3f} s of the "
+                               f"{stated.seconds:.3f} s its header states")
     return check_samples(path, wav, sr, channels)
 
 

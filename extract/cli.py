@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from sercore.cli import WEIGHTS_ENV, command_errors, common_options, epilog, say, warn
+from sercore.cli import WEIGHTS_ENV, command_errors, common_options, epilog, say, show_progress, warn
 from sercore.errors import DataError, EnvironmentProblem
 
 DEFAULT_MANIFESTS = Path("data_manifests")
@@ -60,9 +60,8 @@ def main(ctx: click.Context, dataset, root, feature_names, workers, scheduler, d
     """
     if ctx.invoked_subcommand is not None:
         return
-    if dataset is None:
-        click.echo(ctx.get_help())
-        return
+    if dataset is None:  # nothing to do is a usage error, not a success
+        raise click.UsageError("Missing option '--dataset' (or a sub-command: prepare).", ctx)
     from extract.extractors import ExtractorSettings
     from extract.extractors.base import MissingWeightsError
     from extract.pipeline import extract_dataset
@@ -76,7 +75,7 @@ def main(ctx: click.Context, dataset, root, feature_names, workers, scheduler, d
         if not manifest_path(manifest_dir, dataset).is_file() and (root is not None or dataset == "demo"):
             from extract.prepare import prepare_dataset
 
-            prepare_dataset(dataset, root, manifest_dir=manifest_dir, echo=say, progress=not quiet)
+            prepare_dataset(dataset, root, manifest_dir=manifest_dir, echo=say, progress=show_progress(quiet))
         from extract.extractors.ssl import parse_ssl_option
 
         try:
@@ -89,7 +88,7 @@ def main(ctx: click.Context, dataset, root, feature_names, workers, scheduler, d
         try:
             extract_dataset(dataset, names, settings=settings, manifest_dir=manifest_dir, features_dir=features_dir,
                             workers=workers, scheduler=scheduler, batch_size=batch_size, overwrite=overwrite,
-                            strict=strict, progress=not quiet, echo=say, warn=warn)
+                            strict=strict, progress=show_progress(quiet), echo=say, warn=warn)
         except MissingWeightsError as exc:  # the weights are not on this machine
             raise EnvironmentProblem("--features", str(exc)) from None
         except ValueError as exc:  # a setting that cannot work (e.g. an unknown feature name)
@@ -135,7 +134,7 @@ def prepare(dataset, root, name, language, speaker_pattern, layout, protocol, se
     options["merge"] = merge
     with command_errors(verbose, quiet):
         prepare_dataset(dataset, root, name=name, language=language, protocol=protocol, seed=seed,
-                        manifest_dir=manifest_dir, echo=say, progress=not quiet, **options)
+                        manifest_dir=manifest_dir, echo=say, progress=show_progress(quiet), **options)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ folder (a lock naming the holder's PID); a rerun with nothing to do writes nothi
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import time
 from collections import defaultdict
@@ -121,6 +122,7 @@ class ExtractionSummary:
     removed: int = 0  # stored utterances no longer in the manifest (or moved to another split)
     long: dict[str, float] = field(default_factory=dict)  # utterance -> seconds, far longer than the rest
     unavailable: dict[str, str] = field(default_factory=dict)
+    missing_audio: dict[str, str] = field(default_factory=dict)  # utterance -> its audio path, gone since it was stored
     seconds: float = 0.0
     stores: list[Path] = field(default_factory=list)
 
@@ -148,6 +150,8 @@ class Plan:
     complete: int  # utterances stored with every requested feature, and still current
     changed: dict[str, str]  # utterance -> why its stored features are stale (recomputed with every stored feature)
     removed: int  # stored utterances that consolidation will drop (no longer in this split of the manifest)
+    #: utterance -> audio path, for stored, complete utterances whose audio file is gone (their features are kept)
+    missing_audio: dict[str, str] = field(default_factory=dict)
 
     @property
     def todo(self) -> int:
@@ -193,6 +197,8 @@ def plan(rows: Sequence[Utterance], features: Sequence[str], features_dir: Path,
                     groups[missing].append(u)
                 else:
                     out.complete += 1
+                    if not os.path.exists(u.path):  # deleted since: the stored features stay, and the user is told
+                        out.missing_audio[u.utt_id] = u.path
         finally:
             contents.close()
         for missing, group in groups.items():
@@ -270,6 +276,7 @@ def extract_dataset(
                 shutil.rmtree(parts_dir(features_dir, dataset, split), ignore_errors=True)
         todo_plan = plan(rows, names, features_dir, dataset, batch_size, overwrite=overwrite)
         summary.already_done, summary.changed, summary.removed = todo_plan.complete, todo_plan.changed, todo_plan.removed
+        summary.missing_audio = todo_plan.missing_audio
         if (todo_plan.todo or todo_plan.removed or overwrite) and not lock.writable:
             raise EnvironmentProblem(folder, f"not writable (a read-only folder or no permission), and "
                                              f"{todo_plan.todo} utterance(s) need extracting")
@@ -312,6 +319,10 @@ def extract_dataset(
         warn(f"{len(summary.skipped)} utterance(s) skipped (recorded in the stores' 'skipped' table):")
         for utt, why in list(summary.skipped.items())[:20]:
             warn(f"  {utt}: {why}")
+    if summary.missing_audio:
+        warn(f"note: {len(summary.missing_audio)} stored utterance(s) whose audio file is gone; their stored features "
+             "are kept and used: " + ", ".join(list(summary.missing_audio.values())[:5])
+             + (" ..." if len(summary.missing_audio) > 5 else ""))
     if summary.long:
         warn(f"note: {len(summary.long)} utterance(s) more than {LONG_FACTOR:g}x longer than the median: "
              + ", ".join(f"{u} ({sec:.1f} s)" for u, sec in list(summary.long.items())[:5])

@@ -31,8 +31,9 @@ import torch
 
 from extract.audio import AUDIO_SUFFIXES
 from sercore.bundle import BundleError
-from sercore.cli import WEIGHTS_ENV, command_errors, common_options, epilog
+from sercore.cli import WEIGHTS_ENV, command_errors, common_options, epilog, show_progress
 from sercore.errors import EXIT_PARTIAL, EXIT_USAGE, DataError, SerError
+from sercore.fsio import write_atomic
 from sercore.store import identity_differences, normalise_attr
 from train.contract import Example, collate
 from train.memory import crop_center, max_frames
@@ -200,13 +201,48 @@ def predict_files(bundle: Bundle, language: str | None, files: Sequence[Path], e
     return run
 
 
+#: The first columns of a results CSV (then one ``p_<class>`` column per class).
+CSV_COLUMNS = ("path", "language", "emotion")
+
+
+def is_results_file(path: Path) -> bool:
+    """Whether ``path`` looks like a CSV that ``predict --output`` wrote (its header), so it may be replaced."""
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            header = next(csv.reader([f.readline(65536)]), [])
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return False
+    return (tuple(header[:3]) == CSV_COLUMNS and len(header) > 3
+            and all(c.startswith("p_") for c in header[3:]))
+
+
+def check_output(output: Path, files: Sequence[Path], inputs: Sequence[Path], overwrite: bool) -> None:
+    """Refuse (usage error naming ``--output``) an output that is one of the inputs (never replaced, even with
+    ``overwrite``), or an existing file that is not an earlier results CSV, unless ``overwrite``."""
+    def same(a: Path, b: Path) -> bool:
+        try:
+            return a.resolve() == b.resolve() or (a.exists() and b.exists() and a.samefile(b))
+        except OSError:
+            return False
+
+    for f in (*inputs, *files):
+        if same(output, f):
+            raise click.BadParameter(f"{output} is one of the input files; it would be replaced by the results",
+                                     param_hint="--output")
+    if output.exists() and not overwrite and not is_results_file(output):
+        raise click.BadParameter(f"{output} exists and is not a results file of predict; choose another name "
+                                 "or pass --overwrite to replace it", param_hint="--output")
+
+
 def _write_csv(path: Path, language: str, classes: list[str], predictions: list[Prediction]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["path", "language", "emotion", *[f"p_{c}" for c in classes]])
-        for p in predictions:
-            w.writerow([str(p.path), language, p.emotion, *[f"{p.probabilities[c]:.6f}" for c in classes]])
+    def write(tmp: Path) -> None:
+        with tmp.open("w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow([*CSV_COLUMNS, *[f"p_{c}" for c in classes]])
+            for p in predictions:
+                w.writerow([str(p.path), language, p.emotion, *[f"{p.probabilities[c]:.6f}" for c in classes]])
+
+    write_atomic(path, write)  # a full disk leaves the old file (or none), never half of one
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]},
@@ -215,7 +251,9 @@ def _write_csv(path: Path, language: str, classes: list[str], predictions: list[
               help="A model bundle (<run>/model.bundle) or a run folder holding one.")
 @click.option("--language", default=None, help="Which language's classifier to use [default: the bundle's only language].")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Also write the results as CSV.")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the results as CSV (never over an input; over another existing file only with --overwrite).")
+@click.option("--overwrite", is_flag=True, help="Let --output replace an existing file that is not an earlier results CSV.")
 @click.option("--jsonl", is_flag=True, help="Print one JSON object per file instead of text (errors as {\"path\", \"error\"}).")
 @click.option("--strict", is_flag=True, help="Exit with status 5 if any file could not be predicted.")
 @click.option("--batch-size", type=click.IntRange(1), default=16, show_default=True)
@@ -227,25 +265,24 @@ def _write_csv(path: Path, language: str, classes: list[str], predictions: list[
 @click.option("--ssl", "ssl", multiple=True, metavar="NAME=CHECKPOINT",
               help="Hugging Face encoder feature NAME's checkpoint [default: the one recorded in the bundle].")
 @common_options
-def main(model_path, language, inputs, output, jsonl, strict, batch_size, device, wav2vec_checkpoint, wav2vec_layer,
-         allosaurus_model, byol_checkpoint, ssl, verbose, quiet) -> None:
+def main(model_path, language, inputs, output, overwrite, jsonl, strict, batch_size, device, wav2vec_checkpoint,
+         wav2vec_layer, allosaurus_model, byol_checkpoint, ssl, verbose, quiet) -> None:
     """Predict the emotion of each audio FILE (or every audio file below each DIR) with a trained model.
 
     Exit status: 0 when every file was predicted (or some were, without --strict), 5 when none could be
     (or any failed, with --strict), 3 on a bad bundle, language or extractor mismatch, 2 on a bad option.
     """
     with command_errors(verbose, quiet):
-        _predict(model_path, language, inputs, output, jsonl, strict, batch_size, device, wav2vec_checkpoint,
+        _predict(model_path, language, inputs, output, overwrite, jsonl, strict, batch_size, device, wav2vec_checkpoint,
                  wav2vec_layer, allosaurus_model, byol_checkpoint, ssl, quiet)
 
 
-def _predict(model_path, language, inputs, output, jsonl, strict, batch_size, device, wav2vec_checkpoint, wav2vec_layer,
-             allosaurus_model, byol_checkpoint, ssl, quiet) -> None:
-    import warnings
-
-    # resemblyzer's webrtcvad imports pkg_resources; its deprecation warning is noise for a user of predict
-    warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+def _predict(model_path, language, inputs, output, overwrite, jsonl, strict, batch_size, device, wav2vec_checkpoint,
+             wav2vec_layer, allosaurus_model, byol_checkpoint, ssl, quiet) -> None:
     err = lambda s: click.echo(s, err=True)  # noqa: E731
+    files = audio_files(inputs)
+    if output is not None:  # before any work: a refused --output must not cost a model load
+        check_output(output, files, inputs, overwrite)
     try:
         from train.config import check_device
 
@@ -262,7 +299,6 @@ def _predict(model_path, language, inputs, output, jsonl, strict, batch_size, de
     except ValueError as exc:
         err(f"error: {exc}")
         sys.exit(EXIT_USAGE)
-    files = audio_files(inputs)
     if not files:
         raise DataError(", ".join(map(str, inputs)), "no audio files found")
     classes = bundle.classes(lang)
@@ -281,7 +317,7 @@ def _predict(model_path, language, inputs, output, jsonl, strict, batch_size, de
             tqdm.write(f"{pred.path}\t{pred.emotion}\t" + " ".join(f"{c} {p:.3f}" for c, p in ranked))
 
     result = predict_files(bundle, lang, files, extractors, device=device, batch_size=batch_size,
-                           progress=not quiet and len(files) > 1, on_result=show)
+                           progress=show_progress(quiet) and len(files) > 1, on_result=show)
     if output is not None:
         _write_csv(output, lang, classes, result.predictions)
     n_ok, n_bad = len(result.predictions), len(result.failures)

@@ -100,6 +100,17 @@ def warn(message: str) -> None:
     logging.getLogger(LOGGER).warning(message)
 
 
+def show_progress(quiet: bool = False) -> bool:
+    """Whether a command draws progress bars: never with ``--quiet``, and only when stderr is a terminal (stderr
+    redirected to a file or a pipe gets the messages, not a bar redrawn in place)."""
+    if quiet:
+        return False
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):  # a replaced or closed stream
+        return False
+
+
 def common_options(f: Callable) -> Callable:
     """``--version``, ``-v/--verbose`` (repeatable) and ``-q/--quiet`` (no progress bars, warnings and errors only);
     the command receives ``verbose`` and ``quiet`` and should call :func:`setup_logging` (done by

@@ -6,7 +6,9 @@
 
 ``extract --scheduler`` and ``train.grid --scheduler`` (``run_all.sh``) take either form. Starting prints the
 workers, the scheduler and its dashboard (``dashboard: http://...``). Closing a LocalCluster gives each worker
-process time to exit by itself (distributed's nanny kills one that takes more than 4 s, with a warning).
+process time to exit by itself (distributed's nanny kills one that takes more than 4 s, with a warning). Its
+workers ignore SIGINT (:func:`dask_setup`, their preload): on Ctrl-C this process stops them within seconds,
+without Dask's messages, and the KeyboardInterrupt goes on to the caller.
 
 ``python -m sercore.cluster slurm ...`` (also ``mgser cluster slurm``) runs a scheduler in its own process and
 its workers as SLURM jobs through dask-jobqueue, writes the scheduler file and stays until interrupted
@@ -21,6 +23,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Callable, Iterator
@@ -35,6 +38,28 @@ Echo = Callable[[str], None]
 
 #: Seconds a LocalCluster's worker process may take to exit once asked.
 WORKER_EXIT_SECONDS = 60.0
+#: Seconds a worker process may take to exit after Ctrl-C before it is killed (its work is lost anyway).
+INTERRUPT_EXIT_SECONDS = 1.0
+
+
+def dask_setup(worker) -> None:
+    """Preload of the workers of a LocalCluster started by :func:`dask_client`, run in each worker process: it
+    ignores SIGINT (Ctrl-C in a terminal goes to the whole process group; the parent alone handles it and stops
+    the workers, instead of every worker printing its own traceback), and its warnings while it is being closed
+    (tasks cancelled by the shutdown) are not printed."""
+    import logging
+
+    from distributed.core import Status
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    closing = {Status.closing, Status.closing_gracefully, Status.closed}
+
+    def not_closing(record: logging.LogRecord) -> bool:  # a task cancelled by the shutdown is no news
+        return record.levelno >= logging.ERROR or getattr(worker, "status", None) not in closing
+
+    for handler in logging.getLogger("distributed").handlers:
+        handler.addFilter(not_closing)
 
 
 def has_bokeh() -> bool:
@@ -90,6 +115,43 @@ def close_local_cluster(cluster, timeout: float = WORKER_EXIT_SECONDS) -> None:
     cluster.close()
 
 
+def _flag_interrupts(flag: dict) -> Callable[[], None]:
+    """Set ``flag["interrupted"]`` when SIGINT arrives (still raising KeyboardInterrupt wherever the main thread
+    is), so that the cluster is closed fast whatever exception then reaches the ``finally`` (a generator closed by
+    its consumer sees GeneratorExit). Returns what restores the handler. Only in the main thread, and only over
+    Python's own handler."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        return lambda: None
+
+    def on_sigint(signum, frame):  # noqa: ARG001
+        flag["interrupted"] = True
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_sigint)
+    return lambda: signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+@contextlib.contextmanager
+def _quiet_shutdown() -> Iterator[None]:
+    """No second Ctrl-C and no log lines of Dask while the cluster is stopped after an interrupt."""
+    import logging
+
+    loggers = [logging.getLogger(n) for n in ("distributed", "tornado", "asyncio")]
+    levels = [lg.level for lg in loggers]
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+        if main:
+            signal.signal(signal.SIGINT, previous)
+
+
 @contextlib.contextmanager
 def dask_client(workers: int = 1, scheduler: str | None = None, *, resources: dict[str, float] | None = None,
                 echo: Echo = print) -> Iterator:
@@ -98,6 +160,7 @@ def dask_client(workers: int = 1, scheduler: str | None = None, *, resources: di
     This process's environment is restored on exit: ``distributed`` writes ``OMP_NUM_THREADS=1``,
     ``PYTHONHASHSEED`` and others into it when it starts worker processes, which would otherwise change the
     threads (and so the floats) of every process started from here afterwards."""
+    import dask
     from dask.distributed import Client, LocalCluster
 
     environ = dict(os.environ)
@@ -106,9 +169,12 @@ def dask_client(workers: int = 1, scheduler: str | None = None, *, resources: di
         client = connect(scheduler)
     else:
         dashboard = "127.0.0.1:0" if has_bokeh() else None
+        preload = [*(dask.config.get("distributed.worker.preload") or []), __name__]  # workers ignore SIGINT
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=dashboard,
-                               resources=resources or None)
+                               resources=resources or None, preload=preload)
         client = Client(cluster)
+    flag = {"interrupted": False}
+    restore_sigint = _flag_interrupts(flag)
     try:
         n = len(client.scheduler_info(n_workers=-1)["workers"])
         where = scheduler or "a local cluster"
@@ -121,9 +187,17 @@ def dask_client(workers: int = 1, scheduler: str | None = None, *, resources: di
             echo("note: the cluster has no worker yet; the tasks wait for one")
         yield client
     finally:
-        client.close()
-        if cluster is not None:
-            close_local_cluster(cluster)
+        restore_sigint()
+        if flag["interrupted"]:  # Ctrl-C: the work in flight is lost anyway; stop the workers within seconds
+            with _quiet_shutdown():
+                with contextlib.suppress(Exception):
+                    client.close(timeout=INTERRUPT_EXIT_SECONDS)
+                if cluster is not None:
+                    close_local_cluster(cluster, timeout=INTERRUPT_EXIT_SECONDS)
+        else:
+            client.close()
+            if cluster is not None:
+                close_local_cluster(cluster)
         restore_environ(environ)
 
 

@@ -1,6 +1,7 @@
 """The truncation check of :func:`extract.audio.load_audio` in every container whose header announces its data
 size: WAV (RIFF and big-endian RIFX), RF64, Sony Wave64 and AIFF. libsndfile decodes the part of a cut file
-that is there without complaint, so each must be refused by the check, and a complete file must pass."""
+that is there without complaint, so each must be refused by the check, and a complete file must pass. Compressed
+files (Ogg Vorbis/Opus, FLAC, MP3 with a Xing header) cut anywhere must be refused too."""
 
 from __future__ import annotations
 
@@ -77,3 +78,85 @@ def test_one_list_of_audio_suffixes_for_preparers_and_predict():
 
     assert {".wav", ".flac", ".ogg", ".mp3", ".rf64", ".w64", ".aiff"} <= AUDIO_SUFFIXES
     assert base.AUDIO_SUFFIXES is AUDIO_SUFFIXES and cli.AUDIO_SUFFIXES is AUDIO_SUFFIXES
+
+
+#: compressed formats: soundfile format and subtype
+COMPRESSED = {"vorbis.ogg": ("OGG", "VORBIS"), "opus.ogg": ("OGG", "OPUS"), "clip.flac": ("FLAC", "PCM_16"),
+              "clip.mp3": ("MP3", "MPEG_LAYER_III")}
+
+
+def _speechlike(seconds: float = 1.9, sr: int = SR) -> np.ndarray:
+    t = np.arange(int(seconds * sr)) / sr
+    rng = np.random.default_rng(0)
+    return (0.2 * np.sin(2 * np.pi * 180 * t * (1 + 0.1 * np.sin(2 * np.pi * 3 * t)))
+            + 0.02 * rng.standard_normal(len(t))).astype(np.float32)
+
+
+@pytest.mark.parametrize("name", list(COMPRESSED))
+def test_compressed_files_cut_anywhere_are_refused_never_decoded_in_part(tmp_path, name):
+    from extract.audio import compressed_container
+
+    fmt, subtype = COMPRESSED[name]
+    path = tmp_path / name
+    sf.write(path, _speechlike(), SR, format=fmt, subtype=subtype)
+    wav, sr = load_audio(path)
+    stated = compressed_container(path)[1]
+    assert compressed_container(path)[0] is None and stated is not None
+    assert abs(stated.seconds - len(wav) / sr) <= stated.tolerance
+    data = path.read_bytes()
+    decoded = {}
+    for k in range(1, 41):
+        cut = tmp_path / f"cut{k}_{name}"
+        cut.write_bytes(data[:len(data) * k // 41])
+        try:
+            w, r = load_audio(cut)
+            decoded[k] = len(w) / r
+        except AudioError as exc:
+            assert exc.where == str(cut)
+    assert not decoded, f"{len(decoded)} of 40 cut copies decoded: {decoded}"
+
+
+def test_ogg_cut_at_a_page_boundary_lacks_the_end_of_stream_flag(tmp_path):
+    path = tmp_path / "clip.ogg"
+    sf.write(path, _speechlike(), SR, format="OGG", subtype="VORBIS")
+    data = path.read_bytes()
+    path.write_bytes(data[:data.rindex(b"OggS")])
+    with pytest.raises(AudioError, match="truncated Ogg: the last page lacks the end-of-stream flag"):
+        load_audio(path)
+
+
+def test_mp3_frames_missing_from_its_xing_count_are_named(tmp_path):
+    path = tmp_path / "clip.mp3"
+    sf.write(path, _speechlike(), SR, format="MP3", subtype="MPEG_LAYER_III")
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) * 6 // 10])
+    with pytest.raises(AudioError, match=r"truncated MP3: the Xing/Info header announces \d+ frames, the file holds \d+$"):
+        load_audio(path)
+
+
+def test_a_decoded_length_short_of_the_stated_one_is_refused(tmp_path, monkeypatch):
+    from extract import audio
+
+    path = tmp_path / "clip.ogg"
+    sf.write(path, _speechlike(), SR, format="OGG", subtype="VORBIS")
+    read = sf.read
+
+    def first_half(*args, **kwargs):  # a decoder that stops half way without an error
+        wav, sr = read(*args, **kwargs)
+        return wav[: len(wav) // 2], sr
+
+    monkeypatch.setattr(audio.sf, "read", first_half)
+    with pytest.raises(AudioError, match=r"truncated Ogg Vorbis: decoded 0\.950 s of the 1\.900 s its header states"):
+        load_audio(path)
+
+
+def test_mp3_without_a_xing_header_cannot_be_checked(tmp_path):
+    from extract.audio import compressed_container
+
+    path = tmp_path / "clip.mp3"
+    sf.write(path, _speechlike(), SR, format="MP3", subtype="MPEG_LAYER_III")
+    data = bytearray(path.read_bytes())
+    pos = data.find(b"Xing") if b"Xing" in data[:64] else data.find(b"Info")
+    data[pos:pos + 4] = b"\0\0\0\0"  # a plain CBR stream: nothing states its length
+    path.write_bytes(bytes(data))
+    assert compressed_container(path) == (None, None)

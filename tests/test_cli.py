@@ -163,3 +163,37 @@ def test_extract_on_cuda_without_cuda_is_an_environment_problem_before_any_work(
     assert r.exit_code == EXIT_ENVIRONMENT, r.output
     assert r.output.strip().splitlines()[-1].startswith("error: --device: cuda: CUDA is not available on this machine")
     assert "Traceback" not in r.output and not features_dir.exists()
+
+
+def test_extract_without_a_dataset_is_a_usage_error():
+    for args in ([], ["-q"]):
+        r = CliRunner().invoke(extract_main, args)
+        assert r.exit_code == EXIT_USAGE and "Missing option '--dataset'" in r.output, r.output
+    r = CliRunner().invoke(mgser_main, ["extract"])
+    assert r.exit_code == EXIT_USAGE, r.output
+
+
+def test_progress_bars_only_when_stderr_is_a_terminal(corpus, monkeypatch):
+    from sercore.cli import show_progress
+
+    r = CliRunner().invoke(extract_main, corpus)  # stderr captured: not a terminal
+    assert r.exit_code == 0 and "1 computed" in r.output
+    assert "|" not in r.stderr and "utt/s" not in r.stderr, r.stderr
+
+    class Tty:
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr(sys, "stderr", Tty())
+    assert show_progress() and not show_progress(quiet=True)
+
+
+def test_resemblyzer_is_imported_without_the_pkg_resources_warning():
+    code = ("import warnings; warnings.simplefilter('always')\n"
+            "from extract.extractors import ExtractorSettings\n"
+            "from extract.extractors.ge2e import Ge2eMelExtractor\n"
+            "Ge2eMelExtractor(ExtractorSettings()).load()\n"
+            "warnings.warn('pkg_resources is deprecated elsewhere', UserWarning)\n")  # only that import is silenced
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count("pkg_resources is deprecated") == 1 and "deprecated elsewhere" in r.stderr, r.stderr

@@ -164,3 +164,61 @@ def test_kill_during_consolidation_keeps_the_old_complete_store(tmp_path, refere
     assert sorted(got) == sorted(reference)
     for u, a in reference.items():  # parts of the killed subprocess are in there: the cross-process rule
         assert_same_features(got[u], a, same_process=False)
+
+
+#: On PYTHONPATH of a child and of the Dask workers it starts: every soundfile.read takes SLOW_DECODE seconds longer.
+SLOW_DECODE = """\
+import os
+if os.environ.get("SLOW_DECODE"):
+    import time, soundfile
+    _read = soundfile.read
+    def read(*args, **kwargs):
+        time.sleep(float(os.environ["SLOW_DECODE"]))
+        return _read(*args, **kwargs)
+    soundfile.read = read
+"""
+
+
+def test_ctrl_c_to_the_process_group_stops_dask_extraction_in_seconds_with_one_line_and_it_resumes(tmp_path):
+    manifest_dir, rows = make_corpus(tmp_path, n=40)
+    fdir = tmp_path / "features"
+    slow = tmp_path / "slow"
+    slow.mkdir()
+    (slow / "sitecustomize.py").write_text(SLOW_DECODE)
+    env = {**os.environ, "PYTHONPATH": f"{slow}{os.pathsep}{Path(__file__).resolve().parents[1]}", "SLOW_DECODE": "0.4"}
+    cmd = [sys.executable, "-m", "extract.cli", "--dataset", "corpus", "--features", "mfcc", "--workers", "2",
+           "--batch-size", "2", "--manifest-dir", str(manifest_dir), "--features-dir", str(fdir)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True, env=env,
+                            text=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None and not any(fdir.glob("corpus/*.parts/part-*.h5")):
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.stderr.read()[-2000:]
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal sends on Ctrl-C
+        start = time.time()
+        _, err = proc.communicate(timeout=20)
+        took = time.time() - start
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130 and err.strip().splitlines() == ["interrupted"], err[-3000:]
+    assert took < 8, took
+    left = time.time() + 5  # no worker process left behind (multiprocessing's resource tracker exits just after)
+    while time.time() < left:
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("processes of the interrupted extract are still running 5 s after it exited")
+    assert not _tmp_files(fdir)
+    for part in fdir.glob("corpus/*.parts/part-*.h5"):  # every file left is complete
+        with FeatureStore(part) as st:
+            assert len(st.utt_ids) + len(st.skipped) >= 1
+    done = extract_dataset("corpus", ["mfcc"], manifest_dir=manifest_dir, features_dir=fdir, workers=0, progress=False,
+                           echo=lambda s: None)
+    assert done.already_done + done.computed == len(rows) and 0 < done.already_done < len(rows)
+    assert sorted(_contents(fdir)) == sorted(u.utt_id for u in rows)

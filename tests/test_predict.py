@@ -133,3 +133,44 @@ def test_refuses_a_model_trained_with_per_speaker_standardisation(trained, tmp_p
     torch.save(payload, tmp_path / "spk.bundle")
     r = _predict("--model", str(tmp_path / "spk.bundle"), str(wav))
     assert r.exit_code == 3 and not r.stdout and "--speaker-norm" in r.stderr
+
+
+def test_output_never_replaces_an_input_nor_a_foreign_file(trained, tmp_path):
+    bundle, wav, _, _ = trained
+    audio = wav.read_bytes()
+    r = _predict("--model", str(bundle), "--output", str(wav), str(wav))
+    assert r.exit_code == 2 and "--output" in r.stderr and "one of the input files" in r.stderr, r.output
+    assert wav.read_bytes() == audio
+    r = _predict("--model", str(bundle), "--output", str(wav), "--overwrite", str(wav.parent))  # found in a folder
+    assert r.exit_code == 2 and wav.read_bytes() == audio
+    notes = tmp_path / "notes.csv"
+    notes.write_text("my,own\n1,2\n")
+    r = _predict("--model", str(bundle), "--output", str(notes), str(wav))
+    assert r.exit_code == 2 and f"{notes} exists and is not a results file" in r.stderr
+    assert notes.read_text() == "my,own\n1,2\n"
+    assert _predict("--model", str(bundle), "--output", str(notes), "--overwrite", str(wav)).exit_code == 0
+    assert notes.read_text().startswith("path,language,emotion,p_")
+    assert _predict("--model", str(bundle), "--output", str(notes), str(wav)).exit_code == 0  # a results file: replaced
+
+
+def test_output_on_a_full_disk_names_the_file_and_keeps_the_old_one(trained, tmp_path, monkeypatch):
+    import errno
+
+    from predict import cli
+
+    bundle, wav, _, _ = trained
+    out = tmp_path / "pred.csv"
+    assert _predict("--model", str(bundle), "--output", str(out), str(wav)).exit_code == 0
+    before = out.read_text()
+
+    class FullDisk:
+        def __init__(self, f):
+            pass
+
+        def writerow(self, row):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(cli.csv, "writer", FullDisk)
+    r = _predict("--model", str(bundle), "--output", str(out), str(wav))
+    assert r.exit_code == 4 and r.stderr.strip().splitlines()[-1] == f"error: {out}: no space left on device", r.output
+    assert out.read_text() == before and sorted(p.name for p in tmp_path.iterdir()) == ["pred.csv"]

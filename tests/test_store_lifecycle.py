@@ -313,3 +313,15 @@ def test_old_stores_without_fingerprints_are_recomputed_once(corpus):
     summary = _extract(manifest_dir, fdir)
     assert len(summary.changed) == len(rows) and all("without a fingerprint" in w for w in summary.changed.values())
     assert _extract(manifest_dir, fdir).already_done == len(rows)
+
+
+def test_audio_deleted_after_extraction_keeps_its_features_and_is_named(corpus):
+    manifest_dir, rows, fdir = corpus
+    for u in rows[:2]:
+        os.remove(u.path)
+    lines: list[str] = []
+    summary = _extract(manifest_dir, fdir, echo=lines.append)
+    assert summary.computed == 0 and summary.already_done == len(rows) and not summary.skipped
+    assert summary.missing_audio == {u.utt_id: u.path for u in rows[:2]}
+    note = [s for s in lines if "audio file is gone" in s]
+    assert len(note) == 1 and rows[0].path in note[0] and rows[1].path in note[0], lines

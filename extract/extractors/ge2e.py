@@ -7,6 +7,8 @@ mel frames the encoder consumes, which the trainer needs to fine-tune the encode
 
 from __future__ import annotations
 
+import functools
+import warnings
 from pathlib import Path
 from typing import ClassVar
 
@@ -15,9 +17,19 @@ import numpy as np
 from .base import FeatureExtractor, file_sha256
 
 
-def _pretrained_path() -> Path:
-    import resemblyzer
+@functools.cache
+def _resemblyzer():
+    """The resemblyzer package, imported without the deprecation warning of ``pkg_resources`` that its
+    webrtcvad import prints (setuptools<81 is pinned so that it still works; nothing for the user to do)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+        import resemblyzer
+        import resemblyzer.audio  # imports webrtcvad
+    return resemblyzer
 
+
+def _pretrained_path() -> Path:
+    resemblyzer = _resemblyzer()
     return Path(resemblyzer.__file__).parent / "pretrained.pt"
 
 
@@ -26,17 +38,14 @@ class _ResemblyzerBase(FeatureExtractor):
     min_seconds: ClassVar[float] = 0.2
 
     def _prepare(self, wav: np.ndarray) -> np.ndarray:
-        from resemblyzer import preprocess_wav
-
         # resemblyzer's own preprocessing: loudness normalisation and VAD-trimmed silences.
-        out = preprocess_wav(wav, source_sr=self.sample_rate)
+        out = _resemblyzer().preprocess_wav(wav, source_sr=self.sample_rate)
         if len(out) < int(self.min_seconds * self.sample_rate):
             out = wav  # VAD removed (nearly) everything: keep the raw clip rather than nothing
         return out
 
     def provenance(self) -> dict:
-        import resemblyzer
-
+        resemblyzer = _resemblyzer()
         return {**super().provenance(), "hop_seconds": 0.01, "checkpoint_sha256": file_sha256(_pretrained_path()),
                 "version": f"resemblyzer {getattr(resemblyzer, '__version__', '0.1.4')}"}
 
@@ -48,9 +57,7 @@ class Ge2eExtractor(_ResemblyzerBase):
     kind: ClassVar[str] = "embedding"
 
     def load(self) -> None:
-        from resemblyzer import VoiceEncoder
-
-        self.encoder = VoiceEncoder(device=self.settings.device, verbose=False)
+        self.encoder = _resemblyzer().VoiceEncoder(device=self.settings.device, verbose=False)
 
     @property
     def dim(self) -> int:
@@ -68,13 +75,11 @@ class Ge2eMelExtractor(_ResemblyzerBase):
     input_of: ClassVar[str] = "ge2e"  # what the fine-tuned VoiceEncoder computes the ge2e embedding from
 
     def load(self) -> None:
-        from resemblyzer import audio  # noqa: F401
+        _resemblyzer()
 
     @property
     def dim(self) -> int:
         return 40
 
     def extract(self, wav: np.ndarray) -> np.ndarray:
-        from resemblyzer import audio
-
-        return audio.wav_to_mel_spectrogram(self._prepare(wav)).astype(np.float32)
+        return _resemblyzer().audio.wav_to_mel_spectrogram(self._prepare(wav)).astype(np.float32)
