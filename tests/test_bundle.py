@@ -97,7 +97,7 @@ def _two_domain_model(config, domains):
 
 @pytest.mark.parametrize("model", ["two_towers", "nas"])
 def test_a_multi_domain_bundle_holds_every_language(tmp_path, monkeypatch, model):
-    monkeypatch.setitem(MODELS, "two_towers", "tests.test_bundle:_two_domain_model")
+    monkeypatch.setitem(MODELS, "two_towers", _two_domain_model)
     if model not in MODELS:
         pytest.skip(f"model {model} is not registered yet")
     stores = make_stores(tmp_path / "features", dataset="a", language="de", per_class=12, seed=1)
