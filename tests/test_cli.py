@@ -134,7 +134,7 @@ def test_nothing_imports_torchaudio():
     its extractors and every command's help must run without importing it."""
     code = """
 import importlib, pkgutil, sys
-for package in ("sercore", "extract", "train", "mgser"):
+for package in ("sercore", "extract", "train", "predict", "mgser"):
     module = importlib.import_module(package)
     for info in pkgutil.walk_packages(module.__path__, package + "."):
         importlib.import_module(info.name)
