@@ -129,6 +129,7 @@ def test_the_demo_without_its_extra_says_how_to_install_it(tmp_path, monkeypatch
     assert r.exit_code == EXIT_ENVIRONMENT and "pip install 'mgser[demo]'" in r.output, r.output
 
 
+@pytest.mark.slow
 def test_nothing_imports_torchaudio():
     """fairseq-fixed pulls in a torchaudio whose extension does not load with the tested torch: the toolkit,
     its extractors and every command's help must run without importing it."""

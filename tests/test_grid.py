@@ -332,6 +332,7 @@ def _options(features, out, **kw):
     return GridOptions(parse_domains(["de=sde", "en=sen"]), **{**base, **kw})
 
 
+@pytest.mark.slow
 def test_tiny_grid_runs_resumes_and_its_tables_match_the_metrics_files(features, tmp_path):
     out = tmp_path / "grid"
     lines = []
@@ -375,6 +376,7 @@ def test_tiny_grid_runs_resumes_and_its_tables_match_the_metrics_files(features,
     assert (out / "single/de/random/seed0/metrics.json").read_text() == before
 
 
+@pytest.mark.slow
 def test_a_tiny_curve_runs_and_its_table_holds_the_target_uas_of_its_folders(features, tmp_path):
     out = tmp_path / "grid"
     lines = []
@@ -409,6 +411,7 @@ def test_a_failed_cell_is_reported_and_the_others_still_run(features, tmp_path):
     assert cell_state(plan_cells(opts, [])[1]) == "todo"  # it runs again next time
 
 
+@pytest.mark.slow
 def test_cells_run_as_dask_tasks_and_as_subprocesses(features, tmp_path):
     from dask.distributed import LocalCluster
 
