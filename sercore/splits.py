@@ -134,13 +134,17 @@ def speaker_split(speakers: Sequence[str], fold: int, n_folds: int | None = None
 
 
 def check_disjoint(utt_ids: Sequence[str], speakers: Sequence[str], splits: Sequence[str], protocol: str) -> None:
-    """Leakage guard: raise if an utterance (any protocol) or a speaker (speaker protocol) is in two splits."""
+    """Leakage guard: raise if the three lists are not parallel (one entry per utterance), if an utterance id is
+    listed twice (any protocol), or if a speaker is in two splits (speaker protocol)."""
+    if not len(utt_ids) == len(speakers) == len(splits):
+        raise ValueError(f"{len(utt_ids)} utterance ids, {len(speakers)} speakers and {len(splits)} splits: "
+                         "a split needs one speaker and one split per utterance")
     seen: dict[str, str] = {}
     for u, sp in zip(utt_ids, splits):
-        if seen.setdefault(u, sp) != sp:
-            raise ValueError(f"leakage: utterance {u!r} is in both {seen[u]!r} and {sp!r}")
-    if len(seen) != len(utt_ids):
-        raise ValueError("leakage: duplicate utterance ids across splits")
+        if u in seen:
+            where = f"both {seen[u]!r} and {sp!r}" if seen[u] != sp else f"{sp!r} twice"
+            raise ValueError(f"leakage: utterance {u!r} is in {where}")
+        seen[u] = sp
     if protocol == "speaker":
         where: dict[str, str] = {}
         for s, sp in zip(speakers, splits):

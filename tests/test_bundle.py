@@ -95,11 +95,9 @@ def _two_domain_model(config, domains):
     return TwoTowers()
 
 
-@pytest.mark.parametrize("model", ["two_towers", "nas"])
+@pytest.mark.parametrize("model", ["two_towers", pytest.param("nas", marks=pytest.mark.slow)])
 def test_a_multi_domain_bundle_holds_every_language(tmp_path, monkeypatch, model):
-    monkeypatch.setitem(MODELS, "two_towers", "tests.test_bundle:_two_domain_model")
-    if model not in MODELS:
-        pytest.skip(f"model {model} is not registered yet")
+    monkeypatch.setitem(MODELS, "two_towers", _two_domain_model)
     stores = make_stores(tmp_path / "features", dataset="a", language="de", per_class=12, seed=1)
     make_stores(stores, dataset="b", language="fr", emotions=("neutral", "happy", "sad"), per_class=12, seed=2)
     out = tmp_path / "run"

@@ -129,12 +129,13 @@ def test_the_demo_without_its_extra_says_how_to_install_it(tmp_path, monkeypatch
     assert r.exit_code == EXIT_ENVIRONMENT and "pip install 'mgser[demo]'" in r.output, r.output
 
 
+@pytest.mark.slow
 def test_nothing_imports_torchaudio():
     """fairseq-fixed pulls in a torchaudio whose extension does not load with the tested torch: the toolkit,
     its extractors and every command's help must run without importing it."""
     code = """
 import importlib, pkgutil, sys
-for package in ("sercore", "extract", "train", "mgser"):
+for package in ("sercore", "extract", "train", "predict", "mgser"):
     module = importlib.import_module(package)
     for info in pkgutil.walk_packages(module.__path__, package + "."):
         importlib.import_module(info.name)

@@ -30,6 +30,7 @@ class Records(logging.Handler):
         self.messages.append(record.getMessage())
 
 
+@pytest.mark.slow
 def test_a_local_cluster_prints_its_dashboard_and_closes_a_slow_worker_without_killing_it():
     records = Records()
     nanny = logging.getLogger("distributed.nanny")

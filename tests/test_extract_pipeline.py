@@ -69,6 +69,7 @@ def test_stores_hold_every_utterance_once_and_rerun_does_no_work(tmp_path):
     assert not parts_dir(fdir, "corpus", "train").exists()
 
 
+@pytest.mark.slow
 def test_dask_workers_give_the_same_features_as_the_serial_path(tmp_path):
     manifest_dir, rows = make_corpus(tmp_path, n=6)
     serial, dask = tmp_path / "serial", tmp_path / "dask"
@@ -82,6 +83,7 @@ def test_dask_workers_give_the_same_features_as_the_serial_path(tmp_path):
                 assert_same_features(y, x, same_process=False)  # Dask workers are other processes
 
 
+@pytest.mark.slow
 def test_bad_audio_is_skipped_with_its_reason_and_strict_fails(tmp_path):
     manifest_dir, rows = make_corpus(tmp_path, n=6)
     Path(rows[0].path).write_bytes(b"this is not audio at all")
@@ -125,6 +127,7 @@ def test_consolidation_refuses_features_from_other_weights(tmp_path):
     assert len(list(parts_dir(tmp_path, "c", "train").glob("*.h5"))) == 2  # nothing lost
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kill_after_parts", [1, 3])
 def test_killed_extraction_resumes_with_every_utterance_exactly_once(tmp_path, kill_after_parts):
     manifest_dir, rows = make_corpus(tmp_path, n=30)

@@ -105,6 +105,7 @@ def test_gates_differ_csv_and_log_line(traced):
         assert sum(line.startswith(f"gates ({model}): ") for line in log.splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_a_resumed_run_keeps_its_trace(traced):
     out, _, args = traced
     before = {m: (out / m / "gates.csv").read_text() for m in ("mmoe", "nas")}

@@ -121,6 +121,7 @@ MOMENTS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("moment", list(MOMENTS))
 def test_sigkill_at_any_moment_then_rerun_gives_the_uninterrupted_stores(tmp_path, reference, moment):
     slow, ready, leaves_tmp = MOMENTS[moment]
@@ -141,6 +142,7 @@ def test_sigkill_at_any_moment_then_rerun_gives_the_uninterrupted_stores(tmp_pat
     assert not _tmp_files(fdir) and not any(parts_dir(fdir, "corpus", s).exists() for s in SPLITS)
 
 
+@pytest.mark.slow
 def test_kill_during_consolidation_keeps_the_old_complete_store(tmp_path, reference):
     """A store from an earlier run survives a kill while the next run rewrites it, and the rerun merges both."""
     manifest_dir, rows = make_corpus(tmp_path, n=12)

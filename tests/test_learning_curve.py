@@ -36,6 +36,7 @@ def two_stores(tmp_path):
     return root
 
 
+@pytest.mark.slow
 def test_learning_curve_fits_every_model_at_every_k_and_compares_with_single(two_stores, tmp_path, monkeypatch):
     drawn = []
 

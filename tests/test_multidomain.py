@@ -163,6 +163,7 @@ def two_stores(tmp_path):
     return root
 
 
+@pytest.mark.slow
 def test_cli_compares_every_model_and_writes_table_and_gate_plots(two_stores, tmp_path):
     out = tmp_path / "cmp"
     r = CliRunner().invoke(main, ["--domains", "de=synth,it=synth_it", "--features-dir", str(two_stores), "--epochs", "1",

@@ -67,6 +67,7 @@ def test_demo_scan_reports_missing_files(tmp_path):
         prepare_corpus("demo", root, config=SMALL, progress=False, manifest_dir=tmp_path / "m")
 
 
+@pytest.mark.slow
 def test_default_demo_through_the_cli_both_protocols(tmp_path):
     runner = CliRunner()
     for protocol in ("random", "speaker"):

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from hypothesis import HealthCheck, assume, given, settings, strategies as st
+from hypothesis import HealthCheck, assume, example, given, settings, strategies as st
 
 from extract.audio import SAMPLE_RATE_RANGE, AudioError, load_audio
 from extract.prepare import csvlist
@@ -128,13 +128,22 @@ def test_csv_preparer_reads_back_what_was_listed(workdir, rows, data):
 
 @SETTINGS
 @given(content=st.binary(max_size=400))
+@example(content=b"path,label,speaker\naudio/a0.wav,Angry,s1\n")  # a listing that scans, whatever else is drawn
 def test_csv_preparer_on_any_bytes_gives_recordings_or_data_error(workdir, content):
+    audio = workdir / "audio" / "a0.wav"
+    if not audio.exists():
+        audio.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(audio, np.zeros(160, np.float32), 16000)
     listing = workdir / "junk.csv"
     listing.write_bytes(content)
     try:
-        csvlist.scan(listing, language="sw")
+        scan = csvlist.scan(listing, language="sw")
     except DataError:
-        pass
+        return
+    assert scan.recordings
+    for rec in scan.recordings:
+        assert rec.language == "sw" and is_canonical(rec.emotion) and rec.speaker and rec.utt_id
+        assert rec.path.is_file() and rec.path.is_absolute()
 
 
 # --------------------------------------------------------------------------------------------------

@@ -64,8 +64,16 @@ def test_check_disjoint_catches_leaks():
         check_disjoint(["u1", "u2"], ["a", "a"], ["train", "test"], "speaker")
     with pytest.raises(ValueError, match="utterance 'u1' is in both"):
         check_disjoint(["u1", "u1"], ["a", "b"], ["train", "test"], "random")
-    with pytest.raises(ValueError, match="duplicate utterance ids"):
+    with pytest.raises(ValueError, match="utterance 'u1' is in 'train' twice"):
         check_disjoint(["u1", "u1"], ["a", "b"], ["train", "train"], "random")
+
+
+def test_check_disjoint_refuses_lists_that_are_not_parallel():
+    """zip stops at the shortest list: without this check, utterances past the end would go unchecked."""
+    with pytest.raises(ValueError, match="2 utterance ids, 2 speakers and 1 splits"):
+        check_disjoint(["u1", "u1"], ["a", "a"], ["train"], "random")
+    with pytest.raises(ValueError, match="3 utterance ids, 2 speakers and 3 splits"):
+        check_disjoint(["u1", "u2", "u3"], ["a", "b"], ["train", "test", "train"], "speaker")
 
 
 def balanced_corpus(n_speakers=8, emotions="abcd", per_emotion=2):

@@ -262,6 +262,7 @@ def test_disk_full_is_one_line_keeps_what_was_committed_and_a_rerun_completes(tm
     assert sorted(_stored(fdir)) == sorted(u.utt_id for u in rows)
 
 
+@pytest.mark.slow
 def test_disk_full_on_a_real_small_tmpfs(tmp_path):
     mnt = tmp_path / "small"
     mnt.mkdir()

@@ -126,3 +126,14 @@ def test_speaker_protocol_refuses_a_speaker_in_two_splits(tmp_path, monkeypatch)
     monkeypatch.setattr(td, "random_split", lambda labels, seed: ["test" if i % 3 == 0 else "train" if i % 3 == 1 else "valid"
                                                                   for i in range(len(labels))])
     draw_split(data, "random", 1)  # under the random protocol a speaker may be in several splits (seed 0: the stores')
+
+
+def test_a_split_shorter_than_the_domain_is_refused_not_truncated(tmp_path, monkeypatch):
+    stores = make_stores(tmp_path / "features", per_class=8, speakers=4)
+    data = load_domain(resolve_domain("de=synth", stores), stores, ["mfcc"])
+    import train.protocol as td
+
+    short = lambda labels, seed: ["train", "valid", "test"] * ((len(labels) - 1) // 3)  # noqa: E731 - drops the last utterance(s)
+    monkeypatch.setattr(td, "random_split", short)
+    with pytest.raises(StoreError, match=rf"{len(data)} utterance ids, {len(data)} speakers and \d+ splits"):
+        draw_split(data, "random", 1)

@@ -57,6 +57,7 @@ def uninterrupted(stores, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_killed_train_resumes_from_its_finished_runs(stores, uninterrupted, tmp_path):
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "train.cli", *ARGS, "--features-dir", str(stores), "--out", str(out)]
@@ -97,6 +98,7 @@ def test_a_finished_folder_is_reloaded_not_refitted(stores, uninterrupted, tmp_p
     assert m["runs"][:3] == _metrics(uninterrupted)["runs"] and len(m["runs"]) == 4
 
 
+@pytest.mark.slow
 def test_another_configuration_or_data_in_the_folder_is_refused_and_overwrite_starts_over(stores, tmp_path):
     out = tmp_path / "run"
     assert _train(stores, out).exit_code == 0

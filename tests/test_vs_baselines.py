@@ -30,7 +30,7 @@ def _run(store, tmp_path, capsys, protocol, extra=()):
     return out, summary, lines
 
 
-@pytest.mark.parametrize("protocol", ["random", "speaker"])
+@pytest.mark.parametrize("protocol", ["random", pytest.param("speaker", marks=pytest.mark.slow)])
 def test_result_line_and_the_same_splits_on_both_sides(store, tmp_path, capsys, protocol):
     out, summary, lines = _run(store, tmp_path, capsys, protocol)
     m = RESULT.match(lines[-1])

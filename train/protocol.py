@@ -51,7 +51,7 @@ def draw_split(data: DomainData, protocol: str, run: int, n_folds: int | None = 
             raise StoreError(where, f"speaker protocol impossible for language {data.spec.language!r}: {exc}") from None
     else:
         raise StoreError(where, f"unknown protocol {protocol!r} (known: {', '.join(PROTOCOLS)})")
-    try:
+    try:  # ids are unique here (load_domain refuses a repeat): this checks the split, one per utterance, whole speakers
         check_disjoint(data.utt_ids, data.speakers, splits, protocol)
     except ValueError as exc:
         raise StoreError(where, str(exc)) from None

@@ -116,16 +116,6 @@ def _model_name(cfg) -> str:
     return str(name)
 
 
-class _SizedLabels:
-    """Stands in for a HuBERT label dictionary: only its size is needed to shape the pre-training head."""
-
-    def __init__(self, n: int):
-        self.n = n
-
-    def __len__(self) -> int:
-        return self.n
-
-
 def build_fairseq_model(path: Path, cfg, state_dict: dict):
     """The fairseq module described by ``cfg``, with ``state_dict`` loaded strictly, in eval mode."""
     from fairseq.models.hubert import HubertModel

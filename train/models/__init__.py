@@ -3,7 +3,7 @@
 Contract between a model and the trainer (``train/trainer.py``):
 
 - built by a builder ``build(config: ExperimentConfig, domains: list[DomainInfo]) -> nn.Module``
-  registered in :data:`MODELS` as ``"module:function"`` (imported lazily);
+  registered in :data:`MODELS`;
 - ``model(batch: Batch) -> ModelOutput`` (:mod:`train.contract` defines the three types and their shapes);
 - modules of type :class:`train.models.ge2e.Ge2eEncoder` inside the model are trained at
   ``lr * ge2e_lr_scale``.
@@ -11,22 +11,24 @@ Contract between a model and the trainer (``train/trainer.py``):
 
 from __future__ import annotations
 
-import importlib
+from functools import partial
+from typing import Callable
 
 import torch
 
 from ..config import MULTIDOMAIN_MODELS
 from ..contract import DomainInfo
+from .multidomain import build_multidomain_model
+from .single import build_single_domain_model
 
-#: ``--model`` name -> "module:builder": the single-domain model, and those of section 5.2.2 / table 3.
-MODELS: dict[str, str] = {
-    "single": "train.models.single:build_single_domain_model",
-    **{name: f"train.models.multidomain:build_{name}" for name in MULTIDOMAIN_MODELS},
+#: ``--model`` name -> builder: the single-domain model, and those of section 5.2.2 / table 3.
+MODELS: dict[str, Callable[..., torch.nn.Module]] = {
+    "single": build_single_domain_model,
+    **{name: partial(build_multidomain_model, kind=name) for name in MULTIDOMAIN_MODELS},
 }
 
 
 def build_model(name: str, config, domains: list[DomainInfo]) -> torch.nn.Module:
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r} (known: {', '.join(MODELS)})")
-    module, function = MODELS[name].split(":")
-    return getattr(importlib.import_module(module), function)(config, domains)
+    return MODELS[name](config, domains)

@@ -88,7 +88,3 @@ class Ge2eEncoder(nn.Module):
         sums = torch.zeros(len(lengths), partial.shape[1], device=mels.device, dtype=partial.dtype).index_add(0, owner, partial)
         return F.normalize(sums, dim=-1)
 
-
-def n_windows(n_frames: int) -> int:
-    return len(partial_starts(n_frames))
-

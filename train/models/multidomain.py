@@ -48,8 +48,6 @@ from .nas import NasModule
 from .single import FeatureEncoders, build_feature_encoders
 from .tower import ClassificationTower
 
-#: ``--model`` names of this module, in the order of the paper's table 3.
-
 Gating = Literal["none", "shared", "domain"]
 
 
@@ -255,23 +253,3 @@ def build_multidomain_model(config, domains: list[DomainInfo], kind: str) -> Mul
     if model.gates is not None and md.gate_lr_scale != 1.0:
         model.gates.lr_scale = md.gate_lr_scale
     return model
-
-
-def build_base(config, domains):
-    return build_multidomain_model(config, domains, "base")
-
-
-def build_sb(config, domains):
-    return build_multidomain_model(config, domains, "sb")
-
-
-def build_omoe(config, domains):
-    return build_multidomain_model(config, domains, "omoe")
-
-
-def build_mmoe(config, domains):
-    return build_multidomain_model(config, domains, "mmoe")
-
-
-def build_nas(config, domains):
-    return build_multidomain_model(config, domains, "nas")
