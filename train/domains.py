@@ -258,20 +258,20 @@ GE2E_MIN_DIM = 64
 #: CONTENT_SILENCE below the utterance's loudest frame are cut from both ends; each coefficient has the utterance's
 #: mean removed and is divided by its standard deviation over the dataset, each frame is scaled to unit length; the
 #: two sequences are aligned at the lag of their largest cross-correlation, and the score is the fraction of the
-#: shorter one's frames whose aligned frame has a cosine of at least CONTENT_FRAME_COSINE (1 for a copy, or a part of
-#: it). Only candidate pairs are aligned: a GE2E cosine of at least CONTENT_PREFILTER_GE2E, or a cosine of at least
-#: CONTENT_PREFILTER_POOLED of the standardised mean and std of the loud frames (within CONTENT_LOUD of the loudest:
-#: added noise hardly moves them). A pair scoring CONTENT_THRESHOLD or more is refused.
+#: shorter one's loud frames (within CONTENT_LOUD of its loudest: speech, not pauses) whose aligned frame has a cosine
+#: of at least CONTENT_FRAME_COSINE (1 for a copy, or a part of it). Only candidate pairs are aligned: a GE2E cosine of
+#: at least CONTENT_PREFILTER_GE2E, or a cosine of at least CONTENT_PREFILTER_POOLED of the standardised mean and std
+#: of the loud frames (added noise hardly moves them). A pair scoring CONTENT_THRESHOLD or more is refused.
 #: Measured (bench/results/duplicate_guard_2026-12-04.md): distinct utterances of EmoDB, EMOVO and RAVDESS (two takes
-#: of one sentence by one actor in one emotion included) at most 0.39; copies of real utterances with 150 ms of
-#: silence added or 5 % trimmed 0.82-1.00, with noise at 30 dB SNR 0.60-0.86.
+#: of one sentence by one actor in one emotion included) at most MARGIN; copies of real utterances with 150 ms of
+#: silence added or 5 % trimmed COPIES, with noise at 30 dB SNR NOISY.
 CONTENT_FEATURE = "mfcc"
 CONTENT_SILENCE = 400.0
-CONTENT_LOUD = 150.0
+CONTENT_LOUD = 200.0
 CONTENT_PREFILTER_GE2E = 0.9
 CONTENT_PREFILTER_POOLED = 0.85
 CONTENT_FRAME_COSINE = 0.8
-CONTENT_THRESHOLD = 0.5
+CONTENT_THRESHOLD = 0.6
 
 
 @dataclass(frozen=True)
@@ -367,17 +367,22 @@ def trim_silence(frames: np.ndarray, silence: float = CONTENT_SILENCE) -> np.nda
     return frames[keep[0]:keep[-1] + 1]
 
 
-def content_score(first: np.ndarray, second: np.ndarray) -> float:
-    """Alignment score of two (frames, dim) sequences of unit-length frames: at the lag of the largest
-    cross-correlation (FFT), the fraction of the shorter sequence's frames whose aligned frame has a cosine of at least
-    CONTENT_FRAME_COSINE."""
+def content_score(first: np.ndarray, second: np.ndarray, first_loud: np.ndarray | None = None,
+                  second_loud: np.ndarray | None = None) -> float:
+    """Alignment score of two (frames, dim) sequences of unit-length frames: at the lag of their largest
+    cross-correlation (FFT), the fraction of the shorter sequence's counted frames (``*_loud`` masks; default all)
+    whose aligned frame has a cosine of at least CONTENT_FRAME_COSINE."""
     n = len(first) + len(second) - 1
     size = 1 << (n - 1).bit_length()
     spectrum = np.fft.rfft(first, size, axis=0) * np.fft.rfft(second[::-1], size, axis=0)
     lag = int(np.argmax(np.fft.irfft(spectrum.sum(1), size)[:n])) - (len(second) - 1)  # first[t] ~ second[t - lag]
     t = np.arange(max(0, lag), min(len(first), len(second) + lag))
-    cosines = (first[t] * second[t - lag]).sum(1)
-    return float(np.count_nonzero(cosines >= CONTENT_FRAME_COSINE) / min(len(first), len(second)))
+    matched = (first[t] * second[t - lag]).sum(1) >= CONTENT_FRAME_COSINE
+    if len(first) <= len(second):
+        counted, at = (np.ones(len(first), bool) if first_loud is None else first_loud), t
+    else:
+        counted, at = (np.ones(len(second), bool) if second_loud is None else second_loud), t - lag
+    return float(np.count_nonzero(matched & counted[at]) / max(np.count_nonzero(counted), 1))
 
 
 def content_duplicates(utt_ids: Sequence[str], sequences: Mapping[str, np.ndarray], ge2e: np.ndarray | None = None,
@@ -392,8 +397,8 @@ def content_duplicates(utt_ids: Sequence[str], sequences: Mapping[str, np.ndarra
     for t in trimmed:
         z = (t - t.mean(0)) / std  # each utterance's mean removed: a steady sound does not align with everything
         unit.append(z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12))
-    loud = [(t[t[:, 0] >= t[:, 0].max() - CONTENT_LOUD] - mean) / std for t in trimmed]
-    pooled = np.stack([np.concatenate([z.mean(0), z.std(0)]) for z in loud])
+    loud = [t[:, 0] >= t[:, 0].max() - CONTENT_LOUD for t in trimmed]
+    pooled = np.stack([np.concatenate([z.mean(0), z.std(0)]) for z in ((t[m] - mean) / std for t, m in zip(trimmed, loud))])
     p_std = pooled.std(0)
     pooled = _unit((pooled - pooled.mean(0)) / np.where(p_std > 0, p_std, 1.0))
     pairs = []
@@ -405,7 +410,7 @@ def content_duplicates(utt_ids: Sequence[str], sequences: Mapping[str, np.ndarra
             i, j = start + int(r), int(c)
             if j <= i:
                 continue
-            score = content_score(unit[i], unit[j])
+            score = content_score(unit[i], unit[j], loud[i], loud[j])
             if score >= CONTENT_THRESHOLD:
                 frames = (len(sequences[utt_ids[i]]), len(sequences[utt_ids[j]]))
                 pairs.append(NearDuplicate(utt_ids[i], utt_ids[j], score, frames, "content"))
