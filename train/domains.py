@@ -262,9 +262,9 @@ GE2E_MIN_DIM = 64
 #: of at least CONTENT_FRAME_COSINE (1 for a copy, or a part of it). Only candidate pairs are aligned: a GE2E cosine of
 #: at least CONTENT_PREFILTER_GE2E, or a cosine of at least CONTENT_PREFILTER_POOLED of the standardised mean and std
 #: of the loud frames (added noise hardly moves them). A pair scoring CONTENT_THRESHOLD or more is refused.
-#: Measured (bench/results/duplicate_guard_2026-12-04.md): distinct utterances of EmoDB, EMOVO and RAVDESS (two takes
-#: of one sentence by one actor in one emotion included) at most MARGIN; copies of real utterances with 150 ms of
-#: silence added or 5 % trimmed COPIES, with noise at 30 dB SNR NOISY.
+#: Measured (bench/results/duplicate_guard_2026-12-04.md): distinct utterances of EmoDB and EMOVO below 0.2, of
+#: RAVDESS at most 0.40 (two takes of one sentence by one actor in one emotion); copies of real utterances with 150 ms
+#: of silence added or 5 % cut from either end 0.85-1.00, with noise at 30 dB SNR 0.82-1.00.
 CONTENT_FEATURE = "mfcc"
 CONTENT_SILENCE = 400.0
 CONTENT_LOUD = 200.0
