@@ -261,7 +261,8 @@ GE2E_MIN_DIM = 64
 #: shorter one's loud frames (within CONTENT_LOUD of its loudest: speech, not pauses) whose aligned frame has a cosine
 #: of at least CONTENT_FRAME_COSINE (1 for a copy, or a part of it). Only candidate pairs are aligned: a GE2E cosine of
 #: at least CONTENT_PREFILTER_GE2E, or a cosine of at least CONTENT_PREFILTER_POOLED of the standardised mean and std
-#: of the loud frames (added noise hardly moves them). A pair scoring CONTENT_THRESHOLD or more is refused.
+#: of the loud frames (added noise hardly moves them), and both with CONTENT_MIN_FRAMES loud frames or more (half a
+#: second of speech: fewer frames could match by chance). A pair scoring CONTENT_THRESHOLD or more is refused.
 #: Measured (bench/results/duplicate_guard_2026-12-04.md): distinct utterances of EmoDB and EMOVO below 0.2, of
 #: RAVDESS at most 0.40 (two takes of one sentence by one actor in one emotion); copies of real utterances with 150 ms
 #: of silence added or 5 % cut from either end 0.85-1.00, with noise at 30 dB SNR 0.82-1.00.
@@ -271,6 +272,7 @@ CONTENT_LOUD = 200.0
 CONTENT_PREFILTER_GE2E = 0.9
 CONTENT_PREFILTER_POOLED = 0.85
 CONTENT_FRAME_COSINE = 0.8
+CONTENT_MIN_FRAMES = 50
 CONTENT_THRESHOLD = 0.6
 
 
@@ -399,6 +401,7 @@ def content_duplicates(utt_ids: Sequence[str], sequences: Mapping[str, np.ndarra
         unit.append(z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12))
     loud = [t[:, 0] >= t[:, 0].max() - CONTENT_LOUD for t in trimmed]
     pooled = np.stack([np.concatenate([z.mean(0), z.std(0)]) for z in ((t[m] - mean) / std for t, m in zip(trimmed, loud))])
+    counted = [int(np.count_nonzero(m)) for m in loud]
     p_std = pooled.std(0)
     pooled = _unit((pooled - pooled.mean(0)) / np.where(p_std > 0, p_std, 1.0))
     pairs = []
@@ -409,6 +412,8 @@ def content_duplicates(utt_ids: Sequence[str], sequences: Mapping[str, np.ndarra
         for r, c in zip(*np.nonzero(candidate)):
             i, j = start + int(r), int(c)
             if j <= i:
+                continue
+            if min(counted[i], counted[j]) < CONTENT_MIN_FRAMES:
                 continue
             score = content_score(unit[i], unit[j], loud[i], loud[j])
             if score >= CONTENT_THRESHOLD:
