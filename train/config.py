@@ -408,6 +408,10 @@ class ExperimentConfig:
             raise ConfigError(where, str(exc)) from None
         except dacite.UnexpectedDataError as exc:
             raise ConfigError(where, f"unknown key(s) {', '.join(sorted(exc.keys))} (not a field of the configuration)") from None
+        except dacite.WrongTypeError as exc:  # dacite's own message may show a generator instead of the value
+            found, value = _value_at(d, (exc.field_path or "").split("."))
+            got = f", got {value!r} (a {type(value).__name__})" if found else ""
+            raise ConfigError(where, f"{exc.field_path}: expected {_type_name(exc.field_type)}{got}") from None
         except dacite.DaciteError as exc:
             raise ConfigError(where, str(exc).replace("\n", " ")) from None
 
@@ -429,6 +433,26 @@ class ExperimentConfig:
 
 class ConfigError(DataError):
     """A configuration file or dict that does not describe an :class:`ExperimentConfig`."""
+
+
+def _value_at(d, keys: Sequence[str]) -> tuple[bool, object]:
+    """(found, value) at a key path (``train.epochs``) of a configuration dict, as the file gave it; dacite leaves out
+    the keys of dict fields (``encoders.kernel_sizes`` for ``encoders.mfcc.kernel_sizes``), so those are searched."""
+    if not keys:
+        return True, d
+    if isinstance(d, dict):
+        if keys[0] in d:
+            return _value_at(d[keys[0]], keys[1:])
+        for value in d.values():
+            found = _value_at(value, keys)
+            if found[0]:
+                return found
+    return False, None
+
+
+def _type_name(t) -> str:
+    """``int``, ``list[str] | None``, ``Literal['random', 'speaker']``: a field's type as a reader writes it."""
+    return t.__name__ if isinstance(t, type) and not getattr(t, "__args__", None) else str(t).replace("typing.", "")
 
 
 def _number(value):
