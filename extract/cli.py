@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from sercore.cli import WEIGHTS_ENV, command_errors, common_options, epilog, say, warn
+from sercore.cli import WEIGHTS_ENV, command_errors, common_options, epilog, name_list, say, warn
 from sercore.errors import DataError, EnvironmentProblem
 
 DEFAULT_MANIFESTS = Path("data_manifests")
@@ -63,6 +63,7 @@ def main(ctx: click.Context, dataset, root, feature_names, workers, scheduler, d
     if dataset is None:
         click.echo(ctx.get_help())
         return
+    names = name_list(feature_names, "--features")  # a usage error before anything is prepared
     from extract.extractors import ExtractorSettings
     from extract.extractors.base import MissingWeightsError
     from extract.pipeline import extract_dataset
@@ -85,7 +86,6 @@ def main(ctx: click.Context, dataset, root, feature_names, workers, scheduler, d
             raise click.BadParameter(str(exc), param_hint="--ssl") from None
         settings = ExtractorSettings(device=device, wav2vec_checkpoint=wav2vec_checkpoint, wav2vec_layer=wav2vec_layer,
                                      allosaurus_model=allosaurus_model, byol_checkpoint=byol_checkpoint, ssl=encoders)
-        names = [f.strip() for f in feature_names.split(",") if f.strip()] if feature_names else None
         try:
             extract_dataset(dataset, names, settings=settings, manifest_dir=manifest_dir, features_dir=features_dir,
                             workers=workers, scheduler=scheduler, batch_size=batch_size, overwrite=overwrite,

@@ -40,6 +40,20 @@ EXIT_STATUS_HELP = ("Exit status: 0 success, 1 unexpected error (a bug; -v shows
                     "cluster), 5 finished but some inputs failed, 130 interrupted.")
 
 
+def name_list(value: str | None, option: str) -> list[str] | None:
+    """An option's comma-separated names: ``"mfcc, ge2e"`` -> ``["mfcc", "ge2e"]``, None when it is not given. An
+    empty name (``","``, ``mfcc,,``, ``""``) or a name given twice is a usage error (click's, exit 2) naming the option."""
+    if value is None:
+        return None
+    names = [v.strip() for v in value.split(",")]
+    if not all(names):
+        raise click.BadParameter(f"{value!r}: an empty name (expected NAME[,NAME...])", param_hint=option)
+    twice = sorted({n for n in names if names.count(n) > 1}, key=names.index)
+    if twice:
+        raise click.BadParameter(f"{value!r}: {', '.join(twice)} given twice", param_hint=option)
+    return names
+
+
 def version() -> str:
     from importlib.metadata import PackageNotFoundError
     from importlib.metadata import version as installed

@@ -28,3 +28,29 @@ def test_a_configuration_value_of_the_wrong_type_names_the_key_the_value_and_the
     r = _invoke(train_main, "--config", path)
     assert r.exit_code == EXIT_DATA
     assert r.output.strip() == f"error: {path}: {expected}"
+
+
+@pytest.mark.parametrize("command, args, option", [
+    ("train", ["--domains", "de", "--features", ","], "--features"),
+    ("train", ["--domains", "de", "--features", "mfcc,,"], "--features"),
+    ("train", ["--domains", "de", "--features", "mfcc,ge2e,mfcc"], "--features"),
+    ("train", ["--domains", ","], "--domains"),
+    ("train", ["--domains", "de", "--model", "single,"], "--model"),
+    ("train", ["--domains", "de", "--learning-curve", "de", "--shots", "5,,all"], "--shots"),
+    ("grid", ["de=emodb", "--features", "mfcc,,"], "--features"),
+    ("grid", ["de=emodb", "--parts", "single,,speaker"], "--parts"),
+    ("grid", ["de=emodb", "--models", "nas,nas"], "--models"),
+    ("extract", ["--dataset", "demo", "--features", ","], "--features"),
+    ("extract", ["--dataset", "demo", "--features", "mfcc,,"], "--features"),
+    ("extract", ["--dataset", "demo", "--features", "mfcc,mfcc"], "--features"),
+])
+def test_empty_or_repeated_names_in_a_comma_list_are_usage_errors(tmp_path, monkeypatch, command, args, option):
+    from extract.cli import main as extract_main
+    from train.grid import main as grid_main
+
+    monkeypatch.chdir(tmp_path)  # nothing may be prepared, extracted or trained in the test's folder either
+    main = {"train": train_main, "grid": grid_main, "extract": extract_main}[command]
+    r = _invoke(main, *args, "--out" if command != "extract" else "--features-dir", tmp_path / "out")
+    assert r.exit_code == 2, r.output
+    assert option in r.output and ("empty name" in r.output or "given twice" in r.output)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "data_manifests").exists()

@@ -22,7 +22,7 @@ from typing import Sequence
 
 import click
 
-from sercore.cli import command_errors, common_options, epilog, say
+from sercore.cli import command_errors, common_options, epilog, name_list, say
 from sercore.errors import EXIT_USAGE, EnvironmentProblem, environment_problem
 
 from .config import DEFAULT_PRESET, PRESETS, ConfigError, DomainSpec, ExperimentConfig, build_config, check_device
@@ -57,12 +57,6 @@ def check_out_folder(out: str) -> None:
         raise environment_problem(exc, path) or EnvironmentProblem(path, f"cannot create the run folder ({exc.strerror or exc})") from None
     if not os.access(path, os.W_OK | os.X_OK):
         raise EnvironmentProblem(path, "permission denied (the run folder is not writable)")
-
-
-def comma_list(value: str | None) -> list[str] | None:
-    """``"a, b,"`` -> ``["a", "b"]``; None for nothing (an option's comma-separated values)."""
-    items = [v.strip() for v in (value or "").split(",") if v.strip()]
-    return items or None
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]},
@@ -223,7 +217,7 @@ def _config(ctx: click.Context) -> tuple[ExperimentConfig, list[str]]:
                          train=replace(config.train, device=p["device"] if given("device") else config.train.device,
                                        progress=not p["quiet"] and sys.stderr.isatty()))
         return config, [config.model]
-    domains = comma_list(p["domains"])
+    domains = name_list(p["domains"], "--domains")
     if not domains:
         raise click.UsageError("give --domains (or --config FILE)")
     for d in domains:
@@ -231,7 +225,7 @@ def _config(ctx: click.Context) -> tuple[ExperimentConfig, list[str]]:
             DomainSpec.parse(d)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--domains") from None
-    models = comma_list(p["model_name"]) or (["single"] if len(domains) == 1 else ["nas"])
+    models = name_list(p["model_name"], "--model") or (["single"] if len(domains) == 1 else ["nas"])
     unknown = [m for m in models if m not in MODELS]
     if unknown:
         raise click.BadParameter(f"unknown model(s) {', '.join(unknown)} (known: {', '.join(MODELS)})", param_hint="--model")
@@ -245,7 +239,7 @@ def _config(ctx: click.Context) -> tuple[ExperimentConfig, list[str]]:
             multidomain={"selector": p["selector"], "l0_weight": p["nas_l0"], "nas_lr_scale": p["nas_lr_scale"],
                          "gate_bias": p["gate_bias"], "gate_lr_scale": p["gate_lr_scale"], "expert_norm": p["expert_norm"],
                          "gate_init": _key_value(p["gate_init"], "--gate-init", "FEATURE=W", float, "mfcc=0.6")},
-            features=comma_list(p["features"]), protocol=p["protocol"], seeds=p["seeds"], folds=p["folds"],
+            features=name_list(p["features"], "--features"), protocol=p["protocol"], seeds=p["seeds"], folds=p["folds"],
             first_seed=p["first_seed"], features_dir=p["features_dir"], out=p["out"], model=models[0],
             save_checkpoints=not p["no_checkpoints"], stats_pooling=p["stats_pooling"], input_stats=p["input_stats"],
             frame_stride=p["frame_stride"], few_shot=_key_value(p["few_shot"], "--few-shot", "LANG=K", int, "it=10"))
@@ -281,7 +275,7 @@ def _key_value(value: str | None, option: str, form: str, convert, example: str)
 def parse_shots(value: str) -> list[int | None]:
     """``--shots 5,10,all`` -> [5, 10, None] (None: the whole training split), ascending."""
     out: list[int | None] = []
-    for item in comma_list(value) or []:
+    for item in name_list(value, "--shots") or []:
         if item == "all":
             out.append(None)
         elif item.isdigit():

@@ -68,10 +68,10 @@ from typing import Callable, Sequence
 
 import click
 
-from sercore.cli import command_errors, common_options, epilog, say
+from sercore.cli import command_errors, common_options, epilog, name_list, say
 from sercore.errors import EXIT_PARTIAL, SerError, StoreError
 
-from .cli import comma_list, config_from_args, parse_shots
+from .cli import config_from_args, parse_shots
 from .config import MULTIDOMAIN_MODELS, SINGLE_MODEL, DomainSpec, ExperimentConfig
 from .curve import ZERO_SHOT
 from .domains import default_features
@@ -539,15 +539,15 @@ def main(domains, out, seeds, first_seed, epochs, features, folds, parts, shots,
         return
     if not domains:
         raise click.UsageError("give at least one domain LANG=DATASET[:ROOT], e.g. de=emodb:/data/emodb en=demo")
-    parts_list = tuple(comma_list(parts) or ())
+    parts_list = tuple(name_list(parts, "--parts") or ())
     unknown = [p for p in parts_list if p not in PARTS]
     if unknown:
         raise click.BadParameter(f"unknown part(s) {', '.join(unknown)} (known: {', '.join(PARTS)})", param_hint="--parts")
-    model_list = tuple(comma_list(models) or ())
+    model_list = tuple(name_list(models, "--models") or ())
     shot_list = tuple(parse_shots(shots))
     if "curve" in parts_list and 0 in shot_list and ZERO_SHOT not in model_list:
         raise click.BadParameter(f"--shots 0 (zero-shot) is run by the model {ZERO_SHOT} only; add it to --models", param_hint="--shots")
-    options = GridOptions(parse_domains(domains), out, seeds, first_seed, epochs, comma_list(features), folds, parts_list,
+    options = GridOptions(parse_domains(domains), out, seeds, first_seed, epochs, name_list(features, "--features"), folds, parts_list,
                           model_list, shot_list, device, features_dir, manifest_dir, tuple(shlex.split(train_args)),
                           tuple(shlex.split(extract_args)))
     with command_errors(verbose, quiet):
