@@ -54,3 +54,30 @@ def test_empty_or_repeated_names_in_a_comma_list_are_usage_errors(tmp_path, monk
     assert r.exit_code == 2, r.output
     assert option in r.output and ("empty name" in r.output or "given twice" in r.output)
     assert not (tmp_path / "out").exists() and not (tmp_path / "data_manifests").exists()
+
+
+@pytest.fixture()
+def stores(tmp_path):
+    from tests._train_helpers import make_stores
+
+    return make_stores(tmp_path / "features", dataset="synth", language="de", per_class=8, speakers=4, with_mel=False)
+
+
+@pytest.mark.parametrize("args, option, problem", [
+    (["--domains", "de,de"], "--domains", "given twice"),
+    (["--domains", "de,de=synth"], "--domains", "language de given twice"),
+    (["--domains", "de=../../etc"], "--domains", "not a plain name"),
+    (["--domains", "de=synth", "--protocol", "speaker", "--folds", "99"], "--folds", "99 speaker folds, but de=synth has 4 speakers"),
+])
+def test_options_that_do_not_fit_the_data_are_usage_errors(stores, tmp_path, args, option, problem):
+    r = _invoke(train_main, *args, "--features-dir", stores, "--out", tmp_path / "out", "--epochs", 1, "--seeds", 1)
+    assert r.exit_code == 2, r.output
+    assert option in r.output and problem in r.output
+
+
+def test_a_configuration_file_with_a_language_twice_or_a_dataset_path_is_a_data_error(tmp_path):
+    path = tmp_path / "cfg.json"
+    for domains, problem in ((["de", "de=synth"], "language de given twice"), (["de=../x"], "not a plain name")):
+        path.write_text(json.dumps({"domains": domains}))
+        r = _invoke(train_main, "--config", path)
+        assert r.exit_code == EXIT_DATA and f"{path}: domains: " in r.output and problem in r.output

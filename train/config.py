@@ -82,6 +82,10 @@ class DomainSpec:
         language, dataset, root = language.strip(), dataset.strip(), root.strip()
         if not language or (sep and not dataset) or (root and not dataset):
             raise ValueError(f"domain {text!r} is not LANG, LANG=DATASET or LANG=DATASET:ROOT (e.g. de=emodb:/data/emodb)")
+        for what, name in (("language", language), ("dataset", dataset)):
+            if name in (".", "..") or any(c in name for c in "/\\"):
+                raise ValueError(f"domain {text!r}: the {what} {name!r} is not a plain name (a folder name under the "
+                                 "features folder, not a path)")
         return cls(language, dataset or None, root or None)
 
     def __str__(self) -> str:
@@ -370,6 +374,10 @@ class ExperimentConfig:
         check_range("folds", self.folds, 3, integer=True, optional=True)
         check_range("frame_stride", self.frame_stride, 1, integer=True)
         languages = [DomainSpec.parse(d).language for d in self.domains]
+        twice = sorted({x for x in languages if languages.count(x) > 1})
+        if twice:
+            raise ConfigError("domains", f"language {', '.join(twice)} given twice in {','.join(self.domains)}: one "
+                                         "dataset per language (train tells domains apart by their language code)")
         for lang, k in self.few_shot.items():
             check_range(f"few_shot.{lang}", k, 0, integer=True)
             if lang not in languages:
