@@ -92,8 +92,6 @@ def main(ctx: click.Context, dataset, root, feature_names, workers, scheduler, d
                             strict=strict, progress=not quiet, echo=say, warn=warn)
         except MissingWeightsError as exc:  # the weights are not on this machine
             raise EnvironmentProblem("--features", str(exc)) from None
-        except ValueError as exc:  # a setting that cannot work (e.g. an unknown feature name)
-            raise click.UsageError(str(exc)) from None
 
 
 def _merges(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> dict[str, str]:

@@ -81,3 +81,50 @@ def test_a_configuration_file_with_a_language_twice_or_a_dataset_path_is_a_data_
         path.write_text(json.dumps({"domains": domains}))
         r = _invoke(train_main, "--config", path)
         assert r.exit_code == EXIT_DATA and f"{path}: domains: " in r.output and problem in r.output
+
+
+def _raise_value_error(*args, **kwargs):
+    raise ValueError("operands could not be broadcast together")
+
+
+def test_a_value_error_inside_a_train_run_is_a_bug_not_a_usage_error(stores, tmp_path, monkeypatch):
+    monkeypatch.setattr("train.experiment.run_experiment", _raise_value_error)
+    args = ["--domains", "de=synth", "--features-dir", stores, "--out", tmp_path / "out", "--epochs", 1, "--seeds", 1]
+    r = _invoke(train_main, *args)
+    assert r.exit_code == 1 and r.output.strip() == ("error: unexpected ValueError: operands could not be broadcast "
+                                                     "together (a bug; rerun with -v for the traceback)")
+    assert "Traceback" in _invoke(train_main, *args, "-v").output
+
+
+def test_a_value_error_inside_extraction_is_a_bug_not_a_usage_error(tmp_path, monkeypatch):
+    from extract.cli import main as extract_main
+
+    monkeypatch.setattr("extract.pipeline.extract_dataset", _raise_value_error)
+    args = ["--dataset", "c", "--manifest-dir", tmp_path, "--features-dir", tmp_path / "f"]
+    r = _invoke(extract_main, *args)
+    assert r.exit_code == 1 and "unexpected ValueError: operands could not be broadcast together" in r.output
+    assert "Traceback" in _invoke(extract_main, *args, "-v").output
+
+
+def test_the_toolkits_own_checks_inside_a_run_are_still_usage_errors(stores, tmp_path):
+    from tests._train_helpers import make_stores
+
+    make_stores(stores, dataset="synth_it", language="it", per_class=8, speakers=4)
+    r = _invoke(train_main, "--domains", "de=synth,it=synth_it", "--model", "single", "--features-dir", stores,
+                "--out", tmp_path / "out", "--epochs", 1, "--seeds", 1)
+    assert r.exit_code == 2 and "error: --model: the single-domain model takes one domain" in r.output
+    r = _invoke(train_main, "--domains", "de=synth,it=synth_it", "--model", "nas", "--selector", "byol", "--features-dir",
+                stores, "--out", tmp_path / "out", "--epochs", 1, "--seeds", 1)
+    assert r.exit_code == 2 and "error: --selector: the nas gates read feature 'byol'" in r.output
+
+
+def test_an_unknown_feature_or_bad_ssl_layers_in_extract_are_usage_errors(tmp_path):
+    from extract.cli import main as extract_main
+    from sercore.manifest import Utterance, write_manifest
+
+    write_manifest([Utterance("a", str(tmp_path / "a.wav"), "s", "xx", "sad", "train")], tmp_path / "m" / "c.csv")
+    base = ["--dataset", "c", "--workers", 0, "--manifest-dir", tmp_path / "m", "--features-dir", tmp_path / "f"]
+    r = _invoke(extract_main, *base, "--features", "nope")
+    assert r.exit_code == 2 and "error: --features: unknown feature 'nope'" in r.output
+    r = _invoke(extract_main, *base, "--features", "enc", "--ssl", f"enc={tmp_path}", "--ssl-layers", "0,,6")
+    assert r.exit_code == 2 and "error: --ssl-layers: ssl feature 'enc': layers must be" in r.output

@@ -23,7 +23,7 @@ from typing import Sequence
 import click
 
 from sercore.cli import command_errors, common_options, epilog, name_list, say
-from sercore.errors import EXIT_USAGE, EnvironmentProblem, environment_problem
+from sercore.errors import EnvironmentProblem, environment_problem
 
 from .config import DEFAULT_PRESET, PRESETS, ConfigError, DomainSpec, ExperimentConfig, build_config, check_device
 from .models import MODELS
@@ -174,31 +174,27 @@ def main(config_file, domains, features, protocol, seeds, first_seed, folds, epo
                                  param_hint="--learning-curve")
     shots_ = parse_shots(shots) if learning_curve is not None else None
     with command_errors(verbose, quiet):
-        try:
-            check_out_folder(config.out)
-            if overwrite:  # only the run folders this command writes (not other experiments below --out)
-                from .runstate import clear, owned_run_folders
+        check_out_folder(config.out)
+        if overwrite:  # only the run folders this command writes (not other experiments below --out)
+            from .runstate import clear, owned_run_folders
 
-                for owned in owned_run_folders(config.out, models, ablations):
-                    for folder in clear(owned):
-                        say(f"--overwrite: removed the finished runs and their metrics in {folder}")
-            if learning_curve is not None:
-                run_learning_curve(config, learning_curve, shots_, models, log=say)
-            elif ablations:
-                run_ablations(config, log=say)
-            elif len(models) > 1:
-                run_comparison(config, models, log=say)
-            else:
-                run_experiment(config, log=say)
-            if tsne:
-                run_tsne(config, log=say)
-            if report:
-                from .report import write_report
+            for owned in owned_run_folders(config.out, models, ablations):
+                for folder in clear(owned):
+                    say(f"--overwrite: removed the finished runs and their metrics in {folder}")
+        if learning_curve is not None:
+            run_learning_curve(config, learning_curve, shots_, models, log=say)
+        elif ablations:
+            run_ablations(config, log=say)
+        elif len(models) > 1:
+            run_comparison(config, models, log=say)
+        else:
+            run_experiment(config, log=say)
+        if tsne:
+            run_tsne(config, log=say)
+        if report:
+            from .report import write_report
 
-                say(f"report -> {write_report(config.out)}")
-        except ValueError as exc:  # configuration errors from builders (e.g. one model, several domains)
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(EXIT_USAGE)
+            say(f"report -> {write_report(config.out)}")
 
 
 def _config(ctx: click.Context) -> tuple[ExperimentConfig, list[str]]:

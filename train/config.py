@@ -112,6 +112,8 @@ class EncoderConfig:
         check_range("encoder.frame_stride", self.frame_stride, 1, integer=True)
         for k in self.kernel_sizes:
             check_range("encoder.kernel_sizes", k, 1, integer=True)
+            if k % 2 == 0:
+                raise ConfigError("encoder.kernel_sizes", f"must be odd so that every frame keeps its place, got {k!r}")
         check_range("encoder.dropout", self.dropout, 0, 1, high_open=True)
 
 
@@ -369,6 +371,8 @@ class ExperimentConfig:
                 raise ConfigError("domains", str(exc)) from None
         if self.features is not None and (not self.features or any(not str(f).strip() for f in self.features)):
             raise ConfigError("features", f"expected one or more feature names, got {self.features!r}")
+        if self.model not in (SINGLE_MODEL, *MULTIDOMAIN_MODELS):
+            raise ConfigError("model", f"unknown model {self.model!r} (known: {', '.join((SINGLE_MODEL, *MULTIDOMAIN_MODELS))})")
         check_range("seeds", self.seeds, 1, integer=True)
         check_range("first_seed", self.first_seed, 0, integer=True)
         check_range("folds", self.folds, 3, integer=True, optional=True)
