@@ -31,7 +31,7 @@ import torch
 
 from extract.audio import AUDIO_SUFFIXES
 from sercore.bundle import BundleError
-from sercore.cli import WEIGHTS_ENV, command_errors, common_options, epilog
+from sercore.cli import BATCH_SIZE, WAV2VEC_LAYER, WEIGHTS_ENV, command_errors, common_options, epilog
 from sercore.errors import EXIT_PARTIAL, EXIT_USAGE, DataError, SerError
 from sercore.store import identity_differences, normalise_attr
 from train.contract import Example, collate
@@ -199,10 +199,10 @@ def _write_csv(path: Path, language: str, classes: list[str], predictions: list[
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Also write the results as CSV.")
 @click.option("--jsonl", is_flag=True, help="Print one JSON object per file instead of text (errors as {\"path\", \"error\"}).")
 @click.option("--strict", is_flag=True, help="Exit with status 5 if any file could not be predicted.")
-@click.option("--batch-size", type=click.IntRange(1), default=16, show_default=True)
+@click.option("--batch-size", type=BATCH_SIZE, default=16, show_default=True)
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--wav2vec-checkpoint", type=click.Path(path_type=Path), default=None, help="wav2vec checkpoint (or $MGSER_WAV2VEC_CHECKPOINT).")
-@click.option("--wav2vec-layer", type=click.IntRange(0), default=None, help="wav2vec 2.0 / HuBERT layer [default: the one the model was trained on].")
+@click.option("--wav2vec-layer", type=WAV2VEC_LAYER, default=None, help="wav2vec 2.0 / HuBERT layer [default: the one the model was trained on].")
 @click.option("--allosaurus-model", type=click.Path(path_type=Path), default=None, help="Allosaurus model folder (or $MGSER_ALLOSAURUS_MODEL).")
 @click.option("--byol-checkpoint", type=click.Path(path_type=Path), default=None, help="BYOL-A checkpoint (or $MGSER_BYOL_CHECKPOINT).")
 @click.option("--ssl", "ssl", multiple=True, metavar="NAME=CHECKPOINT",

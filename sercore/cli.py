@@ -35,6 +35,14 @@ ENVIRONMENT = {
 }
 WEIGHTS_ENV = ("MGSER_CONFIG", "MGSER_WAV2VEC_CHECKPOINT", "MGSER_ALLOSAURUS_MODEL", "MGSER_BYOL_CHECKPOINT")
 
+#: Ranges of the numeric options the commands share (click types: out of range is a usage error, and --help shows
+#: the interval). Far beyond any use, low enough that no library overflows on them.
+WORKERS = click.IntRange(0, 1_024)
+THREADS = click.IntRange(1, 1_024)
+BATCH_SIZE = click.IntRange(1, 100_000)
+WAV2VEC_LAYER = click.IntRange(0, 1_000)
+SEED = click.IntRange(0, 2 ** 31 - 1)
+
 EXIT_STATUS_HELP = ("Exit status: 0 success, 1 unexpected error (a bug; -v shows the traceback), 2 usage error, "
                     "3 data error (bad or stale input), 4 environment error (disk, permission, lock, CUDA, "
                     "cluster), 5 finished but some inputs failed, 130 interrupted.")

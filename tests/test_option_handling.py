@@ -128,3 +128,60 @@ def test_an_unknown_feature_or_bad_ssl_layers_in_extract_are_usage_errors(tmp_pa
     assert r.exit_code == 2 and "error: --features: unknown feature 'nope'" in r.output
     r = _invoke(extract_main, *base, "--features", "enc", "--ssl", f"enc={tmp_path}", "--ssl-layers", "0,,6")
     assert r.exit_code == 2 and "error: --ssl-layers: ssl feature 'enc': layers must be" in r.output
+
+
+HUGE = "99999999999999999999"
+
+
+@pytest.mark.parametrize("option", ["--epochs", "--seeds", "--first-seed", "--folds", "--per-class", "--batch-size",
+                                    "--patience", "--frame-stride", "--max-seconds", "--max-batch-gb", "--mixup", "--alpha",
+                                    "--lr", "--weight-decay", "--nas-l0", "--nas-lr-scale", "--gate-lr-scale"])
+def test_every_numeric_train_option_has_an_upper_bound_shown_in_help(option, tmp_path):
+    r = _invoke(train_main, "--domains", "de", option, HUGE, "--out", tmp_path / "out")
+    assert r.exit_code == 2 and f"Invalid value for '{option}'" in r.output and "<=" in r.output, r.output
+    help_line = _invoke(train_main, "--help").output.split(option, 1)[1].split("\n  --", 1)[0]
+    assert "<=x<=" in help_line or "<x<=" in help_line or "<=x<" in help_line
+
+
+@pytest.mark.parametrize("args, option", [
+    (["--few-shot", f"de={HUGE}"], "--few-shot"),
+    (["--learning-curve", "de", "--shots", HUGE], "--shots"),
+])
+def test_key_value_and_list_options_refuse_huge_numbers(args, option, tmp_path):
+    r = _invoke(train_main, "--domains", "de", *args, "--out", tmp_path / "out")
+    assert r.exit_code == 2 and option in r.output, r.output
+
+
+@pytest.mark.parametrize("section, key, value, message", [
+    ("train", "epochs", 10 ** 20, "train.epochs: must be in [1, 100000], got 100000000000000000000"),
+    ("train", "epochs", 10 ** 400, "train.epochs: must be in [1, 100000], got about 10^400"),
+    (None, "first_seed", 2 ** 40, "first_seed: must be in [0, 2147483647]"),
+    (None, "few_shot", {"de": 10 ** 7}, "few_shot.de: must be in [0, 1000000]"),
+    ("train", "max_seconds", 1e300, "train.max_seconds: must be in (0, 86400]"),
+])
+def test_configuration_fields_out_of_their_range_are_data_errors_naming_the_file(tmp_path, section, key, value, message):
+    path = tmp_path / "cfg.json"
+    config = {"domains": ["de"], **({section: {key: value}} if section else {key: value})}
+    path.write_text(json.dumps(config))
+    r = _invoke(train_main, "--config", path)
+    assert r.exit_code == EXIT_DATA and r.output.strip().startswith(f"error: {path}: {message}"), r.output
+
+
+@pytest.mark.parametrize("command, args, option", [
+    ("extract", ["--dataset", "demo", "--batch-size", HUGE], "--batch-size"),
+    ("extract", ["--dataset", "demo", "--workers", HUGE], "--workers"),
+    ("extract", ["--dataset", "demo", "--wav2vec-layer", HUGE], "--wav2vec-layer"),
+    ("extract", ["prepare", "--dataset", "demo", "--seed", HUGE], "--seed"),
+    ("grid", ["de=emodb", "--epochs", HUGE], "--epochs"),
+    ("grid", ["de=emodb", "--threads", HUGE], "--threads"),
+    ("predict", ["--batch-size", HUGE], "--batch-size"),
+])
+def test_numeric_options_of_the_other_commands_have_upper_bounds(tmp_path, monkeypatch, command, args, option):
+    from extract.cli import main as extract_main
+    from predict.cli import main as predict_main
+    from train.grid import main as grid_main
+
+    monkeypatch.chdir(tmp_path)
+    main = {"grid": grid_main, "extract": extract_main, "predict": predict_main}[command]
+    r = _invoke(main, *args)
+    assert r.exit_code == 2 and f"Invalid value for '{option}'" in r.output and "<=" in r.output, r.output
