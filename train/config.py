@@ -400,8 +400,6 @@ class ExperimentConfig:
                 raise ConfigError("domains", str(exc)) from None
         if self.features is not None and (not self.features or any(not str(f).strip() for f in self.features)):
             raise ConfigError("features", f"expected one or more feature names, got {self.features!r}")
-        if self.model not in (SINGLE_MODEL, *MULTIDOMAIN_MODELS):
-            raise ConfigError("model", f"unknown model {self.model!r} (known: {', '.join((SINGLE_MODEL, *MULTIDOMAIN_MODELS))})")
         check_fields(self, "")
         languages = [DomainSpec.parse(d).language for d in self.domains]
         twice = sorted({x for x in languages if languages.count(x) > 1})

@@ -15,7 +15,7 @@ import importlib
 
 import torch
 
-from ..config import MULTIDOMAIN_MODELS
+from ..config import MULTIDOMAIN_MODELS, ConfigError
 from ..contract import DomainInfo
 
 #: ``--model`` name -> "module:builder": the single-domain model, and those of section 5.2.2 / table 3.
@@ -27,6 +27,6 @@ MODELS: dict[str, str] = {
 
 def build_model(name: str, config, domains: list[DomainInfo]) -> torch.nn.Module:
     if name not in MODELS:
-        raise ValueError(f"unknown model {name!r} (known: {', '.join(MODELS)})")
+        raise ConfigError("model", f"unknown model {name!r} (known: {', '.join(MODELS)})")
     module, function = MODELS[name].split(":")
     return getattr(importlib.import_module(module), function)(config, domains)
