@@ -32,7 +32,7 @@ import torch
 from extract.audio import AUDIO_SUFFIXES
 from sercore.bundle import BundleError
 from sercore.cli import BATCH_SIZE, WAV2VEC_LAYER, WEIGHTS_ENV, command_errors, common_options, epilog
-from sercore.errors import EXIT_PARTIAL, EXIT_USAGE, DataError, SerError
+from sercore.errors import EXIT_PARTIAL, DataError, SerError
 from sercore.store import identity_differences, normalise_attr
 from train.contract import Example, collate
 from train.memory import crop_center, max_frames
@@ -229,31 +229,31 @@ def _predict(model_path, language, inputs, output, jsonl, strict, batch_size, de
     # resemblyzer's webrtcvad imports pkg_resources; its deprecation warning is noise for a user of predict
     warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
     err = lambda s: click.echo(s, err=True)  # noqa: E731
+    from train.config import check_device
+
+    check_device(device)
+    bundle = load_bundle(model_path, device=device)
+    check_supported(bundle)
     try:
-        from train.config import check_device
+        lang = bundle.languages[bundle.domain_index(language)]
+    except BundleError as exc:
+        raise click.BadParameter(exc.problem, param_hint="--language") from None
+    if wav2vec_layer is None:  # default: the layer the model was trained on
+        layer = bundle.provenance(lang).get("wav2vec", {}).get("layer")
+        wav2vec_layer = int(layer) if layer not in (None, "", -1) else None
+    from extract.extractors.ssl import options_from_provenance, parse_ssl_option
 
-        check_device(device)
-        bundle = load_bundle(model_path, device=device)
-        check_supported(bundle)
-        try:
-            lang = bundle.languages[bundle.domain_index(language)]
-        except BundleError as exc:
-            raise click.BadParameter(exc.problem, param_hint="--language") from None
-        if wav2vec_layer is None:  # default: the layer the model was trained on
-            layer = bundle.provenance(lang).get("wav2vec", {}).get("layer")
-            wav2vec_layer = int(layer) if layer not in (None, "", -1) else None
-        from extract.extractors.ssl import options_from_provenance, parse_ssl_option
-
-        settings = ExtractorSettings(device=device, wav2vec_checkpoint=wav2vec_checkpoint, wav2vec_layer=wav2vec_layer,
-                                     allosaurus_model=allosaurus_model, byol_checkpoint=byol_checkpoint,
-                                     ssl=parse_ssl_option(ssl)).with_env_defaults()
-        for feature, prov in bundle.provenance(lang).items():  # Hugging Face encoders: as trained, unless told
-            if feature in bundle.inputs and prov.get("model_type"):
-                settings.ssl[feature] = {**options_from_provenance(prov), **settings.ssl.get(feature, {})}
-        extractors = load_extractors(bundle, lang, settings, echo=err)
+    try:
+        encoders = parse_ssl_option(ssl)
     except ValueError as exc:
-        err(f"error: {exc}")
-        sys.exit(EXIT_USAGE)
+        raise click.BadParameter(str(exc), param_hint="--ssl") from None
+    settings = ExtractorSettings(device=device, wav2vec_checkpoint=wav2vec_checkpoint, wav2vec_layer=wav2vec_layer,
+                                 allosaurus_model=allosaurus_model, byol_checkpoint=byol_checkpoint,
+                                 ssl=encoders).with_env_defaults()
+    for feature, prov in bundle.provenance(lang).items():  # Hugging Face encoders: as trained, unless told
+        if feature in bundle.inputs and prov.get("model_type"):
+            settings.ssl[feature] = {**options_from_provenance(prov), **settings.ssl.get(feature, {})}
+    extractors = load_extractors(bundle, lang, settings, echo=err)
     files = audio_files(inputs)
     if not files:
         raise DataError(", ".join(map(str, inputs)), "no audio files found")

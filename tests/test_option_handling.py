@@ -185,3 +185,13 @@ def test_numeric_options_of_the_other_commands_have_upper_bounds(tmp_path, monke
     main = {"grid": grid_main, "extract": extract_main, "predict": predict_main}[command]
     r = _invoke(main, *args)
     assert r.exit_code == 2 and f"Invalid value for '{option}'" in r.output and "<=" in r.output, r.output
+
+
+def test_a_value_error_while_predict_loads_its_model_is_a_bug_not_a_usage_error(tmp_path, monkeypatch):
+    from predict.cli import main as predict_main
+
+    monkeypatch.setattr("predict.cli.load_bundle", _raise_value_error)
+    (tmp_path / "model.bundle").write_bytes(b"")
+    (tmp_path / "a.wav").write_bytes(b"")
+    r = CliRunner().invoke(predict_main, ["--model", str(tmp_path / "model.bundle"), str(tmp_path / "a.wav")])
+    assert r.exit_code == 1 and "unexpected ValueError: operands could not be broadcast together" in r.output
