@@ -314,9 +314,24 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def attach_option_values(argv: Sequence[str], options: Sequence[str] = ("--train-args",)) -> list[str]:
+    """``--train-args --refit`` -> ``--train-args=--refit``: argparse takes a value that starts with ``-`` for an
+    option of its own, so the documented ``--train-args "--refit"`` would stop with "expected one argument"."""
+    out, argv = [], list(argv)
+    i = 0
+    while i < len(argv):
+        if argv[i] in options and i + 1 < len(argv):
+            out.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+        else:
+            out.append(argv[i])
+            i += 1
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
     p = parser()
-    args = p.parse_args(argv)
+    args = p.parse_args(attach_option_values(sys.argv[1:] if argv is None else argv))
     if args.seeds < 1 or args.first_seed < 0:
         p.error("--seeds must be >= 1 and --first-seed >= 0")
     try:

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import click
 
-from sercore.cli import WEIGHTS_ENV, command_errors, common_options, epilog, say, show_progress, warn
+from sercore.cli import (BATCH_SIZE, SEED, WAV2VEC_LAYER, WEIGHTS_ENV, WORKERS, command_errors, common_options, epilog,
+                         name_list, say, show_progress, warn)
 from sercore.errors import DataError, EnvironmentProblem
 
 DEFAULT_MANIFESTS = Path("data_manifests")
@@ -30,16 +31,16 @@ extract prepare --dataset folder --root /data/swahili --language sw --speaker-pa
 @click.option("--root", type=click.Path(path_type=Path), help="Corpus folder; used to prepare the manifest if it is missing.")
 @click.option("--features", "feature_names", default=None,
               help="Comma-separated features (default: every one whose weights are available).")
-@click.option("--workers", type=click.IntRange(0), default=2, show_default=True,
+@click.option("--workers", type=WORKERS, default=2, show_default=True,
               help="Dask worker processes on this machine; 0 runs in this process without Dask.")
 @click.option("--scheduler", default=None,
               help="An existing Dask cluster: its scheduler's address (tcp://host:8786) or scheduler file (mgser cluster slurm).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
-@click.option("--batch-size", type=click.IntRange(1), default=16, show_default=True, help="Utterances per worker task (and per part file).")
+@click.option("--batch-size", type=BATCH_SIZE, default=16, show_default=True, help="Utterances per worker task (and per part file).")
 @click.option("--overwrite", is_flag=True, help="Recompute everything instead of resuming (the old stores stay readable until replaced).")
 @click.option("--strict", is_flag=True, help="Fail if any utterance had to be skipped.")
 @click.option("--wav2vec-checkpoint", type=click.Path(path_type=Path), default=None, help="wav2vec checkpoint (or $MGSER_WAV2VEC_CHECKPOINT).")
-@click.option("--wav2vec-layer", type=click.IntRange(0), default=None, help="wav2vec 2.0 / HuBERT: transformer layer to keep.")
+@click.option("--wav2vec-layer", type=WAV2VEC_LAYER, default=None, help="wav2vec 2.0 / HuBERT: transformer layer to keep.")
 @click.option("--allosaurus-model", type=click.Path(path_type=Path), default=None, help="Allosaurus model folder (or $MGSER_ALLOSAURUS_MODEL).")
 @click.option("--byol-checkpoint", type=click.Path(path_type=Path), default=None, help="BYOL-A checkpoint (or $MGSER_BYOL_CHECKPOINT).")
 @click.option("--ssl", "ssl", multiple=True, metavar="NAME=CHECKPOINT",
@@ -62,6 +63,7 @@ def main(ctx: click.Context, dataset, root, feature_names, workers, scheduler, d
         return
     if dataset is None:  # nothing to do is a usage error, not a success
         raise click.UsageError("Missing option '--dataset' (or a sub-command: prepare).", ctx)
+    names = name_list(feature_names, "--features")  # a usage error before anything is prepared
     from extract.extractors import ExtractorSettings
     from extract.extractors.base import MissingWeightsError
     from extract.pipeline import extract_dataset
@@ -84,15 +86,12 @@ def main(ctx: click.Context, dataset, root, feature_names, workers, scheduler, d
             raise click.BadParameter(str(exc), param_hint="--ssl") from None
         settings = ExtractorSettings(device=device, wav2vec_checkpoint=wav2vec_checkpoint, wav2vec_layer=wav2vec_layer,
                                      allosaurus_model=allosaurus_model, byol_checkpoint=byol_checkpoint, ssl=encoders)
-        names = [f.strip() for f in feature_names.split(",") if f.strip()] if feature_names else None
         try:
             extract_dataset(dataset, names, settings=settings, manifest_dir=manifest_dir, features_dir=features_dir,
                             workers=workers, scheduler=scheduler, batch_size=batch_size, overwrite=overwrite,
                             strict=strict, progress=show_progress(quiet), echo=say, warn=warn)
         except MissingWeightsError as exc:  # the weights are not on this machine
             raise EnvironmentProblem("--features", str(exc)) from None
-        except ValueError as exc:  # a setting that cannot work (e.g. an unknown feature name)
-            raise click.UsageError(str(exc)) from None
 
 
 def _merges(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> dict[str, str]:
@@ -118,7 +117,7 @@ def _merges(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) 
                    "(default '{emotion}/*').")
 @click.option("--protocol", type=click.Choice(["random", "speaker"]), default="random", show_default=True,
               help="Split written into the manifest: the paper's random split, or speaker-independent.")
-@click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--merge", multiple=True, callback=_merges, metavar="SOURCE=TARGET",
               help="Merge one emotion into another, e.g. --merge calm=neutral (repeat, or separate by commas). "
                    "Without it every label is kept as a class of its own.")

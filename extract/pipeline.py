@@ -25,7 +25,7 @@ from typing import Iterator, Mapping, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from sercore.errors import DataError, EnvironmentProblem, PartialFailure, SerError
+from sercore.errors import DataError, EnvironmentProblem, OptionError, PartialFailure, SerError
 from sercore.fsio import FolderLock
 from sercore.manifest import SPLITS, Utterance, manifest_path, read_manifest
 from sercore.store import (Fingerprint, FeatureStore, UtteranceRecord, commit_generation, consolidate, parts_dir,
@@ -133,7 +133,11 @@ def available_features(names: Sequence[str] | None, settings: ExtractorSettings)
     ok, missing = [], {}
     for n in names:
         try:
-            extractor_class(n, settings).check_available(settings)
+            extractor = extractor_class(n, settings)
+        except ValueError as exc:  # a name no extractor has
+            raise OptionError("--features", str(exc)) from None
+        try:
+            extractor.check_available(settings)
             ok.append(n)
         except MissingWeightsError as exc:
             missing[n] = str(exc)

@@ -31,8 +31,8 @@ import torch
 
 from extract.audio import AUDIO_SUFFIXES
 from sercore.bundle import BundleError
-from sercore.cli import WEIGHTS_ENV, command_errors, common_options, epilog, show_progress
-from sercore.errors import EXIT_PARTIAL, EXIT_USAGE, DataError, SerError
+from sercore.cli import BATCH_SIZE, WAV2VEC_LAYER, WEIGHTS_ENV, command_errors, common_options, epilog, show_progress
+from sercore.errors import EXIT_PARTIAL, DataError, SerError
 from sercore.fsio import write_atomic
 from sercore.store import identity_differences, normalise_attr
 from train.contract import Example, collate
@@ -256,10 +256,10 @@ def _write_csv(path: Path, language: str, classes: list[str], predictions: list[
 @click.option("--overwrite", is_flag=True, help="Let --output replace an existing file that is not an earlier results CSV.")
 @click.option("--jsonl", is_flag=True, help="Print one JSON object per file instead of text (errors as {\"path\", \"error\"}).")
 @click.option("--strict", is_flag=True, help="Exit with status 5 if any file could not be predicted.")
-@click.option("--batch-size", type=click.IntRange(1), default=16, show_default=True)
+@click.option("--batch-size", type=BATCH_SIZE, default=16, show_default=True)
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--wav2vec-checkpoint", type=click.Path(path_type=Path), default=None, help="wav2vec checkpoint (or $MGSER_WAV2VEC_CHECKPOINT).")
-@click.option("--wav2vec-layer", type=click.IntRange(0), default=None, help="wav2vec 2.0 / HuBERT layer [default: the one the model was trained on].")
+@click.option("--wav2vec-layer", type=WAV2VEC_LAYER, default=None, help="wav2vec 2.0 / HuBERT layer [default: the one the model was trained on].")
 @click.option("--allosaurus-model", type=click.Path(path_type=Path), default=None, help="Allosaurus model folder (or $MGSER_ALLOSAURUS_MODEL).")
 @click.option("--byol-checkpoint", type=click.Path(path_type=Path), default=None, help="BYOL-A checkpoint (or $MGSER_BYOL_CHECKPOINT).")
 @click.option("--ssl", "ssl", multiple=True, metavar="NAME=CHECKPOINT",
@@ -279,26 +279,27 @@ def main(model_path, language, inputs, output, overwrite, jsonl, strict, batch_s
 
 def _predict(model_path, language, inputs, output, overwrite, jsonl, strict, batch_size, device, wav2vec_checkpoint,
              wav2vec_layer, allosaurus_model, byol_checkpoint, ssl, quiet) -> None:
+    from extract.extractors.ssl import parse_ssl_option
+    from train.config import check_device
+
     err = lambda s: click.echo(s, err=True)  # noqa: E731
     files = audio_files(inputs)
     if output is not None:  # before any work: a refused --output must not cost a model load
         check_output(output, files, inputs, overwrite)
     try:
-        from train.config import check_device
-
-        check_device(device)
-        bundle = load_bundle(model_path, device=device)
-        check_supported(bundle)
-        try:
-            lang = bundle.languages[bundle.domain_index(language)]
-        except BundleError as exc:
-            raise click.BadParameter(exc.problem, param_hint="--language") from None
-        settings = extractor_settings(bundle, lang, device, wav2vec_checkpoint, wav2vec_layer, allosaurus_model,
-                                      byol_checkpoint, ssl)
-        extractors = load_extractors(bundle, lang, settings, echo=err)
+        parse_ssl_option(ssl)
     except ValueError as exc:
-        err(f"error: {exc}")
-        sys.exit(EXIT_USAGE)
+        raise click.BadParameter(str(exc), param_hint="--ssl") from None
+    check_device(device)
+    bundle = load_bundle(model_path, device=device)
+    check_supported(bundle)
+    try:
+        lang = bundle.languages[bundle.domain_index(language)]
+    except BundleError as exc:
+        raise click.BadParameter(exc.problem, param_hint="--language") from None
+    settings = extractor_settings(bundle, lang, device, wav2vec_checkpoint, wav2vec_layer, allosaurus_model,
+                                  byol_checkpoint, ssl)
+    extractors = load_extractors(bundle, lang, settings, echo=err)
     if not files:
         raise DataError(", ".join(map(str, inputs)), "no audio files found")
     classes = bundle.classes(lang)

@@ -35,9 +35,31 @@ ENVIRONMENT = {
 }
 WEIGHTS_ENV = ("MGSER_CONFIG", "MGSER_WAV2VEC_CHECKPOINT", "MGSER_ALLOSAURUS_MODEL", "MGSER_BYOL_CHECKPOINT")
 
+#: Ranges of the numeric options the commands share (click types: out of range is a usage error, and --help shows
+#: the interval). Far beyond any use, low enough that no library overflows on them.
+WORKERS = click.IntRange(0, 1_024)
+THREADS = click.IntRange(1, 1_024)
+BATCH_SIZE = click.IntRange(1, 100_000)
+WAV2VEC_LAYER = click.IntRange(0, 1_000)
+SEED = click.IntRange(0, 2 ** 31 - 1)
+
 EXIT_STATUS_HELP = ("Exit status: 0 success, 1 unexpected error (a bug; -v shows the traceback), 2 usage error, "
                     "3 data error (bad or stale input), 4 environment error (disk, permission, lock, CUDA, "
                     "cluster), 5 finished but some inputs failed, 130 interrupted.")
+
+
+def name_list(value: str | None, option: str) -> list[str] | None:
+    """An option's comma-separated names: ``"mfcc, ge2e"`` -> ``["mfcc", "ge2e"]``, None when it is not given. An
+    empty name (``","``, ``mfcc,,``, ``""``) or a name given twice is a usage error (click's, exit 2) naming the option."""
+    if value is None:
+        return None
+    names = [v.strip() for v in value.split(",")]
+    if not all(names):
+        raise click.BadParameter(f"{value!r}: an empty name (expected NAME[,NAME...])", param_hint=option)
+    twice = sorted({n for n in names if names.count(n) > 1}, key=names.index)
+    if twice:
+        raise click.BadParameter(f"{value!r}: {', '.join(twice)} given twice", param_hint=option)
+    return names
 
 
 def version() -> str:

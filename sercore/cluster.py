@@ -30,7 +30,7 @@ from typing import Callable, Iterator
 
 import click
 
-from .cli import command_errors, common_options, epilog, say, version
+from .cli import THREADS, command_errors, common_options, epilog, say, version
 from .errors import EnvironmentProblem
 from .fsio import write_atomic
 
@@ -292,11 +292,11 @@ mgser cluster slurm --jobs 8 --cores 4 --memory 16GB --walltime 04:00:00 --gpus 
 
 @main.command("slurm", epilog=epilog(SLURM_EXAMPLES, ["SLURM_CONF"]) + "\n\nDefaults not given here come from "
               "dask-jobqueue's own configuration (~/.config/dask/jobqueue.yaml).")
-@click.option("--jobs", type=click.IntRange(1), default=1, show_default=True, help="SLURM jobs, one Dask worker each.")
-@click.option("--cores", type=click.IntRange(1), default=1, show_default=True, help="CPU cores per job (the worker's threads).")
+@click.option("--jobs", type=click.IntRange(1, 10_000), default=1, show_default=True, help="SLURM jobs, one Dask worker each.")
+@click.option("--cores", type=THREADS, default=1, show_default=True, help="CPU cores per job (the worker's threads).")
 @click.option("--memory", default="4GB", show_default=True, help="Memory per job, e.g. 16GB.")
 @click.option("--walltime", default="01:00:00", show_default=True, help="Time limit per job (a job that ends is replaced).")
-@click.option("--gpus", type=click.IntRange(0), default=0, show_default=True,
+@click.option("--gpus", type=click.IntRange(0, 64), default=0, show_default=True,
               help="GPUs per job: sbatch --gres=gpu:N and the Dask worker resource GPU=N (for --device cuda).")
 @click.option("--interface", default=None, help="Network interface of the scheduler and workers, e.g. ib0 or lo.")
 @click.option("--partition", "queue", default=None, help="SLURM partition.")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from train.config import EncoderConfig, TowerConfig
+from train.config import ConfigError, EncoderConfig, TowerConfig
 from train.contract import Example, collate
 from train.models.encoder import SequenceEncoder, average_frames
 from train.models.ge2e import Ge2eEncoder, partial_starts
@@ -70,7 +70,7 @@ def test_tower_layers_follow_the_config():
     kinds = [type(m).__name__ for m in tower.net]
     assert kinds == ["Linear", "Mish", "Dropout", "Linear", "GELU", "Dropout", "Linear"]
     assert tower(torch.randn(5, 10)).shape == (5, 4)
-    with pytest.raises(ValueError, match="unknown activation"):
+    with pytest.raises(ConfigError, match="unknown activation"):
         ClassificationTower(10, 4, activations=("swishy",))
 
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from sercore.errors import DataError, OptionError
 from train.cli import main
 from train.config import ExperimentConfig, TrainConfig
 from train.contract import Batch, DomainInfo
@@ -142,11 +143,11 @@ def test_nas_penalty_is_the_weighted_expected_l0_in_training_only():
 def test_missing_selector_and_mismatched_features_are_refused():
     config = ExperimentConfig(domains=["de", "it"])
     config.multidomain.selector = "byol"
-    with pytest.raises(ValueError, match="byol"):
+    with pytest.raises(OptionError, match="byol"):
         build_model("mmoe", config, _domains())
     build_model("sb", config, _domains())  # no gate, no selector needed
     other = [DomainInfo("de", DE, KINDS, DIMS), DomainInfo("it", IT, KINDS, {"ge2e": 5, "mfcc": 7})]
-    with pytest.raises(ValueError, match="mfcc"):
+    with pytest.raises(DataError, match="mfcc"):
         build_model("nas", ExperimentConfig(domains=["de", "it"]), other)
 
 
@@ -261,10 +262,10 @@ def test_gate_init_starts_every_languages_gate_at_the_given_weights():
         assert model.experts == ["ge2e", "mfcc"]
         assert torch.allclose(model.gates.gate(k)(x), torch.tensor([[0.2, 0.8]] * 3), atol=1e-6)
     assert initial_weights(["a", "b", "c"], {"b": 0.5}) == [0.25, 0.5, 0.25] and initial_weights(["a"], {}) is None
-    with pytest.raises(ValueError, match="byol"):
+    with pytest.raises(OptionError, match="byol"):
         initial_weights(["a", "b"], {"byol": 0.5})
     assert initial_weights(["a", "b"], {"a": 0.3, "b": 0.7}) == [0.3, 0.7]  # every expert named: their sum must be 1
-    with pytest.raises(ValueError, match="sum to 1"):
+    with pytest.raises(OptionError, match="sum to 1"):
         initial_weights(["a", "b"], {"a": 0.3, "b": 0.6})
     with pytest.raises(ConfigError, match="gate bias"):
         MultiDomainConfig(gate_init={"mfcc": 0.6})

@@ -132,12 +132,12 @@ def test_options_the_configuration_refuses_are_usage_errors_naming_the_option(st
 
 @pytest.mark.parametrize("field,value,message", [
     ("alpha", float("nan"), "train.alpha: must be a finite number"),
-    ("alpha", -5.0, "train.alpha: must be in [0, inf)"),
+    ("alpha", -5.0, "train.alpha: must be in [0, 1000]"),
     ("ema", 2.0, "train.ema: must be in [0, 1)"),
     ("ema", -1.0, "train.ema: must be in [0, 1)"),
     ("label_smoothing", -1.0, "train.label_smoothing: must be in [0, 1]"),
     ("label_smoothing", 5.0, "train.label_smoothing: must be in [0, 1]"),
-    ("epochs", 0, "train.epochs: must be in [1, inf)"),
+    ("epochs", 0, "train.epochs: must be in [1, 100000]"),
     ("epochs", 2.5, "train.epochs: must be an integer"),
     ("per_class", True, "train.per_class: must be an integer"),
     ("sampler", "random", "train.sampler: must be one of balanced, shuffle"),

@@ -122,3 +122,13 @@ def test_each_runs_baselines_are_kept_reused_and_refitted_when_their_data_change
     x = np.ones((4, 2))
     y = np.array([0, 1, 0, 1])
     assert vs.baseline_digest(x, y, x, y, None) != vs.baseline_digest(x, y, x + 1e-6, y, None)
+
+
+def test_train_args_taking_one_option_as_the_readme_writes_it(store, tmp_path, capsys):
+    # the README's form: --train-args "--refit" (one value that starts with "-"), not only --train-args=--refit
+    args = vs.parser().parse_args(vs.attach_option_values(["--domains", "de", "--train-args", "--refit"]))
+    assert args.train_args == "--refit"
+    with pytest.raises(SystemExit) as exc:
+        vs.main(["--domains", "de", "--features-dir", str(store), "--out", str(tmp_path / "o"), "--train-args", "--config"])
+    assert exc.value.code == 2
+    assert "--config is set by vs_baselines itself" in capsys.readouterr().err

@@ -22,10 +22,11 @@ from typing import Sequence
 
 import click
 
-from sercore.cli import command_errors, common_options, epilog, say
-from sercore.errors import EXIT_USAGE, EnvironmentProblem, environment_problem
+from sercore.cli import command_errors, common_options, epilog, name_list, say
+from sercore.errors import EnvironmentProblem, environment_problem
 
-from .config import DEFAULT_PRESET, PRESETS, ConfigError, DomainSpec, ExperimentConfig, build_config, check_device
+from .config import (DEFAULT_PRESET, PRESETS, ConfigError, DomainSpec, ExperimentConfig, MultiDomainConfig,
+                     OptimizerConfig, TowerConfig, TrainConfig, build_config, check_device, field_range)
 from .models import MODELS
 
 #: Options that may accompany ``--config FILE``: where and how the run happens, not what it computes.
@@ -45,6 +46,15 @@ class FiniteFloat(click.FloatRange):
         return number
 
 
+def ranged_type(cls: type, name: str) -> click.ParamType:
+    """The click type of an option that sets field ``name`` of configuration dataclass ``cls``: the field's declared
+    range (``train/config.py``), so the option, a ``--config`` file and ``--help`` give the same interval."""
+    r = field_range(cls, name)
+    if r.integer:
+        return click.IntRange(r.low, r.high, min_open=r.low_open, max_open=r.high_open)
+    return FiniteFloat(r.low, r.high, min_open=r.low_open, max_open=r.high_open)
+
+
 def check_out_folder(out: str) -> None:
     """Before any work: ``--out`` must be (or become) a writable folder; a file there is a usage error, a folder that
     cannot be created or written an :class:`~sercore.errors.EnvironmentProblem` (exit 4) naming the path."""
@@ -59,12 +69,6 @@ def check_out_folder(out: str) -> None:
         raise EnvironmentProblem(path, "permission denied (the run folder is not writable)")
 
 
-def comma_list(value: str | None) -> list[str] | None:
-    """``"a, b,"`` -> ``["a", "b"]``; None for nothing (an option's comma-separated values)."""
-    items = [v.strip() for v in (value or "").split(",") if v.strip()]
-    return items or None
-
-
 @click.command(context_settings={"help_option_names": ["-h", "--help"]},
                epilog=epilog(__doc__.split("\n\n", 1)[1], ["OMP_NUM_THREADS"]))
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -74,10 +78,10 @@ def comma_list(value: str | None) -> list[str] | None:
 @click.option("--features", default=None, help="Comma-separated features, e.g. mfcc,ge2e [default: every feature in the stores].")
 @click.option("--protocol", type=click.Choice(["random", "speaker"]), default="random", show_default=True,
               help="random: the paper's stratified split re-drawn per seed; speaker: leave-speakers-out folds, all of them.")
-@click.option("--seeds", type=click.IntRange(1), default=5, show_default=True, help="Runs of the random protocol (seeds first-seed..).")
-@click.option("--first-seed", type=click.IntRange(0), default=0, show_default=True, help="Seed 0 is the manifest's split.")
-@click.option("--folds", type=click.IntRange(3), default=None, help="Speaker protocol: number of speaker folds [default: one per speaker].")
-@click.option("--epochs", type=click.IntRange(1), default=None, help="Training epochs [paper: 20].")
+@click.option("--seeds", type=ranged_type(ExperimentConfig, "seeds"), default=5, show_default=True, help="Runs of the random protocol (seeds first-seed..).")
+@click.option("--first-seed", type=ranged_type(ExperimentConfig, "first_seed"), default=0, show_default=True, help="Seed 0 is the manifest's split.")
+@click.option("--folds", type=ranged_type(ExperimentConfig, "folds"), default=None, help="Speaker protocol: number of speaker folds [default: one per speaker].")
+@click.option("--epochs", type=ranged_type(TrainConfig, "epochs"), default=None, help="Training epochs [paper: 20].")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--out", default=None, type=click.Path(file_okay=False), help="Run folder [default: runs/<domains>_<protocol>].")
 @click.option("--features-dir", default="features", show_default=True, type=click.Path(file_okay=False))
@@ -86,19 +90,20 @@ def comma_list(value: str | None) -> list[str] | None:
                    "OUT/comparison.{md,csv,json} and OUT/gates.png (table 3, figure 4b). "
                    "[default: single for one language, nas (the paper's model) for several]")
 @click.option("--selector", default=None, help="Multi-domain gates: feature used as the gate input x [paper: ge2e].")
-@click.option("--nas-l0", type=FiniteFloat(0), default=None, help="nas: weight of the expected-L0 penalty on the connections [default: 0, off].")
-@click.option("--nas-lr-scale", type=FiniteFloat(0), default=None, help="nas: the connection gates learn at lr * this [paper: 1].")
+@click.option("--nas-l0", type=ranged_type(MultiDomainConfig, "l0_weight"), default=None, help="nas: weight of the expected-L0 penalty on the connections [default: 0, off].")
+@click.option("--nas-lr-scale", type=ranged_type(MultiDomainConfig, "nas_lr_scale"), default=None, help="nas: the connection gates learn at lr * this [paper: 1].")
 @click.option("--gate-bias/--no-gate-bias", default=None,
               help="omoe, mmoe, nas: give every softmax gate a bias, softmax(W x + b) [paper: no bias].")
-@click.option("--gate-lr-scale", type=FiniteFloat(0), default=None, help="omoe, mmoe, nas: the softmax gates learn at lr * this [paper: 1].")
+@click.option("--gate-lr-scale", type=ranged_type(MultiDomainConfig, "gate_lr_scale"), default=None, help="omoe, mmoe, nas: the softmax gates learn at lr * this [paper: 1].")
 @click.option("--gate-init", default=None, metavar="FEATURE=W",
-              help="With --gate-bias: the gates start at weight W on FEATURE, the rest shared by the other experts [default: uniform].")
+              help="With --gate-bias: the gates start at weight W on FEATURE, the rest shared by the other experts, W in "
+                   f"{field_range(MultiDomainConfig, 'gate_init')} [default: uniform].")
 @click.option("--expert-norm/--no-expert-norm", default=None,
               help="Multi-domain models: layer-normalise every expert's output before the (gated) sum [paper: no].")
 @click.option("--preset", type=click.Choice(list(PRESETS)), default=DEFAULT_PRESET, show_default=True,
               help="tuned: the configuration chosen on validation data (README, Training); paper: section 5.1 exactly, for reproduction.")
 @click.option("--no-aux", is_flag=True, help="Train without the contrastive auxiliary loss (alpha = 0).")
-@click.option("--alpha", type=FiniteFloat(0), default=None, help="Weight of the auxiliary loss [default: per language, de 0.01].")
+@click.option("--alpha", type=ranged_type(TrainConfig, "alpha"), default=None, help="Weight of the auxiliary loss [default: per language, de 0.01].")
 @click.option("--aux-reduction", type=click.Choice(["sum", "mean"]), default=None, help="Over samples [paper eq. 6: sum].")
 @click.option("--standardize/--no-standardize", default=None, help="Standardise features with training statistics.")
 @click.option("--speaker-norm/--no-speaker-norm", default=None,
@@ -108,45 +113,46 @@ def comma_list(value: str | None) -> list[str] | None:
 @click.option("--sampler", type=click.Choice(["balanced", "shuffle"]), default=None, help="Training batches [default: balanced].")
 @click.option("--length-batches/--no-length-batches", default=None,
               help="Balanced batches grouped by utterance length: less padding, faster [paper: no].")
-@click.option("--per-class", type=click.IntRange(1), default=None, help="Balanced batches: utterances per class [default: 8].")
-@click.option("--batch-size", type=click.IntRange(1), default=None, help="Shuffled batches: size [default: 32].")
-@click.option("--lr", type=FiniteFloat(0, min_open=True), default=None, help="AdamW learning rate [paper: 1e-3].")
-@click.option("--weight-decay", type=FiniteFloat(0), default=None, help="AdamW weight decay [paper: 1e-5].")
-@click.option("--dropout", type=FiniteFloat(0, 1, max_open=True), default=None, help="Tower dropout [paper: 0.1].")
-@click.option("--input-dropout", type=FiniteFloat(0, 1, max_open=True), default=None, help="Dropout on the representation before the tower [paper: none].")
+@click.option("--per-class", type=ranged_type(TrainConfig, "per_class"), default=None, help="Balanced batches: utterances per class [default: 8].")
+@click.option("--batch-size", type=ranged_type(TrainConfig, "batch_size"), default=None, help="Shuffled batches: size [default: 32].")
+@click.option("--lr", type=ranged_type(OptimizerConfig, "lr"), default=None, help="AdamW learning rate [paper: 1e-3].")
+@click.option("--weight-decay", type=ranged_type(OptimizerConfig, "weight_decay"), default=None, help="AdamW weight decay [paper: 1e-5].")
+@click.option("--dropout", type=ranged_type(TowerConfig, "dropout"), default=None, help="Tower dropout [paper: 0.1].")
+@click.option("--input-dropout", type=ranged_type(TowerConfig, "input_dropout"), default=None, help="Dropout on the representation before the tower [paper: none].")
 @click.option("--stats-pooling/--no-stats-pooling", default=None,
               help="Encoders also pool mean + std over time of the LSTM outputs [paper: attention only].")
 @click.option("--input-stats/--no-input-stats", default=None,
               help="Encoders also pool mean + std over time of their input frames and deltas [paper: no].")
-@click.option("--frame-stride", type=click.IntRange(1), default=None,
+@click.option("--frame-stride", type=ranged_type(ExperimentConfig, "frame_stride"), default=None,
               help="Sequence encoders average every N frames before their convolution: N times fewer LSTM steps [paper: 1].")
-@click.option("--ema", type=FiniteFloat(0, 1, max_open=True), default=None, help="Evaluate an exponential moving average of the weights with this decay.")
-@click.option("--label-smoothing", type=FiniteFloat(0, 1), default=None, help="Label smoothing of the cross-entropy [paper: 0].")
-@click.option("--crop", type=FiniteFloat(0, 1), default=None,
+@click.option("--ema", type=ranged_type(TrainConfig, "ema"), default=None, help="Evaluate an exponential moving average of the weights with this decay.")
+@click.option("--label-smoothing", type=ranged_type(TrainConfig, "label_smoothing"), default=None, help="Label smoothing of the cross-entropy [paper: 0].")
+@click.option("--crop", type=ranged_type(TrainConfig, "crop"), default=None,
               help="Training augmentation: random contiguous crops of at least this fraction of each sequence [paper: none].")
-@click.option("--time-mask", type=FiniteFloat(0, 1), default=None,
+@click.option("--time-mask", type=ranged_type(TrainConfig, "time_mask"), default=None,
               help="Training augmentation: zero one span of up to this fraction of each sequence's frames [paper: none].")
-@click.option("--feature-mask", type=FiniteFloat(0, 1), default=None,
+@click.option("--feature-mask", type=ranged_type(TrainConfig, "feature_mask"), default=None,
               help="Training augmentation: zero one band of up to this fraction of each sequence's dimensions [paper: none].")
-@click.option("--mixup", type=FiniteFloat(0), default=None,
+@click.option("--mixup", type=ranged_type(TrainConfig, "mixup"), default=None,
               help="Training augmentation: mixup within each language, lam ~ Beta(MIXUP, MIXUP); 0: off [paper: none].")
 @click.option("--refit/--no-refit", default=None,
               help="After choosing the epoch on valid, retrain on train + valid for that many epochs and test it [paper: no].")
-@click.option("--max-seconds", type=FiniteFloat(0, min_open=True), default=None,
+@click.option("--max-seconds", type=ranged_type(TrainConfig, "max_seconds"), default=None,
               help="Crop sequence features longer than this to their central part, in training, evaluation and predict "
                    "[default: 60; the paper's corpora have no longer utterance].")
-@click.option("--max-batch-gb", type=FiniteFloat(0, min_open=True), default=None,
+@click.option("--max-batch-gb", type=ranged_type(TrainConfig, "max_batch_gb"), default=None,
               help="Refuse to start when a training batch would need more memory than this (an estimate) [default: 8].")
 @click.option("--few-shot", default=None, metavar="LANG=K",
               help="Low-resource simulation: language LANG trains on at most K utterances per emotion of its training split "
-                   "(drawn per run; its validation and test splits unchanged) [default: all].")
+                   f"(drawn per run; its validation and test splits unchanged), K in {field_range(ExperimentConfig, 'few_shot')} "
+                   "[default: all].")
 @click.option("--learning-curve", default=None, metavar="LANG",
               help="Instead: fit every --model at every --shots K of LANG (single: LANG alone) into OUT/k<K>/<model> and "
                    "write OUT/curve.{md,csv,json,png}: LANG's test UA against K, each model against single.")
 @click.option("--shots", default="5,10,20,40,all", show_default=True, metavar="K,...",
               help="--learning-curve: utterances per emotion of the target language; all = its whole training split; "
                    "0 = zero-shot (base only).")
-@click.option("--patience", type=click.IntRange(1), default=None, help="Early stop after this many epochs without a better validation score.")
+@click.option("--patience", type=ranged_type(TrainConfig, "patience"), default=None, help="Early stop after this many epochs without a better validation score.")
 @click.option("--tsne", is_flag=True, help="Also fit run 0 with and without the aux loss and plot t-SNE of test representations (figure 3).")
 @click.option("--ablations", is_flag=True, help="Instead: all features, without aux loss, each feature alone (table 4, figure 4a).")
 @click.option("--no-checkpoints", is_flag=True, help="Do not copy the best weights of each run to OUT/checkpoints/.")
@@ -180,31 +186,27 @@ def main(config_file, domains, features, protocol, seeds, first_seed, folds, epo
                                  param_hint="--learning-curve")
     shots_ = parse_shots(shots) if learning_curve is not None else None
     with command_errors(verbose, quiet):
-        try:
-            check_out_folder(config.out)
-            if overwrite:  # only the run folders this command writes (not other experiments below --out)
-                from .runstate import clear, owned_run_folders
+        check_out_folder(config.out)
+        if overwrite:  # only the run folders this command writes (not other experiments below --out)
+            from .runstate import clear, owned_run_folders
 
-                for owned in owned_run_folders(config.out, models, ablations):
-                    for folder in clear(owned):
-                        say(f"--overwrite: removed the finished runs and their metrics in {folder}")
-            if learning_curve is not None:
-                run_learning_curve(config, learning_curve, shots_, models, log=say)
-            elif ablations:
-                run_ablations(config, log=say)
-            elif len(models) > 1:
-                run_comparison(config, models, log=say)
-            else:
-                run_experiment(config, log=say)
-            if tsne:
-                run_tsne(config, log=say)
-            if report:
-                from .report import write_report
+            for owned in owned_run_folders(config.out, models, ablations):
+                for folder in clear(owned):
+                    say(f"--overwrite: removed the finished runs and their metrics in {folder}")
+        if learning_curve is not None:
+            run_learning_curve(config, learning_curve, shots_, models, log=say)
+        elif ablations:
+            run_ablations(config, log=say)
+        elif len(models) > 1:
+            run_comparison(config, models, log=say)
+        else:
+            run_experiment(config, log=say)
+        if tsne:
+            run_tsne(config, log=say)
+        if report:
+            from .report import write_report
 
-                say(f"report -> {write_report(config.out)}")
-        except ValueError as exc:  # configuration errors from builders (e.g. one model, several domains)
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(EXIT_USAGE)
+            say(f"report -> {write_report(config.out)}")
 
 
 def _config(ctx: click.Context) -> tuple[ExperimentConfig, list[str]]:
@@ -223,7 +225,7 @@ def _config(ctx: click.Context) -> tuple[ExperimentConfig, list[str]]:
                          train=replace(config.train, device=p["device"] if given("device") else config.train.device,
                                        progress=not p["quiet"] and sys.stderr.isatty()))
         return config, [config.model]
-    domains = comma_list(p["domains"])
+    domains = name_list(p["domains"], "--domains")
     if not domains:
         raise click.UsageError("give --domains (or --config FILE)")
     for d in domains:
@@ -231,7 +233,7 @@ def _config(ctx: click.Context) -> tuple[ExperimentConfig, list[str]]:
             DomainSpec.parse(d)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--domains") from None
-    models = comma_list(p["model_name"]) or (["single"] if len(domains) == 1 else ["nas"])
+    models = name_list(p["model_name"], "--model") or (["single"] if len(domains) == 1 else ["nas"])
     unknown = [m for m in models if m not in MODELS]
     if unknown:
         raise click.BadParameter(f"unknown model(s) {', '.join(unknown)} (known: {', '.join(MODELS)})", param_hint="--model")
@@ -245,7 +247,7 @@ def _config(ctx: click.Context) -> tuple[ExperimentConfig, list[str]]:
             multidomain={"selector": p["selector"], "l0_weight": p["nas_l0"], "nas_lr_scale": p["nas_lr_scale"],
                          "gate_bias": p["gate_bias"], "gate_lr_scale": p["gate_lr_scale"], "expert_norm": p["expert_norm"],
                          "gate_init": _key_value(p["gate_init"], "--gate-init", "FEATURE=W", float, "mfcc=0.6")},
-            features=comma_list(p["features"]), protocol=p["protocol"], seeds=p["seeds"], folds=p["folds"],
+            features=name_list(p["features"], "--features"), protocol=p["protocol"], seeds=p["seeds"], folds=p["folds"],
             first_seed=p["first_seed"], features_dir=p["features_dir"], out=p["out"], model=models[0],
             save_checkpoints=not p["no_checkpoints"], stats_pooling=p["stats_pooling"], input_stats=p["input_stats"],
             frame_stride=p["frame_stride"], few_shot=_key_value(p["few_shot"], "--few-shot", "LANG=K", int, "it=10"))
@@ -281,13 +283,14 @@ def _key_value(value: str | None, option: str, form: str, convert, example: str)
 def parse_shots(value: str) -> list[int | None]:
     """``--shots 5,10,all`` -> [5, 10, None] (None: the whole training split), ascending."""
     out: list[int | None] = []
-    for item in comma_list(value) or []:
+    limit = field_range(ExperimentConfig, "few_shot")
+    for item in name_list(value, "--shots") or []:
         if item == "all":
             out.append(None)
-        elif item.isdigit():
+        elif item.isdigit() and int(item) <= limit.high:
             out.append(int(item))
         else:
-            raise click.BadParameter(f"{item!r}: expected whole numbers or 'all'", param_hint="--shots")
+            raise click.BadParameter(f"{item!r}: expected whole numbers in {limit} or 'all'", param_hint="--shots")
     if not out:
         raise click.BadParameter("give at least one K", param_hint="--shots")
     return sorted(set(out), key=lambda k: float("inf") if k is None else k)

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Any, Literal, Sequence
 
 import dacite
 
@@ -35,17 +35,77 @@ def check_range(name: str, value, low: float | None = None, high: float | None =
     if value is None and optional:
         return
     kind = "an integer" if integer else "a number"
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not float(value).is_integer()):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+            integer and not (isinstance(value, int) or value.is_integer())):
         raise ConfigError(name, f"must be {kind}, got {value!r}")
-    if not math.isfinite(value):
+    if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(name, f"must be a finite number, got {value!r}")
     too_low = low is not None and (value <= low if low_open else value < low)
     too_high = high is not None and (value >= high if high_open else value > high)
     if too_low or too_high:
-        lo = "-inf" if low is None else f"{low:g}"
-        hi = "inf" if high is None else f"{high:g}"
-        interval = f"{'(' if low_open or low is None else '['}{lo}, {hi}{')' if high_open or high is None else ']'}"
-        raise ConfigError(name, f"must be in {interval}, got {value!r}")
+        shown = repr(value) if isinstance(value, float) or abs(value) < 10 ** 30 else f"about 10^{value.bit_length() * 0.30103:.0f}"
+        raise ConfigError(name, f"must be in {Range(low, high, low_open, high_open, integer)}, got {shown}")
+
+
+@dataclass(frozen=True)
+class Range:
+    """The interval of a numeric configuration field (or of each item of a tuple or dict field), declared once in
+    the field's metadata (:func:`ranged`): checked when a dataclass is built (:func:`check_fields`), used as the
+    click type of its option (``train/cli.py``) and so shown by ``--help``."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    integer: bool = False
+    optional: bool = False  # None is allowed (the field's "not set")
+
+    def check(self, name: str, value) -> None:
+        check_range(name, value, self.low, self.high, low_open=self.low_open, high_open=self.high_open,
+                    optional=self.optional, integer=self.integer)
+
+    def __str__(self) -> str:
+        number = lambda x: str(int(x)) if self.integer else f"{x:g}"  # noqa: E731
+        lo = "-inf" if self.low is None else number(self.low)
+        hi = "inf" if self.high is None else number(self.high)
+        return f"{'(' if self.low_open or self.low is None else '['}{lo}, {hi}{')' if self.high_open or self.high is None else ']'}"
+
+
+def ranged(default: Any = MISSING, low: float | None = None, high: float | None = None, *, low_open: bool = False,
+           high_open: bool = False, integer: bool = False, optional: bool = False, default_factory=None):
+    """A dataclass field whose value (each item of a tuple or dict) must lie in a :class:`Range`."""
+    metadata = {"range": Range(low, high, low_open, high_open, integer, optional)}
+    if default_factory is not None:
+        return field(default_factory=default_factory, metadata=metadata)
+    return field(default=default, metadata=metadata)  # MISSING: a field without a default
+
+
+def field_range(cls: type, name: str) -> Range:
+    """The :class:`Range` declared for field ``name`` of dataclass ``cls`` (what ``train``'s options are checked by)."""
+    return next(f.metadata["range"] for f in fields(cls) if f.name == name)
+
+
+def check_fields(obj, prefix: str) -> None:
+    """Check every ranged field of a dataclass instance (:class:`ConfigError` naming ``prefix.field``)."""
+    for f in fields(obj):
+        if "range" not in f.metadata:
+            continue
+        r, value, name = f.metadata["range"], getattr(obj, f.name), f"{prefix}{f.name}"
+        if isinstance(value, (tuple, list)):
+            for item in value:
+                r.check(name, item)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                r.check(f"{name}.{key}", item)
+        else:
+            r.check(name, value)
+
+
+#: Upper bounds of sizes and counts: far beyond any use, low enough that no library overflows on them.
+MAX_SIZE = 65_536
+MAX_COUNT = 100_000
+#: Seeds: numpy, torch and Python's random all take any seed below 2**31 (first seed + seeds stays below 2**32).
+MAX_SEED = 2 ** 31 - 1
 
 
 def check_device(device: str, option: str = "--device") -> None:
@@ -83,6 +143,10 @@ class DomainSpec:
         language, dataset, root = language.strip(), dataset.strip(), root.strip()
         if not language or (sep and not dataset) or (root and not dataset):
             raise ValueError(f"domain {text!r} is not LANG, LANG=DATASET or LANG=DATASET:ROOT (e.g. de=emodb:/data/emodb)")
+        for what, name in (("language", language), ("dataset", dataset)):
+            if name in (".", "..") or any(c in name for c in "/\\"):
+                raise ValueError(f"domain {text!r}: the {what} {name!r} is not a plain name (a folder name under the "
+                                 "features folder, not a path)")
         return cls(language, dataset or None, root or None)
 
     def __str__(self) -> str:
@@ -93,23 +157,22 @@ class DomainSpec:
 class EncoderConfig:
     """Sizes of one :class:`train.models.encoder.SequenceEncoder`."""
 
-    conv_channels: int = 64
-    kernel_sizes: tuple[int, ...] = (3, 5)
-    lstm_hidden: int = 128
-    lstm_layers: int = 1
-    attention_dim: int = 256
-    dropout: float = 0.0
+    conv_channels: int = ranged(64, 1, MAX_SIZE, integer=True)
+    kernel_sizes: tuple[int, ...] = ranged((3, 5), 1, 1_001, integer=True)
+    lstm_hidden: int = ranged(128, 1, MAX_SIZE, integer=True)
+    lstm_layers: int = ranged(1, 1, 64, integer=True)
+    attention_dim: int = ranged(256, 1, MAX_SIZE, integer=True)
+    dropout: float = ranged(0.0, 0, 1, high_open=True)
     stats_pooling: bool = False  # not in the paper: also mean + std over time of the LSTM outputs
     input_stats: bool = False  # not in the paper: also mean + std over time of the input frames and their deltas
-    frame_stride: int = 1  # not in the paper: average every k frames before the convolution (k times fewer steps)
+    #: Not in the paper: average every k frames before the convolution (k times fewer steps).
+    frame_stride: int = ranged(1, 1, 10_000, integer=True)
 
     def __post_init__(self) -> None:
-        for name in ("conv_channels", "lstm_hidden", "lstm_layers", "attention_dim"):
-            check_range(f"encoder.{name}", getattr(self, name), 1, integer=True)
-        check_range("encoder.frame_stride", self.frame_stride, 1, integer=True)
+        check_fields(self, "encoder.")
         for k in self.kernel_sizes:
-            check_range("encoder.kernel_sizes", k, 1, integer=True)
-        check_range("encoder.dropout", self.dropout, 0, 1, high_open=True)
+            if k % 2 == 0:
+                raise ConfigError("encoder.kernel_sizes", f"must be odd so that every frame keeps its place, got {k!r}")
 
 
 #: Section 5.1: wav2vec and Allosaurus 64 kernels (widths 3 and 5), LSTM 128, attention 256; MFCC 32
@@ -128,24 +191,23 @@ DEFAULT_ENCODER = EncoderConfig()
 class TowerConfig:
     """One language's :class:`train.models.tower.ClassificationTower`: hidden layers of ``units``, one per activation."""
 
-    units: int = 512
+    units: int = ranged(512, 1, MAX_SIZE, integer=True)
     activations: tuple[str, ...] = ("tanh", "relu")
-    dropout: float = 0.1
-    input_dropout: float = 0.0  # not in the paper: dropout on the representation before the first layer
+    dropout: float = ranged(0.1, 0, 1, high_open=True)
+    #: Not in the paper: dropout on the representation before the first layer.
+    input_dropout: float = ranged(0.0, 0, 1, high_open=True)
 
     def __post_init__(self) -> None:
-        check_range("tower.units", self.units, 1, integer=True)
-        check_range("tower.dropout", self.dropout, 0, 1, high_open=True)
-        check_range("tower.input_dropout", self.input_dropout, 0, 1, high_open=True)
+        check_fields(self, "tower.")
 
 
 @dataclass
 class LanguageConfig:
     tower: TowerConfig
-    alpha: float  # weight of the contrastive auxiliary loss
+    alpha: float = ranged(MISSING, 0, 1_000)  # weight of the contrastive auxiliary loss
 
     def __post_init__(self) -> None:
-        check_range("language.alpha", self.alpha, 0)
+        check_fields(self, "language.")
 
 
 #: Section 5.1: English 256 units Mish + GELU, alpha 0.1; German and French 512 units Tanh + ReLU,
@@ -173,26 +235,21 @@ def encoder_config(feature: str) -> EncoderConfig:
 class OptimizerConfig:
     """AdamW as in section 5.1; the fine-tuned GE2E encoder learns at ``lr * ge2e_lr_scale``."""
 
-    lr: float = 1e-3
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
-    weight_decay: float = 1e-5
-    ge2e_lr_scale: float = 0.01
+    lr: float = ranged(1e-3, 0, 10, low_open=True)
+    betas: tuple[float, float] = ranged((0.9, 0.999), 0, 1, high_open=True)
+    eps: float = ranged(1e-8, 0, 1, low_open=True)
+    weight_decay: float = ranged(1e-5, 0, 100)
+    ge2e_lr_scale: float = ranged(0.01, 0, 1_000)
 
     def __post_init__(self) -> None:
-        check_range("optimizer.lr", self.lr, 0, low_open=True)
-        for b in self.betas:
-            check_range("optimizer.betas", b, 0, 1, high_open=True)
-        check_range("optimizer.eps", self.eps, 0, low_open=True)
-        check_range("optimizer.weight_decay", self.weight_decay, 0)
-        check_range("optimizer.ge2e_lr_scale", self.ge2e_lr_scale, 0)
+        check_fields(self, "optimizer.")
 
 
 @dataclass
 class TrainConfig:
     """How one model is fitted (one seed or fold)."""
 
-    epochs: int = 20
+    epochs: int = ranged(20, 1, MAX_COUNT, integer=True)
     #: "balanced": every batch holds ``per_class`` utterances of every class (so the contrastive loss,
     #: which needs more than five per emotion, always has all classes); "shuffle": plain shuffled
     #: batches of ``batch_size``.
@@ -200,14 +257,14 @@ class TrainConfig:
     #: Not in the paper: balanced batches grouped by length (``ClassBalancedBatchSampler``'s ``lengths``), so a
     #: batch pads to the longest utterance of its own length quantile, not of the whole corpus.
     length_batches: bool = False
-    per_class: int = 8
+    per_class: int = ranged(8, 1, MAX_COUNT, integer=True)
     #: Balanced batches: an epoch has as many batches as a pass over this many utterances (None: the training
     #: set's size). A few-shot run sets it to the size the training set has without the limit, so that every K
     #: of a learning curve gets the same number of steps (``train.fit``).
-    epoch_size: int | None = None
-    batch_size: int = 32
+    epoch_size: int | None = ranged(None, 1, 10 ** 9, integer=True, optional=True)
+    batch_size: int = ranged(32, 1, MAX_COUNT, integer=True)
     aux: bool = True
-    alpha: float | None = None  # None: the language's value (LANGUAGES)
+    alpha: float | None = ranged(None, 0, 1_000, optional=True)  # None: the language's value (LANGUAGES)
     aux_reduction: Literal["sum", "mean"] = "sum"  # eq. (6) sums over samples
     #: Standardise every feature with its training-split mean and std (not in the paper).
     standardize: bool = False
@@ -216,47 +273,34 @@ class TrainConfig:
     speaker_norm: bool = False
     #: Fine-tune resemblyzer's GE2E encoder on the stored ``ge2e_mel`` frames (the paper does, at lr * 0.01).
     finetune_ge2e: bool = False
-    label_smoothing: float = 0.0  # not in the paper
+    label_smoothing: float = ranged(0.0, 0, 1)  # not in the paper
     #: Not in the paper (``train/augment.py``): training utterances' sequence features are randomly cropped to >=
     #: this fraction (0: off), then one span of up to ``time_mask`` of their frames and one band of up to
     #: ``feature_mask`` of their dimensions are set to 0 (SpecAugment-style).
-    crop: float = 0.0
-    time_mask: float = 0.0
-    feature_mask: float = 0.0
+    crop: float = ranged(0.0, 0, 1)
+    time_mask: float = ranged(0.0, 0, 1)
+    feature_mask: float = ranged(0.0, 0, 1)
     #: Not in the paper: mixup of each training batch within each language, lam ~ Beta(mixup, mixup) (0: off).
-    mixup: float = 0.0
+    mixup: float = ranged(0.0, 0, 1_000)
     #: Not in the paper: evaluate (and keep) an exponential moving average of the weights with this decay.
-    ema: float | None = None
+    ema: float | None = ranged(None, 0, 1, high_open=True, optional=True)
     selection: Literal["ua", "wa", "loss", "last"] = "ua"  # validation criterion for picking the epoch ("last": none)
     #: Not in the paper: after the epoch is chosen on the validation split, train again from the same
     #: initialisation on train + valid for that many epochs and test that model (more data, same selection).
     refit: bool = False
-    patience: int | None = None  # stop after this many epochs without a better validation score
+    patience: int | None = ranged(None, 1, MAX_COUNT, integer=True, optional=True)  # stop after this many epochs without a better validation score
     device: str = "cpu"
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     progress: bool = True
     #: Not in the paper: sequence features longer than this many seconds are cropped to their central part
     #: (``train/memory.py``), so one very long recording cannot blow up a padded batch. None: no limit.
-    max_seconds: float | None = 60.0
+    max_seconds: float | None = ranged(60.0, 0, 86_400, low_open=True, optional=True)
     #: Refuse to start when the largest training batch would need more than about this many GB
     #: (``train.memory.estimate_batch_bytes``: padded inputs and the encoders' activations, forward + backward).
-    max_batch_gb: float = 8.0
+    max_batch_gb: float = ranged(8.0, 0, 1e6, low_open=True)
 
     def __post_init__(self) -> None:
-        check_range("train.epochs", self.epochs, 1, integer=True)
-        check_range("train.epoch_size", self.epoch_size, 1, integer=True, optional=True)
-        check_range("train.per_class", self.per_class, 1, integer=True)
-        check_range("train.batch_size", self.batch_size, 1, integer=True)
-        check_range("train.alpha", self.alpha, 0, optional=True)
-        check_range("train.label_smoothing", self.label_smoothing, 0, 1)
-        check_range("train.crop", self.crop, 0, 1)
-        check_range("train.time_mask", self.time_mask, 0, 1)
-        check_range("train.feature_mask", self.feature_mask, 0, 1)
-        check_range("train.mixup", self.mixup, 0)
-        check_range("train.ema", self.ema, 0, 1, high_open=True, optional=True)
-        check_range("train.patience", self.patience, 1, integer=True, optional=True)
-        check_range("train.max_seconds", self.max_seconds, 0, low_open=True, optional=True)
-        check_range("train.max_batch_gb", self.max_batch_gb, 0, low_open=True)
+        check_fields(self, "train.")
         for name, allowed in (("sampler", ("balanced", "shuffle")), ("aux_reduction", ("sum", "mean")),
                               ("selection", ("ua", "wa", "loss", "last"))):
             if getattr(self, name) not in allowed:
@@ -276,30 +320,30 @@ class MultiDomainConfig:
 
     #: Common width the M feature experts are projected to before they are summed (not in the paper, which
     #: sums f_i(x) of different widths); 256 = the widest expert here (GE2E, wav2vec/Allosaurus attention).
-    dim: int = 256
+    dim: int = ranged(256, 1, MAX_SIZE, integer=True)
     #: Gate input x of eq. (7): GE2E in section 4.3.1, BYOL in section 5.3.2.
     selector: str = "ge2e"
     #: The selector feature is also one of the experts (section 4.3.1 gates GE2E too; 5.3.2 does not gate BYOL).
     selector_expert: bool = True
     #: Hard concrete distribution of the NAS module (section 5.1: beta 0.9, gamma -0.1, delta 2 = zeta).
-    beta: float = 0.9
-    gamma: float = -0.1
-    zeta: float = 2.0
-    init_log_alpha: float = 0.0
+    beta: float = ranged(0.9, 0, 100, low_open=True)
+    gamma: float = ranged(-0.1, -100, 0, high_open=True)
+    zeta: float = ranged(2.0, 1, 100, low_open=True)
+    init_log_alpha: float = ranged(0.0, -100, 100)
     #: Weight of the expected-L0 penalty on the NAS connections (not in the paper: 0 = off).
-    l0_weight: float = 0.0
+    l0_weight: float = ranged(0.0, 0, 1_000)
     #: The NAS gates' log_alpha learn at lr * this (not in the paper: 1). With AdamW a parameter moves about lr
     #: per step, so at lr 1e-3 and a few hundred steps log_alpha can hardly leave its initial value.
-    nas_lr_scale: float = 1.0
+    nas_lr_scale: float = ranged(1.0, 0, 1_000)
     #: The softmax gates have a bias b_k: g_k(x) = softmax(W_k x + b_k) (not in the paper: no bias). With the
     #: selector standardised per language, a bias-free gate's logits average 0 over its language's rows, so its
     #: mean weights leave 1/M only through the logits' spread (train/models/gates.py).
     gate_bias: bool = False
     #: The softmax gates learn at lr * this (not in the paper: 1).
-    gate_lr_scale: float = 1.0
+    gate_lr_scale: float = ranged(1.0, 0, 1_000)
     #: Initial gate weights with ``gate_bias`` (not in the paper): feature -> weight in (0, 1); the other experts
     #: share the rest equally. {} = uniform.
-    gate_init: dict[str, float] = field(default_factory=dict)
+    gate_init: dict[str, float] = ranged(default_factory=dict, low=0, high=1, low_open=True, high_open=True)
     #: Layer-normalise every expert's output (no learned scale) right before the weighted sum (not in the paper:
     #: off). Without it an expert's projection can grow or shrink its share of the sum, which is the gate's job.
     expert_norm: bool = False
@@ -307,16 +351,7 @@ class MultiDomainConfig:
     split_by_domain: bool = True
 
     def __post_init__(self) -> None:
-        check_range("multidomain.dim", self.dim, 1, integer=True)
-        check_range("multidomain.beta", self.beta, 0, low_open=True)
-        check_range("multidomain.gamma", self.gamma, None, 0, high_open=True)
-        check_range("multidomain.zeta", self.zeta, 1, low_open=True)
-        check_range("multidomain.init_log_alpha", self.init_log_alpha)
-        check_range("multidomain.l0_weight", self.l0_weight, 0)
-        check_range("multidomain.nas_lr_scale", self.nas_lr_scale, 0)
-        check_range("multidomain.gate_lr_scale", self.gate_lr_scale, 0)
-        for feature, w in self.gate_init.items():
-            check_range(f"multidomain.gate_init.{feature}", w, 0, 1, low_open=True, high_open=True)
+        check_fields(self, "multidomain.")
         if self.gate_init and not self.gate_bias:
             raise ConfigError("multidomain.gate_init", "initial gate weights are set through the gate bias: add gate_bias (--gate-bias)")
         if sum(self.gate_init.values()) >= 1:
@@ -330,9 +365,9 @@ class ExperimentConfig:
     domains: list[str]
     features: list[str] | None = None  # None: every feature in the stores (but auxiliary inputs like ge2e_mel)
     protocol: Literal["random", "speaker"] = "random"
-    seeds: int = 5
-    folds: int | None = None  # speaker protocol: None = one fold per speaker
-    first_seed: int = 0
+    seeds: int = ranged(5, 1, 10_000, integer=True)
+    folds: int | None = ranged(None, 3, 10_000, integer=True, optional=True)  # speaker protocol: None = one fold per speaker
+    first_seed: int = ranged(0, 0, MAX_SEED, integer=True)
     features_dir: str = "features"
     out: str = "runs/default"
     model: str = SINGLE_MODEL
@@ -347,14 +382,14 @@ class ExperimentConfig:
     input_stats: bool = False
     #: Not in the paper: every sequence encoder averages this many consecutive frames before its convolution
     #: (EncoderConfig.frame_stride; 1 = off).
-    frame_stride: int = 1
+    frame_stride: int = ranged(1, 1, 10_000, integer=True)
     #: Multi-domain models (--model base|sb|omoe|mmoe|nas).
     multidomain: MultiDomainConfig = field(default_factory=MultiDomainConfig)
     #: Low-resource simulation (not in the paper): language -> k; that language trains on at most k utterances
     #: per emotion of its training split (drawn with the run's seed), its validation and test splits unchanged.
     #: k = 0 (zero-shot, ``base`` only): none of its labels is used, neither for training nor for choosing the
     #: epoch; it is tested on the emotions the other languages have, with the shared tower.
-    few_shot: dict[str, int] = field(default_factory=dict)
+    few_shot: dict[str, int] = ranged(default_factory=dict, low=0, high=10 ** 6, integer=True)
 
     def __post_init__(self) -> None:
         if not self.domains or not all(isinstance(d, str) for d in self.domains):
@@ -366,13 +401,13 @@ class ExperimentConfig:
                 raise ConfigError("domains", str(exc)) from None
         if self.features is not None and (not self.features or any(not str(f).strip() for f in self.features)):
             raise ConfigError("features", f"expected one or more feature names, got {self.features!r}")
-        check_range("seeds", self.seeds, 1, integer=True)
-        check_range("first_seed", self.first_seed, 0, integer=True)
-        check_range("folds", self.folds, 3, integer=True, optional=True)
-        check_range("frame_stride", self.frame_stride, 1, integer=True)
+        check_fields(self, "")
         languages = [DomainSpec.parse(d).language for d in self.domains]
+        twice = sorted({x for x in languages if languages.count(x) > 1})
+        if twice:
+            raise ConfigError("domains", f"language {', '.join(twice)} given twice in {','.join(self.domains)}: one "
+                                         "dataset per language (train tells domains apart by their language code)")
         for lang, k in self.few_shot.items():
-            check_range(f"few_shot.{lang}", k, 0, integer=True)
             if lang not in languages:
                 raise ConfigError("few_shot", f"language {lang!r} is not among the domains ({', '.join(languages)})")
             if k == 0 and (self.model != "base" or len(languages) < 2):
@@ -410,6 +445,10 @@ class ExperimentConfig:
             raise ConfigError(where, str(exc)) from None
         except dacite.UnexpectedDataError as exc:
             raise ConfigError(where, f"unknown key(s) {', '.join(sorted(exc.keys))} (not a field of the configuration)") from None
+        except dacite.WrongTypeError as exc:  # dacite's own message may show a generator instead of the value
+            found, value = _value_at(d, (exc.field_path or "").split("."))
+            got = f", got {value!r} (a {type(value).__name__})" if found else ""
+            raise ConfigError(where, f"{exc.field_path}: expected {_type_name(exc.field_type)}{got}") from None
         except dacite.DaciteError as exc:
             raise ConfigError(where, str(exc).replace("\n", " ")) from None
 
@@ -431,6 +470,26 @@ class ExperimentConfig:
 
 class ConfigError(DataError):
     """A configuration file or dict that does not describe an :class:`ExperimentConfig`."""
+
+
+def _value_at(d, keys: Sequence[str]) -> tuple[bool, object]:
+    """(found, value) at a key path (``train.epochs``) of a configuration dict, as the file gave it; dacite leaves out
+    the keys of dict fields (``encoders.kernel_sizes`` for ``encoders.mfcc.kernel_sizes``), so those are searched."""
+    if not keys:
+        return True, d
+    if isinstance(d, dict):
+        if keys[0] in d:
+            return _value_at(d[keys[0]], keys[1:])
+        for value in d.values():
+            found = _value_at(value, keys)
+            if found[0]:
+                return found
+    return False, None
+
+
+def _type_name(t) -> str:
+    """``int``, ``list[str] | None``, ``Literal['random', 'speaker']``: a field's type as a reader writes it."""
+    return t.__name__ if isinstance(t, type) and not getattr(t, "__args__", None) else str(t).replace("typing.", "")
 
 
 def _number(value):

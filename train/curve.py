@@ -27,6 +27,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
+from sercore.errors import OptionError
+
 from .compare import DISPLAY
 from .config import SINGLE_MODEL, DomainSpec, ExperimentConfig
 from .experiment import Log, run_experiment
@@ -134,12 +136,12 @@ def run_learning_curve(config: ExperimentConfig, target: str, shots: Sequence[in
     """Fit every model at every K (see the module docstring) and write the curve; returns its table."""
     languages = [DomainSpec.parse(d).language for d in config.domains]
     if target not in languages:
-        raise ValueError(f"--learning-curve {target}: not among the domains ({', '.join(languages)})")
+        raise OptionError("--learning-curve", f"{target}: not among the domains ({', '.join(languages)})")
     if config.train.refit:
-        raise ValueError("--learning-curve: a refit would train on the target's whole validation split; drop --refit")
+        raise OptionError("--learning-curve", "a refit would train on the target's whole validation split; drop --refit")
     models = [SINGLE_MODEL] + [m for m in models if m != SINGLE_MODEL]  # every model is compared with single
     if 0 in shots and ZERO_SHOT not in models:
-        raise ValueError(f"--shots 0 (zero-shot) is run by --model {ZERO_SHOT} only; add it to --model")
+        raise OptionError("--shots", f"0 (zero-shot) is run by --model {ZERO_SHOT} only; add it to --model")
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     uas: dict[str, dict[str, dict[RunKey, float]]] = {}

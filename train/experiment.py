@@ -25,7 +25,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
-from sercore.errors import StoreError
+from sercore.errors import OptionError, StoreError
 
 from .config import ExperimentConfig
 from .domains import DomainData, load_domain, resolve_domain, stored_features
@@ -50,6 +50,11 @@ def load_domains(config: ExperimentConfig) -> tuple[list[DomainData], list[str]]
     if bad:
         raise StoreError(config.features_dir, f"{'; '.join(bad)}, not a feature of its own (use --features ge2e --finetune-ge2e)")
     datas = [load_domain(s, config.features_dir, input_features(config, features, inputs)) for s in specs]
+    for data in datas if config.protocol == "speaker" and config.folds is not None else []:
+        speakers = len(set(data.speakers))
+        if config.folds > speakers:  # the option does not fit the data: a usage error, as --folds 2 is
+            raise OptionError("--folds", f"{config.folds} speaker folds, but {data.spec} has {speakers} speakers "
+                                         f"(give 3 to {speakers}, or leave --folds out: one fold per speaker)")
     return datas, features
 
 

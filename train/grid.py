@@ -68,11 +68,11 @@ from typing import Callable, Sequence
 
 import click
 
-from sercore.cli import command_errors, common_options, epilog, say
+from sercore.cli import THREADS, WORKERS, command_errors, common_options, epilog, name_list, say
 from sercore.errors import EXIT_PARTIAL, SerError, StoreError
 
-from .cli import comma_list, config_from_args, parse_shots
-from .config import MULTIDOMAIN_MODELS, SINGLE_MODEL, DomainSpec, ExperimentConfig
+from .cli import config_from_args, parse_shots, ranged_type
+from .config import MULTIDOMAIN_MODELS, SINGLE_MODEL, DomainSpec, ExperimentConfig, TrainConfig
 from .curve import ZERO_SHOT
 from .domains import default_features
 from .experiment import run_experiment
@@ -500,12 +500,12 @@ def run_grid(options: GridOptions, *, workers: int = 2, scheduler: str | None = 
                epilog=epilog(__doc__.split("\n\n")[1], ["TRAIN_ARGS", "EXTRACT_ARGS", "OMP_NUM_THREADS"]))
 @click.argument("domains", nargs=-1)
 @click.option("--out", default="runs/grid", show_default=True, type=click.Path(file_okay=False, path_type=Path))
-@click.option("--seeds", type=click.IntRange(1), default=5, show_default=True, help="Seeds per random-protocol configuration.")
-@click.option("--first-seed", type=click.IntRange(0), default=0, show_default=True)
-@click.option("--epochs", type=click.IntRange(1), default=None,
+@click.option("--seeds", type=ranged_type(ExperimentConfig, "seeds"), default=5, show_default=True, help="Seeds per random-protocol configuration.")
+@click.option("--first-seed", type=ranged_type(ExperimentConfig, "first_seed"), default=0, show_default=True)
+@click.option("--epochs", type=ranged_type(TrainConfig, "epochs"), default=None,
               help="Epochs of every cell [default: train's: 40 (the tuned preset), 20 with --train-args '--preset paper'].")
 @click.option("--features", default=None, help="Comma-separated features for every cell (and extraction) [default: every feature in the stores].")
-@click.option("--folds", type=click.IntRange(3), default=None, help="Speaker protocol: speaker folds [default: one per speaker].")
+@click.option("--folds", type=ranged_type(ExperimentConfig, "folds"), default=None, help="Speaker protocol: speaker folds [default: one per speaker].")
 @click.option("--parts", default=",".join(DEFAULT_PARTS), show_default=True,
               help="Which parts of the grid: single (random protocol), speaker, aux (without the aux loss), features (each alone), "
                    "multi (the multi-domain models, random protocol), multi_speaker (the same, speaker protocol); "
@@ -514,9 +514,9 @@ def run_grid(options: GridOptions, *, workers: int = 2, scheduler: str | None = 
               help="Part curve: labelled training utterances per emotion of the target language; all = its whole split; "
                    "0 = zero-shot (base only).")
 @click.option("--models", default=",".join(MULTIDOMAIN_MODELS), show_default=True, help="Multi-domain models to run (those train offers).")
-@click.option("--workers", type=click.IntRange(0), default=2, show_default=True,
+@click.option("--workers", type=WORKERS, default=2, show_default=True,
               help="LocalCluster worker processes (one cell each at a time); 0: cells one by one in this process.")
-@click.option("--threads", type=click.IntRange(1), default=None, help="Torch/OpenMP threads per cell [default: $OMP_NUM_THREADS, else CPUs / workers].")
+@click.option("--threads", type=THREADS, default=None, help="Torch/OpenMP threads per cell [default: $OMP_NUM_THREADS, else CPUs / workers].")
 @click.option("--scheduler", default=None,
               help="An existing Dask cluster instead of a LocalCluster: its scheduler's address or scheduler file (mgser cluster slurm).")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda (cells then ask Dask for the worker resource GPU=1).")
@@ -539,15 +539,15 @@ def main(domains, out, seeds, first_seed, epochs, features, folds, parts, shots,
         return
     if not domains:
         raise click.UsageError("give at least one domain LANG=DATASET[:ROOT], e.g. de=emodb:/data/emodb en=demo")
-    parts_list = tuple(comma_list(parts) or ())
+    parts_list = tuple(name_list(parts, "--parts") or ())
     unknown = [p for p in parts_list if p not in PARTS]
     if unknown:
         raise click.BadParameter(f"unknown part(s) {', '.join(unknown)} (known: {', '.join(PARTS)})", param_hint="--parts")
-    model_list = tuple(comma_list(models) or ())
+    model_list = tuple(name_list(models, "--models") or ())
     shot_list = tuple(parse_shots(shots))
     if "curve" in parts_list and 0 in shot_list and ZERO_SHOT not in model_list:
         raise click.BadParameter(f"--shots 0 (zero-shot) is run by the model {ZERO_SHOT} only; add it to --models", param_hint="--shots")
-    options = GridOptions(parse_domains(domains), out, seeds, first_seed, epochs, comma_list(features), folds, parts_list,
+    options = GridOptions(parse_domains(domains), out, seeds, first_seed, epochs, name_list(features, "--features"), folds, parts_list,
                           model_list, shot_list, device, features_dir, manifest_dir, tuple(shlex.split(train_args)),
                           tuple(shlex.split(extract_args)))
     with command_errors(verbose, quiet):

@@ -63,6 +63,8 @@ from typing import ClassVar, Sequence
 
 import numpy as np
 
+from sercore.errors import OptionError
+
 from ._weights import CheckpointError, library_version
 from .base import ExtractorSettings, MissingWeightsError, file_sha256
 from .pretrained import PretrainedExtractor
@@ -136,28 +138,28 @@ class SslOptions:
                 f"`hf download {SUGGESTED.get(name, 'MODEL_ID')}` once where there is internet)")
         unknown = sorted(set(entry) - set(OPTIONS))
         if unknown:
-            raise ValueError(f"ssl feature {name!r}: unknown option(s) {unknown}; known: {', '.join(OPTIONS)}")
+            raise OptionError("--ssl", f"ssl feature {name!r}: unknown option(s) {unknown}; known: {', '.join(OPTIONS)}")
         layers = entry.get("layers", "all")
         if isinstance(layers, str):
             if layers.strip().lower() == "all":
                 layers = None
             else:
                 try:
-                    layers = [int(v) for v in layers.split(",") if v.strip()]
+                    layers = [int(v) for v in layers.split(",")]
                 except ValueError:
-                    raise ValueError(f"ssl feature {name!r}: layers must be 'all' or indices like 0,6,12, got {layers!r}") from None
+                    raise OptionError("--ssl-layers", f"ssl feature {name!r}: layers must be 'all' or indices like 0,6,12, got {layers!r}") from None
         if layers is not None:
             layers = tuple(int(v) for v in layers)
             if not layers or len(set(layers)) != len(layers):
-                raise ValueError(f"ssl feature {name!r}: layers must be distinct indices, got {list(layers)}")
+                raise OptionError("--ssl-layers", f"ssl feature {name!r}: layers must be distinct indices, got {list(layers)}")
         dtype = str(entry.get("dtype", "float16"))
         if dtype not in DTYPES:
-            raise ValueError(f"ssl feature {name!r}: dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+            raise OptionError("--ssl", f"ssl feature {name!r}: dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
         opts = cls(str(entry["checkpoint"]), layers, dtype, float(entry.get("max_chunk_seconds", 20.0)),
                    float(entry.get("context_seconds", 2.0)),
                    None if entry.get("batch_seconds") is None else float(entry["batch_seconds"]))
         if opts.max_chunk_seconds <= 2 * opts.context_seconds:
-            raise ValueError(f"ssl feature {name!r}: max_chunk_seconds ({opts.max_chunk_seconds}) must exceed twice "
+            raise OptionError("--ssl", f"ssl feature {name!r}: max_chunk_seconds ({opts.max_chunk_seconds}) must exceed twice "
                              f"context_seconds ({opts.context_seconds})")
         return opts
 

@@ -16,7 +16,7 @@ from typing import Callable
 
 import torch
 
-from ..config import MULTIDOMAIN_MODELS
+from ..config import MULTIDOMAIN_MODELS, ConfigError
 from ..contract import DomainInfo
 from .multidomain import build_multidomain_model
 from .single import build_single_domain_model
@@ -30,5 +30,5 @@ MODELS: dict[str, Callable[..., torch.nn.Module]] = {
 
 def build_model(name: str, config, domains: list[DomainInfo]) -> torch.nn.Module:
     if name not in MODELS:
-        raise ValueError(f"unknown model {name!r} (known: {', '.join(MODELS)})")
+        raise ConfigError("model", f"unknown model {name!r} (known: {', '.join(MODELS)})")
     return MODELS[name](config, domains)

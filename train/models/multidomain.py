@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sercore.errors import DataError, OptionError
 from sercore.labels import sorted_labels
 
 from ..config import MULTIDOMAIN_MODELS, MultiDomainConfig, TowerConfig
@@ -77,7 +78,7 @@ class MultiDomainModel(nn.Module):
         if gating != "none" and selector not in encoders.output_dims:
             raise ValueError(f"the gate selector {selector!r} is not among the features ({', '.join(encoders.features)})")
         if not experts:
-            raise ValueError("a multi-domain model needs at least one feature expert")
+            raise OptionError("--features", "a multi-domain model needs at least one feature expert besides the selector")
         self.encoders = encoders
         self.languages = list(languages)
         self.classes = [list(c) for c in classes]
@@ -189,11 +190,11 @@ def _check_domains(domains: Sequence[DomainInfo]) -> None:
     first = domains[0]
     for d in domains[1:]:
         if d.kinds != first.kinds:
-            raise ValueError(f"languages {first.language} and {d.language} have different features "
+            raise DataError(f"the stores of {first.language} and {d.language}", "different features "
                              f"({', '.join(first.kinds)} vs {', '.join(d.kinds)}); a shared bottom needs the same ones")
         for f in first.kinds:
             if d.dims.get(f) != first.dims.get(f):
-                raise ValueError(f"feature {f!r} is {first.dims.get(f)}-d for {first.language} but {d.dims.get(f)}-d for "
+                raise DataError(f"the stores of {first.language} and {d.language}", f"feature {f!r} is {first.dims.get(f)}-d for {first.language} but {d.dims.get(f)}-d for "
                                  f"{d.language}: extract both with the same settings")
 
 
@@ -204,11 +205,11 @@ def initial_weights(experts: Sequence[str], given: dict[str, float] | None) -> l
         return None
     unknown = [f for f in given if f not in experts]
     if unknown:
-        raise ValueError(f"--gate-init {', '.join(unknown)}: not among the gated experts ({', '.join(experts)})")
+        raise OptionError("--gate-init", f"{', '.join(unknown)}: not among the gated experts ({', '.join(experts)})")
     others = [f for f in experts if f not in given]
     if not others:
         if abs(sum(given.values()) - 1) > 1e-6:
-            raise ValueError(f"--gate-init gives every expert a weight; they must sum to 1, not {sum(given.values())}")
+            raise OptionError("--gate-init", f"gives every expert a weight; they must sum to 1, not {sum(given.values())}")
         return [given[f] for f in experts]
     rest = (1.0 - sum(given.values())) / len(others)
     return [given.get(f, rest) for f in experts]
@@ -228,14 +229,14 @@ def build_multidomain_model(config, domains: list[DomainInfo], kind: str) -> Mul
     _check_domains(domains)
     md: MultiDomainConfig = config.multidomain
     if config.train.label_smoothing > 0 and len({len(d.classes) for d in domains}) > 1:
-        raise ValueError("label smoothing would put weight on the -inf columns of languages with fewer classes; "
+        raise OptionError("--label-smoothing", "label smoothing would put weight on the -inf columns of languages with fewer classes; "
                          "use --label-smoothing 0 with multi-domain models")
     first = domains[0]
     features = list(first.kinds)
     encoders = build_feature_encoders(config, first, len(domains))
     gating: Gating = {"base": "none", "sb": "none", "omoe": "shared", "mmoe": "domain", "nas": "domain"}[kind]
     if gating != "none" and md.selector not in features:
-        raise ValueError(f"the {kind} gates read feature {md.selector!r} (the selector x of eq. 7), which is not among "
+        raise OptionError("--selector", f"the {kind} gates read feature {md.selector!r} (the selector x of eq. 7), which is not among "
                          f"--features {','.join(features)}: add it, or choose another with --selector")
     experts = [f for f in features if md.selector_expert or gating == "none" or f != md.selector]
     nas = None

@@ -13,6 +13,8 @@ from typing import Mapping, Sequence
 import torch
 from torch import nn
 
+from sercore.errors import OptionError
+
 from ..config import EncoderConfig, TowerConfig
 from ..contract import Batch, DomainInfo, ModelOutput
 from .encoder import SequenceEncoder
@@ -107,7 +109,7 @@ def build_single_domain_model(config, domains: list[DomainInfo]) -> SingleDomain
     """Builder registered as ``--model single`` (one domain)."""
     if len(domains) != 1:
         names = ", ".join(d.language for d in domains)
-        raise ValueError(f"the single-domain model takes one domain, got {len(domains)} ({names}); "
+        raise OptionError("--model", f"the single-domain model takes one domain, got {len(domains)} ({names}); "
                          "use a multi-domain --model for several languages")
     domain = domains[0]
     return SingleDomainModel(build_feature_encoders(config, domain), len(domain.classes), config.language(domain.language).tower)
@@ -120,11 +122,11 @@ def build_feature_encoders(config, domain: DomainInfo, n_domains: int = 1) -> Fe
     ge2e, ge2e_input = None, domain.inputs.get(GE2E_FEATURE, "")
     if config.train.finetune_ge2e and GE2E_FEATURE in features:
         if not ge2e_input:
-            raise ValueError("GE2E fine-tuning needs the mel frames the VoiceEncoder consumes (a stored feature with "
+            raise OptionError("--finetune-ge2e", "GE2E fine-tuning needs the mel frames the VoiceEncoder consumes (a stored feature with "
                              "input_of=ge2e, i.e. ge2e_mel): extract them with `extract --features ge2e,ge2e_mel`")
         ge2e = Ge2eEncoder.pretrained()
         if domain.dims.get(GE2E_FEATURE) != ge2e.output_dim or domain.dims.get(ge2e_input) != ge2e.lstm.input_size:
-            raise ValueError(f"GE2E fine-tuning needs resemblyzer's 256-d ge2e and 40-band {ge2e_input} features, the stores "
+            raise OptionError("--finetune-ge2e", f"GE2E fine-tuning needs resemblyzer's 256-d ge2e and 40-band {ge2e_input} features, the stores "
                              f"have {domain.dims.get(GE2E_FEATURE)}-d and {domain.dims.get(ge2e_input)} bands")
     return FeatureEncoders(features, domain.kinds, domain.dims, {f: config.encoder(f) for f in features}, ge2e, ge2e_input,
                            layers=domain.layers, n_domains=n_domains)

@@ -7,6 +7,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from ..config import ConfigError
+
 #: Activation names accepted in configurations.
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "tanh": nn.Tanh,
@@ -24,7 +26,7 @@ def activation(name: str) -> nn.Module:
     try:
         return ACTIVATIONS[name.lower()]()
     except KeyError:
-        raise ValueError(f"unknown activation {name!r} (known: {', '.join(ACTIVATIONS)})") from None
+        raise ConfigError("tower.activations", f"unknown activation {name!r} (known: {', '.join(ACTIVATIONS)})") from None
 
 
 class ClassificationTower(nn.Module):
