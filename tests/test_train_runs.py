@@ -159,9 +159,24 @@ def test_a_shuffled_batch_is_estimated_at_most_as_large_as_the_training_set(stor
 
 
 @pytest.mark.parametrize("epochs", ["1", "3"])
-def test_a_diverged_run_fails_whatever_the_number_of_epochs(stores, tmp_path, epochs):
+def test_a_diverged_run_fails_whatever_the_number_of_epochs(stores, tmp_path, epochs, monkeypatch):
+    """Weights that blow up at the first optimiser step (what `--lr 1e30` did before learning rates were bounded):
+    with one epoch only the outputs after the last step are non-finite, with three the loss of the second epoch."""
+    import torch
+
+    step = torch.optim.AdamW.step
+
+    def blow_up(self, *args, **kwargs):
+        result = step(self, *args, **kwargs)
+        with torch.no_grad():
+            for group in self.param_groups:
+                for p in group["params"]:
+                    p.mul_(1e30).mul_(1e30)
+        return result
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", blow_up)
     out = tmp_path / "nan"
-    r = _train(*_base(stores, out)[:-6], "--epochs", epochs, "--seeds", "1", "--out", str(out), "--lr", "1e30")
+    r = _train(*_base(stores, out)[:-6], "--epochs", epochs, "--seeds", "1", "--out", str(out))
     line = _one_error_line(r.output)
     assert r.exit_code == 3 and "seed 1/1: the " in line and ("became nan" in line or "became inf" in line), r.output
     assert not (out / "metrics.json").exists() and not list((out / "runs").glob("*.json"))
