@@ -3,7 +3,7 @@
     python bench/baselines.py --domains de --protocol random --seeds 5
     python bench/baselines.py --domains de --protocol speaker
 
-Pooled features (bench/pooling.py): MFCC statistics (mean and standard deviation over frames of the MFCCs
+Pooled features (train/pooling.py): MFCC statistics (mean and standard deviation over frames of the MFCCs
 and of their deltas) and the GE2E embedding. See bench/vs_baselines.py for the network against the
 strongest of these models, with the regularisation tuned by inner cross-validation.
 Models: SVM (RBF) on MFCC statistics, logistic regression on GE2E, logistic regression on MFCC statistics
@@ -30,7 +30,7 @@ from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 from sklearn.svm import SVC  # noqa: E402
 
-from bench.pooling import pooled_feature  # noqa: E402
+from train.pooling import pooled_feature  # noqa: E402
 from train.domains import load_domain, resolve_domain  # noqa: E402
 from train.protocol import draw_split, n_runs, split_indices  # noqa: E402
 from train.metrics import score  # noqa: E402

@@ -7,7 +7,7 @@ Every feature stored for the dataset (``features/<dataset>/*.h5``; default: all 
 ``ge2e_mel``) is scored alone with logistic regression on a pooled vector per utterance:
 
 * sequences (frames, dim): mean and standard deviation over frames of the frames and of their deltas
-  (``bench/pooling.py``, 4 * dim values); features holding several hidden layers (the
+  (``train/pooling.py``, 4 * dim values); features holding several hidden layers (the
   Hugging Face encoders) are first averaged over their layers (the trainer's layer weighting starts there);
 * utterance vectors (GE2E, BYOL-A, eGeMAPS, ComParE): as they are.
 
@@ -39,7 +39,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.pooling import pool  # noqa: E402 - the pooled statistics, one place
+from train.pooling import pool  # noqa: E402 - the pooled statistics, one place
 from sercore.manifest import manifest_path, read_manifest  # noqa: E402
 from sercore.store import FeatureStore, store_path  # noqa: E402
 from train.domains import DomainSpec, default_features, load_domain  # noqa: E402

@@ -7,7 +7,7 @@ Per run (a seed of the random protocol, or a speaker fold: the trainer's own run
 
 - **network**: ``train --domains LANG --features ... --protocol ...`` plus ``--train-args``, fitted in this process
   into ``OUT/network`` (a rerun resumes its finished runs, as ``train`` does);
-- **baselines** on pooled statistics of the same features (``bench/pooling.py``: mean and std of each sequence
+- **baselines** on pooled statistics of the same features (``train/pooling.py``: mean and std of each sequence
   feature's frames and deltas, vectors as they are), standardised with the fitting data's statistics:
   ``logreg`` (multinomial logistic regression) and ``linsvm`` (linear SVM, one-vs-rest). The regularisation C is
   chosen by an inner cross-validation on the non-test data only (stratified 5 folds under the random protocol,
@@ -43,7 +43,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.pooling import pooled_features  # noqa: E402
+from train.pooling import pooled_features  # noqa: E402
 from sercore.errors import EXIT_DATA, EXIT_USAGE, SerError, StoreError  # noqa: E402
 from sercore.fsio import hash_array  # noqa: E402
 from train.metrics import paired_interval  # noqa: E402

@@ -27,7 +27,7 @@ from typing import Callable
 
 from sercore.errors import OptionError, StoreError
 
-from .config import ExperimentConfig
+from .config import HEAD_MODELS, ExperimentConfig
 from .domains import DomainData, load_domain, resolve_domain, stored_features
 from .export import export_experiment
 from .fit import fit_run, input_features
@@ -78,8 +78,10 @@ def run_experiment(config: ExperimentConfig, log: Log = print, datas: list[Domai
         total = max(n_runs(d, "speaker", config.seeds, config.folds) for d in datas)
     save_config(config, datas, features, out, total)
     what = "seed" if config.protocol == "random" else "fold"
+    fitting = (f"{config.model} on pooled statistics" if config.model in HEAD_MODELS else
+               f"{config.train.epochs} epochs, aux loss {'on' if config.train.aux else 'off'}")
     log(f"{','.join(str(d.spec) for d in datas)}: {', '.join(features)}; {config.protocol} protocol, {total} {what}s, "
-        f"{config.train.epochs} epochs, aux loss {'on' if config.train.aux else 'off'} -> {out}")
+        f"{fitting} -> {out}")
     runs = []
     for run in range(total):
         label = f"{what} {config.first_seed + run if what == 'seed' else run}"
@@ -94,7 +96,9 @@ def run_experiment(config: ExperimentConfig, log: Log = print, datas: list[Domai
         scores = "; ".join(f"{datas[d].spec.language} WA {s.wa:.3f} UA {s.ua:.3f}" for d, s in r.fit.test.scores.items())
         speakers = "" if what == "seed" else " test speakers " + ",".join(sp for v in r.test_speakers.values() for sp in v)
         done = f", finished earlier: loaded from {state.record_path(run)}" if loaded else ""
-        log(f"  {label}:{speakers} test {scores} (best epoch {r.fit.best_epoch}, {r.fit.seconds:.0f} s{done})")
+        chosen = r.fit.history[0].get("chosen") if r.fit.history else None  # a head: its hyperparameters
+        how = ", ".join(f"{k} {v:.3g}" for k, v in chosen.items()) if chosen else f"best epoch {r.fit.best_epoch}"
+        log(f"  {label}:{speakers} test {scores} ({how}, {r.fit.seconds:.0f} s{done})")
         if config.save_checkpoints:
             state.copy_checkpoint(run, out / "checkpoints" / f"run{run}.pt")
     metrics = write_outputs(config, datas, features, runs, out)
