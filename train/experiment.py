@@ -4,7 +4,9 @@ Outputs under ``config.out``::
 
     config.json        the configuration, the resolved domains (language=dataset) and features, versions
     metrics.json       protocol, every run (seed or fold, test speakers, valid/test WA, UA, per-class recall,
-                       confusion, best epoch, per-epoch history, seconds) and the summary (mean, std)
+                       confusion, best epoch, per-epoch history, seconds, calibration: the temperature fitted on
+                       valid and the expected calibration error before/after on valid and test) and the
+                       summary (mean, std)
     metrics.csv        one row per run and domain, then mean and std rows
     confusion_<lang>.png   test confusion matrix summed over runs (row-normalised)
     gates*.csv/png, nas*.csv/png, gates_differ.csv   multi-domain models with gates: their weights (and NAS
@@ -109,4 +111,8 @@ def run_experiment(config: ExperimentConfig, log: Log = print, datas: list[Domai
     for lang, s in metrics["domains_summary"].items():
         log(f"{lang}: test UA {s['test_ua']['mean']:.3f} +- {s['test_ua']['std']:.3f}, "
             f"WA {s['test_wa']['mean']:.3f} +- {s['test_wa']['std']:.3f} over {total} {what}s ({config.protocol} protocol)")
+        if "test_ece_before" in s.get("calibration", {}):
+            c = s["calibration"]
+            log(f"{lang}: test expected calibration error {c['test_ece_before']['mean']:.3f} -> {c['test_ece_after']['mean']:.3f} "
+                f"with the temperature fitted on valid (valid {c['valid_ece_before']['mean']:.3f} -> {c['valid_ece_after']['mean']:.3f})")
     return metrics
