@@ -149,3 +149,10 @@ def test_refit_uses_train_and_valid_with_the_chosen_hyperparameters(stores):
     assert refit.fit.history[0]["chosen"] == plain.fit.history[0]["chosen"]
     assert np.array_equal(refit.fit.valid.probabilities, plain.fit.valid.probabilities)  # scored by the selection fit
     assert not torch.equal(refit.fit.state["model"]["coef"], plain.fit.state["model"]["coef"])
+
+
+@pytest.mark.parametrize("kind", HEADS)
+def test_a_head_is_fitted_the_same_way_twice(kind):
+    x, y = _blobs(4, n=80, dim=30, seed=3)
+    a, b = (select_head(HeadConfig(kind, c_grid=(0.01, 1.0)), x, y, seed=1) for _ in range(2))
+    assert a.params == b.params and np.array_equal(a.decision(x), b.decision(x))
