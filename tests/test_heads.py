@@ -84,7 +84,8 @@ def test_model_selection_never_reads_the_test_data(stores, protocol):
     spec = resolve_domain("de=synth", stores)
     data = load_domain(spec, stores, ["mfcc", "ge2e"])
     first = fit_head_run(config, [data], ["mfcc", "ge2e"], 0)
-    test_rows = split_indices(draw_split(data, protocol, 0 if protocol == "speaker" else config.first_seed, config.folds))["test"]
+    split_key = 0 if protocol == "speaker" else config.first_seed
+    test_rows = split_indices(draw_split(data, protocol, split_key, config.folds))["test"]
     other = copy.deepcopy(data)
     rng = np.random.default_rng(5)
     shuffled = [data.emotions[i] for i in rng.permutation(test_rows)]
@@ -136,7 +137,8 @@ def test_train_model_head_writes_the_run_folder_and_a_bundle_predict_reproduces(
 
 
 def test_a_head_takes_one_language(stores):
-    r = CliRunner().invoke(train, ["--domains", "de=synth,it=synth", "--model", "logreg", "--features-dir", str(stores), "--quiet"])
+    r = CliRunner().invoke(train, ["--domains", "de=synth,it=synth", "--model", "logreg", "--features-dir", str(stores),
+                                   "--quiet"])
     assert r.exit_code == 2 and "single-language model" in r.output
 
 
@@ -156,3 +158,21 @@ def test_a_head_is_fitted_the_same_way_twice(kind):
     x, y = _blobs(4, n=80, dim=30, seed=3)
     a, b = (select_head(HeadConfig(kind, c_grid=(0.01, 1.0)), x, y, seed=1) for _ in range(2))
     assert a.params == b.params and np.array_equal(a.decision(x), b.decision(x))
+
+
+@pytest.mark.parametrize("protocol", ["random", "speaker"])
+def test_the_inner_folds_are_speaker_grouped_under_the_speaker_protocol(stores, monkeypatch, protocol):
+    import train.heads as heads
+
+    seen = []
+    original = heads.inner_folds
+    monkeypatch.setattr(heads, "inner_folds",
+                        lambda y, groups, seed, n_folds=5: seen.append(groups) or original(y, groups, seed, n_folds))
+    data = load_domain(resolve_domain("de=synth", stores), stores, ["mfcc", "ge2e"])
+    result = fit_head_run(_config(stores, "logreg", protocol=protocol), [data], ["mfcc", "ge2e"], 1)
+    idx = split_indices(draw_split(data, protocol, 1, None))
+    if protocol == "random":
+        assert seen == [None]
+    else:
+        assert list(seen[0]) == [data.speakers[i] for i in idx["train"]]
+        assert not set(seen[0]) & set(result.test_speakers["de"])

@@ -139,7 +139,8 @@ def decision_values(pipeline, x: np.ndarray) -> np.ndarray:
     return d
 
 
-def inner_folds(y: np.ndarray, groups: np.ndarray | None, seed: int, n_folds: int = 5) -> list[tuple[np.ndarray, np.ndarray]]:
+def inner_folds(y: np.ndarray, groups: np.ndarray | None, seed: int,
+                n_folds: int = 5) -> list[tuple[np.ndarray, np.ndarray]]:
     """Folds of the fitting data for choosing the hyperparameters: speaker-grouped when ``groups`` is given,
     else stratified (shuffled with ``seed``)."""
     from sklearn.model_selection import GroupKFold, StratifiedKFold
@@ -338,7 +339,8 @@ def rbf_state(svc, n_classes: int) -> dict[str, torch.Tensor]:
         pair_coef[p, starts[j]:starts[j + 1]] = dual[i, starts[j]:starts[j + 1]]
     t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64))  # noqa: E731
     gamma = svc._gamma if hasattr(svc, "_gamma") else svc.gamma
-    return {"support": t(svc.support_vectors_), "pair_coef": t(pair_coef), "intercept": t(svc.intercept_), "gamma": t([gamma])}
+    return {"support": t(svc.support_vectors_), "pair_coef": t(pair_coef), "intercept": t(svc.intercept_),
+            "gamma": t([gamma])}
 
 
 def ovr_from_pairs(pairwise: torch.Tensor, n_classes: int) -> torch.Tensor:
@@ -396,12 +398,15 @@ def fit_head_run(config, datas, features: list[str], run: int, description: str 
     limit = max_frames(data.provenance, data.kinds, config.train.max_seconds)  # as the network's datasets crop
 
     def pooled(rows: list[int]) -> np.ndarray:
-        return np.stack([np.concatenate([pool(crop_center(data.features[f][i], limit.get(f)) if info.kinds[f] == "sequence"
-                                              else data.features[f][i], info.kinds[f]) for f in features])
-                         for i in rows]) if rows else np.zeros((0, pooled_dim(info.kinds, info.dims)))
+        def one(i: int) -> np.ndarray:
+            return np.concatenate([pool(crop_center(data.features[f][i], limit.get(f)) if info.kinds[f] == "sequence"
+                                        else data.features[f][i], info.kinds[f]) for f in features])
+
+        return np.stack([one(i) for i in rows]) if rows else np.zeros((0, pooled_dim(info.kinds, info.dims)))
 
     x = {name: pooled(rows) for name, rows in idx.items()}
-    y = {name: np.array([data.classes.index(data.emotions[i]) for i in rows], dtype=np.int64) for name, rows in idx.items()}
+    y = {name: np.array([data.classes.index(data.emotions[i]) for i in rows], dtype=np.int64)
+         for name, rows in idx.items()}
     speakers = np.array(data.speakers)
     groups = speakers[idx["train"]] if config.protocol == "speaker" else None
     hc = head_config(config)
