@@ -72,3 +72,9 @@ def test_metrics_report_the_calibration_of_every_run(tmp_path):
     summary = metrics["domains_summary"]["de"]["calibration"]
     assert {"temperature", "valid_ece_before", "valid_ece_after", "test_ece_before", "test_ece_after"} == set(summary)
     assert summary["temperature"]["n"] == 2
+
+
+def test_a_validation_split_without_errors_gives_no_temperature():
+    logits = np.array([[3.0, 0.0, -1.0], [0.0, 2.0, 1.0], [0.5, 0.0, 4.0]])
+    assert fit_temperature(logits, [0, 1, 2]) == 1.0  # else T would shrink until every probability is 1
+    assert fit_temperature(logits, [0, 1, 1]) != 1.0

@@ -5,6 +5,9 @@ negative log-likelihood of the validation labels (Guo et al., 2017). It moves no
 unchanged), only how sure the probabilities say the model is. Since ``softmax((z - c) / T) = softmax(z / T)``
 for any per-row constant c, log-probabilities serve as logits: the run records' probabilities are enough.
 
+A validation split without a single error gives no temperature (T = 1): nothing there says how often the
+model is wrong.
+
 The expected calibration error (ECE) is the mean over equal-width bins of the top probability of
 ``|accuracy - mean confidence|``, weighted by the bin's share of utterances (15 bins).
 
@@ -47,11 +50,13 @@ def nll(logits: np.ndarray, labels: Sequence[int], temperature: float = 1.0) -> 
 
 
 def fit_temperature(logits: np.ndarray, labels: Sequence[int]) -> float:
-    """The T in :data:`T_BOUNDS` minimising the NLL of ``labels`` (1.0 for no rows)."""
+    """The T in :data:`T_BOUNDS` minimising the NLL of ``labels``; 1.0 for no rows, and for rows that are all
+    predicted right (the NLL then only falls as T shrinks: it would make every probability 1, however few the
+    rows)."""
     from scipy.optimize import minimize_scalar
 
     logits = np.asarray(logits, dtype=np.float64)
-    if len(logits) == 0:
+    if len(logits) == 0 or (logits.argmax(axis=1) == np.asarray(labels)).all():
         return 1.0
     found = minimize_scalar(lambda log_t: nll(logits, labels, float(np.exp(log_t))),
                             bounds=tuple(np.log(T_BOUNDS)), method="bounded", options={"xatol": 1e-4})
