@@ -18,7 +18,8 @@ Per run (a seed of the random protocol, or a speaker fold: the trainer's own run
 The test utterances of every network run are checked to be exactly the baselines' (a mismatch stops with exit
 code 3). The best baseline is the one of the three with the highest mean test UA over runs: the strongest,
 which favours the baseline; the network is compared with it on exactly the same runs. The paired difference
-network - best baseline per run gives the mean and a 95% t interval over runs (n - 1 degrees of freedom). Each run's baselines are kept in ``OUT/baselines/run<k>.json`` as soon as they
+network - best baseline per run gives the mean and a 95% t interval over runs (n - 1 degrees of freedom).
+Each run's baselines are kept in ``OUT/baselines/run<k>.json`` as soon as they
 are fitted, with a SHA-256 of what they were fitted and tested on (the pooled features, labels, speakers of both
 parts, and the grids): a rerun reuses a run's baselines only when that digest is unchanged, so an interrupted
 benchmark resumes and a re-extracted store is fitted again. ``--finished-only`` trains nothing and compares on the runs already finished in
