@@ -3,11 +3,12 @@
     python bench/baselines.py --domains de --protocol random --seeds 5
     python bench/baselines.py --domains de --protocol speaker
 
-Pooled features (bench/pooling.py): MFCC statistics (mean and standard deviation over frames of the MFCCs
+Pooled features (train/pooling.py): MFCC statistics (mean and standard deviation over frames of the MFCCs
 and of their deltas) and the GE2E embedding. See bench/vs_baselines.py for the network against the
 strongest of these models, with the regularisation tuned by inner cross-validation.
 Models: SVM (RBF) on MFCC statistics, logistic regression on GE2E, logistic regression on MFCC statistics
-+ GE2E; every model standardises its inputs (StandardScaler) and uses scikit-learn's defaults otherwise. Each run uses the trainer's split (train.protocol.draw_split); the
++ GE2E (the heads of ``train --model``, train/heads.py); every model standardises its inputs (StandardScaler) and
+uses scikit-learn's defaults otherwise. Each run uses the trainer's split (train.protocol.draw_split); the
 baselines have no epochs to select, so by default they are fitted on train + valid (80% of the data
 under the random protocol, as in the brief's reference figures; ``--fit-on train`` uses exactly the
 network's training data) and scored on the same test set as the network.
@@ -25,21 +26,18 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sklearn.linear_model import LogisticRegression  # noqa: E402
-from sklearn.pipeline import make_pipeline  # noqa: E402
-from sklearn.preprocessing import StandardScaler  # noqa: E402
-from sklearn.svm import SVC  # noqa: E402
-
-from bench.pooling import pooled_feature  # noqa: E402
+from train.pooling import pooled_feature  # noqa: E402
 from train.domains import load_domain, resolve_domain  # noqa: E402
+from train.heads import make_head  # noqa: E402
 from train.protocol import draw_split, n_runs, split_indices  # noqa: E402
 from train.metrics import score  # noqa: E402
 
 
+#: The heads of train/heads.py at scikit-learn's default C (and gamma "scale"), no inner CV.
 MODELS = {
-    "svm_mfcc_stats": (["mfcc"], lambda: make_pipeline(StandardScaler(), SVC())),
-    "lr_ge2e": (["ge2e"], lambda: make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000))),
-    "lr_mfcc_stats_ge2e": (["mfcc", "ge2e"], lambda: make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000))),
+    "svm_mfcc_stats": (["mfcc"], lambda: make_head("rbfsvm")),
+    "lr_ge2e": (["ge2e"], lambda: make_head("logreg", max_iter=5000)),
+    "lr_mfcc_stats_ge2e": (["mfcc", "ge2e"], lambda: make_head("logreg", max_iter=5000)),
 }
 
 

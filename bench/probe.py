@@ -7,7 +7,7 @@ Every feature stored for the dataset (``features/<dataset>/*.h5``; default: all 
 ``ge2e_mel``) is scored alone with logistic regression on a pooled vector per utterance:
 
 * sequences (frames, dim): mean and standard deviation over frames of the frames and of their deltas
-  (``bench/pooling.py``, 4 * dim values); features holding several hidden layers (the
+  (``train/pooling.py``, 4 * dim values); features holding several hidden layers (the
   Hugging Face encoders) are first averaged over their layers (the trainer's layer weighting starts there);
 * utterance vectors (GE2E, BYOL-A, eGeMAPS, ComParE): as they are.
 
@@ -31,7 +31,6 @@ import json
 import os
 import sys
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,11 +38,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.pooling import pool  # noqa: E402 - the pooled statistics, one place
+from train.pooling import pool  # noqa: E402 - the pooled statistics, one place
 from sercore.manifest import manifest_path, read_manifest  # noqa: E402
 from sercore.store import FeatureStore, store_path  # noqa: E402
 from train.domains import DomainSpec, default_features, load_domain  # noqa: E402
 from train.protocol import draw_split, n_runs, split_indices  # noqa: E402
+from train.heads import HeadConfig, select_head  # noqa: E402
 from train.metrics import score  # noqa: E402
 
 C_GRID = (0.001, 0.01, 0.1, 1.0, 10.0)
@@ -61,17 +61,10 @@ def pooled(array: np.ndarray, n_layers: int = 1) -> np.ndarray:
     return pool(a, "sequence")
 
 
-def probe_model(protocol: str, seed: int = 0, n_groups: int = 5):
-    """Standardise, then logistic regression with C from inner cross-validation (scored by UA); under the speaker
-    protocol the inner folds hold out whole speakers (``n_groups``: speakers in the fitting part)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import GridSearchCV, GroupKFold, StratifiedKFold
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    inner = GroupKFold(n_splits=min(5, n_groups)) if protocol == "speaker" else StratifiedKFold(n_splits=5, shuffle=True, random_state=seed)
-    pipe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000))
-    return GridSearchCV(pipe, {"logisticregression__C": list(C_GRID)}, cv=inner, scoring="balanced_accuracy", n_jobs=1)
+def probe_head(seed: int = 0) -> HeadConfig:
+    """Standardise, then logistic regression with C from inner cross-validation (scored by UA; speaker-grouped
+    folds under the speaker protocol): ``train --model logreg``'s head (train/heads.py), on the probe's grid."""
+    return HeadConfig("logreg", c_grid=C_GRID)
 
 
 @dataclass
@@ -99,12 +92,9 @@ def probe_feature(spec: DomainSpec, features_dir: Path, feature: str, protocols,
             idx = split_indices(draw_split(data, protocol, run, folds))
             fit = np.array(idx["train"] + idx["valid"])
             test = np.array(idx["test"])
-            model = probe_model(protocol, run, len(set(speakers[fit])))
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # lbfgs convergence notes at the smallest penalties
-                model.fit(x[fit], y[fit], groups=speakers[fit] if protocol == "speaker" else None)
-            s = score(y[test], model.predict(x[test]), data.classes)
-            runs.append({"run": run, "ua": s.ua, "wa": s.wa, "C": model.best_params_["logisticregression__C"]})
+            head = select_head(probe_head(), x[fit], y[fit], speakers[fit] if protocol == "speaker" else None, seed=run)
+            s = score(y[test], head.pipeline.predict(x[test]), data.classes)
+            runs.append({"run": run, "ua": s.ua, "wa": s.wa, "C": head.params["c"]})
         ua, wa = np.array([r["ua"] for r in runs]), np.array([r["wa"] for r in runs])
         result.protocols[protocol] = {"ua_mean": float(ua.mean()), "ua_std": float(ua.std(ddof=1)) if len(ua) > 1 else 0.0,
                                       "wa_mean": float(wa.mean()), "wa_std": float(wa.std(ddof=1)) if len(wa) > 1 else 0.0,

@@ -1,4 +1,4 @@
-"""Seed averaging, measured on finished runs: the majority vote of several run folders fitted on the same splits
+"""Seed averaging, measured on finished runs: the averaged class probabilities of several run folders fitted on the same splits
 from other initialisations, against their members alone.
 
     train --domains de --protocol speaker --out runs/a                      # folds 0-9 (seed = first seed + fold)
@@ -11,8 +11,9 @@ initialisation and the batches; under the random protocol the seed draws the spl
 folders pair only with themselves (the run records must show the same utterances in the same order, or the
 comparison stops with exit code 3). Runs are matched by index; one missing from a folder is left out.
 
-The records keep each utterance's predicted class, not its probabilities, so the vote is over labels: the class
-most members predict, a tie going to the class the earlier folder predicted. Per language it prints, per run,
+The vote is the class of highest mean probability over the members (each record keeps every utterance's class
+probabilities). Records written before they kept probabilities are voted over labels instead: the class most
+members predict, a tie going to the class the earlier folder predicted (``method`` says which). Per language it prints, per run,
 the mean UA of the members and the vote's UA, then the paired difference vote - mean member with its 95% t
 interval over runs (:func:`train.metrics.paired_interval`), and one line::
 
@@ -54,6 +55,11 @@ def majority(predictions: np.ndarray) -> np.ndarray:
     return np.asarray(votes, dtype=np.int64)
 
 
+def average(probabilities: np.ndarray) -> np.ndarray:
+    """(members, n, classes) class probabilities -> (n,) the class of highest mean probability (ties: the lower index)."""
+    return np.asarray(np.argmax(np.mean(probabilities, axis=0), axis=-1), dtype=np.int64)
+
+
 def vote(folders: Sequence[Path], split: str = "valid") -> dict:
     """Per language of the first folder: per run the members' UA and the vote's UA, and the interval of the
     difference vote - mean member."""
@@ -63,7 +69,8 @@ def vote(folders: Sequence[Path], split: str = "valid") -> dict:
         if langs != languages:
             raise Unpaired(f"{f}: other languages ({', '.join(langs)}) than {folders[0]} ({', '.join(languages)})")
     common = sorted(set.intersection(*(set(runs) for _, runs in members)))
-    result = {"folders": [str(f) for f in folders], "split": split, "runs": common, "languages": {}}
+    result = {"folders": [str(f) for f in folders], "split": split, "runs": common, "languages": {},
+              "method": "probabilities"}
     for lang in languages:
         result["languages"][lang] = {"member_ua": [], "vote_ua": []}
     for k in common:
@@ -73,7 +80,11 @@ def vote(folders: Sequence[Path], split: str = "valid") -> dict:
                 raise Unpaired(f"run {k}: {folders[0]} and {f} evaluated different utterances (another split or data)")
         labels, domains = np.asarray(records[0]["labels"]), np.asarray(records[0]["domains"])
         predictions = np.asarray([r["predictions"] for r in records])
-        voted = majority(predictions)
+        if all("probabilities" in r for r in records):
+            voted = average(np.asarray([r["probabilities"] for r in records], dtype=np.float64))
+        else:
+            result["method"] = "labels"
+            voted = majority(predictions)
         for i, lang in enumerate(languages):
             rows = domains == i
             uas = [unweighted_accuracy(labels[rows], p[rows]) for p in predictions]
@@ -103,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     except (Unpaired, Inconsistent) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_DATA
+    if result["method"] == "labels":
+        print("note: some records keep no class probabilities (written by an older train): voted over labels")
     for lang, s in result["languages"].items():
         for k, m, v in zip(result["runs"], s["member_ua"], s["vote_ua"]):
             print(f"{lang} run {k}: members' mean UA {m:.3f}  vote UA {v:.3f}  vote - members {v - m:+.3f}")

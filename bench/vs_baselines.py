@@ -7,19 +7,21 @@ Per run (a seed of the random protocol, or a speaker fold: the trainer's own run
 
 - **network**: ``train --domains LANG --features ... --protocol ...`` plus ``--train-args``, fitted in this process
   into ``OUT/network`` (a rerun resumes its finished runs, as ``train`` does);
-- **baselines** on pooled statistics of the same features (``bench/pooling.py``: mean and std of each sequence
-  feature's frames and deltas, vectors as they are), standardised with the fitting data's statistics:
-  ``logreg`` (multinomial logistic regression) and ``linsvm`` (linear SVM, one-vs-rest). The regularisation C is
-  chosen by an inner cross-validation on the non-test data only (stratified 5 folds under the random protocol,
-  speaker-grouped folds under the speaker protocol; score: UA = balanced accuracy), then the model is refitted
-  on all non-test data (train + valid) and scored once on the run's test split.
+- **baselines** on pooled statistics of the same features (``train/pooling.py``: mean and std of each sequence
+  feature's frames and deltas, vectors as they are), standardised with the fitting data's statistics: the heads
+  of ``train --model`` (``train/heads.py``): ``logreg`` (multinomial logistic regression), ``linsvm`` (linear SVM,
+  one-vs-rest) and ``rbfsvm`` (RBF-kernel SVM). The regularisation C (and the RBF's gamma) is chosen by
+  :func:`train.heads.select_head`, an inner cross-validation on the non-test data only (stratified 5 folds under
+  the random protocol, speaker-grouped folds under the speaker protocol; score: UA = balanced accuracy), then the
+  model is refitted on all non-test data (train + valid) and scored once on the run's test split.
 
 The test utterances of every network run are checked to be exactly the baselines' (a mismatch stops with exit
-code 3). The best baseline is the one with the higher mean test UA over runs: the strongest, which favours
-the baseline. The paired difference network - best baseline per run gives the mean and a 95% t interval over
-runs (n - 1 degrees of freedom). Each run's baselines are kept in ``OUT/baselines/run<k>.json`` as soon as they
+code 3). The best baseline is the one of the three with the highest mean test UA over runs: the strongest,
+which favours the baseline; the network is compared with it on exactly the same runs. The paired difference
+network - best baseline per run gives the mean and a 95% t interval over runs (n - 1 degrees of freedom).
+Each run's baselines are kept in ``OUT/baselines/run<k>.json`` as soon as they
 are fitted, with a SHA-256 of what they were fitted and tested on (the pooled features, labels, speakers of both
-parts, and the C grids): a rerun reuses a run's baselines only when that digest is unchanged, so an interrupted
+parts, and the grids): a rerun reuses a run's baselines only when that digest is unchanged, so an interrupted
 benchmark resumes and a re-extracted store is fitted again. ``--finished-only`` trains nothing and compares on the runs already finished in
 ``OUT/network`` (a long benchmark read while it runs, or one stopped early; say so with its figures). Written: ``OUT/network/`` (train's outputs), ``OUT/result.json`` (every run,
 both sides, the chosen C, the summary). The last line printed is::
@@ -34,7 +36,6 @@ import json
 import shlex
 import sys
 import time
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -43,18 +44,19 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.pooling import pooled_features  # noqa: E402
+from train.pooling import pooled_features  # noqa: E402
 from sercore.errors import EXIT_DATA, EXIT_USAGE, SerError, StoreError  # noqa: E402
 from sercore.fsio import hash_array  # noqa: E402
+from train.heads import HEADS, HeadConfig, inner_folds, select_head  # noqa: E402,F401 - inner_folds: the bench's folds
 from train.metrics import paired_interval  # noqa: E402
 
 #: Options vs_baselines sets itself; ``--train-args`` may not repeat them.
 OWN_OPTIONS = ("--domains", "--features", "--protocol", "--seeds", "--first-seed", "--folds", "--out", "--features-dir",
                "--config")
-#: Grids of C searched by the inner cross-validation (log-spaced; logistic regression chose 100, the top of an
-#: earlier grid ending there, in 3 of 6 EmoDB runs, so its grid now reaches 1e4).
-C_GRID = {"logreg": tuple(np.logspace(-4, 4, 9)), "linsvm": tuple(np.logspace(-5, 1, 7))}
-INNER_FOLDS = 5
+#: The baselines: the heads of ``train --model`` (train/heads.py), with their default grids.
+HEAD_CONFIGS = {name: HeadConfig(name) for name in HEADS}
+#: C values searched per baseline (the RBF SVM also searches gamma: HeadConfig.gamma_scales / dim).
+C_GRID = {name: c.cs for name, c in HEAD_CONFIGS.items()}
 
 
 class UsageProblem(Exception):
@@ -63,71 +65,38 @@ class UsageProblem(Exception):
 
 @dataclass(frozen=True)
 class BaselineRun:
-    """One baseline on one run: its test UA/WA, the C the inner CV chose and that inner CV's UA."""
+    """One baseline on one run: its test UA/WA, the C (and gamma) the inner CV chose, that inner CV's UA and
+    the seconds the choice and the fit took."""
 
     ua: float
     wa: float
     c: float
     inner_ua: float
-
-
-def make_baseline(name: str, c: float = 1.0):
-    """An unfitted scikit-learn pipeline: standardisation, then the linear model ``name`` with regularisation C."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-    from sklearn.svm import LinearSVC
-
-    if name == "logreg":
-        model = LogisticRegression(C=c, max_iter=5000)
-    elif name == "linsvm":
-        model = LinearSVC(C=c, max_iter=20000)
-    else:
-        raise ValueError(f"unknown baseline {name!r} (known: {', '.join(C_GRID)})")
-    return make_pipeline(StandardScaler(), model)
-
-
-def inner_folds(y: np.ndarray, groups: np.ndarray | None, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Folds of the fitting data for choosing C: speaker-grouped when ``groups`` is given, else stratified."""
-    from sklearn.model_selection import GroupKFold, StratifiedKFold
-
-    if groups is not None:
-        n = min(INNER_FOLDS, len(set(groups)))
-        if n < 2:
-            raise ValueError("the inner cross-validation needs at least two speakers in the fitting data")
-        return list(GroupKFold(n_splits=n).split(y, y, groups))
-    n = min(INNER_FOLDS, int(np.bincount(y).min()))
-    if n < 2:
-        raise ValueError("the inner cross-validation needs at least two utterances of each emotion in the fitting data")
-    return list(StratifiedKFold(n_splits=n, shuffle=True, random_state=seed).split(y, y))
+    gamma: float | None = None
+    seconds: float | None = None
 
 
 def fit_baseline(name: str, x_fit: np.ndarray, y_fit: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
                  classes: Sequence[str], groups: np.ndarray | None = None, seed: int = 0) -> BaselineRun:
-    """Choose C by inner CV on (x_fit, y_fit) only, refit on all of it, score on the test rows.
+    """Choose the hyperparameters by inner CV on (x_fit, y_fit) only (:func:`train.heads.select_head`), refit on
+    all of it, score on the test rows.
 
     x_fit: (n_fit, dim), y_fit: (n_fit,) class indices, groups: (n_fit,) speakers or None.
     """
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.model_selection import GridSearchCV
-
     from train.metrics import score
 
-    search = GridSearchCV(make_baseline(name), {f"{make_baseline(name).steps[-1][0]}__C": list(C_GRID[name])},
-                          scoring="balanced_accuracy", cv=inner_folds(y_fit, groups, seed), refit=True, n_jobs=1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        search.fit(x_fit, y_fit)
-    s = score(y_test, search.predict(x_test), classes)
-    return BaselineRun(ua=s.ua, wa=s.wa, c=float(next(iter(search.best_params_.values()))), inner_ua=float(search.best_score_))
+    fit = select_head(HEAD_CONFIGS[name], x_fit, y_fit, groups, seed=seed)
+    s = score(y_test, fit.pipeline.predict(x_test), classes)
+    return BaselineRun(ua=s.ua, wa=s.wa, c=float(fit.params["c"]), inner_ua=fit.inner_ua, gamma=fit.params.get("gamma"),
+                       seconds=round(fit.seconds, 2))
 
 
 def baseline_digest(x_fit: np.ndarray, y_fit: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
                     groups: np.ndarray | None) -> str:
-    """SHA-256 of what a run's baselines are fitted and scored on, and of the C grids searched."""
+    """SHA-256 of what a run's baselines are fitted and scored on, and of the grids searched."""
     import hashlib
 
-    h = hashlib.sha256(json.dumps({k: list(v) for k, v in C_GRID.items()}).encode())
+    h = hashlib.sha256(json.dumps({k: c.as_dict() for k, c in HEAD_CONFIGS.items()}).encode())
     for a in (x_fit, y_fit, x_test, y_test, np.array([] if groups is None else groups, dtype=str)):
         h.update(str(a.dtype).encode())
         hash_array(h, a)
@@ -274,7 +243,7 @@ def compare(args: argparse.Namespace, log: Callable[[str], None] = print) -> dic
         rows.append(row)
         what = f"seed {net.seed}" if config.protocol == "random" else f"fold {run} (test {','.join(row['test_speakers'])})"
         log(f"  {what}: network UA {row['network_ua']:.3f}  " +
-            "  ".join(f"{k} UA {v.ua:.3f} (C {v.c:.0e})" for k, v in base.items()))
+            "  ".join(f"{k} UA {v.ua:.3f} (C {v.c:.0e}{'' if v.gamma is None else f', gamma {v.gamma:.1e}'})" for k, v in base.items()))
     mean = {name: float(np.mean([r["baselines"][name]["ua"] for r in rows])) for name in C_GRID}
     best = max(mean, key=lambda k: mean[k])
     diffs = [r["network_ua"] - r["baselines"][best]["ua"] for r in rows]

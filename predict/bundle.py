@@ -60,6 +60,17 @@ class Bundle:
     def provenance(self, language: str | None) -> dict[str, dict]:
         return self.domain(language)["provenance"]
 
+    def calibration(self, language: str | None) -> dict | None:
+        """The language's calibration (temperature fitted on validation data, ECE before and after), or None
+        (bundles written before calibration, or a language without validation data)."""
+        found = self.meta.get("calibration") or [None] * len(self.languages)
+        return found[self.domain_index(language)]
+
+    def temperature(self, language: str | None) -> float:
+        """The probabilities are softmax(logits / T); 1.0 without a calibration."""
+        c = self.calibration(language)
+        return float(c["temperature"]) if c else 1.0
+
 
 def load_bundle(path: str | Path, device: str = "cpu") -> Bundle:
     """Rebuild the model of a bundle with :func:`train.models.build_model` and load its weights (eval mode)."""
@@ -96,8 +107,15 @@ def describe(bundle_or_path) -> str:
     what = f"fold {sel['fold']}" if sel.get("fold") is not None else f"seed {sel['seed']}"
     lines.append(f"weights of run {sel['run']} ({what}): valid UA {sel['valid_ua']:.3f}, test UA {sel['test_ua']:.3f} "
                  f"[{sel['rule']}]")
-    for d in meta["domains"]:
+    for i, d in enumerate(meta["domains"]):
         lines.append(f"  {d['language']} ({d['dataset']}): classes {', '.join(d['classes'])}")
+        c = (meta.get("calibration") or [None] * len(meta["domains"]))[i]
+        if c:
+            lines.append(f"    calibration: temperature {c['temperature']:.3g} fitted on {c['n_valid']} validation utterances; "
+                         f"expected calibration error on valid {c['valid_ece_before']:.3f} -> {c['valid_ece_after']:.3f}"
+                         + (f", on test {c['test_ece_before']:.3f} -> {c['test_ece_after']:.3f}" if "test_ece_before" in c else ""))
+        else:
+            lines.append("    calibration: none (probabilities are the model's softmax)")
         for f, p in d["provenance"].items():
             sha = p.get("checkpoint_sha256") or "-"
             lines.append(f"    {f}: {p.get('extractor', '?')} {p.get('version', '')} @ {p.get('sample_rate', '?')} Hz, "

@@ -6,7 +6,9 @@
 
 Audio goes through the same path as in ``extract`` (``extract.audio.DecodedAudio``: any format soundfile
 or librosa decodes, down-mixed to mono, resampled to each extractor's rate), then the bundle's scaler and
-model. The extractors are imported only here, inside functions, so ``train`` never needs librosa.
+model; the probabilities are calibrated on the run's validation data (the bundle's temperature, when it has
+one), and ``--min-confidence P`` answers ``uncertain`` for a file whose highest probability is below P. The
+extractors are imported only here, inside functions, so ``train`` never needs librosa.
 
 The mismatch rule: before any audio is read, each extractor that would run here is loaded and its
 provenance is compared with the one recorded in the bundle for that feature, by the one definition of a
@@ -35,11 +37,16 @@ from sercore.cli import BATCH_SIZE, WAV2VEC_LAYER, WEIGHTS_ENV, command_errors, 
 from sercore.errors import EXIT_PARTIAL, DataError, SerError
 from sercore.fsio import write_atomic
 from sercore.store import identity_differences, normalise_attr
+from train.cli import FiniteFloat
 from train.contract import Example, collate
 from train.memory import crop_center, max_frames
 
 from .bundle import Bundle, load_bundle
 
+
+
+#: The emotion given to a file whose highest probability is below ``--min-confidence``.
+UNCERTAIN = "uncertain"
 
 
 class ExtractorMismatchError(SerError):
@@ -149,7 +156,8 @@ def _classify(bundle: Bundle, domain: int, feats: Sequence[dict[str, np.ndarray]
         examples.append(Example(str(i), scaled, 0, domain))
     batch = collate(examples).to(device)
     logits = bundle.model(batch).logits[:, : len(bundle.meta["domains"][domain]["classes"])]
-    return torch.softmax(logits.float(), dim=-1).cpu().numpy()
+    temperature = bundle.temperature(bundle.languages[domain])  # calibrated on the run's validation data
+    return torch.softmax(logits.double() / temperature, dim=-1).float().cpu().numpy()
 
 
 def check_supported(bundle: Bundle) -> None:
@@ -160,8 +168,9 @@ def check_supported(bundle: Bundle) -> None:
 
 
 def predict_files(bundle: Bundle, language: str | None, files: Sequence[Path], extractors: dict, device: str = "cpu",
-                  batch_size: int = 16, progress: bool = False, on_result=None) -> PredictionRun:
-    """Predict every file; a file that cannot be decoded or featurised is recorded in ``failures`` and skipped."""
+                  batch_size: int = 16, progress: bool = False, on_result=None, min_confidence: float = 0.0) -> PredictionRun:
+    """Predict every file; a file that cannot be decoded or featurised is recorded in ``failures`` and skipped.
+    A file whose highest (calibrated) probability is below ``min_confidence`` gets the emotion :data:`UNCERTAIN`."""
     from tqdm import tqdm
 
     from extract.pipeline import featurise  # the same per-file path as `extract`
@@ -182,7 +191,8 @@ def predict_files(bundle: Bundle, language: str | None, files: Sequence[Path], e
                     on_result(None, (path, reason))
                 continue
             p = next(probs)
-            pred = Prediction(path, classes[int(np.argmax(p))], {c: float(v) for c, v in zip(classes, p)})
+            emotion = classes[int(np.argmax(p))] if float(np.max(p)) >= min_confidence else UNCERTAIN
+            pred = Prediction(path, emotion, {c: float(v) for c, v in zip(classes, p)})
             run.predictions.append(pred)
             if on_result:
                 on_result(pred, None)
@@ -256,6 +266,9 @@ def _write_csv(path: Path, language: str, classes: list[str], predictions: list[
 @click.option("--overwrite", is_flag=True, help="Let --output replace an existing file that is not an earlier results CSV.")
 @click.option("--jsonl", is_flag=True, help="Print one JSON object per file instead of text (errors as {\"path\", \"error\"}).")
 @click.option("--strict", is_flag=True, help="Exit with status 5 if any file could not be predicted.")
+@click.option("--min-confidence", type=FiniteFloat(0, 1), default=0.0, show_default=True, metavar="P",
+              help="Answer 'uncertain' for a file whose highest class probability (calibrated on validation data) "
+                   "is below P.")
 @click.option("--batch-size", type=BATCH_SIZE, default=16, show_default=True)
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--wav2vec-checkpoint", type=click.Path(path_type=Path), default=None, help="wav2vec checkpoint (or $MGSER_WAV2VEC_CHECKPOINT).")
@@ -265,8 +278,8 @@ def _write_csv(path: Path, language: str, classes: list[str], predictions: list[
 @click.option("--ssl", "ssl", multiple=True, metavar="NAME=CHECKPOINT",
               help="Hugging Face encoder feature NAME's checkpoint [default: the one recorded in the bundle].")
 @common_options
-def main(model_path, language, inputs, output, overwrite, jsonl, strict, batch_size, device, wav2vec_checkpoint,
-         wav2vec_layer, allosaurus_model, byol_checkpoint, ssl, verbose, quiet) -> None:
+def main(model_path, language, inputs, output, overwrite, jsonl, strict, min_confidence, batch_size, device,
+         wav2vec_checkpoint, wav2vec_layer, allosaurus_model, byol_checkpoint, ssl, verbose, quiet) -> None:
     """Predict the emotion of each audio FILE (or every audio file below each DIR) with a trained model.
 
     Exit status: 0 when every file was predicted (or some were, without --strict), 5 when none could be
@@ -274,11 +287,11 @@ def main(model_path, language, inputs, output, overwrite, jsonl, strict, batch_s
     """
     with command_errors(verbose, quiet):
         _predict(model_path, language, inputs, output, overwrite, jsonl, strict, batch_size, device, wav2vec_checkpoint,
-                 wav2vec_layer, allosaurus_model, byol_checkpoint, ssl, quiet)
+                 wav2vec_layer, allosaurus_model, byol_checkpoint, ssl, quiet, min_confidence)
 
 
 def _predict(model_path, language, inputs, output, overwrite, jsonl, strict, batch_size, device, wav2vec_checkpoint,
-             wav2vec_layer, allosaurus_model, byol_checkpoint, ssl, quiet) -> None:
+             wav2vec_layer, allosaurus_model, byol_checkpoint, ssl, quiet, min_confidence: float = 0.0) -> None:
     from extract.extractors.ssl import parse_ssl_option
     from train.config import check_device
 
@@ -318,7 +331,8 @@ def _predict(model_path, language, inputs, output, overwrite, jsonl, strict, bat
             tqdm.write(f"{pred.path}\t{pred.emotion}\t" + " ".join(f"{c} {p:.3f}" for c, p in ranked))
 
     result = predict_files(bundle, lang, files, extractors, device=device, batch_size=batch_size,
-                           progress=show_progress(quiet) and len(files) > 1, on_result=show)
+                           progress=show_progress(quiet) and len(files) > 1, on_result=show,
+                           min_confidence=min_confidence)
     if output is not None:
         _write_csv(output, lang, classes, result.predictions)
     n_ok, n_bad = len(result.predictions), len(result.failures)

@@ -22,7 +22,10 @@ rebuild the network through :func:`train.models.build_model`; ``domains``, one e
 its extractor wrote: extractor, version, sample rate, hop, checkpoint SHA-256 and its settings);
 ``features`` (the model's features) and ``inputs`` (what must be extracted: the features plus ``ge2e_mel``
 when GE2E was fine-tuned); ``selected_run`` (which run, its seed/fold and scores, and the rule); ``metrics``
-(the run folder's summary and per-run scores, without per-epoch histories); library versions.
+(the run folder's summary and per-run scores, without per-epoch histories); ``calibration`` (absent in
+bundles written before it), one entry per language or None: ``{"method": "temperature", "temperature": T,
+"valid_ece_before", "valid_ece_after", ...}``, fitted on the selected run's validation split: ``predict``'s
+probabilities are ``softmax(logits / T)``; library versions.
 
 Nothing here reads the training stores: a bundle can be copied to another machine on its own.
 """

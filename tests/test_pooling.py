@@ -1,11 +1,11 @@
-"""bench/pooling.py: the pooled statistics shared by the baselines and the probes."""
+"""train/pooling.py: the pooled statistics shared by the linear heads, the baselines and the probes."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from bench.pooling import deltas, pool, pooled_features, sequence_statistics
+from train.pooling import deltas, pool, pooled_features, sequence_statistics
 from tests._train_helpers import make_stores
 from train.domains import load_domain, resolve_domain
 

@@ -177,3 +177,69 @@ def test_output_on_a_full_disk_names_the_file_and_keeps_the_old_one(trained, tmp
     r = _predict("--model", str(bundle), "--output", str(out), str(wav))
     assert r.exit_code == 4 and r.stderr.strip().splitlines()[-1] == f"error: {out}: no space left on device", r.output
     assert out.read_text() == before and sorted(p.name for p in tmp_path.iterdir()) == ["pred.csv"]
+
+
+def _with_meta(bundle_path, out_path, change):
+    payload = torch.load(bundle_path, weights_only=True)
+    meta = json.loads(payload["meta"])
+    change(meta)
+    payload["meta"] = json.dumps(meta)
+    payload["sha256"] = payload_digest(payload)
+    torch.save(payload, out_path)
+    return out_path
+
+
+def _probabilities(r):
+    return [json.loads(s)["probabilities"] for s in r.stdout.splitlines() if s.startswith("{")]
+
+
+def test_probabilities_are_calibrated_with_the_bundles_temperature(trained, tmp_path):
+    bundle, wav, flac, _ = trained
+    meta = json.loads(torch.load(bundle, weights_only=True)["meta"])
+    c = meta["calibration"][0]  # fitted on the selected run's validation split
+    record = json.loads((bundle.parent / "runs" / f"run{meta['selected_run']['run']}.json").read_text())
+    assert c["method"] == "temperature" and c["temperature"] > 0 and c["n_valid"] == len(record["valid"]["utt_ids"])
+    assert {"valid_ece_before", "valid_ece_after", "test_ece_before", "test_ece_after"} <= set(c)
+    assert c["valid_ece_after"] <= c["valid_ece_before"] + 1e-9
+    t = c["temperature"]
+    from predict.bundle import describe
+
+    assert f"calibration: temperature {t:.3g} fitted on {c['n_valid']} validation utterances" in describe(bundle)
+
+    def with_temperature(value):
+        def change(m):
+            m["calibration"][0]["temperature"] = value
+        return _with_meta(bundle, tmp_path / f"t{value}.bundle", change)
+
+    base = _probabilities(_predict("--model", str(bundle), str(wav), str(flac), "--jsonl"))
+    for other in (2 * t, t / 3):
+        got = _probabilities(_predict("--model", str(with_temperature(other)), str(wav), str(flac), "--jsonl"))
+        for p, q in zip(base, got):  # log p = logits / t + const, so softmax(logits / other) = softmax(log p * t / other)
+            z = np.log([p[e] for e in EMOTIONS]) * t / other
+            expected = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
+            assert np.allclose([q[e] for e in EMOTIONS], expected, atol=2e-5)
+    # a bundle written before calibration: the model's own softmax
+    old = _with_meta(bundle, tmp_path / "old.bundle", lambda m: m.pop("calibration"))
+    got = _probabilities(_predict("--model", str(old), str(wav), "--jsonl"))
+    z = np.log([base[0][e] for e in EMOTIONS]) * t
+    assert np.allclose([got[0][e] for e in EMOTIONS], np.exp(z - z.max()) / np.exp(z - z.max()).sum(), atol=2e-5)
+
+
+def test_min_confidence_answers_uncertain_below_it(trained, tmp_path):
+    bundle, wav, flac, _ = trained
+    base = _predict("--model", str(bundle), str(wav), str(flac), "--jsonl")
+    lines = [json.loads(s) for s in base.stdout.splitlines() if s.startswith("{")]
+    top = [max(line["probabilities"].values()) for line in lines]
+    cut = (min(top) + max(top)) / 2 if max(top) - min(top) > 1e-6 else max(top) + 1e-6
+    out = tmp_path / "r.csv"
+    r = _predict("--model", str(bundle), str(wav), str(flac), "--jsonl", "--min-confidence", str(cut), "--output", str(out))
+    assert r.exit_code == 0, r.output
+    got = [json.loads(s) for s in r.stdout.splitlines() if s.startswith("{")]
+    for line, before, p in zip(got, lines, top):
+        assert line["emotion"] == ("uncertain" if p < cut else before["emotion"])
+        assert line["probabilities"] == before["probabilities"]
+    assert "uncertain" in [g["emotion"] for g in got]
+    assert [row["emotion"] for row in csv.DictReader(out.open())] == [g["emotion"] for g in got]
+    for bad in ("1.5", "nan", "-0.1"):
+        r = _predict("--model", str(bundle), str(wav), "--min-confidence", bad)
+        assert r.exit_code == 2 and "--min-confidence" in r.stderr

@@ -13,7 +13,7 @@ from tests._train_helpers import make_stores
 from train.domains import load_domain, resolve_domain
 from train.protocol import draw_split, split_indices
 
-RESULT = re.compile(r"^RESULT de (random|speaker) network_ua=(\d\.\d{4}) baseline_ua=(\d\.\d{4}) baseline=(logreg|linsvm) "
+RESULT = re.compile(r"^RESULT de (random|speaker) network_ua=(\d\.\d{4}) baseline_ua=(\d\.\d{4}) baseline=(logreg|linsvm|rbfsvm) "
                     r"diff=([+-]\d\.\d{4}) ci_low=([+-]\d\.\d{4}|[+-]?nan) ci_high=([+-]\d\.\d{4}|[+-]?nan) runs=(\d+)$")
 
 
@@ -42,6 +42,9 @@ def test_result_line_and_the_same_splits_on_both_sides(store, tmp_path, capsys, 
     diffs = [r["network_ua"] - r["baselines"][best]["ua"] for r in summary["per_run"]]
     assert float(m.group(5)) == pytest.approx(np.mean(diffs), abs=1e-4)
     assert summary["baseline_ua"][best] == max(summary["baseline_ua"].values())
+    assert set(summary["baseline_ua"]) == {"logreg", "linsvm", "rbfsvm"}  # best of the three
+    for r in summary["per_run"]:
+        assert r["baselines"]["rbfsvm"]["gamma"] > 0 and r["baselines"]["logreg"]["gamma"] is None
     # Both sides' test sets, read independently: the network's run records and the trainer's split function.
     data = load_domain(resolve_domain("de", store), store, ["mfcc", "ge2e"])
     for run in range(runs):
@@ -79,6 +82,18 @@ def test_paired_t_interval():
     half = 4.302652729911275 * 0.1 / np.sqrt(3)  # t(0.975, 2 df) * sd / sqrt(n)
     assert (mean, low, high) == pytest.approx((0.2, 0.2 - half, 0.2 + half))
     assert np.isnan(vs.paired_interval([0.1])[1])
+
+
+def test_the_baselines_are_the_heads_of_train():
+    from train.heads import HeadConfig, select_head
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(90, 6))
+    y = np.argmax(x[:, :3], axis=1)
+    for name in ("logreg", "linsvm", "rbfsvm"):
+        r = vs.fit_baseline(name, x[:60], y[:60], x[60:], y[60:], ["a", "b", "c"], seed=3)
+        head = select_head(HeadConfig(name), x[:60], y[:60], seed=3)
+        assert (r.c, r.gamma, r.inner_ua) == (head.params["c"], head.params.get("gamma"), head.inner_ua)
 
 
 def test_inner_cv_chooses_c_on_the_fitting_data_only():

@@ -312,6 +312,8 @@ class TrainConfig:
 MULTIDOMAIN_MODELS: tuple[str, ...] = ("base", "sb", "omoe", "mmoe", "nas")
 #: ``--model`` of one model per language (the reference every multi-domain model is compared with).
 SINGLE_MODEL = "single"
+#: Single-language heads on pooled statistics, fitted by scikit-learn (``train/heads.py``).
+HEAD_MODELS: tuple[str, ...] = ("logreg", "linsvm", "rbfsvm")
 
 
 @dataclass
@@ -407,6 +409,8 @@ class ExperimentConfig:
         if twice:
             raise ConfigError("domains", f"language {', '.join(twice)} given twice in {','.join(self.domains)}: one "
                                          "dataset per language (train tells domains apart by their language code)")
+        if self.model in HEAD_MODELS and len(languages) != 1:
+            raise ConfigError("model", f"{self.model} is a single-language model; give one language in --domains")
         for lang, k in self.few_shot.items():
             if lang not in languages:
                 raise ConfigError("few_shot", f"language {lang!r} is not among the domains ({', '.join(languages)})")

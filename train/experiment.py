@@ -4,7 +4,9 @@ Outputs under ``config.out``::
 
     config.json        the configuration, the resolved domains (language=dataset) and features, versions
     metrics.json       protocol, every run (seed or fold, test speakers, valid/test WA, UA, per-class recall,
-                       confusion, best epoch, per-epoch history, seconds) and the summary (mean, std)
+                       confusion, best epoch, per-epoch history, seconds, calibration: the temperature fitted on
+                       valid and the expected calibration error before/after on valid and test) and the
+                       summary (mean, std)
     metrics.csv        one row per run and domain, then mean and std rows
     confusion_<lang>.png   test confusion matrix summed over runs (row-normalised)
     gates*.csv/png, nas*.csv/png, gates_differ.csv   multi-domain models with gates: their weights (and NAS
@@ -27,7 +29,7 @@ from typing import Callable
 
 from sercore.errors import OptionError, StoreError
 
-from .config import ExperimentConfig
+from .config import HEAD_MODELS, ExperimentConfig
 from .domains import DomainData, load_domain, resolve_domain, stored_features
 from .export import export_experiment
 from .fit import fit_run, input_features
@@ -78,8 +80,10 @@ def run_experiment(config: ExperimentConfig, log: Log = print, datas: list[Domai
         total = max(n_runs(d, "speaker", config.seeds, config.folds) for d in datas)
     save_config(config, datas, features, out, total)
     what = "seed" if config.protocol == "random" else "fold"
+    fitting = (f"{config.model} on pooled statistics" if config.model in HEAD_MODELS else
+               f"{config.train.epochs} epochs, aux loss {'on' if config.train.aux else 'off'}")
     log(f"{','.join(str(d.spec) for d in datas)}: {', '.join(features)}; {config.protocol} protocol, {total} {what}s, "
-        f"{config.train.epochs} epochs, aux loss {'on' if config.train.aux else 'off'} -> {out}")
+        f"{fitting} -> {out}")
     runs = []
     for run in range(total):
         label = f"{what} {config.first_seed + run if what == 'seed' else run}"
@@ -94,7 +98,9 @@ def run_experiment(config: ExperimentConfig, log: Log = print, datas: list[Domai
         scores = "; ".join(f"{datas[d].spec.language} WA {s.wa:.3f} UA {s.ua:.3f}" for d, s in r.fit.test.scores.items())
         speakers = "" if what == "seed" else " test speakers " + ",".join(sp for v in r.test_speakers.values() for sp in v)
         done = f", finished earlier: loaded from {state.record_path(run)}" if loaded else ""
-        log(f"  {label}:{speakers} test {scores} (best epoch {r.fit.best_epoch}, {r.fit.seconds:.0f} s{done})")
+        chosen = r.fit.history[0].get("chosen") if r.fit.history else None  # a head: its hyperparameters
+        how = ", ".join(f"{k} {v:.3g}" for k, v in chosen.items()) if chosen else f"best epoch {r.fit.best_epoch}"
+        log(f"  {label}:{speakers} test {scores} ({how}, {r.fit.seconds:.0f} s{done})")
         if config.save_checkpoints:
             state.copy_checkpoint(run, out / "checkpoints" / f"run{run}.pt")
     metrics = write_outputs(config, datas, features, runs, out)
@@ -105,4 +111,8 @@ def run_experiment(config: ExperimentConfig, log: Log = print, datas: list[Domai
     for lang, s in metrics["domains_summary"].items():
         log(f"{lang}: test UA {s['test_ua']['mean']:.3f} +- {s['test_ua']['std']:.3f}, "
             f"WA {s['test_wa']['mean']:.3f} +- {s['test_wa']['std']:.3f} over {total} {what}s ({config.protocol} protocol)")
+        if "test_ece_before" in s.get("calibration", {}):
+            c = s["calibration"]
+            log(f"{lang}: test expected calibration error {c['test_ece_before']['mean']:.3f} -> {c['test_ece_after']['mean']:.3f} "
+                f"with the temperature fitted on valid (valid {c['valid_ece_before']['mean']:.3f} -> {c['valid_ece_after']['mean']:.3f})")
     return metrics

@@ -15,13 +15,15 @@ from .config import ExperimentConfig
 from .contract import DomainInfo
 from .domains import DomainData
 from .fit import RunResult, domain_info, input_features
+from .outputs import run_calibration
 
 SELECTION_RULE = "best validation UA (mean over languages); ties: the earliest run"
 
 
 def save_bundle(path: str | Path, *, config: ExperimentConfig, domains: Sequence[DomainInfo], datasets: Sequence[str],
                 provenance: Sequence[dict[str, dict]], features: Sequence[str], inputs: Sequence[str], state: dict,
-                scalers: Sequence[dict | None], selected_run: dict, metrics: dict | None = None) -> Path:
+                scalers: Sequence[dict | None], selected_run: dict, metrics: dict | None = None,
+                calibration: Sequence[dict | None] | None = None) -> Path:
     """Write the bundle of a trained model (format: :mod:`sercore.bundle`). ``state`` is the model's state dict."""
     meta = {
         "model": config.model,
@@ -37,6 +39,7 @@ def save_bundle(path: str | Path, *, config: ExperimentConfig, domains: Sequence
         "inputs": list(inputs),
         "selected_run": selected_run,
         "metrics": metrics or {},
+        **({"calibration": list(calibration)} if calibration is not None else {}),
         "versions": {"torch": torch.__version__, "python": platform.python_version(), "mgser": _mgser_version()},
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
@@ -75,10 +78,12 @@ def export_experiment(config: ExperimentConfig, datas: Sequence[DomainData], fea
         "valid_ua": float(best.fit.valid.ua), "test_ua": float(best.fit.test.ua), "best_epoch": best.fit.best_epoch,
     }
     inputs = input_features(config, features, datas[0].inputs)
+    found = run_calibration(list(datas), best)
+    calibration = [found.get(d.spec.language) for d in datas] if found else None
     scalers = best.fit.state.get("scalers") or [None] * len(datas)
     return save_bundle(
         Path(out) / BUNDLE_NAME, config=config, domains=[domain_info(d, features) for d in datas],
         datasets=[d.spec.dataset for d in datas], provenance=[d.provenance for d in datas], features=features,
         inputs=inputs, state=best.fit.state["model"], scalers=scalers, selected_run=selected,
-        metrics=_metrics_digest(metrics),
+        metrics=_metrics_digest(metrics), calibration=calibration,
     )

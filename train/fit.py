@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import ConcatDataset
 
 from .augment import SequenceAugment
-from .config import ExperimentConfig, TrainConfig
+from .config import HEAD_MODELS, ExperimentConfig, TrainConfig
 from .contract import DomainInfo
 from .dataset import FeatureDataset
 from .domains import DomainData
@@ -61,6 +61,10 @@ def few_shot_indices(idx: Mapping[str, list[int]], emotions: Sequence[str], k: i
 def fit_run(config: ExperimentConfig, datas: list[DomainData], features: list[str], run: int,
             description: str = "") -> RunResult:
     """Split, standardise, build and fit for run ``run`` (seed ``first_seed + run``, or fold ``run``)."""
+    if config.model in HEAD_MODELS:  # fitted by scikit-learn on pooled statistics
+        from .heads import fit_head_run
+
+        return fit_head_run(config, datas, features, run, description)
     seed = config.first_seed + run
     fold = run if config.protocol == "speaker" else None
     parts: dict[str, list[FeatureDataset]] = {"train": [], "valid": [], "test": []}

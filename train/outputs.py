@@ -15,6 +15,7 @@ import torch
 
 from sercore.fsio import write_atomic
 
+from .calibration import calibrate_run
 from .config import ExperimentConfig
 from .domains import DomainData
 from .fit import RunResult
@@ -26,8 +27,16 @@ from .protocol import split_source
 from .runstate import environment
 
 
+def run_calibration(datas: list[DomainData], run: RunResult) -> dict[str, dict]:
+    """A run's calibration per language (:func:`train.calibration.calibrate_run`: the temperature fitted on its
+    validation split, the ECE before and after on valid and test); {} for records without probabilities."""
+    found = calibrate_run(run.fit.valid, run.fit.test, [d.classes for d in datas]) or {}
+    return {datas[d].spec.language: c for d, c in found.items()}
+
+
 def summarise(config: ExperimentConfig, datas: list[DomainData], features: list[str], runs: list[RunResult]) -> dict:
     domains = {}
+    calibrations = [run_calibration(datas, r) for r in runs]
     for d, data in enumerate(datas):
         tests = [r.fit.test.scores[d] for r in runs]
         valid = [r.fit.valid.scores[d].ua for r in runs if d in r.fit.valid.scores]  # none for a zero-shot language
@@ -43,6 +52,10 @@ def summarise(config: ExperimentConfig, datas: list[DomainData], features: list[
             "recall": recall,
             "confusion_sum": confusion.tolist(),
         }
+        found = [c[data.spec.language] for c in calibrations if data.spec.language in c]
+        if found:  # the ECE before and after temperature scaling, over runs
+            domains[data.spec.language]["calibration"] = {
+                k: run_summary([c[k] for c in found]) for k in found[0] if k not in ("method", "n_valid")}
     return {
         "protocol": config.protocol,
         "runs_are": "seeds" if config.protocol == "random" else "speaker folds",
@@ -64,8 +77,9 @@ def summarise(config: ExperimentConfig, datas: list[DomainData], features: list[
                 "valid": {datas[d].spec.language: s.as_dict() for d, s in r.fit.valid.scores.items()},
                 "history": r.fit.history,
                 **({"mixing": r.details} if r.details else {}),
+                **({"calibration": c} if c else {}),
             }
-            for r in runs
+            for r, c in zip(runs, calibrations)
         ],
         **({"mixing": mixing_summary([r.details for r in runs])} if any(r.details for r in runs) else {}),
     }

@@ -5,7 +5,7 @@ Layout under the run folder (``config.out``)::
     runs/run<k>.pt      the run's best weights, aux-loss parameters and scalers (the format of
                         ``checkpoints/run<k>.pt``), written under a temporary name and renamed into place
     runs/run<k>.json    the run's record: seed/fold, test speakers, valid/test scores with per-utterance
-                        predictions, per-epoch history, best epoch, seconds, the mixing details of
+                        predictions and class probabilities, per-epoch history, best epoch, seconds, the mixing details of
                         multi-domain models, the SHA-256 of ``run<k>.pt`` and the fingerprint it was fitted
                         under; written last (also atomically), so its presence means "run k is finished"
     provenance.json     at the end: library versions, git commit, the fingerprint, the data hashes and the
@@ -195,14 +195,16 @@ def save_checkpoint_atomic(path: Path, checkpoint: dict) -> None:
 def _evaluation_to_json(e: Evaluation) -> dict:
     return {"scores": {str(d): s.as_dict() for d, s in e.scores.items()}, "loss": e.loss,
             "labels": e.labels.tolist(), "predictions": e.predictions.tolist(), "domains": e.domains.tolist(),
-            "utt_ids": list(e.utt_ids)}
+            "utt_ids": list(e.utt_ids),
+            **({"probabilities": np.asarray(e.probabilities, dtype=np.float64).tolist()} if e.probabilities is not None else {})}
 
 
 def _evaluation_from_json(d: dict) -> Evaluation:
     # Representations and per-row extras are not kept: every output is written from scores and details.
+    probabilities = np.asarray(d["probabilities"], dtype=np.float32) if "probabilities" in d else None
     return Evaluation({int(k): Scores(**v) for k, v in d["scores"].items()}, d["loss"], np.asarray(d["labels"]),
                       np.asarray(d["predictions"]), np.asarray(d["domains"]), np.zeros((len(d["labels"]), 0), np.float32),
-                      list(d["utt_ids"]))
+                      list(d["utt_ids"]), probabilities=probabilities)
 
 
 @dataclass

@@ -44,6 +44,9 @@ class Evaluation:
     utt_ids: list[str]
     #: Per-row tensors a model reports in ``ModelOutput.extras`` (e.g. gate weights), (n, ...) each.
     extras: dict[str, np.ndarray] = field(default_factory=dict)
+    #: (n, n_classes) softmax of the logits, columns the row's domain's classes (0 in a narrower domain's padding);
+    #: None in records written before they were kept.
+    probabilities: np.ndarray | None = None
 
     @property
     def ua(self) -> float:
@@ -177,7 +180,7 @@ class Trainer:
         representation of an utterance is nan or infinite (diverged weights that training did not see yet)."""
         model = self.eval_model
         model.eval()
-        labels, preds, domains, reps, ids, loss_sum = [], [], [], [], [], 0.0
+        labels, preds, domains, reps, probs, ids, loss_sum = [], [], [], [], [], [], 0.0
         extras: dict[str, list[torch.Tensor]] = {}
         loader = self._loader(dataset, train=False)
         for batch in loader:
@@ -196,6 +199,7 @@ class Trainer:
             loss_sum += batch_loss
             labels.append(batch.labels.cpu())
             preds.append(out.logits.argmax(-1).cpu())
+            probs.append(torch.softmax(out.logits.float(), dim=-1).cpu())
             domains.append(batch.domains.cpu())
             reps.append(out.representation.float().cpu())
             ids += batch.utt_ids
@@ -207,7 +211,7 @@ class Trainer:
         scores = {d: score(labels_a[domains_a == d], preds_a[domains_a == d], self.classes[d])
                   for d in sorted(set(domains_a.tolist()))}
         return Evaluation(scores, loss_sum / len(labels_a), labels_a, preds_a, domains_a, torch.cat(reps).numpy()[inverse],
-                          ids, {k: torch.cat(v).numpy()[inverse] for k, v in extras.items()})
+                          ids, {k: torch.cat(v).numpy()[inverse] for k, v in extras.items()}, torch.cat(probs).numpy()[inverse])
 
     def mixing(self, evaluation: Evaluation) -> dict:
         """What the evaluated model reports about its mixing on ``evaluation``'s rows, as one epoch's history keeps

@@ -1,14 +1,14 @@
 """Pooled statistics: one fixed-length vector per utterance from the stored features.
 
-The input of every simple reference model (``bench/baselines.py``, ``bench/vs_baselines.py``) and of the
-linear probes, defined once here:
+The input of the linear heads (``train --model logreg|linsvm|rbfsvm``, :mod:`train.heads`), of every simple
+reference model in ``bench/`` and of the linear probes, defined once here:
 
 - a sequence feature (``kind == "sequence"``, frames x dim) gives the mean and the standard deviation over
   frames of the frames and of their deltas (librosa's regression deltas over 9 frames, fewer for short
   sequences): 4 * dim values, in that order;
 - a vector feature (``kind == "embedding"``, dim) is kept as it is.
 
-    from bench.pooling import pooled_features
+    from train.pooling import pooled_features
     x = pooled_features(data, ["mfcc", "ge2e"])    # (utterances, 4 * 40 + 256)
 """
 
