@@ -17,7 +17,9 @@ from train.cli import main as train
 from train.config import build_config
 from train.contract import Example, collate
 from train.domains import load_domain, resolve_domain
-from train.heads import HEADS, HeadConfig, PooledHead, fit_head_run, inner_folds, select_head
+from train.fit import fit_head_run
+from train.heads import HEADS, HeadConfig, head_module, inner_folds, select_head
+from train.models.head import PooledHead
 from train.pooling import pooled_features
 from train.protocol import draw_split, split_indices
 
@@ -35,7 +37,7 @@ def test_the_torch_head_computes_the_scikit_learn_decision(kind, n_classes):
     x, y = _blobs(n_classes)
     fit = select_head(HeadConfig(kind, c_grid=(0.1, 1.0)), x, y, seed=0)
     kinds, dims = {"emb": "embedding"}, {"emb": x.shape[1]}
-    head = PooledHead.from_fit(fit, kinds, dims, n_classes, temperature=2.0)
+    head = head_module(fit, kinds, dims, n_classes, temperature=2.0)
     logits, _ = head.logits_from_pooled(torch.as_tensor(x))
     assert np.allclose(logits.numpy() * 2.0, fit.decision(x), atol=1e-8)
     assert (logits.numpy().argmax(1) == fit.pipeline.predict(x)).all()

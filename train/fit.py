@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+import warnings
 from dataclasses import dataclass, field, replace
 from typing import Mapping, Sequence
 
@@ -14,9 +16,12 @@ from .config import HEAD_MODELS, ExperimentConfig, TrainConfig
 from .contract import DomainInfo
 from .dataset import FeatureDataset
 from .domains import DomainData
+from .heads import HeadConfig, HeadFit, head_module, make_head, select_head
 from .memory import check_batch_memory, max_frames
 from .models import build_model
+from .models.head import pooled_dim
 from .models.single import GE2E_FEATURE
+from .pooling import pool
 from .protocol import draw_split, few_shot, split_indices
 from .scaling import FeatureScaler, SpeakerScaler
 from .trainer import FitResult, Trainer
@@ -62,8 +67,6 @@ def fit_run(config: ExperimentConfig, datas: list[DomainData], features: list[st
             description: str = "") -> RunResult:
     """Split, standardise, build and fit for run ``run`` (seed ``first_seed + run``, or fold ``run``)."""
     if config.model in HEAD_MODELS:  # fitted by scikit-learn on pooled statistics
-        from .heads import fit_head_run
-
         return fit_head_run(config, datas, features, run, description)
     seed = config.first_seed + run
     fold = run if config.protocol == "speaker" else None
@@ -140,3 +143,80 @@ def fit_run(config: ExperimentConfig, datas: list[DomainData], features: list[st
     describe = getattr(trainer.eval_model, "describe", None)  # multi-domain models: gates on the test set
     details = describe(result.test.extras, result.test.domains) if describe else {}
     return RunResult(run, seed, fold, result, test_speakers, details)
+
+
+# --------------------------------------------------------------------------------------------------
+# One run of ``train --model logreg|linsvm|rbfsvm``
+
+
+def head_config(config) -> HeadConfig:
+    """The head of an :class:`~train.config.ExperimentConfig` (its ``model``), with the default grids."""
+    return HeadConfig(config.model)
+
+
+def fit_head_run(config, datas, features: list[str], run: int, description: str = ""):
+    """The head's :func:`train.fit.fit_run`: split, pool, choose and fit on train, calibrate on valid, test."""
+    from .calibration import apply_temperature, fit_temperature, nll
+    from .memory import crop_center
+    from .metrics import score
+    from .trainer import Evaluation
+
+    if len(datas) != 1:
+        raise ValueError(f"--model {config.model} is a single-language model; give one language")
+    data = datas[0]
+    start = time.perf_counter()
+    seed = config.first_seed + run
+    fold = run if config.protocol == "speaker" else None
+    idx = split_indices(draw_split(data, config.protocol, fold if fold is not None else seed, config.folds))
+    if data.spec.language in config.few_shot:
+        idx = few_shot_indices(idx, data.emotions, config.few_shot[data.spec.language], seed, set(data.classes))
+    info = domain_info(data, features)
+    limit = max_frames(data.provenance, data.kinds, config.train.max_seconds)  # as the network's datasets crop
+
+    def pooled(rows: list[int]) -> np.ndarray:
+        def one(i: int) -> np.ndarray:
+            return np.concatenate([pool(crop_center(data.features[f][i], limit.get(f)) if info.kinds[f] == "sequence"
+                                        else data.features[f][i], info.kinds[f]) for f in features])
+
+        return np.stack([one(i) for i in rows]) if rows else np.zeros((0, pooled_dim(info.kinds, info.dims)))
+
+    x = {name: pooled(rows) for name, rows in idx.items()}
+    y = {name: np.array([data.classes.index(data.emotions[i]) for i in rows], dtype=np.int64)
+         for name, rows in idx.items()}
+    speakers = np.array(data.speakers)
+    groups = speakers[idx["train"]] if config.protocol == "speaker" else None
+    hc = head_config(config)
+    fit = select_head(hc, x["train"], y["train"], groups, seed=seed)
+    n_classes = len(data.classes)
+    temperature = fit_temperature(fit.decision(x["valid"]), y["valid"]) if len(y["valid"]) else 1.0
+    head = head_module(fit, info.kinds, info.dims, n_classes, temperature)
+    history = [{"head": hc.as_dict(), "chosen": fit.params, "inner_ua": fit.inner_ua, "searched": fit.searched,
+                "temperature": temperature, "select_seconds": round(fit.seconds, 2)}]
+    if config.train.refit:  # the same hyperparameters and temperature, fitted on train + valid
+        from sklearn.exceptions import ConvergenceWarning
+
+        pipeline = make_head(hc.kind, c=fit.params["c"], gamma=fit.params.get("gamma", "scale"), max_iter=hc.max_iter)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            pipeline.fit(np.concatenate([x["train"], x["valid"]]), np.concatenate([y["train"], y["valid"]]))
+        selection_head = head
+        head = head_module(HeadFit(hc, pipeline, fit.params, fit.inner_ua, 0.0), info.kinds, info.dims,
+                                   n_classes, temperature)
+    else:
+        selection_head = head
+
+    def evaluate(model: torch.nn.Module, name: str) -> Evaluation:
+        with torch.no_grad():
+            logits, z = model.logits_from_pooled(torch.as_tensor(x[name]))
+        logits = logits.numpy()
+        labels, predictions = y[name], logits.argmax(1) if len(logits) else np.zeros(0, np.int64)
+        probabilities = apply_temperature(logits, 1.0) if len(logits) else np.zeros((0, n_classes))
+        loss = nll(logits, labels) if len(labels) else float("nan")
+        scores = {0: score(labels, predictions, data.classes)} if len(labels) else {}
+        return Evaluation(scores, loss, labels, predictions, np.zeros(len(labels), np.int64), z.float().numpy(),
+                          [data.utt_ids[i] for i in idx[name]], probabilities=probabilities.astype(np.float32))
+
+    valid, test = evaluate(selection_head, "valid"), evaluate(head, "test")
+    state = {"model": {k: v.clone() for k, v in head.state_dict().items()}, "aux": {}, "scalers": [None]}
+    result = FitResult(0, valid, test, history, time.perf_counter() - start, state)
+    return RunResult(run, seed, fold, result, {data.spec.language: sorted({data.speakers[i] for i in idx["test"]})}, {})

@@ -15,11 +15,11 @@ to the stronger regularisation), then the head is refitted on all of them. It is
 thousand utterances: the folds run in parallel, the logistic regression warm-starts along its C path (from
 strong to weak regularisation), and the RBF kernel is computed once per fold and gamma for every C.
 
-As a model of ``train`` (:func:`fit_head_run`), on each run's split: the inner CV and the fit use the
+As a model of ``train`` (:func:`train.fit.fit_head_run`), on each run's split: the inner CV and the fit use the
 training split; the validation split gives the head's temperature (its probabilities are the softmax of its
 decision values divided by it, :mod:`train.calibration`) and the validation scores; the test split is scored
 once. With ``--refit`` the head is refitted on train + valid with the same hyperparameters and temperature.
-The fitted head is a :class:`PooledHead` (a torch module computing the pooling, the standardisation and
+The fitted head is a :class:`train.models.head.PooledHead` (a torch module computing the pooling, the standardisation and
 the decision values), so the run folder, the bundle and ``predict`` are those of every other model.
 Bench scripts call :func:`select_head` on their own rows (``bench/vs_baselines.py``: train + valid).
 """
@@ -30,15 +30,12 @@ import os
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 import torch
-from torch import nn
 
 from .config import HEAD_MODELS
-from .contract import Batch, DomainInfo, ModelOutput
-from .pooling import pool
+from .models.head import PooledHead, pairs
 
 #: ``--model`` names of the heads.
 HEADS: tuple[str, ...] = HEAD_MODELS
@@ -229,103 +226,25 @@ def select_head(config: HeadConfig, x: np.ndarray, y: np.ndarray, groups: np.nda
 # The fitted head as a torch module (run folders, bundles and predict)
 
 
-def pooled_dim(kinds: dict[str, str], dims: dict[str, int]) -> int:
-    """Width of the pooled vector of features ``kinds`` (4 * dim per sequence feature, dim per embedding)."""
-    return sum(4 * int(dims[f]) if k == "sequence" else int(dims[f]) for f, k in kinds.items())
-
-
-class PooledHead(nn.Module):
-    """Pooling, standardisation and decision values of a fitted head; ``logits = decision / temperature``.
-
-    Buffers (their shapes are taken from the state dict when it is loaded: the number of support vectors is
-    known only after fitting): ``mean``, ``scale`` (dim); linear heads ``coef`` (classes, dim), ``intercept``
-    (classes); ``rbfsvm`` ``support`` (vectors, dim), ``pair_coef`` (pairs, vectors), ``intercept`` (pairs),
-    ``gamma`` (1); every head ``temperature`` (1). Scalars are of shape (1,): the bundle's checksum
-    reads every tensor as bytes.
-    """
-
-    def __init__(self, kind: str, kinds: dict[str, str], dims: dict[str, int], n_classes: int):
-        super().__init__()
-        if kind not in HEADS:
-            raise ValueError(f"unknown head {kind!r} (known: {', '.join(HEADS)})")
-        self.kind, self.kinds, self.n_classes = kind, dict(kinds), int(n_classes)
-        dim = pooled_dim(kinds, dims)
-        self.register_buffer("mean", torch.zeros(dim, dtype=torch.float64))
-        self.register_buffer("scale", torch.ones(dim, dtype=torch.float64))
-        self.register_buffer("temperature", torch.ones(1, dtype=torch.float64))
-        if kind == "rbfsvm":
-            pairs = n_classes * (n_classes - 1) // 2
-            self.register_buffer("support", torch.zeros(0, dim, dtype=torch.float64))
-            self.register_buffer("pair_coef", torch.zeros(pairs, 0, dtype=torch.float64))
-            self.register_buffer("intercept", torch.zeros(pairs, dtype=torch.float64))
-            self.register_buffer("gamma", torch.ones(1, dtype=torch.float64))
-        else:
-            self.register_buffer("coef", torch.zeros(n_classes, dim, dtype=torch.float64))
-            self.register_buffer("intercept", torch.zeros(n_classes, dtype=torch.float64))
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        for name in ("support", "pair_coef"):  # sized by the fit
-            if name in self._buffers and prefix + name in state_dict:
-                self._buffers[name] = torch.empty_like(state_dict[prefix + name], device=self._buffers[name].device)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
-    @classmethod
-    def from_fit(cls, fit: HeadFit, kinds: dict[str, str], dims: dict[str, int], n_classes: int,
-                 temperature: float = 1.0) -> "PooledHead":
-        head = cls(fit.config.kind, kinds, dims, n_classes)
-        scaler, model = fit.pipeline.steps[0][1], fit.pipeline.steps[-1][1]
-        t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64))  # noqa: E731
-        state = {"mean": t(scaler.mean_), "scale": t(scaler.scale_), "temperature": t([temperature])}
-        if list(model.classes_) != list(range(n_classes)):
-            raise ValueError(f"the head was fitted on classes {list(model.classes_)}, expected all {n_classes}")
-        if fit.config.kind == "rbfsvm":
-            state.update(rbf_state(model, n_classes))
-        else:
-            coef, intercept = np.asarray(model.coef_), np.asarray(model.intercept_)
-            if coef.shape[0] == 1:  # two classes: decision s for class 1 -> [0, s]
-                coef, intercept = np.concatenate([np.zeros_like(coef), coef]), np.concatenate([[0.0], intercept])
-            state.update(coef=t(coef), intercept=t(intercept))
-        head.load_state_dict(state)
-        return head
-
-    def pool(self, batch: Batch) -> torch.Tensor:
-        """(batch, dim) pooled features of a batch (:func:`train.pooling.pool`, per utterance)."""
-        rows = []
-        for i in range(len(batch)):
-            parts = []
-            for f, kind in self.kinds.items():
-                if kind == "sequence":
-                    frames = batch.sequences[f][i, : int(batch.lengths[f][i])]
-                    parts.append(pool(frames.detach().float().cpu().numpy(), kind))
-                else:
-                    parts.append(pool(batch.embeddings[f][i].detach().float().cpu().numpy(), kind))
-            rows.append(np.concatenate(parts))
-        return torch.as_tensor(np.stack(rows), dtype=torch.float64, device=self.mean.device)
-
-    def standardise(self, x: torch.Tensor) -> torch.Tensor:
-        return (x.to(self.mean.dtype) - self.mean) / self.scale
-
-    def decision(self, z: torch.Tensor) -> torch.Tensor:
-        """Standardised (n, dim) -> (n, classes) decision values, those of the scikit-learn head."""
-        if self.kind != "rbfsvm":
-            return z @ self.coef.T + self.intercept
-        d2 = (z * z).sum(1, keepdim=True) + (self.support * self.support).sum(1)[None, :] - 2 * z @ self.support.T
-        kernel = torch.exp(-self.gamma * d2.clamp_min(0))
-        pairwise = kernel @ self.pair_coef.T + self.intercept  # (n, pairs): > 0 votes for the pair's first class
-        return ovr_from_pairs(pairwise, self.n_classes)
-
-    def logits_from_pooled(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Pooled (n, dim) -> (logits, standardised features)."""
-        z = self.standardise(x)
-        return self.decision(z) / self.temperature, z
-
-    def forward(self, batch: Batch) -> ModelOutput:
-        logits, z = self.logits_from_pooled(self.pool(batch))
-        return ModelOutput(logits.float(), z.float())
-
-
-def _pairs(n_classes: int) -> list[tuple[int, int]]:
-    return [(i, j) for i in range(n_classes) for j in range(i + 1, n_classes)]
+def head_module(fit: HeadFit, kinds: dict[str, str], dims: dict[str, int], n_classes: int,
+                temperature: float = 1.0) -> PooledHead:
+    """The fitted head ``fit`` as a :class:`~train.models.head.PooledHead` whose logits are its decision values
+    divided by ``temperature``."""
+    head = PooledHead(fit.config.kind, kinds, dims, n_classes)
+    scaler, model = fit.pipeline.steps[0][1], fit.pipeline.steps[-1][1]
+    t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64))  # noqa: E731
+    state = {"mean": t(scaler.mean_), "scale": t(scaler.scale_), "temperature": t([temperature])}
+    if list(model.classes_) != list(range(n_classes)):
+        raise ValueError(f"the head was fitted on classes {list(model.classes_)}, expected all {n_classes}")
+    if fit.config.kind == "rbfsvm":
+        state.update(rbf_state(model, n_classes))
+    else:
+        coef, intercept = np.asarray(model.coef_), np.asarray(model.intercept_)
+        if coef.shape[0] == 1:  # two classes: decision s for class 1 -> [0, s]
+            coef, intercept = np.concatenate([np.zeros_like(coef), coef]), np.concatenate([[0.0], intercept])
+        state.update(coef=t(coef), intercept=t(intercept))
+    head.load_state_dict(state)
+    return head
 
 
 def rbf_state(svc, n_classes: int) -> dict[str, torch.Tensor]:
@@ -333,114 +252,11 @@ def rbf_state(svc, n_classes: int) -> dict[str, torch.Tensor]:
     vector s in pair p = (i, j) (libsvm's ``dual_coef_`` rows, by the classes of i and j)."""
     starts = np.concatenate([[0], np.cumsum(svc.n_support_)])
     dual = np.asarray(svc.dual_coef_)
-    pair_coef = np.zeros((len(_pairs(n_classes)), dual.shape[1]))
-    for p, (i, j) in enumerate(_pairs(n_classes)):
+    pair_coef = np.zeros((len(pairs(n_classes)), dual.shape[1]))
+    for p, (i, j) in enumerate(pairs(n_classes)):
         pair_coef[p, starts[i]:starts[i + 1]] = dual[j - 1, starts[i]:starts[i + 1]]
         pair_coef[p, starts[j]:starts[j + 1]] = dual[i, starts[j]:starts[j + 1]]
     t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64))  # noqa: E731
     gamma = svc._gamma if hasattr(svc, "_gamma") else svc.gamma
     return {"support": t(svc.support_vectors_), "pair_coef": t(pair_coef), "intercept": t(svc.intercept_),
             "gamma": t([gamma])}
-
-
-def ovr_from_pairs(pairwise: torch.Tensor, n_classes: int) -> torch.Tensor:
-    """(n, pairs) one-vs-one decisions -> (n, classes): votes plus confidences scaled into (-1/3, 1/3), as
-    scikit-learn's ``SVC.decision_function`` (``decision_function_shape="ovr"``) computes them."""
-    if n_classes == 2:  # the public dual_coef_ and intercept_ of a binary SVC give class 1's decision: [0, s]
-        return torch.stack([torch.zeros_like(pairwise[:, 0]), pairwise[:, 0]], dim=1)
-    votes = pairwise.new_zeros(pairwise.shape[0], n_classes)
-    confidence = pairwise.new_zeros(pairwise.shape[0], n_classes)
-    for p, (i, j) in enumerate(_pairs(n_classes)):
-        votes[:, i] += (pairwise[:, p] > 0).to(votes.dtype)
-        votes[:, j] += (pairwise[:, p] <= 0).to(votes.dtype)
-        confidence[:, i] += pairwise[:, p]
-        confidence[:, j] -= pairwise[:, p]
-    return votes + confidence / (3 * (confidence.abs() + 1))
-
-
-def build_head(config, domains: Sequence[DomainInfo]) -> PooledHead:
-    """The :data:`train.models.MODELS` builder of ``--model logreg|linsvm|rbfsvm`` (unfitted: its state comes from
-    a run or a bundle)."""
-    if len(domains) != 1:
-        raise ValueError(f"--model {config.model} is a single-language model; give one language")
-    d = domains[0]
-    return PooledHead(config.model, d.kinds, d.dims, len(d.classes))
-
-
-# --------------------------------------------------------------------------------------------------
-# One run of ``train --model logreg|linsvm|rbfsvm``
-
-
-def head_config(config) -> HeadConfig:
-    """The head of an :class:`~train.config.ExperimentConfig` (its ``model``), with the default grids."""
-    return HeadConfig(config.model)
-
-
-def fit_head_run(config, datas, features: list[str], run: int, description: str = ""):
-    """The head's :func:`train.fit.fit_run`: split, pool, choose and fit on train, calibrate on valid, test."""
-    from .calibration import apply_temperature, fit_temperature, nll
-    from .fit import RunResult, domain_info, few_shot_indices
-    from .memory import crop_center, max_frames
-    from .metrics import score
-    from .protocol import draw_split, split_indices
-    from .trainer import Evaluation, FitResult
-
-    if len(datas) != 1:
-        raise ValueError(f"--model {config.model} is a single-language model; give one language")
-    data = datas[0]
-    start = time.perf_counter()
-    seed = config.first_seed + run
-    fold = run if config.protocol == "speaker" else None
-    idx = split_indices(draw_split(data, config.protocol, fold if fold is not None else seed, config.folds))
-    if data.spec.language in config.few_shot:
-        idx = few_shot_indices(idx, data.emotions, config.few_shot[data.spec.language], seed, set(data.classes))
-    info = domain_info(data, features)
-    limit = max_frames(data.provenance, data.kinds, config.train.max_seconds)  # as the network's datasets crop
-
-    def pooled(rows: list[int]) -> np.ndarray:
-        def one(i: int) -> np.ndarray:
-            return np.concatenate([pool(crop_center(data.features[f][i], limit.get(f)) if info.kinds[f] == "sequence"
-                                        else data.features[f][i], info.kinds[f]) for f in features])
-
-        return np.stack([one(i) for i in rows]) if rows else np.zeros((0, pooled_dim(info.kinds, info.dims)))
-
-    x = {name: pooled(rows) for name, rows in idx.items()}
-    y = {name: np.array([data.classes.index(data.emotions[i]) for i in rows], dtype=np.int64)
-         for name, rows in idx.items()}
-    speakers = np.array(data.speakers)
-    groups = speakers[idx["train"]] if config.protocol == "speaker" else None
-    hc = head_config(config)
-    fit = select_head(hc, x["train"], y["train"], groups, seed=seed)
-    n_classes = len(data.classes)
-    temperature = fit_temperature(fit.decision(x["valid"]), y["valid"]) if len(y["valid"]) else 1.0
-    head = PooledHead.from_fit(fit, info.kinds, info.dims, n_classes, temperature)
-    history = [{"head": hc.as_dict(), "chosen": fit.params, "inner_ua": fit.inner_ua, "searched": fit.searched,
-                "temperature": temperature, "select_seconds": round(fit.seconds, 2)}]
-    if config.train.refit:  # the same hyperparameters and temperature, fitted on train + valid
-        from sklearn.exceptions import ConvergenceWarning
-
-        pipeline = make_head(hc.kind, c=fit.params["c"], gamma=fit.params.get("gamma", "scale"), max_iter=hc.max_iter)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            pipeline.fit(np.concatenate([x["train"], x["valid"]]), np.concatenate([y["train"], y["valid"]]))
-        selection_head = head
-        head = PooledHead.from_fit(HeadFit(hc, pipeline, fit.params, fit.inner_ua, 0.0), info.kinds, info.dims,
-                                   n_classes, temperature)
-    else:
-        selection_head = head
-
-    def evaluate(model: PooledHead, name: str) -> Evaluation:
-        with torch.no_grad():
-            logits, z = model.logits_from_pooled(torch.as_tensor(x[name]))
-        logits = logits.numpy()
-        labels, predictions = y[name], logits.argmax(1) if len(logits) else np.zeros(0, np.int64)
-        probabilities = apply_temperature(logits, 1.0) if len(logits) else np.zeros((0, n_classes))
-        loss = nll(logits, labels) if len(labels) else float("nan")
-        scores = {0: score(labels, predictions, data.classes)} if len(labels) else {}
-        return Evaluation(scores, loss, labels, predictions, np.zeros(len(labels), np.int64), z.float().numpy(),
-                          [data.utt_ids[i] for i in idx[name]], probabilities=probabilities.astype(np.float32))
-
-    valid, test = evaluate(selection_head, "valid"), evaluate(head, "test")
-    state = {"model": {k: v.clone() for k, v in head.state_dict().items()}, "aux": {}, "scalers": [None]}
-    result = FitResult(0, valid, test, history, time.perf_counter() - start, state)
-    return RunResult(run, seed, fold, result, {data.spec.language: sorted({data.speakers[i] for i in idx["test"]})}, {})

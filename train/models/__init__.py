@@ -18,7 +18,7 @@ import torch
 
 from ..config import HEAD_MODELS, MULTIDOMAIN_MODELS, ConfigError
 from ..contract import DomainInfo
-from ..heads import build_head
+from .head import build_head
 from .multidomain import build_multidomain_model
 from .single import build_single_domain_model
 
