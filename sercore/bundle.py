@@ -78,7 +78,7 @@ def payload_digest(payload: dict) -> str:
         if isinstance(value, torch.Tensor):
             t = value.detach().cpu().contiguous()
             h.update(f"{t.dtype}{tuple(t.shape)}".encode())
-            h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")  # 0-d tensors too
         elif isinstance(value, dict):
             for k in sorted(value, key=str):
                 add(f"{name}/{k}", value[k])

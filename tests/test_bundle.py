@@ -131,3 +131,16 @@ def test_a_file_that_is_not_a_bundle_is_refused_by_name(tmp_path):
         load_bundle(bad)
     with pytest.raises(BundleError, match="model bundle not found"):
         load_bundle(tmp_path / "missing")
+
+
+def test_the_checksum_reads_scalar_tensors():
+    """A 0-dimensional float tensor (a temperature, a gamma) is hashed by its bytes like every other tensor."""
+    import torch
+
+    from sercore.bundle import payload_digest
+
+    def digest(value):
+        return payload_digest({"model": {"head.temperature": value}})
+
+    assert digest(torch.tensor(1.5)) != digest(torch.tensor(2.5)) and digest(torch.tensor(1.5)) == digest(torch.tensor(1.5))
+    assert digest(torch.tensor([1.5, 2.5])) != digest(torch.tensor([2.5, 1.5]))
