@@ -25,7 +25,7 @@ extract --dataset emodb --scheduler dask-scheduler.json --device cuda   # on a c
 extract prepare --dataset folder --root /data/swahili --language sw --speaker-pattern '^(\\d+)_'"""
 
 
-@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]},
+@click.group("extract", invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]},
              epilog=epilog(EXAMPLES, [*WEIGHTS_ENV, "OMP_NUM_THREADS"]))
 @click.option("--dataset", help="Dataset to extract (emodb, emovo, cafe, iemocap, ravdess, demo, or a prepared user corpus).")
 @click.option("--root", type=click.Path(path_type=Path), help="Corpus folder; used to prepare the manifest if it is missing.")

@@ -255,7 +255,7 @@ def _write_csv(path: Path, language: str, classes: list[str], predictions: list[
     write_atomic(path, write)  # a full disk leaves the old file (or none), never half of one
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]},
+@click.command("predict", context_settings={"help_option_names": ["-h", "--help"]},
                epilog=epilog(__doc__.split("\n\n")[1], WEIGHTS_ENV))
 @click.option("--model", "model_path", required=True, type=click.Path(path_type=Path),
               help="A model bundle (<run>/model.bundle) or a run folder holding one.")

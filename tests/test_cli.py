@@ -51,6 +51,13 @@ def test_mgser_lists_its_subcommands_and_runs_each():
     assert CliRunner().invoke(mgser_main, ["nonsense"]).exit_code == EXIT_USAGE
 
 
+def test_each_subcommand_is_named_as_mgser_calls_it():
+    # the generated command-line reference (docs/reference/cli.md, mkdocs-click) titles each command by its click name
+    ctx = mgser_main.make_context("mgser", [], resilient_parsing=True)
+    for name in COMMANDS:
+        assert mgser_main.get_command(ctx, name).name == name, name
+
+
 def test_mgser_without_arguments_prints_the_pipeline():
     r = CliRunner().invoke(mgser_main, [])
     assert r.exit_code == 0, r.output

@@ -69,7 +69,7 @@ def check_out_folder(out: str) -> None:
         raise EnvironmentProblem(path, "permission denied (the run folder is not writable)")
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]},
+@click.command("train", context_settings={"help_option_names": ["-h", "--help"]},
                epilog=epilog(__doc__.split("\n\n", 1)[1], ["OMP_NUM_THREADS"]))
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Take the whole experiment from a configuration file, e.g. the config.json of an earlier run (which it reproduces); "

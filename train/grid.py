@@ -496,7 +496,7 @@ def run_grid(options: GridOptions, *, workers: int = 2, scheduler: str | None = 
     return 0
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]}, help=__doc__.split("\n\n")[0],
+@click.command("grid", context_settings={"help_option_names": ["-h", "--help"]}, help=__doc__.split("\n\n")[0],
                epilog=epilog(__doc__.split("\n\n")[1], ["TRAIN_ARGS", "EXTRACT_ARGS", "OMP_NUM_THREADS"]))
 @click.argument("domains", nargs=-1)
 @click.option("--out", default="runs/grid", show_default=True, type=click.Path(file_okay=False, path_type=Path))

@@ -213,7 +213,7 @@ def write_report(root: str | Path, out: str | Path | None = None) -> Path:
     return out
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]},
+@click.command("report", context_settings={"help_option_names": ["-h", "--help"]},
                epilog=epilog("report runs/de_random                 # -> runs/de_random/report.html\n"
                              "report runs/grid/multi/nas/seed0 -o nas.html"))
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
