@@ -1,5 +1,5 @@
 """Peak RSS of one training step (forward + backward) of the single model on one padded MFCC batch, next to
-train.memory's estimate (README, "Bad input and interrupted work", memory bound).
+train.memory's estimate (docs/reliability.md, memory bound).
 
     python bench/batch_memory.py ROWS FRAMES
 """

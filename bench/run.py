@@ -18,7 +18,7 @@ repository's features/ or runs/ is read or written unless --out points there):
    next to the scikit-learn baselines of ``bench/baselines.py`` on the same splits and stores.
 
 It prints the tables as one Markdown block (also written to ``--out`` with a JSON twin) with the date, the
-machine and the command, ready to paste into the README.
+machine and the command, ready to paste into docs/results/.
 """
 
 from __future__ import annotations

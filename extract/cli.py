@@ -45,7 +45,7 @@ extract prepare --dataset folder --root /data/swahili --language sw --speaker-pa
 @click.option("--byol-checkpoint", type=click.Path(path_type=Path), default=None, help="BYOL-A checkpoint (or $MGSER_BYOL_CHECKPOINT).")
 @click.option("--ssl", "ssl", multiple=True, metavar="NAME=CHECKPOINT",
               help="A Hugging Face speech encoder as feature NAME: a save_pretrained folder or a model id in the local "
-                   "cache (repeatable; or [ssl.NAME] tables in $MGSER_CONFIG). See README, 'Self-supervised encoders'.")
+                   "cache (repeatable; or [ssl.NAME] tables in $MGSER_CONFIG). See docs/features.md, 'Self-supervised encoders'.")
 @click.option("--ssl-layers", default=None, help="Hidden states to store for the --ssl encoders: 'all' (default) or e.g. 0,6,12.")
 @click.option("--manifest-dir", type=click.Path(path_type=Path), default=DEFAULT_MANIFESTS, show_default=True)
 @click.option("--features-dir", type=click.Path(path_type=Path), default=DEFAULT_FEATURES, show_default=True)
@@ -124,7 +124,7 @@ def _merges(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) 
 @click.option("--manifest-dir", type=click.Path(path_type=Path), default=DEFAULT_MANIFESTS, show_default=True)
 @common_options
 def prepare(dataset, root, name, language, speaker_pattern, layout, protocol, seed, merge, manifest_dir, verbose, quiet) -> None:
-    """Scan a corpus and write data_manifests/<name>.csv (see README, "Preparing corpora")."""
+    """Scan a corpus and write data_manifests/<name>.csv (see docs/corpora.md)."""
     from extract.prepare import prepare_dataset
 
     options = {"speaker_pattern": speaker_pattern} if speaker_pattern else {}

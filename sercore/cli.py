@@ -22,9 +22,9 @@ from .errors import EXIT_BUG, EXIT_INTERRUPTED, SerError, environment_problem
 
 LOGGER = "mgser"
 
-#: Every environment variable a command reads, with what for (shown by --help and in the README).
+#: Every environment variable a command reads, with what for (shown by --help and in docs/index.md).
 ENVIRONMENT = {
-    "MGSER_CONFIG": "a weights file (TOML or JSON) naming the pretrained checkpoints (README, Pretrained weights)",
+    "MGSER_CONFIG": "a weights file (TOML or JSON) naming the pretrained checkpoints (docs/features.md, Pretrained weights)",
     "MGSER_WAV2VEC_CHECKPOINT": "the wav2vec checkpoint, when --wav2vec-checkpoint is not given",
     "MGSER_ALLOSAURUS_MODEL": "the Allosaurus model folder, when --allosaurus-model is not given",
     "MGSER_BYOL_CHECKPOINT": "the BYOL-A checkpoint, when --byol-checkpoint is not given",

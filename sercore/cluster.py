@@ -12,7 +12,7 @@ without Dask's messages, and the KeyboardInterrupt goes on to the caller.
 
 ``python -m sercore.cluster slurm ...`` (also ``mgser cluster slurm``) runs a scheduler in its own process and
 its workers as SLURM jobs through dask-jobqueue, writes the scheduler file and stays until interrupted
-(README, "Running on a cluster").
+(docs/cluster.md).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Errors with a one-line message that names the file or folder at fault, and the exit codes of every command.
 
-Exit codes (the same for ``extract``, ``train``, ``predict`` and the grid; documented in the README):
+Exit codes (the same for ``extract``, ``train``, ``predict`` and the grid; documented in docs/reliability.md):
 
 ====  =========================================================================================
 0     success

@@ -77,7 +77,7 @@ def test_nas_csv_has_every_connection_per_language_and_only_nas_has_it(traced):
                                                 ("nas", "nas.csv", "probability")])
 def test_the_traces_move_while_the_model_trains(traced, model, table, column):
     """Each epoch's values are the model's at that epoch: every run's series changes over its epochs (NAS
-    probabilities move little at the paper's learning rate, README "Multi-domain training", but they move)."""
+    probabilities move little at the paper's learning rate, docs/results/gates.md, but they move)."""
     out, _, _ = traced
     _, rows = _rows(out / model / table)
     by_key = defaultdict(dict)

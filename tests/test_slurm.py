@@ -1,7 +1,7 @@
-"""The cluster recipe of the README ("Running on a cluster") on a real one-node SLURM started here.
+"""The cluster recipe of docs/cluster.md on a real one-node SLURM started here.
 
 A ``slurm.conf`` for localhost is written into a temporary folder, ``slurmctld -D`` and ``slurmd -D`` are
-started by hand (``AuthType=auth/none``, no munge needed), and then exactly the README's commands run:
+started by hand (``AuthType=auth/none``, no munge needed), and then exactly that page's commands run:
 ``mgser cluster slurm ...`` (workers as SLURM jobs through dask-jobqueue), ``extract --scheduler``
 and ``run_all.sh --scheduler`` on a tiny generated corpus. The stores and tables must equal a local run's; a
 worker job cancelled with ``scancel`` in the middle of the grid must leave a grid that finishes (its cell is
@@ -196,7 +196,7 @@ def test_the_readme_cluster_recipe_on_slurm_equals_a_local_run_and_survives_scan
     _run(["bash", str(REPO / "run_all.sh"), "--workers", "1", *common, "--features-dir", "features_local",
           "--out", "grid_local", *GRID], tmp_path)
 
-    # the README's recipe: workers as SLURM jobs, then extract and run_all.sh on them
+    # the documented recipe (docs/cluster.md): workers as SLURM jobs, then extract and run_all.sh on them
     env = _env()
     serve_log = (tmp_path / "cluster.log").open("w")
     server = subprocess.Popen([py, "-m", "mgser.cli", "cluster", "slurm", "--jobs", "2", "--cores", "1", "--memory", "1GB",

@@ -140,7 +140,7 @@ def test_each_runs_baselines_are_kept_reused_and_refitted_when_their_data_change
 
 
 def test_train_args_taking_one_option_as_the_readme_writes_it(store, tmp_path, capsys):
-    # the README's form: --train-args "--refit" (one value that starts with "-"), not only --train-args=--refit
+    # the documented form (docs/results/vs_baselines.md): --train-args "--refit" (one value that starts with "-"), not only --train-args=--refit
     args = vs.parser().parse_args(vs.attach_option_values(["--domains", "de", "--train-args", "--refit"]))
     assert args.train_args == "--refit"
     with pytest.raises(SystemExit) as exc:

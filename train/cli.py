@@ -101,7 +101,7 @@ def check_out_folder(out: str) -> None:
 @click.option("--expert-norm/--no-expert-norm", default=None,
               help="Multi-domain models: layer-normalise every expert's output before the (gated) sum [paper: no].")
 @click.option("--preset", type=click.Choice(list(PRESETS)), default=DEFAULT_PRESET, show_default=True,
-              help="tuned: the configuration chosen on validation data (README, Training); paper: section 5.1 exactly, for reproduction.")
+              help="tuned: the configuration chosen on validation data (docs/training.md); paper: section 5.1 exactly, for reproduction.")
 @click.option("--no-aux", is_flag=True, help="Train without the contrastive auxiliary loss (alpha = 0).")
 @click.option("--alpha", type=ranged_type(TrainConfig, "alpha"), default=None, help="Weight of the auxiliary loss [default: per language, de 0.01].")
 @click.option("--aux-reduction", type=click.Choice(["sum", "mean"]), default=None, help="Over samples [paper eq. 6: sum].")

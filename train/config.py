@@ -3,7 +3,7 @@
 Every deviation the toolkit offers (feature standardisation, GE2E fine-tuning, longer training...) is
 an explicit field whose default keeps the paper's setting; :data:`PRESETS` name sets of them
 (``tuned``, the :data:`DEFAULT_PRESET` of ``train`` and the grid: the values selected on EmoDB's validation
-splits, see README, "Training"; ``paper``: section 5.1 exactly), and :func:`build_config` makes an :class:`ExperimentConfig` from domains, a preset and overrides (what the
+splits, see docs/training.md; ``paper``: section 5.1 exactly), and :func:`build_config` makes an :class:`ExperimentConfig` from domains, a preset and overrides (what the
 ``train`` CLI and the grid do).
 
 An :class:`ExperimentConfig` converts to a dict (:meth:`ExperimentConfig.to_dict`) and back
@@ -515,7 +515,7 @@ class Preset:
 #: dropout 0.3 on the representation, 40 epochs with an exponential moving average of the weights, balanced
 #: batches grouped by length, random crops of at least half of each sequence, and sequence encoders that average
 #: every 3 frames. The last three were chosen on EmoDB's *validation* UA (3 seeds, features mfcc,ge2e,byol;
-#: README, "Training"): each kept the validation UA of the configuration without it (0.904 with length batches
+#: docs/results/default_config.md): each kept the validation UA of the configuration without it (0.904 with length batches
 #: and crops against 0.909 and 0.902 without one of them; 0.899 with frame stride 3 against 0.904 without)
 #: and cut the time per run (280 s -> 110-155 s for the stride, at load 2-4).
 PRESETS: dict[str, Preset] = {

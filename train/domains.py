@@ -240,7 +240,7 @@ def _refuse_duplicate_recordings(folder: Path, utt_ids: Sequence[str], arrays: M
 #: embeddings have a cosine of at least NEAR_DUPLICATE_GE2E_ALONE, or of at least NEAR_DUPLICATE_GE2E with
 #: standardised pooled features (mean and std over time of every sequence feature, the other embeddings) of cosine
 #: at least NEAR_DUPLICATE_POOLED_WITH_GE2E.
-#: Measured (README, "Bad input and interrupted work"): a 48 kHz copy 1.0000 / 1.0000; distinct utterances of
+#: Measured (docs/results/reliability_checks.md): a 48 kHz copy 1.0000 / 1.0000; distinct utterances of
 #: EmoDB, EMOVO and RAVDESS at most 0.987 GE2E; synthetic tones 2 % apart in pitch up to 0.999 GE2E but at most
 #: 0.966 pooled; a synthetic noisy clip resampled to 48 kHz and back 0.99988 GE2E but 0.938 pooled (its top MFCC
 #: coefficients lose the band resampling cut), caught by the GE2E evidence alone. Without GE2E (or with an

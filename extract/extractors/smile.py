@@ -11,7 +11,7 @@ Three features:
 
 No weights: the configurations ship inside the package. The ``opensmile`` package is an optional extra
 (``pip install -e '.[opensmile]'``) because its licence, audEERING's research licence, allows research and
-education only (README, "Features"). It is imported only when one of these extractors loads.
+education only (docs/features.md). It is imported only when one of these extractors loads.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ The same loader accepts wav2vec 2.0 and HuBERT pre-trained (not fine-tuned) chec
 transformer layer ``settings.wav2vec_layer`` (1-based; default: the last one, after the final layer norm).
 
 fairseq: the official 0.12.2 does not install on Python 3.11; ``fairseq-fixed==0.12.3.1`` is a maintained
-fork of 0.12 that does (README, "Dependencies"). It is imported only when this extractor loads.
+fork of 0.12 that does (docs/installation.md). It is imported only when this extractor loads.
 """
 
 from __future__ import annotations

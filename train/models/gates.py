@@ -6,7 +6,7 @@ g_k(x) = softmax(W_k x + b_k). Why it can matter: the selector is standardised w
 training statistics (``--standardize``, on by default), so over a language's training rows x averages to 0
 and so do the logits W_k x; a bias-free gate moves its language's mean weights away from 1/M only through
 the spread of its logits across utterances (large W), while b_k is a per-language preference that does not
-depend on the utterance (README, "Do the gates learn?"). :class:`DomainGates` holds one gate per domain
+depend on the utterance (docs/results/gates.md). :class:`DomainGates` holds one gate per domain
 (MMoE and the paper's model: "the parameter of multiple gates are not shared across different domains") or
 a single gate used by every domain (OMoE).
 """

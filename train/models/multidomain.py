@@ -120,7 +120,7 @@ class MultiDomainModel(nn.Module):
         With ``split_by_domain``, each language's rows go through the encoders as their own sub-batch, its
         padding trimmed to that language's longest utterance: EmoDB's utterances are 1.2-9 s, EMOVO's up to 14 s, and
         padding every German row of a mixed batch to the longest Italian one cost more than the extra
-        encoder call per language (README, "Multi-domain training", speed).
+        encoder call per language (docs/results/multidomain_speed.md).
         """
         domains = batch.domains.unique().tolist()
         if not self.split_by_domain or len(domains) == 1:
