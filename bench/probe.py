@@ -14,7 +14,7 @@ Every feature stored for the dataset (``features/<dataset>/*.h5``; default: all 
 Inputs are standardised (statistics of the fitting part), and the inverse regularisation C is chosen from
 {0.001, 0.01, 0.1, 1, 10} by 5-fold inner cross-validation on the fitting part only (stratified under the random
 protocol, grouped by speaker under the speaker one), scoring UA. The probe is fitted on all non-test data of the
-trainer's split of each run (``train.data.draw_split``: 5 random stratified 80/10/10 splits, seeds 0-4; or the
+trainer's split of each run (``train.protocol.draw_split``: 5 random stratified 64/16/20 splits, seeds 0-4; or the
 speaker folds, one test speaker each) and scored on its test part: UA (unweighted average recall) and WA
 (accuracy), mean ± standard deviation over runs.
 
