@@ -13,6 +13,7 @@ import click
 
 from sercore.cli import (BATCH_SIZE, SEED, WAV2VEC_LAYER, WEIGHTS_ENV, WORKERS, command_errors, common_options, epilog,
                          name_list, say, show_progress, warn)
+from extract.extractors import NAMES, NEEDS
 from sercore.errors import DataError, EnvironmentProblem
 
 DEFAULT_MANIFESTS = Path("data_manifests")
@@ -24,9 +25,13 @@ extract --dataset emodb --root /data/emodb --features mfcc,ge2e,ge2e_mel --worke
 extract --dataset emodb --scheduler dask-scheduler.json --device cuda   # on a cluster (mgser cluster slurm)
 extract prepare --dataset folder --root /data/swahili --language sw --speaker-pattern '^(\\d+)_'"""
 
+#: The features ``--features`` accepts, from the extractor registry.
+FEATURES_HELP = "\b\nFeatures (--features NAME,...) and what each needs:\n" + "\n".join(
+    f"  {name:<12} {NEEDS[name]}" for name in NAMES) + "\n  NAME         a Hugging Face speech encoder given with --ssl NAME=CHECKPOINT"
+
 
 @click.group("extract", invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]},
-             epilog=epilog(EXAMPLES, [*WEIGHTS_ENV, "OMP_NUM_THREADS"]))
+             epilog=FEATURES_HELP + "\n\n" + epilog(EXAMPLES, [*WEIGHTS_ENV, "OMP_NUM_THREADS"]))
 @click.option("--dataset", help="Dataset to extract (emodb, emovo, cafe, iemocap, ravdess, demo, or a prepared user corpus).")
 @click.option("--root", type=click.Path(path_type=Path), help="Corpus folder; used to prepare the manifest if it is missing.")
 @click.option("--features", "feature_names", default=None,

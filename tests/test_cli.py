@@ -205,3 +205,16 @@ def test_resemblyzer_is_imported_without_the_pkg_resources_warning():
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
     assert r.returncode == 0, r.stderr
     assert r.stderr.count("pkg_resources is deprecated") == 1 and "deprecated elsewhere" in r.stderr, r.stderr
+
+
+def test_extract_help_lists_every_registered_feature_and_what_it_needs():
+    from click.testing import CliRunner
+
+    from extract.cli import main as extract_main
+    from extract.extractors import NEEDS, REGISTRY
+
+    assert set(NEEDS) == set(REGISTRY)
+    text = CliRunner().invoke(extract_main, ["--help"]).output
+    lines = text[text.index("Features (--features"):].splitlines()
+    for name in REGISTRY:
+        assert any(line.split()[:1] == [name] and NEEDS[name] in line for line in lines), name

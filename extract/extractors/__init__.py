@@ -23,6 +23,18 @@ REGISTRY: dict[str, str] = {
     "compare": "extract.extractors.smile:CompareExtractor",
 }
 NAMES: tuple[str, ...] = tuple(REGISTRY)
+#: What each registered feature needs (``extract --help`` lists it).
+NEEDS: dict[str, str] = {
+    "mfcc": "nothing more (librosa)",
+    "allosaurus": "the allosaurus extra and its model (--allosaurus-model)",
+    "wav2vec": "the wav2vec extra (fairseq) and a wav2vec 2.0 / HuBERT checkpoint (--wav2vec-checkpoint)",
+    "ge2e": "nothing more (resemblyzer ships its weights)",
+    "byol": "a BYOL-A checkpoint (--byol-checkpoint)",
+    "ge2e_mel": "nothing more (GE2E's mel frames, for --finetune-ge2e)",
+    "egemaps": "the opensmile extra",
+    "egemaps_lld": "the opensmile extra",
+    "compare": "the opensmile extra",
+}
 #: What ``extract`` computes when ``--features`` is not given (each one whose weights are available): the
 #: paper's features. openSMILE sets and the Hugging Face encoders are extracted when named.
 DEFAULT_NAMES: tuple[str, ...] = ("mfcc", "allosaurus", "wav2vec", "ge2e", "byol", "ge2e_mel")
