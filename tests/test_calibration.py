@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from tests._train_helpers import make_stores
-from train.calibration import (apply_temperature, calibrate, expected_calibration_error, fit_temperature,
+from train.calibration import (MIN_ROWS, apply_temperature, calibrate, expected_calibration_error, fit_temperature,
                                log_probabilities, nll)
 from train.cli import main as train
 
@@ -75,6 +75,15 @@ def test_metrics_report_the_calibration_of_every_run(tmp_path):
 
 
 def test_a_validation_split_without_errors_gives_no_temperature():
-    logits = np.array([[3.0, 0.0, -1.0], [0.0, 2.0, 1.0], [0.5, 0.0, 4.0]])
-    assert fit_temperature(logits, [0, 1, 2]) == 1.0  # else T would shrink until every probability is 1
-    assert fit_temperature(logits, [0, 1, 1]) != 1.0
+    logits = np.tile(np.array([[3.0, 0.0, -1.0], [0.0, 2.0, 1.0], [0.5, 0.0, 4.0]]), (10, 1))
+    assert fit_temperature(logits, [0, 1, 2] * 10) == 1.0  # else T would shrink until every probability is 1
+    assert fit_temperature(logits, [0, 1, 1] * 10) != 1.0
+
+
+def test_too_few_validation_utterances_give_no_temperature():
+    """15 utterances (the demo's validation split) say too little: T would flatten or sharpen every probability."""
+    rng = np.random.default_rng(2)
+    logits = rng.normal(size=(MIN_ROWS, 5)) * 3
+    wrong = (logits.argmax(1) + 1) % 5  # a model that is always wrong: the NLL falls as T grows
+    assert fit_temperature(logits[:15], wrong[:15]) == 1.0
+    assert fit_temperature(logits, wrong) > 10  # with enough rows the same evidence is used

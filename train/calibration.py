@@ -6,7 +6,8 @@ unchanged), only how sure the probabilities say the model is. Since ``softmax((z
 for any per-row constant c, log-probabilities serve as logits: the run records' probabilities are enough.
 
 A validation split without a single error gives no temperature (T = 1): nothing there says how often the
-model is wrong.
+model is wrong; nor does one of fewer than :data:`MIN_ROWS` utterances (a demo's 15 validation utterances
+gave T = 1000, probabilities flattened to uniform, or T = 0.13, every probability near 1).
 
 The expected calibration error (ECE) is the mean over equal-width bins of the top probability of
 ``|accuracy - mean confidence|``, weighted by the bin's share of utterances (15 bins).
@@ -25,6 +26,8 @@ import numpy as np
 ECE_BINS = 15
 #: Temperatures searched (log-scale bounds): beyond these the probabilities are one-hot or uniform anyway.
 T_BOUNDS = (1e-3, 1e3)
+#: Fewer validation utterances than this give no temperature (T = 1): too few to say how often the model errs.
+MIN_ROWS = 30
 #: Probabilities are floored at this before their log is taken (a 0 in a record would be -inf).
 FLOOR = 1e-12
 
@@ -50,13 +53,14 @@ def nll(logits: np.ndarray, labels: Sequence[int], temperature: float = 1.0) -> 
 
 
 def fit_temperature(logits: np.ndarray, labels: Sequence[int]) -> float:
-    """The T in :data:`T_BOUNDS` minimising the NLL of ``labels``; 1.0 for no rows, and for rows that are all
+    """The T in :data:`T_BOUNDS` minimising the NLL of ``labels``; 1.0 for fewer than :data:`MIN_ROWS` rows, and for
+    rows that are all
     predicted right (the NLL then only falls as T shrinks: it would make every probability 1, however few the
     rows)."""
     from scipy.optimize import minimize_scalar
 
     logits = np.asarray(logits, dtype=np.float64)
-    if len(logits) == 0 or (logits.argmax(axis=1) == np.asarray(labels)).all():
+    if len(logits) < MIN_ROWS or (logits.argmax(axis=1) == np.asarray(labels)).all():
         return 1.0
     found = minimize_scalar(lambda log_t: nll(logits, labels, float(np.exp(log_t))),
                             bounds=tuple(np.log(T_BOUNDS)), method="bounded", options={"xatol": 1e-4})
