@@ -41,7 +41,8 @@ FEATURES_HELP = "\b\nFeatures (--features NAME,...) and what each needs:\n" + "\
 @click.option("--scheduler", default=None,
               help="An existing Dask cluster: its scheduler's address (tcp://host:8786) or scheduler file (mgser cluster slurm).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
-@click.option("--batch-size", type=BATCH_SIZE, default=16, show_default=True, help="Utterances per worker task (and per part file).")
+@click.option("--batch-size", type=BATCH_SIZE, default=16, show_default=True,
+              help="Utterances per worker task (and per part file); the --ssl encoders run them in padded passes.")
 @click.option("--overwrite", is_flag=True, help="Recompute everything instead of resuming (the old stores stay readable until replaced).")
 @click.option("--strict", is_flag=True, help="Fail if any utterance had to be skipped.")
 @click.option("--wav2vec-checkpoint", type=click.Path(path_type=Path), default=None, help="wav2vec checkpoint (or $MGSER_WAV2VEC_CHECKPOINT).")
@@ -52,13 +53,16 @@ FEATURES_HELP = "\b\nFeatures (--features NAME,...) and what each needs:\n" + "\
               help="A Hugging Face speech encoder as feature NAME: a save_pretrained folder or a model id in the local "
                    "cache (repeatable; or [ssl.NAME] tables in $MGSER_CONFIG). See docs/features.md, 'Self-supervised encoders'.")
 @click.option("--ssl-layers", default=None, help="Hidden states to store for the --ssl encoders: 'all' (default) or e.g. 0,6,12.")
+@click.option("--ssl-compute-dtype", type=click.Choice(["float32", "float16", "bfloat16"]), default=None,
+              help="Precision of the --ssl encoders' forward passes (float16 / bfloat16: --device cuda only; "
+                   "default float32).")
 @click.option("--manifest-dir", type=click.Path(path_type=Path), default=DEFAULT_MANIFESTS, show_default=True)
 @click.option("--features-dir", type=click.Path(path_type=Path), default=DEFAULT_FEATURES, show_default=True)
 @common_options
 @click.pass_context
 def main(ctx: click.Context, dataset, root, feature_names, workers, scheduler, device, batch_size, overwrite, strict,
-         wav2vec_checkpoint, wav2vec_layer, allosaurus_model, byol_checkpoint, ssl, ssl_layers, manifest_dir, features_dir,
-         verbose,
+         wav2vec_checkpoint, wav2vec_layer, allosaurus_model, byol_checkpoint, ssl, ssl_layers, ssl_compute_dtype,
+         manifest_dir, features_dir, verbose,
          quiet) -> None:
     """Extract pretrained-model features of a dataset into HDF5 stores under features/<dataset>/.
 
@@ -86,7 +90,7 @@ def main(ctx: click.Context, dataset, root, feature_names, workers, scheduler, d
         from extract.extractors.ssl import parse_ssl_option
 
         try:
-            encoders = parse_ssl_option(ssl, ssl_layers)
+            encoders = parse_ssl_option(ssl, ssl_layers, ssl_compute_dtype)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--ssl") from None
         settings = ExtractorSettings(device=device, wav2vec_checkpoint=wav2vec_checkpoint, wav2vec_layer=wav2vec_layer,

@@ -59,8 +59,9 @@ class BatchResult:
 def featurise(audio: str | Path | DecodedAudio, extractors: Mapping[str, FeatureExtractor]) -> dict[str, np.ndarray]:
     """Decode one audio file once and run every extractor on it: ``{feature: (frames, dim) or (dim,) float32}``.
 
-    The one per-file path of ``extract`` and ``predict``. Each model gets the audio at its own rate (and
-    padded to its minimum length); an output that is not of the extractor's shape or not finite is refused.
+    ``predict``'s path (``extract`` runs the same extractors and checks on a batch of files at once:
+    :func:`extract_batch`). Each model gets the audio at its own rate (and padded to its minimum length); an output
+    that is not of the extractor's shape or not finite is refused.
     Raises :class:`DataError` naming the file (undecodable audio, bad output); an extractor's own failure
     propagates as it is.
     """
@@ -76,29 +77,76 @@ def featurise(audio: str | Path | DecodedAudio, extractors: Mapping[str, Feature
 def extract_batch(rows: Sequence[Utterance], features: Sequence[str], settings: ExtractorSettings) -> BatchResult:
     """Worker task: every feature of ``features`` for every utterance of ``rows`` (one split).
 
-    An utterance whose audio or any extractor fails is skipped as a whole, with the reason. Each record carries
+    The worker decodes the batch's audio, then hands each extractor every utterance at once
+    (:meth:`FeatureExtractor.extract_batch`: the self-supervised encoders run them in padded, length-sorted passes).
+    An utterance whose audio or any extractor fails is skipped as a whole, with the reason; when an extractor fails
+    on the batch, it is run on each utterance alone, so only the failing ones are skipped. Each record carries
     the fingerprint of its row and audio file, taken before the file is read (a file replaced while it is read
     then looks changed to the next run, never the other way round).
     """
     extractors = {n: _extractor(n, settings) for n in features}
-    records, skipped = [], {}
+    skipped: dict[str, str] = {}
+    decoded: dict[str, tuple[Fingerprint | None, DecodedAudio]] = {}
     for u in rows:
         try:
             try:
                 fingerprint = Fingerprint.of(u)
             except OSError:
                 fingerprint = None  # DecodedAudio names the problem
-            audio = DecodedAudio(u.path)
-            feats = featurise(audio, extractors)
+            decoded[u.utt_id] = fingerprint, DecodedAudio(u.path)
         except DataError as exc:
             skipped[u.utt_id] = exc.problem
-            continue
-        except Exception as exc:  # an extractor failing on one file must not stop the batch
+        except Exception as exc:  # noqa: BLE001 - a decoder failing on one file must not stop the batch
             skipped[u.utt_id] = f"{u.path}: {type(exc).__name__}: {exc}"
-            continue
-        records.append(UtteranceRecord(u.utt_id, u.emotion, u.speaker, u.language, feats, fingerprint, audio.seconds))
+    feats: dict[str, dict[str, np.ndarray]] = {utt: {} for utt in decoded}
+    for name, ex in extractors.items():
+        todo = [utt for utt in decoded if utt not in skipped]
+        for utt, result in zip(todo, _run_extractor(ex, [decoded[utt][1] for utt in todo])):
+            if isinstance(result, str):
+                skipped[utt] = result
+                continue
+            feats[utt][name] = result
+    records = [UtteranceRecord(u.utt_id, u.emotion, u.speaker, u.language, feats[u.utt_id], decoded[u.utt_id][0],
+                               decoded[u.utt_id][1].seconds)
+               for u in rows if u.utt_id in decoded and u.utt_id not in skipped]
     provenance = {n: ex.provenance() for n, ex in extractors.items()}
     return BatchResult(records, skipped, provenance, rows[0].split if rows else "", tuple(features))
+
+
+def _run_extractor(ex: FeatureExtractor, audio: Sequence[DecodedAudio]) -> list[np.ndarray | str]:
+    """``ex`` on every decoded utterance: its checked output, or the reason it failed (a string).
+
+    One :meth:`FeatureExtractor.extract_batch` call for them all; if it raises, each utterance alone.
+    """
+    if not audio:
+        return []
+    wavs = [a.at(ex.sample_rate, ex.min_seconds) for a in audio]
+    try:
+        outputs = ex.extract_batch(wavs)
+    except Exception:  # noqa: BLE001 - find the utterance(s) that fail, one by one
+        outputs = None
+    if outputs is None or len(outputs) != len(wavs):
+        outputs = []
+        for wav, a in zip(wavs, audio):
+            try:
+                outputs.append(ex.extract(wav))
+            except DataError as exc:
+                outputs.append(exc.problem)
+            except Exception as exc:  # noqa: BLE001 - an extractor failing on one file must not stop the batch
+                outputs.append(f"{a.path}: {type(exc).__name__}: {exc}")
+    results: list[np.ndarray | str] = []
+    for out, a in zip(outputs, audio):
+        if isinstance(out, str):
+            results.append(out)
+            continue
+        arr = np.asarray(out, dtype=np.float32)
+        try:
+            check_output(a.path, ex.name, ex, arr)
+        except DataError as exc:
+            results.append(exc.problem)
+            continue
+        results.append(arr)
+    return results
 
 
 def check_output(path: str | Path, name: str, ex: FeatureExtractor, a: np.ndarray) -> None:

@@ -80,8 +80,9 @@ _FINGERPRINT_INT = ("audio_size", "audio_mtime_ns")
 #: merged, a store may be trained on beside another, or a model may be used on features computed here.
 #: ``checkpoint`` is a file path (moving the weights is fine, the hash decides); ``library_versions`` differ
 #: between machines without changing the features beyond float noise; ``input_of`` is a feature's role
-#: (``ge2e_mel`` is the input of ``ge2e`` fine-tuning), not its values.
-NOT_IDENTITY = frozenset({"checkpoint", "library_versions", "input_of"})
+#: (``ge2e_mel`` is the input of ``ge2e`` fine-tuning), not its values; ``compute_dtype`` (a Hugging Face encoder
+#: run in float16 on a GPU) changes values within the float16 store's own rounding.
+NOT_IDENTITY = frozenset({"checkpoint", "library_versions", "input_of", "compute_dtype"})
 #: The name of the file listing the current generation of a dataset's split stores.
 GENERATION_FILE = "stores.json"
 

@@ -69,6 +69,36 @@ def test_stores_hold_every_utterance_once_and_rerun_does_no_work(tmp_path):
     assert not parts_dir(fdir, "corpus", "train").exists()
 
 
+def test_each_extractor_gets_the_whole_batch_and_a_failure_skips_only_its_utterance(tmp_path, monkeypatch):
+    """A worker hands an extractor every utterance of its batch at once; if the batch fails, each utterance is run
+    alone, and only the one that fails is skipped."""
+    from extract.extractors.mfcc import MfccExtractor
+
+    manifest_dir, rows = make_corpus(tmp_path, n=12)
+    bad = rows[3]  # a train utterance: 0.65 s
+    bad_samples = int((0.5 + 0.05 * 3) * 16000)
+    sizes: list[int] = []
+    single = MfccExtractor.extract
+
+    def extract(self, wav):
+        if len(wav) == bad_samples:
+            raise RuntimeError("the model fails on this one")
+        return single(self, wav)
+
+    def extract_batch(self, wavs):
+        sizes.append(len(wavs))
+        return [extract(self, w) for w in wavs]
+
+    monkeypatch.setattr(MfccExtractor, "extract", extract)
+    monkeypatch.setattr(MfccExtractor, "extract_batch", extract_batch)
+    summary = extract_dataset("corpus", ["mfcc"], manifest_dir=manifest_dir, features_dir=tmp_path / "f", workers=0,
+                              batch_size=8, progress=False, echo=lambda s: None)
+    assert sorted(sizes) == [4, 4, 4]  # one call per split's batch, not one per utterance
+    assert set(summary.skipped) == {bad.utt_id} and "the model fails on this one" in summary.skipped[bad.utt_id]
+    assert summary.computed == len(rows) - 1
+    assert sorted(_all_ids(tmp_path / "f")) == sorted(u.utt_id for u in rows if u is not bad)
+
+
 @pytest.mark.slow
 def test_dask_workers_give_the_same_features_as_the_serial_path(tmp_path):
     manifest_dir, rows = make_corpus(tmp_path, n=6)

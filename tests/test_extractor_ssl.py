@@ -123,15 +123,35 @@ def test_whisper_is_chunked_by_its_window(encoders):
     np.testing.assert_allclose(out[:80], first[:80], atol=1e-4)
 
 
-@pytest.mark.parametrize("arch", ["wavlm", "whisper"])
-def test_length_batches_give_the_unbatched_frames(tmp_path, arch):
-    folder = tiny_encoder(tmp_path / arch, arch, layer_norm=True)
+@pytest.mark.parametrize("arch,layer_norm", [(a, False) for a in ARCHITECTURES]
+                         + [(a, True) for a in ARCHITECTURES if a != "whisper"])
+def test_length_batches_give_the_unbatched_frames(tmp_path, arch, layer_norm):
+    """Utterances of different lengths in one padded pass give the frames each gives alone (group-norm CNNs too)."""
+    from extract.extractors.ssl import UNBATCHED
+
+    folder = tiny_encoder(tmp_path / arch, arch, layer_norm=layer_norm)
     wavs = [_wav(s, seed=i) for i, s in enumerate((1.3, 0.6, 2.0, 0.9))]
-    one = _load(folder)
+    one = _load(folder, batch_seconds=0)
     batched = _load(folder, batch_seconds=10.0)
-    for a, b in zip(batched.extract_batch(wavs), [one.extract(w) for w in wavs]):
+    passes = []
+    forward = batched._forward
+    batched._forward = lambda pieces: passes.append(len(pieces)) or forward(pieces)
+    outs = batched.extract_batch(wavs)
+    assert passes == ([1, 1, 1, 1] if arch in UNBATCHED else [4])
+    for a, b in zip(outs, [one.extract(w) for w in wavs]):
         assert a.shape == b.shape
         np.testing.assert_allclose(a, b, atol=2e-4)
+
+
+def test_compute_dtype_other_than_float32_needs_cuda(encoders):
+    from sercore.errors import OptionError
+
+    with pytest.raises(OptionError, match="compute_dtype float16 runs on CUDA only"):
+        _load(encoders["wavlm"], compute_dtype="float16")
+    with pytest.raises(OptionError, match="compute_dtype must be one of"):
+        _load(encoders["wavlm"], compute_dtype="int8")
+    with pytest.raises(OptionError, match="batch_seconds must be 0"):
+        _load(encoders["wavlm"], batch_seconds=-1)
 
 
 def test_normalisation_follows_the_preprocessor_config(tmp_path):

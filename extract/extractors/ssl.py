@@ -45,11 +45,21 @@ its 30 s window as Whisper itself does.
 before chunking) when the checkpoint's ``preprocessor_config.json`` says ``do_normalize`` (the large / XLS-R /
 MMS models); Whisper computes its own log-mel with the checkpoint's feature extractor.
 
-**Batching.** With ``batch_seconds`` > 0 (default on CUDA), chunks are sorted by length and batched up to that
-much audio per pass. wav2vec-style checkpoints whose CNN uses layer norm (``feat_extract_norm == "layer"``:
-WavLM, XLS-R, MMS, the large models) get an attention mask and give the same frames as unbatched runs (to float
-tolerance); those with group norm (wav2vec 2.0 / HuBERT base) are run one chunk at a time, because zero padding
-changes group norm's statistics. Whisper's chunks are always padded to 30 s, so they batch exactly.
+**Batching.** ``extract`` hands the extractor every utterance of a worker's batch at once
+(``extract --batch-size``); their chunks are sorted by length and run ``batch_seconds`` of audio per pass (default
+60 s on the CPU, 160 s on CUDA; 0 = one chunk at a time), padded with an attention mask, so the outputs equal
+one-at-a-time runs to float tolerance (tested on every architecture). wav2vec-style checkpoints whose CNN uses
+layer norm (``feat_extract_norm == "layer"``: WavLM-large, XLS-R, MMS, the large models) run the whole padded batch
+through the model; those with group norm (wav2vec 2.0 / HuBERT / WavLM base) run their CNN one chunk at a time
+(zero padding would change group norm's statistics) and batch the transformer, which holds most of the
+computation. Whisper's chunks are always padded to 30 s, so they batch exactly. data2vec-audio runs one chunk at a
+time (:data:`UNBATCHED`): its positional embedding, a stack of convolutions with layer norm, carries padding into
+the last real frames.
+
+**Precision.** ``compute_dtype`` (``extract --ssl-compute-dtype``): ``"float32"`` (default), or on CUDA
+``"float16"`` / ``"bfloat16"``, the model's weights and activations during the forward pass (about twice the
+speed on tensor-core GPUs). It is recorded in the provenance but does not make a different feature: the stored
+values are float16 by default anyway, and ``predict`` computes in float32 on the CPU.
 """
 
 from __future__ import annotations
@@ -88,10 +98,14 @@ SUGGESTED: dict[str, str] = {
     "data2vec": "facebook/data2vec-audio-large",
     "whisper": "openai/whisper-large-v3",
 }
-OPTIONS = ("checkpoint", "layers", "dtype", "max_chunk_seconds", "context_seconds", "batch_seconds")
+OPTIONS = ("checkpoint", "layers", "dtype", "max_chunk_seconds", "context_seconds", "batch_seconds", "compute_dtype")
 DTYPES = ("float16", "float32")
+COMPUTE_DTYPES = ("float32", "float16", "bfloat16")
 _WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
 _FLOAT16_MAX = float(np.finfo(np.float16).max)
+#: Architectures run one chunk at a time: data2vec-audio's positional embedding is a stack of convolutions with
+#: layer norm, through which padded frames reach the last real ones (batched frames differed by up to 1.6).
+UNBATCHED = frozenset({"data2vec-audio"})
 
 
 def import_transformers():
@@ -125,7 +139,8 @@ class SslOptions:
     dtype: str = "float16"
     max_chunk_seconds: float = 20.0
     context_seconds: float = 2.0
-    batch_seconds: float | None = None  # None: 0 on CPU, 160 on CUDA
+    batch_seconds: float | None = None  # None: 60 on CPU, 160 on CUDA
+    compute_dtype: str = "float32"  # float16 / bfloat16: CUDA only
 
     @classmethod
     def of(cls, name: str, settings: ExtractorSettings) -> "SslOptions":
@@ -155,24 +170,37 @@ class SslOptions:
         dtype = str(entry.get("dtype", "float16"))
         if dtype not in DTYPES:
             raise OptionError("--ssl", f"ssl feature {name!r}: dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+        compute = str(entry.get("compute_dtype", "float32"))
+        if compute not in COMPUTE_DTYPES:
+            raise OptionError("--ssl-compute-dtype", f"ssl feature {name!r}: compute_dtype must be one of "
+                                                     f"{', '.join(COMPUTE_DTYPES)}, got {compute!r}")
+        if compute != "float32" and not str(settings.device).startswith("cuda"):
+            raise OptionError("--ssl-compute-dtype", f"ssl feature {name!r}: compute_dtype {compute} runs on CUDA only "
+                                                     "(--device cuda); on the CPU use float32")
         opts = cls(str(entry["checkpoint"]), layers, dtype, float(entry.get("max_chunk_seconds", 20.0)),
                    float(entry.get("context_seconds", 2.0)),
-                   None if entry.get("batch_seconds") is None else float(entry["batch_seconds"]))
+                   None if entry.get("batch_seconds") is None else float(entry["batch_seconds"]), compute)
+        if opts.batch_seconds is not None and opts.batch_seconds < 0:
+            raise OptionError("--ssl", f"ssl feature {name!r}: batch_seconds must be 0 (no batching) or more, "
+                                       f"got {opts.batch_seconds}")
         if opts.max_chunk_seconds <= 2 * opts.context_seconds:
             raise OptionError("--ssl", f"ssl feature {name!r}: max_chunk_seconds ({opts.max_chunk_seconds}) must exceed twice "
                              f"context_seconds ({opts.context_seconds})")
         return opts
 
 
-def parse_ssl_option(values: Sequence[str], layers: str | None = None) -> dict[str, dict]:
-    """``--ssl NAME=CHECKPOINT`` values (and ``--ssl-layers``, for each of them) -> ``ExtractorSettings.ssl``."""
+def parse_ssl_option(values: Sequence[str], layers: str | None = None,
+                     compute_dtype: str | None = None) -> dict[str, dict]:
+    """``--ssl NAME=CHECKPOINT`` values (and ``--ssl-layers`` and ``--ssl-compute-dtype``, for each of them) ->
+    ``ExtractorSettings.ssl``."""
     out: dict[str, dict] = {}
     for value in values:
         name, sep, checkpoint = value.partition("=")
         name, checkpoint = name.strip(), checkpoint.strip()
         if not sep or not name or not checkpoint or "," in name:
             raise ValueError(f"--ssl {value!r}: expected NAME=CHECKPOINT, e.g. wavlm=microsoft/wavlm-large")
-        out[name] = {"checkpoint": checkpoint, **({"layers": layers} if layers else {})}
+        out[name] = {"checkpoint": checkpoint, **({"layers": layers} if layers else {}),
+                     **({"compute_dtype": compute_dtype} if compute_dtype else {})}
     return out
 
 
@@ -342,7 +370,7 @@ class SslExtractor(PretrainedExtractor):
                                           f"states 0..{self.n_hidden_states - 1}")
         self.layers = tuple(layers)
         self.options = opts
-        self._model = model.eval().to(self.settings.device)
+        self._model = model.eval().to(self.settings.device, dtype=self._torch_dtype())
         self.loaded(folder, len(self.layers) * self.layer_dim, sha256=weights_sha256(folder))
 
     @property
@@ -368,17 +396,25 @@ class SslExtractor(PretrainedExtractor):
                            int(self.options.context_seconds * self.sample_rate))
 
     # -- running ----------------------------------------------------------------------------------------------------
-    def _forward(self, pieces: Sequence[np.ndarray]):
-        """Equal-treatment batch of waveforms -> list of (frames_i, n_layers, width) float32 tensors on the CPU."""
+    def _torch_dtype(self):
         import torch
 
-        device = self.settings.device
+        return getattr(torch, self.options.compute_dtype if self.options else "float32")
+
+    def _forward(self, pieces: Sequence[np.ndarray]):
+        """Batch of waveforms -> list of (frames_i, n_layers, width) float32 tensors on the CPU.
+
+        A batch of several pieces is zero-padded to the longest, with an attention mask; a group-norm CNN runs on
+        each piece alone (:meth:`_cnn_one_by_one`), so every piece gives the frames it gives alone.
+        """
+        import torch
+
+        device, dtype = self.settings.device, self._torch_dtype()
         with torch.inference_mode():
             if self.model_type == "whisper":
                 feats = self._processor(list(pieces), sampling_rate=self.sample_rate, return_tensors="pt",
                                         padding="max_length", max_length=self._window, truncation=True).input_features
-                out = self._model(feats.to(device), output_hidden_states=True)
-                lengths = [self.n_frames(len(p)) for p in pieces]
+                out = self._model(feats.to(device, dtype), output_hidden_states=True)
             else:
                 longest = max(len(p) for p in pieces)
                 x = torch.zeros(len(pieces), longest)
@@ -386,11 +422,35 @@ class SslExtractor(PretrainedExtractor):
                 for i, p in enumerate(pieces):
                     x[i, :len(p)] = torch.from_numpy(p)
                     mask[i, :len(p)] = 1
-                kwargs = {"attention_mask": mask.to(device)} if self._attention_mask and len(pieces) > 1 else {}
-                out = self._model(x.to(device), output_hidden_states=True, **kwargs)
-                lengths = [self.n_frames(len(p)) for p in pieces]
+                x = x.to(device, dtype)
+                if len(pieces) == 1:
+                    out = self._model(x, output_hidden_states=True)
+                elif self._attention_mask:
+                    out = self._model(x, attention_mask=mask.to(device), output_hidden_states=True)
+                else:
+                    out = self._cnn_one_by_one(x, mask.to(device), [len(p) for p in pieces])
+            lengths = [self.n_frames(len(p)) for p in pieces]
             stacked = torch.stack([out.hidden_states[i] for i in self.layers], dim=2)  # (batch, frames, layers, width)
             return [stacked[i, :n].float().cpu() for i, n in enumerate(lengths)]
+
+    def _cnn_one_by_one(self, x, mask, lengths: Sequence[int]):
+        """The model on a padded batch ``x`` (batch, samples) whose group-norm CNN runs on each unpadded piece alone.
+
+        Group norm normalises the first convolution over the whole input, so padding would change every frame; the
+        CNN's outputs of the pieces alone are zero-padded (the transformer masks those frames) and handed to the model
+        in place of its CNN for this one pass.
+        """
+
+        cnn = self._model.feature_extractor
+        feats = [cnn(x[i:i + 1, :n]) for i, n in enumerate(lengths)]  # each (1, channels, frames_i)
+        padded = x.new_zeros(len(lengths), feats[0].shape[1], max(f.shape[-1] for f in feats))
+        for i, f in enumerate(feats):
+            padded[i, :, :f.shape[-1]] = f[0]
+        self._model.feature_extractor = _given_class()(padded)
+        try:
+            return self._model(x, attention_mask=mask, output_hidden_states=True)
+        finally:
+            self._model.feature_extractor = cnn
 
     def _prepared(self, wav: np.ndarray) -> np.ndarray:
         wav = np.ascontiguousarray(wav, dtype=np.float32)
@@ -401,7 +461,7 @@ class SslExtractor(PretrainedExtractor):
     def _batch_samples(self) -> int:
         seconds = self.options.batch_seconds
         if seconds is None:
-            seconds = 160.0 if str(self.settings.device).startswith("cuda") else 0.0
+            seconds = 160.0 if str(self.settings.device).startswith("cuda") else 60.0
         return int(seconds * self.sample_rate)
 
     def extract(self, wav: np.ndarray) -> np.ndarray:
@@ -414,7 +474,7 @@ class SslExtractor(PretrainedExtractor):
         prepared = [self._prepared(w) for w in wavs]
         jobs = [(u, c) for u, w in enumerate(prepared) for c in self.chunks(len(w))]
         budget = self._batch_samples()
-        batchable = budget > 0 and self._attention_mask
+        batchable = budget > 0 and self.model_type not in UNBATCHED
         order = sorted(range(len(jobs)), key=lambda j: jobs[j][1].stop - jobs[j][1].start)
         outputs: dict[int, object] = {}
         group: list[int] = []
@@ -453,9 +513,28 @@ class SslExtractor(PretrainedExtractor):
             "normalize": self._normalize,
             "max_chunk_seconds": opts.max_chunk_seconds if opts else 0.0,
             "context_seconds": opts.context_seconds if opts else 0.0,
+            "compute_dtype": opts.compute_dtype if opts else "float32",
             "output": "transformers hidden_states[i] for i in layers, concatenated per frame",
             "library_versions": {"transformers": library_version("transformers"), "torch": library_version("torch")},
         }
+
+
+@lru_cache(maxsize=None)
+def _given_class():
+    """An ``nn.Module`` that stands in for a CNN for one pass (torch imported only when a model runs)."""
+    import torch
+
+    class Given(torch.nn.Module):
+        """Returns the features it holds, whatever its input."""
+
+        def __init__(self, value):
+            super().__init__()
+            self.value = value
+
+        def forward(self, _input):
+            return self.value
+
+    return Given
 
 
 @lru_cache(maxsize=None)
