@@ -182,12 +182,14 @@ if os.environ.get("SLOW_DECODE"):
 
 
 def test_ctrl_c_to_the_process_group_stops_dask_extraction_in_seconds_with_one_line_and_it_resumes(tmp_path):
+    # 40 decodes of 1 s on 2 workers: 20 s of work, so that Ctrl-C comes long before the end even when a loaded
+    # machine lets this process write its first part late (with 0.4 s, at load 10, it had finished: exit 0)
     manifest_dir, rows = make_corpus(tmp_path, n=40)
     fdir = tmp_path / "features"
     slow = tmp_path / "slow"
     slow.mkdir()
     (slow / "sitecustomize.py").write_text(SLOW_DECODE)
-    env = {**os.environ, "PYTHONPATH": f"{slow}{os.pathsep}{Path(__file__).resolve().parents[1]}", "SLOW_DECODE": "0.4"}
+    env = {**os.environ, "PYTHONPATH": f"{slow}{os.pathsep}{Path(__file__).resolve().parents[1]}", "SLOW_DECODE": "1.0"}
     cmd = [sys.executable, "-m", "extract.cli", "--dataset", "corpus", "--features", "mfcc", "--workers", "2",
            "--batch-size", "2", "--manifest-dir", str(manifest_dir), "--features-dir", str(fdir)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True, env=env,

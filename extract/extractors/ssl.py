@@ -321,6 +321,7 @@ class SslExtractor(PretrainedExtractor):
 
     @classmethod
     def check_available(cls, settings: ExtractorSettings) -> None:
+        SslOptions.of(cls.name, settings)  # a bad option is a usage error, whether or not transformers is installed
         import_transformers()  # ImportError: reported as unavailable (install the [ssl] extra)
 
         read_model_type(cls.weights_path(settings))
