@@ -16,7 +16,8 @@
 # --setup first installs the wheels of .whl/ this Python lacks (bench/gpu_check_setup.sh); the project runs from
 # this source tree either way (python -m train.cli, python -m train.grid), never installed.
 # Exit status: 0 when every check passed or was skipped, 1 when one failed or timed out, 2 a bad option.
-# Sized for at most 8 minutes on one H200 (16 CPU cores); each check has its own time limit.
+# Sized for at most 8 minutes on one H200 (16 CPU cores); each check has its own time limit. EPOCHS_SINGLE,
+# EPOCHS_MULTI and EPOCHS_GRID (default 5, 3, 2) change the epochs of the training checks and of the grid's cells.
 set -euo pipefail
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
@@ -65,7 +66,8 @@ if [ "$DEVICE" = cpu ]; then  # the rehearsal: small, the CPU in place of the GP
     export SSL_ARGS="--models wavlm-base-plus --device cpu --batched --clips 4 --seconds 1.0"
     LIMITS=(300 300 300 300)
 else
-    export DEV=cuda STORES= EPOCHS_SINGLE=5 EPOCHS_MULTI=3 EPOCHS_GRID=2 GRID_WORKERS=8
+    export DEV=cuda STORES= GRID_WORKERS=8
+    export EPOCHS_SINGLE=${EPOCHS_SINGLE:-5} EPOCHS_MULTI=${EPOCHS_MULTI:-3} EPOCHS_GRID=${EPOCHS_GRID:-2}
     export SSL_ARGS="--models wavlm-base-plus,wavlm-large --device cuda --batched --compare-cpu --clips 535 --seconds 2.6"
     LIMITS=(240 75 105 60)  # 480 s at most, plus the setup
 fi
@@ -90,7 +92,7 @@ train_pair() {
     local name=$1 epochs=$2 domains=$3 start cpu_s dev_s
     shift 3
     stores
-    local args=(--domains "$domains" --features-dir "$FEATURES" --epochs "$epochs" --seeds 1 --no-checkpoints "$@")
+    local args=(--domains "$domains" --features-dir "$FEATURES" --epochs "$epochs" --seeds 1 "$@")  # checkpoints written, as by default
     start=$(date +%s.%N)
     "$PY" -m train.cli "${args[@]}" --device cpu --out "$WORK/$name.cpu"
     cpu_s=$(seconds_since "$start")
@@ -105,7 +107,9 @@ train_pair() {
 }
 
 check_extract_ssl() {
-    if ! "$PY" bench/ssl_speed.py --help | grep -q -- --compare-cpu; then
+    local options
+    options=$("$PY" bench/ssl_speed.py --help 2>&1 || true)
+    if [[ $options != *--compare-cpu* || $options != *--batched* ]]; then
         echo "CHECK extract_ssl: not run: bench/ssl_speed.py has no --batched/--compare-cpu options in this tree" >"$WORK/extract_ssl.line"
         return 0
     fi

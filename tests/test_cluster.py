@@ -164,3 +164,33 @@ def test_extract_on_cuda_with_workers_holds_a_gpu_cluster_and_otherwise_uses_the
         with gpu_workers(device, workers, scheduler) as where:
             assert where == scheduler
     assert len(calls) == 1
+
+
+@pytest.mark.slow
+def test_extract_on_cuda_with_workers_runs_its_batches_on_the_gpu_workers(tmp_path, monkeypatch):
+    """The whole command with two faked GPUs: mfcc ignores the device, so the workers can run it on a CPU."""
+    import numpy as np
+    import soundfile as sf
+    from click.testing import CliRunner
+
+    import sercore.cluster as cluster
+    import sercore.device as device
+    from extract.cli import main as extract_main
+    from sercore.manifest import Utterance, write_manifest
+    from sercore.store import FeatureStore, store_path
+
+    monkeypatch.setattr(device, "check_cuda", lambda *args, **kwargs: None)
+    monkeypatch.setattr(cluster, "visible_gpus", lambda: ["0", "1"])
+    rows = []
+    for i in range(4):
+        path = tmp_path / f"a{i}.wav"
+        sf.write(path, 0.1 * np.sin(np.arange(8000) * (0.05 + 0.01 * i)).astype(np.float32), 16000)
+        rows.append(Utterance(f"a{i}", str(path), f"s{i % 2}", "de", ("neutral", "angry")[i % 2], "train"))
+    write_manifest(rows, tmp_path / "manifests/c.csv")
+    r = CliRunner().invoke(extract_main, ["--dataset", "c", "--features", "mfcc", "--device", "cuda", "--workers", "2",
+                                          "--batch-size", "1", "--manifest-dir", str(tmp_path / "manifests"),
+                                          "--features-dir", str(tmp_path / "features")])
+    assert r.exit_code == 0, r.output
+    assert "dask: 2 worker(s)" in r.output and "one worker per GPU" in r.output
+    with FeatureStore(store_path(tmp_path / "features", "c", "train")) as store:
+        assert len(store) == 4
