@@ -467,6 +467,9 @@ def test_a_local_grid_on_cuda_without_cuda_is_an_environment_problem_before_any_
     assert r.exit_code == 4, r.output
     assert r.output.strip().splitlines()[-1].startswith("error: --device: cuda: CUDA is not available on this machine")
     assert not out.exists()
+    r = CliRunner().invoke(main, ["--device", "gpu", "--skip-extraction", "--features-dir", str(features), "--out", str(out),
+                                  "de=sde"])
+    assert r.exit_code == 2 and "unknown device 'gpu'" in r.output and not out.exists(), r.output
 
 
 def test_a_local_grid_on_cuda_starts_gpu_workers_whose_resource_its_cells_ask_for(features, tmp_path, monkeypatch):

@@ -73,7 +73,8 @@ from sercore.cli import THREADS, WORKERS, command_errors, common_options, epilog
 from sercore.errors import EXIT_PARTIAL, SerError, StoreError
 
 from .cli import config_from_args, parse_shots, ranged_type
-from .config import MULTIDOMAIN_MODELS, SINGLE_MODEL, DomainSpec, ExperimentConfig, TrainConfig, check_device
+from .config import (MULTIDOMAIN_MODELS, SINGLE_MODEL, ConfigError, DomainSpec, ExperimentConfig, TrainConfig,
+                     check_device)
 from .curve import ZERO_SHOT
 from .domains import default_features
 from .experiment import run_experiment
@@ -553,7 +554,10 @@ def main(domains, out, seeds, first_seed, epochs, features, folds, parts, shots,
                           tuple(shlex.split(extract_args)))
     with command_errors(verbose, quiet):
         if scheduler is None and not dry_run:  # a cluster's workers may have the CUDA this machine lacks
-            check_device(device)
+            try:
+                check_device(device)  # no CUDA: an environment error (4)
+            except ConfigError as exc:
+                raise click.BadParameter(exc.problem, param_hint="--device") from None
         status = run_grid(options, workers=workers, scheduler=scheduler, threads=threads, in_process=in_process,
                           dry_run=dry_run, skip_extraction=skip_extraction, echo=say)
     sys.exit(status)
