@@ -3,12 +3,18 @@
     with dask_client(workers=2) as client: ...                        # a LocalCluster of 2 processes here
     with dask_client(scheduler="tcp://host:8786") as client: ...      # an existing cluster
     with dask_client(scheduler="dask-scheduler.json") as client: ...  # the file `mgser cluster slurm` writes
+    with dask_client(workers=8, gpu=True) as client: ...              # one worker per visible GPU (at most 8)
 
 ``extract --scheduler`` and ``train.grid --scheduler`` (``run_all.sh``) take either form. Starting prints the
 workers, the scheduler and its dashboard (``dashboard: http://...``). Closing a LocalCluster gives each worker
 process time to exit by itself (distributed's nanny kills one that takes more than 4 s, with a warning). Its
 workers ignore SIGINT (:func:`dask_setup`, their preload): on Ctrl-C this process stops them within seconds,
 without Dask's messages, and the KeyboardInterrupt goes on to the caller.
+
+GPU workers (``gpu=True``, what ``--device cuda`` asks for): one worker process per visible GPU, each seeing
+only its own GPU as ``cuda`` (``CUDA_VISIBLE_DEVICES``) and offering the Dask resource ``GPU=1``. With dask-cuda
+installed it is its ``LocalCUDACluster``; otherwise distributed's own ``LocalCluster`` whose worker specs carry
+the environment variable (:class:`GPULocalCluster`).
 
 ``python -m sercore.cluster slurm ...`` (also ``mgser cluster slurm``) runs a scheduler in its own process and
 its workers as SLURM jobs through dask-jobqueue, writes the scheduler file and stays until interrupted
@@ -19,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import json
 import os
 import signal
@@ -104,6 +111,72 @@ def _resource_note(client, resources: dict[str, float]) -> str | None:
             f"e.g. mgser cluster slurm --gpus 1); the tasks wait for one")
 
 
+def visible_gpus() -> list[str]:
+    """The GPUs this process may use, as entries for ``CUDA_VISIBLE_DEVICES``: those of ``$CUDA_VISIBLE_DEVICES``
+    when it is set (SLURM sets it to the GPUs of an allocation; indices or ``GPU-...`` UUIDs), else ``0 .. N-1``
+    for torch's ``cuda.device_count()``; ``[]`` where CUDA is not available."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return []
+    given = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if given is not None:
+        entries = [e.strip() for e in given.split(",") if e.strip()]
+        return entries[:torch.cuda.device_count()]
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+def _gpu_cluster_class():
+    from distributed import LocalCluster
+
+    class GPULocalCluster(LocalCluster):
+        """distributed's LocalCluster with one worker process per GPU of ``gpus``, named ``gpu<entry>``, whose
+        environment has ``CUDA_VISIBLE_DEVICES=<entry>`` (its GPU is then ``cuda`` / ``cuda:0`` in it)."""
+
+        def __init__(self, gpus: list[str], **kwargs):
+            self.gpus = list(gpus)
+            super().__init__(n_workers=0, **kwargs)
+            self.scale(len(self.gpus))
+
+        def new_worker_spec(self) -> dict:
+            free = [g for g in self.gpus if f"gpu{g}" not in self.worker_spec]
+            if not free:
+                raise ValueError(f"no GPU left for another worker (GPUs {', '.join(self.gpus)})")
+            spec = copy.deepcopy(self.new_spec)
+            spec["options"]["env"] = {**spec["options"].get("env", {}), "CUDA_VISIBLE_DEVICES": free[0]}
+            return {f"gpu{free[0]}": spec}
+
+    return GPULocalCluster
+
+
+def gpu_local_cluster(workers: int, *, resources: dict[str, float] | None = None, dashboard: str | None = None,
+                      preload: list[str] | None = None, echo: Echo = print):
+    """A local cluster of one single-threaded worker process per visible GPU (at most ``workers``), each with
+    only its GPU visible and the resource ``GPU=1`` (plus ``resources``): dask-cuda's ``LocalCUDACluster`` when
+    it is installed, else :class:`GPULocalCluster`. :class:`EnvironmentProblem` (exit 4) where no GPU is visible."""
+    from distributed.system import MEMORY_LIMIT
+
+    gpus = visible_gpus()
+    if not gpus:
+        import torch
+
+        raise EnvironmentProblem("--device", f"cuda: no CUDA device is visible for GPU workers (torch {torch.__version__}, "
+                                             f"CUDA build {torch.version.cuda or 'none'}, CUDA_VISIBLE_DEVICES="
+                                             f"{os.environ.get('CUDA_VISIBLE_DEVICES', '(unset)')}); use --device cpu")
+    used = gpus[:max(1, workers)]
+    if len(used) < len(gpus):
+        echo(f"note: {len(gpus)} GPUs visible, {len(used)} used (--workers {workers}); give --workers {len(gpus)} for all")
+    options = dict(threads_per_worker=1, dashboard_address=dashboard, resources={**(resources or {}), "GPU": 1},
+                   preload=preload or [], memory_limit=MEMORY_LIMIT // len(used))
+    try:
+        from dask_cuda import LocalCUDACluster
+    except ImportError:  # not installed (it pins its own dask release): distributed's LocalCluster does the same
+        pass
+    else:
+        return LocalCUDACluster(CUDA_VISIBLE_DEVICES=used, n_workers=len(used), **options)
+    return _gpu_cluster_class()(used, processes=True, **options)
+
+
 async def _close_workers(cluster, timeout: float) -> None:
     await asyncio.gather(*(w.close(timeout=timeout) for w in list(cluster.workers.values())), return_exceptions=True)
 
@@ -154,9 +227,11 @@ def _quiet_shutdown() -> Iterator[None]:
 
 @contextlib.contextmanager
 def dask_client(workers: int = 1, scheduler: str | None = None, *, resources: dict[str, float] | None = None,
-                echo: Echo = print) -> Iterator:
+                gpu: bool = False, echo: Echo = print) -> Iterator:
     """A ``distributed.Client`` on the scheduler at ``scheduler`` (address or scheduler file), or on a new
-    LocalCluster of ``workers`` single-threaded processes (each with ``resources``) that is closed on exit.
+    LocalCluster of ``workers`` single-threaded processes (each with ``resources``) that is closed on exit;
+    with ``gpu``, that LocalCluster has one worker per visible GPU instead, at most ``workers``
+    (:func:`gpu_local_cluster`).
     This process's environment is restored on exit: ``distributed`` writes ``OMP_NUM_THREADS=1``,
     ``PYTHONHASHSEED`` and others into it when it starts worker processes, which would otherwise change the
     threads (and so the floats) of every process started from here afterwards."""
@@ -170,14 +245,19 @@ def dask_client(workers: int = 1, scheduler: str | None = None, *, resources: di
     else:
         dashboard = "127.0.0.1:0" if has_bokeh() else None
         preload = [*(dask.config.get("distributed.worker.preload") or []), __name__]  # workers ignore SIGINT
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=dashboard,
-                               resources=resources or None, preload=preload)
+        if gpu:
+            cluster = gpu_local_cluster(workers, resources=resources, dashboard=dashboard, preload=preload, echo=echo)
+        else:
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=dashboard,
+                                   resources=resources or None, preload=preload)
         client = Client(cluster)
+        if gpu:  # the workers of a scaled cluster start after it returns
+            client.wait_for_workers(len(cluster.worker_spec))
     flag = {"interrupted": False}
     restore_sigint = _flag_interrupts(flag)
     try:
         n = len(client.scheduler_info(n_workers=-1)["workers"])
-        where = scheduler or "a local cluster"
+        where = scheduler or ("a local cluster, one worker per GPU" if gpu else "a local cluster")
         echo(f"dask: {n} worker(s), scheduler {client.scheduler.address} ({where}), {dashboard_note(client.dashboard_link)}")
         if scheduler and resources:
             note = _resource_note(client, resources)
@@ -221,18 +301,24 @@ def slurm_cluster(cores: int, memory: str, walltime: str, *, gpus: int = 0, inte
                   queue: str | None = None, account: str | None = None, sbatch: tuple[str, ...] = (),
                   log_directory: str | None = None):
     """A dask-jobqueue SLURMCluster (no job submitted yet: ``cluster.scale(jobs=N)``) whose jobs each run one
-    worker process of ``cores`` threads; with ``gpus``, each job asks SLURM for them (``--gres=gpu:N``) and its
-    worker offers the Dask resource ``GPU=N`` (what ``--device cuda`` cells ask for)."""
+    worker process of ``cores`` threads; with ``gpus``, each job asks SLURM for them (``--gres=gpu:N``) and runs
+    one worker process per GPU (``cores`` shared among them), each seeing only its own GPU
+    (:mod:`sercore.gpu_worker`) and offering the Dask resource ``GPU=1`` (what ``--device cuda`` cells ask for).
+    :class:`ValueError` for fewer ``cores`` than ``gpus`` (a worker needs a thread)."""
     try:
         from dask_jobqueue import SLURMCluster
     except ImportError as exc:
         raise EnvironmentProblem("dask_jobqueue", f"cannot import it ({exc}); pip install 'mgser[cluster]'") from None
+    if gpus and cores < gpus:
+        raise ValueError(f"{cores} core(s) for {gpus} GPUs: each GPU's worker needs a core of its own")
     extra = list(sbatch) + ([f"--gres=gpu:{gpus}"] if gpus else [])
-    worker_args = ["--resources", f"GPU={gpus}"] if gpus else []
+    worker_args = ["--resources", "GPU=1"] if gpus else []
+    if gpus > 1:
+        worker_args += ["--preload", "sercore.gpu_worker"]
     scheduler_options: dict[str, object] = {"dashboard_address": ":0" if has_bokeh() else None}
     if interface:
         scheduler_options["interface"] = interface
-    cluster = SLURMCluster(cores=cores, processes=1, memory=memory, walltime=walltime, interface=interface,
+    cluster = SLURMCluster(cores=cores, processes=max(1, gpus), memory=memory, walltime=walltime, interface=interface,
                            queue=queue, account=account, job_extra_directives=extra, worker_extra_args=worker_args,
                            log_directory=log_directory, scheduler_options=scheduler_options)
     return cluster
@@ -297,7 +383,7 @@ mgser cluster slurm --jobs 8 --cores 4 --memory 16GB --walltime 04:00:00 --gpus 
 @click.option("--memory", default="4GB", show_default=True, help="Memory per job, e.g. 16GB.")
 @click.option("--walltime", default="01:00:00", show_default=True, help="Time limit per job (a job that ends is replaced).")
 @click.option("--gpus", type=click.IntRange(0, 64), default=0, show_default=True,
-              help="GPUs per job: sbatch --gres=gpu:N and the Dask worker resource GPU=N (for --device cuda).")
+              help="GPUs per job: sbatch --gres=gpu:N, and one Dask worker per GPU with the resource GPU=1 (for --device cuda).")
 @click.option("--interface", default=None, help="Network interface of the scheduler and workers, e.g. ib0 or lo.")
 @click.option("--partition", "queue", default=None, help="SLURM partition.")
 @click.option("--account", default=None, help="SLURM account.")
@@ -309,6 +395,9 @@ mgser cluster slurm --jobs 8 --cores 4 --memory 16GB --walltime 04:00:00 --gpus 
 def slurm(jobs, cores, memory, walltime, gpus, interface, queue, account, sbatch, log_dir, scheduler_file, verbose,
           quiet) -> None:
     """A Dask scheduler here and its workers as SLURM jobs (dask-jobqueue); stays until Ctrl-C or SIGTERM."""
+    if gpus > cores:
+        raise click.BadParameter(f"{cores} core(s) for {gpus} GPUs: give --cores {gpus} or more (one per GPU's worker)",
+                                 param_hint="--cores")
     with command_errors(verbose, quiet):
         status = serve_slurm(jobs, cores, memory, walltime, scheduler_file, gpus=gpus, interface=interface,
                              queue=queue, account=account, sbatch=tuple(sbatch), log_directory=log_dir, echo=say)

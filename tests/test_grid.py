@@ -457,3 +457,43 @@ def test_cells_train_for_the_default_presets_epochs_unless_told(features, tmp_pa
     assert epochs() == {PRESETS["tuned"].train["epochs"]} == {40}
     assert epochs(train_args=("--preset", "paper")) == {TrainConfig().epochs} == {20}
     assert epochs(epochs=3) == {3}
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_a_local_grid_on_cuda_without_cuda_is_an_environment_problem_before_any_work(features, tmp_path):
+    out = tmp_path / "grid"
+    r = CliRunner().invoke(main, ["--device", "cuda", "--skip-extraction", "--features-dir", str(features), "--out", str(out),
+                                  "--parts", "single", "--seeds", "1", "de=sde"])
+    assert r.exit_code == 4, r.output
+    assert r.output.strip().splitlines()[-1].startswith("error: --device: cuda: CUDA is not available on this machine")
+    assert not out.exists()
+    r = CliRunner().invoke(main, ["--device", "gpu", "--skip-extraction", "--features-dir", str(features), "--out", str(out),
+                                  "de=sde"])
+    assert r.exit_code == 2 and "unknown device 'gpu'" in r.output and not out.exists(), r.output
+
+
+def test_a_local_grid_on_cuda_starts_gpu_workers_whose_resource_its_cells_ask_for(features, tmp_path, monkeypatch):
+    import contextlib
+
+    import sercore.cluster as cluster
+
+    asked: list[dict] = []
+
+    class Stop(Exception):
+        pass
+
+    @contextlib.contextmanager
+    def fake_client(workers, scheduler=None, **kwargs):
+        asked.append({"workers": workers, "scheduler": scheduler, **kwargs})
+        raise Stop
+        yield
+
+    monkeypatch.setattr(cluster, "dask_client", fake_client)
+    opts = GridOptions(parse_domains(["de=sde"]), out=tmp_path / "grid", seeds=1, epochs=1, features=["ge2e"],
+                       features_dir=features, parts=("single",), device="cuda")
+    with pytest.raises(Stop):
+        run_grid(opts, workers=3, skip_extraction=True, echo=lambda line: None)
+    assert asked[0]["gpu"] is True and asked[0]["resources"] == {"GPU": 1} and asked[0]["workers"] == 3
+    with pytest.raises(Stop):
+        run_grid(replace(opts, device="cpu"), workers=3, skip_extraction=True, echo=lambda line: None)
+    assert asked[1]["gpu"] is False and asked[1]["resources"] is None

@@ -267,3 +267,47 @@ def test_the_gpu_variant_asks_slurm_for_gpus_and_offers_the_dask_resource():
         cluster.close()
     assert "#SBATCH --gres=gpu:1" in script and "#SBATCH --qos=short" in script and "#SBATCH -p gpu" in script
     assert "--resources GPU=1" in script and "#SBATCH --cpus-per-task=4" in script
+
+
+def test_a_job_with_several_gpus_runs_one_worker_per_gpu_each_offering_one():
+    pytest.importorskip("dask_jobqueue", reason="dask-jobqueue is not installed (pip install 'mgser[cluster]')")
+    from sercore.cluster import slurm_cluster
+
+    cluster = slurm_cluster(8, "64GB", "04:00:00", gpus=4)
+    try:
+        script = cluster.job_script()
+    finally:
+        cluster.close()
+    assert "#SBATCH --gres=gpu:4" in script and "--nworkers 4" in script and "--nthreads 2" in script
+    assert "--resources GPU=1" in script and "--preload sercore.gpu_worker" in script
+    with pytest.raises(ValueError, match="2 core"):
+        slurm_cluster(2, "8GB", "01:00:00", gpus=4)
+
+
+def test_each_worker_of_a_several_gpu_job_keeps_its_own_gpu():
+    from sercore.gpu_worker import worker_gpu
+
+    assert [worker_gpu(f"SLURMCluster-3-{i}", "4,6,GPU-ab") for i in range(3)] == ["4", "6", "GPU-ab"]
+    assert worker_gpu("SLURMCluster-3", "5") is None and worker_gpu("SLURMCluster-3-0", None) is None
+
+
+@pytest.mark.slow
+def test_dask_workers_of_one_job_see_one_gpu_each(tmp_path):
+    """What a job script runs (``dask worker --nworkers 2 --name JOB --preload sercore.gpu_worker``), with the
+    job's two GPUs in CUDA_VISIBLE_DEVICES: the worker processes keep one each."""
+    from dask.distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=0, processes=False, protocol="tcp", dashboard_address=None) as cluster:
+        env = {**os.environ, "CUDA_VISIBLE_DEVICES": "4,6", "PYTHONPATH": str(REPO)}
+        worker = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", cluster.scheduler_address,
+                                   "--nworkers", "2", "--nthreads", "1", "--name", "SLURMCluster-7", "--no-dashboard",
+                                   "--resources", "GPU=1", "--preload", "sercore.gpu_worker"],
+                                  env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            with Client(cluster) as client:
+                client.wait_for_workers(2, timeout=120)
+                seen = client.run(lambda: os.environ.get("CUDA_VISIBLE_DEVICES"))
+        finally:
+            worker.terminate()
+            worker.wait(timeout=60)
+    assert sorted(seen.values()) == ["4", "6"]

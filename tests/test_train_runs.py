@@ -260,3 +260,20 @@ def test_the_refit_augments_the_validation_utterances_like_the_training_ones(sto
     fit_run(config, datas, features, 0)
     (selection, valid), (refit, _) = seen
     assert set(refit) == set(selection) | valid and set(refit.values()) == {augment}
+
+
+def test_training_on_cuda_gives_cublas_the_fixed_workspace_of_deterministic_kernels_unless_one_is_set(monkeypatch):
+    import os
+
+    import torch
+
+    from train.trainer import CUBLAS_WORKSPACE, cuda_determinism
+
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    cuda_determinism("cpu")
+    assert "CUBLAS_WORKSPACE_CONFIG" not in os.environ
+    cuda_determinism("cuda:1")
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == CUBLAS_WORKSPACE == ":4096:8"
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":16:8")  # the user's choice stays
+    cuda_determinism(torch.device("cuda"))
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"

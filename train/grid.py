@@ -47,7 +47,8 @@ Resources: each cell runs ``train --config <folder>/cell.json`` in a subprocess 
 :func:`train.experiment.run_experiment` in the worker) with
 ``OMP_NUM_THREADS`` = ``--threads`` (default: the CPUs divided by the workers, or $OMP_NUM_THREADS when
 set); Dask runs one cell per worker at a time. Cells with ``--device cuda`` ask Dask for the worker
-resource ``GPU=1``: start cluster workers with ``--resources GPU=1`` (the local cluster's workers get it).
+resource ``GPU=1``: start cluster workers with ``--resources GPU=1`` (``mgser cluster slurm --gpus 1``); the
+local cluster then has one worker per visible GPU (at most ``--workers``), each seeing only its own GPU.
 Remote workers need the same environment and a file system shared with this process (paths are absolute).
 """
 
@@ -72,7 +73,8 @@ from sercore.cli import THREADS, WORKERS, command_errors, common_options, epilog
 from sercore.errors import EXIT_PARTIAL, SerError, StoreError
 
 from .cli import config_from_args, parse_shots, ranged_type
-from .config import MULTIDOMAIN_MODELS, SINGLE_MODEL, DomainSpec, ExperimentConfig, TrainConfig
+from .config import (MULTIDOMAIN_MODELS, SINGLE_MODEL, ConfigError, DomainSpec, ExperimentConfig, TrainConfig,
+                     check_device)
 from .curve import ZERO_SHOT
 from .domains import default_features
 from .experiment import run_experiment
@@ -414,7 +416,7 @@ def _execute(cells: list[Cell], workers: int, scheduler: str | None, threads: in
 
     from sercore.cluster import dask_client
 
-    with dask_client(workers, scheduler, resources={"GPU": 1} if gpu else None, echo=echo) as client:
+    with dask_client(workers, scheduler, resources={"GPU": 1} if gpu else None, gpu=gpu, echo=echo) as client:
         futures = {client.submit(run_cell, cell, threads, in_process, pure=False,
                                  resources={"GPU": 1} if cell.gpu else None): cell for cell in cells}
         for future in as_completed(futures):
@@ -551,6 +553,11 @@ def main(domains, out, seeds, first_seed, epochs, features, folds, parts, shots,
                           model_list, shot_list, device, features_dir, manifest_dir, tuple(shlex.split(train_args)),
                           tuple(shlex.split(extract_args)))
     with command_errors(verbose, quiet):
+        if scheduler is None and not dry_run:  # a cluster's workers may have the CUDA this machine lacks
+            try:
+                check_device(device)  # no CUDA: an environment error (4)
+            except ConfigError as exc:
+                raise click.BadParameter(exc.problem, param_hint="--device") from None
         status = run_grid(options, workers=workers, scheduler=scheduler, threads=threads, in_process=in_process,
                           dry_run=dry_run, skip_extraction=skip_extraction, echo=say)
     sys.exit(status)

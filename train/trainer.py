@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -71,9 +72,22 @@ class NonFiniteLoss(SerError):
     """The training loss became nan or inf: the run is stopped rather than trained on (and selected) as garbage."""
 
 
+#: cuBLAS workspace that makes its kernels (and the cuDNN LSTM's) repeat their results (PyTorch's reproducibility notes).
+CUBLAS_WORKSPACE = ":4096:8"
+
+
+def cuda_determinism(device: str | torch.device) -> None:
+    """On CUDA, give cuBLAS a fixed workspace (``CUBLAS_WORKSPACE_CONFIG``, unless set already) so that the
+    deterministic kernels :func:`deterministic` asks for exist and a run repeats its results for a seed on one GPU.
+    It must happen before the process's first cuBLAS call (the trainer does it before moving its model)."""
+    if torch.device(device).type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+
+
 @contextmanager
 def deterministic():
-    """Deterministic kernels while fitting (CPU results then repeat exactly for a seed); restored afterwards."""
+    """Deterministic kernels while fitting (CPU results then repeat exactly for a seed; on CUDA with
+    :func:`cuda_determinism`); restored afterwards."""
     before = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True, warn_only=True)
     try:
@@ -106,6 +120,7 @@ class Trainer:
 
     def __init__(self, model: nn.Module, config: TrainConfig, classes: Sequence[Sequence[str]], alphas: Sequence[float],
                  seed: int = 0, description: str = ""):
+        cuda_determinism(config.device)
         self.model = model.to(config.device)
         self.config = config
         self.classes = [list(c) for c in classes]
