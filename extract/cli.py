@@ -7,9 +7,7 @@ Errors end in one line naming the file or option, with the exit codes of ``serco
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
-from typing import Iterator
 
 import click
 
@@ -97,27 +95,12 @@ def main(ctx: click.Context, dataset, root, feature_names, workers, scheduler, d
             raise click.BadParameter(str(exc), param_hint="--ssl") from None
         settings = ExtractorSettings(device=device, wav2vec_checkpoint=wav2vec_checkpoint, wav2vec_layer=wav2vec_layer,
                                      allosaurus_model=allosaurus_model, byol_checkpoint=byol_checkpoint, ssl=encoders)
-        with gpu_workers(device, workers, scheduler) as scheduler:
-            try:
-                extract_dataset(dataset, names, settings=settings, manifest_dir=manifest_dir, features_dir=features_dir,
-                                workers=workers, scheduler=scheduler, batch_size=batch_size, overwrite=overwrite,
-                                strict=strict, progress=show_progress(quiet), echo=say, warn=warn)
-            except MissingWeightsError as exc:  # the weights are not on this machine
-                raise EnvironmentProblem("--features", str(exc)) from None
-
-
-@contextlib.contextmanager
-def gpu_workers(device: str, workers: int, scheduler: str | None) -> Iterator[str | None]:
-    """The scheduler extraction should use: ``--device cuda --workers N`` (no ``--scheduler``) starts a local
-    cluster of one worker per visible GPU (at most N; :func:`sercore.cluster.dask_client` with ``gpu``) for the
-    whole command and gives its address; otherwise ``scheduler`` as it is."""
-    if scheduler or workers == 0 or not device.startswith("cuda"):
-        yield scheduler
-        return
-    from sercore.cluster import dask_client
-
-    with dask_client(workers, gpu=True, echo=say) as client:
-        yield client.scheduler.address
+        try:
+            extract_dataset(dataset, names, settings=settings, manifest_dir=manifest_dir, features_dir=features_dir,
+                            workers=workers, scheduler=scheduler, batch_size=batch_size, overwrite=overwrite,
+                            strict=strict, progress=show_progress(quiet), echo=say, warn=warn)
+        except MissingWeightsError as exc:  # the weights are not on this machine
+            raise EnvironmentProblem("--features", str(exc)) from None
 
 
 def _merges(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> dict[str, str]:

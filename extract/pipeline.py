@@ -268,7 +268,9 @@ def _run_dask(batches, settings, workers: int, scheduler: str | None, echo) -> I
 
     from sercore.cluster import dask_client
 
-    with dask_client(workers, scheduler, echo=echo) as client:
+    # --device cuda on this machine: one worker per visible GPU (at most ``workers``), each seeing only its own
+    gpu = scheduler is None and str(settings.device).startswith("cuda")
+    with dask_client(workers, scheduler, gpu=gpu, echo=echo) as client:
         futures = [client.submit(extract_batch, rows, feats, settings, pure=False) for rows, feats in batches]
         for fut in as_completed(futures):
             yield fut.result()
@@ -298,8 +300,9 @@ def extract_dataset(
 ) -> ExtractionSummary:
     """Extract ``features`` for every utterance of ``data_manifests/<dataset>.csv`` into per-split stores.
 
-    ``workers=0`` runs in this process without Dask; otherwise a LocalCluster of ``workers`` processes,
-    or the Dask scheduler at ``scheduler`` (an address or a scheduler file: ``sercore.cluster``).
+    ``workers=0`` runs in this process without Dask; otherwise a LocalCluster of ``workers`` processes (with
+    ``settings.device`` cuda: one per visible GPU, at most ``workers``), or the Dask scheduler at ``scheduler``
+    (an address or a scheduler file: ``sercore.cluster``).
     ``echo`` gets the progress lines, ``warn`` (default: ``echo``) the features skipped, the utterances
     that could not be extracted and those far longer than the rest.
     Raises :class:`EnvironmentProblem` when another ``extract`` holds the dataset folder, the folder is not

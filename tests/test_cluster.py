@@ -143,29 +143,6 @@ def test_with_dask_cuda_its_local_cuda_cluster_gets_the_gpus_up_to_workers(monke
     assert lines[0] == "note: 3 GPUs visible, 2 used (--workers 2); give --workers 3 for all"
 
 
-def test_extract_on_cuda_with_workers_holds_a_gpu_cluster_and_otherwise_uses_the_scheduler_given(monkeypatch):
-    import contextlib
-
-    import sercore.cluster as cluster
-    from extract.cli import gpu_workers
-
-    calls: list[tuple] = []
-
-    @contextlib.contextmanager
-    def fake_client(workers, scheduler=None, *, gpu=False, **kwargs):
-        calls.append((workers, scheduler, gpu))
-        yield SimpleNamespace(scheduler=SimpleNamespace(address="tcp://127.0.0.1:4242"))
-
-    monkeypatch.setattr(cluster, "dask_client", fake_client)
-    with gpu_workers("cuda", 3, None) as where:
-        assert where == "tcp://127.0.0.1:4242"
-    assert calls == [(3, None, True)]
-    for device, workers, scheduler in [("cpu", 3, None), ("cuda", 0, None), ("cuda", 3, "sched.json")]:
-        with gpu_workers(device, workers, scheduler) as where:
-            assert where == scheduler
-    assert len(calls) == 1
-
-
 @pytest.mark.slow
 def test_extract_on_cuda_with_workers_runs_its_batches_on_the_gpu_workers(tmp_path, monkeypatch):
     """The whole command with two faked GPUs: mfcc ignores the device, so the workers can run it on a CPU."""
