@@ -139,7 +139,9 @@ def _run_extractor(ex: FeatureExtractor, audio: Sequence[DecodedAudio]) -> list[
         if isinstance(out, str):
             results.append(out)
             continue
-        arr = np.asarray(out, dtype=np.float32)
+        arr = np.asarray(out)
+        if arr.dtype not in (np.float16, np.float32):  # float16: an encoder's output in its stored dtype, kept as it is
+            arr = arr.astype(np.float32)
         try:
             check_output(a.path, ex.name, ex, arr)
         except DataError as exc:

@@ -101,19 +101,19 @@ def test_chunked_output_stitches_to_the_one_pass_frames(tmp_path, arch):
     (Layer-norm CNNs, as in the large models: a group-norm CNN normalises its first layer over the chunk.)"""
     folder = tiny_encoder(tmp_path / arch, arch, layer_norm=True)
     wav = _wav(3.0)
-    whole = _load(folder).extract(wav).reshape(-1, 3, 16)
-    chunked_ex = _load(folder, max_chunk_seconds=1.0, context_seconds=0.25)
+    whole = _load(folder, dtype="float32").extract(wav).reshape(-1, 3, 16)  # float32: compared to float tolerance
+    chunked_ex = _load(folder, max_chunk_seconds=1.0, context_seconds=0.25, dtype="float32")
     assert len(chunked_ex.chunks(len(wav))) == 6  # 49 frames per 1 s pass, 12 of context either side: cores of 25
     chunked = chunked_ex.extract(wav).reshape(-1, 3, 16)
     assert chunked.shape == whole.shape
     np.testing.assert_allclose(chunked[:, 0], whole[:, 0], atol=1e-5)
     # audio that fits in one chunk is one pass
     short = _wav(0.9, seed=3)
-    np.testing.assert_array_equal(chunked_ex.extract(short), _load(folder).extract(short))
+    np.testing.assert_array_equal(chunked_ex.extract(short), _load(folder, dtype="float32").extract(short))
 
 
 def test_whisper_is_chunked_by_its_window(encoders):
-    ex = _load(encoders["whisper"], context_seconds=0.2)  # the tiny model's window is 2 s (real models: 30 s)
+    ex = _load(encoders["whisper"], context_seconds=0.2, dtype="float32")  # the tiny model's window is 2 s (real models: 30 s)
     wav = _wav(5.0)
     assert len(ex.chunks(len(wav))) == 4  # cores of 80 frames: 100 per window less 10 of context either side
     out = ex.extract(wav)
@@ -131,8 +131,8 @@ def test_length_batches_give_the_unbatched_frames(tmp_path, arch, layer_norm):
 
     folder = tiny_encoder(tmp_path / arch, arch, layer_norm=layer_norm)
     wavs = [_wav(s, seed=i) for i, s in enumerate((1.3, 0.6, 2.0, 0.9))]
-    one = _load(folder, batch_seconds=0)
-    batched = _load(folder, batch_seconds=10.0)
+    one = _load(folder, batch_seconds=0, dtype="float32")  # float32: compared to float tolerance
+    batched = _load(folder, batch_seconds=10.0, dtype="float32")
     passes = []
     forward = batched._forward
     batched._forward = lambda pieces: passes.append(len(pieces)) or forward(pieces)
@@ -156,7 +156,7 @@ def test_compute_dtype_other_than_float32_needs_cuda(encoders):
 
 def test_normalisation_follows_the_preprocessor_config(tmp_path):
     plain = _load(tiny_encoder(tmp_path / "a", "wav2vec2"))
-    norm = _load(tiny_encoder(tmp_path / "b", "wav2vec2", normalize=True))
+    norm = _load(tiny_encoder(tmp_path / "b", "wav2vec2", normalize=True), dtype="float32")
     assert not plain.provenance()["normalize"] and norm.provenance()["normalize"]
     wav = _wav(1.0)
     np.testing.assert_allclose(norm.extract(wav), norm.extract(3.0 * wav), atol=1e-4)  # scale-free input
@@ -284,3 +284,19 @@ def test_other_layers_of_the_same_size_are_never_merged(tmp_path):
     part("part-2.h5", "u2", [1, 2])
     with pytest.raises(StoreError, match=r"feature 'enc' differs from the stored one in layers"):
         consolidate(tmp_path, "c", "train")
+
+
+def test_hidden_states_beyond_float16_are_refused_unless_stored_as_float32(encoders):
+    """A checkpoint whose hidden states exceed float16's range is refused (not stored as inf), naming the remedy."""
+    import torch
+
+    wav = _wav(0.5)
+    for dtype in ("float16", "float32"):
+        ex = _load(encoders["wav2vec2"], dtype=dtype)
+        with torch.no_grad():
+            ex._model.encoder.layer_norm.bias.fill_(1e6)  # hidden state 0 and what follows: about 1e6
+        if dtype == "float16":
+            with pytest.raises(ValueError, match='beyond float16.s range; set dtype = "float32"'):
+                ex.extract(wav)
+        else:
+            assert np.abs(ex.extract(wav)).max() > 1e5
