@@ -25,7 +25,7 @@ import click
 from sercore.cli import command_errors, common_options, epilog, name_list, say
 from sercore.errors import EnvironmentProblem, environment_problem
 
-from .config import (DEFAULT_PRESET, PRESETS, ConfigError, DomainSpec, ExperimentConfig, MultiDomainConfig,
+from .config import (DEFAULT_PRESET, HEAD_MODELS, PRESETS, ConfigError, DomainSpec, ExperimentConfig, MultiDomainConfig,
                      OptimizerConfig, TowerConfig, TrainConfig, build_config, check_device, field_range)
 from .models import MODELS
 
@@ -144,8 +144,12 @@ def check_out_folder(out: str) -> None:
               help="Refuse to start when a training batch would need more memory than this (an estimate) [default: 8].")
 @click.option("--few-shot", default=None, metavar="LANG=K",
               help="Low-resource simulation: language LANG trains on at most K utterances per emotion of its training split "
-                   f"(drawn per run; its validation and test splits unchanged), K in {field_range(ExperimentConfig, 'few_shot')} "
-                   "[default: all].")
+                   "(drawn per run) and uses none of its validation split: the epoch is chosen on the other languages' "
+                   "validation splits (LANG alone: the last epoch); its test split unchanged. K in "
+                   f"{field_range(ExperimentConfig, 'few_shot')} [default: all].")
+@click.option("--few-shot-valid", is_flag=True, default=None,
+              help="The old, not low-resource protocol of --few-shot and --learning-curve: LANG also keeps its whole "
+                   "validation split for choosing the epoch [default: no].")
 @click.option("--learning-curve", default=None, metavar="LANG",
               help="Instead: fit every --model at every --shots K of LANG (single: LANG alone) into OUT/k<K>/<model> and "
                    "write OUT/curve.{md,csv,json,png}: LANG's test UA against K, each model against single.")
@@ -162,7 +166,7 @@ def check_out_folder(out: str) -> None:
 @common_options
 def main(config_file, domains, features, protocol, seeds, first_seed, folds, epochs, device, out, features_dir, model_name, selector, nas_l0, nas_lr_scale, gate_bias, gate_lr_scale, gate_init, expert_norm, preset,
          no_aux, alpha, aux_reduction, standardize, speaker_norm, finetune_ge2e, sampler, length_batches, per_class, batch_size, lr, weight_decay,
-         dropout, input_dropout, stats_pooling, input_stats, frame_stride, ema, label_smoothing, crop, time_mask, feature_mask, mixup, refit, max_seconds, max_batch_gb, few_shot, learning_curve, shots, patience, tsne, ablations, no_checkpoints, quiet,
+         dropout, input_dropout, stats_pooling, input_stats, frame_stride, ema, label_smoothing, crop, time_mask, feature_mask, mixup, refit, max_seconds, max_batch_gb, few_shot, few_shot_valid, learning_curve, shots, patience, tsne, ablations, no_checkpoints, quiet,
          report, overwrite, verbose) -> None:
     """Train SER models on the feature stores of the given language domains; report WA/UA over runs."""
     from .ablations import run_ablations
@@ -250,8 +254,11 @@ def _config(ctx: click.Context) -> tuple[ExperimentConfig, list[str]]:
             features=name_list(p["features"], "--features"), protocol=p["protocol"], seeds=p["seeds"], folds=p["folds"],
             first_seed=p["first_seed"], features_dir=p["features_dir"], out=p["out"], model=models[0],
             save_checkpoints=not p["no_checkpoints"], stats_pooling=p["stats_pooling"], input_stats=p["input_stats"],
-            frame_stride=p["frame_stride"], few_shot=_key_value(p["few_shot"], "--few-shot", "LANG=K", int, "it=10"))
+            frame_stride=p["frame_stride"], few_shot=_key_value(p["few_shot"], "--few-shot", "LANG=K", int, "it=10"),
+            few_shot_valid=p["few_shot_valid"])
         for model in models[1:]:  # a comparison: every model's configuration is checked before anything runs
+            if p.get("learning_curve") is not None and model in HEAD_MODELS:  # a curve fits a head on the target alone
+                continue
             replace(config, model=model)
     except ConfigError as exc:  # the options give a configuration it refuses: a usage error naming the option
         raise click.BadParameter(exc.problem, param_hint=_option_of(exc.where, ctx)) from None

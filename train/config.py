@@ -388,10 +388,17 @@ class ExperimentConfig:
     #: Multi-domain models (--model base|sb|omoe|mmoe|nas).
     multidomain: MultiDomainConfig = field(default_factory=MultiDomainConfig)
     #: Low-resource simulation (not in the paper): language -> k; that language trains on at most k utterances
-    #: per emotion of its training split (drawn with the run's seed), its validation and test splits unchanged.
+    #: per emotion of its training split (drawn with the run's seed) and uses none of its validation split (see
+    #: ``few_shot_valid``); its test split unchanged.
     #: k = 0 (zero-shot, ``base`` only): none of its labels is used, neither for training nor for choosing the
     #: epoch; it is tested on the emotions the other languages have, with the shared tower.
     few_shot: dict[str, int] = ranged(default_factory=dict, low=0, high=10 ** 6, integer=True)
+    #: The old, not low-resource few-shot protocol: a few-shot language also keeps its whole validation split for
+    #: choosing the epoch. False (the default): at K its K labelled utterances per emotion are all it contributes,
+    #: to training and selection together; the epoch is chosen on the other languages' validation splits, and a
+    #: few-shot language trained alone (single) takes the fixed recipe: the configured epochs (each as long as its
+    #: whole training split), the last one tested; linear heads choose C by cross-validation inside the K shots.
+    few_shot_valid: bool = False
 
     def __post_init__(self) -> None:
         if not self.domains or not all(isinstance(d, str) for d in self.domains):
