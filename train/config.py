@@ -399,6 +399,9 @@ class ExperimentConfig:
     #: few-shot language trained alone (single) takes the fixed recipe: the configured epochs (each as long as its
     #: whole training split), the last one tested; linear heads choose C by cross-validation inside the K shots.
     few_shot_valid: bool = False
+    #: ``train --transfer-to``: the source languages (LANG or LANG=DATASET) of the pooled transfer head of the one
+    #: language of ``domains`` (model logreg; :mod:`train.transfer`).
+    transfer_sources: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.domains or not all(isinstance(d, str) for d in self.domains):
@@ -424,6 +427,16 @@ class ExperimentConfig:
             if k == 0 and (self.model != "base" or len(languages) < 2):
                 raise ConfigError("few_shot", f"{lang}=0 (zero-shot) needs --model base with other languages: only its "
                                               "shared tower can label a language it was never trained on")
+        if self.transfer_sources:
+            if self.model != "logreg" or len(languages) != 1:
+                raise ConfigError("transfer_sources", "the transfer head is a logreg head of one target language")
+            for d in self.transfer_sources:
+                try:
+                    source = DomainSpec.parse(d).language
+                except ValueError as exc:
+                    raise ConfigError("transfer_sources", str(exc)) from None
+                if source in languages:
+                    raise ConfigError("transfer_sources", f"{source} is the target; give the other languages")
         if self.few_shot and self.train.refit:
             raise ConfigError("few_shot", "a refit would train on the whole validation split too; use one without the other")
 

@@ -153,6 +153,28 @@ def fit_run(config: ExperimentConfig, datas: list[DomainData], features: list[st
 # One run of ``train --model logreg|linsvm|rbfsvm``
 
 
+def transfer_fit(config, data, features: list[str], seed: int, fold: int | None, x_labelled: np.ndarray,
+                 y_labelled: np.ndarray, x_unlabelled: np.ndarray) -> HeadFit:
+    """``train --transfer-to``: the pooled head of the target ``data`` (:mod:`train.transfer`), the sources'
+    training and validation utterances of the run's split (seed, or fold) standardised with their training split."""
+    from .memory import crop_center
+    from .transfer import fit_pooled_transfer, load_source, standardise
+
+    sources = []
+    for domain in config.transfer_sources:
+        src = load_source(domain, config.features_dir, features)
+        info = domain_info(src, features)
+        limit = max_frames(src.provenance, src.kinds, config.train.max_seconds)
+        idx = split_indices(draw_split(src, config.protocol, fold if fold is not None else seed, config.folds))
+        x = np.stack([np.concatenate([pool(crop_center(src.features[f][i], limit.get(f)) if info.kinds[f] == "sequence"
+                                           else src.features[f][i], info.kinds[f]) for f in features])
+                      for i in range(len(src.utt_ids))])
+        z, _, _ = standardise(x, x[idx["train"]])
+        rows = idx["train"] + idx["valid"]
+        sources.append((z[rows], [src.emotions[i] for i in rows]))
+    return fit_pooled_transfer(x_labelled, [data.classes[i] for i in y_labelled], x_unlabelled, data.classes, sources)
+
+
 def head_config(config) -> HeadConfig:
     """The head of an :class:`~train.config.ExperimentConfig` (its ``model``), with the default grids."""
     return HeadConfig(config.model)
@@ -172,6 +194,7 @@ def fit_head_run(config, datas, features: list[str], run: int, description: str 
     seed = config.first_seed + run
     fold = run if config.protocol == "speaker" else None
     idx = split_indices(draw_split(data, config.protocol, fold if fold is not None else seed, config.folds))
+    unlabelled = idx["train"]  # before a few-shot limit: its audio standardises a transfer head's inputs
     if data.spec.language in config.few_shot:
         idx = few_shot_indices(idx, data.emotions, config.few_shot[data.spec.language], seed, set(data.classes),
                                config.few_shot_valid)
@@ -191,7 +214,10 @@ def fit_head_run(config, datas, features: list[str], run: int, description: str 
     speakers = np.array(data.speakers)
     groups = speakers[idx["train"]] if config.protocol == "speaker" else None
     hc = head_config(config)
-    fit = select_head(hc, x["train"], y["train"], groups, seed=seed)
+    if config.transfer_sources:  # train --transfer-to: the pooled head over every language (train/transfer.py)
+        fit = transfer_fit(config, data, features, seed, fold, x["train"], y["train"], pooled(unlabelled))
+    else:
+        fit = select_head(hc, x["train"], y["train"], groups, seed=seed)
     n_classes = len(data.classes)
     temperature = fit_temperature(fit.decision(x["valid"]), y["valid"]) if len(y["valid"]) else 1.0
     head = head_module(fit, info.kinds, info.dims, n_classes, temperature)
