@@ -253,10 +253,10 @@ def study(args, log=print) -> None:
     langs = load(args.features_dir, args.features, out / "cache")
     plan = []  # seed-major: an interrupted study has every configuration at the seeds it reached
     configs = configurations(args.targets)
-    for run in range(args.seeds):
+    for run in range(args.seeds) if "random" in args.protocols else []:
         plan += [("random", t, sources, run, tuple(args.shots), True) for t, sources, role in configs
                  if role == "target" or run < args.pseudo_seeds]
-    for fold in range(args.folds):
+    for fold in range(args.folds) if "speaker" in args.protocols else []:
         plan += [("speaker", t, sources, fold, (args.speaker_shots,), False) for t, sources, role in configs
                  if role == "target"]
     start = time.perf_counter()
@@ -276,8 +276,18 @@ def study(args, log=print) -> None:
 # ------------------------------------------------------------------------------------------------ the tables
 
 
-def records(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+def records(path: Path | Sequence[Path]) -> list[dict]:
+    """The records of one or more results files; a (protocol, target, sources, K, run) seen twice is kept once."""
+    out, seen = [], set()
+    for p in [path] if isinstance(path, Path) else path:
+        for line in p.read_text().splitlines() if p.exists() else []:
+            if line.strip():
+                r = json.loads(line)
+                key = (r["protocol"], r["target"], tuple(r["sources"]), r["k"], r["run"])
+                if key not in seen:
+                    seen.add(key)
+                    out.append(r)
+    return out
 
 
 def paired(recs: list[dict], method: str, reference: str) -> tuple[float, float, float, int]:
@@ -285,17 +295,37 @@ def paired(recs: list[dict], method: str, reference: str) -> tuple[float, float,
     return (*paired_interval(d), len(d))
 
 
-def select_method(recs: list[dict], target: str, candidates: Sequence[str]) -> tuple[str, dict[str, float]]:
-    """The transfer method of ``target``: the largest mean gain over :data:`REFERENCE` on its pseudo-targets
-    (the other two languages, each with the third as its only source), random protocol, every K and seed."""
+def best_single(recs: list[dict], singles: Sequence[str] = SINGLE) -> str:
+    """The single-language method with the highest mean UA over ``recs`` (one target, protocol and K)."""
+    singles = [m for m in singles if any(m in r["ua"] for r in recs)]
+    return max(singles, key=lambda m: np.mean([r["ua"][m] for r in recs if m in r["ua"]]))
+
+
+def without_speakers(methods: Sequence[str]) -> list[str]:
+    """The methods that need no speaker statistics at prediction time (what a bundle can hold)."""
+    return [m for m in methods if not m.endswith("_spk")]
+
+
+def select_method(recs: list[dict], target: str, candidates: Sequence[str],
+                  singles: Sequence[str] = SINGLE) -> tuple[str, dict[str, float]]:
+    """The transfer method of ``target``: the largest mean gain over the best single-language method on its
+    pseudo-targets (the other two languages, each with the third as its only source; the best single method of
+    each pseudo-target and K by its mean UA there), random protocol, every K and seed: no data of ``target``."""
     others = [x for x in LANGUAGES if x != target]
     pseudo = [r for r in recs if r["protocol"] == "random" and r["target"] in others and target not in r["sources"]]
-    gains = {m: float(np.mean([r["ua"][m] - r["ua"][REFERENCE] for r in pseudo if m in r["ua"]])) for m in candidates
-             if any(m in r["ua"] for r in pseudo)}
+    groups = {}
+    for r in pseudo:
+        groups.setdefault((r["target"], r["k"]), []).append(r)
+    diffs: dict[str, list[float]] = {m: [] for m in candidates}
+    for group in groups.values():
+        ref = best_single(group, singles)
+        for m in candidates:
+            diffs[m] += [r["ua"][m] - r["ua"][ref] for r in group if m in r["ua"]]
+    gains = {m: float(np.mean(v)) for m, v in diffs.items() if v}
     return max(gains, key=gains.get), gains
 
 
-def report(path: Path) -> str:
+def report(path: Path | Sequence[Path]) -> str:
     recs = records(path)
     methods = sorted({m for r in recs for m in r["ua"]})
     transfer = [m for m in methods if m not in SINGLE]
@@ -307,10 +337,17 @@ def report(path: Path) -> str:
             continue
         best, gains = select_method(recs, t, transfer)
         chosen[t] = best
-        lines.append(f"- {t}: pseudo-target gains over {REFERENCE}: "
+        lines.append(f"- {t}: pseudo-target gains over the best single method: "
                      + ", ".join(f"{m} {g:+.3f}" for m, g in sorted(gains.items(), key=lambda kv: -kv[1])[:4])
                      + f" -> **{best}**")
-    out = ["Transfer method per target, chosen on its pseudo-targets (no data of the target):", "", *lines, ""]
+    plain = []
+    for t in chosen:
+        best, gains = select_method(recs, t, without_speakers(transfer), without_speakers(SINGLE))
+        plain.append(f"- {t}: " + ", ".join(f"{m} {g:+.3f}" for m, g in sorted(gains.items(), key=lambda kv: -kv[1])[:3])
+                     + f" -> **{best}**")
+    out = ["Transfer method per target, chosen on its pseudo-targets (no data of the target):", "", *lines, "",
+           "The same among the methods without speaker statistics (what a bundle holds), against the best single "
+           "method without them:", "", *plain, ""]
     for protocol in ("random", "speaker"):
         for t in LANGUAGES:
             main = [r for r in recs if r["protocol"] == protocol and r["target"] == t and len(r["sources"]) == 2]
@@ -318,10 +355,9 @@ def report(path: Path) -> str:
                 continue
             for k in sorted({r["k"] for r in main}):
                 rk = [r for r in main if r["k"] == k]
-                singles = [m for m in SINGLE if any(m in r["ua"] for r in rk)]
-                best_single = max(singles, key=lambda m: np.mean([r["ua"][m] for r in rk if m in r["ua"]]))
+                best = best_single(rk)
                 out.append(f"#### {t}, {protocol} protocol, K = {k} ({len(rk)} runs; best single-language method by "
-                           f"mean test UA: {best_single})")
+                           f"mean test UA: {best})")
                 out.append("")
                 out.append("| method | test UA mean ± std | − single_logreg [95% CI] | − best single [95% CI] |")
                 out.append("| --- | ---: | ---: | ---: |")
@@ -330,7 +366,7 @@ def report(path: Path) -> str:
                     if not v:
                         continue
                     a = paired(rk, m, REFERENCE)
-                    b = paired(rk, m, best_single)
+                    b = paired(rk, m, best)
                     mark = " (chosen)" if chosen.get(t) == m else ""
                     out.append(f"| {m}{mark} | {np.mean(v):.3f} ± {np.std(v, ddof=1):.3f} | "
                                f"{a[0]:+.3f} [{a[1]:+.3f}, {a[2]:+.3f}] | {b[0]:+.3f} [{b[1]:+.3f}, {b[2]:+.3f}] |")
@@ -338,7 +374,7 @@ def report(path: Path) -> str:
     return "\n".join(out)
 
 
-def summary(path: Path) -> dict:
+def summary(path: Path | Sequence[Path]) -> dict:
     """Per protocol, target, K: the chosen method, best single, and the paired difference (for the plot)."""
     recs = records(path)
     methods = sorted({m for r in recs for m in r["ua"]})
@@ -352,15 +388,13 @@ def summary(path: Path) -> dict:
             main = [r for r in recs if r["protocol"] == protocol and r["target"] == t and len(r["sources"]) == 2]
             for k in sorted({r["k"] for r in main}):
                 rk = [r for r in main if r["k"] == k]
-                singles = [m for m in SINGLE if any(m in r["ua"] for r in rk)]
-                best_single = max(singles, key=lambda m: np.mean([r["ua"][m] for r in rk if m in r["ua"]]))
-                out[f"{protocol} {t} {k}"] = {"chosen": best, "best_single": best_single,
-                                              "vs_best_single": paired(rk, best, best_single),
-                                              "methods": {m: paired(rk, m, best_single) for m in transfer}}
+                ref = best_single(rk)
+                out[f"{protocol} {t} {k}"] = {"chosen": best, "best_single": ref, "vs_best_single": paired(rk, best, ref),
+                                              "methods": {m: paired(rk, m, ref) for m in transfer}}
     return out
 
 
-def plot(path: Path, png: Path) -> None:
+def plot(path: Path | Sequence[Path], png: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -407,16 +441,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--pseudo-seeds", type=int, default=5, help="Seeds of the pseudo-target runs (method choice).")
     p.add_argument("--folds", type=int, default=6)
     p.add_argument("--speaker-shots", type=int, default=10)
+    p.add_argument("--also", nargs="*", default=[], help="--report: further study folders whose records to add.")
+    p.add_argument("--protocols", default="random,speaker", help="Parts of the study to run (random, speaker).")
     p.add_argument("--report", default=None, help="Write the tables (markdown) of OUT/results.jsonl here, and a plot beside.")
     args = p.parse_args(argv)
     args.features = args.features.split(",")
     args.targets = args.targets.split(",")
     args.shots = [int(k) for k in args.shots.split(",")]
+    args.protocols = args.protocols.split(",")
     if args.report:
-        text = report(Path(args.out) / "results.jsonl")
+        files = [Path(d) / "results.jsonl" for d in [args.out, *args.also]]
+        text = report(files)
         Path(args.report).write_text(text + "\n")
-        plot(Path(args.out) / "results.jsonl", Path(args.report).with_suffix(".png"))
-        (Path(args.out) / "summary.json").write_text(json.dumps(summary(Path(args.out) / "results.jsonl"), indent=2))
+        plot(files, Path(args.report).with_suffix(".png"))
+        (Path(args.out) / "summary.json").write_text(json.dumps(summary(files), indent=2))
         print(text)
         return 0
     study(args)
