@@ -292,7 +292,7 @@ def records(path: Path | Sequence[Path]) -> list[dict]:
 
 def paired(recs: list[dict], method: str, reference: str) -> tuple[float, float, float, int]:
     d = [r["ua"][method] - r["ua"][reference] for r in recs if method in r["ua"] and reference in r["ua"]]
-    return (*paired_interval(d), len(d))
+    return (*paired_interval(d), len(d)) if d else (float("nan"), float("nan"), float("nan"), 0)
 
 
 def best_single(recs: list[dict], singles: Sequence[str] = SINGLE) -> str:
