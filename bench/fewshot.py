@@ -350,6 +350,21 @@ def report(path: Path | Sequence[Path]) -> str:
     out = ["Transfer method per target, chosen on its pseudo-targets (no data of the target):", "", *lines, "",
            "The same among the methods without speaker statistics (what a bundle holds), against the best single "
            "method without them:", "", *plain, ""]
+    plain_choice = {t: select_method(recs, t, without_speakers(transfer), without_speakers(SINGLE))[0] for t in chosen}
+    out += ["| protocol | target | K | runs | single (UA) | chosen − single [95% CI] | chosen − best single-language "
+            "[95% CI] | bundle method − single [95% CI] |", "| --- | --- | ---: | ---: | --- | --- | --- | --- |"]
+    for protocol in ("random", "speaker"):
+        for t in chosen:
+            main = [r for r in recs if r["protocol"] == protocol and r["target"] == t and len(r["sources"]) == 2]
+            for k in sorted({r["k"] for r in main}):
+                rk = [r for r in main if r["k"] == k]
+                head, best = best_single(rk, HEADS), best_single(rk)
+                m = chosen[t] if any(chosen[t] in r["ua"] for r in rk) else plain_choice[t]
+                a, b, c = paired(rk, m, head), paired(rk, m, best), paired(rk, plain_choice[t], head)
+                cell = lambda v: f"{v[0]:+.3f} [{v[1]:+.3f}, {v[2]:+.3f}]"  # noqa: E731
+                out.append(f"| {protocol} | {t} | {k} | {len(rk)} | {head} ({np.mean([r['ua'][head] for r in rk]):.3f}) | "
+                           f"{m}: {cell(a)} | vs {best}: {cell(b)} | {plain_choice[t]}: {cell(c)} |")
+    out.append("")
     for protocol in ("random", "speaker"):
         for t in LANGUAGES:
             main = [r for r in recs if r["protocol"] == protocol and r["target"] == t and len(r["sources"]) == 2]
