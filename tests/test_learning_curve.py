@@ -214,3 +214,18 @@ def test_the_target_contributes_k_labelled_utterances_per_emotion_to_training_an
     table = json.loads((out / "curve.json").read_text())
     assert list(table["models"]) == ["single", "base", "logreg"]
     assert json.loads((out / "k2" / "logreg" / "config.json").read_text())["domains"] == ["it=synth_it"]
+
+
+def test_few_shot_runs_of_the_old_protocol_do_not_resume_as_the_new_one():
+    # the fingerprint of a few-shot run says that the K shots were all of the target's labels; a run folder fitted
+    # with the target's validation split (before, or --few-shot-valid) has another one; runs without --few-shot
+    # keep theirs (their folders still resume)
+    from train.config import ExperimentConfig
+    from train.runstate import config_fingerprint
+
+    def fp(**kw):
+        return config_fingerprint(ExperimentConfig(domains=["de", "it"], model="sb", **kw))
+
+    plain, new, old = fp(), fp(few_shot={"it": 5}), fp(few_shot={"it": 5}, few_shot_valid=True)
+    assert new != old and "few_shot_valid" not in plain and "few_shot_labels" not in plain
+    assert {k: v for k, v in old.items() if k != "few_shot_valid"} == {k: v for k, v in new.items() if k != "few_shot_labels"}
