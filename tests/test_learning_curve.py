@@ -169,3 +169,63 @@ def test_curve_plot_draws_the_differences_from_single_beside_the_curve(tmp_path)
     empty = plot_curve(["0", "5", "all"], lines, tmp_path / "empty.png", "K", "UA", differences={"Base": [None] * 3})
     assert imread(both).shape[1] == 2 * imread(alone).shape[1]  # a second panel of the same size
     assert imread(empty).shape == imread(alone).shape  # no difference to draw: no empty panel
+
+
+@pytest.mark.parametrize("keep_valid", [False, True])
+def test_the_target_contributes_k_labelled_utterances_per_emotion_to_training_and_selection(
+        two_stores, tmp_path, monkeypatch, keep_valid):
+    # every labelled utterance of the target that a fit trains on or chooses by (the epoch; a head's C and
+    # temperature, fitted on its validation rows) is one of its K shots; the old protocol (--few-shot-valid) chooses the epoch on its whole
+    # validation split too, and fails the count
+    import train.trainer
+
+    k, touched, selected_rows = 2, {"train": set(), "select": set()}, []
+
+    def target_ids(dataset):  # the synthetic stores name utterances <language>_<emotion>_<n>
+        return {u for p in getattr(dataset, "datasets", [dataset]) for u in p.utt_ids if u.startswith("it_")}
+
+    original_fit, original_select = train.trainer.Trainer.fit, train.fit.select_head
+
+    def fit_spy(self, train_set, valid, test):
+        touched["train"].update(target_ids(train_set))
+        touched["select"].update(target_ids(valid))
+        return original_fit(self, train_set, valid, test)
+
+    def select_spy(config, x, y, groups=None, seed=0):
+        selected_rows.append(len(y))
+        return original_select(config, x, y, groups, seed)
+
+    monkeypatch.setattr(train.trainer.Trainer, "fit", fit_spy)
+    monkeypatch.setattr(train.fit, "select_head", select_spy)
+    out = tmp_path / "curve"
+    args = ["--domains", "de=synth,it=synth_it", "--features-dir", str(two_stores), "--epochs", "2", "--seeds", "1",
+            "--model", "base,logreg", "--learning-curve", "it", "--shots", str(k), "--out", str(out), "--quiet",
+            "--no-checkpoints", *(["--few-shot-valid"] if keep_valid else [])]
+    r = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    per_emotion = Counter(u.split("_")[1] for u in touched["train"] | touched["select"])
+    assert set(per_emotion) == set(IT) and selected_rows == [k * len(IT)]  # the head's C: CV inside the K shots
+    head_run = json.loads((out / "k2" / "logreg" / "metrics.json").read_text())["runs"][0]  # valid: its temperature
+    if keep_valid:
+        assert max(per_emotion.values()) > k and touched["select"] and "it" in head_run["valid"]
+    else:
+        assert max(per_emotion.values()) <= k, per_emotion
+        assert not touched["select"] and "it" not in head_run["valid"]
+    table = json.loads((out / "curve.json").read_text())
+    assert list(table["models"]) == ["single", "base", "logreg"]
+    assert json.loads((out / "k2" / "logreg" / "config.json").read_text())["domains"] == ["it=synth_it"]
+
+
+def test_few_shot_runs_of_the_old_protocol_do_not_resume_as_the_new_one():
+    # the fingerprint of a few-shot run says that the K shots were all of the target's labels; a run folder fitted
+    # with the target's validation split (before, or --few-shot-valid) has another one; runs without --few-shot
+    # keep theirs (their folders still resume)
+    from train.config import ExperimentConfig
+    from train.runstate import config_fingerprint
+
+    def fp(**kw):
+        return config_fingerprint(ExperimentConfig(domains=["de", "it"], model="sb", **kw))
+
+    plain, new, old = fp(), fp(few_shot={"it": 5}), fp(few_shot={"it": 5}, few_shot_valid=True)
+    assert new != old and "few_shot_valid" not in plain and "few_shot_labels" not in plain
+    assert {k: v for k, v in old.items() if k != "few_shot_valid"} == {k: v for k, v in new.items() if k != "few_shot_labels"}

@@ -25,7 +25,7 @@ import click
 from sercore.cli import command_errors, common_options, epilog, name_list, say
 from sercore.errors import EnvironmentProblem, environment_problem
 
-from .config import (DEFAULT_PRESET, PRESETS, ConfigError, DomainSpec, ExperimentConfig, MultiDomainConfig,
+from .config import (DEFAULT_PRESET, HEAD_MODELS, PRESETS, ConfigError, DomainSpec, ExperimentConfig, MultiDomainConfig,
                      OptimizerConfig, TowerConfig, TrainConfig, build_config, check_device, field_range)
 from .models import MODELS
 
@@ -144,8 +144,17 @@ def check_out_folder(out: str) -> None:
               help="Refuse to start when a training batch would need more memory than this (an estimate) [default: 8].")
 @click.option("--few-shot", default=None, metavar="LANG=K",
               help="Low-resource simulation: language LANG trains on at most K utterances per emotion of its training split "
-                   f"(drawn per run; its validation and test splits unchanged), K in {field_range(ExperimentConfig, 'few_shot')} "
-                   "[default: all].")
+                   "(drawn per run) and uses none of its validation split: the epoch is chosen on the other languages' "
+                   "validation splits (LANG alone: the last epoch); its test split unchanged. K in "
+                   f"{field_range(ExperimentConfig, 'few_shot')} [default: all].")
+@click.option("--few-shot-valid", is_flag=True, default=None,
+              help="The old, not low-resource protocol of --few-shot and --learning-curve: LANG also keeps its whole "
+                   "validation split for choosing the epoch [default: no].")
+@click.option("--transfer-to", default=None, metavar="LANG",
+              help="Train the recommended transfer method for LANG, a language with few labels: one logistic regression "
+                   "on the pooled statistics of every language of --domains (each corpus standardised with its own "
+                   "training audio, LANG's labelled utterances weighted up), written as LANG's logreg head (run folder, "
+                   "bundle, predict).")
 @click.option("--learning-curve", default=None, metavar="LANG",
               help="Instead: fit every --model at every --shots K of LANG (single: LANG alone) into OUT/k<K>/<model> and "
                    "write OUT/curve.{md,csv,json,png}: LANG's test UA against K, each model against single.")
@@ -162,7 +171,7 @@ def check_out_folder(out: str) -> None:
 @common_options
 def main(config_file, domains, features, protocol, seeds, first_seed, folds, epochs, device, out, features_dir, model_name, selector, nas_l0, nas_lr_scale, gate_bias, gate_lr_scale, gate_init, expert_norm, preset,
          no_aux, alpha, aux_reduction, standardize, speaker_norm, finetune_ge2e, sampler, length_batches, per_class, batch_size, lr, weight_decay,
-         dropout, input_dropout, stats_pooling, input_stats, frame_stride, ema, label_smoothing, crop, time_mask, feature_mask, mixup, refit, max_seconds, max_batch_gb, few_shot, learning_curve, shots, patience, tsne, ablations, no_checkpoints, quiet,
+         dropout, input_dropout, stats_pooling, input_stats, frame_stride, ema, label_smoothing, crop, time_mask, feature_mask, mixup, refit, max_seconds, max_batch_gb, few_shot, few_shot_valid, transfer_to, learning_curve, shots, patience, tsne, ablations, no_checkpoints, quiet,
          report, overwrite, verbose) -> None:
     """Train SER models on the feature stores of the given language domains; report WA/UA over runs."""
     from .ablations import run_ablations
@@ -233,6 +242,18 @@ def _config(ctx: click.Context) -> tuple[ExperimentConfig, list[str]]:
             DomainSpec.parse(d)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--domains") from None
+    sources: list[str] = []
+    if p.get("transfer_to") is not None:  # LANG's logreg head, fitted with the other languages as sources
+        target = p["transfer_to"]
+        if target not in [DomainSpec.parse(d).language for d in domains] or len(domains) < 2:
+            raise click.BadParameter(f"{target}: expected one of two or more --domains "
+                                     f"({', '.join(DomainSpec.parse(d).language for d in domains)})", param_hint="--transfer-to")
+        if p["model_name"] not in (None, "logreg") or p.get("learning_curve") is not None:
+            raise click.BadParameter("the transfer head is a logreg head; give neither --model nor --learning-curve",
+                                     param_hint="--transfer-to")
+        sources = [d for d in domains if DomainSpec.parse(d).language != target]
+        domains = [d for d in domains if DomainSpec.parse(d).language == target]
+        p = {**p, "model_name": "logreg"}
     models = name_list(p["model_name"], "--model") or (["single"] if len(domains) == 1 else ["nas"])
     unknown = [m for m in models if m not in MODELS]
     if unknown:
@@ -250,8 +271,11 @@ def _config(ctx: click.Context) -> tuple[ExperimentConfig, list[str]]:
             features=name_list(p["features"], "--features"), protocol=p["protocol"], seeds=p["seeds"], folds=p["folds"],
             first_seed=p["first_seed"], features_dir=p["features_dir"], out=p["out"], model=models[0],
             save_checkpoints=not p["no_checkpoints"], stats_pooling=p["stats_pooling"], input_stats=p["input_stats"],
-            frame_stride=p["frame_stride"], few_shot=_key_value(p["few_shot"], "--few-shot", "LANG=K", int, "it=10"))
+            frame_stride=p["frame_stride"], few_shot=_key_value(p["few_shot"], "--few-shot", "LANG=K", int, "it=10"),
+            few_shot_valid=p["few_shot_valid"], transfer_sources=sources or None)
         for model in models[1:]:  # a comparison: every model's configuration is checked before anything runs
+            if p.get("learning_curve") is not None and model in HEAD_MODELS:  # a curve fits a head on the target alone
+                continue
             replace(config, model=model)
     except ConfigError as exc:  # the options give a configuration it refuses: a usage error naming the option
         raise click.BadParameter(exc.problem, param_hint=_option_of(exc.where, ctx)) from None

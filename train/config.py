@@ -388,10 +388,20 @@ class ExperimentConfig:
     #: Multi-domain models (--model base|sb|omoe|mmoe|nas).
     multidomain: MultiDomainConfig = field(default_factory=MultiDomainConfig)
     #: Low-resource simulation (not in the paper): language -> k; that language trains on at most k utterances
-    #: per emotion of its training split (drawn with the run's seed), its validation and test splits unchanged.
+    #: per emotion of its training split (drawn with the run's seed) and uses none of its validation split (see
+    #: ``few_shot_valid``); its test split unchanged.
     #: k = 0 (zero-shot, ``base`` only): none of its labels is used, neither for training nor for choosing the
     #: epoch; it is tested on the emotions the other languages have, with the shared tower.
     few_shot: dict[str, int] = ranged(default_factory=dict, low=0, high=10 ** 6, integer=True)
+    #: The old, not low-resource few-shot protocol: a few-shot language also keeps its whole validation split for
+    #: choosing the epoch. False (the default): at K its K labelled utterances per emotion are all it contributes,
+    #: to training and selection together; the epoch is chosen on the other languages' validation splits, and a
+    #: few-shot language trained alone (single) takes the fixed recipe: the configured epochs (each as long as its
+    #: whole training split), the last one tested; linear heads choose C by cross-validation inside the K shots.
+    few_shot_valid: bool = False
+    #: ``train --transfer-to``: the source languages (LANG or LANG=DATASET) of the pooled transfer head of the one
+    #: language of ``domains`` (model logreg; :mod:`train.transfer`).
+    transfer_sources: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.domains or not all(isinstance(d, str) for d in self.domains):
@@ -417,6 +427,16 @@ class ExperimentConfig:
             if k == 0 and (self.model != "base" or len(languages) < 2):
                 raise ConfigError("few_shot", f"{lang}=0 (zero-shot) needs --model base with other languages: only its "
                                               "shared tower can label a language it was never trained on")
+        if self.transfer_sources:
+            if self.model != "logreg" or len(languages) != 1:
+                raise ConfigError("transfer_sources", "the transfer head is a logreg head of one target language")
+            for d in self.transfer_sources:
+                try:
+                    source = DomainSpec.parse(d).language
+                except ValueError as exc:
+                    raise ConfigError("transfer_sources", str(exc)) from None
+                if source in languages:
+                    raise ConfigError("transfer_sources", f"{source} is the target; give the other languages")
         if self.few_shot and self.train.refit:
             raise ConfigError("few_shot", "a refit would train on the whole validation split too; use one without the other")
 

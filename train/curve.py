@@ -2,9 +2,17 @@
 
 ``train --domains de,it,en --model base,sb,nas --learning-curve it --shots 0,5,10,20,40,all --out OUT`` fits,
 for every K of ``--shots``, every model (``single`` is always added) with the target language limited to K
-training utterances per emotion (``--few-shot it=K``; the other languages keep all of theirs; ``single`` is
-trained on the target alone) into ``OUT/k<K>/<model>`` (``OUT/all/<model>`` for the whole split), the usual run
-folders, so a rerun resumes. K = 0 is zero-shot: only ``base`` runs (its tower is shared by the languages),
+labelled utterances per emotion (``--few-shot it=K``; the other languages keep all of theirs; ``single`` and the
+linear heads ``logreg``/``linsvm``/``rbfsvm`` are trained on the target alone) into ``OUT/k<K>/<model>``
+(``OUT/all/<model>`` for the whole split), the usual run folders, so a rerun resumes.
+
+The protocol is a low-resource one: at K the target's K labelled utterances per emotion are all it contributes,
+to training and to model selection together. Its validation split is not used: the multi-domain models choose
+the epoch on the other languages' validation splits; single (the target alone) takes a fixed recipe, the
+configured epochs (each as long as the whole training split) and the last one; the heads choose C by
+cross-validation inside the K shots and are not calibrated. The unlabelled audio of the target's training split
+still standardises its features. ``--few-shot-valid`` restores the old protocol (the target keeps its whole
+validation split for choosing the epoch), which is not low-resource. K = 0 is zero-shot: only ``base`` runs (its tower is shared by the languages),
 trained and validated without any target label, and tested on the target's utterances of the emotions the
 other languages have (the table says so). Every model of a K > 0 is tested on the same target test utterances
 with the same K training utterances per run (same seeds), so each model is compared with ``single`` as a
@@ -30,7 +38,7 @@ from typing import Sequence
 from sercore.errors import OptionError
 
 from .compare import DISPLAY
-from .config import SINGLE_MODEL, DomainSpec, ExperimentConfig
+from .config import HEAD_MODELS, SINGLE_MODEL, DomainSpec, ExperimentConfig
 from .experiment import Log, run_experiment
 from .layout import shot_name
 from .metrics import paired_interval, run_summary
@@ -45,7 +53,8 @@ RunKey = tuple
 
 def shot_config(config: ExperimentConfig, target: str, k: int | None, model: str, out: Path) -> ExperimentConfig:
     """The run of ``model`` at K: the target limited to K utterances per emotion; single on the target alone."""
-    domains = [d for d in config.domains if DomainSpec.parse(d).language == target] if model == SINGLE_MODEL else list(config.domains)
+    alone = model == SINGLE_MODEL or model in HEAD_MODELS  # single-language models: the target's K shots only
+    domains = [d for d in config.domains if DomainSpec.parse(d).language == target] if alone else list(config.domains)
     return replace(config, domains=domains, model=model, out=str(out / shot_name(k) / model),
                    few_shot={} if k is None else {target: k})
 

@@ -54,12 +54,13 @@ def domain_info(data: DomainData, features: list[str]) -> DomainInfo:
 
 
 def few_shot_indices(idx: Mapping[str, list[int]], emotions: Sequence[str], k: int, seed: int,
-                     trained: set[str]) -> dict[str, list[int]]:
-    """A few-shot language's split (``ExperimentConfig.few_shot``): at most ``k`` training utterances per emotion;
-    for k = 0 no training or validation utterance, and only the test utterances of the ``trained`` emotions
-    (those of the languages that are trained)."""
+                     trained: set[str], keep_valid: bool = False) -> dict[str, list[int]]:
+    """A few-shot language's split (``ExperimentConfig.few_shot``): at most ``k`` training utterances per emotion
+    and no validation utterance (``keep_valid``: its whole validation split, the old protocol); for k = 0 no
+    training or validation utterance, and only the test utterances of the ``trained`` emotions (those of the
+    languages that are trained)."""
     if k > 0:
-        return {**idx, "train": few_shot(idx["train"], emotions, k, seed)}
+        return {**idx, "train": few_shot(idx["train"], emotions, k, seed), "valid": idx["valid"] if keep_valid else []}
     return {"train": [], "valid": [], "test": [i for i in idx["test"] if emotions[i] in trained]}
 
 
@@ -81,7 +82,8 @@ def fit_run(config: ExperimentConfig, datas: list[DomainData], features: list[st
         idx = split_indices(draw_split(data, config.protocol, fold if fold is not None else seed, config.folds))
         unlabelled.append(idx["train"])
         if data.spec.language in config.few_shot:
-            idx = few_shot_indices(idx, data.emotions, config.few_shot[data.spec.language], seed, trained)
+            idx = few_shot_indices(idx, data.emotions, config.few_shot[data.spec.language], seed, trained,
+                                   config.few_shot_valid)
         indices.append(idx)
     # before any work: refuse a batch that would not fit (train/memory.py); the refit also trains on valid
     n_train = sum(len(idx["train"]) + (len(idx["valid"]) if config.train.refit else 0) for idx in indices)
@@ -110,6 +112,8 @@ def fit_run(config: ExperimentConfig, datas: list[DomainData], features: list[st
     train_config = config.train
     if config.few_shot:  # every K of a learning curve trains for the same number of steps: those of the whole split
         train_config = replace(train_config, epoch_size=sum(map(len, unlabelled)))
+        if not any(idx["valid"] for idx in indices):  # a few-shot language alone: the fixed recipe, the last epoch
+            train_config = replace(train_config, selection="last", patience=None)
     alphas = [config.language(data.spec.language).alpha if config.train.alpha is None else config.train.alpha for data in datas]
 
     def make_trainer(train_config: TrainConfig, what: str) -> Trainer:
@@ -149,6 +153,28 @@ def fit_run(config: ExperimentConfig, datas: list[DomainData], features: list[st
 # One run of ``train --model logreg|linsvm|rbfsvm``
 
 
+def transfer_fit(config, data, features: list[str], seed: int, fold: int | None, x_labelled: np.ndarray,
+                 y_labelled: np.ndarray, x_unlabelled: np.ndarray) -> HeadFit:
+    """``train --transfer-to``: the pooled head of the target ``data`` (:mod:`train.transfer`), the sources'
+    training and validation utterances of the run's split (seed, or fold) standardised with their training split."""
+    from .memory import crop_center
+    from .transfer import fit_pooled_transfer, load_source, standardise
+
+    sources = []
+    for domain in config.transfer_sources:
+        src = load_source(domain, config.features_dir, features)
+        info = domain_info(src, features)
+        limit = max_frames(src.provenance, src.kinds, config.train.max_seconds)
+        idx = split_indices(draw_split(src, config.protocol, fold if fold is not None else seed, config.folds))
+        x = np.stack([np.concatenate([pool(crop_center(src.features[f][i], limit.get(f)) if info.kinds[f] == "sequence"
+                                           else src.features[f][i], info.kinds[f]) for f in features])
+                      for i in range(len(src.utt_ids))])
+        z, _, _ = standardise(x, x[idx["train"]])
+        rows = idx["train"] + idx["valid"]
+        sources.append((z[rows], [src.emotions[i] for i in rows]))
+    return fit_pooled_transfer(x_labelled, [data.classes[i] for i in y_labelled], x_unlabelled, data.classes, sources)
+
+
 def head_config(config) -> HeadConfig:
     """The head of an :class:`~train.config.ExperimentConfig` (its ``model``), with the default grids."""
     return HeadConfig(config.model)
@@ -168,8 +194,10 @@ def fit_head_run(config, datas, features: list[str], run: int, description: str 
     seed = config.first_seed + run
     fold = run if config.protocol == "speaker" else None
     idx = split_indices(draw_split(data, config.protocol, fold if fold is not None else seed, config.folds))
+    unlabelled = idx["train"]  # before a few-shot limit: its audio standardises a transfer head's inputs
     if data.spec.language in config.few_shot:
-        idx = few_shot_indices(idx, data.emotions, config.few_shot[data.spec.language], seed, set(data.classes))
+        idx = few_shot_indices(idx, data.emotions, config.few_shot[data.spec.language], seed, set(data.classes),
+                               config.few_shot_valid)
     info = domain_info(data, features)
     limit = max_frames(data.provenance, data.kinds, config.train.max_seconds)  # as the network's datasets crop
 
@@ -186,7 +214,10 @@ def fit_head_run(config, datas, features: list[str], run: int, description: str 
     speakers = np.array(data.speakers)
     groups = speakers[idx["train"]] if config.protocol == "speaker" else None
     hc = head_config(config)
-    fit = select_head(hc, x["train"], y["train"], groups, seed=seed)
+    if config.transfer_sources:  # train --transfer-to: the pooled head over every language (train/transfer.py)
+        fit = transfer_fit(config, data, features, seed, fold, x["train"], y["train"], pooled(unlabelled))
+    else:
+        fit = select_head(hc, x["train"], y["train"], groups, seed=seed)
     n_classes = len(data.classes)
     temperature = fit_temperature(fit.decision(x["valid"]), y["valid"]) if len(y["valid"]) else 1.0
     head = head_module(fit, info.kinds, info.dims, n_classes, temperature)

@@ -58,7 +58,8 @@ VOLATILE_TRAIN = ("progress", "max_batch_gb")
 ADDED_FIELDS = {"frame_stride": 1, "encoders.*.frame_stride": 1, "multidomain.gate_bias": False,
                 "multidomain.gate_lr_scale": 1.0, "multidomain.expert_norm": False,
                 "multidomain.gate_init": {}, "few_shot": {}, "train.epoch_size": None,
-                "train.time_mask": 0.0, "train.feature_mask": 0.0, "train.mixup": 0.0}
+                "train.time_mask": 0.0, "train.feature_mask": 0.0, "train.mixup": 0.0,
+                "few_shot_valid": False, "transfer_sources": []}
 #: Keys added to the fit state in a checkpoint file (the rest is ``FitResult.state``).
 _CHECKPOINT_META = ("classes", "features", "domains", "run", "seed", "fold", "config")
 
@@ -96,6 +97,10 @@ def config_fingerprint(config) -> dict:
         # seed 0 trains and tests on the stores' split (it used to redraw a split with seed 0): runs fitted
         # before that are of another experiment
         cfg["seed_0_split"] = "stores"
+    if cfg.get("few_shot") and not cfg.get("few_shot_valid"):
+        # a few-shot language's validation split is no longer used (K labelled utterances per emotion in all):
+        # few-shot runs fitted before that, which chose the epoch on it, are of another experiment
+        cfg["few_shot_labels"] = "K per emotion in all"
     return json.loads(json.dumps(cfg, sort_keys=True, default=str))
 
 

@@ -51,11 +51,17 @@ class Evaluation:
 
     @property
     def ua(self) -> float:
-        return float(np.mean([s.ua for s in self.scores.values()]))
+        return float(np.mean([s.ua for s in self.scores.values()])) if self.scores else float("nan")
 
     @property
     def wa(self) -> float:
-        return float(np.mean([s.wa for s in self.scores.values()]))
+        return float(np.mean([s.wa for s in self.scores.values()])) if self.scores else float("nan")
+
+
+def empty_evaluation() -> Evaluation:
+    """The evaluation of no utterance (a run without validation utterances): no scores, nan loss and UA."""
+    none = np.zeros(0, dtype=np.int64)
+    return Evaluation({}, float("nan"), none, none, none, np.zeros((0, 0), dtype=np.float32), [])
 
 
 @dataclass
@@ -246,6 +252,10 @@ class Trainer:
         return new > old or (new == old and valid.loss < best.loss)
 
     def fit(self, train: Dataset, valid: Dataset, test: Dataset) -> FitResult:
+        """Train for the configured epochs and test the epoch chosen on ``valid``; an empty ``valid`` needs
+        ``selection="last"`` (nothing to choose on: the last epoch is tested)."""
+        if not len(valid) and self.config.selection != "last":
+            raise ValueError(f"no validation utterance to choose the epoch by {self.config.selection!r}; use selection 'last'")
         start = time.perf_counter()
         loader = self._loader(train, train=True)
         history: list[dict] = []
@@ -279,14 +289,17 @@ class Trainer:
                         self._update_ema()
                     totals += [float(loss.detach()), float(ce.detach()), float(aux.detach())]
                     n += 1
-                result = self.evaluate(valid, f"the validation utterances after epoch {epoch}")
-                record = {"epoch": epoch, "train_loss": totals[0] / n, "train_ce": totals[1] / n, "train_aux": totals[2] / n,
-                          "valid_loss": result.loss, "valid_wa": result.wa, "valid_ua": result.ua}
-                mixing = self.mixing(result)
-                if mixing:
-                    record["mixing"] = mixing
+                record = {"epoch": epoch, "train_loss": totals[0] / n, "train_ce": totals[1] / n, "train_aux": totals[2] / n}
+                if len(valid):
+                    result = self.evaluate(valid, f"the validation utterances after epoch {epoch}")
+                    record.update(valid_loss=result.loss, valid_wa=result.wa, valid_ua=result.ua)
+                    mixing = self.mixing(result)
+                    if mixing:
+                        record["mixing"] = mixing
+                else:  # nothing to validate on (a few-shot language alone): the fixed recipe, the last epoch
+                    result = empty_evaluation()
                 history.append(record)
-                epochs.set_postfix(loss=f"{record['train_loss']:.3f}", valid_ua=f"{result.ua:.3f}")
+                epochs.set_postfix(loss=f"{record['train_loss']:.3f}", valid_ua=f"{result.ua:.3f}" if len(valid) else "-")
                 if self._better(result, best):
                     best, best_epoch, stale = result, epoch, 0
                     best_state = {"model": copy.deepcopy(self.eval_model.state_dict()), "aux": copy.deepcopy(self.aux.state_dict())}

@@ -1,0 +1,487 @@
+"""Few-shot transfer to a language with K labelled utterances per emotion: linear and prototype methods on pooled
+statistics, each against single (the target's K shots alone), paired by run.
+
+    python bench/fewshot.py --features-dir /work/exp/features --out runs/fewshot        # resumable
+    python bench/fewshot.py --out runs/fewshot --report docs/results/fewshot_table.md   # tables from the records
+
+The protocol is the low-resource one of ``train --learning-curve``: at K the target contributes K labelled
+utterances per emotion of its training split (:func:`train.protocol.few_shot`, drawn with the run's seed, the same
+draw for every method of a run), to fitting and choosing together; its validation split is never used; its test
+split is the one of the run (random protocol: the split of seed s; speaker protocol: fold f, test speakers unseen).
+Every method may use the unlabelled audio features of the target's training split (standardisation statistics)
+and every labelled utterance of the training and validation splits of the source languages.
+
+Input: :func:`train.pooling.pooled_features` of the features (mean/std of frames and deltas; embeddings as
+they are), standardised per corpus with the mean and std of that corpus's training-split rows (``z``; labels not
+used), or per speaker with the statistics of the speaker's training-split rows (``spk``; random protocol only,
+where every test speaker has training utterances).
+
+Methods (C grid of the inner CV: :data:`C_GRID`; ``CV`` = stratified folds inside the K shots only):
+
+- ``single_logreg``, ``single_linsvm``: ``train --model logreg|linsvm`` on the K shots (its own scaler fitted on
+  the shots, C by CV inside them; :func:`train.heads.select_head`);
+- ``single_z``: logistic regression on the ``z`` shots, C by CV; ``single_spk``: the same on ``spk``;
+- ``proto_z``, ``proto_spk``: nearest class mean of the shots (Euclidean);
+- ``zeroshot``: logistic regression on the sources' labelled rows, argmax over the target's emotions (emotions
+  no source has are never predicted);
+- ``stack``: logistic regression on the shots' ``z`` features plus the source model's decision values (x 3), C by CV;
+- ``pooled_c<C>``: one logistic regression on all languages' ``z`` rows (the sources' labelled rows and the K
+  shots), fixed C, the shots weighted up to weigh as much as all source rows together, argmax over the target's
+  emotions; ``pooled_spk``: the same on ``spk`` (C 0.1).
+
+Choosing the transfer method without the target: for a target T with sources A and B, each method is also run with
+A as a pseudo-target (B its only source) and B as a pseudo-target (A its only source), tested on A's and B's test
+splits; the method with the largest mean gain over ``single_logreg`` there (over both pseudo-targets, both K and
+all seeds) is T's transfer method. ``RESULTS`` holds one JSON line per (protocol, target, sources, K, run, method).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from train.metrics import paired_interval  # noqa: E402
+
+C_GRID = (0.001, 0.01, 0.1, 1.0, 10.0)
+POOLED = {"pooled_c0.01": (0.01, "bal"), "pooled_c0.1": (0.1, "bal")}
+SINGLE = ("single_logreg", "single_linsvm", "single_z", "single_spk", "proto_z", "proto_spk")
+REFERENCE = "single_logreg"
+#: "single" of the comparison: the better (by mean test UA, which favours it) of train's heads on the K shots alone.
+HEADS = ("single_logreg", "single_linsvm")
+LANGUAGES = ("de", "it", "en")
+FEATURES = ("mfcc", "ge2e", "byol")
+
+
+# ------------------------------------------------------------------------------------------------ the data
+
+
+def load(features_dir: str, features: Sequence[str], cache: Path) -> dict:
+    """Per language: pooled features (n, dim), emotions, speakers, utt_ids, store splits and its DomainData."""
+    from train.config import ExperimentConfig
+    from train.experiment import load_domains
+    from train.pooling import pooled_features
+
+    config = ExperimentConfig(domains=list(LANGUAGES), features=list(features), features_dir=features_dir)
+    datas, _ = load_domains(config)
+    out = {}
+    for data in datas:
+        lang = data.spec.language
+        path = cache / f"pooled_{lang}_{'-'.join(features)}.npy"
+        if path.exists():
+            x = np.load(path)
+        else:
+            x = pooled_features(data, list(features))
+            cache.mkdir(parents=True, exist_ok=True)
+            np.save(path, x)
+        out[lang] = {"x": x.astype(np.float64), "emotions": np.array(data.emotions), "speakers": np.array(data.speakers),
+                     "classes": list(data.classes), "data": data}
+    return out
+
+
+def split(lang_data: dict, protocol: str, run: int, folds: int) -> dict[str, np.ndarray]:
+    from train.protocol import draw_split, split_indices
+
+    idx = split_indices(draw_split(lang_data["data"], protocol, run, folds if protocol == "speaker" else None))
+    return {k: np.array(v, dtype=np.int64) for k, v in idx.items()}
+
+
+def standardised(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """x standardised with the mean and std of ``rows`` (unlabelled)."""
+    mean, std = x[rows].mean(0), x[rows].std(0)
+    return (x - mean) / np.where(std > 1e-8, std, 1.0)
+
+
+def speaker_standardised(x: np.ndarray, speakers: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Each speaker's rows standardised with the statistics of that speaker's ``rows`` (unlabelled); a speaker
+    without any of ``rows`` with those of all ``rows``."""
+    out = standardised(x, rows)
+    for s in np.unique(speakers):
+        own = rows[speakers[rows] == s]
+        if len(own) >= 2:
+            mask = speakers == s
+            mean, std = x[own].mean(0), x[own].std(0)
+            out[mask] = (x[mask] - mean) / np.where(std > 1e-8, std, 1.0)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ the methods
+
+
+def ua(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[str]) -> float:
+    """Unweighted accuracy over ``classes`` (the target's emotions; a class never predicted counts 0)."""
+    return float(np.mean([np.mean(y_pred[y_true == c] == c) for c in classes if (y_true == c).any()]))
+
+
+def logreg(x, y, c, weights=None):
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return LogisticRegression(C=c, max_iter=500).fit(x, y, sample_weight=weights)
+
+
+def restricted_predict(model, x: np.ndarray, classes: Sequence[str]) -> np.ndarray:
+    """Argmax of the decision values over the target's ``classes`` that the model knows."""
+    known = [i for i, c in enumerate(model.classes_) if c in set(classes)]
+    d = np.asarray(model.decision_function(x))
+    return model.classes_[known][d[:, known].argmax(1)]
+
+
+def cv_c(x: np.ndarray, y: np.ndarray, seed: int) -> float:
+    """C of :data:`C_GRID` with the best mean UA of stratified CV inside (x, y) (ties: the smaller C)."""
+    from sklearn.model_selection import StratifiedKFold
+
+    _, counts = np.unique(y, return_counts=True)
+    folds = StratifiedKFold(n_splits=min(5, int(counts.min())), shuffle=True, random_state=seed)
+    scores = np.zeros(len(C_GRID))
+    for fit, held in folds.split(x, y):
+        for j, c in enumerate(C_GRID):
+            scores[j] += ua(y[held], logreg(x[fit], y[fit], c).predict(x[held]), np.unique(y))
+    return C_GRID[int(np.argmax(scores))]
+
+
+def head_ua(kind: str, x_shots, y_shots, x_test, y_test, classes, seed: int) -> float:
+    from train.heads import HeadConfig, select_head
+
+    index = {c: i for i, c in enumerate(classes)}
+    fit = select_head(HeadConfig(kind), x_shots, np.array([index[e] for e in y_shots]), seed=seed)
+    return ua(np.array([index[e] for e in y_test]), fit.decision(x_test).argmax(1), range(len(classes)))
+
+
+def prototypes(x_shots, y_shots, x_test, classes) -> np.ndarray:
+    means = np.stack([x_shots[y_shots == c].mean(0) for c in classes])
+    d = ((x_test[:, None, :] - means[None]) ** 2).sum(-1)
+    return np.array(classes)[d.argmin(1)]
+
+
+def run_methods(target: str, sources: Sequence[str], langs: dict, protocol: str, run: int, shots_k: Sequence[int],
+                folds: int, spk: bool) -> dict[int, dict[str, float]]:
+    """Every method's target test UA at each K of ``shots_k`` for one run (a seed, or a fold)."""
+    from train.protocol import few_shot
+
+    t = langs[target]
+    idx_t = split(t, protocol, run, folds)
+    classes = t["classes"]
+    z = {target: standardised(t["x"], idx_t["train"])}
+    s_rows = {}
+    for s in sources:
+        idx = split(langs[s], protocol, run, folds)
+        s_rows[s] = np.concatenate([idx["train"], idx["valid"]])
+        z[s] = standardised(langs[s]["x"], idx["train"])
+    zs = np.concatenate([z[s][s_rows[s]] for s in sources])
+    ys = np.concatenate([langs[s]["emotions"][s_rows[s]] for s in sources])
+    sp = {}
+    if spk:
+        sp = {target: speaker_standardised(t["x"], t["speakers"], idx_t["train"])}
+        for s in sources:
+            idx = split(langs[s], protocol, run, folds)
+            sp[s] = speaker_standardised(langs[s]["x"], langs[s]["speakers"], idx["train"])
+        sps = np.concatenate([sp[s][s_rows[s]] for s in sources])
+    test = idx_t["test"]
+    y_test = t["emotions"][test]
+    source_model = logreg(zs, ys, 0.1)
+    zero = ua(y_test, restricted_predict(source_model, z[target][test], classes), classes)
+    out = {}
+    for k in shots_k:
+        shots = np.array(few_shot(idx_t["train"].tolist(), list(t["emotions"]), k, run), dtype=np.int64)
+        y_sh = t["emotions"][shots]
+        r: dict[str, float] = {"zeroshot": zero}
+        r["single_logreg"] = head_ua("logreg", t["x"][shots], y_sh, t["x"][test], y_test, classes, run)
+        r["single_linsvm"] = head_ua("linsvm", t["x"][shots], y_sh, t["x"][test], y_test, classes, run)
+        zt = z[target]
+        c = cv_c(zt[shots], y_sh, run)
+        r["single_z"] = ua(y_test, logreg(zt[shots], y_sh, c).predict(zt[test]), classes)
+        r["proto_z"] = ua(y_test, prototypes(zt[shots], y_sh, zt[test], classes), classes)
+        # stack: the source model's decision values as extra inputs (scaled to matter beside 928 z-features)
+        extra = lambda rows: np.asarray(source_model.decision_function(zt[rows])) * 3.0  # noqa: E731
+        xs_sh, xs_te = np.hstack([zt[shots], extra(shots)]), np.hstack([zt[test], extra(test)])
+        c = cv_c(xs_sh, y_sh, run)
+        r["stack"] = ua(y_test, logreg(xs_sh, y_sh, c).predict(xs_te), classes)
+        for name, (c, _) in POOLED.items():
+            weight = len(ys) / len(shots)
+            model = logreg(np.vstack([zs, zt[shots]]), np.concatenate([ys, y_sh]), c,
+                           np.concatenate([np.ones(len(ys)), np.full(len(shots), weight)]))
+            r[name] = ua(y_test, restricted_predict(model, zt[test], classes), classes)
+        if spk:
+            st = sp[target]
+            c = cv_c(st[shots], y_sh, run)
+            r["single_spk"] = ua(y_test, logreg(st[shots], y_sh, c).predict(st[test]), classes)
+            r["proto_spk"] = ua(y_test, prototypes(st[shots], y_sh, st[test], classes), classes)
+            model = logreg(np.vstack([sps, st[shots]]), np.concatenate([ys, y_sh]), 0.1,
+                           np.concatenate([np.ones(len(ys)), np.full(len(shots), len(ys) / len(shots))]))
+            r["pooled_spk"] = ua(y_test, restricted_predict(model, st[test], classes), classes)
+        out[k] = r
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ the study
+
+
+def configurations(targets: Sequence[str]) -> list[tuple[str, tuple[str, ...], str]]:
+    """(target, sources, role): each target with the other two languages, and each of its pseudo-targets."""
+    out = []
+    for t in targets:
+        others = tuple(x for x in LANGUAGES if x != t)
+        out.append((t, others, "target"))
+        for p in others:
+            out.append((p, tuple(x for x in others if x != p), f"pseudo for {t}"))
+    seen, unique = set(), []
+    for t, s, role in out:  # a pseudo-pair serves one target only (the 6 ordered pairs are distinct)
+        if (t, s) not in seen:
+            seen.add((t, s))
+            unique.append((t, s, role))
+    return unique
+
+
+def study(args, log=print) -> None:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = out / "results.jsonl"
+    done = set()
+    if results.exists():
+        for line in results.read_text().splitlines():
+            rec = json.loads(line)
+            done.add((rec["protocol"], rec["target"], ",".join(rec["sources"]), rec["run"]))
+    langs = load(args.features_dir, args.features, out / "cache")
+    plan = []  # seed-major: an interrupted study has every configuration at the seeds it reached
+    configs = configurations(args.targets)
+    for run in range(args.first_run, args.seeds) if "random" in args.protocols else []:
+        plan += [("random", t, sources, run, tuple(args.shots), True) for t, sources, role in configs
+                 if role == "target" or run < args.pseudo_seeds]
+    for fold in range(args.folds) if "speaker" in args.protocols else []:
+        plan += [("speaker", t, sources, fold, (args.speaker_shots,), False) for t, sources, role in configs
+                 if role == "target"]
+    start = time.perf_counter()
+    for i, (protocol, t, sources, run, shots_k, spk) in enumerate(plan):
+        if (protocol, t, ",".join(sources), run) in done:
+            continue
+        t0 = time.perf_counter()
+        res = run_methods(t, sources, langs, protocol, run, shots_k, args.folds, spk)
+        with results.open("a") as f:
+            for k, methods in res.items():
+                f.write(json.dumps({"protocol": protocol, "target": t, "sources": list(sources), "run": run, "k": k,
+                                    "ua": methods}) + "\n")
+        log(f"[{i + 1}/{len(plan)}] {protocol} {t} <- {','.join(sources)} run {run}: {time.perf_counter() - t0:.1f} s "
+            f"(total {time.perf_counter() - start:.0f} s)")
+
+
+# ------------------------------------------------------------------------------------------------ the tables
+
+
+def records(path: Path | Sequence[Path]) -> list[dict]:
+    """The records of one or more results files; a (protocol, target, sources, K, run) seen twice is kept once."""
+    out, seen = [], set()
+    for p in [path] if isinstance(path, Path) else path:
+        for line in p.read_text().splitlines() if p.exists() else []:
+            if line.strip():
+                r = json.loads(line)
+                key = (r["protocol"], r["target"], tuple(r["sources"]), r["k"], r["run"])
+                if key not in seen:
+                    seen.add(key)
+                    out.append(r)
+    return out
+
+
+def paired(recs: list[dict], method: str, reference: str) -> tuple[float, float, float, int]:
+    d = [r["ua"][method] - r["ua"][reference] for r in recs if method in r["ua"] and reference in r["ua"]]
+    return (*paired_interval(d), len(d)) if d else (float("nan"), float("nan"), float("nan"), 0)
+
+
+def best_single(recs: list[dict], singles: Sequence[str] = SINGLE) -> str:
+    """The single-language method with the highest mean UA over ``recs`` (one target, protocol and K)."""
+    singles = [m for m in singles if any(m in r["ua"] for r in recs)]
+    return max(singles, key=lambda m: np.mean([r["ua"][m] for r in recs if m in r["ua"]]))
+
+
+def without_speakers(methods: Sequence[str]) -> list[str]:
+    """The methods that need no speaker statistics at prediction time (what a bundle can hold)."""
+    return [m for m in methods if not m.endswith("_spk")]
+
+
+def select_method(recs: list[dict], target: str, candidates: Sequence[str],
+                  singles: Sequence[str] = SINGLE) -> tuple[str, dict[str, float]]:
+    """The transfer method of ``target``: the largest mean gain over the best single-language method on its
+    pseudo-targets (the other two languages, each with the third as its only source; the best single method of
+    each pseudo-target and K by its mean UA there), random protocol, every K and seed: no data of ``target``."""
+    others = [x for x in LANGUAGES if x != target]
+    pseudo = [r for r in recs if r["protocol"] == "random" and r["target"] in others and target not in r["sources"]]
+    groups = {}
+    for r in pseudo:
+        groups.setdefault((r["target"], r["k"]), []).append(r)
+    diffs: dict[str, list[float]] = {m: [] for m in candidates}
+    for group in groups.values():
+        ref = best_single(group, singles)
+        for m in candidates:
+            diffs[m] += [r["ua"][m] - r["ua"][ref] for r in group if m in r["ua"]]
+    gains = {m: float(np.mean(v)) for m, v in diffs.items() if v}
+    return max(gains, key=gains.get), gains
+
+
+def report(path: Path | Sequence[Path]) -> str:
+    recs = records(path)
+    methods = sorted({m for r in recs for m in r["ua"]})
+    transfer = [m for m in methods if m not in SINGLE]
+    lines = []
+    chosen = {}
+    for t in LANGUAGES:
+        main = [r for r in recs if r["target"] == t and len(r["sources"]) == 2]
+        if not main:
+            continue
+        best, gains = select_method(recs, t, transfer)
+        chosen[t] = best
+        lines.append(f"- {t}: pseudo-target gains over the best single method: "
+                     + ", ".join(f"{m} {g:+.3f}" for m, g in sorted(gains.items(), key=lambda kv: -kv[1])[:4])
+                     + f" -> **{best}**")
+    plain = []
+    for t in chosen:
+        best, gains = select_method(recs, t, without_speakers(transfer), without_speakers(SINGLE))
+        plain.append(f"- {t}: " + ", ".join(f"{m} {g:+.3f}" for m, g in sorted(gains.items(), key=lambda kv: -kv[1])[:3])
+                     + f" -> **{best}**")
+    out = ["Transfer method per target, chosen on its pseudo-targets (no data of the target):", "", *lines, "",
+           "The same among the methods without speaker statistics (what a bundle holds), against the best single "
+           "method without them:", "", *plain, ""]
+    plain_choice = {t: select_method(recs, t, without_speakers(transfer), without_speakers(SINGLE))[0] for t in chosen}
+    out += ["| protocol | target | K | runs | single (UA) | chosen − single [95% CI] | chosen − best single-language "
+            "[95% CI] | bundle method − single [95% CI] |", "| --- | --- | ---: | ---: | --- | --- | --- | --- |"]
+    for protocol in ("random", "speaker"):
+        for t in chosen:
+            main = [r for r in recs if r["protocol"] == protocol and r["target"] == t and len(r["sources"]) == 2]
+            for k in sorted({r["k"] for r in main}):
+                rk = [r for r in main if r["k"] == k]
+                head, best = best_single(rk, HEADS), best_single(rk)
+                m = chosen[t] if any(chosen[t] in r["ua"] for r in rk) else plain_choice[t]
+                a, b, c = paired(rk, m, head), paired(rk, m, best), paired(rk, plain_choice[t], head)
+                cell = lambda v: f"{v[0]:+.3f} [{v[1]:+.3f}, {v[2]:+.3f}]"  # noqa: E731
+                out.append(f"| {protocol} | {t} | {k} | {len(rk)} | {head} ({np.mean([r['ua'][head] for r in rk]):.3f}) | "
+                           f"{m}: {cell(a)} | vs {best}: {cell(b)} | {plain_choice[t]}: {cell(c)} |")
+    out.append("")
+    for protocol in ("random", "speaker"):
+        for t in LANGUAGES:
+            main = [r for r in recs if r["protocol"] == protocol and r["target"] == t and len(r["sources"]) == 2]
+            if not main:
+                continue
+            for k in sorted({r["k"] for r in main}):
+                rk = [r for r in main if r["k"] == k]
+                best = best_single(rk)
+                head = best_single(rk, HEADS)
+                out.append(f"#### {t}, {protocol} protocol, K = {k} ({len(rk)} runs; single = {head}; best "
+                           f"single-language method by mean test UA: {best})")
+                out.append("")
+                out.append("| method | test UA mean ± std | − single [95% CI] | − best single-language [95% CI] |")
+                out.append("| --- | ---: | ---: | ---: |")
+                for m in methods:
+                    v = [r["ua"][m] for r in rk if m in r["ua"]]
+                    if not v:
+                        continue
+                    a = paired(rk, m, head)
+                    b = paired(rk, m, best)
+                    mark = " (chosen)" if chosen.get(t) == m else ""
+                    out.append(f"| {m}{mark} | {np.mean(v):.3f} ± {np.std(v, ddof=1):.3f} | "
+                               f"{a[0]:+.3f} [{a[1]:+.3f}, {a[2]:+.3f}] | {b[0]:+.3f} [{b[1]:+.3f}, {b[2]:+.3f}] |")
+                out.append("")
+    return "\n".join(out)
+
+
+def summary(path: Path | Sequence[Path]) -> dict:
+    """Per protocol, target, K: the chosen method, best single, and the paired difference (for the plot)."""
+    recs = records(path)
+    methods = sorted({m for r in recs for m in r["ua"]})
+    transfer = [m for m in methods if m not in SINGLE]
+    out = {}
+    for t in LANGUAGES:
+        if not any(r["target"] == t and len(r["sources"]) == 2 for r in recs):
+            continue
+        best, _ = select_method(recs, t, transfer)
+        for protocol in ("random", "speaker"):
+            main = [r for r in recs if r["protocol"] == protocol and r["target"] == t and len(r["sources"]) == 2]
+            for k in sorted({r["k"] for r in main}):
+                rk = [r for r in main if r["k"] == k]
+                ref, head = best_single(rk), best_single(rk, HEADS)
+                out[f"{protocol} {t} {k}"] = {"chosen": best, "single": head, "best_single": ref,
+                                              "vs_single": {m: paired(rk, m, head) for m in transfer},
+                                              "vs_best_single": {m: paired(rk, m, ref) for m in transfer}}
+    return out
+
+
+def plot(path: Path | Sequence[Path], png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    recs = [r for r in records(path) if r["protocol"] == "random" and len(r["sources"]) == 2]
+    targets = [t for t in LANGUAGES if any(r["target"] == t for r in recs)]
+    show = ["zeroshot", "stack", "pooled_c0.1", "pooled_c0.01", "pooled_spk", "proto_z", "single_z", "single_spk"]
+    fig, axes = plt.subplots(2, len(targets), figsize=(4.5 * len(targets), 7), squeeze=False)
+    for j, t in enumerate(targets):
+        rt = [r for r in recs if r["target"] == t]
+        ks = sorted({r["k"] for r in rt})
+        heads = {k: best_single([r for r in rt if r["k"] == k], HEADS) for k in ks}
+        for m in ["single", *show]:
+            means = [np.mean([r["ua"][heads[k] if m == "single" else m] for r in rt if r["k"] == k
+                              and (m == "single" or m in r["ua"])] or [np.nan]) for k in ks]
+            axes[0, j].plot(ks, means, marker="o", label=m, color="black" if m == "single" else None)
+            if m == "single":
+                continue
+            d = [paired([r for r in rt if r["k"] == k], m, heads[k]) for k in ks]
+            off = (show.index(m) - len(show) / 2) * 0.12
+            axes[1, j].errorbar([k + off for k in ks], [x[0] for x in d], yerr=[[x[0] - x[1] for x in d], [x[2] - x[0] for x in d]],
+                                marker="o", capsize=3, label=m)
+        axes[0, j].set_title(f"{t} (random protocol)")
+        axes[0, j].set_xlabel("labelled utterances per emotion (K)")
+        axes[0, j].set_ylabel("test UA (mean over seeds)")
+        axes[1, j].axhline(0, color="grey", lw=0.8)
+        axes[1, j].axhline(0.05, color="grey", lw=0.8, ls=":")
+        axes[1, j].set_xlabel("K")
+        axes[1, j].set_ylabel("method − single (best head; 95% CI)")
+        axes[0, j].set_xticks(ks)
+        axes[1, j].set_xticks(ks)
+    axes[0, -1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--features-dir", default="features")
+    p.add_argument("--features", default=",".join(FEATURES))
+    p.add_argument("--out", default="runs/fewshot")
+    p.add_argument("--targets", default=",".join(LANGUAGES))
+    p.add_argument("--seeds", type=int, default=10)
+    p.add_argument("--shots", default="5,10")
+    p.add_argument("--first-run", type=int, default=0, help="Random protocol: start at this seed (a second worker).")
+    p.add_argument("--pseudo-seeds", type=int, default=5, help="Seeds of the pseudo-target runs (method choice).")
+    p.add_argument("--folds", type=int, default=6)
+    p.add_argument("--speaker-shots", type=int, default=10)
+    p.add_argument("--also", nargs="*", default=[], help="--report: further study folders whose records to add.")
+    p.add_argument("--protocols", default="random,speaker", help="Parts of the study to run (random, speaker).")
+    p.add_argument("--report", default=None, help="Write the tables (markdown) of OUT/results.jsonl here, and a plot beside.")
+    args = p.parse_args(argv)
+    args.features = args.features.split(",")
+    args.targets = args.targets.split(",")
+    args.shots = [int(k) for k in args.shots.split(",")]
+    args.protocols = args.protocols.split(",")
+    if args.report:
+        files = [Path(d) / "results.jsonl" for d in [args.out, *args.also]]
+        text = report(files)
+        Path(args.report).write_text(text + "\n")
+        plot(files, Path(args.report).with_suffix(".png"))
+        (Path(args.out) / "summary.json").write_text(json.dumps(summary(files), indent=2))
+        print(text)
+        return 0
+    study(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""bench/fewshot.py: the few-shot transfer study (same K-shot draw for every method, resumable, method choice)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+
+import bench.fewshot as fs
+from tests._train_helpers import make_stores
+from train.protocol import few_shot
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fewshot") / "features"
+    for i, lang in enumerate(fs.LANGUAGES):
+        make_stores(root, dataset=f"synth_{lang}", language=lang, per_class=12, speakers=3, seed=i)
+    return root
+
+
+def test_every_method_of_a_run_sees_the_same_k_shots_and_the_study_resumes(stores, tmp_path, monkeypatch):
+    drawn = []
+
+    def spy(indices, emotions, k, seed):
+        out = few_shot(indices, emotions, k, seed)
+        drawn.append((k, seed, tuple(out)))
+        return out
+
+    monkeypatch.setattr("train.protocol.few_shot", spy)
+    out = tmp_path / "study"
+    args = ["--features-dir", str(stores), "--features", "mfcc,ge2e", "--out", str(out), "--targets", "de", "--seeds", "2",
+            "--pseudo-seeds", "1", "--shots", "2,3", "--folds", "3", "--speaker-shots", "2"]
+    assert fs.main(args) == 0
+    recs = fs.records(out / "results.jsonl")
+    # de with both sources (2 seeds, K = 2 and 3), its pseudo-targets it <- en and en <- it (1 seed), speaker folds
+    keys = Counter((r["protocol"], r["target"], tuple(r["sources"])) for r in recs)
+    assert keys == {("random", "de", ("it", "en")): 4, ("random", "it", ("en",)): 2, ("random", "en", ("it",)): 2,
+                    ("speaker", "de", ("it", "en")): 3}
+    assert len(drawn) == len(recs)  # one draw per run and K, shared by all its methods
+    for k, _, rows in drawn:
+        assert len(rows) == k * 4  # K per emotion, 4 emotions
+    main = [r for r in recs if r["protocol"] == "random" and r["target"] == "de"]
+    assert all(set(fs.SINGLE) | {"zeroshot", "stack", "pooled_spk", *fs.POOLED} == set(r["ua"]) for r in main)
+    assert all(0 <= v <= 1 for r in recs for v in r["ua"].values())
+    # a rerun draws nothing: every run is in the results file
+    drawn.clear()
+    assert fs.main(args) == 0 and not drawn and len(fs.records(out / "results.jsonl")) == len(recs)
+    report = tmp_path / "table.md"
+    assert fs.main([*args, "--report", str(report)]) == 0
+    text = report.read_text()
+    assert "#### de, random protocol, K = 2" in text and "#### de, speaker protocol, K = 2" in text and "(chosen)" in text
+    assert report.with_suffix(".png").stat().st_size > 1000
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["random de 2"]["chosen"] in fs.without_speakers(list(fs.POOLED)) + ["pooled_spk", "stack", "zeroshot"]
+
+
+def test_the_method_choice_uses_the_pseudo_targets_only():
+    def rec(target, sources, ua, k=5, run=0):
+        return {"protocol": "random", "target": target, "sources": list(sources), "k": k, "run": run, "ua": ua}
+
+    single = {m: 0.5 for m in fs.SINGLE}
+    recs = [rec("it", ["en"], {**single, "a": 0.7, "b": 0.6}), rec("en", ["it"], {**single, "a": 0.6, "b": 0.6}),
+            rec("de", ["it", "en"], {**single, "a": 0.1, "b": 0.9})]  # de's own results cannot change its choice
+    best, gains = fs.select_method(recs, "de", ["a", "b"])
+    assert best == "a" and gains == pytest.approx({"a": 0.15, "b": 0.1})
