@@ -10,11 +10,14 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..calibration import FLOOR
 from ..config import ENSEMBLE_MEMBERS, HEAD_MODELS, SINGLE_MODEL
 from ..contract import Batch, DomainInfo, ModelOutput
 from .head import PooledHead
 from .single import build_single_domain_model
+
+#: The combined probabilities are floored at this before their log is taken (the value of
+#: ``train.calibration.FLOOR``; models see only the model contract and the configuration).
+FLOOR = 1e-12
 
 
 class InputScaler(nn.Module):
