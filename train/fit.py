@@ -288,10 +288,12 @@ def fit_ensemble_run(config, datas, features: list[str], run: int, description: 
     members = {m: {"weight": float(w), "temperature": temperatures[m], "valid_ua": float(r.fit.valid.ua),
                    "test_ua": float(r.fit.test.ua), "seconds": round(r.fit.seconds, 1)}
                for (m, r), w in zip(results.items(), weights)}
-    # each member's calibrated test probabilities (rows as the record's): what each member alone would have said
-    member_test = {m: p.astype(np.float32).tolist() for m, p in zip(ENSEMBLE_MEMBERS, test_c)}
+    # each member's calibrated probabilities (rows as the record's): what each member alone would have said, and
+    # what another way of combining them could be chosen on (validation) and scored with (test)
+    member_p = {name: {m: p.astype(np.float32).tolist() for m, p in zip(ENSEMBLE_MEMBERS, c)}
+                for name, c in (("valid", valid_c), ("test", test_c))}
     history = [{"ensemble": {"members": members, "selection": "greedy with replacement on validation log-loss",
-                             "test_probabilities": member_test}},
+                             "valid_probabilities": member_p["valid"], "test_probabilities": member_p["test"]}},
                *({"member": m, "history": r.fit.history} for m, r in results.items())]
     state = {"model": {k: v.clone() for k, v in model.state_dict().items()}, "aux": {}, "scalers": [None]}
     result = FitResult(network.best_epoch, valid, test, history, time.perf_counter() - start, state)
