@@ -2,11 +2,15 @@
 
     python bench/vs_baselines.py --domains de --features mfcc,ge2e,byol --protocol random
     python bench/vs_baselines.py --domains de --features mfcc,ge2e,byol --protocol speaker --train-args "--preset tuned --refit"
+    python bench/vs_baselines.py --domains de --features mfcc,ge2e,byol --protocol random --train-args "--model ensemble --refit"
 
 Per run (a seed of the random protocol, or a speaker fold: the trainer's own runs, from ``train.protocol.draw_split``):
 
 - **network**: ``train --domains LANG --features ... --protocol ...`` plus ``--train-args``, fitted in this process
   into ``OUT/network`` (a rerun resumes its finished runs, as ``train`` does);
+  ``--train-args "--model ensemble --refit"`` puts the ensemble (``train/ensemble.py``: the network, logreg and
+  rbfsvm, weights chosen on validation data) on this side: the network alone is then its member ``single``, whose
+  test UA on each run is reported beside it (``members`` in ``result.json``);
 - **baselines** on pooled statistics of the same features (``train/pooling.py``: mean and std of each sequence
   feature's frames and deltas, vectors as they are), standardised with the fitting data's statistics: the heads
   of ``train --model`` (``train/heads.py``): ``logreg`` (multinomial logistic regression), ``linsvm`` (linear SVM,
@@ -154,6 +158,9 @@ class NetworkRun:
     wa: float
     valid_ua: float
     test_utt_ids: tuple[str, ...]
+    #: ``train --model ensemble``: each member's weight, temperature and validation/test UA on this run
+    #: (``train.ensemble``); empty for any other model.
+    members: dict | None = None
 
 
 def network_runs(folder: Path) -> list[NetworkRun]:
@@ -165,8 +172,10 @@ def network_runs(folder: Path) -> list[NetworkRun]:
         try:
             r = json.loads(path.read_text())
             test, valid = r["test"]["scores"]["0"], r["valid"]["scores"]["0"]
+            first = (r.get("history") or [{}])[0]
+            members = first.get("ensemble", {}).get("members") if isinstance(first, dict) else None
             runs.append(NetworkRun(int(r["run"]), int(r["seed"]), r["fold"], float(test["ua"]), float(test["wa"]),
-                                   float(valid["ua"]), tuple(r["test"]["utt_ids"])))
+                                   float(valid["ua"]), tuple(r["test"]["utt_ids"]), members))
         except (OSError, ValueError, KeyError, TypeError):
             raise StoreError(path, "unreadable run record (not written by train?)") from None
     return runs
@@ -239,7 +248,8 @@ def compare(args: argparse.Namespace, log: Callable[[str], None] = print) -> dic
             keep_baselines(kept, digest, base)
         row = {"run": run, "seed": net.seed, "fold": net.fold, "test_speakers": sorted(set(speakers[test_rows])),
                "n_fit": len(fit_rows), "n_test": len(test_rows), "network_ua": net.ua, "network_wa": net.wa,
-               "network_valid_ua": net.valid_ua, "baselines": {k: asdict(v) for k, v in base.items()}}
+               "network_valid_ua": net.valid_ua, "baselines": {k: asdict(v) for k, v in base.items()},
+               **({"members": net.members} if net.members else {})}
         rows.append(row)
         what = f"seed {net.seed}" if config.protocol == "random" else f"fold {run} (test {','.join(row['test_speakers'])})"
         log(f"  {what}: network UA {row['network_ua']:.3f}  " +
@@ -262,8 +272,20 @@ def compare(args: argparse.Namespace, log: Callable[[str], None] = print) -> dic
         f"network UA {summary['network_ua']:.3f} +- {summary['network_ua_std']:.3f}; " +
         "; ".join(f"{k} {v:.3f}" for k, v in mean.items()) +
         f"; network - {best}: {diff:+.3f} [95% CI {low:+.3f}, {high:+.3f}]")
+    if all("members" in r for r in rows):  # an ensemble: its members alone on the same runs, and their weights
+        summary["members"] = members_summary(rows)
+        log("ensemble members (mean over runs): " + "; ".join(
+            f"{m} weight {v['weight']:.2f}, test UA {v['test_ua']:.3f}" for m, v in summary["members"].items()))
+        (out / "result.json").write_text(json.dumps(summary, indent=2, default=float))
     log(result_line(lang, config.protocol, summary["network_ua"], mean[best], best, diff, low, high, len(rows)))
     return summary
+
+
+def members_summary(rows: Sequence[dict]) -> dict[str, dict]:
+    """The mean over runs of each ensemble member's weight, validation and test UA (``per_run`` rows)."""
+    names = sorted(rows[0]["members"], key=lambda m: (m != "single", m))  # the network first
+    return {m: {k: float(np.mean([r["members"][m][k] for r in rows])) for k in ("weight", "valid_ua", "test_ua")}
+            for m in names}
 
 
 def parser() -> argparse.ArgumentParser:

@@ -147,3 +147,20 @@ def test_train_args_taking_one_option_as_the_readme_writes_it(store, tmp_path, c
         vs.main(["--domains", "de", "--features-dir", str(store), "--out", str(tmp_path / "o"), "--train-args", "--config"])
     assert exc.value.code == 2
     assert "--config is set by vs_baselines itself" in capsys.readouterr().err
+
+
+def test_the_ensemble_on_the_network_side_reports_its_members_on_the_same_runs(store, tmp_path, capsys):
+    out = tmp_path / "out"
+    summary = vs.main(["--domains", "de", "--protocol", "random", "--seeds", "2", "--features-dir", str(store),
+                       "--out", str(out), "--train-args", "--model ensemble --epochs 2"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert RESULT.match(lines[-1]), lines[-1]
+    assert lines[-2].startswith("ensemble members (mean over runs): single weight")
+    for r in summary["per_run"]:
+        record = json.loads((out / "network" / "runs" / f"run{r['run']}.json").read_text())
+        assert r["members"] == record["history"][0]["ensemble"]["members"]
+        assert sum(m["weight"] for m in r["members"].values()) == pytest.approx(1.0)
+    means = summary["members"]
+    assert set(means) == {"single", "logreg", "rbfsvm"}
+    assert means["single"]["test_ua"] == pytest.approx(np.mean([r["members"]["single"]["test_ua"] for r in summary["per_run"]]))
+    assert json.loads((out / "result.json").read_text())["members"] == means

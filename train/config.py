@@ -314,6 +314,11 @@ MULTIDOMAIN_MODELS: tuple[str, ...] = ("base", "sb", "omoe", "mmoe", "nas")
 SINGLE_MODEL = "single"
 #: Single-language heads on pooled statistics, fitted by scikit-learn (``train/heads.py``).
 HEAD_MODELS: tuple[str, ...] = ("logreg", "linsvm", "rbfsvm")
+#: ``--model`` of the ensemble (``train/ensemble.py``): the network and heads fitted on the same split, their
+#: calibrated probabilities averaged with weights chosen on the validation split.
+ENSEMBLE_MODEL = "ensemble"
+#: The ensemble's members, in the order their weights are listed (the network first).
+ENSEMBLE_MEMBERS: tuple[str, ...] = (SINGLE_MODEL, "logreg", "rbfsvm")
 
 
 @dataclass
@@ -419,8 +424,11 @@ class ExperimentConfig:
         if twice:
             raise ConfigError("domains", f"language {', '.join(twice)} given twice in {','.join(self.domains)}: one "
                                          "dataset per language (train tells domains apart by their language code)")
-        if self.model in HEAD_MODELS and len(languages) != 1:
+        if (self.model in HEAD_MODELS or self.model == ENSEMBLE_MODEL) and len(languages) != 1:
             raise ConfigError("model", f"{self.model} is a single-language model; give one language in --domains")
+        if self.model == ENSEMBLE_MODEL and self.train.speaker_norm:
+            raise ConfigError("train.speaker_norm", "--model ensemble standardises inside its bundle with the training "
+                                                    "split's statistics; per-speaker standardisation cannot be used with it")
         for lang, k in self.few_shot.items():
             if lang not in languages:
                 raise ConfigError("few_shot", f"language {lang!r} is not among the domains ({', '.join(languages)})")

@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import ConcatDataset
 
 from .augment import SequenceAugment
-from .config import HEAD_MODELS, ExperimentConfig, TrainConfig
+from .config import ENSEMBLE_MEMBERS, ENSEMBLE_MODEL, HEAD_MODELS, SINGLE_MODEL, ExperimentConfig, TrainConfig
 from .contract import DomainInfo
 from .dataset import FeatureDataset
 from .domains import DomainData
@@ -69,6 +69,8 @@ def fit_run(config: ExperimentConfig, datas: list[DomainData], features: list[st
     """Split, standardise, build and fit for run ``run`` (seed ``first_seed + run``, or fold ``run``)."""
     if config.model in HEAD_MODELS:  # fitted by scikit-learn on pooled statistics
         return fit_head_run(config, datas, features, run, description)
+    if config.model == ENSEMBLE_MODEL:
+        return fit_ensemble_run(config, datas, features, run, description)
     seed = config.first_seed + run
     fold = run if config.protocol == "speaker" else None
     parts: dict[str, list[FeatureDataset]] = {"train": [], "valid": [], "test": []}
@@ -251,3 +253,80 @@ def fit_head_run(config, datas, features: list[str], run: int, description: str 
     state = {"model": {k: v.clone() for k, v in head.state_dict().items()}, "aux": {}, "scalers": [None]}
     result = FitResult(0, valid, test, history, time.perf_counter() - start, state)
     return RunResult(run, seed, fold, result, {data.spec.language: sorted({data.speakers[i] for i in idx["test"]})}, {})
+
+
+# --------------------------------------------------------------------------------------------------
+# One run of ``train --model ensemble``
+
+
+def fit_ensemble_run(config, datas, features: list[str], run: int, description: str = "") -> RunResult:
+    """The ensemble's :func:`fit_run` (:mod:`train.ensemble`): every member fitted on the run's split, each
+    member's temperature and the weights chosen on its validation split, the test split scored once."""
+    from .calibration import apply_temperature, fit_temperature, log_probabilities
+    from .ensemble import combine, log_loss, select_weights
+    from .metrics import score
+    from .trainer import Evaluation
+
+    if len(datas) != 1:
+        raise ValueError(f"--model {config.model} is a single-language model; give one language")
+    data = datas[0]
+    start = time.perf_counter()
+    results = {}
+    for member in ENSEMBLE_MEMBERS:
+        member_config = replace(config, model=member)
+        fit = fit_head_run if member in HEAD_MODELS else fit_run
+        results[member] = fit(member_config, datas, features, run, f"{description} {member}".strip())
+    network = results[SINGLE_MODEL].fit
+    order = {"valid": network.valid.utt_ids, "test": network.test.utt_ids}
+
+    def rows(evaluation: Evaluation, name: str) -> np.ndarray:
+        """The member's probabilities in the network's row order."""
+        where = {u: i for i, u in enumerate(evaluation.utt_ids)}
+        if sorted(where) != sorted(order[name]):
+            raise RuntimeError(f"the ensemble's members were scored on different {name} utterances")
+        return np.asarray(evaluation.probabilities, dtype=np.float64)[[where[u] for u in order[name]]]
+
+    labels = {"valid": network.valid.labels, "test": network.test.labels}
+    n_classes = len(data.classes)
+    valid_p = {m: rows(r.fit.valid, "valid")[:, :n_classes] for m, r in results.items()}
+    test_p = {m: rows(r.fit.test, "test")[:, :n_classes] for m, r in results.items()}
+    temperatures = {m: fit_temperature(log_probabilities(p), labels["valid"]) if len(p) else 1.0 for m, p in valid_p.items()}
+    valid_c = [apply_temperature(log_probabilities(valid_p[m]), temperatures[m]) for m in ENSEMBLE_MEMBERS]
+    test_c = [apply_temperature(log_probabilities(test_p[m]), temperatures[m]) for m in ENSEMBLE_MEMBERS]
+    weights = select_weights(valid_c, labels["valid"])
+
+    def evaluate(members: list[np.ndarray], base: Evaluation) -> Evaluation:
+        p = combine(members, weights) if len(base.labels) else np.zeros((0, n_classes))
+        y = base.labels
+        predictions = p.argmax(1) if len(p) else np.zeros(0, np.int64)
+        scores = {0: score(y, predictions, data.classes)} if len(y) else {}
+        return Evaluation(scores, log_loss(p, y) if len(y) else float("nan"), y, predictions,
+                          np.zeros(len(y), np.int64), base.representations, list(base.utt_ids),
+                          probabilities=p.astype(np.float32))
+
+    valid, test = evaluate(valid_c, network.valid), evaluate(test_c, network.test)
+    model = build_model(ENSEMBLE_MODEL, config, [domain_info(data, features)])
+    model.network.load_state_dict(network.state["model"])
+    for m in ENSEMBLE_MEMBERS:
+        if m in HEAD_MODELS:
+            model.heads[m].load_state_dict(results[m].fit.state["model"])
+    scaler = (network.state.get("scalers") or [None])[0]
+    for f, mean in (scaler or {}).get("mean", {}).items():
+        if f in model.scaler.features:
+            model.scaler.set(f, mean, scaler["std"][f])
+    model.weights.copy_(torch.as_tensor(weights, dtype=torch.float64))
+    model.temperatures.copy_(torch.as_tensor([temperatures[m] for m in ENSEMBLE_MEMBERS], dtype=torch.float64))
+    members = {m: {"weight": float(w), "temperature": temperatures[m], "valid_ua": float(r.fit.valid.ua),
+                   "test_ua": float(r.fit.test.ua), "seconds": round(r.fit.seconds, 1)}
+               for (m, r), w in zip(results.items(), weights)}
+    # each member's calibrated probabilities (rows as the record's): what each member alone would have said, and
+    # what another way of combining them could be chosen on (validation) and scored with (test)
+    member_p = {name: {m: p.astype(np.float32).tolist() for m, p in zip(ENSEMBLE_MEMBERS, c)}
+                for name, c in (("valid", valid_c), ("test", test_c))}
+    history = [{"ensemble": {"members": members, "selection": "greedy with replacement on validation log-loss",
+                             "valid_probabilities": member_p["valid"], "test_probabilities": member_p["test"]}},
+               *({"member": m, "history": r.fit.history} for m, r in results.items())]
+    state = {"model": {k: v.clone() for k, v in model.state_dict().items()}, "aux": {}, "scalers": [None]}
+    result = FitResult(network.best_epoch, valid, test, history, time.perf_counter() - start, state)
+    return RunResult(run, results[SINGLE_MODEL].seed, results[SINGLE_MODEL].fold, result,
+                     results[SINGLE_MODEL].test_speakers, {})

@@ -16,18 +16,21 @@ from typing import Callable
 
 import torch
 
-from ..config import HEAD_MODELS, MULTIDOMAIN_MODELS, ConfigError
+from ..config import ENSEMBLE_MODEL, HEAD_MODELS, MULTIDOMAIN_MODELS, ConfigError
 from ..contract import DomainInfo
+from .ensemble import build_ensemble
 from .head import build_head
 from .multidomain import build_multidomain_model
 from .single import build_single_domain_model
 
 #: ``--model`` name -> builder: the single-domain model, those of section 5.2.2 / table 3, and the heads on
-#: pooled statistics (``train/heads.py``: fitted by scikit-learn, not by the trainer).
+#: pooled statistics (``train/heads.py``: fitted by scikit-learn, not by the trainer), and their ensemble with the
+#: network (``train/ensemble.py``).
 MODELS: dict[str, Callable[..., torch.nn.Module]] = {
     "single": build_single_domain_model,
     **{name: partial(build_multidomain_model, kind=name) for name in MULTIDOMAIN_MODELS},
     **{name: build_head for name in HEAD_MODELS},
+    ENSEMBLE_MODEL: build_ensemble,
 }
 
 

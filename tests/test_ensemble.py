@@ -1,0 +1,130 @@
+"""train --model ensemble (train/ensemble.py, train/models/ensemble.py, train.fit.fit_ensemble_run)."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from predict.bundle import load_bundle
+from tests._train_helpers import make_stores
+from train.calibration import apply_temperature
+from train.cli import main as train
+from train.config import ENSEMBLE_MEMBERS, build_config
+from train.contract import Example, collate
+from train.domains import load_domain, resolve_domain
+from train.ensemble import combine, log_loss, select_weights
+from train.fit import fit_ensemble_run
+from train.protocol import draw_split, split_indices
+
+FEATURES = ["mfcc", "ge2e"]
+
+
+def test_select_weights_by_hand():
+    labels = np.array([0, 1, 0, 1])
+    right = np.array([[0.9, 0.1], [0.1, 0.9], [0.9, 0.1], [0.1, 0.9]])
+    wrong = right[:, ::-1]
+    assert select_weights([wrong, right], labels, steps=10).tolist() == [0.0, 1.0]
+    # two members each right on half of the rows: their average beats either alone
+    a = np.array([[0.9, 0.1], [0.1, 0.9], [0.4, 0.6], [0.6, 0.4]])
+    b = np.array([[0.4, 0.6], [0.6, 0.4], [0.9, 0.1], [0.1, 0.9]])
+    w = select_weights([a, b], labels, steps=10)
+    assert w.tolist() == [0.5, 0.5]
+    assert log_loss(combine([a, b], w), labels) < min(log_loss(a, labels), log_loss(b, labels))
+    # ties go to the earlier member; no rows: equal weights
+    assert select_weights([right, right.copy()], labels, steps=4).tolist() == [1.0, 0.0]
+    assert select_weights([a, b, right], np.zeros(0, np.int64)).tolist() == pytest.approx([1 / 3] * 3)
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory):
+    # separation 0.4: no member is perfect, so the validation data have something to choose on
+    return make_stores(tmp_path_factory.mktemp("ensemble") / "stores", per_class=16, speakers=4, separation=0.4)
+
+
+def _batch(data, rows):
+    return collate([Example(data.utt_ids[i], {f: torch.from_numpy(data.features[f][i]) for f in FEATURES}, 0)
+                    for i in rows])
+
+
+def test_train_model_ensemble_bundle_predicts_what_the_run_recorded(stores, tmp_path):
+    out = tmp_path / "ensemble"
+    r = CliRunner().invoke(train, ["--domains", "de=synth", "--model", "ensemble", "--features-dir", str(stores),
+                                   "--out", str(out), "--seeds", "2", "--epochs", "4", "--refit", "--quiet"])
+    assert r.exit_code == 0, r.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["model"] == "ensemble" and len(metrics["runs"]) == 2
+    assert (out / "confusion_de.png").is_file() and (out / "model.bundle").is_file()
+    bundle = load_bundle(out)
+    assert bundle.meta["model"] == "ensemble" and bundle.scalers == [None]
+    run = bundle.meta["selected_run"]["run"]
+    record = json.loads((out / "runs" / f"run{run}.json").read_text())
+    data = load_domain(resolve_domain("de=synth", stores), stores, FEATURES)
+    rows = [data.utt_ids.index(u) for u in record["test"]["utt_ids"]]
+    batch = _batch(data, rows)
+    with torch.no_grad():
+        probabilities = torch.softmax(bundle.model(batch).logits, -1).numpy()
+        members, _ = bundle.model.member_logits(batch)
+    assert np.allclose(probabilities, record["test"]["probabilities"], atol=1e-5)
+    # every member of the bundle (the network with its standardisation inside) gives what it gave in the run
+    ensemble = record["history"][0]["ensemble"]
+    model = bundle.model
+    for k, name in enumerate(ENSEMBLE_MEMBERS):
+        p = apply_temperature(members[k].double().numpy(), float(model.temperatures[k]))
+        assert np.allclose(p, ensemble["test_probabilities"][name], atol=1e-5), name
+        assert float(model.weights[k]) == ensemble["members"][name]["weight"]
+    weights = [ensemble["members"][m]["weight"] for m in ENSEMBLE_MEMBERS]
+    assert sum(weights) == pytest.approx(1.0)
+    for split in ("valid", "test"):  # the record's probabilities are the weighted average of its members'
+        recorded = combine([np.array(ensemble[f"{split}_probabilities"][m]) for m in ENSEMBLE_MEMBERS], weights)
+        assert np.allclose(recorded, record[split]["probabilities"], atol=1e-5)
+    # padding never changes the network's part: one utterance alone gives what it gave in the batch
+    with torch.no_grad():
+        alone = torch.softmax(bundle.model(_batch(data, rows[:1])).logits, -1).numpy()
+    assert np.allclose(alone[0], probabilities[0], atol=1e-5)
+
+
+@pytest.mark.parametrize("protocol", ["random", "speaker"])
+def test_the_member_choice_never_reads_the_test_data(stores, protocol):
+    """Weights, temperatures and validation probabilities are the same when the test utterances' features are
+    replaced by noise and (speaker protocol, whose folds do not depend on the labels) their labels shuffled."""
+    config = build_config(["de=synth"], features_dir=str(stores), out="unused", model="ensemble", protocol=protocol,
+                          train={"epochs": 3})
+    data = load_domain(resolve_domain("de=synth", stores), stores, FEATURES)
+    first = fit_ensemble_run(config, [data], FEATURES, 0)
+    split_key = 0 if protocol == "speaker" else config.first_seed
+    test_rows = split_indices(draw_split(data, protocol, split_key, config.folds))["test"]
+    other = copy.deepcopy(data)
+    rng = np.random.default_rng(5)
+    shuffled = [data.emotions[i] for i in rng.permutation(test_rows)]
+    for k, i in enumerate(test_rows):
+        for f in FEATURES:
+            other.features[f][i] = rng.normal(size=other.features[f][i].shape).astype(np.float32) * 9
+        if protocol == "speaker":
+            other.emotions[i] = shuffled[k]
+    if protocol == "speaker":
+        assert other.emotions != data.emotions
+        assert split_indices(draw_split(other, protocol, 0, config.folds))["test"] == test_rows
+    second = fit_ensemble_run(config, [other], FEATURES, 0)
+    a, b = first.fit.history[0]["ensemble"]["members"], second.fit.history[0]["ensemble"]["members"]
+    for m in ENSEMBLE_MEMBERS:
+        assert a[m]["weight"] == b[m]["weight"] and a[m]["temperature"] == b[m]["temperature"], m
+        assert a[m]["valid_ua"] == b[m]["valid_ua"], m
+    assert np.array_equal(first.fit.valid.probabilities, second.fit.valid.probabilities)
+    assert sorted(first.fit.test.utt_ids) == sorted(data.utt_ids[i] for i in test_rows)
+    assert not np.array_equal(first.fit.test.probabilities, second.fit.test.probabilities)
+
+
+@pytest.mark.parametrize("args, problem", [
+    (["--domains", "de=synth,it=synth"], "single-language model"),
+    (["--domains", "de=synth", "--speaker-norm"], "per-speaker standardisation"),
+])
+def test_bad_option_combinations_give_one_line_and_exit_code_2(stores, args, problem):
+    r = CliRunner().invoke(train, [*args, "--model", "ensemble", "--features-dir", str(stores), "--quiet"])
+    assert r.exit_code == 2, r.output
+    errors = [line for line in r.output.splitlines() if line.startswith("Error")]
+    assert len(errors) == 1 and problem in errors[0]
