@@ -181,6 +181,15 @@ if os.environ.get("SLOW_DECODE"):
 """
 
 
+def _signal_masks(pid: int) -> str:
+    """The SigBlk, SigIgn and SigCgt lines of /proc/PID/status (SIGINT is bit 1 of each mask)."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return "(no /proc status)"
+    return " ".join(line.replace("\t", " ") for line in lines if line.startswith(("SigBlk", "SigIgn", "SigCgt")))
+
+
 def test_ctrl_c_to_the_process_group_stops_dask_extraction_in_seconds_with_one_line_and_it_resumes(tmp_path):
     # 40 decodes of 1 s on 2 workers: 20 s of work, so that Ctrl-C comes long before the end even when a loaded
     # machine lets this process write its first part late (with 0.4 s, at load 10, it had finished: exit 0)
@@ -199,6 +208,7 @@ def test_ctrl_c_to_the_process_group_stops_dask_extraction_in_seconds_with_one_l
         while time.time() < deadline and proc.poll() is None and not any(fdir.glob("corpus/*.parts/part-*.h5")):
             time.sleep(0.05)
         assert proc.poll() is None, proc.stderr.read()[-2000:]
+        masks = _signal_masks(proc.pid)  # for the message: whether the child ignores, blocks or catches SIGINT
         os.killpg(proc.pid, signal.SIGINT)  # what a terminal sends on Ctrl-C
         start = time.time()
         _, err = proc.communicate(timeout=20)
@@ -207,7 +217,7 @@ def test_ctrl_c_to_the_process_group_stops_dask_extraction_in_seconds_with_one_l
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    assert proc.returncode == 130 and err.strip().splitlines() == ["interrupted"], err[-3000:]
+    assert proc.returncode == 130 and err.strip().splitlines() == ["interrupted"], f"{masks}\n{err[-3000:]}"
     assert took < 8, took
     left = time.time() + 5  # no worker process left behind (multiprocessing's resource tracker exits just after)
     while time.time() < left:
