@@ -44,3 +44,46 @@ def make_stores(root: Path, dataset: str = "synth", language: str = "de", emotio
     for split in ("train", "valid", "test"):
         write_store(store_path(root, dataset, split), dataset, split, [r for r, s in zip(records, splits) if s == split], attrs)
     return root
+
+
+def selected_run(out: Path, spec: str, stores: Path, features: Sequence[str]):
+    """What a test needs to check a run folder's bundle against its run record: ``bundle`` (``out``'s), ``record``
+    (the bundle's selected run, as written in runs/run<k>.json), ``data`` (domain ``spec`` of ``stores``), ``rows``
+    (the record's test utterances in ``data``), ``batch`` (those utterances, collated) and ``probabilities`` (the
+    bundle's class probabilities for that batch)."""
+    import json
+    from types import SimpleNamespace
+
+    import torch
+
+    from predict.bundle import load_bundle
+    from train.contract import Example, collate
+    from train.domains import load_domain, resolve_domain
+
+    bundle = load_bundle(out)
+    run = bundle.meta["selected_run"]["run"]
+    record = json.loads((out / "runs" / f"run{run}.json").read_text())
+    data = load_domain(resolve_domain(spec, stores), stores, list(features))
+    rows = [data.utt_ids.index(u) for u in record["test"]["utt_ids"]]
+    batch = collate([Example(data.utt_ids[i], {f: torch.from_numpy(data.features[f][i]) for f in features}, 0)
+                     for i in rows])
+    with torch.no_grad():
+        probabilities = torch.softmax(bundle.model(batch).logits, -1).numpy()
+    return SimpleNamespace(bundle=bundle, record=record, data=data, rows=rows, batch=batch, probabilities=probabilities)
+
+
+def scrambled_test(data, test_rows: Sequence[int], features: Sequence[str], *, shuffle_labels: bool, seed: int = 5):
+    """A copy of domain ``data`` whose test rows hold noise (9 x a standard normal) for every feature of ``features``
+    and, with ``shuffle_labels``, the test rows' emotions permuted among them: what a choice made without test data
+    must not notice."""
+    import copy
+
+    other = copy.deepcopy(data)
+    rng = np.random.default_rng(seed)
+    shuffled = [data.emotions[i] for i in rng.permutation(test_rows)]
+    for k, i in enumerate(test_rows):
+        for f in features:
+            other.features[f][i] = rng.normal(size=other.features[f][i].shape).astype(np.float32) * 9
+        if shuffle_labels:
+            other.emotions[i] = shuffled[k]
+    return other

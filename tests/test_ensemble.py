@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 
 import numpy as np
@@ -10,8 +9,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from predict.bundle import load_bundle
-from tests._train_helpers import make_stores
+from tests._train_helpers import make_stores, scrambled_test, selected_run
 from train.calibration import apply_temperature
 from train.cli import main as train
 from train.config import ENSEMBLE_MEMBERS, build_config
@@ -59,15 +57,11 @@ def test_train_model_ensemble_bundle_predicts_what_the_run_recorded(stores, tmp_
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["model"] == "ensemble" and len(metrics["runs"]) == 2
     assert (out / "confusion_de.png").is_file() and (out / "model.bundle").is_file()
-    bundle = load_bundle(out)
+    got = selected_run(out, "de=synth", stores, FEATURES)
+    bundle, record, data, rows, batch, probabilities = (got.bundle, got.record, got.data, got.rows, got.batch,
+                                                        got.probabilities)
     assert bundle.meta["model"] == "ensemble" and bundle.scalers == [None]
-    run = bundle.meta["selected_run"]["run"]
-    record = json.loads((out / "runs" / f"run{run}.json").read_text())
-    data = load_domain(resolve_domain("de=synth", stores), stores, FEATURES)
-    rows = [data.utt_ids.index(u) for u in record["test"]["utt_ids"]]
-    batch = _batch(data, rows)
     with torch.no_grad():
-        probabilities = torch.softmax(bundle.model(batch).logits, -1).numpy()
         members, _ = bundle.model.member_logits(batch)
     assert np.allclose(probabilities, record["test"]["probabilities"], atol=1e-5)
     # every member of the bundle (the network with its standardisation inside) gives what it gave in the run
@@ -98,14 +92,7 @@ def test_the_member_choice_never_reads_the_test_data(stores, protocol):
     first = fit_ensemble_run(config, [data], FEATURES, 0)
     split_key = 0 if protocol == "speaker" else config.first_seed
     test_rows = split_indices(draw_split(data, protocol, split_key, config.folds))["test"]
-    other = copy.deepcopy(data)
-    rng = np.random.default_rng(5)
-    shuffled = [data.emotions[i] for i in rng.permutation(test_rows)]
-    for k, i in enumerate(test_rows):
-        for f in FEATURES:
-            other.features[f][i] = rng.normal(size=other.features[f][i].shape).astype(np.float32) * 9
-        if protocol == "speaker":
-            other.emotions[i] = shuffled[k]
+    other = scrambled_test(data, test_rows, FEATURES, shuffle_labels=protocol == "speaker")
     if protocol == "speaker":
         assert other.emotions != data.emotions
         assert split_indices(draw_split(other, protocol, 0, config.folds))["test"] == test_rows

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 from dataclasses import replace
 
@@ -11,11 +10,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from predict.bundle import load_bundle
-from tests._train_helpers import make_stores
+from tests._train_helpers import make_stores, scrambled_test, selected_run
 from train.cli import main as train
 from train.config import build_config
-from train.contract import Example, collate
 from train.domains import load_domain, resolve_domain
 from train.fit import fit_head_run
 from train.heads import HEADS, HeadConfig, head_module, inner_folds, select_head
@@ -88,14 +85,7 @@ def test_model_selection_never_reads_the_test_data(stores, protocol):
     first = fit_head_run(config, [data], ["mfcc", "ge2e"], 0)
     split_key = 0 if protocol == "speaker" else config.first_seed
     test_rows = split_indices(draw_split(data, protocol, split_key, config.folds))["test"]
-    other = copy.deepcopy(data)
-    rng = np.random.default_rng(5)
-    shuffled = [data.emotions[i] for i in rng.permutation(test_rows)]
-    for k, i in enumerate(test_rows):
-        other.features["mfcc"][i] = rng.normal(size=other.features["mfcc"][i].shape).astype(np.float32) * 9
-        other.features["ge2e"][i] = rng.normal(size=other.features["ge2e"][i].shape).astype(np.float32) * 9
-        if protocol == "speaker":
-            other.emotions[i] = shuffled[k]
+    other = scrambled_test(data, test_rows, ["mfcc", "ge2e"], shuffle_labels=protocol == "speaker")
     if protocol == "speaker":
         assert other.emotions != data.emotions
         assert split_indices(draw_split(other, protocol, 0, config.folds))["test"] == test_rows
@@ -119,19 +109,11 @@ def test_train_model_head_writes_the_run_folder_and_a_bundle_predict_reproduces(
     assert metrics["model"] == model and len(metrics["runs"]) == 2
     assert metrics["domains_summary"]["de"]["test_ua"]["mean"] > 0.5  # separable synthetic emotions
     assert (out / "confusion_de.png").is_file() and (out / "model.bundle").is_file()
-    bundle = load_bundle(out)
-    run = bundle.meta["selected_run"]["run"]
-    record = json.loads((out / "runs" / f"run{run}.json").read_text())["test"]
-    data = load_domain(resolve_domain("de=synth", stores), stores, ["mfcc", "ge2e"])
-    rows = [data.utt_ids.index(u) for u in record["utt_ids"]]
-    batch = collate([Example(data.utt_ids[i], {f: torch.from_numpy(data.features[f][i]) for f in ("mfcc", "ge2e")}, 0)
-                     for i in rows])
-    with torch.no_grad():
-        probabilities = torch.softmax(bundle.model(batch).logits, -1).numpy()
-    assert np.allclose(probabilities, record["probabilities"], atol=1e-5)
+    got = selected_run(out, "de=synth", stores, ["mfcc", "ge2e"])
+    assert np.allclose(got.probabilities, got.record["test"]["probabilities"], atol=1e-5)
     # the pooled input is the one shared with bench/ (train/pooling.py)
-    x = pooled_features(data, bundle.features)[rows]
-    assert np.allclose(bundle.model.pool(batch).numpy(), x, atol=1e-5)
+    x = pooled_features(got.data, got.bundle.features)[got.rows]
+    assert np.allclose(got.bundle.model.pool(got.batch).numpy(), x, atol=1e-5)
     # a rerun resumes from the finished runs
     again = CliRunner().invoke(train, ["--domains", "de=synth", "--model", model, "--features-dir", str(stores),
                                        "--out", str(out), "--seeds", "2"])

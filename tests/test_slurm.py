@@ -256,15 +256,19 @@ def test_the_readme_cluster_recipe_on_slurm_equals_a_local_run_and_survives_scan
     assert not [j for j in leftover if "RUNNING" in j or "PENDING" in j], leftover
 
 
+def _job_script(cluster) -> str:
+    """The sbatch script of a (never started) SLURMCluster, which is then closed."""
+    try:
+        return cluster.job_script()
+    finally:
+        cluster.close()
+
+
 def test_the_gpu_variant_asks_slurm_for_gpus_and_offers_the_dask_resource():
     pytest.importorskip("dask_jobqueue", reason="dask-jobqueue is not installed (pip install 'mgser[cluster]')")
     from sercore.cluster import slurm_cluster
 
-    cluster = slurm_cluster(4, "16GB", "04:00:00", gpus=1, queue="gpu", sbatch=("--qos=short",))
-    try:
-        script = cluster.job_script()
-    finally:
-        cluster.close()
+    script = _job_script(slurm_cluster(4, "16GB", "04:00:00", gpus=1, queue="gpu", sbatch=("--qos=short",)))
     assert "#SBATCH --gres=gpu:1" in script and "#SBATCH --qos=short" in script and "#SBATCH -p gpu" in script
     assert "--resources GPU=1" in script and "#SBATCH --cpus-per-task=4" in script
 
@@ -273,11 +277,7 @@ def test_a_job_with_several_gpus_runs_one_worker_per_gpu_each_offering_one():
     pytest.importorskip("dask_jobqueue", reason="dask-jobqueue is not installed (pip install 'mgser[cluster]')")
     from sercore.cluster import slurm_cluster
 
-    cluster = slurm_cluster(8, "64GB", "04:00:00", gpus=4)
-    try:
-        script = cluster.job_script()
-    finally:
-        cluster.close()
+    script = _job_script(slurm_cluster(8, "64GB", "04:00:00", gpus=4))
     assert "#SBATCH --gres=gpu:4" in script and "--nworkers 4" in script and "--nthreads 2" in script
     assert "--resources GPU=1" in script and "--preload sercore.gpu_worker" in script
     with pytest.raises(ValueError, match="2 core"):

@@ -6,15 +6,11 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
 from sklearn.linear_model import LogisticRegression
 
-from predict.bundle import load_bundle
-from tests._train_helpers import make_stores
+from tests._train_helpers import make_stores, selected_run
 from train.cli import main as train
-from train.contract import Example, collate
-from train.domains import load_domain, resolve_domain
 from train.transfer import fit_pooled_transfer
 
 IT = ("neutral", "happy", "angry", "sad", "fear")
@@ -63,17 +59,9 @@ def test_transfer_to_writes_the_targets_bundle_that_reproduces_its_test_probabil
     assert metrics["domains_summary"]["it"]["test_ua"]["mean"] > 0.5  # separable synthetic emotions
     for path in sorted((out / "runs").glob("run*.json")):  # de's training and validation rows are the source
         assert json.loads(path.read_text())["history"][0]["chosen"]["source_rows"] > 0
-    bundle = load_bundle(out)
-    assert bundle.meta["model"] == "logreg" and [d["classes"] for d in bundle.meta["domains"]] == [list(IT)]
-    run = bundle.meta["selected_run"]["run"]
-    record = json.loads((out / "runs" / f"run{run}.json").read_text())["test"]
-    data = load_domain(resolve_domain("it=synth_it", stores), stores, ["mfcc", "ge2e"])
-    rows = [data.utt_ids.index(u) for u in record["utt_ids"]]
-    batch = collate([Example(data.utt_ids[i], {f: torch.from_numpy(data.features[f][i]) for f in ("mfcc", "ge2e")}, 0)
-                     for i in rows])
-    with torch.no_grad():
-        probabilities = torch.softmax(bundle.model(batch).logits, -1).numpy()
-    assert np.allclose(probabilities, record["probabilities"], atol=1e-5)
+    got = selected_run(out, "it=synth_it", stores, ["mfcc", "ge2e"])
+    assert got.bundle.meta["model"] == "logreg" and [d["classes"] for d in got.bundle.meta["domains"]] == [list(IT)]
+    assert np.allclose(got.probabilities, got.record["test"]["probabilities"], atol=1e-5)
 
 
 def test_transfer_to_refusals(stores, tmp_path):
