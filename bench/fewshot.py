@@ -95,21 +95,23 @@ def split(lang_data: dict, protocol: str, run: int, folds: int) -> dict[str, np.
 
 
 def standardised(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """x standardised with the mean and std of ``rows`` (unlabelled)."""
-    mean, std = x[rows].mean(0), x[rows].std(0)
-    return (x - mean) / np.where(std > 1e-8, std, 1.0)
+    """x standardised with the mean and std of ``rows`` (unlabelled), as ``train --transfer-to`` does."""
+    from train.transfer import standardise
+
+    return standardise(x, x[rows])[0]
 
 
 def speaker_standardised(x: np.ndarray, speakers: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """Each speaker's rows standardised with the statistics of that speaker's ``rows`` (unlabelled); a speaker
     without any of ``rows`` with those of all ``rows``."""
+    from train.transfer import standardise
+
     out = standardised(x, rows)
     for s in np.unique(speakers):
         own = rows[speakers[rows] == s]
         if len(own) >= 2:
             mask = speakers == s
-            mean, std = x[own].mean(0), x[own].std(0)
-            out[mask] = (x[mask] - mean) / np.where(std > 1e-8, std, 1.0)
+            out[mask] = standardise(x[mask], x[own])[0]
     return out
 
 
