@@ -15,7 +15,8 @@ from train.cli import main as train
 from train.config import ENSEMBLE_MEMBERS, build_config
 from train.contract import Example, collate
 from train.domains import load_domain, resolve_domain
-from train.ensemble import combine, log_loss, select_weights
+from train.calibration import log_loss
+from train.ensemble import combine, select_weights
 from train.fit import fit_ensemble_run
 from train.protocol import draw_split, split_indices
 

@@ -45,11 +45,15 @@ def apply_temperature(logits: np.ndarray, temperature: float) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+def log_loss(probabilities: np.ndarray, labels: Sequence[int]) -> float:
+    """Mean negative log-likelihood of ``labels`` (n,) under ``probabilities`` (n, classes), floored at FLOOR."""
+    labels = np.asarray(labels, dtype=np.int64)
+    return float(-np.mean(np.log(np.maximum(probabilities[np.arange(len(labels)), labels], FLOOR))))
+
+
 def nll(logits: np.ndarray, labels: Sequence[int], temperature: float = 1.0) -> float:
     """Mean negative log-likelihood of ``labels`` under softmax(logits / T)."""
-    p = apply_temperature(logits, temperature)
-    labels = np.asarray(labels, dtype=np.int64)
-    return float(-np.mean(np.log(np.maximum(p[np.arange(len(labels)), labels], FLOOR))))
+    return log_loss(apply_temperature(logits, temperature), labels)
 
 
 def fit_temperature(logits: np.ndarray, labels: Sequence[int]) -> float:

@@ -27,16 +27,10 @@ from typing import Sequence
 
 import numpy as np
 
-from .calibration import FLOOR
+from .calibration import log_loss
 
 #: Steps of the greedy selection: the weights are multiples of 1 / STEPS.
 STEPS = 20
-
-
-def log_loss(probabilities: np.ndarray, labels: np.ndarray) -> float:
-    """Mean negative log-likelihood of ``labels`` (n,) under ``probabilities`` (n, classes)."""
-    p = probabilities[np.arange(len(labels)), labels]
-    return float(-np.mean(np.log(np.maximum(p, FLOOR))))
 
 
 def select_weights(probabilities: Sequence[np.ndarray], labels: Sequence[int], steps: int = STEPS) -> np.ndarray:

@@ -262,8 +262,8 @@ def fit_head_run(config, datas, features: list[str], run: int, description: str 
 def fit_ensemble_run(config, datas, features: list[str], run: int, description: str = "") -> RunResult:
     """The ensemble's :func:`fit_run` (:mod:`train.ensemble`): every member fitted on the run's split, each
     member's temperature and the weights chosen on its validation split, the test split scored once."""
-    from .calibration import apply_temperature, fit_temperature, log_probabilities
-    from .ensemble import combine, log_loss, select_weights
+    from .calibration import apply_temperature, fit_temperature, log_loss, log_probabilities
+    from .ensemble import combine, select_weights
     from .metrics import score
     from .trainer import Evaluation
 
