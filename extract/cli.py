@@ -11,9 +11,10 @@ from pathlib import Path
 
 import click
 
-from sercore.cli import (BATCH_SIZE, SEED, WAV2VEC_LAYER, WEIGHTS_ENV, WORKERS, command_errors, common_options, epilog,
+from sercore.cli import (BATCH_SIZE, SEED, WAV2VEC_LAYER, WORKERS, command_errors, common_options, epilog,
                          name_list, say, show_progress, warn)
-from extract.extractors import NAMES, NEEDS
+from extract.extractors import needs
+from extract.extractors.registry import families, settings_fields
 from sercore.errors import DataError, EnvironmentProblem
 
 DEFAULT_MANIFESTS = Path("data_manifests")
@@ -25,13 +26,27 @@ extract --dataset emodb --root /data/emodb --features mfcc,ge2e,ge2e_mel --worke
 extract --dataset emodb --scheduler dask-scheduler.json --device cuda   # on a cluster (mgser cluster slurm)
 extract prepare --dataset folder --root /data/swahili --language sw --speaker-pattern '^(\\d+)_'"""
 
-#: The features ``--features`` accepts, from the extractor registry.
+#: The features ``--features`` accepts and what each needs, from the extractor registry.
 FEATURES_HELP = "\b\nFeatures (--features NAME,...) and what each needs:\n" + "\n".join(
-    f"  {name:<12} {NEEDS[name]}" for name in NAMES) + "\n  NAME         a Hugging Face speech encoder given with --ssl NAME=CHECKPOINT"
+    f"  {name:<12} {need}" for name, need in needs().items()) + "".join(f"\n  {'NAME':<12} {f.needs}" for f in families())
+#: The settings the extractors declare (``--wav2vec-checkpoint`` ...): option -> (keyword, its registry entry).
+WEIGHTS_SETTINGS = settings_fields()
+#: click types of the settings' kinds (extract.extractors.registry.SETTING_KINDS).
+SETTING_TYPES = {"path": click.Path(path_type=Path), "index": WAV2VEC_LAYER}
+
+
+def weights_options(function):
+    """One option per setting the registered extractors declare, e.g. ``--byol-checkpoint`` (keyword
+    ``byol_checkpoint``), with its environment variable in the help."""
+    for key, s in reversed(WEIGHTS_SETTINGS.items()):
+        function = click.option(s.option, key, type=SETTING_TYPES[s.kind], default=None,
+                                help=f"{s.help} (or ${s.env})." if s.env else f"{s.help}.")(function)
+    return function
 
 
 @click.group("extract", invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]},
-             epilog=FEATURES_HELP + "\n\n" + epilog(EXAMPLES, [*WEIGHTS_ENV, "OMP_NUM_THREADS"]))
+             epilog=FEATURES_HELP + "\n\n" + epilog(EXAMPLES, ["MGSER_CONFIG", *(s.env for s in WEIGHTS_SETTINGS.values() if s.env),
+                                                               "OMP_NUM_THREADS"]))
 @click.option("--dataset", help="Dataset to extract (emodb, emovo, cafe, iemocap, ravdess, demo, or a prepared user corpus).")
 @click.option("--root", type=click.Path(path_type=Path), help="Corpus folder; used to prepare the manifest if it is missing.")
 @click.option("--features", "feature_names", default=None,
@@ -45,10 +60,7 @@ FEATURES_HELP = "\b\nFeatures (--features NAME,...) and what each needs:\n" + "\
               help="Utterances per worker task (and per part file); the --ssl encoders run them in padded passes.")
 @click.option("--overwrite", is_flag=True, help="Recompute everything instead of resuming (the old stores stay readable until replaced).")
 @click.option("--strict", is_flag=True, help="Fail if any utterance had to be skipped.")
-@click.option("--wav2vec-checkpoint", type=click.Path(path_type=Path), default=None, help="wav2vec checkpoint (or $MGSER_WAV2VEC_CHECKPOINT).")
-@click.option("--wav2vec-layer", type=WAV2VEC_LAYER, default=None, help="wav2vec 2.0 / HuBERT: transformer layer to keep.")
-@click.option("--allosaurus-model", type=click.Path(path_type=Path), default=None, help="Allosaurus model folder (or $MGSER_ALLOSAURUS_MODEL).")
-@click.option("--byol-checkpoint", type=click.Path(path_type=Path), default=None, help="BYOL-A checkpoint (or $MGSER_BYOL_CHECKPOINT).")
+@weights_options
 @click.option("--ssl", "ssl", multiple=True, metavar="NAME=CHECKPOINT",
               help="A Hugging Face speech encoder as feature NAME: a save_pretrained folder or a model id in the local "
                    "cache (repeatable; or [ssl.NAME] tables in $MGSER_CONFIG). See docs/features.md, 'Self-supervised encoders'.")
@@ -61,9 +73,7 @@ FEATURES_HELP = "\b\nFeatures (--features NAME,...) and what each needs:\n" + "\
 @common_options
 @click.pass_context
 def main(ctx: click.Context, dataset, root, feature_names, workers, scheduler, device, batch_size, overwrite, strict,
-         wav2vec_checkpoint, wav2vec_layer, allosaurus_model, byol_checkpoint, ssl, ssl_layers, ssl_compute_dtype,
-         manifest_dir, features_dir, verbose,
-         quiet) -> None:
+         ssl, ssl_layers, ssl_compute_dtype, manifest_dir, features_dir, verbose, quiet, **weights) -> None:
     """Extract pretrained-model features of a dataset into HDF5 stores under features/<dataset>/.
 
     Run as `extract --dataset emodb --root /path/to/emodb`, or use a sub-command.
@@ -93,8 +103,7 @@ def main(ctx: click.Context, dataset, root, feature_names, workers, scheduler, d
             encoders = parse_ssl_option(ssl, ssl_layers, ssl_compute_dtype)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--ssl") from None
-        settings = ExtractorSettings(device=device, wav2vec_checkpoint=wav2vec_checkpoint, wav2vec_layer=wav2vec_layer,
-                                     allosaurus_model=allosaurus_model, byol_checkpoint=byol_checkpoint, ssl=encoders)
+        settings = ExtractorSettings(device=device, ssl=encoders, **weights)
         try:
             extract_dataset(dataset, names, settings=settings, manifest_dir=manifest_dir, features_dir=features_dir,
                             workers=workers, scheduler=scheduler, batch_size=batch_size, overwrite=overwrite,

@@ -32,7 +32,7 @@ from sercore.store import (Fingerprint, FeatureStore, UtteranceRecord, commit_ge
                            read_split, write_store)
 
 from .audio import DecodedAudio
-from .extractors import DEFAULT_NAMES, ExtractorSettings, FeatureExtractor, MissingWeightsError, extractor_class
+from .extractors import ExtractorSettings, FeatureExtractor, MissingWeightsError, default_names, extractor_class
 
 # Models loaded in this process, keyed by feature name and settings: "once per worker, not once per file".
 _LOADED: dict[tuple[str, str], FeatureExtractor] = {}
@@ -179,7 +179,7 @@ class ExtractionSummary:
 
 def available_features(names: Sequence[str] | None, settings: ExtractorSettings) -> tuple[list[str], dict[str, str]]:
     """The requested features (default: all) that can run here, and why each other one cannot."""
-    names = list(names or (*DEFAULT_NAMES, *settings.ssl))
+    names = list(names or (*default_names(), *settings.ssl))
     ok, missing = [], {}
     for n in names:
         try:

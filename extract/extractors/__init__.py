@@ -1,59 +1,68 @@
-"""Feature extractors, one module each, registered by name.
+"""Feature extractors, one module each; each module registers its features (:mod:`.registry`).
 
-Imports are lazy: asking for ``mfcc`` must not import fairseq or allosaurus.
+Importing this package imports every module in it, so a new extractor is one file: the module declares its
+configuration dataclass and registers its extractor class with :func:`.registry.register`. Those modules import
+only light libraries at the top; the model libraries (fairseq, allosaurus, opensmile, transformers, torch) are
+imported when an extractor loads, so asking for ``mfcc`` imports none of them.
 """
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
 
 from .base import ExtractorSettings, FeatureExtractor, MissingWeightsError
+from .registry import Registration, families, registration, registrations
 
-# name -> "module:Class"
-REGISTRY: dict[str, str] = {
-    "mfcc": "extract.extractors.mfcc:MfccExtractor",
-    "allosaurus": "extract.extractors.allosaurus:AllosaurusExtractor",
-    "wav2vec": "extract.extractors.wav2vec:Wav2VecExtractor",
-    "ge2e": "extract.extractors.ge2e:Ge2eExtractor",
-    "byol": "extract.extractors.byol:ByolExtractor",
-    "ge2e_mel": "extract.extractors.ge2e:Ge2eMelExtractor",
-    # openSMILE's standard sets (optional extra [opensmile]; research-only licence)
-    "egemaps": "extract.extractors.smile:EgemapsExtractor",
-    "egemaps_lld": "extract.extractors.smile:EgemapsLldExtractor",
-    "compare": "extract.extractors.smile:CompareExtractor",
-}
-NAMES: tuple[str, ...] = tuple(REGISTRY)
+
+def _import_extractor_modules() -> None:
+    for info in pkgutil.iter_modules(__path__):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{info.name}")
+
+
+_import_extractor_modules()
+
+
+def names() -> tuple[str, ...]:
+    """Every registered feature, in listing order."""
+    return tuple(r.name for r in registrations())
+
+
+def default_names() -> tuple[str, ...]:
+    """What ``extract`` computes when ``--features`` is not given (each one whose weights are available): the
+    paper's features. openSMILE sets and the Hugging Face encoders are extracted when named."""
+    return tuple(r.name for r in registrations() if r.default)
+
+
+def needs() -> dict[str, str]:
+    """What each registered feature needs beyond the core install (``extract --help`` lists it)."""
+    return {r.name: r.needs for r in registrations()}
+
+
+#: The registry as it stands once every module of the package has registered: name -> :class:`Registration`.
+REGISTRY: dict[str, Registration] = {r.name: r for r in registrations()}
+NAMES: tuple[str, ...] = names()
 #: What each registered feature needs (``extract --help`` lists it).
-NEEDS: dict[str, str] = {
-    "mfcc": "nothing more (librosa)",
-    "allosaurus": "the allosaurus extra and its model (--allosaurus-model)",
-    "wav2vec": "the wav2vec extra (fairseq) and a wav2vec 2.0 / HuBERT checkpoint (--wav2vec-checkpoint)",
-    "ge2e": "nothing more (resemblyzer ships its weights)",
-    "byol": "a BYOL-A checkpoint (--byol-checkpoint)",
-    "ge2e_mel": "nothing more (GE2E's mel frames, for --finetune-ge2e)",
-    "egemaps": "the opensmile extra",
-    "egemaps_lld": "the opensmile extra",
-    "compare": "the opensmile extra",
-}
-#: What ``extract`` computes when ``--features`` is not given (each one whose weights are available): the
-#: paper's features. openSMILE sets and the Hugging Face encoders are extracted when named.
-DEFAULT_NAMES: tuple[str, ...] = ("mfcc", "allosaurus", "wav2vec", "ge2e", "byol", "ge2e_mel")
+NEEDS: dict[str, str] = needs()
+DEFAULT_NAMES: tuple[str, ...] = default_names()
 
 
 def extractor_class(name: str, settings: ExtractorSettings | None = None) -> type[FeatureExtractor]:
-    """The extractor of feature ``name``: a registered one, or a Hugging Face encoder named in ``settings.ssl``
-    (or one of the suggested encoder names, whose ``check_available`` then says how to configure it)."""
-    if name in REGISTRY:
-        module, cls = REGISTRY[name].split(":")
-        return getattr(importlib.import_module(module), cls)
-    from .ssl import SUGGESTED, ssl_extractor_class
+    """The extractor of feature ``name``: a registered one, or one of a family's user-named extractors (a Hugging
+    Face encoder named in ``settings.ssl``, or one of the suggested encoder names, whose ``check_available`` then says
+    how to configure it)."""
+    found = registration(name)
+    if found is not None:
+        return found.extractor
+    for family in families():
+        if (settings is not None and name in getattr(settings, family.key)) or name in family.suggested:
+            return family.extractor_of(name)
+    configured = [(f, sorted(getattr(settings, f.key))) for f in families()] if settings is not None else []
+    raise ValueError(f"unknown feature {name!r}; known: {', '.join(names())}"
+                     + "".join(f", and the encoders configured under {f.key}: {', '.join(c)}" for f, c in configured if c)
+                     + "".join(f" ({f.hint.format(name=name)})" for f in families()))
 
-    if (settings is not None and name in settings.ssl) or name in SUGGESTED:
-        return ssl_extractor_class(name)
-    configured = sorted(settings.ssl) if settings is not None else []
-    raise ValueError(f"unknown feature {name!r}; known: {', '.join(NAMES)}"
-                     + (f", and the encoders configured under ssl: {', '.join(configured)}" if configured else "")
-                     + f" (a Hugging Face encoder needs --ssl {name}=CHECKPOINT)")
 
-
-__all__ = ["ExtractorSettings", "FeatureExtractor", "MissingWeightsError", "REGISTRY", "NAMES", "extractor_class"]
+__all__ = ["ExtractorSettings", "FeatureExtractor", "MissingWeightsError", "REGISTRY", "NAMES", "NEEDS", "DEFAULT_NAMES",
+           "Registration", "default_names", "extractor_class", "names", "needs"]

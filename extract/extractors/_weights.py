@@ -1,7 +1,7 @@
 """What the three downloaded-weights extractors (wav2vec, allosaurus, byol) share.
 
 * :func:`require_weights` turns an unset or missing path into a :class:`MissingWeightsError` that says which
-  option / environment variable to set, which file is expected and where the published weights live.
+  option / environment variable to set (from the configuration field's :func:`.registry.setting`), which file is expected and where the published weights live.
 * :class:`CheckpointError` is the one error for a file that exists but is not what the extractor expects
   (other architecture, missing keys, not a checkpoint at all); it names the file.
 * :func:`load_torch_checkpoint` reads a ``torch.save`` file. Since torch 2.6, ``torch.load`` refuses any
@@ -19,7 +19,8 @@ from pathlib import Path
 
 from sercore.errors import DataError
 
-from .base import ExtractorSettings, MissingWeightsError
+from .base import MissingWeightsError
+from .registry import Setting
 
 log = logging.getLogger(__name__)
 
@@ -30,33 +31,31 @@ class CheckpointError(DataError):
 
 @dataclass(frozen=True)
 class WeightsSpec:
-    """How one extractor's weights are configured and where a user gets them (for error messages)."""
+    """Which configuration field holds an extractor's weights and where a user gets them (for error messages).
 
-    feature: str
-    setting: str  # ExtractorSettings attribute
-    option: str  # `extract` CLI option
+    The option and environment variable that set the field are declared with the field itself
+    (:func:`.registry.setting`, in the extractor's configuration dataclass).
+    """
+
+    field: str  # the configuration field holding the path
     expected: str  # what the path must point to
     source: str  # where to download it (text only: nothing here downloads)
 
-    @property
-    def env_var(self) -> str:
-        return ExtractorSettings.ENV[self.setting]
 
-
-def require_weights(settings: ExtractorSettings, spec: WeightsSpec, *, directory: bool = False) -> Path:
-    """The configured path, or :class:`MissingWeightsError` telling the user how to provide it."""
-    how = f"pass {spec.option} or set {spec.env_var}"
-    path = getattr(settings, spec.setting)
+def require_weights(feature: str, path: Path | None, how: Setting, spec: WeightsSpec, *, directory: bool = False) -> Path:
+    """The configured ``path`` of ``feature``'s weights, or :class:`MissingWeightsError` telling the user how to
+    provide it (``how``: the setting of the field)."""
+    hint = f"pass {how.option} or set {how.env}"
     if path is None:
         raise MissingWeightsError(
-            f"{spec.feature}: no weights configured; {how} to {spec.expected} (get it from {spec.source})"
+            f"{feature}: no weights configured; {hint} to {spec.expected} (get it from {spec.source})"
         )
     path = Path(path).expanduser()
     exists = path.is_dir() if directory else path.is_file()
     if not exists:
         kind = "folder" if directory else "file"
         raise MissingWeightsError(
-            f"{spec.feature}: {path}: no such {kind}; {how} to {spec.expected} (get it from {spec.source})"
+            f"{feature}: {path}: no such {kind}; {hint} to {spec.expected} (get it from {spec.source})"
         )
     return path
 

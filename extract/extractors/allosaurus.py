@@ -11,7 +11,7 @@ package's own ``pretrained/`` folder is empty). Audio goes through allosaurus's 
 model's rate, 8 kHz for uni2005, 40 MFCC, per-utterance CMVN, 3 stacked frames every 30 ms) and its
 BiLSTM acoustic model, exactly as in ``Recognizer.recognize``.
 
-Output (``settings.extra["allosaurus_output"]``):
+Output (``AllosaurusConfig.output``, set by ``settings.extra["allosaurus_output"]``):
 
 * ``"posteriors"`` (default): log-softmax of the phone layer over the model's whole phone inventory
   (``phone_size`` = blank + every phone of ``phone.txt``; about 230 for uni2005): what the recogniser decodes.
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 from argparse import Namespace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
@@ -30,11 +31,10 @@ import numpy as np
 from ._weights import CheckpointError, WeightsSpec, library_version
 from .base import ExtractorSettings
 from .pretrained import PretrainedExtractor
+from .registry import extra, register, setting
 
 WEIGHTS = WeightsSpec(
-    feature="allosaurus",
-    setting="allosaurus_model",
-    option="--allosaurus-model",
+    field="model",
     expected="an allosaurus model folder such as uni2005/ (am_config.json, pm_config.json, model.pt, phone.txt, inventory/)",
     source="https://github.com/xinjli/allosaurus/releases/download/v1.0/uni2005.tar.gz",
 )
@@ -55,10 +55,20 @@ def resolve_model_dir(path: Path) -> Path:
     return path
 
 
+@dataclass(frozen=True)
+class AllosaurusConfig:
+    """The model folder and what to output (module docstring)."""
+
+    model: Path | None = setting("allosaurus_model", option="--allosaurus-model", help="Allosaurus model folder",
+                                 env="MGSER_ALLOSAURUS_MODEL")
+    output: str = extra("allosaurus_output", "posteriors")  # one of OUTPUTS
+
+
+@register("allosaurus", needs="the allosaurus extra and its model (--allosaurus-model)", config=AllosaurusConfig,
+          default=True, rank=20)
 class AllosaurusExtractor(PretrainedExtractor):
     """(frames, dim) every 30 ms (uni2005): phone log posteriors (dim phone_size) or BiLSTM states."""
 
-    name: ClassVar[str] = "allosaurus"
     kind: ClassVar = "sequence"
     weights: ClassVar[WeightsSpec] = WEIGHTS
     weights_are_folder: ClassVar[bool] = True
@@ -72,7 +82,7 @@ class AllosaurusExtractor(PretrainedExtractor):
         self._pm = None
         self._am = None
         self._model_dir: Path | None = None
-        self._output = str(settings.extra.get("allosaurus_output", "posteriors"))
+        self._output = str(self.config.output)
         self._hop = 0.0
         self._model_rate = 0
 

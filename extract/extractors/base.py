@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import abc
 import os
-from dataclasses import dataclass, field, fields
+from functools import cached_property
 from pathlib import Path
 from typing import ClassVar, Sequence
 
@@ -19,46 +19,78 @@ import numpy as np
 from sercore.fsio import file_sha256  # noqa: F401  (the extractors hash their checkpoints with it)
 from sercore.store import FeatureKind
 
+from .registry import config_of, settings_fields
+
 
 class MissingWeightsError(Exception):
     """The extractor's pretrained weights are not available here; the message says how to provide them."""
 
 
-@dataclass
 class ExtractorSettings:
     """Where each extractor finds its weights, and where it runs.
 
-    Each path may also come from an environment variable (``MGSER_WAV2VEC_CHECKPOINT``,
+    Besides ``device``, ``extra`` (options some extractors read, e.g. ``allosaurus_output``) and ``ssl`` (the
+    Hugging Face encoders), it holds one value per user-set field of the registered extractors' configurations
+    (:func:`.registry.setting`, declared in each extractor's module): ``wav2vec_checkpoint``, ``wav2vec_layer``,
+    ``allosaurus_model``, ``byol_checkpoint``. They are keyword arguments and attributes of the same names.
+
+    Each path may also come from its environment variable (``MGSER_WAV2VEC_CHECKPOINT``,
     ``MGSER_ALLOSAURUS_MODEL``, ``MGSER_BYOL_CHECKPOINT``) or from a weights file named by
     ``MGSER_CONFIG`` (TOML or JSON, same keys as this class); see :meth:`with_env_defaults`.
     Precedence: explicit values (CLI options) > environment variables > the file.
     """
 
-    device: str = "cpu"
-    wav2vec_checkpoint: Path | None = None
-    wav2vec_layer: int | None = None  # wav2vec 2.0 / HuBERT only: which transformer layer to keep
-    allosaurus_model: Path | None = None
-    byol_checkpoint: Path | None = None
-    extra: dict = field(default_factory=dict)
-    #: Hugging Face encoders by the feature name the user chose: name -> {"checkpoint": folder or model id,
-    #: "layers": "all" | [indices], "dtype", "max_chunk_seconds", "context_seconds", "batch_seconds"}
-    #: (see ``extract/extractors/ssl.py``). A name given here is a feature ``extract --features`` accepts.
-    ssl: dict = field(default_factory=dict)
-
-    ENV: ClassVar[dict[str, str]] = {
-        "wav2vec_checkpoint": "MGSER_WAV2VEC_CHECKPOINT",
-        "allosaurus_model": "MGSER_ALLOSAURUS_MODEL",
-        "byol_checkpoint": "MGSER_BYOL_CHECKPOINT",
-    }
-
     CONFIG_ENV: ClassVar[str] = "MGSER_CONFIG"
-    _PATHS: ClassVar[tuple[str, ...]] = ("wav2vec_checkpoint", "allosaurus_model", "byol_checkpoint")
+    #: The settings that are not an extractor's own.
+    COMMON: ClassVar[tuple[str, ...]] = ("device", "extra", "ssl")
+
+    def __init__(self, device: str = "cpu", extra: dict | None = None, ssl: dict | None = None, **values):
+        known = settings_fields()
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise TypeError(f"ExtractorSettings() got unknown setting(s) {unknown}; the extractors register "
+                            f"{sorted(known)}")
+        object.__setattr__(self, "_values", {key: values.get(key) for key in known})
+        #: Hugging Face encoders by the feature name the user chose: name -> {"checkpoint": folder or model id,
+        #: "layers": "all" | [indices], "dtype", "max_chunk_seconds", "context_seconds", "batch_seconds"}
+        #: (see ``extract/extractors/ssl.py``). A name given here is a feature ``extract --features`` accepts.
+        self.device = device
+        self.extra = {} if extra is None else extra
+        self.ssl = {} if ssl is None else ssl
+
+    def get(self, key: str):
+        """The value of the registered setting ``key`` (None: unset)."""
+        return self._values[key]
+
+    def __getattr__(self, name: str):
+        values = self.__dict__.get("_values", {})
+        if name in values:
+            return values[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __setattr__(self, name: str, value) -> None:
+        if name in self.__dict__.get("_values", {}):
+            self._values[name] = value
+        else:
+            object.__setattr__(self, name, value)
+
+    def __repr__(self) -> str:
+        items = [("device", self.device), *self._values.items(), ("extra", self.extra), ("ssl", self.ssl)]
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in items)})"
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, ExtractorSettings):
+            return NotImplemented
+        return (self.device, self._values, self.extra, self.ssl) == (other.device, other._values, other.extra, other.ssl)
+
+    __hash__ = None  # mutable, as before
 
     def with_env_defaults(self) -> "ExtractorSettings":
-        """Fill unset paths from the environment variables named in ``ENV``, then from the ``MGSER_CONFIG`` file."""
-        for attr, var in self.ENV.items():
-            if getattr(self, attr) is None and os.environ.get(var):
-                setattr(self, attr, Path(os.environ[var]))
+        """Fill unset values from their environment variables (:func:`.registry.setting`), then from the
+        ``MGSER_CONFIG`` file."""
+        for key, s in settings_fields().items():
+            if s.env and self.get(key) is None and os.environ.get(s.env):
+                self._values[key] = Path(os.environ[s.env])
         if os.environ.get(self.CONFIG_ENV):
             self.with_file_defaults(os.environ[self.CONFIG_ENV])
         return self
@@ -66,16 +98,16 @@ class ExtractorSettings:
     def with_file_defaults(self, path: str | Path) -> "ExtractorSettings":
         """Fill unset values from a weights file (see :meth:`from_file`); ``extra`` keys are merged likewise."""
         loaded = self.from_file(path)
-        for attr in ("wav2vec_checkpoint", "wav2vec_layer", "allosaurus_model", "byol_checkpoint"):
-            if getattr(self, attr) is None:
-                setattr(self, attr, getattr(loaded, attr))
+        for key in self._values:
+            if self.get(key) is None:
+                self._values[key] = loaded.get(key)
         self.extra = {**loaded.extra, **self.extra}
         self.ssl = {**loaded.ssl, **self.ssl}
         return self
 
     @classmethod
     def from_file(cls, path: str | Path) -> "ExtractorSettings":
-        """Settings from a TOML (Python 3.11+) or JSON file whose top-level keys are this class's fields::
+        """Settings from a TOML (Python 3.11+) or JSON file whose top-level keys are this class's settings::
 
             wav2vec_checkpoint = "/models/wav2vec_large.pt"
             allosaurus_model = "/models/uni2005"
@@ -114,23 +146,24 @@ class ExtractorSettings:
             raise DataError(path, "TOML weights files need Python 3.11+; write it as JSON (.json)") from None
         except ValueError as exc:  # json.JSONDecodeError and tomllib.TOMLDecodeError are ValueErrors
             raise DataError(path, f"not a valid {'JSON' if path.suffix.lower() == '.json' else 'TOML'} file ({exc})") from None
-        known = {f.name for f in fields(cls)}  # instance fields only: not the class constants ENV, CONFIG_ENV, _PATHS
+        registered = settings_fields()
+        known = {*cls.COMMON, *registered}  # the settings only: not the class constants CONFIG_ENV, COMMON
         if not isinstance(data, dict):
             raise DataError(path, f"expected a table / object of settings at the top level; expected some of {sorted(known)}")
         if set(data) - known:
             raise DataError(path, f"unknown keys {sorted(set(data) - known)}; expected some of {sorted(known)}")
         values = dict(data)
-        for attr in cls._PATHS:
+        for attr, s in registered.items():
             value = values.get(attr)
             if value is None:
                 continue
-            if not isinstance(value, str) or not value.strip():
-                raise DataError(path, f"{attr!r} must be a path written as a non-empty string, got {value!r}")
-            p = Path(value).expanduser()
-            values[attr] = p if p.is_absolute() else path.parent / p
-        layer = values.get("wav2vec_layer")
-        if layer is not None and (isinstance(layer, bool) or not isinstance(layer, int) or layer < 0):
-            raise DataError(path, f"'wav2vec_layer' must be a non-negative integer, got {layer!r}")
+            if s.kind == "path":
+                if not isinstance(value, str) or not value.strip():
+                    raise DataError(path, f"{attr!r} must be a path written as a non-empty string, got {value!r}")
+                p = Path(value).expanduser()
+                values[attr] = p if p.is_absolute() else path.parent / p
+            elif isinstance(value, bool) or not isinstance(value, int) or value < 0:  # kind "index"
+                raise DataError(path, f"{attr!r} must be a non-negative integer, got {value!r}")
         if values.get("extra") is not None and not isinstance(values["extra"], dict):
             raise DataError(path, "'extra' must be a table / object")
         ssl = values.get("ssl")
@@ -149,12 +182,13 @@ class ExtractorSettings:
         return cls(**values)
 
 
-
-
 class FeatureExtractor(abc.ABC):
-    """Base class. Subclasses set the class variables and implement ``load`` and ``extract``."""
+    """Base class. Subclasses set the class variables and implement ``load`` and ``extract``; the module registers
+    them with :func:`.registry.register`, which sets ``name`` and ``config_class``."""
 
     name: ClassVar[str]
+    #: The extractor's configuration: a frozen dataclass declared in its module (:mod:`.registry`).
+    config_class: ClassVar[type]
     kind: ClassVar[FeatureKind]
     sample_rate: ClassVar[int]
     #: Shortest input (seconds) the model accepts; shorter audio is zero-padded up to it by the pipeline.
@@ -166,6 +200,16 @@ class FeatureExtractor(abc.ABC):
 
     def __init__(self, settings: ExtractorSettings):
         self.settings = settings
+
+    @classmethod
+    def configure(cls, settings: ExtractorSettings):
+        """The extractor's configuration (an instance of ``config_class``) as ``settings`` set it."""
+        return config_of(cls.config_class, settings)
+
+    @cached_property
+    def config(self):
+        """This extractor's configuration (:meth:`configure` of its settings)."""
+        return self.configure(self.settings)
 
     @classmethod
     def check_available(cls, settings: ExtractorSettings) -> None:

@@ -8,7 +8,7 @@ and the number of mel bands are read from the weights; the weights load with ``s
 
 Front end per BYOL-A: 16 kHz, 1024-sample window and FFT, 160-sample hop, 64 bands 60-7800 Hz,
 ``log(mel + eps)``, standardised with fixed statistics (:class:`~._byol_net.LogMelConfig`; override them with
-``settings.extra["byol_norm_stats"] = (mean, std)``). The whole utterance goes through the encoder at once;
+``settings.extra["byol_norm_stats"] = (mean, std)``, :attr:`ByolConfig.norm_stats`). The whole utterance goes through the encoder at once;
 the embedding is max + mean over time of the per-frame embeddings, as in BYOL-A.
 """
 
@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -23,11 +25,10 @@ import numpy as np
 from ._weights import CheckpointError, WeightsSpec, library_version, load_torch_checkpoint
 from .base import ExtractorSettings
 from .pretrained import PretrainedExtractor
+from .registry import extra, register, setting
 
 WEIGHTS = WeightsSpec(
-    feature="byol",
-    setting="byol_checkpoint",
-    option="--byol-checkpoint",
+    field="checkpoint",
     expected="a BYOL-A encoder checkpoint such as AudioNTT2020-BYOLA-64x96d2048.pth",
     source="https://github.com/nttcslab/byol-a/tree/master/pretrained_weights",
 )
@@ -55,10 +56,19 @@ def encoder_state_dict(path, state) -> dict:
     return next(iter(by_prefix.values()))
 
 
+@dataclass(frozen=True)
+class ByolConfig:
+    """The BYOL-A checkpoint and, optionally, the log-mel standardisation statistics ``(mean, std)`` (None: BYOL-A's)."""
+
+    checkpoint: Path | None = setting("byol_checkpoint", option="--byol-checkpoint", help="BYOL-A checkpoint",
+                                      env="MGSER_BYOL_CHECKPOINT")
+    norm_stats: tuple[float, float] | None = extra("byol_norm_stats")
+
+
+@register("byol", needs="a BYOL-A checkpoint (--byol-checkpoint)", config=ByolConfig, default=True, rank=50)
 class ByolExtractor(PretrainedExtractor):
     """(d,) BYOL-A embedding per utterance; d = 512, 1024 or 2048 for the published weights."""
 
-    name: ClassVar[str] = "byol"
     kind: ClassVar = "embedding"
     weights: ClassVar[WeightsSpec] = WEIGHTS
     sample_rate: ClassVar[int] = 16000
@@ -85,7 +95,7 @@ class ByolExtractor(PretrainedExtractor):
         except RuntimeError as exc:
             detail = " ".join(line.strip() for line in str(exc).strip().splitlines()[:3])[:600]
             raise CheckpointError(path, f"weights do not match AudioNTT2020(n_mels={n_mels}, d={d}): {detail}") from None
-        stats = self.settings.extra.get("byol_norm_stats")
+        stats = self.config.norm_stats
         config = LogMelConfig(n_mels=n_mels)
         if stats is not None:
             mean, std = (float(v) for v in stats)

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import functools
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 
 from .base import FeatureExtractor, file_sha256
+from .registry import register
 
 
 @functools.cache
@@ -33,9 +35,19 @@ def _pretrained_path() -> Path:
     return Path(resemblyzer.__file__).parent / "pretrained.pt"
 
 
+@dataclass(frozen=True)
+class Ge2eConfig:
+    """resemblyzer's VoiceEncoder: its embedding size, mel channels and frame hop (fixed by its shipped weights)."""
+
+    embedding_dim: int = 256
+    mel_channels: int = 40
+    hop_seconds: float = 0.01
+
+
 class _ResemblyzerBase(FeatureExtractor):
     sample_rate: ClassVar[int] = 16000
     min_seconds: ClassVar[float] = 0.2
+    config: Ge2eConfig
 
     def _prepare(self, wav: np.ndarray) -> np.ndarray:
         # resemblyzer's own preprocessing: loudness normalisation and VAD-trimmed silences.
@@ -46,14 +58,14 @@ class _ResemblyzerBase(FeatureExtractor):
 
     def provenance(self) -> dict:
         resemblyzer = _resemblyzer()
-        return {**super().provenance(), "hop_seconds": 0.01, "checkpoint_sha256": file_sha256(_pretrained_path()),
+        return {**super().provenance(), "hop_seconds": self.config.hop_seconds, "checkpoint_sha256": file_sha256(_pretrained_path()),
                 "version": f"resemblyzer {getattr(resemblyzer, '__version__', '0.1.4')}"}
 
 
+@register("ge2e", needs="nothing more (resemblyzer ships its weights)", config=Ge2eConfig, default=True, rank=40)
 class Ge2eExtractor(_ResemblyzerBase):
     """(256,) L2-normalised GE2E utterance embedding (mean of partial-utterance embeddings)."""
 
-    name: ClassVar[str] = "ge2e"
     kind: ClassVar[str] = "embedding"
 
     def load(self) -> None:
@@ -61,16 +73,17 @@ class Ge2eExtractor(_ResemblyzerBase):
 
     @property
     def dim(self) -> int:
-        return 256
+        return self.config.embedding_dim
 
     def extract(self, wav: np.ndarray) -> np.ndarray:
         return self.encoder.embed_utterance(self._prepare(wav)).astype(np.float32)
 
 
+@register("ge2e_mel", needs="nothing more (GE2E's mel frames, for --finetune-ge2e)", config=Ge2eConfig, default=True,
+          rank=60)
 class Ge2eMelExtractor(_ResemblyzerBase):
     """(frames, 40) mel frames (25 ms window, 10 ms hop) exactly as the VoiceEncoder consumes them."""
 
-    name: ClassVar[str] = "ge2e_mel"
     kind: ClassVar[str] = "sequence"
     input_of: ClassVar[str] = "ge2e"  # what the fine-tuned VoiceEncoder computes the ge2e embedding from
 
@@ -79,7 +92,7 @@ class Ge2eMelExtractor(_ResemblyzerBase):
 
     @property
     def dim(self) -> int:
-        return 40
+        return self.config.mel_channels
 
     def extract(self, wav: np.ndarray) -> np.ndarray:
         return _resemblyzer().audio.wav_to_mel_spectrogram(self._prepare(wav)).astype(np.float32)

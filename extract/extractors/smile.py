@@ -16,23 +16,56 @@ education only (docs/features.md). It is imported only when one of these extract
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 
 from ._weights import library_version
 from .base import ExtractorSettings, FeatureExtractor
+from .registry import register
+
+
+@dataclass(frozen=True)
+class SmileConfig:
+    """One openSMILE set at one level (names of ``opensmile.FeatureSet`` / ``FeatureLevel``) and its size."""
+
+    feature_set: str
+    feature_level: str
+    size: int
+
+
+@dataclass(frozen=True)
+class EgemapsConfig(SmileConfig):
+    feature_set: str = "eGeMAPSv02"
+    feature_level: str = "Functionals"
+    size: int = 88
+
+
+@dataclass(frozen=True)
+class EgemapsLldConfig(SmileConfig):
+    feature_set: str = "eGeMAPSv02"
+    feature_level: str = "LowLevelDescriptors"
+    size: int = 25
+
+
+@dataclass(frozen=True)
+class CompareConfig(SmileConfig):
+    feature_set: str = "ComParE_2016"
+    feature_level: str = "Functionals"
+    size: int = 6373
+
+
+NEEDS = "the opensmile extra"
 
 
 class SmileExtractor(FeatureExtractor):
-    """One openSMILE set at one level; subclasses name the set, level and size."""
+    """One openSMILE set at one level; subclasses register with their configuration (set, level and size)."""
 
     sample_rate: ClassVar[int] = 16000
     #: eGeMAPS's 60 ms pitch window needs a few frames.
     min_seconds: ClassVar[float] = 0.1
-    feature_set: ClassVar[str]
-    feature_level: ClassVar[str]
-    size: ClassVar[int]
+    config: SmileConfig
 
     def __init__(self, settings: ExtractorSettings):
         super().__init__(settings)
@@ -45,16 +78,17 @@ class SmileExtractor(FeatureExtractor):
     def load(self) -> None:
         import opensmile
 
-        self._smile = opensmile.Smile(feature_set=opensmile.FeatureSet[self.feature_set],
-                                      feature_level=opensmile.FeatureLevel[self.feature_level])
+        c = self.config
+        self._smile = opensmile.Smile(feature_set=opensmile.FeatureSet[c.feature_set],
+                                      feature_level=opensmile.FeatureLevel[c.feature_level])
         names = self._smile.feature_names
-        if len(names) != self.size:
-            raise RuntimeError(f"opensmile {library_version('opensmile')}: {self.feature_set} {self.feature_level} has "
-                               f"{len(names)} features, expected {self.size}")
+        if len(names) != c.size:
+            raise RuntimeError(f"opensmile {library_version('opensmile')}: {c.feature_set} {c.feature_level} has "
+                               f"{len(names)} features, expected {c.size}")
 
     @property
     def dim(self) -> int:
-        return self.size
+        return self.config.size
 
     def extract(self, wav: np.ndarray) -> np.ndarray:
         if self._smile is None:
@@ -65,35 +99,26 @@ class SmileExtractor(FeatureExtractor):
 
     def provenance(self) -> dict:
         return {**super().provenance(), "hop_seconds": 0.01 if self.kind == "sequence" else 0.0,
-                "feature_set": self.feature_set, "feature_level": self.feature_level,
+                "feature_set": self.config.feature_set, "feature_level": self.config.feature_level,
                 "version": f"opensmile {library_version('opensmile')}"}
 
 
+@register("egemaps", needs=NEEDS, config=EgemapsConfig, rank=70)
 class EgemapsExtractor(SmileExtractor):
     """(88,) eGeMAPSv02 functionals."""
 
-    name: ClassVar[str] = "egemaps"
     kind: ClassVar = "embedding"
-    feature_set: ClassVar[str] = "eGeMAPSv02"
-    feature_level: ClassVar[str] = "Functionals"
-    size: ClassVar[int] = 88
 
 
+@register("egemaps_lld", needs=NEEDS, config=EgemapsLldConfig, rank=71)
 class EgemapsLldExtractor(SmileExtractor):
     """(frames, 25) eGeMAPSv02 low-level descriptors, 10 ms hop."""
 
-    name: ClassVar[str] = "egemaps_lld"
     kind: ClassVar = "sequence"
-    feature_set: ClassVar[str] = "eGeMAPSv02"
-    feature_level: ClassVar[str] = "LowLevelDescriptors"
-    size: ClassVar[int] = 25
 
 
+@register("compare", needs=NEEDS, config=CompareConfig, rank=72)
 class CompareExtractor(SmileExtractor):
     """(6373,) ComParE_2016 functionals."""
 
-    name: ClassVar[str] = "compare"
     kind: ClassVar = "embedding"
-    feature_set: ClassVar[str] = "ComParE_2016"
-    feature_level: ClassVar[str] = "Functionals"
-    size: ClassVar[int] = 6373

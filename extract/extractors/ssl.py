@@ -78,6 +78,7 @@ from sercore.errors import OptionError
 from ._weights import CheckpointError, library_version
 from .base import ExtractorSettings, MissingWeightsError, file_sha256
 from .pretrained import PretrainedExtractor
+from .registry import register_family
 
 #: model_type (config.json) -> what it is, for messages.
 SUPPORTED: dict[str, str] = {
@@ -130,7 +131,7 @@ def import_transformers():
 
 
 @dataclass(frozen=True)
-class SslOptions:
+class SslConfig:
     """One named encoder's options (module docstring); built from ``settings.ssl[name]`` by :meth:`of`."""
 
     checkpoint: str
@@ -142,7 +143,7 @@ class SslOptions:
     compute_dtype: str = "float32"  # float16 / bfloat16: CUDA only
 
     @classmethod
-    def of(cls, name: str, settings: ExtractorSettings) -> "SslOptions":
+    def of(cls, name: str, settings: ExtractorSettings) -> "SslConfig":
         entry = settings.ssl.get(name)
         if entry is None or not entry.get("checkpoint"):
             suggestion = SUGGESTED.get(name, "a folder written by save_pretrained, or a model id in the local cache")
@@ -294,6 +295,7 @@ class SslExtractor(PretrainedExtractor):
     """
 
     name: ClassVar[str] = "ssl"
+    config_class: ClassVar[type] = SslConfig
     kind: ClassVar = "sequence"
     sample_rate: ClassVar[int] = 16000
     # One frame needs the CNN's receptive field (400 samples); Whisper pads anything.
@@ -301,7 +303,7 @@ class SslExtractor(PretrainedExtractor):
 
     def __init__(self, settings: ExtractorSettings):
         super().__init__(settings)
-        self.options: SslOptions | None = None
+        self.options: SslConfig | None = None
         self.model_type = ""
         self.layers: tuple[int, ...] = ()
         self.layer_dim = 0
@@ -315,19 +317,23 @@ class SslExtractor(PretrainedExtractor):
         self._attention_mask = False
 
     @classmethod
+    def configure(cls, settings: ExtractorSettings) -> SslConfig:
+        return SslConfig.of(cls.name, settings)
+
+    @classmethod
     def weights_path(cls, settings: ExtractorSettings) -> Path:
-        return resolve_checkpoint(cls.name, SslOptions.of(cls.name, settings).checkpoint)
+        return resolve_checkpoint(cls.name, cls.configure(settings).checkpoint)
 
     @classmethod
     def check_available(cls, settings: ExtractorSettings) -> None:
-        SslOptions.of(cls.name, settings)  # a bad option is a usage error, whether or not transformers is installed
+        cls.configure(settings)  # a bad option is a usage error, whether or not transformers is installed
         import_transformers()  # ImportError: reported as unavailable (install the [ssl] extra)
 
         read_model_type(cls.weights_path(settings))
 
     def load(self) -> None:
         transformers = import_transformers()
-        opts = SslOptions.of(self.name, self.settings)
+        opts = self.config
         folder = self.weights_path(self.settings)
         self.model_type = read_model_type(folder)
         transformers.logging.set_verbosity_error()  # unused decoder / CTC-head weights are expected, not news
@@ -548,3 +554,8 @@ def _given_class():
 def ssl_extractor_class(name: str) -> type[SslExtractor]:
     """The extractor class of the encoder the user named ``name`` (its checkpoint is ``settings.ssl[name]``)."""
     return type(f"SslExtractor_{name}", (SslExtractor,), {"name": name, "__module__": __name__})
+
+
+register_family("ssl", extractor_of=ssl_extractor_class, suggested=tuple(SUGGESTED), config=SslConfig,
+                needs="a Hugging Face speech encoder given with --ssl NAME=CHECKPOINT",
+                hint="a Hugging Face encoder needs --ssl {name}=CHECKPOINT")

@@ -12,7 +12,7 @@ Loading goes through fairseq's own upgrade of old checkpoints (``speech_pretrain
 which since torch 2.6 refuses the pickled ``argparse.Namespace`` of the 2019 checkpoint.
 
 The same loader accepts wav2vec 2.0 and HuBERT pre-trained (not fine-tuned) checkpoints, keeping the
-transformer layer ``settings.wav2vec_layer`` (1-based; default: the last one, after the final layer norm).
+transformer layer ``Wav2VecConfig.layer`` (``--wav2vec-layer``, 1-based; default: the last one, after the final layer norm).
 
 fairseq: the official 0.12.2 does not install on Python 3.11; ``fairseq-fixed==0.12.3.1`` is a maintained
 fork of 0.12 that does (docs/installation.md). It is imported only when this extractor loads.
@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
@@ -31,11 +32,10 @@ import numpy as np
 from ._weights import CheckpointError, WeightsSpec, library_version, load_torch_checkpoint
 from .base import ExtractorSettings
 from .pretrained import PretrainedExtractor
+from .registry import register, setting
 
 WEIGHTS = WeightsSpec(
-    feature="wav2vec",
-    setting="wav2vec_checkpoint",
-    option="--wav2vec-checkpoint",
+    field="checkpoint",
     expected="fairseq's wav2vec 1.0 checkpoint wav2vec_large.pt (or a wav2vec 2.0 / HuBERT pre-trained checkpoint)",
     source="https://dl.fbaipublicfiles.com/fairseq/wav2vec/wav2vec_large.pt",
 )
@@ -152,14 +152,25 @@ def build_fairseq_model(path: Path, cfg, state_dict: dict):
     return model.eval()
 
 
+@dataclass(frozen=True)
+class Wav2VecConfig:
+    """The fairseq checkpoint and, for wav2vec 2.0 / HuBERT, the transformer layer to keep (1-based; None: the last)."""
+
+    checkpoint: Path | None = setting("wav2vec_checkpoint", option="--wav2vec-checkpoint", help="wav2vec checkpoint",
+                                      env="MGSER_WAV2VEC_CHECKPOINT")
+    layer: int | None = setting("wav2vec_layer", option="--wav2vec-layer",
+                                help="wav2vec 2.0 / HuBERT: transformer layer to keep", kind="index")
+
+
+@register("wav2vec", needs="the wav2vec extra (fairseq) and a wav2vec 2.0 / HuBERT checkpoint (--wav2vec-checkpoint)",
+          config=Wav2VecConfig, default=True, rank=30)
 class Wav2VecExtractor(PretrainedExtractor):
     """(frames, dim) context features every ``hop_seconds``: wav2vec 1.0 ``c`` (dim 512, 10 ms) by default.
 
-    For wav2vec 2.0 / HuBERT checkpoints, the output of transformer layer ``settings.wav2vec_layer``
-    (1-based; default the final output), dim = the encoder width, 20 ms hop.
+    For wav2vec 2.0 / HuBERT checkpoints, the output of transformer layer ``config.layer`` (``--wav2vec-layer``;
+    1-based; default the final output), dim = the encoder width, 20 ms hop.
     """
 
-    name: ClassVar[str] = "wav2vec"
     kind: ClassVar = "sequence"
     weights: ClassVar[WeightsSpec] = WEIGHTS
     sample_rate: ClassVar[int] = 16000
@@ -185,13 +196,13 @@ class Wav2VecExtractor(PretrainedExtractor):
         if self._arch == "wav2vec":
             if model.vector_quantizer is not None:
                 raise CheckpointError(path, "a vq-wav2vec checkpoint (quantised features) is not supported; expected wav2vec 1.0 such as wav2vec_large.pt")
-            if self.settings.wav2vec_layer is not None:
+            if self.config.layer is not None:
                 raise CheckpointError(path, "wav2vec_layer applies to wav2vec 2.0 / HuBERT checkpoints; wav2vec 1.0 has one context output")
             aggregator = eval(cfg.model.conv_aggregator_layers) if cfg.model.aggregator == "cnn" else None
             dim = aggregator[-1][0] if aggregator else int(cfg.model.gru_dim)
         else:
             self._n_layers = int(cfg.model.encoder_layers)
-            layer = self.settings.wav2vec_layer
+            layer = self.config.layer
             if layer is not None and not 1 <= layer <= self._n_layers:
                 raise CheckpointError(path, f"wav2vec_layer={layer}, but this model has transformer layers 1..{self._n_layers}")
             self._layer = layer
