@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from sercore.cli import (BATCH_SIZE, SEED, WAV2VEC_LAYER, WORKERS, command_errors, common_options, epilog,
+from sercore.cli import (BATCH_SIZE, ENVIRONMENT, SEED, WAV2VEC_LAYER, WORKERS, command_errors, common_options, epilog,
                          name_list, say, show_progress, warn)
 from extract.extractors import needs
 from extract.extractors.registry import families, settings_fields
@@ -29,10 +29,14 @@ extract prepare --dataset folder --root /data/swahili --language sw --speaker-pa
 #: The features ``--features`` accepts and what each needs, from the extractor registry.
 FEATURES_HELP = "\b\nFeatures (--features NAME,...) and what each needs:\n" + "\n".join(
     f"  {name:<12} {need}" for name, need in needs().items()) + "".join(f"\n  {'NAME':<12} {f.needs}" for f in families())
-#: The settings the extractors declare (``--wav2vec-checkpoint`` ...): option -> (keyword, its registry entry).
+#: The settings the extractors declare (``--wav2vec-checkpoint`` ...): keyword -> its registry entry.
 WEIGHTS_SETTINGS = settings_fields()
 #: click types of the settings' kinds (extract.extractors.registry.SETTING_KINDS).
 SETTING_TYPES = {"path": click.Path(path_type=Path), "index": WAV2VEC_LAYER}
+
+#: The settings' environment variables for --help (described in sercore.cli.ENVIRONMENT, or from the setting).
+WEIGHTS_ENVIRONMENT = [(s.env, ENVIRONMENT.get(s.env) or f"{s.help}, when {s.option} is not given")
+                       for s in WEIGHTS_SETTINGS.values() if s.env]
 
 
 def weights_options(function):
@@ -45,8 +49,7 @@ def weights_options(function):
 
 
 @click.group("extract", invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]},
-             epilog=FEATURES_HELP + "\n\n" + epilog(EXAMPLES, ["MGSER_CONFIG", *(s.env for s in WEIGHTS_SETTINGS.values() if s.env),
-                                                               "OMP_NUM_THREADS"]))
+             epilog=FEATURES_HELP + "\n\n" + epilog(EXAMPLES, ["MGSER_CONFIG", *WEIGHTS_ENVIRONMENT, "OMP_NUM_THREADS"]))
 @click.option("--dataset", help="Dataset to extract (emodb, emovo, cafe, iemocap, ravdess, demo, or a prepared user corpus).")
 @click.option("--root", type=click.Path(path_type=Path), help="Corpus folder; used to prepare the manifest if it is missing.")
 @click.option("--features", "feature_names", default=None,

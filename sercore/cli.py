@@ -72,14 +72,16 @@ def version() -> str:
         return "unknown (not installed)"
 
 
-def epilog(examples: str = "", environment: Sequence[str] = ()) -> str:
-    """The end of a command's --help: examples, the environment variables it reads, the exit codes."""
+def epilog(examples: str = "", environment: Sequence[str | tuple[str, str]] = ()) -> str:
+    """The end of a command's --help: examples, the environment variables it reads (a name described in
+    ``ENVIRONMENT``, or a (name, description) pair), the exit codes."""
     parts = []
     if examples.strip():
         parts.append("\b\nExamples:\n" + "\n".join("  " + line.strip() for line in examples.strip().splitlines()))
     if environment:
-        width = max(len(v) for v in environment)
-        parts.append("\b\nEnvironment:\n" + "\n".join(f"  {v:<{width}}  {ENVIRONMENT[v]}" for v in environment))
+        described = [(v, ENVIRONMENT[v]) if isinstance(v, str) else v for v in environment]
+        width = max(len(v) for v, _ in described)
+        parts.append("\b\nEnvironment:\n" + "\n".join(f"  {v:<{width}}  {what}" for v, what in described))
     parts.append(EXIT_STATUS_HELP)
     return "\n\n".join(parts)
 
