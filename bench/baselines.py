@@ -18,19 +18,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from train.pooling import pooled_feature  # noqa: E402
-from train.domains import load_domain, resolve_domain  # noqa: E402
-from train.heads import make_head  # noqa: E402
-from train.protocol import draw_split, n_runs, split_indices  # noqa: E402
-from train.metrics import score  # noqa: E402
+from train.pooling import pooled_feature
+from train.domains import load_domain, resolve_domain
+from train.heads import make_head
+from train.protocol import draw_split, n_runs, split_indices
+from train.metrics import score
 
 
 #: The heads of train/heads.py at scikit-learn's default C (and gamma "scale"), no inner CV.

@@ -78,8 +78,8 @@ def _fairseq_cfg_container(model_cfg, task_cfg, model_name: str, task_name: str)
     cfg = OmegaConf.structured(FairseqConfig())
     cfg.model = OmegaConf.structured(model_cfg)
     cfg.task = OmegaConf.structured(task_cfg)
-    cfg.model._name = model_name
-    cfg.task._name = task_name
+    cfg.model["_name"] = model_name  # fairseq's key of the registered model / task name
+    cfg.task["_name"] = task_name
     return OmegaConf.to_container(cfg, resolve=False, enum_to_str=True)
 
 

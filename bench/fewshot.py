@@ -47,9 +47,8 @@ from typing import Sequence
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from train.metrics import paired_interval  # noqa: E402
+from train.metrics import paired_interval
 
 C_GRID = (0.001, 0.01, 0.1, 1.0, 10.0)
 POOLED = {"pooled_c0.01": (0.01, "bal"), "pooled_c0.1": (0.1, "bal")}

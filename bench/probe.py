@@ -36,15 +36,14 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from train.pooling import pool  # noqa: E402 - the pooled statistics, one place
-from sercore.manifest import manifest_path, read_manifest  # noqa: E402
-from sercore.store import FeatureStore, store_path  # noqa: E402
-from train.domains import DomainSpec, default_features, load_domain  # noqa: E402
-from train.protocol import draw_split, n_runs, split_indices  # noqa: E402
-from train.heads import HeadConfig, select_head  # noqa: E402
-from train.metrics import score  # noqa: E402
+from train.pooling import pool  # the pooled statistics, one place
+from sercore.manifest import manifest_path, read_manifest
+from sercore.store import FeatureStore, store_path
+from train.domains import DomainSpec, default_features, load_domain
+from train.protocol import draw_split, n_runs, split_indices
+from train.heads import HeadConfig, select_head
+from train.metrics import score
 
 C_GRID = (0.001, 0.01, 0.1, 1.0, 10.0)
 PROTOCOLS = ("random", "speaker")
