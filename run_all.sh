@@ -18,5 +18,5 @@ set -euo pipefail
 case "${1:-}" in -h|--help) sed -n '2,16p' "$0"; echo; exec python -m train.grid --help ;; esac
 python -c "import train.grid" 2>/dev/null || {
   echo "run_all.sh: cannot import train.grid; activate the environment (. .venv/bin/activate)" >&2; exit 2; }
-if [ "${1:-}" = fewshot ]; then shift; exec python "$(dirname "$0")/bench/fewshot.py" "$@"; fi
+if [ "${1:-}" = fewshot ]; then shift; exec python -m bench.fewshot "$@"; fi
 exec python -m train.grid "$@"

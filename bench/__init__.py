@@ -1,1 +1,2 @@
-"""Benchmarks and reference models (scripts run as ``python bench/<name>.py``; shared code importable as ``bench.<module>``)."""
+"""Benchmarks and reference models, installed with the project: each script runs as ``python bench/<name>.py`` or
+``python -m bench.<name>``; shared code is importable as ``bench.<module>``."""

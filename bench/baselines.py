@@ -4,40 +4,37 @@
     python bench/baselines.py --domains de --protocol speaker
 
 Pooled features (train/pooling.py): MFCC statistics (mean and standard deviation over frames of the MFCCs
-and of their deltas) and the GE2E embedding. See bench/vs_baselines.py for the network against the
-strongest of these models, with the regularisation tuned by inner cross-validation.
-Models: SVM (RBF) on MFCC statistics, logistic regression on GE2E, logistic regression on MFCC statistics
-+ GE2E (the heads of ``train --model``, train/heads.py); every model standardises its inputs (StandardScaler) and
-uses scikit-learn's defaults otherwise. Each run uses the trainer's split (train.protocol.draw_split); the
-baselines have no epochs to select, so by default they are fitted on train + valid (80% of the data
-under the random protocol, as in the brief's reference figures; ``--fit-on train`` uses exactly the
-network's training data) and scored on the same test set as the network.
+and of their deltas) and the GE2E embedding. Models: the RBF-kernel SVM on MFCC statistics, logistic regression on
+GE2E, logistic regression on MFCC statistics + GE2E: the heads of ``train --model rbfsvm|logreg`` (train/heads.py),
+each fitted as ``bench/vs_baselines.py`` fits its baselines (:func:`bench.vs_baselines.fit_baseline`: inputs
+standardised, C (and the RBF's gamma) chosen on the head's default grid by an inner cross-validation on the fitting
+rows only, speaker-grouped under the speaker protocol, then refitted on all of them). See bench/vs_baselines.py for
+the network against the strongest of the heads on every stored feature. Each run uses the trainer's split
+(train.protocol.draw_split); the baselines have no epochs to select, so by default they are fitted on train + valid
+(80% of the data under the random protocol, as in the brief's reference figures; ``--fit-on train`` uses exactly
+the network's training data) and scored on the same test set as the network.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from train.pooling import pooled_feature  # noqa: E402
-from train.domains import load_domain, resolve_domain  # noqa: E402
-from train.heads import make_head  # noqa: E402
-from train.protocol import draw_split, n_runs, split_indices  # noqa: E402
-from train.metrics import score  # noqa: E402
+from bench.vs_baselines import fit_baseline
+from train.domains import load_domain, resolve_domain
+from train.pooling import pooled_feature
+from train.protocol import draw_split, n_runs, split_indices
 
-
-#: The heads of train/heads.py at scikit-learn's default C (and gamma "scale"), no inner CV.
+#: name -> (pooled features, head of train/heads.py), chosen and fitted by :func:`bench.vs_baselines.fit_baseline`.
 MODELS = {
-    "svm_mfcc_stats": (["mfcc"], lambda: make_head("rbfsvm")),
-    "lr_ge2e": (["ge2e"], lambda: make_head("logreg", max_iter=5000)),
-    "lr_mfcc_stats_ge2e": (["mfcc", "ge2e"], lambda: make_head("logreg", max_iter=5000)),
+    "svm_mfcc_stats": (["mfcc"], "rbfsvm"),
+    "lr_ge2e": (["ge2e"], "logreg"),
+    "lr_mfcc_stats_ge2e": (["mfcc", "ge2e"], "logreg"),
 }
 
 
@@ -64,17 +61,18 @@ def main(argv=None) -> dict:
                 rows = speakers == sp
                 x[rows] = (x[rows] - x[rows].mean(0)) / np.maximum(x[rows].std(0), 1e-5)
     y = np.array([data.classes.index(e) for e in data.emotions])
+    speakers = np.array(data.speakers)
     results: dict[str, list[dict]] = {m: [] for m in MODELS}
     start = time.perf_counter()
     for run in range(n_runs(data, args.protocol, args.seeds)):
         idx = split_indices(draw_split(data, args.protocol, run))
         fit_rows = np.array(idx["train"] + (idx["valid"] if args.fit_on == "train+valid" else []))
         test_rows = np.array(idx["test"])
-        for name, (features, make) in MODELS.items():
+        groups = speakers[fit_rows] if args.protocol == "speaker" else None
+        for name, (features, head) in MODELS.items():
             x = np.concatenate([pooled[f] for f in features], axis=1)
-            model = make().fit(x[fit_rows], y[fit_rows])
-            s = score(y[test_rows], model.predict(x[test_rows]), data.classes)
-            results[name].append({"run": run, "wa": s.wa, "ua": s.ua})
+            b = fit_baseline(head, x[fit_rows], y[fit_rows], x[test_rows], y[test_rows], data.classes, groups, seed=run)
+            results[name].append({"run": run, "wa": b.wa, "ua": b.ua, "C": b.c, "gamma": b.gamma})
     summary = {
         name: {"ua_mean": float(np.mean([r["ua"] for r in rs])), "ua_std": float(np.std([r["ua"] for r in rs], ddof=1)),
                "wa_mean": float(np.mean([r["wa"] for r in rs])), "wa_std": float(np.std([r["wa"] for r in rs], ddof=1)),

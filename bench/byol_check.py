@@ -27,7 +27,6 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 EPS = float(np.finfo(np.float32).eps)
 NORM = (-5.4919195, 5.0389895)

@@ -27,7 +27,8 @@ Methods (C grid of the inner CV: :data:`C_GRID`; ``CV`` = stratified folds insid
 - ``stack``: logistic regression on the shots' ``z`` features plus the source model's decision values (x 3), C by CV;
 - ``pooled_c<C>``: one logistic regression on all languages' ``z`` rows (the sources' labelled rows and the K
   shots), fixed C, the shots weighted up to weigh as much as all source rows together, argmax over the target's
-  emotions; ``pooled_spk``: the same on ``spk`` (C 0.1).
+  emotions: the fit of ``train --transfer-to`` (:func:`train.transfer.fit_union`); ``pooled_spk``: the same on
+  ``spk`` (C 0.1).
 
 Choosing the transfer method without the target: for a target T with sources A and B, each method is also run with
 A as a pseudo-target (B its only source) and B as a pseudo-target (A its only source), tested on A's and B's test
@@ -47,9 +48,8 @@ from typing import Sequence
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from train.metrics import paired_interval  # noqa: E402
+from train.metrics import paired_interval
 
 C_GRID = (0.001, 0.01, 0.1, 1.0, 10.0)
 POOLED = {"pooled_c0.01": (0.01, "bal"), "pooled_c0.1": (0.1, "bal")}
@@ -123,13 +123,13 @@ def ua(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[str]) -> float:
     return float(np.mean([np.mean(y_pred[y_true == c] == c) for c in classes if (y_true == c).any()]))
 
 
-def logreg(x, y, c, weights=None):
+def logreg(x, y, c):
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        return LogisticRegression(C=c, max_iter=500).fit(x, y, sample_weight=weights)
+        return LogisticRegression(C=c, max_iter=500).fit(x, y)
 
 
 def restricted_predict(model, x: np.ndarray, classes: Sequence[str]) -> np.ndarray:
@@ -170,6 +170,7 @@ def run_methods(target: str, sources: Sequence[str], langs: dict, protocol: str,
                 folds: int, spk: bool) -> dict[int, dict[str, float]]:
     """Every method's target test UA at each K of ``shots_k`` for one run (a seed, or a fold)."""
     from train.protocol import few_shot
+    from train.transfer import fit_union
 
     t = langs[target]
     idx_t = split(t, protocol, run, folds)
@@ -209,18 +210,15 @@ def run_methods(target: str, sources: Sequence[str], langs: dict, protocol: str,
         xs_sh, xs_te = np.hstack([zt[shots], extra(shots)]), np.hstack([zt[test], extra(test)])
         c = cv_c(xs_sh, y_sh, run)
         r["stack"] = ua(y_test, logreg(xs_sh, y_sh, c).predict(xs_te), classes)
-        for name, (c, _) in POOLED.items():
-            weight = len(ys) / len(shots)
-            model = logreg(np.vstack([zs, zt[shots]]), np.concatenate([ys, y_sh]), c,
-                           np.concatenate([np.ones(len(ys)), np.full(len(shots), weight)]))
+        for name, (c, _) in POOLED.items():  # train --transfer-to's union fit (train.transfer.fit_union)
+            model = fit_union(zt[shots], y_sh, zs, ys, c)
             r[name] = ua(y_test, restricted_predict(model, zt[test], classes), classes)
         if spk:
             st = sp[target]
             c = cv_c(st[shots], y_sh, run)
             r["single_spk"] = ua(y_test, logreg(st[shots], y_sh, c).predict(st[test]), classes)
             r["proto_spk"] = ua(y_test, prototypes(st[shots], y_sh, st[test], classes), classes)
-            model = logreg(np.vstack([sps, st[shots]]), np.concatenate([ys, y_sh]), 0.1,
-                           np.concatenate([np.ones(len(ys)), np.full(len(shots), len(ys) / len(shots))]))
+            model = fit_union(st[shots], y_sh, sps, ys, 0.1)
             r["pooled_spk"] = ua(y_test, restricted_predict(model, st[test], classes), classes)
         out[k] = r
     return out

@@ -20,12 +20,7 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from sercore.splits import random_split  # noqa: E402
-from sercore.store import UtteranceRecord, store_path, write_store  # noqa: E402
+from sercore.synthetic import write_synthetic_stores
 
 SEVEN = ("neutral", "happy", "angry", "sad", "fear", "disgust", "boredom")
 EIGHT = ("neutral", "calm", "happy", "sad", "angry", "fear", "disgust", "surprise")
@@ -35,27 +30,14 @@ SEQ_DIM, EMB_DIM = 39, 256
 
 
 def write_stores(root: Path, small: bool = False) -> list[str]:
-    """The three synthetic datasets under ``root``; returns their ``LANG=DATASET`` domains."""
+    """The three synthetic datasets under ``root`` (:func:`sercore.synthetic.write_synthetic_stores`, emotions in
+    turn: utterance i has emotion i mod the number of emotions); returns their ``LANG=DATASET`` domains."""
     domains = []
     for k, (dataset, (language, emotions, n, speakers)) in enumerate(DOMAINS.items()):
-        rng = np.random.default_rng(k)
         n = 8 * len(emotions) if small else n
-        frames = (20, 60) if small else (100, 400)
-        centres_seq = rng.normal(size=(len(emotions), SEQ_DIM)) * 0.6
-        centres_emb = rng.normal(size=(len(emotions), EMB_DIM)) * 0.15
-        records = []
-        for i in range(n):
-            e = i % len(emotions)
-            t = int(rng.integers(*frames))
-            feats = {"mfcc": (centres_seq[e] + rng.normal(size=(t, SEQ_DIM))).astype(np.float32),
-                     "ge2e": (centres_emb[e] + rng.normal(size=EMB_DIM)).astype(np.float32)}
-            records.append(UtteranceRecord(f"{language}_{i:04d}", emotions[e], f"{language}spk{i % speakers}", language, feats))
-        attrs = {"mfcc": {"kind": "sequence", "dim": SEQ_DIM, "extractor": "synthetic"},
-                 "ge2e": {"kind": "embedding", "dim": EMB_DIM, "extractor": "synthetic"}}
-        splits = random_split([r.emotion for r in records], seed=0)
-        for split in ("train", "valid", "test"):
-            write_store(store_path(root, dataset, split), dataset, split,
-                        [r for r, s in zip(records, splits) if s == split], attrs)
+        utterances = [(f"{language}_{i:04d}", i % len(emotions), f"{language}spk{i % speakers}") for i in range(n)]
+        write_synthetic_stores(root, dataset, language, emotions, utterances, seq_dim=SEQ_DIM, emb_dim=EMB_DIM,
+                               separation=(0.6, 0.15), frames=(20, 60) if small else (100, 400), seed=k)
         domains.append(f"{language}={dataset}")
     return domains
 

@@ -20,13 +20,11 @@ import platform
 import sys
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from train.heads import HEADS, HeadConfig, select_head  # noqa: E402
+from train.heads import HEADS, HeadConfig, select_head
 
 
 def corpus(n: int, dim: int, classes: int = 7, speakers: int = 10, seed: int = 0):

@@ -14,14 +14,10 @@ training defaults (5 layers x 320 units) and a ~230-phone inventory of placehold
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from _checkpoint_builders import TOY_PHONES, allosaurus_model_dir, byol_checkpoint, wav2vec1_checkpoint  # noqa: E402
+from bench.checkpoint_builders import TOY_PHONES, allosaurus_model_dir, byol_checkpoint, wav2vec1_checkpoint
 
 
 def main() -> None:

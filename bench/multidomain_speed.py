@@ -41,7 +41,7 @@ def time_per_sample(model_name: str, domains: list[str], features: list[str], ep
     torch.manual_seed(0)
     model = build_model(model_name, config, [domain_info(x, feats) for x in datas])
     trainer = Trainer(model, config.train, [x.classes for x in datas], [config.language(x.spec.language).alpha for x in datas])
-    loader = trainer._loader(dataset, train=True)
+    loader = trainer.loader(dataset, train=True)
     model.train()
     seconds, samples, warm = 0.0, 0, False
     with deterministic():

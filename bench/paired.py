@@ -25,11 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sercore.errors import EXIT_DATA, EXIT_USAGE  # noqa: E402
-from train.metrics import paired_interval  # noqa: E402
-from train.runstate import RUNS_DIR, record_paths  # noqa: E402
+from sercore.errors import EXIT_DATA, EXIT_USAGE
+from train.metrics import paired_interval
+from train.runstate import RUNS_DIR, record_paths
 
 
 class Unpaired(Exception):

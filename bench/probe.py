@@ -11,9 +11,10 @@ Every feature stored for the dataset (``features/<dataset>/*.h5``; default: all 
   Hugging Face encoders) are first averaged over their layers (the trainer's layer weighting starts there);
 * utterance vectors (GE2E, BYOL-A, eGeMAPS, ComParE): as they are.
 
-Inputs are standardised (statistics of the fitting part), and the inverse regularisation C is chosen from
-{0.001, 0.01, 0.1, 1, 10} by 5-fold inner cross-validation on the fitting part only (stratified under the random
-protocol, grouped by speaker under the speaker one), scoring UA. The probe is fitted on all non-test data of the
+The probe is ``train --model logreg``'s head (train/heads.py), as ``bench/vs_baselines.py``'s ``logreg`` baseline:
+inputs standardised (statistics of the fitting part), the inverse regularisation C chosen from the head's grid
+(:data:`train.heads.C_GRIDS`: 1e-4 to 1e4, a factor 10 apart) by 5-fold inner cross-validation on the fitting
+part only (stratified under the random protocol, grouped by speaker under the speaker one), scoring UA. The probe is fitted on all non-test data of the
 trainer's split of each run (``train.protocol.draw_split``: 5 random stratified 64/16/20 splits, seeds 0-4; or the
 speaker folds, one test speaker each) and scored on its test part: UA (unweighted average recall) and WA
 (accuracy), mean ± standard deviation over runs.
@@ -36,17 +37,18 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from train.pooling import pool  # noqa: E402 - the pooled statistics, one place
-from sercore.manifest import manifest_path, read_manifest  # noqa: E402
-from sercore.store import FeatureStore, store_path  # noqa: E402
-from train.domains import DomainSpec, default_features, load_domain  # noqa: E402
-from train.protocol import draw_split, n_runs, split_indices  # noqa: E402
-from train.heads import HeadConfig, select_head  # noqa: E402
-from train.metrics import score  # noqa: E402
+from train.pooling import pool  # the pooled statistics, one place
+from sercore.manifest import manifest_path, read_manifest
+from sercore.store import FeatureStore, store_path
+from train.domains import DomainSpec, default_features, load_domain
+from train.protocol import draw_split, n_runs, split_indices
+from train.heads import HeadConfig, select_head
+from train.metrics import score
 
-C_GRID = (0.001, 0.01, 0.1, 1.0, 10.0)
+#: The probe: ``train --model logreg``'s head with its default grid of C.
+PROBE_HEAD = HeadConfig("logreg")
+C_GRID = PROBE_HEAD.cs
 PROTOCOLS = ("random", "speaker")
 
 
@@ -59,12 +61,6 @@ def pooled(array: np.ndarray, n_layers: int = 1) -> np.ndarray:
     if n_layers > 1:
         a = a.reshape(a.shape[0], n_layers, -1).mean(1)
     return pool(a, "sequence")
-
-
-def probe_head(seed: int = 0) -> HeadConfig:
-    """Standardise, then logistic regression with C from inner cross-validation (scored by UA; speaker-grouped
-    folds under the speaker protocol): ``train --model logreg``'s head (train/heads.py), on the probe's grid."""
-    return HeadConfig("logreg", c_grid=C_GRID)
 
 
 @dataclass
@@ -92,7 +88,7 @@ def probe_feature(spec: DomainSpec, features_dir: Path, feature: str, protocols,
             idx = split_indices(draw_split(data, protocol, run, folds))
             fit = np.array(idx["train"] + idx["valid"])
             test = np.array(idx["test"])
-            head = select_head(probe_head(), x[fit], y[fit], speakers[fit] if protocol == "speaker" else None, seed=run)
+            head = select_head(PROBE_HEAD, x[fit], y[fit], speakers[fit] if protocol == "speaker" else None, seed=run)
             s = score(y[test], head.pipeline.predict(x[test]), data.classes)
             runs.append({"run": run, "ua": s.ua, "wa": s.wa, "C": head.params["c"]})
         ua, wa = np.array([r["ua"] for r in runs]), np.array([r["wa"] for r in runs])

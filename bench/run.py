@@ -8,7 +8,7 @@ Everything is measured in this one run, from the audio, into temporary folders (
 repository's features/ or runs/ is read or written unless --out points there):
 
 1. **Extraction throughput per extractor**: for each feature alone, a plain serial loop (models loaded once,
-   file by file, no store; ``bench/extraction.py``) against the pipeline (``extract.pipeline``, stores
+   file by file, no store) against the pipeline (``extract.pipeline``, stores
    written) with each number of Dask workers in ``--workers``; utterances per second, ratio to the serial
    loop, peak RSS of this process and its children (the Dask workers).
 2. **Training time** of the single-domain model on the stores just written (``--features``, the paper's
@@ -30,20 +30,59 @@ import platform
 import shlex
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import psutil
 
+from bench.baselines import main as run_baselines
+from extract.audio import DecodedAudio
+from extract.extractors import ExtractorSettings, extractor_class
+from extract.pipeline import available_features, extract_dataset
+from sercore.manifest import manifest_path, read_manifest
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
-from baselines import main as run_baselines  # noqa: E402  (bench/ is this script's folder)
-from extraction import PeakMemory, serial_loop  # noqa: E402
 
-from extract.extractors import ExtractorSettings  # noqa: E402
-from extract.pipeline import available_features, extract_dataset  # noqa: E402
-from sercore.manifest import manifest_path, read_manifest  # noqa: E402
+class PeakMemory:
+    """Samples RSS of this process and all its descendants every 50 ms."""
+
+    def __init__(self):
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        me = psutil.Process()
+        while not self._stop.is_set():
+            total = 0
+            for p in [me, *me.children(recursive=True)]:
+                try:
+                    total += p.memory_info().rss
+                except psutil.Error:
+                    pass
+            self.peak = max(self.peak, total)
+            time.sleep(0.05)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def serial_loop(rows, features, settings) -> None:
+    """The baseline: load the models, then decode and extract file by file, no Dask, no store."""
+    extractors = [extractor_class(n)(settings) for n in features]
+    for ex in extractors:
+        ex.load()
+    for u in rows:
+        audio = DecodedAudio(u.path)
+        for ex in extractors:
+            ex.extract(audio.at(ex.sample_rate, ex.min_seconds))
 
 
 def prepare_manifest(dataset: str, root: Path | None, manifest_dir: Path) -> Path:

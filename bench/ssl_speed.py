@@ -27,17 +27,15 @@ from __future__ import annotations
 
 import argparse
 import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from extract.extractors import ExtractorSettings, extractor_class  # noqa: E402
-from extract.extractors.ssl import import_transformers  # noqa: E402
+from extract.extractors import ExtractorSettings, extractor_class
+from extract.extractors.ssl import import_transformers
 
 LARGE = dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096,
              feat_extract_norm="layer", do_stable_layer_norm=True, conv_bias=True)

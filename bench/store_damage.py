@@ -2,9 +2,9 @@
 
     python bench/store_damage.py [--block 512] [--timeout 8]
 
-Writes tiny synthetic stores (tests/_train_helpers.py) under a temporary folder, then, for each block of
-``test.h5`` in turn, overwrites it with 0xff bytes and loads the domain in a fresh process (HDF5 can hang on
-some damage, hence the process and its timeout). Each block ends up as: refused (StoreError naming the
+Writes tiny synthetic stores (``sercore.synthetic.make_stores``, the tests' own) under a temporary folder, then,
+for each block of ``test.h5`` in turn, overwrites it with 0xff bytes and loads the domain in a fresh process (HDF5
+can hang on some damage, hence the process and its timeout). Each block ends up as: refused (StoreError naming the
 file), unchanged (the block was not used: what was read equals the undamaged data), GARBAGE (read, but other
 numbers or ids), OTHER (another exception) or HANG. Not a test: it takes minutes.
 """
@@ -20,7 +20,6 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 CHILD = r"""
 import pickle, sys
@@ -47,7 +46,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=8.0)
     args = parser.parse_args()
     from sercore.store import store_path
-    from tests._train_helpers import make_stores
+    from sercore.synthetic import make_stores
     from train.domains import load_domain, resolve_domain
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -32,11 +32,10 @@ from typing import Sequence
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.paired import Unpaired, finished_runs  # noqa: E402
-from sercore.errors import EXIT_DATA, EXIT_USAGE  # noqa: E402
-from train.metrics import paired_interval, unweighted_accuracy  # noqa: E402
+from bench.paired import Unpaired, finished_runs
+from sercore.errors import EXIT_DATA, EXIT_USAGE
+from train.metrics import paired_interval, unweighted_accuracy
 
 
 class Inconsistent(Exception):

@@ -46,13 +46,12 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from train.pooling import pooled_features  # noqa: E402
-from sercore.errors import EXIT_DATA, EXIT_USAGE, SerError, StoreError  # noqa: E402
-from sercore.fsio import hash_array  # noqa: E402
-from train.heads import HEADS, HeadConfig, inner_folds, select_head  # noqa: E402,F401 - inner_folds: the bench's folds
-from train.metrics import paired_interval  # noqa: E402
+from train.pooling import pooled_features
+from sercore.errors import EXIT_DATA, EXIT_USAGE, SerError, StoreError
+from sercore.fsio import hash_array
+from train.heads import HEADS, HeadConfig, inner_folds, select_head  # noqa: F401 - inner_folds: the bench's folds
+from train.metrics import paired_interval
 
 #: Options vs_baselines sets itself; ``--train-args`` may not repeat them.
 OWN_OPTIONS = ("--domains", "--features", "--protocol", "--seeds", "--first-seed", "--folds", "--out", "--features-dir",

@@ -1,12 +1,14 @@
-"""The layout's rules, checked on the source (AST) of every module of the four packages:
+"""The layout's rules, checked on the source (AST) of every module of the packages:
 
-- the packages are layers, ``sercore`` < ``extract`` < ``train`` < ``predict`` < ``mgser``: a module imports only from its
-  own layer or the ones below (no arrow runs back up);
+- the packages are layers, ``sercore`` < ``extract`` < ``train`` < ``predict`` < ``mgser`` < ``bench`` (the
+  benchmarks): a module imports only from its own layer or the ones below (no arrow runs back up);
 - the module import graph, function-level imports included, has no circle;
 - no module imports another module's private name (``from m import _x``, ``m._x``), except a package's own
   private modules (``extract.extractors._weights`` inside ``extract.extractors``);
 - models see only the model contract (``train.contract``), the configuration and each other, never the HDF5
-  loading or the trainer.
+  loading or the trainer;
+- the benchmarks use the packages as they are installed: no ``sys.path`` changes, nothing from ``tests/``, no
+  other object's private attribute (``trainer._loader``).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-LAYERS = ("sercore", "extract", "train", "predict", "mgser")
+LAYERS = ("sercore", "extract", "train", "predict", "mgser", "bench")
 #: What ``train.models`` may import from the project.
 #: train.pooling: the pooled statistics of the heads (train/models/head.py), a numpy function of the features alone.
 MODEL_ALLOWED = ("train.contract", "train.config", "train.models", "train.pooling", "sercore.errors", "sercore.labels")
@@ -168,3 +170,42 @@ def test_the_graph_holds_the_edges_the_rules_look_at():
     assert any(t == "train.models" for t, _, _ in GRAPH["predict.bundle"])  # from train.models import build_model
     assert any(t == "train.models.ge2e" for t, _, _ in GRAPH["train.trainer"])  # from .models.ge2e import ...
     assert _layer("predict.cli") > _layer("train.fit") > _layer("extract.pipeline") > _layer("sercore.store")
+
+
+def _bench_problems(source: str, name: str) -> list[str]:
+    """What keeps a benchmark (``source``, file ``name``) from running as ``python -m bench.NAME`` on the installed
+    packages alone."""
+    tests = {"tests"} | {p.stem for p in (ROOT / "tests").glob("*.py")}
+    benches = {p.stem for p in (ROOT / "bench").glob("*.py")}
+    bad = []
+    for node in ast.walk(ast.parse(source, name)):
+        where = f"{name}:{getattr(node, 'lineno', 0)}"
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute) and node.value.attr == "path" \
+                and isinstance(node.value.value, ast.Name) and node.value.value.id == "sys":
+            bad.append(f"{where} changes sys.path (sys.path.{node.attr})")
+        elif isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__") \
+                and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")):
+            bad.append(f"{where} uses another object's private attribute .{node.attr}")
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            bad += [f"{where} imports {n} from tests/" for n in names if n.split(".")[0] in tests]
+            bad += [f"{where} imports {n} as a top-level module (from bench/ on sys.path; bench.{n})" for n in names
+                    if n.split(".")[0] in benches and (isinstance(node, ast.Import) or not node.level)]
+    return bad
+
+
+def test_benchmarks_run_on_the_installed_packages_alone():
+    bad = [problem for path in sorted((ROOT / "bench").glob("*.py"))
+           for problem in _bench_problems(path.read_text(), str(path.relative_to(ROOT)))]
+    assert not bad, "\n".join(bad)
+
+
+def test_the_benchmark_rules_see_what_they_forbid():
+    """Not vacuous: each forbidden use is found, and a module's own private attributes are not."""
+    source = ("import sys\nsys.path.insert(0, '.')\nfrom tests._train_helpers import make_stores\n"
+              "import _checkpoint_builders\nloader = trainer._loader(data, train=True)\nself._ok = cls._ok\n"
+              "from paired import finished_runs\nfrom bench.paired import finished_runs\n")
+    assert sorted(_bench_problems(source, "probe.py")) == [
+        "probe.py:2 changes sys.path (sys.path.insert)", "probe.py:3 imports tests._train_helpers from tests/",
+        "probe.py:4 imports _checkpoint_builders from tests/", "probe.py:5 uses another object's private attribute ._loader",
+        "probe.py:7 imports paired as a top-level module (from bench/ on sys.path; bench.paired)"]

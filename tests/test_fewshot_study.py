@@ -65,3 +65,22 @@ def test_the_method_choice_uses_the_pseudo_targets_only():
             rec("de", ["it", "en"], {**single, "a": 0.1, "b": 0.9})]  # de's own results cannot change its choice
     best, gains = fs.select_method(recs, "de", ["a", "b"])
     assert best == "a" and gains == pytest.approx({"a": 0.15, "b": 0.1})
+
+
+def test_the_pooled_methods_are_the_fit_of_train_transfer_to(stores, tmp_path, monkeypatch):
+    """pooled_c<C> and pooled_spk: train.transfer.fit_union (train --transfer-to's fit), with the study's C."""
+    import train.transfer
+
+    calls = []
+
+    def spy(z_target, y_target, z_sources, y_sources, c):
+        calls.append((len(z_target), len(z_sources), c))
+        return fit_union(z_target, y_target, z_sources, y_sources, c)
+
+    fit_union = train.transfer.fit_union
+    monkeypatch.setattr(train.transfer, "fit_union", spy)
+    langs = fs.load(str(stores), ["mfcc", "ge2e"], tmp_path / "cache")
+    out = fs.run_methods("de", ["it", "en"], langs, "random", 0, [2], 3, spk=True)
+    sources = sum(len(fs.split(langs[s], "random", 0, 3)[p]) for s in ("it", "en") for p in ("train", "valid"))
+    assert sorted(calls) == sorted([(8, sources, 0.01), (8, sources, 0.1), (8, sources, 0.1)])  # K 2 x 4 emotions
+    assert {"pooled_c0.01", "pooled_c0.1", "pooled_spk"} <= set(out[2])

@@ -12,6 +12,7 @@ from _train_helpers import make_stores
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.probe import main, pooled  # noqa: E402
+from train.heads import C_GRIDS  # noqa: E402
 
 
 def test_pooled_vectors_sequences_and_layer_stacks():
@@ -34,8 +35,9 @@ def test_probe_scores_every_feature_under_both_protocols(tmp_path, capsys):
         assert set(r.protocols) == {"random", "speaker"}
         assert len(r.protocols["random"]["runs"]) == 2 and len(r.protocols["speaker"]["runs"]) == 3
         assert r.protocols["random"]["ua_mean"] > 0.5  # 4 separable classes: far above chance (0.25)
-        assert all(run["C"] in (0.001, 0.01, 0.1, 1.0, 10.0) for run in r.protocols["random"]["runs"])
+        assert all(run["C"] in C_GRIDS["logreg"] for run in r.protocols["random"]["runs"])
     saved = json.loads(out.read_text())
     assert saved["dataset"] == "synth" and len(saved["results"]) == 2
+    assert saved["C_grid"] == list(C_GRIDS["logreg"])  # train --model logreg's grid, as vs_baselines' logreg
     table = out.with_suffix(".md").read_text()
     assert "| mfcc | sequence, 6 | n/a |" in table and "speaker UA" in table

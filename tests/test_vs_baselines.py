@@ -164,3 +164,17 @@ def test_the_ensemble_on_the_network_side_reports_its_members_on_the_same_runs(s
     assert set(means) == {"single", "logreg", "rbfsvm"}
     assert means["single"]["test_ua"] == pytest.approx(np.mean([r["members"]["single"]["test_ua"] for r in summary["per_run"]]))
     assert json.loads((out / "result.json").read_text())["members"] == means
+
+
+def test_bench_baselines_fits_the_same_heads_with_their_grids(store, capsys):
+    """bench/baselines.py: its models are vs_baselines' (train's heads, C by inner CV on the head's default grid)."""
+    import bench.baselines as baselines
+    from train.heads import C_GRIDS
+
+    summary = baselines.main(["--domains", "de", "--features-dir", str(store), "--seeds", "2"])
+    assert set(summary) == {"svm_mfcc_stats", "lr_ge2e", "lr_mfcc_stats_ge2e"}
+    for name, s in summary.items():
+        grid = C_GRIDS["rbfsvm" if name.startswith("svm") else "logreg"]
+        assert len(s["runs"]) == 2 and all(r["C"] in grid for r in s["runs"]), (name, s["runs"])
+        assert s["ua_mean"] > 0.5  # 4 separable classes
+    assert "lr_mfcc_stats_ge2e" in capsys.readouterr().out

@@ -168,7 +168,9 @@ class Trainer:
                     aux = aux + weight * alpha * self.aux[d](output.representation[rows], labels[rows])
         return ce + aux + output.penalty, ce, aux
 
-    def _loader(self, dataset: Dataset, train: bool) -> DataLoader:
+    def loader(self, dataset: Dataset, train: bool) -> DataLoader:
+        """The batches :meth:`fit` trains on (``train``: its sampler, e.g. class-balanced) or :meth:`evaluate` scores
+        (by length)."""
         if not train:  # by length; evaluate() puts the results back in dataset order
             buckets = length_buckets(_lengths_of(dataset), max(self.config.batch_size, 64))
             return DataLoader(dataset, batch_sampler=buckets, collate_fn=collate)
@@ -203,7 +205,7 @@ class Trainer:
         model.eval()
         labels, preds, domains, reps, probs, ids, loss_sum = [], [], [], [], [], [], 0.0
         extras: dict[str, list[torch.Tensor]] = {}
-        loader = self._loader(dataset, train=False)
+        loader = self.loader(dataset, train=False)
         for batch in loader:
             batch = batch.to(self.config.device)
             out = model(batch)
@@ -257,7 +259,7 @@ class Trainer:
         if not len(valid) and self.config.selection != "last":
             raise ValueError(f"no validation utterance to choose the epoch by {self.config.selection!r}; use selection 'last'")
         start = time.perf_counter()
-        loader = self._loader(train, train=True)
+        loader = self.loader(train, train=True)
         history: list[dict] = []
         best: Evaluation | None = None
         best_epoch, best_state, stale = 0, None, 0

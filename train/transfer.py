@@ -47,6 +47,26 @@ def standardise(x: np.ndarray, unlabelled: np.ndarray) -> tuple[np.ndarray, np.n
     return (x - mean) / scale, mean, scale
 
 
+def union_weight(n_sources: int, n_target: int) -> float:
+    """The weight of each target row: all target rows together weigh as much as all source rows (at least 1 each)."""
+    return max(1.0, n_sources / n_target)
+
+
+def fit_union(z_target: np.ndarray, y_target: np.ndarray, z_sources: np.ndarray, y_sources: np.ndarray, c: float):
+    """One multinomial logistic regression (lbfgs, at most 1000 iterations) on the sources' rows and the target's,
+    the target's weighted by :func:`union_weight`; its classes are every emotion of either. Rows already
+    standardised (each corpus with its own statistics). z_target: (n, dim), z_sources: (m, dim)."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
+    weight = union_weight(len(y_sources), len(z_target))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return LogisticRegression(C=c, max_iter=1000).fit(
+            np.vstack([z_sources, z_target]), np.concatenate([y_sources, y_target]),
+            sample_weight=np.concatenate([np.ones(len(y_sources)), np.full(len(z_target), weight)]))
+
+
 def fit_pooled_transfer(x_labelled: np.ndarray, y_labelled: Sequence[str], x_unlabelled: np.ndarray,
                         classes: Sequence[str], sources: Sequence[tuple[np.ndarray, Sequence[str]]],
                         c: float = TRANSFER_C) -> HeadFit:
@@ -58,7 +78,6 @@ def fit_pooled_transfer(x_labelled: np.ndarray, y_labelled: Sequence[str], x_unl
     Returns a ``logreg`` :class:`~train.heads.HeadFit` over ``classes`` (the pipeline's scaler holds the target's
     statistics).
     """
-    from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -71,12 +90,8 @@ def fit_pooled_transfer(x_labelled: np.ndarray, y_labelled: Sequence[str], x_unl
     z, mean, scale = standardise(np.asarray(x_labelled, np.float64), np.asarray(x_unlabelled, np.float64))
     zs = np.concatenate([np.asarray(s, np.float64) for s, _ in sources]) if sources else np.zeros((0, z.shape[1]))
     ys = np.concatenate([np.asarray(e) for _, e in sources]) if sources else np.zeros(0, dtype=y_labelled.dtype)
-    weight = max(1.0, len(ys) / len(z))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        union = LogisticRegression(C=c, max_iter=1000).fit(
-            np.vstack([zs, z]), np.concatenate([ys, y_labelled]),
-            sample_weight=np.concatenate([np.ones(len(ys)), np.full(len(z), weight)]))
+    union = fit_union(z, y_labelled, zs, ys, c)
+    weight = union_weight(len(ys), len(z))
     rows = [list(union.classes_).index(e) for e in classes]
     coef, intercept = np.asarray(union.coef_), np.asarray(union.intercept_)
     if coef.shape[0] == 1:  # two emotions in all: class 1's decision s -> [-s/2, s/2]
