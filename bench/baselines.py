@@ -7,7 +7,7 @@ Pooled features (train/pooling.py): MFCC statistics (mean and standard deviation
 and of their deltas) and the GE2E embedding. See bench/vs_baselines.py for the network against the
 strongest of these models, with the regularisation tuned by inner cross-validation.
 Models: SVM (RBF) on MFCC statistics, logistic regression on GE2E, logistic regression on MFCC statistics
-+ GE2E (the heads of ``train --model``, train/heads.py); every model standardises its inputs (StandardScaler) and
++ GE2E (the heads of ``train --model``, train/pooled_heads.py); every model standardises its inputs (StandardScaler) and
 uses scikit-learn's defaults otherwise. Each run uses the trainer's split (train.protocol.draw_split); the
 baselines have no epochs to select, so by default they are fitted on train + valid (80% of the data
 under the random protocol, as in the brief's reference figures; ``--fit-on train`` uses exactly the
@@ -28,12 +28,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from train.pooling import pooled_feature  # noqa: E402
 from train.domains import load_domain, resolve_domain  # noqa: E402
-from train.heads import make_head  # noqa: E402
+from train.pooled_heads import make_head  # noqa: E402
 from train.protocol import draw_split, n_runs, split_indices  # noqa: E402
 from train.metrics import score  # noqa: E402
 
 
-#: The heads of train/heads.py at scikit-learn's default C (and gamma "scale"), no inner CV.
+#: The heads of train/pooled_heads.py at scikit-learn's default C (and gamma "scale"), no inner CV.
 MODELS = {
     "svm_mfcc_stats": (["mfcc"], lambda: make_head("rbfsvm")),
     "lr_ge2e": (["ge2e"], lambda: make_head("logreg", max_iter=5000)),

@@ -1,5 +1,5 @@
 """Peak RSS of one training step (forward + backward) of the single model on one padded MFCC batch, next to
-train.memory's estimate (docs/reliability.md, memory bound).
+train.batch_limits's estimate (docs/reliability.md, memory bound).
 
     python bench/batch_memory.py ROWS FRAMES
 """
@@ -10,9 +10,9 @@ import time
 import torch
 
 from train.config import ExperimentConfig
-from train.contract import DomainInfo, Example, collate
+from train.model_io import DomainInfo, Example, collate
 from train.models import build_model
-from train.memory import estimate_batch_bytes
+from train.batch_limits import estimate_batch_bytes
 rows, frames, dim = int(sys.argv[1]), int(sys.argv[2]), 40
 config = ExperimentConfig(domains=["de"])
 info = DomainInfo("de", ["a","b","c","d","e","f","g"], {"mfcc": "sequence"}, {"mfcc": dim})

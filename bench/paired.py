@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sercore.errors import EXIT_DATA, EXIT_USAGE  # noqa: E402
 from train.metrics import paired_interval  # noqa: E402
-from train.runstate import RUNS_DIR, record_paths  # noqa: E402
+from train.run_records import RUNS_DIR, record_paths  # noqa: E402
 
 
 class Unpaired(Exception):

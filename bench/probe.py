@@ -43,7 +43,7 @@ from sercore.manifest import manifest_path, read_manifest  # noqa: E402
 from sercore.store import FeatureStore, store_path  # noqa: E402
 from train.domains import DomainSpec, default_features, load_domain  # noqa: E402
 from train.protocol import draw_split, n_runs, split_indices  # noqa: E402
-from train.heads import HeadConfig, select_head  # noqa: E402
+from train.pooled_heads import HeadConfig, select_head  # noqa: E402
 from train.metrics import score  # noqa: E402
 
 C_GRID = (0.001, 0.01, 0.1, 1.0, 10.0)
@@ -63,7 +63,7 @@ def pooled(array: np.ndarray, n_layers: int = 1) -> np.ndarray:
 
 def probe_head(seed: int = 0) -> HeadConfig:
     """Standardise, then logistic regression with C from inner cross-validation (scored by UA; speaker-grouped
-    folds under the speaker protocol): ``train --model logreg``'s head (train/heads.py), on the probe's grid."""
+    folds under the speaker protocol): ``train --model logreg``'s head (train/pooled_heads.py), on the probe's grid."""
     return HeadConfig("logreg", c_grid=C_GRID)
 
 

@@ -85,7 +85,7 @@ def test_paired_t_interval():
 
 
 def test_the_baselines_are_the_heads_of_train():
-    from train.heads import HeadConfig, select_head
+    from train.pooled_heads import HeadConfig, select_head
 
     rng = np.random.default_rng(1)
     x = rng.normal(size=(90, 6))
