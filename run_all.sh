@@ -11,12 +11,12 @@
 # Per corpus: extraction. Per language: the single-domain model under the random (paper) and speaker-independent
 # protocols, without the auxiliary loss, each feature alone. With two or more languages: the multi-domain models
 # that `train --model` offers. Then runs/grid/tables.md (tables 2, 3, 4, figure 4a). All options:
-# `python -m train.grid --help`; extra arguments for extract / train go in $EXTRACT_ARGS / $TRAIN_ARGS.
+# `python -m train.studies.grid --help`; extra arguments for extract / train go in $EXTRACT_ARGS / $TRAIN_ARGS.
 # `./run_all.sh fewshot --features-dir features --out runs/fewshot` instead runs the few-shot transfer study
 # (bench/fewshot.py, resumable; `--report FILE.md` then writes its tables and plot).
 set -euo pipefail
-case "${1:-}" in -h|--help) sed -n '2,16p' "$0"; echo; exec python -m train.grid --help ;; esac
-python -c "import train.grid" 2>/dev/null || {
-  echo "run_all.sh: cannot import train.grid; activate the environment (. .venv/bin/activate)" >&2; exit 2; }
+case "${1:-}" in -h|--help) sed -n '2,16p' "$0"; echo; exec python -m train.studies.grid --help ;; esac
+python -c "import train.studies.grid" 2>/dev/null || {
+  echo "run_all.sh: cannot import train.studies.grid; activate the environment (. .venv/bin/activate)" >&2; exit 2; }
 if [ "${1:-}" = fewshot ]; then shift; exec python -m bench.fewshot "$@"; fi
-exec python -m train.grid "$@"
+exec python -m train.studies.grid "$@"

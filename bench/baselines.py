@@ -5,7 +5,7 @@
 
 Pooled features (train/pooling.py): MFCC statistics (mean and standard deviation over frames of the MFCCs
 and of their deltas) and the GE2E embedding. Models: the RBF-kernel SVM on MFCC statistics, logistic regression on
-GE2E, logistic regression on MFCC statistics + GE2E: the heads of ``train --model rbfsvm|logreg`` (train/heads.py),
+GE2E, logistic regression on MFCC statistics + GE2E: the heads of ``train --model rbfsvm|logreg`` (train/pooled_heads.py),
 each fitted as ``bench/vs_baselines.py`` fits its baselines (:func:`bench.vs_baselines.fit_baseline`: inputs
 standardised, C (and the RBF's gamma) chosen on the head's default grid by an inner cross-validation on the fitting
 rows only, speaker-grouped under the speaker protocol, then refitted on all of them). See bench/vs_baselines.py for
@@ -30,7 +30,7 @@ from train.domains import load_domain, resolve_domain
 from train.pooling import pooled_feature
 from train.protocol import draw_split, n_runs, split_indices
 
-#: name -> (pooled features, head of train/heads.py), chosen and fitted by :func:`bench.vs_baselines.fit_baseline`.
+#: name -> (pooled features, head of train/pooled_heads.py), chosen and fitted by :func:`bench.vs_baselines.fit_baseline`.
 MODELS = {
     "svm_mfcc_stats": (["mfcc"], "rbfsvm"),
     "lr_ge2e": (["ge2e"], "logreg"),

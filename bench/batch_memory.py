@@ -1,5 +1,5 @@
 """Peak RSS of one training step (forward + backward) of the single model on one padded MFCC batch, next to
-train.memory's estimate (docs/reliability.md, memory bound).
+train.batch_limits's estimate (docs/reliability.md, memory bound).
 
     python bench/batch_memory.py ROWS FRAMES
 """
@@ -13,8 +13,8 @@ import time
 import torch
 
 from train.config import ExperimentConfig
-from train.contract import DomainInfo, Example, collate
-from train.memory import estimate_batch_bytes
+from train.model_io import DomainInfo, Example, collate
+from train.batch_limits import estimate_batch_bytes
 from train.models import build_model
 
 

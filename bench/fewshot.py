@@ -19,7 +19,7 @@ where every test speaker has training utterances).
 Methods (C grid of the inner CV: :data:`C_GRID`; ``CV`` = stratified folds inside the K shots only):
 
 - ``single_logreg``, ``single_linsvm``: ``train --model logreg|linsvm`` on the K shots (its own scaler fitted on
-  the shots, C by CV inside them; :func:`train.heads.select_head`);
+  the shots, C by CV inside them; :func:`train.pooled_heads.select_head`);
 - ``single_z``: logistic regression on the ``z`` shots, C by CV; ``single_spk``: the same on ``spk``;
 - ``proto_z``, ``proto_spk``: nearest class mean of the shots (Euclidean);
 - ``zeroshot``: logistic regression on the sources' labelled rows, argmax over the target's emotions (emotions
@@ -67,7 +67,7 @@ FEATURES = ("mfcc", "ge2e", "byol")
 def load(features_dir: str, features: Sequence[str], cache: Path) -> dict:
     """Per language: pooled features (n, dim), emotions, speakers, utt_ids, store splits and its DomainData."""
     from train.config import ExperimentConfig
-    from train.experiment import load_domains
+    from train.repeated_runs import load_domains
     from train.pooling import pooled_features
 
     config = ExperimentConfig(domains=list(LANGUAGES), features=list(features), features_dir=features_dir)
@@ -153,7 +153,7 @@ def cv_c(x: np.ndarray, y: np.ndarray, seed: int) -> float:
 
 
 def head_ua(kind: str, x_shots, y_shots, x_test, y_test, classes, seed: int) -> float:
-    from train.heads import HeadConfig, select_head
+    from train.pooled_heads import HeadConfig, select_head
 
     index = {c: i for i, c in enumerate(classes)}
     fit = select_head(HeadConfig(kind), x_shots, np.array([index[e] for e in y_shots]), seed=seed)

@@ -11,11 +11,11 @@
 #   train_single  train on de (synthetic stores sized like EmoDB) on the CPU and twice on the GPU, same seed:
 #                 seconds, test UA of both and their difference, and whether the two GPU runs are identical
 #   train_multi   the same for the multi-domain model nas on de, it and en (EmoDB-, EMOVO-, RAVDESS-like)
-#   grid          the grid (python -m train.grid) with --device cuda on two cells (single de, single it), 2 epochs
+#   grid          the grid (python -m train.studies.grid) with --device cuda on two cells (single de, single it), 2 epochs
 # A machine without CUDA reports the CUDA checks as skipped, with the reason. --device cpu is the rehearsal:
 # every check with small sizes and the CPU in place of the GPU (the script's logic, not a measurement).
 # --setup first installs the wheels of .whl/ this Python lacks (bench/gpu_check_setup.sh); the project runs from
-# this source tree either way (python -m train.cli, python -m train.grid), never installed.
+# this source tree either way (python -m train.cli, python -m train.studies.grid), never installed.
 # Exit status: 0 when every check passed or was skipped, 1 when one failed or timed out, 2 a bad option.
 # Sized for at most 8 minutes on one H200 (16 CPU cores); each check has its own time limit. EPOCHS_SINGLE,
 # EPOCHS_MULTI and EPOCHS_GRID (default 5, 3, 2) change the epochs of the training checks and of the grid's cells;
@@ -126,7 +126,7 @@ check_grid() {
     stores
     local start
     start=$(date +%s.%N)
-    "$PY" -m train.grid --device "$DEV" --workers "$GRID_WORKERS" --skip-extraction --parts single --seeds 1 \
+    "$PY" -m train.studies.grid --device "$DEV" --workers "$GRID_WORKERS" --skip-extraction --parts single --seeds 1 \
         --epochs "$EPOCHS_GRID" --features-dir "$FEATURES" --out "$WORK/grid" --train-args "--no-checkpoints" \
         de=sde it=sit 2>&1 | tee "$WORK/grid.out"
     local dask

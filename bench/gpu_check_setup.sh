@@ -10,7 +10,7 @@
 #      --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 -d .whl dask==2026.8.0 ...
 # A wheel's distribution name is its module's name (dask, distributed, librosa, soundfile, lazy_loader, ...).
 # Commands then run as modules: extract = python -m extract.cli, train = python -m train.cli,
-# predict = python -m predict.cli, mgser = python -m mgser.cli, the grid = python -m train.grid.
+# predict = python -m predict.cli, mgser = python -m mgser.cli, the grid = python -m train.studies.grid.
 
 _mgser_setup() {
     local repo site python wheel module missing=()

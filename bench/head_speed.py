@@ -1,4 +1,4 @@
-"""Fit time of the heads (train/heads.py) on a synthetic corpus of realistic size: the inner cross-validation
+"""Fit time of the heads (train/pooled_heads.py) on a synthetic corpus of realistic size: the inner cross-validation
 that chooses C (and gamma) plus the final fit, per head, under both inner-fold schemes.
 
     python bench/head_speed.py --sizes 535,1735 --dim 1440
@@ -24,7 +24,7 @@ import warnings
 import numpy as np
 
 
-from train.heads import HEADS, HeadConfig, select_head
+from train.pooled_heads import HEADS, HeadConfig, select_head
 
 
 def corpus(n: int, dim: int, classes: int = 7, speakers: int = 10, seed: int = 0):

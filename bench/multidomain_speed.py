@@ -19,12 +19,12 @@ from torch.utils.data import ConcatDataset
 
 from train.config import ExperimentConfig
 from train.dataset import FeatureDataset
-from train.experiment import load_domains
-from train.fit import domain_info
+from train.repeated_runs import load_domains
+from train.fit_run import domain_info
 from train.protocol import draw_split, split_indices
 from train.scaling import FeatureScaler
 from train.models import build_model
-from train.trainer import Trainer, deterministic
+from train.network_trainer import Trainer, deterministic
 
 
 def time_per_sample(model_name: str, domains: list[str], features: list[str], epochs: int, features_dir: str,

@@ -28,7 +28,7 @@ import numpy as np
 
 from sercore.errors import EXIT_DATA, EXIT_USAGE
 from train.metrics import paired_interval
-from train.runstate import RUNS_DIR, record_paths
+from train.run_records import RUNS_DIR, record_paths
 
 
 class Unpaired(Exception):

@@ -11,9 +11,9 @@ Every feature stored for the dataset (``features/<dataset>/*.h5``; default: all 
   Hugging Face encoders) are first averaged over their layers (the trainer's layer weighting starts there);
 * utterance vectors (GE2E, BYOL-A, eGeMAPS, ComParE): as they are.
 
-The probe is ``train --model logreg``'s head (train/heads.py), as ``bench/vs_baselines.py``'s ``logreg`` baseline:
+The probe is ``train --model logreg``'s head (train/pooled_heads.py), as ``bench/vs_baselines.py``'s ``logreg`` baseline:
 inputs standardised (statistics of the fitting part), the inverse regularisation C chosen from the head's grid
-(:data:`train.heads.C_GRIDS`: 1e-4 to 1e4, a factor 10 apart) by 5-fold inner cross-validation on the fitting
+(:data:`train.pooled_heads.C_GRIDS`: 1e-4 to 1e4, a factor 10 apart) by 5-fold inner cross-validation on the fitting
 part only (stratified under the random protocol, grouped by speaker under the speaker one), scoring UA. The probe is fitted on all non-test data of the
 trainer's split of each run (``train.protocol.draw_split``: 5 random stratified 64/16/20 splits, seeds 0-4; or the
 speaker folds, one test speaker each) and scored on its test part: UA (unweighted average recall) and WA
@@ -43,7 +43,7 @@ from sercore.manifest import manifest_path, read_manifest
 from sercore.store import FeatureStore, store_path
 from train.domains import DomainSpec, default_features, load_domain
 from train.protocol import draw_split, n_runs, split_indices
-from train.heads import HeadConfig, select_head
+from train.pooled_heads import HeadConfig, select_head
 from train.metrics import score
 
 #: The probe: ``train --model logreg``'s head with its default grid of C.

@@ -131,7 +131,7 @@ def bench_training(dataset: str, language: str, features: list[str], seeds: int,
     import torch
 
     from train.config import ExperimentConfig, TrainConfig
-    from train.experiment import run_experiment
+    from train.repeated_runs import run_experiment
 
     config = ExperimentConfig(domains=[f"{language}={dataset}"], features=features, seeds=seeds, features_dir=str(store_dir),
                               out=str(out_dir), train=TrainConfig(epochs=epochs, device=device, progress=False),

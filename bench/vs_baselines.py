@@ -8,14 +8,14 @@ Per run (a seed of the random protocol, or a speaker fold: the trainer's own run
 
 - **network**: ``train --domains LANG --features ... --protocol ...`` plus ``--train-args``, fitted in this process
   into ``OUT/network`` (a rerun resumes its finished runs, as ``train`` does);
-  ``--train-args "--model ensemble --refit"`` puts the ensemble (``train/ensemble.py``: the network, logreg and
+  ``--train-args "--model ensemble --refit"`` puts the ensemble (``train/ensemble_weights.py``: the network, logreg and
   rbfsvm, weights chosen on validation data) on this side: the network alone is then its member ``single``, whose
   test UA on each run is reported beside it (``members`` in ``result.json``);
 - **baselines** on pooled statistics of the same features (``train/pooling.py``: mean and std of each sequence
   feature's frames and deltas, vectors as they are), standardised with the fitting data's statistics: the heads
-  of ``train --model`` (``train/heads.py``): ``logreg`` (multinomial logistic regression), ``linsvm`` (linear SVM,
+  of ``train --model`` (``train/pooled_heads.py``): ``logreg`` (multinomial logistic regression), ``linsvm`` (linear SVM,
   one-vs-rest) and ``rbfsvm`` (RBF-kernel SVM). The regularisation C (and the RBF's gamma) is chosen by
-  :func:`train.heads.select_head`, an inner cross-validation on the non-test data only (stratified 5 folds under
+  :func:`train.pooled_heads.select_head`, an inner cross-validation on the non-test data only (stratified 5 folds under
   the random protocol, speaker-grouped folds under the speaker protocol; score: UA = balanced accuracy), then the
   model is refitted on all non-test data (train + valid) and scored once on the run's test split.
 
@@ -50,13 +50,13 @@ import numpy as np
 from train.pooling import pooled_features
 from sercore.errors import EXIT_DATA, EXIT_USAGE, SerError, StoreError
 from sercore.fsio import hash_array
-from train.heads import HEADS, HeadConfig, inner_folds, select_head  # noqa: F401 - inner_folds: the bench's folds
+from train.pooled_heads import HEADS, HeadConfig, inner_folds, select_head  # noqa: F401 - inner_folds: the bench's folds
 from train.metrics import paired_interval
 
 #: Options vs_baselines sets itself; ``--train-args`` may not repeat them.
 OWN_OPTIONS = ("--domains", "--features", "--protocol", "--seeds", "--first-seed", "--folds", "--out", "--features-dir",
                "--config")
-#: The baselines: the heads of ``train --model`` (train/heads.py), with their default grids.
+#: The baselines: the heads of ``train --model`` (train/pooled_heads.py), with their default grids.
 HEAD_CONFIGS = {name: HeadConfig(name) for name in HEADS}
 #: C values searched per baseline (the RBF SVM also searches gamma: HeadConfig.gamma_scales / dim).
 C_GRID = {name: c.cs for name, c in HEAD_CONFIGS.items()}
@@ -81,7 +81,7 @@ class BaselineRun:
 
 def fit_baseline(name: str, x_fit: np.ndarray, y_fit: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
                  classes: Sequence[str], groups: np.ndarray | None = None, seed: int = 0) -> BaselineRun:
-    """Choose the hyperparameters by inner CV on (x_fit, y_fit) only (:func:`train.heads.select_head`), refit on
+    """Choose the hyperparameters by inner CV on (x_fit, y_fit) only (:func:`train.pooled_heads.select_head`), refit on
     all of it, score on the test rows.
 
     x_fit: (n_fit, dim), y_fit: (n_fit,) class indices, groups: (n_fit,) speakers or None.
@@ -158,13 +158,13 @@ class NetworkRun:
     valid_ua: float
     test_utt_ids: tuple[str, ...]
     #: ``train --model ensemble``: each member's weight, temperature and validation/test UA on this run
-    #: (``train.ensemble``); empty for any other model.
+    #: (``train.ensemble_weights``); empty for any other model.
     members: dict | None = None
 
 
 def network_runs(folder: Path) -> list[NetworkRun]:
     """The finished runs recorded in a ``train`` run folder, in run order (one language)."""
-    from train.runstate import record_paths
+    from train.run_records import record_paths
 
     runs = []
     for path in record_paths(folder):
@@ -200,7 +200,7 @@ def compare(args: argparse.Namespace, log: Callable[[str], None] = print) -> dic
     import click
 
     from train.cli import config_from_args
-    from train.experiment import load_domains, resolved, run_experiment
+    from train.repeated_runs import load_domains, resolved, run_experiment
     from train.protocol import draw_split, n_runs, split_indices
 
     out = Path(args.out or f"runs/vs_baselines/{args.domains}_{args.protocol}")

@@ -18,8 +18,8 @@ COMMANDS = {
     "extract": ("extract.cli", "main", "Extract features of a dataset into HDF5 stores (features/<dataset>/)."),
     "train": ("train.cli", "main", "Train and evaluate models on feature stores; WA/UA over runs."),
     "predict": ("predict.cli", "main", "Predict the emotion of audio files with a trained model bundle."),
-    "report": ("train.report", "main", "Write the self-contained HTML report of a run folder."),
-    "grid": ("train.grid", "main", "The paper's experiment grid as resumable Dask tasks (run_all.sh)."),
+    "report": ("train.studies.html_report", "main", "Write the self-contained HTML report of a run folder."),
+    "grid": ("train.studies.grid", "main", "The paper's experiment grid as resumable Dask tasks (run_all.sh)."),
     "cluster": ("sercore.cluster", "main", "Start a Dask cluster (workers as SLURM jobs) for --scheduler."),
 }
 

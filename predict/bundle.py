@@ -13,7 +13,7 @@ import torch
 from sercore.bundle import BundleError, read_bundle
 from sercore.errors import SerError
 from train.config import ExperimentConfig
-from train.contract import DomainInfo
+from train.model_io import DomainInfo
 from train.domains import feature_inputs
 from train.models import build_model
 

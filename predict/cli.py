@@ -38,8 +38,8 @@ from sercore.errors import EXIT_PARTIAL, DataError, SerError
 from sercore.fsio import write_atomic
 from sercore.store import identity_differences, normalise_attr
 from train.cli import FiniteFloat
-from train.contract import Example, collate
-from train.memory import crop_center, max_frames
+from train.model_io import Example, collate
+from train.batch_limits import crop_center, max_frames
 
 from .bundle import Bundle, load_bundle
 

@@ -1,6 +1,6 @@
 """The model bundle format: one file holding everything ``predict`` needs to use a trained model on new audio.
 
-Written by ``train`` (:mod:`train.export`, ``<run>/model.bundle``), read by ``predict``
+Written by ``train`` (:mod:`train.bundle_export`, ``<run>/model.bundle``), read by ``predict``
 (:mod:`predict.bundle` rebuilds the model). It is a ``torch.save`` file of plain containers, strings,
 numbers and tensors only, so ``torch.load(path, weights_only=True)`` reads it without unpickling any
 Python object::
@@ -18,7 +18,7 @@ Python object::
 ``meta`` holds: ``model`` (the ``--model`` name) and ``config`` (the ExperimentConfig as a dict), which
 rebuild the network through :func:`train.models.build_model`; ``domains``, one entry per language with its
 ``classes`` (label vocabulary, logit column i is ``classes[i]``), ``kinds``, ``dims`` and ``inputs`` (the
-:class:`~train.contract.DomainInfo`; ``inputs`` absent in bundles written before it existed), ``dataset`` and ``provenance`` (per input feature, the store attributes
+:class:`~train.model_io.DomainInfo`; ``inputs`` absent in bundles written before it existed), ``dataset`` and ``provenance`` (per input feature, the store attributes
 its extractor wrote: extractor, version, sample rate, hop, checkpoint SHA-256 and its settings);
 ``features`` (the model's features) and ``inputs`` (what must be extracted: the features plus ``ge2e_mel``
 when GE2E was fine-tuned); ``selected_run`` (which run, its seed/fold and scores, and the rule); ``metrics``

@@ -5,7 +5,7 @@
     with dask_client(scheduler="dask-scheduler.json") as client: ...  # the file `mgser cluster slurm` writes
     with dask_client(workers=8, gpu=True) as client: ...              # one worker per visible GPU (at most 8)
 
-``extract --scheduler`` and ``train.grid --scheduler`` (``run_all.sh``) take either form. Starting prints the
+``extract --scheduler`` and ``train.studies.grid --scheduler`` (``run_all.sh``) take either form. Starting prints the
 workers, the scheduler and its dashboard (``dashboard: http://...``). Closing a LocalCluster gives each worker
 process time to exit by itself (distributed's nanny kills one that takes more than 4 s, with a warning). Its
 workers ignore SIGINT (:func:`dask_setup`, their preload): on Ctrl-C this process stops them within seconds,

@@ -23,7 +23,7 @@ def selected_run(out: Path, spec: str, stores: Path, features: Sequence[str]):
     import torch
 
     from predict.bundle import load_bundle
-    from train.contract import Example, collate
+    from train.model_io import Example, collate
     from train.domains import load_domain, resolve_domain
 
     bundle = load_bundle(out)

@@ -5,10 +5,12 @@
 - the module import graph, function-level imports included, has no circle;
 - no module imports another module's private name (``from m import _x``, ``m._x``), except a package's own
   private modules (``extract.extractors._weights`` inside ``extract.extractors``);
-- models see only the model contract (``train.contract``), the configuration and each other, never the HDF5
+- models see only the model contract (``train.model_io``), the configuration and each other, never the HDF5
   loading or the trainer;
 - the benchmarks use the packages as they are installed: no ``sys.path`` changes, nothing from ``tests/``, no
-  other object's private attribute (``trainer._loader``).
+  other object's private attribute (``trainer._loader``);
+- inside ``train``, the library never imports the studies (``train.studies``) or the command (``train.cli``): a
+  study may use the library, never the other way.
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = ("sercore", "extract", "train", "predict", "mgser", "bench")
 #: What ``train.models`` may import from the project.
-#: train.pooling: the pooled statistics of the heads (train/models/head.py), a numpy function of the features alone.
-MODEL_ALLOWED = ("train.contract", "train.config", "train.models", "train.pooling", "sercore.errors", "sercore.labels")
+#: train.pooling: the pooled statistics of the heads (train/models/pooled_head.py), a numpy function of the features alone.
+MODEL_ALLOWED = ("train.model_io", "train.config", "train.models", "train.pooling", "sercore.errors", "sercore.labels")
 
 
 def _modules() -> dict[str, Path]:
@@ -157,6 +159,22 @@ def test_no_module_uses_another_modules_private_name():
     assert not bad, "\n".join(bad)
 
 
+def _train_library(module: str) -> bool:
+    return module.split(".")[0] == "train" and not _is_study_or_command(module)
+
+
+def _is_study_or_command(module: str) -> bool:
+    return module == "train.cli" or module == "train.studies" or module.startswith("train.studies.")
+
+
+def test_the_training_library_never_imports_a_study_or_the_command():
+    library = [m for m in MODULES if _train_library(m)]
+    assert "train.fit_run" in library and "train.studies.grid" not in library and "train.cli" not in library
+    bad = [f"{MODULES[m].relative_to(ROOT)}:{line} imports {target}"
+           for m in library for target, _, line in GRAPH[m] if _is_study_or_command(target)]
+    assert not bad, "\n".join(bad)
+
+
 @pytest.mark.parametrize("module", sorted(m for m in MODULES if m.startswith("train.models")))
 def test_models_see_only_the_model_contract_and_the_configuration(module):
     bad = [f"{MODULES[module].relative_to(ROOT)}:{line} imports {target}" for target, _, line in GRAPH[module]
@@ -166,10 +184,10 @@ def test_models_see_only_the_model_contract_and_the_configuration(module):
 
 def test_the_graph_holds_the_edges_the_rules_look_at():
     """The checks are not vacuous: relative, absolute and submodule imports all become edges."""
-    assert ("train.contract", "Batch") in [(t, n) for t, n, _ in GRAPH["train.models.single"]]  # from ..contract import
+    assert ("train.model_io", "Batch") in [(t, n) for t, n, _ in GRAPH["train.models.single"]]  # from ..model_io import
     assert any(t == "train.models" for t, _, _ in GRAPH["predict.bundle"])  # from train.models import build_model
-    assert any(t == "train.models.ge2e" for t, _, _ in GRAPH["train.trainer"])  # from .models.ge2e import ...
-    assert _layer("predict.cli") > _layer("train.fit") > _layer("extract.pipeline") > _layer("sercore.store")
+    assert any(t == "train.models.ge2e" for t, _, _ in GRAPH["train.network_trainer"])  # from .models.ge2e import ...
+    assert _layer("predict.cli") > _layer("train.fit_run") > _layer("extract.pipeline") > _layer("sercore.store")
 
 
 def _bench_problems(source: str, name: str) -> list[str]:

@@ -9,8 +9,8 @@ import torch.nn.functional as F
 
 from train.augment import SequenceAugment, mixup
 from train.config import TrainConfig
-from train.contract import Batch, Example, ModelOutput, collate
-from train.trainer import Trainer
+from train.model_io import Batch, Example, ModelOutput, collate
+from train.network_trainer import Trainer
 
 
 def _zero_runs(mask: np.ndarray) -> list[tuple[int, int]]:

@@ -12,10 +12,10 @@ from predict.bundle import load_bundle
 from sercore.bundle import BundleError, read_bundle
 from train.cli import main as train_main
 from train.config import ExperimentConfig
-from train.contract import collate
+from train.model_io import collate
 from train.dataset import FeatureDataset
-from train.experiment import load_domains
-from train.fit import domain_info
+from train.repeated_runs import load_domains
+from train.fit_run import domain_info
 from train.models import MODELS, build_model
 from train.scaling import FeatureScaler
 
@@ -72,7 +72,7 @@ def _two_domain_model(config, domains):
     """A minimal multi-domain model (the trainer's contract): shared encoders, one linear tower per language."""
     from torch import nn
 
-    from train.contract import ModelOutput
+    from train.model_io import ModelOutput
     from train.models.single import FeatureEncoders
 
     class TwoTowers(nn.Module):

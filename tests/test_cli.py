@@ -19,9 +19,9 @@ from sercore.cli import version
 from sercore.errors import EXIT_BUG, EXIT_DATA, EXIT_ENVIRONMENT, EXIT_PARTIAL, EXIT_USAGE
 from sercore.manifest import Utterance, write_manifest
 from train.cli import main as train_main
-from train.grid import main as grid_main
+from train.studies.grid import main as grid_main
 from predict.cli import main as predict_main
-from train.report import main as report_main
+from train.studies.html_report import main as report_main
 
 REPO = Path(__file__).resolve().parents[1]
 COMMAND_OBJECTS = {"extract": extract_main, "train": train_main, "predict": predict_main, "report": report_main,

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from train.config import ConfigError, EncoderConfig, TowerConfig
-from train.contract import Example, collate
+from train.model_io import Example, collate
 from train.models.encoder import SequenceEncoder, average_frames
 from train.models.ge2e import Ge2eEncoder, partial_starts
 from train.models.single import FeatureEncoders, SingleDomainModel

@@ -1,4 +1,4 @@
-"""train --model ensemble (train/ensemble.py, train/models/ensemble.py, train.fit.fit_ensemble_run)."""
+"""train --model ensemble (train/ensemble_weights.py, train/models/ensemble.py, train.fit_run.fit_ensemble_run)."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ from tests._train_helpers import make_stores, scrambled_test, selected_run
 from train.calibration import apply_temperature
 from train.cli import main as train
 from train.config import ENSEMBLE_MEMBERS, build_config
-from train.contract import Example, collate
+from train.model_io import Example, collate
 from train.domains import load_domain, resolve_domain
 from train.calibration import log_loss
-from train.ensemble import combine, select_weights
-from train.fit import fit_ensemble_run
+from train.ensemble_weights import combine, select_weights
+from train.fit_run import fit_ensemble_run
 from train.protocol import draw_split, split_indices
 
 FEATURES = ["mfcc", "ge2e"]

@@ -1,4 +1,4 @@
-"""Gate weights and NAS connection probabilities over training (train/mixing.py): per-epoch traces in each run's
+"""Gate weights and NAS connection probabilities over training (train/gate_reports.py): per-epoch traces in each run's
 history, gates.csv / nas.csv / gates_differ.csv and their figures, and the paired difference between languages."""
 
 import csv
@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from train.cli import main
-from train.mixing import GateDifference, differ_summary, gate_differences
+from train.gate_reports import GateDifference, differ_summary, gate_differences
 from tests._train_helpers import make_stores
 
 IT = ("neutral", "happy", "angry", "sad", "fear")

@@ -1,4 +1,4 @@
-"""The experiment grid (train/grid.py) and the paper's tables built from run folders (train/tables.py)."""
+"""The experiment grid (train/studies/grid.py) and the paper's tables built from run folders (train/studies/paper_tables.py)."""
 
 import csv
 import json
@@ -13,15 +13,15 @@ from click.testing import CliRunner
 
 from tests._train_helpers import make_stores
 from train.config import ExperimentConfig
-from train.grid import GridOptions, cell_state, main, offered_models, parse_domains, plan_cells, run_cell, run_grid
-from train.tables import build_tables, read_metrics, write_tables
+from train.studies.grid import GridOptions, cell_state, main, offered_models, parse_domains, plan_cells, run_cell, run_grid
+from train.studies.paper_tables import build_tables, read_metrics, write_tables
 
 # ------------------------------------------------------------------------------------ tables from fake folders
 
 
 def _metrics(values: dict[str, list[tuple[float, float]]], features=("ge2e", "mfcc"), protocol="random", model="single",
              aux=True, epochs=3) -> dict:
-    """A metrics.json as train/outputs.py writes it: ``values`` maps language -> [(wa, ua) per run]."""
+    """A metrics.json as train/run_folder.py writes it: ``values`` maps language -> [(wa, ua) per run]."""
     runs = len(next(iter(values.values())))
     summary = {}
 

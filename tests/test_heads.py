@@ -1,4 +1,4 @@
-"""train/heads.py: the heads on pooled statistics as models of train (logreg, linsvm, rbfsvm)."""
+"""train/pooled_heads.py: the heads on pooled statistics as models of train (logreg, linsvm, rbfsvm)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from tests._train_helpers import make_stores, scrambled_test, selected_run
 from train.cli import main as train
 from train.config import build_config
 from train.domains import load_domain, resolve_domain
-from train.fit import fit_head_run
-from train.heads import HEADS, HeadConfig, head_module, inner_folds, select_head
-from train.models.head import PooledHead
+from train.fit_run import fit_head_run
+from train.pooled_heads import HEADS, HeadConfig, head_module, inner_folds, select_head
+from train.models.pooled_head import PooledHead
 from train.pooling import pooled_features
 from train.protocol import draw_split, split_indices
 
@@ -146,7 +146,7 @@ def test_a_head_is_fitted_the_same_way_twice(kind):
 
 @pytest.mark.parametrize("protocol", ["random", "speaker"])
 def test_the_inner_folds_are_speaker_grouped_under_the_speaker_protocol(stores, monkeypatch, protocol):
-    import train.heads as heads
+    import train.pooled_heads as heads
 
     seen = []
     original = heads.inner_folds

@@ -1,4 +1,4 @@
-"""Few-shot training of one language (--few-shot) and the learning curve (--learning-curve, train/curve.py)."""
+"""Few-shot training of one language (--few-shot) and the learning curve (--learning-curve, train/studies/learning_curve.py)."""
 
 import csv
 import json
@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 from click.testing import CliRunner
 
-import train.fit
+import train.fit_run
 from train.cli import main
 from train.protocol import few_shot
 from tests._train_helpers import make_stores
@@ -45,7 +45,7 @@ def test_learning_curve_fits_every_model_at_every_k_and_compares_with_single(two
         drawn.append((k, seed, Counter(emotions[i] for i in out)))
         return out
 
-    monkeypatch.setattr(train.fit, "few_shot", spy)
+    monkeypatch.setattr(train.fit_run, "few_shot", spy)
     out = tmp_path / "curve"
     args = ["--domains", "de=synth,it=synth_it", "--features-dir", str(two_stores), "--epochs", "1", "--seeds", "2",
             "--model", "base", "--learning-curve", "it", "--shots", "all,0,2", "--out", str(out), "--quiet", "--no-checkpoints"]
@@ -96,17 +96,17 @@ def test_few_shot_refusals(two_stores, tmp_path):
 
 def test_every_k_trains_for_the_steps_of_the_whole_split(two_stores, tmp_path, monkeypatch):
     # an epoch of a few-shot run has as many balanced batches as one over the unlimited training split would
-    import train.trainer
+    import train.network_trainer
 
     batches = []
-    original = train.trainer.ClassBalancedBatchSampler
+    original = train.network_trainer.ClassBalancedBatchSampler
 
     class Spy(original):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             batches.append((len(self.pools), self.n_batches))
 
-    monkeypatch.setattr(train.trainer, "ClassBalancedBatchSampler", Spy)
+    monkeypatch.setattr(train.network_trainer, "ClassBalancedBatchSampler", Spy)
     common = ["--domains", "it=synth_it", "--features-dir", str(two_stores), "--epochs", "1", "--seeds", "1", "--quiet", "--per-class", "2",
               "--no-checkpoints"]
     for extra in ([], ["--few-shot", "it=2"]):
@@ -143,7 +143,7 @@ def test_a_zero_shot_languages_unseen_classes_are_masked_in_the_shared_tower_onl
     import torch
 
     from train.config import ExperimentConfig
-    from train.contract import Batch, DomainInfo
+    from train.model_io import Batch, DomainInfo
     from train.models import build_model
 
     kinds, dims = {"ge2e": "embedding"}, {"ge2e": 3}
@@ -177,14 +177,14 @@ def test_the_target_contributes_k_labelled_utterances_per_emotion_to_training_an
     # every labelled utterance of the target that a fit trains on or chooses by (the epoch; a head's C and
     # temperature, fitted on its validation rows) is one of its K shots; the old protocol (--few-shot-valid) chooses the epoch on its whole
     # validation split too, and fails the count
-    import train.trainer
+    import train.network_trainer
 
     k, touched, selected_rows = 2, {"train": set(), "select": set()}, []
 
     def target_ids(dataset):  # the synthetic stores name utterances <language>_<emotion>_<n>
         return {u for p in getattr(dataset, "datasets", [dataset]) for u in p.utt_ids if u.startswith("it_")}
 
-    original_fit, original_select = train.trainer.Trainer.fit, train.fit.select_head
+    original_fit, original_select = train.network_trainer.Trainer.fit, train.fit_run.select_head
 
     def fit_spy(self, train_set, valid, test):
         touched["train"].update(target_ids(train_set))
@@ -195,8 +195,8 @@ def test_the_target_contributes_k_labelled_utterances_per_emotion_to_training_an
         selected_rows.append(len(y))
         return original_select(config, x, y, groups, seed)
 
-    monkeypatch.setattr(train.trainer.Trainer, "fit", fit_spy)
-    monkeypatch.setattr(train.fit, "select_head", select_spy)
+    monkeypatch.setattr(train.network_trainer.Trainer, "fit", fit_spy)
+    monkeypatch.setattr(train.fit_run, "select_head", select_spy)
     out = tmp_path / "curve"
     args = ["--domains", "de=synth,it=synth_it", "--features-dir", str(two_stores), "--epochs", "2", "--seeds", "1",
             "--model", "base,logreg", "--learning-curve", "it", "--shots", str(k), "--out", str(out), "--quiet",
@@ -221,7 +221,7 @@ def test_few_shot_runs_of_the_old_protocol_do_not_resume_as_the_new_one():
     # with the target's validation split (before, or --few-shot-valid) has another one; runs without --few-shot
     # keep theirs (their folders still resume)
     from train.config import ExperimentConfig
-    from train.runstate import config_fingerprint
+    from train.run_records import config_fingerprint
 
     def fp(**kw):
         return config_fingerprint(ExperimentConfig(domains=["de", "it"], model="sb", **kw))

@@ -10,10 +10,10 @@ from click.testing import CliRunner
 from sercore.errors import DataError, OptionError
 from train.cli import main
 from train.config import ExperimentConfig, TrainConfig
-from train.contract import Batch, DomainInfo
+from train.model_io import Batch, DomainInfo
 from train.models import build_model
 from train.config import MULTIDOMAIN_MODELS
-from train.trainer import Trainer
+from train.network_trainer import Trainer
 from tests._train_helpers import make_stores
 
 DE = ["neutral", "happy", "angry", "sad"]

@@ -46,7 +46,7 @@ def test_a_configuration_value_of_the_wrong_type_names_the_key_the_value_and_the
 ])
 def test_empty_or_repeated_names_in_a_comma_list_are_usage_errors(tmp_path, monkeypatch, command, args, option):
     from extract.cli import main as extract_main
-    from train.grid import main as grid_main
+    from train.studies.grid import main as grid_main
 
     monkeypatch.chdir(tmp_path)  # nothing may be prepared, extracted or trained in the test's folder either
     main = {"train": train_main, "grid": grid_main, "extract": extract_main}[command]
@@ -88,7 +88,7 @@ def _raise_value_error(*args, **kwargs):
 
 
 def test_a_value_error_inside_a_train_run_is_a_bug_not_a_usage_error(stores, tmp_path, monkeypatch):
-    monkeypatch.setattr("train.experiment.run_experiment", _raise_value_error)
+    monkeypatch.setattr("train.repeated_runs.run_experiment", _raise_value_error)
     args = ["--domains", "de=synth", "--features-dir", stores, "--out", tmp_path / "out", "--epochs", 1, "--seeds", 1]
     r = _invoke(train_main, *args)
     assert r.exit_code == 1 and r.output.strip() == ("error: unexpected ValueError: operands could not be broadcast "
@@ -179,7 +179,7 @@ def test_configuration_fields_out_of_their_range_are_data_errors_naming_the_file
 def test_numeric_options_of_the_other_commands_have_upper_bounds(tmp_path, monkeypatch, command, args, option):
     from extract.cli import main as extract_main
     from predict.cli import main as predict_main
-    from train.grid import main as grid_main
+    from train.studies.grid import main as grid_main
 
     monkeypatch.chdir(tmp_path)
     main = {"grid": grid_main, "extract": extract_main, "predict": predict_main}[command]

@@ -12,7 +12,7 @@ from _train_helpers import make_stores
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.probe import main, pooled  # noqa: E402
-from train.heads import C_GRIDS  # noqa: E402
+from train.pooled_heads import C_GRIDS  # noqa: E402
 
 
 def test_pooled_vectors_sequences_and_layer_stacks():

@@ -1,4 +1,4 @@
-"""HTML run reports: written by `train --report` and by `python -m train.report`, images embedded."""
+"""HTML run reports: written by `train --report` and by `python -m train.studies.html_report`, images embedded."""
 
 import base64
 import csv
@@ -11,8 +11,8 @@ from click.testing import CliRunner
 from sercore.errors import DataError
 from tests._train_helpers import make_stores
 from train.cli import main as train_main
-from train.report import main as report_main
-from train.report import write_report
+from train.studies.html_report import main as report_main
+from train.studies.html_report import write_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -146,9 +146,9 @@ def test_refit_trains_on_train_plus_valid_for_the_selected_epochs(stores, tmp_pa
     from dataclasses import replace
 
     from train.config import ExperimentConfig, TrainConfig
-    from train.experiment import load_domains
-    from train.fit import fit_run
-    from train.trainer import Trainer
+    from train.repeated_runs import load_domains
+    from train.fit_run import fit_run
+    from train.network_trainer import Trainer
 
     fits = []  # (training examples, epochs) of every Trainer.fit call
     original = Trainer.fit

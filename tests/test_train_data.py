@@ -10,7 +10,7 @@ import torch
 from sercore.errors import StoreError
 from sercore.store import UtteranceRecord, store_path, write_store
 from train.augment import SequenceAugment
-from train.contract import collate
+from train.model_io import collate
 from train.dataset import ClassBalancedBatchSampler, FeatureDataset
 from train.domains import default_features, load_domain, resolve_domain
 from train.protocol import draw_split, n_runs, split_indices

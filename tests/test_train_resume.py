@@ -19,7 +19,7 @@ import torch
 from click.testing import CliRunner
 
 from train.cli import main
-from train.runstate import git_commit
+from train.run_records import git_commit
 from tests._train_helpers import make_stores
 
 ARGS = ["--domains", "de=synth", "--epochs", "2", "--seeds", "3"]
@@ -109,7 +109,7 @@ def test_another_configuration_or_data_in_the_folder_is_refused_and_overwrite_st
     other = make_stores(tmp_path / "other", dataset="synth", language="de", per_class=16, speakers=4, seed=1)
     r = _train(other, out)
     assert r.exit_code == 3 and "data.de=synth" in r.output
-    from train.runstate import clear
+    from train.run_records import clear
 
     assert clear(out) == [out] and not (out / "runs").exists() and not (out / "metrics.json").exists()
     assert not (out / "checkpoints").exists() and not (out / "model.bundle").exists()

@@ -19,7 +19,7 @@ from train.cli import main
 from train.config import ExperimentConfig
 from train.domains import load_domain, resolve_domain
 from train.protocol import draw_split
-from train.runstate import config_fingerprint
+from train.run_records import config_fingerprint
 
 
 def _train(*args):
@@ -230,9 +230,9 @@ def test_weights_with_one_pair_of_ge2e_statistics_still_load():
 def test_the_refit_augments_the_validation_utterances_like_the_training_ones(stores, tmp_path, monkeypatch):
     from train.augment import SequenceAugment
     from train.config import TrainConfig
-    from train.experiment import load_domains
-    from train.fit import fit_run
-    from train.trainer import Trainer
+    from train.repeated_runs import load_domains
+    from train.fit_run import fit_run
+    from train.network_trainer import Trainer
 
     seen = []  # per Trainer.fit call: (augmentation of each training utterance, validation utterances)
     original = Trainer.fit
@@ -267,7 +267,7 @@ def test_training_on_cuda_gives_cublas_the_fixed_workspace_of_deterministic_kern
 
     import torch
 
-    from train.trainer import CUBLAS_WORKSPACE, cuda_determinism
+    from train.network_trainer import CUBLAS_WORKSPACE, cuda_determinism
 
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
     cuda_determinism("cpu")

@@ -153,7 +153,7 @@ def test_configuration_values_are_checked_where_they_are_built(field, value, mes
 
 
 def test_a_non_finite_loss_stops_the_run_with_one_line(stores, tmp_path, monkeypatch):
-    from train.trainer import Trainer
+    from train.network_trainer import Trainer
 
     original = Trainer.loss
 
@@ -375,7 +375,7 @@ def test_a_very_long_utterance_is_cropped_and_a_too_large_batch_is_refused_namin
     assert r.exit_code == 0, r.output
     from train.dataset import FeatureDataset
     from train.domains import load_domain, resolve_domain
-    from train.memory import max_frames
+    from train.batch_limits import max_frames
 
     data = load_domain(resolve_domain("de=synth", stores), stores, ["mfcc", "ge2e"])
     i = data.utt_ids.index(long.utt_id)
@@ -395,8 +395,8 @@ def test_a_very_long_utterance_is_cropped_and_a_too_large_batch_is_refused_namin
 
 
 def test_evaluation_batches_by_length_and_reports_in_dataset_order():
-    from train.contract import Example
-    from train.trainer import length_buckets
+    from train.model_io import Example
+    from train.network_trainer import length_buckets
 
     lengths = [50, 3, 400, 3, 60, 1]
     buckets = length_buckets(lengths, 2)
@@ -409,9 +409,9 @@ def test_trainer_evaluation_keeps_dataset_order(tmp_path):
     from train.config import ExperimentConfig
     from train.dataset import FeatureDataset
     from train.domains import load_domain, resolve_domain
-    from train.fit import domain_info
+    from train.fit_run import domain_info
     from train.models import build_model
-    from train.trainer import Trainer
+    from train.network_trainer import Trainer
 
     stores = _write(tmp_path / "features", _records())
     data = load_domain(resolve_domain("de=synth", stores), stores, ["mfcc", "ge2e"])
@@ -422,7 +422,7 @@ def test_trainer_evaluation_keeps_dataset_order(tmp_path):
     ev = trainer.evaluate(ds)
     assert ev.utt_ids == ds.utt_ids and ev.labels.tolist() == ds.labels
     model.eval()
-    from train.contract import collate
+    from train.model_io import collate
 
     with torch.no_grad():
         one = [int(model(collate([ds[k]])).logits.argmax(-1)) for k in range(len(ds))]

@@ -85,7 +85,7 @@ def test_paired_t_interval():
 
 
 def test_the_baselines_are_the_heads_of_train():
-    from train.heads import HeadConfig, select_head
+    from train.pooled_heads import HeadConfig, select_head
 
     rng = np.random.default_rng(1)
     x = rng.normal(size=(90, 6))
@@ -169,7 +169,7 @@ def test_the_ensemble_on_the_network_side_reports_its_members_on_the_same_runs(s
 def test_bench_baselines_fits_the_same_heads_with_their_grids(store, capsys):
     """bench/baselines.py: its models are vs_baselines' (train's heads, C by inner CV on the head's default grid)."""
     import bench.baselines as baselines
-    from train.heads import C_GRIDS
+    from train.pooled_heads import C_GRIDS
 
     summary = baselines.main(["--domains", "de", "--features-dir", str(store), "--seeds", "2"])
     assert set(summary) == {"svm_mfcc_stats", "lr_ge2e", "lr_mfcc_stats_ge2e"}

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .contract import Batch
+from .model_io import Batch
 
 
 @dataclass(frozen=True)

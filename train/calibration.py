@@ -106,7 +106,7 @@ def calibrate(valid_probabilities: np.ndarray, valid_labels: Sequence[int], n_cl
 
 
 def calibrate_run(valid, test, classes: Sequence[Sequence[str]]) -> dict[int, dict] | None:
-    """Per domain index, :func:`calibrate` of a run's validation and test :class:`~train.trainer.Evaluation`;
+    """Per domain index, :func:`calibrate` of a run's validation and test :class:`~train.network_trainer.Evaluation`;
     None when the evaluations keep no probabilities (records of an older train). A domain with no validation
     rows (zero-shot) is left out."""
     if valid.probabilities is None or test.probabilities is None:

@@ -174,11 +174,11 @@ def main(config_file, domains, features, protocol, seeds, first_seed, folds, epo
          dropout, input_dropout, stats_pooling, input_stats, frame_stride, ema, label_smoothing, crop, time_mask, feature_mask, mixup, refit, max_seconds, max_batch_gb, few_shot, few_shot_valid, transfer_to, learning_curve, shots, patience, tsne, ablations, no_checkpoints, quiet,
          report, overwrite, verbose) -> None:
     """Train SER models on the feature stores of the given language domains; report WA/UA over runs."""
-    from .ablations import run_ablations
-    from .compare import run_comparison
-    from .curve import run_learning_curve
-    from .experiment import run_experiment
-    from .tsne import run_tsne
+    from .studies.ablations import run_ablations
+    from .studies.model_comparison import run_comparison
+    from .studies.learning_curve import run_learning_curve
+    from .repeated_runs import run_experiment
+    from .studies.tsne import run_tsne
 
     ctx = click.get_current_context()
     with command_errors(verbose, quiet):
@@ -197,7 +197,7 @@ def main(config_file, domains, features, protocol, seeds, first_seed, folds, epo
     with command_errors(verbose, quiet):
         check_out_folder(config.out)
         if overwrite:  # only the run folders this command writes (not other experiments below --out)
-            from .runstate import clear, owned_run_folders
+            from .run_records import clear, owned_run_folders
 
             for owned in owned_run_folders(config.out, models, ablations):
                 for folder in clear(owned):
@@ -213,7 +213,7 @@ def main(config_file, domains, features, protocol, seeds, first_seed, folds, epo
         if tsne:
             run_tsne(config, log=say)
         if report:
-            from .report import write_report
+            from .studies.html_report import write_report
 
             say(f"report -> {write_report(config.out)}")
 

@@ -260,7 +260,7 @@ class TrainConfig:
     per_class: int = ranged(8, 1, MAX_COUNT, integer=True)
     #: Balanced batches: an epoch has as many batches as a pass over this many utterances (None: the training
     #: set's size). A few-shot run sets it to the size the training set has without the limit, so that every K
-    #: of a learning curve gets the same number of steps (``train.fit``).
+    #: of a learning curve gets the same number of steps (``train.fit_run``).
     epoch_size: int | None = ranged(None, 1, 10 ** 9, integer=True, optional=True)
     batch_size: int = ranged(32, 1, MAX_COUNT, integer=True)
     aux: bool = True
@@ -293,10 +293,10 @@ class TrainConfig:
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     progress: bool = True
     #: Not in the paper: sequence features longer than this many seconds are cropped to their central part
-    #: (``train/memory.py``), so one very long recording cannot blow up a padded batch. None: no limit.
+    #: (``train/batch_limits.py``), so one very long recording cannot blow up a padded batch. None: no limit.
     max_seconds: float | None = ranged(60.0, 0, 86_400, low_open=True, optional=True)
     #: Refuse to start when the largest training batch would need more than about this many GB
-    #: (``train.memory.estimate_batch_bytes``: padded inputs and the encoders' activations, forward + backward).
+    #: (``train.batch_limits.estimate_batch_bytes``: padded inputs and the encoders' activations, forward + backward).
     max_batch_gb: float = ranged(8.0, 0, 1e6, low_open=True)
 
     def __post_init__(self) -> None:
@@ -312,9 +312,9 @@ class TrainConfig:
 MULTIDOMAIN_MODELS: tuple[str, ...] = ("base", "sb", "omoe", "mmoe", "nas")
 #: ``--model`` of one model per language (the reference every multi-domain model is compared with).
 SINGLE_MODEL = "single"
-#: Single-language heads on pooled statistics, fitted by scikit-learn (``train/heads.py``).
+#: Single-language heads on pooled statistics, fitted by scikit-learn (``train/pooled_heads.py``).
 HEAD_MODELS: tuple[str, ...] = ("logreg", "linsvm", "rbfsvm")
-#: ``--model`` of the ensemble (``train/ensemble.py``): the network and heads fitted on the same split, their
+#: ``--model`` of the ensemble (``train/ensemble_weights.py``): the network and heads fitted on the same split, their
 #: calibrated probabilities averaged with weights chosen on the validation split.
 ENSEMBLE_MODEL = "ensemble"
 #: The ensemble's members, in the order their weights are listed (the network first).

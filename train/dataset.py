@@ -1,5 +1,5 @@
 """Training data for torch: a domain's utterances as a :class:`FeatureDataset` of
-:class:`~train.contract.Example` s, and :class:`ClassBalancedBatchSampler`, whose batches give every
+:class:`~train.model_io.Example` s, and :class:`ClassBalancedBatchSampler`, whose batches give every
 class enough samples for the contrastive loss."""
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from torch.utils.data import Dataset, Sampler
 from sercore.errors import StoreError
 
 from .augment import SequenceAugment
-from .contract import Example
+from .model_io import Example
 from .domains import DomainData
-from .memory import crop_center, padded_lengths
+from .batch_limits import crop_center, padded_lengths
 from .scaling import FeatureScaler, SpeakerScaler
 
 
@@ -27,7 +27,7 @@ class FeatureDataset(Dataset):
     utterance is drawn, each of its sequence features (not the inputs of fine-tunable modules such as
     ``ge2e_mel``) is cropped and masked, from a generator seeded with ``seed``.
 
-    ``max_frames`` (feature -> frames, ``train.memory.max_frames``): longer sequences are cropped to their
+    ``max_frames`` (feature -> frames, ``train.batch_limits.max_frames``): longer sequences are cropped to their
     central part once, here (the memory bound of ``train --max-seconds``).
     """
 

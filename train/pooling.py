@@ -1,6 +1,6 @@
 """Pooled statistics: one fixed-length vector per utterance from the stored features.
 
-The input of the linear heads (``train --model logreg|linsvm|rbfsvm``, :mod:`train.heads`), of every simple
+The input of the linear heads (``train --model logreg|linsvm|rbfsvm``, :mod:`train.pooled_heads`), of every simple
 reference model in ``bench/`` and of the linear probes, defined once here:
 
 - a sequence feature (``kind == "sequence"``, frames x dim) gives the mean and the standard deviation over

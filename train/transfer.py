@@ -7,7 +7,7 @@ with the mean and std of its own training split (its audio only, no label), the 
 so that they weigh as much as all source utterances together, with the fixed regularisation :data:`TRANSFER_C`
 (a recipe chosen on other languages, ``bench/fewshot.py``; nothing is chosen on the target's labels). The
 target's emotions are read off the rows of its classes (an emotion only a source has is dropped), so the fitted
-model is an ordinary ``logreg`` head of the target alone (:class:`train.models.head.PooledHead`): the run folder,
+model is an ordinary ``logreg`` head of the target alone (:class:`train.models.pooled_head.PooledHead`): the run folder,
 the bundle and ``predict`` are those of ``train --model logreg``. The target's validation split only calibrates the
 probabilities (a temperature, from 30 utterances on) and reports a validation UA.
 """
@@ -21,7 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .heads import HeadConfig, HeadFit
+from .pooled_heads import HeadConfig, HeadFit
 
 #: The pooled head's C (logistic regression, sklearn's inverse regularisation strength): the better of 0.01 and
 #: 0.1 on the pseudo-targets of ``bench/fewshot.py`` (docs/results/fewshot.md).
@@ -75,7 +75,7 @@ def fit_pooled_transfer(x_labelled: np.ndarray, y_labelled: Sequence[str], x_unl
     x_labelled: (n, dim) the target's labelled pooled rows, y_labelled their emotions; x_unlabelled: (m, dim) the
     rows of its training split (standardisation only); classes: the target's emotions in class order; sources:
     per source language its rows, already standardised with its own training split, and their emotions.
-    Returns a ``logreg`` :class:`~train.heads.HeadFit` over ``classes`` (the pipeline's scaler holds the target's
+    Returns a ``logreg`` :class:`~train.pooled_heads.HeadFit` over ``classes`` (the pipeline's scaler holds the target's
     statistics).
     """
     from sklearn.linear_model import LogisticRegression

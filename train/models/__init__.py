@@ -1,10 +1,10 @@
 """Models of the trainer, and the registry ``train --model NAME`` picks from.
 
-Contract between a model and the trainer (``train/trainer.py``):
+Contract between a model and the trainer (``train/network_trainer.py``):
 
 - built by a builder ``build(config: ExperimentConfig, domains: list[DomainInfo]) -> nn.Module``
   registered in :data:`MODELS`;
-- ``model(batch: Batch) -> ModelOutput`` (:mod:`train.contract` defines the three types and their shapes);
+- ``model(batch: Batch) -> ModelOutput`` (:mod:`train.model_io` defines the three types and their shapes);
 - modules of type :class:`train.models.ge2e.Ge2eEncoder` inside the model are trained at
   ``lr * ge2e_lr_scale``.
 """
@@ -17,15 +17,15 @@ from typing import Callable
 import torch
 
 from ..config import ENSEMBLE_MODEL, HEAD_MODELS, MULTIDOMAIN_MODELS, ConfigError
-from ..contract import DomainInfo
+from ..model_io import DomainInfo
 from .ensemble import build_ensemble
-from .head import build_head
+from .pooled_head import build_head
 from .multidomain import build_multidomain_model
 from .single import build_single_domain_model
 
 #: ``--model`` name -> builder: the single-domain model, those of section 5.2.2 / table 3, and the heads on
-#: pooled statistics (``train/heads.py``: fitted by scikit-learn, not by the trainer), and their ensemble with the
-#: network (``train/ensemble.py``).
+#: pooled statistics (``train/pooled_heads.py``: fitted by scikit-learn, not by the trainer), and their ensemble with the
+#: network (``train/ensemble_weights.py``).
 MODELS: dict[str, Callable[..., torch.nn.Module]] = {
     "single": build_single_domain_model,
     **{name: partial(build_multidomain_model, kind=name) for name in MULTIDOMAIN_MODELS},

@@ -1,4 +1,4 @@
-"""The fitted ensemble of ``train --model ensemble`` (:mod:`train.ensemble`) as one module: every member, their
+"""The fitted ensemble of ``train --model ensemble`` (:mod:`train.ensemble_weights`) as one module: every member, their
 temperatures and weights, and the network's input standardisation, so that run folders, bundles and ``predict``
 treat it as every other model.
 """
@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from ..config import ENSEMBLE_MEMBERS, HEAD_MODELS, SINGLE_MODEL
-from ..contract import Batch, DomainInfo, ModelOutput
-from .head import PooledHead
+from ..model_io import Batch, DomainInfo, ModelOutput
+from .pooled_head import PooledHead
 from .single import build_single_domain_model
 
 #: The combined probabilities are floored at this before their log is taken (the value of

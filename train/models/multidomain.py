@@ -43,7 +43,7 @@ from sercore.errors import DataError, OptionError
 from sercore.labels import sorted_labels
 
 from ..config import MULTIDOMAIN_MODELS, MultiDomainConfig, TowerConfig
-from ..contract import Batch, DomainInfo, ModelOutput
+from ..model_io import Batch, DomainInfo, ModelOutput
 from .gates import DomainGates
 from .nas import NasModule
 from .single import FeatureEncoders, build_feature_encoders

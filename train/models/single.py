@@ -16,7 +16,7 @@ from torch import nn
 from sercore.errors import OptionError
 
 from ..config import EncoderConfig, TowerConfig
-from ..contract import Batch, DomainInfo, ModelOutput
+from ..model_io import Batch, DomainInfo, ModelOutput
 from .encoder import SequenceEncoder
 from .ge2e import Ge2eEncoder
 from .layer_weights import LayerWeightedSum

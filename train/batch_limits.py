@@ -14,7 +14,7 @@ it lands in as long as itself; a large ``--per-class`` multiplies the rows. Two 
   refuses to start above it, naming the utterance and store that set the length and the options that lower it.
   The estimate is coarse (an upper bound within a small factor, not a measurement).
 
-Evaluation batches are additionally built from utterances of similar length (``train.trainer``), so that a
+Evaluation batches are additionally built from utterances of similar length (``train.network_trainer``), so that a
 long utterance is padded together with other long ones.
 """
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import ExperimentConfig
-from .experiment import Log, load_domains
-from .fit import fit_run
-from .plots import plot_tsne
+from ..config import ExperimentConfig
+from ..repeated_runs import Log, load_domains
+from ..fit_run import fit_run
+from ..plots import plot_tsne
 
 
 def run_tsne(config: ExperimentConfig, log: Log = print) -> Path:

@@ -2,8 +2,8 @@
 calibrated probabilities averaged with weights chosen on the validation split only.
 
 Members (:data:`train.config.ENSEMBLE_MEMBERS`): the network of the run's configuration (``--model single`` with
-every other option as given) and the heads ``logreg`` and ``rbfsvm`` (:mod:`train.heads`). On each run
-(:func:`train.fit.fit_ensemble_run`):
+every other option as given) and the heads ``logreg`` and ``rbfsvm`` (:mod:`train.pooled_heads`). On each run
+(:func:`train.fit_run.fit_ensemble_run`):
 
 1. every member is fitted as its own model would be on that split (the network chooses its epoch on the
    validation split, the heads their hyperparameters by inner cross-validation on the training split);

@@ -13,18 +13,18 @@ from torch.utils.data import ConcatDataset
 
 from .augment import SequenceAugment
 from .config import ENSEMBLE_MEMBERS, ENSEMBLE_MODEL, HEAD_MODELS, SINGLE_MODEL, ExperimentConfig, TrainConfig
-from .contract import DomainInfo
+from .model_io import DomainInfo
 from .dataset import FeatureDataset
 from .domains import DomainData
-from .heads import HeadConfig, HeadFit, head_module, make_head, select_head
-from .memory import check_batch_memory, max_frames
+from .pooled_heads import HeadConfig, HeadFit, head_module, make_head, select_head
+from .batch_limits import check_batch_memory, max_frames
 from .models import build_model
-from .models.head import pooled_dim
+from .models.pooled_head import pooled_dim
 from .models.single import GE2E_FEATURE
 from .pooling import pool
 from .protocol import draw_split, few_shot, split_indices
 from .scaling import FeatureScaler, SpeakerScaler
-from .trainer import FitResult, Trainer
+from .network_trainer import FitResult, Trainer
 
 
 @dataclass
@@ -87,7 +87,7 @@ def fit_run(config: ExperimentConfig, datas: list[DomainData], features: list[st
             idx = few_shot_indices(idx, data.emotions, config.few_shot[data.spec.language], seed, trained,
                                    config.few_shot_valid)
         indices.append(idx)
-    # before any work: refuse a batch that would not fit (train/memory.py); the refit also trains on valid
+    # before any work: refuse a batch that would not fit (train/batch_limits.py); the refit also trains on valid
     n_train = sum(len(idx["train"]) + (len(idx["valid"]) if config.train.refit else 0) for idx in indices)
     check_batch_memory(config, datas, features, n_train)
 
@@ -159,7 +159,7 @@ def transfer_fit(config, data, features: list[str], seed: int, fold: int | None,
                  y_labelled: np.ndarray, x_unlabelled: np.ndarray) -> HeadFit:
     """``train --transfer-to``: the pooled head of the target ``data`` (:mod:`train.transfer`), the sources'
     training and validation utterances of the run's split (seed, or fold) standardised with their training split."""
-    from .memory import crop_center
+    from .batch_limits import crop_center
     from .transfer import fit_pooled_transfer, load_source, standardise
 
     sources = []
@@ -183,11 +183,11 @@ def head_config(config) -> HeadConfig:
 
 
 def fit_head_run(config, datas, features: list[str], run: int, description: str = ""):
-    """The head's :func:`train.fit.fit_run`: split, pool, choose and fit on train, calibrate on valid, test."""
+    """The head's :func:`train.fit_run.fit_run`: split, pool, choose and fit on train, calibrate on valid, test."""
     from .calibration import apply_temperature, fit_temperature, nll
-    from .memory import crop_center
+    from .batch_limits import crop_center
     from .metrics import score
-    from .trainer import Evaluation
+    from .network_trainer import Evaluation
 
     if len(datas) != 1:
         raise ValueError(f"--model {config.model} is a single-language model; give one language")
@@ -260,12 +260,12 @@ def fit_head_run(config, datas, features: list[str], run: int, description: str 
 
 
 def fit_ensemble_run(config, datas, features: list[str], run: int, description: str = "") -> RunResult:
-    """The ensemble's :func:`fit_run` (:mod:`train.ensemble`): every member fitted on the run's split, each
+    """The ensemble's :func:`fit_run` (:mod:`train.ensemble_weights`): every member fitted on the run's split, each
     member's temperature and the weights chosen on its validation split, the test split scored once."""
     from .calibration import apply_temperature, fit_temperature, log_loss, log_probabilities
-    from .ensemble import combine, select_weights
+    from .ensemble_weights import combine, select_weights
     from .metrics import score
-    from .trainer import Evaluation
+    from .network_trainer import Evaluation
 
     if len(datas) != 1:
         raise ValueError(f"--model {config.model} is a single-language model; give one language")

@@ -1,5 +1,5 @@
 """Where a grid keeps its run folders (one ``train`` run each): defined here once, for the grid that writes
-them (:func:`train.grid.plan_cells`) and the tables that read them (:func:`train.tables.build_tables`)::
+them (:func:`train.studies.grid.plan_cells`) and the tables that read them (:func:`train.studies.paper_tables.build_tables`)::
 
     single/<lang>/random/seed<k>/     single-domain model, random protocol (tables 2, 3, 4)
     single/<lang>/speaker/            speaker-independent protocol, every fold in one folder (table 2)
@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import MULTIDOMAIN_MODELS, SINGLE_MODEL
+from ..config import MULTIDOMAIN_MODELS, SINGLE_MODEL
 
 ONLY = "only_"
 

@@ -7,7 +7,7 @@ At the end of training, on the test utterances of each run's selected model (fig
                                       connection v_j -> u_i
 
 Over training, from each epoch's validation evaluation (kept in the run's history, ``runs/run<k>.json``, so a
-resumed run keeps its trace; see :meth:`train.trainer.Trainer.mixing`)::
+resumed run keeps its trace; see :meth:`train.network_trainer.Trainer.mixing`)::
 
     gates.csv       run, epoch, language, expert, weight: the mean gate weight of each expert over the language's
                     validation utterances (softmax gates: a language's weights sum to 1 per run and epoch)

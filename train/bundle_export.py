@@ -12,10 +12,10 @@ import torch
 from sercore.bundle import BUNDLE_NAME, jsonable, write_bundle
 
 from .config import ExperimentConfig
-from .contract import DomainInfo
+from .model_io import DomainInfo
 from .domains import DomainData
-from .fit import RunResult, domain_info, input_features
-from .outputs import run_calibration
+from .fit_run import RunResult, domain_info, input_features
+from .run_folder import run_calibration
 
 SELECTION_RULE = "best validation UA (mean over languages); ties: the earliest run"
 
@@ -64,7 +64,7 @@ def _metrics_digest(metrics: dict) -> dict:
 
 def export_experiment(config: ExperimentConfig, datas: Sequence[DomainData], features: list[str], runs: Sequence[RunResult],
                       metrics: dict, out: str | Path) -> Path | None:
-    """Write ``<out>/model.bundle`` from the runs of :func:`train.experiment.run_experiment` (weights in memory).
+    """Write ``<out>/model.bundle`` from the runs of :func:`train.repeated_runs.run_experiment` (weights in memory).
 
     The run with the best validation UA is exported (the test set plays no part in the choice).
     Returns None when no run kept its weights.

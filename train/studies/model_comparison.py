@@ -10,7 +10,7 @@ and language).
     OUT/comparison.md    the table 3 layout, "mean ± std" over runs
     OUT/gates.png        figure 4b for every gated model (omoe, mmoe, nas), one panel each
 
-A gated model's run folder also holds its gates and NAS connections (:mod:`train.mixing`).
+A gated model's run folder also holds its gates and NAS connections (:mod:`train.gate_reports`).
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
-from .experiment import Log, load_domains, run_experiment
-from .metrics import run_summary
-from .plots import plot_gates
+from ..repeated_runs import Log, load_domains, run_experiment
+from ..metrics import run_summary
+from ..plots import plot_gates
 
 #: How table 3 names the models.
 DISPLAY = {"single": "Single", "base": "Base", "sb": "SB", "omoe": "OMoE", "mmoe": "MMoE", "nas": "Ours (gates + NAS)"}

@@ -1,6 +1,6 @@
 """The files of a run folder computed from its runs: ``config.json``, ``metrics.json``, ``metrics.csv``,
 ``confusion_<lang>.png`` and, for multi-domain models, the mixing reports at the end and over training
-(gates.csv, nas.csv, gates_differ.csv, ...: see :mod:`train.mixing`)."""
+(gates.csv, nas.csv, gates_differ.csv, ...: see :mod:`train.gate_reports`)."""
 
 from __future__ import annotations
 
@@ -18,13 +18,13 @@ from sercore.fsio import write_atomic
 from .calibration import calibrate_run
 from .config import ExperimentConfig
 from .domains import DomainData
-from .fit import RunResult
+from .fit_run import RunResult
 from .metrics import run_summary
-from .mixing import mixing_summary, write_mixing, write_traces
+from .gate_reports import mixing_summary, write_mixing, write_traces
 from .models.layer_weights import write_layer_weights
 from .plots import plot_confusion
 from .protocol import split_source
-from .runstate import environment
+from .run_records import environment
 
 
 def run_calibration(datas: list[DomainData], run: RunResult) -> dict[str, dict]:
@@ -89,7 +89,7 @@ def write_outputs(config: ExperimentConfig, datas: list[DomainData], features: l
                   out: Path) -> dict:
     metrics = summarise(config, datas, features, runs)
     caption = f"{config.model}, {config.protocol} protocol, {len(runs)} runs"
-    if "mixing" in metrics:  # the traces over training, and whether the languages' gates differ (train/mixing.py)
+    if "mixing" in metrics:  # the traces over training, and whether the languages' gates differ (train/gate_reports.py)
         differences = write_traces({r.run: r.fit.history for r in runs}, [d.spec.language for d in datas],
                                    metrics["mixing"]["experts"], out, config.model)
         metrics["mixing"]["gates_differ"] = [d.as_dict() for d in differences]

@@ -42,10 +42,10 @@ import torch
 from sercore.errors import DataError
 from sercore.fsio import file_sha256, hash_array, write_atomic
 
-from .fit import RunResult
+from .fit_run import RunResult
 from .protocol import STORES_SEED
 from .metrics import Scores
-from .trainer import Evaluation, FitResult
+from .network_trainer import Evaluation, FitResult
 
 FORMAT_VERSION = 1
 RUNS_DIR = "runs"
@@ -247,7 +247,7 @@ class RunState:
                                            f"(differs in: {shown}); use another --out, or `train --overwrite` to start over")
 
     def load(self, run: int):
-        """The finished run ``run`` as a :class:`train.fit.RunResult`, or None if it must be fitted."""
+        """The finished run ``run`` as a :class:`train.fit_run.RunResult`, or None if it must be fitted."""
         path = self.record_path(run)
         if not path.is_file():
             return None
@@ -352,7 +352,7 @@ def clear(folder: str | Path) -> list[Path]:
 def owned_run_folders(out: str | Path, models: list[str] | None = None, ablations: bool = False) -> list[Path]:
     """The run folders one ``train`` command writes under ``out``: ``out`` itself; ``out/<model>`` for each
     model of a comparison (``--model a,b``); ``out/ablations/<variant>`` for ``--ablations`` (the variants of
-    :func:`train.ablations.ablation_configs`: all_features, no_aux, only_<feature>)."""
+    :func:`train.studies.ablations.ablation_configs`: all_features, no_aux, only_<feature>)."""
     out = Path(out)
     if ablations:
         root = out / "ablations"

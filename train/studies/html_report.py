@@ -1,7 +1,7 @@
 """A one-file HTML report of a run folder: what a person looks at instead of ``metrics.json``.
 
     train --domains de --report ...            # writes <out>/report.html at the end
-    python -m train.report RUN_DIR [-o FILE]   # the same, for a run folder that exists already
+    python -m train.studies.html_report RUN_DIR [-o FILE]   # the same, for a run folder that exists already
 
 The report is self-contained (CSS inline, every image base64-embedded), so it can be mailed or
 archived on its own. It holds, in this order:

@@ -10,13 +10,13 @@ Outputs under ``config.out``::
     metrics.csv        one row per run and domain, then mean and std rows
     confusion_<lang>.png   test confusion matrix summed over runs (row-normalised)
     gates*.csv/png, nas*.csv/png, gates_differ.csv   multi-domain models with gates: their weights (and NAS
-                       connections) on the test set and over training, per-language differences (train/mixing.py)
+                       connections) on the test set and over training, per-language differences (train/gate_reports.py)
     checkpoints/run<k>.pt  best weights of run k (with the aux loss's w, b, the scaler and the classes)
-    runs/run<k>.{json,pt}  each finished run's record and checkpoint: a rerun resumes from them (train/runstate.py)
+    runs/run<k>.{json,pt}  each finished run's record and checkpoint: a rerun resumes from them (train/run_records.py)
     provenance.json    versions, git commit, fingerprint of config and data, checkpoint SHA-256s
     tsne.png           (--tsne) test representations of run 0 without and with the auxiliary loss
     model.bundle       the best run (by validation UA) for `predict`: weights, classes, scalers, provenance
-                       (format: sercore/bundle.py, written by train/export.py)
+                       (format: sercore/bundle.py, written by train/bundle_export.py)
 
 Standard deviations are sample standard deviations (ddof=1) over runs.
 """
@@ -31,12 +31,12 @@ from sercore.errors import OptionError, StoreError
 
 from .config import ENSEMBLE_MEMBERS, ENSEMBLE_MODEL, HEAD_MODELS, ExperimentConfig
 from .domains import DomainData, load_domain, resolve_domain, stored_features
-from .export import export_experiment
-from .fit import fit_run, input_features
-from .mixing import GateDifference, differ_summary
-from .outputs import save_config, write_outputs
+from .bundle_export import export_experiment
+from .fit_run import fit_run, input_features
+from .gate_reports import GateDifference, differ_summary
+from .run_folder import save_config, write_outputs
 from .protocol import n_runs
-from .runstate import RunState, fingerprint
+from .run_records import RunState, fingerprint
 
 Log = Callable[[str], None]
 

@@ -1,8 +1,8 @@
 """The paper's experiment grid, run as independent Dask tasks (``run_all.sh`` is a thin wrapper around this).
 
-    python -m train.grid de=emodb:/data/emodb it=emovo:/data/emovo         # a LocalCluster of --workers here
-    python -m train.grid --dry-run de=emodb en=demo                         # list the cells and their state
-    python -m train.grid --scheduler tcp://host:8786 --device cuda de=emodb fr=cafe:/data/CaFE   # a cluster
+    python -m train.studies.grid de=emodb:/data/emodb it=emovo:/data/emovo         # a LocalCluster of --workers here
+    python -m train.studies.grid --dry-run de=emodb en=demo                         # list the cells and their state
+    python -m train.studies.grid --scheduler tcp://host:8786 --device cuda de=emodb fr=cafe:/data/CaFE   # a cluster
 
 Domains are ``LANG=DATASET[:ROOT]`` (ROOT: the corpus folder, used by ``extract`` to prepare a missing
 manifest); one dataset may serve several languages (the demo corpus: ``en=demo fr=demo``), one language
@@ -15,7 +15,7 @@ What runs, in this order:
    ``--workers`` processes, or over the cluster at ``--scheduler``.
 2. **Cells**, each one ``train`` configuration (an :class:`~train.config.ExperimentConfig`, built from the
    ``train`` command line ``--dry-run`` shows) writing one run folder under ``--out`` (layout in
-   :mod:`train.layout`), submitted as Dask tasks to a LocalCluster of ``--workers`` processes, or to the
+   :mod:`train.studies.grid_layout`), submitted as Dask tasks to a LocalCluster of ``--workers`` processes, or to the
    existing cluster at ``--scheduler``; ``--workers 0`` runs them one after the other in this process.
    Per language: the single-domain model under the random (paper) protocol, one cell per seed; under the
    speaker-independent protocol, one cell holding every speaker fold (``train`` runs the folds of one
@@ -24,11 +24,11 @@ What runs, in this order:
    run time, one cell per seed (the others are listed as skipped), and under the speaker-independent protocol
    one cell per model holding every fold (part ``multi_speaker``; each language's fold k is the one its
    single-domain speaker cell tests). Part ``curve`` (not in the paper, not run unless asked): every language
-   in turn as the target of a learning curve (:mod:`train.curve`), limited to each K of ``--shots`` labelled
+   in turn as the target of a learning curve (:mod:`train.studies.learning_curve`), limited to each K of ``--shots`` labelled
    training utterances per emotion while the others keep all of theirs, one cell per (target, K, model, seed)
    for single (the target alone) and each ``--models`` (K = 0, zero-shot: ``base`` only); K = all is the
    ``single`` and ``multi`` parts' cells, run once for both.
-3. **Tables** (:mod:`train.tables`): ``tables.md``, ``tables.csv``, ``figure4a.png`` and ``table3.png``, the gated
+3. **Tables** (:mod:`train.studies.paper_tables`): ``tables.md``, ``tables.csv``, ``figure4a.png`` and ``table3.png``, the gated
    models' traces pooled over seeds and each learning curve, from the cells' ``metrics.json`` (and, to pair a
    multi-domain run with its single-domain run, their run records), plus ``grid.json`` (every cell's state,
    seconds and host; the grid's wall time).
@@ -36,7 +36,7 @@ What runs, in this order:
 One cell per seed rather than one per configuration: the seeds are independent, so they spread over as many
 workers as a cluster has, and a killed grid loses at most the cells in flight.
 
-Resuming: a cell's identity is its configuration as the run fingerprint sees it (``train/runstate.py``). A
+Resuming: a cell's identity is its configuration as the run fingerprint sees it (``train/run_records.py``). A
 cell is done when its folder holds a complete ``metrics.json`` (readable, every language of the cell, as many
 runs as asked) and its finished runs (``runs/``) were fitted under that configuration; done cells are
 skipped. A folder holding runs of another configuration (e.g. other ``--epochs``) is never overwritten: that
@@ -44,7 +44,7 @@ cell fails and says which settings differ. A failed cell is reported with the ta
 the exit status is 5 (finished, some inputs failed) when any cell or extraction failed.
 
 Resources: each cell runs ``train --config <folder>/cell.json`` in a subprocess (``--in-process``:
-:func:`train.experiment.run_experiment` in the worker) with
+:func:`train.repeated_runs.run_experiment` in the worker) with
 ``OMP_NUM_THREADS`` = ``--threads`` (default: the CPUs divided by the workers, or $OMP_NUM_THREADS when
 set); Dask runs one cell per worker at a time. Cells with ``--device cuda`` ask Dask for the worker
 resource ``GPU=1``: start cluster workers with ``--resources GPU=1`` (``mgser cluster slurm --gpus 1``); the
@@ -72,16 +72,16 @@ import click
 from sercore.cli import THREADS, WORKERS, command_errors, common_options, epilog, name_list, say
 from sercore.errors import EXIT_PARTIAL, SerError, StoreError
 
-from .cli import config_from_args, parse_shots, ranged_type
-from .config import (MULTIDOMAIN_MODELS, SINGLE_MODEL, ConfigError, DomainSpec, ExperimentConfig, TrainConfig,
+from ..cli import config_from_args, parse_shots, ranged_type
+from ..config import (MULTIDOMAIN_MODELS, SINGLE_MODEL, ConfigError, DomainSpec, ExperimentConfig, TrainConfig,
                      check_device)
-from .curve import ZERO_SHOT
-from .domains import default_features
-from .experiment import run_experiment
-from .layout import GridLayout, shot_name
-from .models import MODELS
-from .runstate import config_fingerprint, differences, recorded_fingerprints
-from .tables import read_metrics, write_tables
+from .learning_curve import ZERO_SHOT
+from ..domains import default_features
+from ..repeated_runs import run_experiment
+from .grid_layout import GridLayout, shot_name
+from ..models import MODELS
+from ..run_records import config_fingerprint, differences, recorded_fingerprints
+from .paper_tables import read_metrics, write_tables
 
 #: The configuration a cell's folder holds (``train --config`` reads it).
 CELL_CONFIG = "cell.json"
@@ -255,9 +255,9 @@ def plan_cells(options: GridOptions, models: Sequence[str]) -> list[Cell]:
 def cell_state(cell: Cell) -> str:
     """``done``, ``todo``, or ``conflict: why`` (the folder holds runs of another configuration).
 
-    A cell's identity is its configuration as the run fingerprint sees it (:func:`train.runstate.config_fingerprint`):
+    A cell's identity is its configuration as the run fingerprint sees it (:func:`train.run_records.config_fingerprint`):
     the folder's finished runs must have been fitted under it. Their data is checked when the cell runs
-    (:class:`train.runstate.RunState` refuses runs of other data).
+    (:class:`train.run_records.RunState` refuses runs of other data).
     """
     folder = Path(cell.out)
     metrics = read_metrics(folder / "metrics.json")

@@ -1,16 +1,16 @@
 """The paper's tables, filled from a grid's run folders only: their ``metrics.json`` and, to pair runs, their run records.
 
-    python -m train.tables runs/grid          # (re)write runs/grid/tables.md, tables.csv, figure4a.png
+    python -m train.studies.paper_tables runs/grid          # (re)write runs/grid/tables.md, tables.csv, figure4a.png
 
-The folders are those :mod:`train.grid` writes, one ``train`` run each, laid out as :mod:`train.layout` says.
+The folders are those :mod:`train.studies.grid` writes, one ``train`` run each, laid out as :mod:`train.studies.grid_layout` says.
 Table 3 also pairs each multi-domain model with the single-domain model of each language, run by run (same seed or
 fold), keeping a pair only when the run records (``runs/run<k>.json``) show the same test utterances, and gives
 the mean difference of test UA with its 95% t interval (:class:`Paired`), and likewise each multi-domain model
 against the one before it in the paper's order (base < sb < omoe < mmoe < nas). Each gated model's table-3 runs are pooled over their seed
 folders into ``multi/<model>/gates.csv``, ``gates.png``, ``gates_differ.csv`` (``nas.csv``, ``nas.png``), as one
-``train --seeds N`` would write them (:mod:`train.mixing`). A grid with the part ``curve`` also gets
+``train --seeds N`` would write them (:mod:`train.gate_reports`). A grid with the part ``curve`` also gets
 each target language's learning curve, written as ``train --learning-curve`` writes it (``curve/<lang>/curve.md``,
-``.csv``, ``.json``, ``.png``; :mod:`train.curve`) and summed up in ``tables.md``.
+``.csv``, ``.json``, ``.png``; :mod:`train.studies.learning_curve`) and summed up in ``tables.md``.
 
 An experiment's figure for one language is the mean and the sample standard deviation (ddof=1, as
 ``train`` reports them) over every run of every folder of the experiment: the seeds of the random
@@ -26,13 +26,13 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import MULTIDOMAIN_MODELS, SINGLE_MODEL, DomainSpec
-from .curve import ZERO_SHOT, curve_markdown, curve_table, target_uas, write_curve
-from .layout import GridLayout, natural_key, shot_name
-from .mixing import final_gates, gate_differences, gate_rows, write_traces
-from .metrics import paired_interval, run_summary
-from .plots import plot_differences
-from .runstate import RUNS_DIR
+from ..config import MULTIDOMAIN_MODELS, SINGLE_MODEL, DomainSpec
+from .learning_curve import ZERO_SHOT, curve_markdown, curve_table, target_uas, write_curve
+from .grid_layout import GridLayout, natural_key, shot_name
+from ..gate_reports import final_gates, gate_differences, gate_rows, write_traces
+from ..metrics import paired_interval, run_summary
+from ..plots import plot_differences
+from ..run_records import RUNS_DIR
 
 #: Table 2 of the paper ("Ours", random protocol), quoted under our table 2 for comparison.
 PAPER_TABLE2 = {"de": (0.957, 0.954), "fr": (0.871, 0.851)}
@@ -133,7 +133,7 @@ class Tables:
     #: (protocol, before, model, language) -> the model minus the one before it in the paper's order
     #: (base < sb < omoe < mmoe < nas; models without runs under the protocol skipped)
     steps: dict[tuple[str, str, str, str], Paired] = field(default_factory=dict)
-    #: target language -> its learning curve (:func:`train.curve.curve_table`)
+    #: target language -> its learning curve (:func:`train.studies.learning_curve.curve_table`)
     curves: dict[str, dict] = field(default_factory=dict)
     #: gated model -> its table-3 runs (random protocol) pooled over the seed folders (:class:`SeedGates`)
     gates: dict[str, "SeedGates"] = field(default_factory=dict)
@@ -205,7 +205,7 @@ class SeedGates:
     histories: dict[int, list[dict]]  # seed -> its run's per-epoch history
 
     def rows(self) -> list:
-        """The rows of ``gates.csv`` (:func:`train.mixing.gate_rows`), run = seed."""
+        """The rows of ``gates.csv`` (:func:`train.gate_reports.gate_rows`), run = seed."""
         return gate_rows(self.histories, self.languages, self.experts)
 
     def final_weights(self) -> dict[tuple[str, str], Stat]:
@@ -258,7 +258,7 @@ def build_curve(grid: GridLayout, target: str) -> dict | None:
 
 
 def build_tables(root: str | Path) -> Tables:
-    """Read the run folders under ``root`` (layout: :mod:`train.layout`)."""
+    """Read the run folders under ``root`` (layout: :mod:`train.studies.grid_layout`)."""
     grid = GridLayout(Path(root))
     languages, features, multi = grid.languages(), grid.features(), grid.models()
     for m in multi:
@@ -348,7 +348,7 @@ def to_markdown(t: Tables, skipped_models: dict[str, str] | None = None) -> str:
     lines = ["# The paper's tables, as measured", "",
              "Mean ± sample standard deviation over runs (seeds of the random protocol, folds of the speaker "
              "protocol); after UA, in parentheses: runs × epochs trained. Built only from the run folders' `metrics.json` "
-             "(and their run records, to pair table 3's runs; `python -m train.tables FOLDER` rebuilds this file). — : not run, or failed.", ""]
+             "(and their run records, to pair table 3's runs; `python -m train.studies.paper_tables FOLDER` rebuilds this file). — : not run, or failed.", ""]
 
     lines += ["## Table 2: single-domain model", "",
               "| language | dataset | features | UA random | WA random | UA speaker-independent | WA speaker-independent |",

@@ -15,11 +15,11 @@ to the stronger regularisation), then the head is refitted on all of them. It is
 thousand utterances: the folds run in parallel, the logistic regression warm-starts along its C path (from
 strong to weak regularisation), and the RBF kernel is computed once per fold and gamma for every C.
 
-As a model of ``train`` (:func:`train.fit.fit_head_run`), on each run's split: the inner CV and the fit use the
+As a model of ``train`` (:func:`train.fit_run.fit_head_run`), on each run's split: the inner CV and the fit use the
 training split; the validation split gives the head's temperature (its probabilities are the softmax of its
 decision values divided by it, :mod:`train.calibration`) and the validation scores; the test split is scored
 once. With ``--refit`` the head is refitted on train + valid with the same hyperparameters and temperature.
-The fitted head is a :class:`train.models.head.PooledHead` (a torch module computing the pooling, the standardisation and
+The fitted head is a :class:`train.models.pooled_head.PooledHead` (a torch module computing the pooling, the standardisation and
 the decision values), so the run folder, the bundle and ``predict`` are those of every other model.
 Bench scripts call :func:`select_head` on their own rows (``bench/vs_baselines.py``: train + valid).
 """
@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from .config import HEAD_MODELS
-from .models.head import PooledHead, pairs
+from .models.pooled_head import PooledHead, pairs
 
 #: ``--model`` names of the heads.
 HEADS: tuple[str, ...] = HEAD_MODELS
@@ -228,7 +228,7 @@ def select_head(config: HeadConfig, x: np.ndarray, y: np.ndarray, groups: np.nda
 
 def head_module(fit: HeadFit, kinds: dict[str, str], dims: dict[str, int], n_classes: int,
                 temperature: float = 1.0) -> PooledHead:
-    """The fitted head ``fit`` as a :class:`~train.models.head.PooledHead` whose logits are its decision values
+    """The fitted head ``fit`` as a :class:`~train.models.pooled_head.PooledHead` whose logits are its decision values
     divided by ``temperature``."""
     head = PooledHead(fit.config.kind, kinds, dims, n_classes)
     scaler, model = fit.pipeline.steps[0][1], fit.pipeline.steps[-1][1]

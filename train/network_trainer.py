@@ -25,7 +25,7 @@ from sercore.errors import SerError
 
 from .augment import Mixed, mixup
 from .config import TrainConfig
-from .contract import collate
+from .model_io import collate
 from .dataset import ClassBalancedBatchSampler
 from .losses import ContrastiveAuxLoss
 from .metrics import Scores, score

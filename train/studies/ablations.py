@@ -8,10 +8,10 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from .config import ExperimentConfig
-from .domains import load_domain
-from .experiment import Log, load_domains, run_experiment
-from .fit import input_features
+from ..config import ExperimentConfig
+from ..domains import load_domain
+from ..repeated_runs import Log, load_domains, run_experiment
+from ..fit_run import input_features
 
 
 def ablation_configs(config: ExperimentConfig, features: list[str]) -> dict[str, ExperimentConfig]:

@@ -16,7 +16,7 @@ validation split for choosing the epoch), which is not low-resource. K = 0 is ze
 trained and validated without any target label, and tested on the target's utterances of the emotions the
 other languages have (the table says so). Every model of a K > 0 is tested on the same target test utterances
 with the same K training utterances per run (same seeds), so each model is compared with ``single`` as a
-paired difference (runs matched by seed and fold). ``python -m train.grid --parts curve`` (``run_all.sh``) builds
+paired difference (runs matched by seed and fold). ``python -m train.studies.grid --parts curve`` (``run_all.sh``) builds
 the same curve for every language of a grid as the target, one cell per run, from the same functions. Then::
 
     OUT/curve.json  per K and model: the target's test UA per run, mean, std, 95% interval of the mean, and
@@ -37,12 +37,12 @@ from typing import Sequence
 
 from sercore.errors import OptionError
 
-from .compare import DISPLAY
-from .config import HEAD_MODELS, SINGLE_MODEL, DomainSpec, ExperimentConfig
-from .experiment import Log, run_experiment
-from .layout import shot_name
-from .metrics import paired_interval, run_summary
-from .plots import plot_curve
+from .model_comparison import DISPLAY
+from ..config import HEAD_MODELS, SINGLE_MODEL, DomainSpec, ExperimentConfig
+from ..repeated_runs import Log, run_experiment
+from .grid_layout import shot_name
+from ..metrics import paired_interval, run_summary
+from ..plots import plot_curve
 
 #: The model that runs at K = 0 (zero-shot): its shared tower labels the target without any of its labels.
 ZERO_SHOT = "base"

@@ -1,6 +1,6 @@
 """The fitted heads of ``train --model logreg|linsvm|rbfsvm`` as a model: :class:`PooledHead` computes the pooled
 statistics (:mod:`train.pooling`), the standardisation and the decision values of a head that scikit-learn fitted
-(:mod:`train.heads` chooses and fits it, :func:`train.heads.head_module` copies it into this module), so that run
+(:mod:`train.pooled_heads` chooses and fits it, :func:`train.pooled_heads.head_module` copies it into this module), so that run
 folders, bundles and ``predict`` treat it as every other model.
 """
 
@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..config import HEAD_MODELS
-from ..contract import Batch, DomainInfo, ModelOutput
+from ..model_io import Batch, DomainInfo, ModelOutput
 from ..pooling import pool
 
 
