@@ -18,15 +18,15 @@ import os
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import click
 
 from sercore.cli import command_errors, common_options, epilog, name_list, say
 from sercore.errors import EnvironmentProblem, environment_problem
 
-from .config import (DEFAULT_PRESET, HEAD_MODELS, PRESETS, ConfigError, DomainSpec, ExperimentConfig, MultiDomainConfig,
-                     OptimizerConfig, TowerConfig, TrainConfig, build_config, check_device, field_range)
+from .config import (HEAD_MODELS, NO_DEFAULT, OPTIONS, ConfigError, DomainSpec, ExperimentConfig, Option, Range, check_device,
+                     config_from_settings, field_range, option_settings)
 from .models import MODELS
 
 #: Options that may accompany ``--config FILE``: where and how the run happens, not what it computes.
@@ -49,10 +49,43 @@ class FiniteFloat(click.FloatRange):
 def ranged_type(cls: type, name: str) -> click.ParamType:
     """The click type of an option that sets field ``name`` of configuration dataclass ``cls``: the field's declared
     range (``train/config.py``), so the option, a ``--config`` file and ``--help`` give the same interval."""
-    r = field_range(cls, name)
+    return range_type(field_range(cls, name))
+
+
+def range_type(r: Range) -> click.ParamType:
+    """The click type of a :class:`~train.config.Range`."""
     if r.integer:
         return click.IntRange(r.low, r.high, min_open=r.low_open, max_open=r.high_open)
     return FiniteFloat(r.low, r.high, min_open=r.low_open, max_open=r.high_open)
+
+
+def click_option(option: Option):
+    """The click option (a decorator) of one entry of :data:`train.config.OPTIONS`."""
+    kwargs: dict = {"help": option.help}
+    if option.flag:
+        kwargs["is_flag"] = True
+        if option.default is not NO_DEFAULT:
+            kwargs["default"] = option.default
+    else:
+        kwargs["default"] = None if option.default is NO_DEFAULT else option.default
+        if option.literal is not None:
+            kwargs["type"] = click.Choice(list(option.literal))
+        elif option.range is not None:
+            kwargs["type"] = range_type(option.range)
+        elif option.folder:
+            kwargs["type"] = click.Path(file_okay=False)
+    if option.show_default:
+        kwargs["show_default"] = True
+    if option.metavar is not None:
+        kwargs["metavar"] = option.metavar
+    return click.option(option.decl, *([option.dest] if option.dest else []), **kwargs)
+
+
+def config_options(command):
+    """Every option of :data:`train.config.OPTIONS`, in its order, as click options of ``command``."""
+    for option in reversed(OPTIONS):
+        command = click_option(option)(command)
+    return command
 
 
 def check_out_folder(out: str) -> None:
@@ -74,105 +107,9 @@ def check_out_folder(out: str) -> None:
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Take the whole experiment from a configuration file, e.g. the config.json of an earlier run (which it reproduces); "
                    "only --out, --features-dir, --device and the actions (--tsne, --ablations, --report, --overwrite) may be added.")
-@click.option("--domains", default=None, help="Comma-separated language codes (de, fr, en, it, or LANG=DATASET for any store folder).")
-@click.option("--features", default=None, help="Comma-separated features, e.g. mfcc,ge2e [default: every feature in the stores].")
-@click.option("--protocol", type=click.Choice(["random", "speaker"]), default="random", show_default=True,
-              help="random: the paper's stratified split re-drawn per seed; speaker: leave-speakers-out folds, all of them.")
-@click.option("--seeds", type=ranged_type(ExperimentConfig, "seeds"), default=5, show_default=True, help="Runs of the random protocol (seeds first-seed..).")
-@click.option("--first-seed", type=ranged_type(ExperimentConfig, "first_seed"), default=0, show_default=True, help="Seed 0 is the manifest's split.")
-@click.option("--folds", type=ranged_type(ExperimentConfig, "folds"), default=None, help="Speaker protocol: number of speaker folds [default: one per speaker].")
-@click.option("--epochs", type=ranged_type(TrainConfig, "epochs"), default=None, help="Training epochs [paper: 20].")
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
-@click.option("--out", default=None, type=click.Path(file_okay=False), help="Run folder [default: runs/<domains>_<protocol>].")
-@click.option("--features-dir", default="features", show_default=True, type=click.Path(file_okay=False))
-@click.option("--model", "model_name", default=None, metavar="[" + "|".join(MODELS) + "][,...]",
-              help="single (one language), or a multi-domain model; a comma list fits each into OUT/<model> and writes "
-                   "OUT/comparison.{md,csv,json} and OUT/gates.png (table 3, figure 4b). "
-                   "[default: single for one language, nas (the paper's model) for several]")
-@click.option("--selector", default=None, help="Multi-domain gates: feature used as the gate input x [paper: ge2e].")
-@click.option("--nas-l0", type=ranged_type(MultiDomainConfig, "l0_weight"), default=None, help="nas: weight of the expected-L0 penalty on the connections [default: 0, off].")
-@click.option("--nas-lr-scale", type=ranged_type(MultiDomainConfig, "nas_lr_scale"), default=None, help="nas: the connection gates learn at lr * this [paper: 1].")
-@click.option("--gate-bias/--no-gate-bias", default=None,
-              help="omoe, mmoe, nas: give every softmax gate a bias, softmax(W x + b) [paper: no bias].")
-@click.option("--gate-lr-scale", type=ranged_type(MultiDomainConfig, "gate_lr_scale"), default=None, help="omoe, mmoe, nas: the softmax gates learn at lr * this [paper: 1].")
-@click.option("--gate-init", default=None, metavar="FEATURE=W",
-              help="With --gate-bias: the gates start at weight W on FEATURE, the rest shared by the other experts, W in "
-                   f"{field_range(MultiDomainConfig, 'gate_init')} [default: uniform].")
-@click.option("--expert-norm/--no-expert-norm", default=None,
-              help="Multi-domain models: layer-normalise every expert's output before the (gated) sum [paper: no].")
-@click.option("--preset", type=click.Choice(list(PRESETS)), default=DEFAULT_PRESET, show_default=True,
-              help="tuned: the configuration chosen on validation data (docs/training.md); paper: section 5.1 exactly, for reproduction.")
-@click.option("--no-aux", is_flag=True, help="Train without the contrastive auxiliary loss (alpha = 0).")
-@click.option("--alpha", type=ranged_type(TrainConfig, "alpha"), default=None, help="Weight of the auxiliary loss [default: per language, de 0.01].")
-@click.option("--aux-reduction", type=click.Choice(["sum", "mean"]), default=None, help="Over samples [paper eq. 6: sum].")
-@click.option("--standardize/--no-standardize", default=None, help="Standardise features with training statistics.")
-@click.option("--speaker-norm/--no-speaker-norm", default=None,
-              help="Standardise each utterance with its own speaker's statistics (unlabelled; replaces --standardize) [paper: no].")
-@click.option("--finetune-ge2e/--no-finetune-ge2e", default=None,
-              help="Fine-tune resemblyzer's GE2E encoder on the stored ge2e_mel frames at lr * 0.01.")
-@click.option("--sampler", type=click.Choice(["balanced", "shuffle"]), default=None, help="Training batches [default: balanced].")
-@click.option("--length-batches/--no-length-batches", default=None,
-              help="Balanced batches grouped by utterance length: less padding, faster [paper: no].")
-@click.option("--per-class", type=ranged_type(TrainConfig, "per_class"), default=None, help="Balanced batches: utterances per class [default: 8].")
-@click.option("--batch-size", type=ranged_type(TrainConfig, "batch_size"), default=None, help="Shuffled batches: size [default: 32].")
-@click.option("--lr", type=ranged_type(OptimizerConfig, "lr"), default=None, help="AdamW learning rate [paper: 1e-3].")
-@click.option("--weight-decay", type=ranged_type(OptimizerConfig, "weight_decay"), default=None, help="AdamW weight decay [paper: 1e-5].")
-@click.option("--dropout", type=ranged_type(TowerConfig, "dropout"), default=None, help="Tower dropout [paper: 0.1].")
-@click.option("--input-dropout", type=ranged_type(TowerConfig, "input_dropout"), default=None, help="Dropout on the representation before the tower [paper: none].")
-@click.option("--stats-pooling/--no-stats-pooling", default=None,
-              help="Encoders also pool mean + std over time of the LSTM outputs [paper: attention only].")
-@click.option("--input-stats/--no-input-stats", default=None,
-              help="Encoders also pool mean + std over time of their input frames and deltas [paper: no].")
-@click.option("--frame-stride", type=ranged_type(ExperimentConfig, "frame_stride"), default=None,
-              help="Sequence encoders average every N frames before their convolution: N times fewer LSTM steps [paper: 1].")
-@click.option("--ema", type=ranged_type(TrainConfig, "ema"), default=None, help="Evaluate an exponential moving average of the weights with this decay.")
-@click.option("--label-smoothing", type=ranged_type(TrainConfig, "label_smoothing"), default=None, help="Label smoothing of the cross-entropy [paper: 0].")
-@click.option("--crop", type=ranged_type(TrainConfig, "crop"), default=None,
-              help="Training augmentation: random contiguous crops of at least this fraction of each sequence [paper: none].")
-@click.option("--time-mask", type=ranged_type(TrainConfig, "time_mask"), default=None,
-              help="Training augmentation: zero one span of up to this fraction of each sequence's frames [paper: none].")
-@click.option("--feature-mask", type=ranged_type(TrainConfig, "feature_mask"), default=None,
-              help="Training augmentation: zero one band of up to this fraction of each sequence's dimensions [paper: none].")
-@click.option("--mixup", type=ranged_type(TrainConfig, "mixup"), default=None,
-              help="Training augmentation: mixup within each language, lam ~ Beta(MIXUP, MIXUP); 0: off [paper: none].")
-@click.option("--refit/--no-refit", default=None,
-              help="After choosing the epoch on valid, retrain on train + valid for that many epochs and test it [paper: no].")
-@click.option("--max-seconds", type=ranged_type(TrainConfig, "max_seconds"), default=None,
-              help="Crop sequence features longer than this to their central part, in training, evaluation and predict "
-                   "[default: 60; the paper's corpora have no longer utterance].")
-@click.option("--max-batch-gb", type=ranged_type(TrainConfig, "max_batch_gb"), default=None,
-              help="Refuse to start when a training batch would need more memory than this (an estimate) [default: 8].")
-@click.option("--few-shot", default=None, metavar="LANG=K",
-              help="Low-resource simulation: language LANG trains on at most K utterances per emotion of its training split "
-                   "(drawn per run) and uses none of its validation split: the epoch is chosen on the other languages' "
-                   "validation splits (LANG alone: the last epoch); its test split unchanged. K in "
-                   f"{field_range(ExperimentConfig, 'few_shot')} [default: all].")
-@click.option("--few-shot-valid", is_flag=True, default=None,
-              help="The old, not low-resource protocol of --few-shot and --learning-curve: LANG also keeps its whole "
-                   "validation split for choosing the epoch [default: no].")
-@click.option("--transfer-to", default=None, metavar="LANG",
-              help="Train the recommended transfer method for LANG, a language with few labels: one logistic regression "
-                   "on the pooled statistics of every language of --domains (each corpus standardised with its own "
-                   "training audio, LANG's labelled utterances weighted up), written as LANG's logreg head (run folder, "
-                   "bundle, predict).")
-@click.option("--learning-curve", default=None, metavar="LANG",
-              help="Instead: fit every --model at every --shots K of LANG (single: LANG alone) into OUT/k<K>/<model> and "
-                   "write OUT/curve.{md,csv,json,png}: LANG's test UA against K, each model against single.")
-@click.option("--shots", default="5,10,20,40,all", show_default=True, metavar="K,...",
-              help="--learning-curve: utterances per emotion of the target language; all = its whole training split; "
-                   "0 = zero-shot (base only).")
-@click.option("--patience", type=ranged_type(TrainConfig, "patience"), default=None, help="Early stop after this many epochs without a better validation score.")
-@click.option("--tsne", is_flag=True, help="Also fit run 0 with and without the aux loss and plot t-SNE of test representations (figure 3).")
-@click.option("--ablations", is_flag=True, help="Instead: all features, without aux loss, each feature alone (table 4, figure 4a).")
-@click.option("--no-checkpoints", is_flag=True, help="Do not copy the best weights of each run to OUT/checkpoints/.")
-@click.option("--overwrite", is_flag=True,
-              help="Start over: forget the finished runs in OUT/runs/ (by default a rerun resumes from them).")
-@click.option("--report", is_flag=True, help="Also write OUT/report.html: tables and figures in one self-contained file.")
+@config_options
 @common_options
-def main(config_file, domains, features, protocol, seeds, first_seed, folds, epochs, device, out, features_dir, model_name, selector, nas_l0, nas_lr_scale, gate_bias, gate_lr_scale, gate_init, expert_norm, preset,
-         no_aux, alpha, aux_reduction, standardize, speaker_norm, finetune_ge2e, sampler, length_batches, per_class, batch_size, lr, weight_decay,
-         dropout, input_dropout, stats_pooling, input_stats, frame_stride, ema, label_smoothing, crop, time_mask, feature_mask, mixup, refit, max_seconds, max_batch_gb, few_shot, few_shot_valid, transfer_to, learning_curve, shots, patience, tsne, ablations, no_checkpoints, quiet,
-         report, overwrite, verbose) -> None:
+def main(**params) -> None:
     """Train SER models on the feature stores of the given language domains; report WA/UA over runs."""
     from .studies.ablations import run_ablations
     from .studies.model_comparison import run_comparison
@@ -181,6 +118,8 @@ def main(config_file, domains, features, protocol, seeds, first_seed, folds, epo
     from .studies.tsne import run_tsne
 
     ctx = click.get_current_context()
+    verbose, quiet, device = params["verbose"], params["quiet"], params["device"]
+    learning_curve, ablations, tsne = params["learning_curve"], params["ablations"], params["tsne"]
     with command_errors(verbose, quiet):
         try:
             check_device(device)  # no CUDA: an environment error (4)
@@ -193,10 +132,10 @@ def main(config_file, domains, features, protocol, seeds, first_seed, folds, epo
     if learning_curve is not None and (ablations or tsne or config.few_shot):
         raise click.BadParameter("--learning-curve sets --few-shot itself and takes neither --ablations nor --tsne",
                                  param_hint="--learning-curve")
-    shots_ = parse_shots(shots) if learning_curve is not None else None
+    shots_ = parse_shots(params["shots"]) if learning_curve is not None else None
     with command_errors(verbose, quiet):
         check_out_folder(config.out)
-        if overwrite:  # only the run folders this command writes (not other experiments below --out)
+        if params["overwrite"]:  # only the run folders this command writes (not other experiments below --out)
             from .run_records import clear, owned_run_folders
 
             for owned in owned_run_folders(config.out, models, ablations):
@@ -212,7 +151,7 @@ def main(config_file, domains, features, protocol, seeds, first_seed, folds, epo
             run_experiment(config, log=say)
         if tsne:
             run_tsne(config, log=say)
-        if report:
+        if params["report"]:
             from .studies.html_report import write_report
 
             say(f"report -> {write_report(config.out)}")
@@ -258,35 +197,37 @@ def _config(ctx: click.Context) -> tuple[ExperimentConfig, list[str]]:
     unknown = [m for m in models if m not in MODELS]
     if unknown:
         raise click.BadParameter(f"unknown model(s) {', '.join(unknown)} (known: {', '.join(MODELS)})", param_hint="--model")
-    train = {k: p[k] for k in ("device", "epochs", "aux_reduction", "standardize", "finetune_ge2e", "sampler", "length_batches", "per_class",
-                               "batch_size", "patience", "alpha", "ema", "label_smoothing", "crop", "time_mask", "feature_mask", "mixup", "refit", "speaker_norm", "max_seconds", "max_batch_gb")}
+    values = {o.name: _converted(o, p[o.name]) for o in OPTIONS if o.sets not in ("domains", "model")}
+    settings = {**option_settings(values), "model": models[0], "transfer_sources": sources or None,
+                "train.progress": not p["quiet"] and sys.stderr.isatty()}
     try:
-        config = build_config(
-            domains, preset=p["preset"], train={**train, "progress": not p["quiet"] and sys.stderr.isatty(), "aux": False if p["no_aux"] else None},
-            optimizer={"lr": p["lr"], "weight_decay": p["weight_decay"]},
-            tower={"dropout": p["dropout"], "input_dropout": p["input_dropout"]},
-            multidomain={"selector": p["selector"], "l0_weight": p["nas_l0"], "nas_lr_scale": p["nas_lr_scale"],
-                         "gate_bias": p["gate_bias"], "gate_lr_scale": p["gate_lr_scale"], "expert_norm": p["expert_norm"],
-                         "gate_init": _key_value(p["gate_init"], "--gate-init", "FEATURE=W", float, "mfcc=0.6")},
-            features=name_list(p["features"], "--features"), protocol=p["protocol"], seeds=p["seeds"], folds=p["folds"],
-            first_seed=p["first_seed"], features_dir=p["features_dir"], out=p["out"], model=models[0],
-            save_checkpoints=not p["no_checkpoints"], stats_pooling=p["stats_pooling"], input_stats=p["input_stats"],
-            frame_stride=p["frame_stride"], few_shot=_key_value(p["few_shot"], "--few-shot", "LANG=K", int, "it=10"),
-            few_shot_valid=p["few_shot_valid"], transfer_sources=sources or None)
+        config = config_from_settings(domains, settings, preset=p["preset"])
         for model in models[1:]:  # a comparison: every model's configuration is checked before anything runs
             if p.get("learning_curve") is not None and model in HEAD_MODELS:  # a curve fits a head on the target alone
                 continue
             replace(config, model=model)
     except ConfigError as exc:  # the options give a configuration it refuses: a usage error naming the option
-        raise click.BadParameter(exc.problem, param_hint=_option_of(exc.where, ctx)) from None
+        raise click.BadParameter(exc.problem, param_hint=option_of(exc.where)) from None
     return config, models
 
 
-def _option_of(field: str, ctx: click.Context) -> str:
+def option_of(field: str) -> str:
     """The option that sets a configuration field: ``few_shot.it`` -> ``--few-shot``, ``train.mixup`` -> ``--mixup``,
     ``multidomain.gate_init.mfcc`` -> ``--gate-init`` (the first part of the path that is an option; else the field)."""
-    options = {p.name: p.opts[0] for p in ctx.command.params if isinstance(p, click.Option)}
+    options = {p.name: p.opts[0] for p in main.params if isinstance(p, click.Option)}
     return next((options[part] for part in field.split(".") if part in options), field)
+
+
+def _converted(option: Option, value):
+    """An option's value as its field takes it: a comma list as a list, KEY=VALUE as a dict (usage errors naming
+    the option); any other value as it is."""
+    name = option.decl.split("/")[0]
+    if option.listed:
+        return name_list(value, name)
+    if option.pair:
+        convert, example = option.pair
+        return _key_value(value, name, option.metavar, convert, example)
+    return value
 
 
 def _key_value(value: str | None, option: str, form: str, convert, example: str) -> dict | None:
@@ -318,6 +259,21 @@ def parse_shots(value: str) -> list[int | None]:
     if not out:
         raise click.BadParameter("give at least one K", param_hint="--shots")
     return sorted(set(out), key=lambda k: float("inf") if k is None else k)
+
+
+def settings_from_args(args: Sequence[str], refused: Sequence[str] = ()) -> tuple[dict[str, Any], str]:
+    """What part of a ``train`` command line (the grid's ``--train-args``) sets: the configuration settings
+    (:func:`train.config.config_from_settings`) of the options it gives, with ``train.progress`` (off with
+    ``--quiet`` or without a terminal), and the preset. Usage errors as ``train`` gives them; an option named in
+    ``refused`` (by parameter name, e.g. ``domains``) is one."""
+    with main.make_context("train", list(args)) as ctx:
+        given = {n: v for n, v in ctx.params.items() if ctx.get_parameter_source(n) == click.core.ParameterSource.COMMANDLINE}
+        bad = [next(p.opts[0] for p in main.params if p.name == n) for n in given if n in refused]
+        if bad:
+            raise click.UsageError(f"{' '.join(args)}: {', '.join(bad)} cannot be given here")
+        values = {o.name: _converted(o, given[o.name]) for o in OPTIONS if o.name in given}
+        settings = {**option_settings(values), "train.progress": not ctx.params["quiet"] and sys.stderr.isatty()}
+        return settings, ctx.params["preset"]
 
 
 def config_from_args(args: Sequence[str]) -> ExperimentConfig:

@@ -581,3 +581,205 @@ def build_config(domains: Sequence[str], *, preset: str = DEFAULT_PRESET, train:
         fields_["out"] = f"runs/{'-'.join(codes)}_{fields_.get('protocol', 'random')}"
     return ExperimentConfig(domains=list(domains), train=train_config, languages=languages,
                             multidomain=replace(MultiDomainConfig(), **given(multidomain)), **fields_)
+
+
+# ---------------------------------------------------------------------------------------------- train's options
+
+
+#: :attr:`Option.default` of an option that declares none.
+NO_DEFAULT = object()
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option of ``train``, declared once: ``train/cli.py`` makes its click option from it, and
+    :func:`option_settings` / :func:`config_from_settings` the configuration from its value.
+
+    ``sets`` is the configuration field it sets, as a path of :class:`ExperimentConfig` (``train.epochs``,
+    ``multidomain.l0_weight``; ``languages.*.tower.dropout``: every language's tower), or None for an option the
+    command reads itself (``--preset`` chooses :func:`build_config`'s preset). A value option of a ranged field
+    takes the field's :class:`Range` as its type, one of a ``Literal`` field its choices.
+    """
+
+    decl: str  # "--nas-l0", or "--gate-bias/--no-gate-bias" for a switch
+    sets: str | None = None
+    help: str | None = None
+    dest: str | None = None  # the parameter's name when it is not the option's ("model_name")
+    default: Any = NO_DEFAULT  # a flag without one is off; a value or a switch None ("not given")
+    show_default: bool = False
+    metavar: str | None = None
+    choices: tuple[str, ...] | None = None  # None: those of a Literal field
+    flag: bool = False  # an on/off flag (is_flag)
+    negate: bool = False  # a flag that sets its field to False when given (--no-aux: train.aux), else leaves it
+    folder: bool = False  # a folder path (click.Path(file_okay=False))
+    listed: bool = False  # a comma-separated list of names -> list[str]
+    pair: tuple[type, str] | None = None  # one KEY=VALUE (metavar the form) -> {KEY: type(VALUE)}; an example
+
+    @property
+    def name(self) -> str:
+        return self.dest or self.decl.split("/")[0].lstrip("-").replace("-", "_")
+
+    @property
+    def target(self):
+        """The dataclass field ``sets`` names (None for an option that sets none)."""
+        if self.sets is None:
+            return None
+        cls, parts = ExperimentConfig, self.sets.replace("languages.*.", "").split(".")
+        owners = {"train": TrainConfig, "optimizer": OptimizerConfig, "tower": TowerConfig, "multidomain": MultiDomainConfig}
+        for part in parts[:-1]:
+            cls = owners[part]
+        return next(f for f in fields(cls) if f.name == parts[-1]), cls
+
+    @property
+    def range(self) -> Range | None:
+        """The field's range when the option's value is a plain number of it (what ``--help`` shows)."""
+        if self.sets is None or self.flag or self.listed or self.pair or "/" in self.decl:
+            return None
+        f, _ = self.target
+        return f.metadata.get("range")
+
+    @property
+    def literal(self) -> tuple[str, ...] | None:
+        """The choices: given, or those of a ``Literal`` field."""
+        if self.choices is not None or self.sets is None:
+            return self.choices
+        import typing
+
+        f, cls = self.target
+        hint = typing.get_type_hints(cls)[f.name]
+        return tuple(typing.get_args(hint)) if typing.get_origin(hint) is Literal else None
+
+
+def _gate_init_help() -> str:
+    return ("With --gate-bias: the gates start at weight W on FEATURE, the rest shared by the other experts, W in "
+            f"{field_range(MultiDomainConfig, 'gate_init')} [default: uniform].")
+
+
+#: ``train``'s options in ``--help`` order (but ``--config`` and the common ones), each declared once.
+OPTIONS: tuple[Option, ...] = (
+    Option("--domains", "domains", "Comma-separated language codes (de, fr, en, it, or LANG=DATASET for any store folder).", listed=True),
+    Option("--features", "features", "Comma-separated features, e.g. mfcc,ge2e [default: every feature in the stores].", listed=True),
+    Option("--protocol", "protocol", "random: the paper's stratified split re-drawn per seed; speaker: leave-speakers-out folds, all of them.",
+           default="random", show_default=True),
+    Option("--seeds", "seeds", "Runs of the random protocol (seeds first-seed..).", default=5, show_default=True),
+    Option("--first-seed", "first_seed", "Seed 0 is the manifest's split.", default=0, show_default=True),
+    Option("--folds", "folds", "Speaker protocol: number of speaker folds [default: one per speaker]."),
+    Option("--epochs", "train.epochs", "Training epochs [paper: 20]."),
+    Option("--device", "train.device", "cpu, cuda or cuda:N.", default="cpu", show_default=True),
+    Option("--out", "out", "Run folder [default: runs/<domains>_<protocol>].", folder=True),
+    Option("--features-dir", "features_dir", default="features", show_default=True, folder=True),
+    Option("--model", "model", "single (one language), or a multi-domain model; a comma list fits each into OUT/<model> and writes "
+           "OUT/comparison.{md,csv,json} and OUT/gates.png (table 3, figure 4b). "
+           "[default: single for one language, nas (the paper's model) for several]", dest="model_name", listed=True,
+           metavar="[" + "|".join((SINGLE_MODEL, *MULTIDOMAIN_MODELS, *HEAD_MODELS, ENSEMBLE_MODEL)) + "][,...]"),
+    Option("--selector", "multidomain.selector", "Multi-domain gates: feature used as the gate input x [paper: ge2e]."),
+    Option("--nas-l0", "multidomain.l0_weight", "nas: weight of the expected-L0 penalty on the connections [default: 0, off]."),
+    Option("--nas-lr-scale", "multidomain.nas_lr_scale", "nas: the connection gates learn at lr * this [paper: 1]."),
+    Option("--gate-bias/--no-gate-bias", "multidomain.gate_bias",
+           "omoe, mmoe, nas: give every softmax gate a bias, softmax(W x + b) [paper: no bias]."),
+    Option("--gate-lr-scale", "multidomain.gate_lr_scale", "omoe, mmoe, nas: the softmax gates learn at lr * this [paper: 1]."),
+    Option("--gate-init", "multidomain.gate_init", _gate_init_help(), metavar="FEATURE=W", pair=(float, "mfcc=0.6")),
+    Option("--expert-norm/--no-expert-norm", "multidomain.expert_norm",
+           "Multi-domain models: layer-normalise every expert's output before the (gated) sum [paper: no]."),
+    Option("--preset", None, "tuned: the configuration chosen on validation data (docs/training.md); paper: section 5.1 exactly, "
+           "for reproduction.", default=DEFAULT_PRESET, show_default=True, choices=tuple(PRESETS)),
+    Option("--no-aux", "train.aux", "Train without the contrastive auxiliary loss (alpha = 0).", flag=True, negate=True),
+    Option("--alpha", "train.alpha", "Weight of the auxiliary loss [default: per language, de 0.01]."),
+    Option("--aux-reduction", "train.aux_reduction", "Over samples [paper eq. 6: sum]."),
+    Option("--standardize/--no-standardize", "train.standardize", "Standardise features with training statistics."),
+    Option("--speaker-norm/--no-speaker-norm", "train.speaker_norm",
+           "Standardise each utterance with its own speaker's statistics (unlabelled; replaces --standardize) [paper: no]."),
+    Option("--finetune-ge2e/--no-finetune-ge2e", "train.finetune_ge2e",
+           "Fine-tune resemblyzer's GE2E encoder on the stored ge2e_mel frames at lr * 0.01."),
+    Option("--sampler", "train.sampler", "Training batches [default: balanced]."),
+    Option("--length-batches/--no-length-batches", "train.length_batches",
+           "Balanced batches grouped by utterance length: less padding, faster [paper: no]."),
+    Option("--per-class", "train.per_class", "Balanced batches: utterances per class [default: 8]."),
+    Option("--batch-size", "train.batch_size", "Shuffled batches: size [default: 32]."),
+    Option("--lr", "train.optimizer.lr", "AdamW learning rate [paper: 1e-3]."),
+    Option("--weight-decay", "train.optimizer.weight_decay", "AdamW weight decay [paper: 1e-5]."),
+    Option("--dropout", "languages.*.tower.dropout", "Tower dropout [paper: 0.1]."),
+    Option("--input-dropout", "languages.*.tower.input_dropout", "Dropout on the representation before the tower [paper: none]."),
+    Option("--stats-pooling/--no-stats-pooling", "stats_pooling",
+           "Encoders also pool mean + std over time of the LSTM outputs [paper: attention only]."),
+    Option("--input-stats/--no-input-stats", "input_stats",
+           "Encoders also pool mean + std over time of their input frames and deltas [paper: no]."),
+    Option("--frame-stride", "frame_stride",
+           "Sequence encoders average every N frames before their convolution: N times fewer LSTM steps [paper: 1]."),
+    Option("--ema", "train.ema", "Evaluate an exponential moving average of the weights with this decay."),
+    Option("--label-smoothing", "train.label_smoothing", "Label smoothing of the cross-entropy [paper: 0]."),
+    Option("--crop", "train.crop", "Training augmentation: random contiguous crops of at least this fraction of each sequence [paper: none]."),
+    Option("--time-mask", "train.time_mask",
+           "Training augmentation: zero one span of up to this fraction of each sequence's frames [paper: none]."),
+    Option("--feature-mask", "train.feature_mask",
+           "Training augmentation: zero one band of up to this fraction of each sequence's dimensions [paper: none]."),
+    Option("--mixup", "train.mixup", "Training augmentation: mixup within each language, lam ~ Beta(MIXUP, MIXUP); 0: off [paper: none]."),
+    Option("--refit/--no-refit", "train.refit",
+           "After choosing the epoch on valid, retrain on train + valid for that many epochs and test it [paper: no]."),
+    Option("--max-seconds", "train.max_seconds",
+           "Crop sequence features longer than this to their central part, in training, evaluation and predict "
+           "[default: 60; the paper's corpora have no longer utterance]."),
+    Option("--max-batch-gb", "train.max_batch_gb",
+           "Refuse to start when a training batch would need more memory than this (an estimate) [default: 8]."),
+    Option("--few-shot", "few_shot",
+           "Low-resource simulation: language LANG trains on at most K utterances per emotion of its training split "
+           "(drawn per run) and uses none of its validation split: the epoch is chosen on the other languages' "
+           "validation splits (LANG alone: the last epoch); its test split unchanged. K in "
+           f"{field_range(ExperimentConfig, 'few_shot')} [default: all].", metavar="LANG=K", pair=(int, "it=10")),
+    Option("--few-shot-valid", "few_shot_valid",
+           "The old, not low-resource protocol of --few-shot and --learning-curve: LANG also keeps its whole "
+           "validation split for choosing the epoch [default: no].", default=None, flag=True),
+    Option("--transfer-to", None,
+           "Train the recommended transfer method for LANG, a language with few labels: one logistic regression "
+           "on the pooled statistics of every language of --domains (each corpus standardised with its own "
+           "training audio, LANG's labelled utterances weighted up), written as LANG's logreg head (run folder, "
+           "bundle, predict).", metavar="LANG"),
+    Option("--learning-curve", None,
+           "Instead: fit every --model at every --shots K of LANG (single: LANG alone) into OUT/k<K>/<model> and "
+           "write OUT/curve.{md,csv,json,png}: LANG's test UA against K, each model against single.", metavar="LANG"),
+    Option("--shots", None, "--learning-curve: utterances per emotion of the target language; all = its whole training split; "
+           "0 = zero-shot (base only).", default="5,10,20,40,all", show_default=True, metavar="K,..."),
+    Option("--patience", "train.patience", "Early stop after this many epochs without a better validation score."),
+    Option("--tsne", None, "Also fit run 0 with and without the aux loss and plot t-SNE of test representations (figure 3).", flag=True),
+    Option("--ablations", None, "Instead: all features, without aux loss, each feature alone (table 4, figure 4a).", flag=True),
+    Option("--no-checkpoints", "save_checkpoints", "Do not copy the best weights of each run to OUT/checkpoints/.", flag=True, negate=True),
+    Option("--overwrite", None, "Start over: forget the finished runs in OUT/runs/ (by default a rerun resumes from them).", flag=True),
+    Option("--report", None, "Also write OUT/report.html: tables and figures in one self-contained file.", flag=True),
+)
+
+
+def option_settings(values: dict[str, Any], options: Sequence[Option] = OPTIONS) -> dict[str, Any]:
+    """{configuration path: value} of the options' values (by option name, already converted: lists and dicts)
+    that set a field; None (not given) and flags that are off are left out."""
+    settings = {}
+    for option in options:
+        value = values.get(option.name)
+        if option.sets is None or value is None:
+            continue
+        if option.negate:
+            if value:
+                settings[option.sets] = False
+        else:
+            settings[option.sets] = value
+    return settings
+
+
+#: Where :func:`build_config` takes a configuration path's value: its keyword group, by the path's prefix.
+_GROUPS = (("train.optimizer.", "optimizer"), ("train.", "train"), ("languages.*.tower.", "tower"), ("multidomain.", "multidomain"))
+
+
+def config_from_settings(domains: Sequence[str], settings: dict[str, Any], *, preset: str = DEFAULT_PRESET) -> ExperimentConfig:
+    """:func:`build_config` of ``domains`` under ``preset`` with fields given by their configuration path
+    (:attr:`Option.sets`, e.g. ``{"train.epochs": 3, "languages.*.tower.dropout": 0.2, "seeds": 1}``); None values
+    are ignored (the preset's or the default value)."""
+    groups: dict[str, dict] = {group: {} for _, group in _GROUPS}
+    experiment = {}
+    for path, value in settings.items():
+        group = next(((g, path[len(prefix):]) for prefix, g in _GROUPS if path.startswith(prefix)), None)
+        if group is not None and "." not in group[1]:
+            groups[group[0]][group[1]] = value
+        elif "." not in path and path != "domains":
+            experiment[path] = value
+        else:
+            raise ValueError(f"{path}: not a configuration field that build_config sets")
+    return build_config(domains, preset=preset, **groups, **experiment)

@@ -72,9 +72,9 @@ import click
 from sercore.cli import THREADS, WORKERS, command_errors, common_options, epilog, name_list, say
 from sercore.errors import EXIT_PARTIAL, SerError, StoreError
 
-from ..cli import config_from_args, parse_shots, ranged_type
+from ..cli import option_of, parse_shots, ranged_type, settings_from_args
 from ..config import (MULTIDOMAIN_MODELS, SINGLE_MODEL, ConfigError, DomainSpec, ExperimentConfig, TrainConfig,
-                     check_device)
+                     check_device, config_from_settings)
 from .learning_curve import ZERO_SHOT
 from ..domains import default_features
 from ..repeated_runs import run_experiment
@@ -85,6 +85,8 @@ from .paper_tables import read_metrics, write_tables
 
 #: The configuration a cell's folder holds (``train --config`` reads it).
 CELL_CONFIG = "cell.json"
+#: ``train`` options that ``--train-args`` may not give: the grid sets them per cell (or they make no configuration).
+NOT_IN_TRAIN_ARGS = ("config_file", "domains", "model_name", "transfer_to", "learning_curve")
 
 Echo = Callable[[str], None]
 
@@ -113,13 +115,11 @@ def parse_domains(specs: Sequence[str]) -> list[DomainSpec]:
 class Cell:
     """One ``train`` run of the grid: its run folder and configuration, and what its metrics.json must hold.
 
-    ``args`` is the ``train`` command line the configuration comes from (shown by ``--dry-run``); the
-    configuration, not the command, is the cell: its identity is the run fingerprint's configuration part.
+    The configuration is the cell: its identity is the run fingerprint's configuration part.
     """
 
     name: str  # "single de random seed 0"
     config: ExperimentConfig  # config.out: the absolute run folder
-    args: tuple[str, ...]  # train's arguments
     languages: tuple[str, ...]
     runs: int | None  # runs expected in metrics.json; None: every speaker fold (train knows how many)
     gpu: bool = False
@@ -130,7 +130,8 @@ class Cell:
 
     @property
     def command(self) -> list[str]:
-        return ["train", *self.args]
+        """The ``train`` command that runs the cell (:func:`run_cell`; ``--dry-run`` shows it)."""
+        return ["train", "--config", str(Path(self.out) / CELL_CONFIG)]
 
 
 #: The paper's tables (the default), then the learning curves.
@@ -181,52 +182,57 @@ def plan_cells(options: GridOptions, models: Sequence[str]) -> list[Cell]:
     """Every cell of the grid, in submission order (table 2 first, multi-domain last)."""
     grid = GridLayout(options.out.resolve())
     gpu = options.device.startswith("cuda")
-    common = [*(["--epochs", str(options.epochs)] if options.epochs is not None else []), "--device", options.device,
-              "--features-dir", str(options.features_dir.resolve()), *options.train_args]
+    # train's own defaults, then the grid's settings of every cell, then --train-args (as train reads a command
+    # line: the later option wins), the cell's folder last
+    given, preset = settings_from_args(options.train_args, refused=NOT_IN_TRAIN_ARGS)
+    common = {"train.epochs": options.epochs, "train.device": options.device,
+              "features_dir": str(options.features_dir.resolve()), **given}
     seeds = range(options.first_seed, options.first_seed + options.seeds)
     cells: list[Cell] = []
 
-    def add(name: str, folder: Path, args: list[str], languages: Sequence[str], runs: int | None) -> None:
+    def add(name: str, folder: Path, domains: Sequence[DomainSpec], settings: dict, languages: Sequence[str], runs: int | None) -> None:
         if any(c.out == str(folder) for c in cells):  # the curve's K = all cells are table 3's
             return
-        argv = (*args, *common, "--out", str(folder))
-        cells.append(Cell(name, config_from_args(argv), argv, tuple(languages), runs, gpu))
+        try:
+            config = config_from_settings([str(d) for d in domains], {**settings, **common, "out": str(folder)}, preset=preset)
+        except ConfigError as exc:  # as train refuses the command line: a usage error naming the option
+            raise click.BadParameter(exc.problem, param_hint=option_of(exc.where)) from None
+        cells.append(Cell(name, config, tuple(languages), runs, gpu))
+
+    def one_seed(s: int) -> dict:
+        return {"seeds": 1, "first_seed": s}
 
     features = {d.language: grid_features(options, d)[0] for d in options.domains}
     for d in options.domains:
-        feats = ",".join(features[d.language])
-        base = ["--domains", str(d), "--features", feats]
+        base = {"features": features[d.language]}
         if "single" in options.parts:
             for s in seeds:
-                add(f"single {d.language} random seed {s}", grid.seed(grid.random(d.language), s),
-                    [*base, "--protocol", "random", "--seeds", "1", "--first-seed", str(s)], [d.language], 1)
+                add(f"single {d.language} random seed {s}", grid.seed(grid.random(d.language), s), [d],
+                    {**base, "protocol": "random", **one_seed(s)}, [d.language], 1)
         if "speaker" in options.parts:
-            folds = ["--folds", str(options.folds)] if options.folds else []
-            add(f"single {d.language} speaker", grid.speaker(d.language),
-                [*base, "--protocol", "speaker", *folds], [d.language], options.folds)
+            add(f"single {d.language} speaker", grid.speaker(d.language), [d],
+                {**base, "protocol": "speaker", "folds": options.folds or None}, [d.language], options.folds)
         if "aux" in options.parts:
             for s in seeds:
-                add(f"no_aux {d.language} seed {s}", grid.seed(grid.no_aux(d.language), s),
-                    [*base, "--no-aux", "--seeds", "1", "--first-seed", str(s)], [d.language], 1)
+                add(f"no_aux {d.language} seed {s}", grid.seed(grid.no_aux(d.language), s), [d],
+                    {**base, "train.aux": False, **one_seed(s)}, [d.language], 1)
         if "features" in options.parts and len(features[d.language]) > 1:
             for f in features[d.language]:
                 for s in seeds:
-                    add(f"only_{f} {d.language} seed {s}", grid.seed(grid.only(f, d.language), s),
-                        ["--domains", str(d), "--features", f, "--seeds", "1", "--first-seed", str(s)], [d.language], 1)
+                    add(f"only_{f} {d.language} seed {s}", grid.seed(grid.only(f, d.language), s), [d],
+                        {"features": [f], **one_seed(s)}, [d.language], 1)
     if MULTI_PARTS & set(options.parts) and len(options.domains) >= 2:
         shared = [f for f in features[options.domains[0].language] if all(f in v for v in features.values())]
-        joined = ",".join(str(d) for d in options.domains)
         languages = [d.language for d in options.domains]
         for model in models:
-            base = ["--domains", joined, "--features", ",".join(shared), "--model", model]
+            base = {"features": shared, "model": model}
             if "multi" in options.parts:
                 for s in seeds:
-                    add(f"multi {model} seed {s}", grid.seed(grid.multi(model), s),
-                        [*base, "--seeds", "1", "--first-seed", str(s)], languages, 1)
+                    add(f"multi {model} seed {s}", grid.seed(grid.multi(model), s), options.domains,
+                        {**base, **one_seed(s)}, languages, 1)
             if "multi_speaker" in options.parts:  # each language's fold k is its single-domain fold k
-                folds = ["--folds", str(options.folds)] if options.folds else []
-                add(f"multi {model} speaker", grid.multi_speaker(model), [*base, "--protocol", "speaker", *folds],
-                    languages, options.folds)
+                add(f"multi {model} speaker", grid.multi_speaker(model), options.domains,
+                    {**base, "protocol": "speaker", "folds": options.folds or None}, languages, options.folds)
         if "curve" in options.parts:
             for target in languages:
                 for k in options.shots:
@@ -234,18 +240,17 @@ def plan_cells(options: GridOptions, models: Sequence[str]) -> list[Cell]:
                         if k == 0 and model != ZERO_SHOT:
                             continue
                         if model == SINGLE_MODEL:
-                            base = ["--domains", str(options.domains[languages.index(target)]), "--features", ",".join(features[target])]
+                            domains, base = [options.domains[languages.index(target)]], {"features": features[target]}
                             trained, paper_name = [target], f"single {target} random"
                         else:
-                            base = ["--domains", joined, "--features", ",".join(shared), "--model", model]
+                            domains, base = options.domains, {"features": shared, "model": model}
                             trained, paper_name = languages, f"multi {model}"
                         # K = all: table 3's cell (planned once, under its own name)
                         name = paper_name if k is None else f"curve {target} {shot_name(k)} {model}"
-                        few = [] if k is None else ["--few-shot", f"{target}={k}"]
+                        few = {} if k is None else {"few_shot": {target: k}}
                         folder = grid.curve(target, k, model)
                         for s in seeds:
-                            add(f"{name} seed {s}", grid.seed(folder, s), [*base, *few, "--seeds", "1", "--first-seed", str(s)],
-                                trained, 1)
+                            add(f"{name} seed {s}", grid.seed(folder, s), domains, {**base, **few, **one_seed(s)}, trained, 1)
     return cells
 
 
