@@ -783,3 +783,48 @@ def config_from_settings(domains: Sequence[str], settings: dict[str, Any], *, pr
         else:
             raise ValueError(f"{path}: not a configuration field that build_config sets")
     return build_config(domains, preset=preset, **groups, **experiment)
+
+
+def setting_at(config: ExperimentConfig, path: str):
+    """The value of a configuration path (:attr:`Option.sets`) in ``config``; ``languages.*.tower.X``: that of the
+    first language's tower (the options set every language's alike)."""
+    obj: Any = config
+    parts = path.split(".")
+    if parts[0] == "languages":
+        obj, parts = config.language(DomainSpec.parse(config.domains[0]).language), parts[2:]
+    for part in parts:
+        obj = getattr(obj, part)
+    return obj
+
+
+def command_args(config: ExperimentConfig) -> list[str]:
+    """A ``train`` command line (its arguments) that builds ``config``: ``--domains``, then every option of
+    :data:`OPTIONS` whose field differs from what the preset gives, under the preset that needs the fewest (what
+    the grid's ``--dry-run`` shows for a cell). Settings no option gives (``transfer_sources``, ``train.progress``,
+    a ``few_shot`` of several languages) are left out."""
+
+    def under(preset: str) -> list[str]:
+        base = config_from_settings(config.domains, {}, preset=preset)
+        args: list[str] = []
+        for option in OPTIONS:
+            if option.name == "preset" and preset != DEFAULT_PRESET:
+                args += [option.decl, preset]
+            if option.sets is None:
+                continue
+            value = setting_at(config, option.sets)
+            if value is None or (option.sets != "domains" and value == setting_at(base, option.sets)):
+                continue
+            if "/" in option.decl:
+                args.append(option.decl.split("/")[0 if value else 1])
+            elif option.flag:
+                if value is (not option.negate):
+                    args.append(option.decl)
+            elif option.listed:
+                args += [option.decl, value if isinstance(value, str) else ",".join(value)]
+            elif option.pair:
+                args += [arg for key, item in value.items() for arg in (option.decl, f"{key}={item}")]
+            else:
+                args += [option.decl, str(value)]
+        return args
+
+    return min((under(p) for p in sorted(PRESETS, key=lambda p: p != DEFAULT_PRESET)), key=len)

@@ -74,7 +74,7 @@ from sercore.errors import EXIT_PARTIAL, SerError, StoreError
 
 from ..cli import option_of, parse_shots, ranged_type, settings_from_args
 from ..config import (MULTIDOMAIN_MODELS, SINGLE_MODEL, ConfigError, DomainSpec, ExperimentConfig, TrainConfig,
-                     check_device, config_from_settings)
+                     check_device, command_args, config_from_settings)
 from .learning_curve import ZERO_SHOT
 from ..domains import default_features
 from ..repeated_runs import run_experiment
@@ -130,8 +130,9 @@ class Cell:
 
     @property
     def command(self) -> list[str]:
-        """The ``train`` command that runs the cell (:func:`run_cell`; ``--dry-run`` shows it)."""
-        return ["train", "--config", str(Path(self.out) / CELL_CONFIG)]
+        """A ``train`` command line of the cell's configuration (``--dry-run`` shows it; the cell runs
+        ``train --config <folder>/cell.json``)."""
+        return ["train", *command_args(self.config)]
 
 
 #: The paper's tables (the default), then the learning curves.
