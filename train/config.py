@@ -4,7 +4,9 @@ Every deviation the toolkit offers (feature standardisation, GE2E fine-tuning, l
 an explicit field whose default keeps the paper's setting; :data:`PRESETS` name sets of them
 (``tuned``, the :data:`DEFAULT_PRESET` of ``train`` and the grid: the values selected on EmoDB's validation
 splits, see docs/training.md; ``paper``: section 5.1 exactly), and :func:`build_config` makes an :class:`ExperimentConfig` from domains, a preset and overrides (what the
-``train`` CLI and the grid do).
+``train`` CLI and the grid do). :data:`OPTIONS` declares ``train``'s options once, each with the field it sets:
+``train/cli.py`` makes its click options from it, :func:`config_from_settings` a configuration from fields given
+by their path, and :func:`command_args` a command line from a configuration.
 
 An :class:`ExperimentConfig` converts to a dict (:meth:`ExperimentConfig.to_dict`) and back
 (:meth:`ExperimentConfig.from_dict`, by ``dacite``: every value type-checked, unknown keys refused), and

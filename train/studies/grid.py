@@ -14,7 +14,7 @@ What runs, in this order:
    finished dataset costs one pass over its stores) and spreads its batches over its own LocalCluster of
    ``--workers`` processes, or over the cluster at ``--scheduler``.
 2. **Cells**, each one ``train`` configuration (an :class:`~train.config.ExperimentConfig`, built from the
-   ``train`` command line ``--dry-run`` shows) writing one run folder under ``--out`` (layout in
+   grid's settings and ``--train-args`` as ``train`` builds it; ``--dry-run`` shows a ``train`` command line of it) writing one run folder under ``--out`` (layout in
    :mod:`train.studies.grid_layout`), submitted as Dask tasks to a LocalCluster of ``--workers`` processes, or to the
    existing cluster at ``--scheduler``; ``--workers 0`` runs them one after the other in this process.
    Per language: the single-domain model under the random (paper) protocol, one cell per seed; under the
