@@ -19,7 +19,7 @@ from sercore.errors import EXIT_DATA, EXIT_ENVIRONMENT, EXIT_USAGE, DataError, S
 from sercore.splits import random_split
 from sercore.store import UtteranceRecord, store_path, write_store
 from tests._train_helpers import EMOTIONS, make_stores
-from train import runstate
+from train import run_records
 from sercore.bundle import BundleError, read_bundle
 from train.cli import main
 from train.config import ConfigError, ExperimentConfig, TrainConfig
@@ -94,11 +94,11 @@ def test_overwrite_leaves_other_experiments_below_out_alone(stores, tmp_path):
 
 
 def test_owned_run_folders_of_a_comparison_and_of_ablations(tmp_path):
-    assert runstate.owned_run_folders(tmp_path) == [tmp_path]
-    assert runstate.owned_run_folders(tmp_path, ["base", "nas"]) == [tmp_path / "base", tmp_path / "nas"]
+    assert run_records.owned_run_folders(tmp_path) == [tmp_path]
+    assert run_records.owned_run_folders(tmp_path, ["base", "nas"]) == [tmp_path / "base", tmp_path / "nas"]
     for name in ("all_features", "only_mfcc", "someone_elses"):
         (tmp_path / "ablations" / name).mkdir(parents=True)
-    assert runstate.owned_run_folders(tmp_path, ["single"], ablations=True) == [
+    assert run_records.owned_run_folders(tmp_path, ["single"], ablations=True) == [
         tmp_path / "ablations" / "all_features", tmp_path / "ablations" / "only_mfcc"]
 
 
