@@ -3,7 +3,7 @@
     python bench/duplicate_guard.py --features-dir FEATURES --dataset emovo [--margin all|speaker|sample]
         [--copies ROOT/f1/dis-f1-b1.wav ...]
 
-Reads the dataset's stores (mfcc, ge2e, byol) as `train` does, runs ``train.domains.near_duplicates`` (timed),
+Reads the dataset's stores (mfcc, ge2e, byol) as `train` does, runs ``train.duplicates.near_duplicates`` (timed),
 then, for the margin, aligns every pair (``all``), every pair of one speaker (``speaker``: RAVDESS, the speaker
 being the id's last field) or every pair of 400 random utterances (``sample``) with the prefilters open, and
 prints the highest content scores. ``--copies``: each file gets five altered copies (150 ms of silence added, 5 %
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-import train.domains as guard
+import train.duplicates as guard
 from extract.audio import load_audio
 from extract.extractors import ExtractorSettings, extractor_class
 from sercore.store import open_dataset

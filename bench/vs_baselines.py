@@ -201,7 +201,7 @@ def compare(args: argparse.Namespace, log: Callable[[str], None] = print) -> dic
 
     from train.cli import config_from_args
     from train.repeated_runs import load_domains, resolved, run_experiment
-    from train.protocol import draw_split, n_runs, split_indices
+    from train.protocol import draw_split, n_runs, split_indices, split_key
 
     out = Path(args.out or f"runs/vs_baselines/{args.domains}_{args.protocol}")
     try:
@@ -232,8 +232,8 @@ def compare(args: argparse.Namespace, log: Callable[[str], None] = print) -> dic
     rows, start = [], time.perf_counter()
     for net in finished:
         run = net.run
-        split_key = config.first_seed + run if config.protocol == "random" else run
-        idx = split_indices(draw_split(data, config.protocol, split_key, config.folds))
+        idx = split_indices(draw_split(data, config.protocol, split_key(config.protocol, config.first_seed, run),
+                                       config.folds))
         fit_rows, test_rows = np.array(idx["train"] + idx["valid"]), np.array(idx["test"])
         if sorted(net.test_utt_ids) != sorted(data.utt_ids[i] for i in test_rows):
             raise StoreError(Path(config.out), f"run {run}: the network was tested on other utterances than the baselines")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+import threading
 import traceback
 from typing import Callable, Iterator, Sequence
 
@@ -144,6 +145,16 @@ def common_options(f: Callable) -> Callable:
     return click.version_option(version(), "--version", message="%(prog)s (mgser) %(version)s")(f)
 
 
+_interrupt_reported = threading.Lock()
+
+
+def report_interrupt() -> None:
+    """``interrupted`` on stderr, once per process: a command's error handling and the interrupt watchdog of
+    :func:`sercore.cluster.exit_after` may both get there."""
+    if _interrupt_reported.acquire(blocking=False):
+        click.echo("interrupted", err=True)
+
+
 @contextlib.contextmanager
 def command_errors(verbose: int = 0, quiet: bool = False) -> Iterator[None]:
     """Set up logging, then turn errors into one line on stderr and the documented exit code: a
@@ -157,7 +168,7 @@ def command_errors(verbose: int = 0, quiet: bool = False) -> Iterator[None]:
         click.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
+        report_interrupt()
         sys.exit(EXIT_INTERRUPTED)
     except (click.exceptions.Exit, click.ClickException, SystemExit):
         raise

@@ -37,8 +37,8 @@ from typing import Callable, Iterator
 
 import click
 
-from .cli import THREADS, command_errors, common_options, epilog, say, version
-from .errors import EnvironmentProblem
+from .cli import THREADS, command_errors, common_options, epilog, report_interrupt, say, version
+from .errors import EXIT_INTERRUPTED, EnvironmentProblem
 from .fsio import write_atomic
 
 Echo = Callable[[str], None]
@@ -47,6 +47,27 @@ Echo = Callable[[str], None]
 WORKER_EXIT_SECONDS = 60.0
 #: Seconds a worker process may take to exit after Ctrl-C before it is killed (its work is lost anyway).
 INTERRUPT_EXIT_SECONDS = 1.0
+#: Seconds after Ctrl-C at which a process still shutting down is ended all the same (:func:`exit_after`).
+INTERRUPT_WATCHDOG_SECONDS = 5.0
+
+
+def exit_after(seconds: float) -> None:
+    """Make sure an interrupted process ends: if it is still alive ``seconds`` from now (a library's thread that
+    does not stop, a shutdown waiting on a worker), kill its child processes, say ``interrupted`` (once) and exit
+    with 130. A daemon thread: a process that ends by itself before then is not held up."""
+    def fire() -> None:
+        time.sleep(seconds)
+        import multiprocessing
+
+        for child in multiprocessing.active_children():
+            with contextlib.suppress(Exception):
+                child.kill()
+        report_interrupt()
+        with contextlib.suppress(Exception):
+            sys.stderr.flush()
+        os._exit(EXIT_INTERRUPTED)
+
+    threading.Thread(target=fire, name="interrupt-watchdog", daemon=True).start()
 
 
 def dask_setup(worker) -> None:
@@ -191,13 +212,16 @@ def close_local_cluster(cluster, timeout: float = WORKER_EXIT_SECONDS) -> None:
 def _flag_interrupts(flag: dict) -> Callable[[], None]:
     """Set ``flag["interrupted"]`` when SIGINT arrives (still raising KeyboardInterrupt wherever the main thread
     is), so that the cluster is closed fast whatever exception then reaches the ``finally`` (a generator closed by
-    its consumer sees GeneratorExit). Returns what restores the handler. Only in the main thread, and only over
-    Python's own handler."""
+    its consumer sees GeneratorExit), and start :func:`exit_after` so that the process ends within
+    INTERRUPT_WATCHDOG_SECONDS even if its shutdown hangs. Returns what restores the handler. Only in the main
+    thread, and only over Python's own handler."""
     if (threading.current_thread() is not threading.main_thread()
             or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
         return lambda: None
 
     def on_sigint(signum, frame):  # noqa: ARG001
+        if not flag["interrupted"]:
+            exit_after(INTERRUPT_WATCHDOG_SECONDS)
         flag["interrupted"] = True
         raise KeyboardInterrupt
 

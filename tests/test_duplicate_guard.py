@@ -15,7 +15,7 @@ from extract.extractors import ExtractorSettings, extractor_class
 from sercore.errors import EXIT_DATA, StoreError
 from sercore.store import UtteranceRecord, store_path, write_store
 from train.cli import main
-from train.domains import near_duplicates, refuse_near_duplicates
+from train.duplicates import near_duplicates, refuse_near_duplicates
 
 SR = 16000
 KINDS = {"mfcc": "sequence", "ge2e": "embedding"}

@@ -18,7 +18,7 @@ from train.domains import load_domain, resolve_domain
 from train.calibration import log_loss
 from train.ensemble_weights import combine, select_weights
 from train.fit_run import fit_ensemble_run
-from train.protocol import draw_split, split_indices
+from train.protocol import draw_split, split_indices, split_key
 
 FEATURES = ["mfcc", "ge2e"]
 
@@ -91,8 +91,8 @@ def test_the_member_choice_never_reads_the_test_data(stores, protocol):
                           train={"epochs": 3})
     data = load_domain(resolve_domain("de=synth", stores), stores, FEATURES)
     first = fit_ensemble_run(config, [data], FEATURES, 0)
-    split_key = 0 if protocol == "speaker" else config.first_seed
-    test_rows = split_indices(draw_split(data, protocol, split_key, config.folds))["test"]
+    key = split_key(protocol, config.first_seed, 0)
+    test_rows = split_indices(draw_split(data, protocol, key, config.folds))["test"]
     other = scrambled_test(data, test_rows, FEATURES, shuffle_labels=protocol == "speaker")
     if protocol == "speaker":
         assert other.emotions != data.emotions

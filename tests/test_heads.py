@@ -18,7 +18,7 @@ from train.fit_run import fit_head_run
 from train.pooled_heads import HEADS, HeadConfig, head_module, inner_folds, select_head
 from train.models.pooled_head import PooledHead
 from train.pooling import pooled_features
-from train.protocol import draw_split, split_indices
+from train.protocol import draw_split, split_indices, split_key
 
 
 def _blobs(n_classes: int, n: int = 90, dim: int = 12, seed: int = 0):
@@ -83,8 +83,8 @@ def test_model_selection_never_reads_the_test_data(stores, protocol):
     spec = resolve_domain("de=synth", stores)
     data = load_domain(spec, stores, ["mfcc", "ge2e"])
     first = fit_head_run(config, [data], ["mfcc", "ge2e"], 0)
-    split_key = 0 if protocol == "speaker" else config.first_seed
-    test_rows = split_indices(draw_split(data, protocol, split_key, config.folds))["test"]
+    key = split_key(protocol, config.first_seed, 0)
+    test_rows = split_indices(draw_split(data, protocol, key, config.folds))["test"]
     other = scrambled_test(data, test_rows, ["mfcc", "ge2e"], shuffle_labels=protocol == "speaker")
     if protocol == "speaker":
         assert other.emotions != data.emotions

@@ -236,3 +236,46 @@ def test_ctrl_c_to_the_process_group_stops_dask_extraction_in_seconds_with_one_l
                            echo=lambda s: None)
     assert done.already_done + done.computed == len(rows) and 0 < done.already_done < len(rows)
     assert sorted(_contents(fdir)) == sorted(u.utt_id for u in rows)
+
+
+WEDGED = """
+import multiprocessing, signal, sys, time
+from sercore.cluster import exit_after
+
+def wedged():
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    time.sleep(60)
+
+if __name__ == "__main__":
+    child = multiprocessing.get_context("spawn").Process(target=wedged)
+    child.start()
+    print(child.pid, flush=True)
+    exit_after(0.5)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    time.sleep(60)  # a shutdown that never ends
+"""
+
+
+def test_an_interrupted_process_whose_shutdown_hangs_still_ends_with_130_and_one_line(tmp_path):
+    """The watchdog that the Dask client starts on Ctrl-C (sercore.cluster.exit_after): a process whose shutdown
+    hangs, with a child process that ignores SIGINT, still exits with 130, one line, its child killed."""
+    script = tmp_path / "wedged.py"
+    script.write_text(WEDGED)
+    start = time.time()
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=30,
+                       env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert r.returncode == 130 and r.stderr.strip().splitlines() == ["interrupted"], r.stderr[-2000:]
+    assert time.time() - start < 20
+    child = int(r.stdout.split()[0])
+    left = time.time() + 5
+    while time.time() < left and _proc_state(child) != "Z":
+        time.sleep(0.1)
+    assert _proc_state(child) == "Z", "the child process was not killed"
+
+
+def _proc_state(pid: int) -> str:
+    """The state letter of process ``pid`` (``Z`` also when it is gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+    except OSError:
+        return "Z"

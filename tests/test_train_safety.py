@@ -461,14 +461,14 @@ def test_a_near_duplicate_recording_in_another_split_is_refused_with_the_pair_na
 
 
 def test_distinct_recordings_are_not_near_duplicates(tmp_path):
-    from train.domains import near_duplicates
+    from train.duplicates import near_duplicates
 
     records = _records()
     arrays = {n: {r.utt_id: r.features[n] for r in records} for n in ("mfcc", "ge2e")}
     kinds = {"mfcc": "sequence", "ge2e": "embedding"}
     assert near_duplicates([r.utt_id for r in records], arrays, kinds) == []
     with pytest.raises(StoreError, match="near-duplicate"):
-        from train.domains import refuse_near_duplicates
+        from train.duplicates import refuse_near_duplicates
 
         both, _ = _with_copy(records, 0, 0.001)
         arrays = {n: {r.utt_id: r.features[n] for r in both} for n in ("mfcc", "ge2e")}
@@ -479,7 +479,7 @@ def test_ge2e_evidence_alone_catches_a_copy_whose_pooled_features_moved():
     """A resampled copy whose GE2E cosine is 0.9999 but whose pooled MFCC statistics changed (resampling cut the
     band of its top coefficients) is caught; at a GE2E cosine of 0.996 (different tones of one synthetic voice)
     the pooled features must agree too."""
-    from train.domains import NEAR_DUPLICATE_GE2E_ALONE, near_duplicates
+    from train.duplicates import NEAR_DUPLICATE_GE2E_ALONE, near_duplicates
 
     rng = np.random.default_rng(0)
     base = rng.normal(size=256)

@@ -22,7 +22,7 @@ from .models import build_model
 from .models.pooled_head import pooled_dim
 from .models.single import GE2E_FEATURE
 from .pooling import pool
-from .protocol import draw_split, few_shot, split_indices
+from .protocol import draw_split, few_shot, split_indices, split_key
 from .scaling import FeatureScaler, SpeakerScaler
 from .network_trainer import FitResult, Trainer
 
@@ -81,7 +81,7 @@ def fit_run(config: ExperimentConfig, datas: list[DomainData], features: list[st
     unlabelled: list[list[int]] = []
     indices: list[Mapping[str, list[int]]] = []
     for data in datas:
-        idx = split_indices(draw_split(data, config.protocol, fold if fold is not None else seed, config.folds))
+        idx = split_indices(draw_split(data, config.protocol, split_key(config.protocol, config.first_seed, run), config.folds))
         unlabelled.append(idx["train"])
         if data.spec.language in config.few_shot:
             idx = few_shot_indices(idx, data.emotions, config.few_shot[data.spec.language], seed, trained,
@@ -155,7 +155,7 @@ def fit_run(config: ExperimentConfig, datas: list[DomainData], features: list[st
 # One run of ``train --model logreg|linsvm|rbfsvm``
 
 
-def transfer_fit(config, data, features: list[str], seed: int, fold: int | None, x_labelled: np.ndarray,
+def transfer_fit(config, data, features: list[str], run: int, x_labelled: np.ndarray,
                  y_labelled: np.ndarray, x_unlabelled: np.ndarray) -> HeadFit:
     """``train --transfer-to``: the pooled head of the target ``data`` (:mod:`train.transfer`), the sources'
     training and validation utterances of the run's split (seed, or fold) standardised with their training split."""
@@ -167,7 +167,8 @@ def transfer_fit(config, data, features: list[str], seed: int, fold: int | None,
         src = load_source(domain, config.features_dir, features)
         info = domain_info(src, features)
         limit = max_frames(src.provenance, src.kinds, config.train.max_seconds)
-        idx = split_indices(draw_split(src, config.protocol, fold if fold is not None else seed, config.folds))
+        idx = split_indices(draw_split(src, config.protocol, split_key(config.protocol, config.first_seed, run),
+                                       config.folds))
         x = np.stack([np.concatenate([pool(crop_center(src.features[f][i], limit.get(f)) if info.kinds[f] == "sequence"
                                            else src.features[f][i], info.kinds[f]) for f in features])
                       for i in range(len(src.utt_ids))])
@@ -195,7 +196,7 @@ def fit_head_run(config, datas, features: list[str], run: int, description: str 
     start = time.perf_counter()
     seed = config.first_seed + run
     fold = run if config.protocol == "speaker" else None
-    idx = split_indices(draw_split(data, config.protocol, fold if fold is not None else seed, config.folds))
+    idx = split_indices(draw_split(data, config.protocol, split_key(config.protocol, config.first_seed, run), config.folds))
     unlabelled = idx["train"]  # before a few-shot limit: its audio standardises a transfer head's inputs
     if data.spec.language in config.few_shot:
         idx = few_shot_indices(idx, data.emotions, config.few_shot[data.spec.language], seed, set(data.classes),
@@ -217,7 +218,7 @@ def fit_head_run(config, datas, features: list[str], run: int, description: str 
     groups = speakers[idx["train"]] if config.protocol == "speaker" else None
     hc = head_config(config)
     if config.transfer_sources:  # train --transfer-to: the pooled head over every language (train/transfer.py)
-        fit = transfer_fit(config, data, features, seed, fold, x["train"], y["train"], pooled(unlabelled))
+        fit = transfer_fit(config, data, features, run, x["train"], y["train"], pooled(unlabelled))
     else:
         fit = select_head(hc, x["train"], y["train"], groups, seed=seed)
     n_classes = len(data.classes)

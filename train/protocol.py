@@ -25,6 +25,13 @@ def split_source(protocol: str, run: int) -> str:
     return f"speaker fold {run}"
 
 
+def split_key(protocol: str, first_seed: int, run: int) -> int:
+    """What run number ``run`` of an experiment draws its split with: seed ``first_seed + run`` under the random
+    protocol, speaker fold ``run`` under the speaker one (the value :func:`draw_split` and :func:`split_source`
+    take)."""
+    return first_seed + run if protocol == "random" else run
+
+
 def n_runs(data: DomainData, protocol: str, seeds: int, n_folds: int | None = None) -> int:
     """Runs of an experiment: ``seeds`` under the random protocol, every speaker fold under the speaker one."""
     if protocol == "random":

@@ -35,7 +35,7 @@ from .bundle_export import export_experiment
 from .fit_run import fit_run, input_features
 from .gate_reports import GateDifference, differ_summary
 from .run_folder import save_config, write_outputs
-from .protocol import n_runs
+from .protocol import n_runs, split_key
 from .run_records import RunState, fingerprint
 
 Log = Callable[[str], None]
@@ -88,7 +88,7 @@ def run_experiment(config: ExperimentConfig, log: Log = print, datas: list[Domai
         f"{fitting} -> {out}")
     runs = []
     for run in range(total):
-        label = f"{what} {config.first_seed + run if what == 'seed' else run}"
+        label = f"{what} {split_key(config.protocol, config.first_seed, run)}"
         r = state.load(run)  # a run finished before this process was started (same fingerprint)
         loaded = r is not None
         if not loaded:

@@ -23,7 +23,7 @@ from .metrics import run_summary
 from .gate_reports import mixing_summary, write_mixing, write_traces
 from .models.layer_weights import write_layer_weights
 from .plots import plot_confusion
-from .protocol import split_source
+from .protocol import split_key, split_source
 from .run_records import environment
 
 
@@ -135,7 +135,6 @@ def save_config(config: ExperimentConfig, datas: list[DomainData], features: lis
         "started": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     if runs is not None:
-        random = config.protocol == "random"
-        d["resolved"]["splits"] = {f"run{k}": split_source(config.protocol, config.first_seed + k if random else k)
+        d["resolved"]["splits"] = {f"run{k}": split_source(config.protocol, split_key(config.protocol, config.first_seed, k))
                                    for k in range(runs)}
     write_atomic(out / "config.json", lambda tmp: tmp.write_text(json.dumps(d, indent=2, sort_keys=True, default=str)))
