@@ -71,9 +71,9 @@ def load(features_dir: str, features: Sequence[str], cache: Path) -> dict:
     from train.pooling import pooled_features
 
     config = ExperimentConfig(domains=list(LANGUAGES), features=list(features), features_dir=features_dir)
-    datas, _ = load_domains(config)
+    domain_data, _ = load_domains(config)
     out = {}
-    for data in datas:
+    for data in domain_data:
         lang = data.spec.language
         path = cache / f"pooled_{lang}_{'-'.join(features)}.npy"
         if path.exists():

@@ -31,16 +31,16 @@ def time_per_sample(model_name: str, domains: list[str], features: list[str], ep
                     standardize: bool, split_by_domain: bool = True) -> tuple[float, int]:
     config = ExperimentConfig(domains=domains, features=features, model=model_name, features_dir=features_dir)
     config.multidomain.split_by_domain = split_by_domain
-    datas, feats = load_domains(config)
+    domain_data, feats = load_domains(config)
     parts = []
-    for d, data in enumerate(datas):
+    for d, data in enumerate(domain_data):
         idx = split_indices(draw_split(data, "random", 0))
         scaler = FeatureScaler.fit(data, idx["train"]) if standardize else None
         parts.append(FeatureDataset(data, idx["train"], data.classes, domain=d, scaler=scaler))
     dataset = parts[0] if len(parts) == 1 else ConcatDataset(parts)
     torch.manual_seed(0)
-    model = build_model(model_name, config, [domain_info(x, feats) for x in datas])
-    trainer = Trainer(model, config.train, [x.classes for x in datas], [config.language(x.spec.language).alpha for x in datas])
+    model = build_model(model_name, config, [domain_info(x, feats) for x in domain_data])
+    trainer = Trainer(model, config.train, [x.classes for x in domain_data], [config.language(x.spec.language).alpha for x in domain_data])
     loader = trainer.loader(dataset, train=True)
     model.train()
     seconds, samples, warm = 0.0, 0, False

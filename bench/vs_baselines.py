@@ -210,9 +210,9 @@ def compare(args: argparse.Namespace, log: Callable[[str], None] = print) -> dic
         raise UsageProblem(f"--train-args: {exc.format_message()}") from None
     if len(config.domains) != 1:
         raise UsageProblem(f"--domains {args.domains}: give one language (the baselines are single-language models)")
-    datas, features = load_domains(config)
-    config = resolved(config, datas, features)
-    data = datas[0]
+    domain_data, features = load_domains(config)
+    config = resolved(config, domain_data, features)
+    data = domain_data[0]
     lang = data.spec.language
     start = time.perf_counter()
     total = n_runs(data, config.protocol, config.seeds, config.folds)
@@ -220,7 +220,7 @@ def compare(args: argparse.Namespace, log: Callable[[str], None] = print) -> dic
         check_run_folder(Path(config.out), config)
         log(f"--finished-only: the network runs already finished in {config.out} (nothing is trained)")
     else:
-        run_experiment(config, log=log, datas=datas, features=features)
+        run_experiment(config, log=log, domain_data=domain_data, features=features)
     network_seconds = time.perf_counter() - start
     finished = [r for r in network_runs(Path(config.out)) if r.run < total]
     if not finished:

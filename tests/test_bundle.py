@@ -28,12 +28,12 @@ def _train(*args):
 
 def _test_batch(config: ExperimentConfig, checkpoint: dict, domain: int):
     """The domain's utterances, standardised with the run's scaler, as one batch (from the stores)."""
-    datas, _ = load_domains(config)
-    data = datas[domain]
+    domain_data, _ = load_domains(config)
+    data = domain_data[domain]
     s = checkpoint["scalers"][domain]
     scaler = None if s is None else FeatureScaler(s["mean"], s["std"])
     ds = FeatureDataset(data, range(len(data)), data.classes, domain=domain, scaler=scaler)
-    return collate([ds[i] for i in range(len(ds))]), datas
+    return collate([ds[i] for i in range(len(ds))]), domain_data
 
 
 def test_every_run_exports_a_bundle_with_the_best_runs_weights_and_same_logits(tmp_path):
@@ -58,8 +58,8 @@ def test_every_run_exports_a_bundle_with_the_best_runs_weights_and_same_logits(t
     bundle = load_bundle(out / "model.bundle")
     ckpt = torch.load(out / "checkpoints" / f"run{best}.pt", weights_only=False)
     config = ExperimentConfig.from_dict(ckpt["config"])
-    batch, datas = _test_batch(config, ckpt, 0)
-    reference = build_model(config.model, config, [domain_info(d, ckpt["features"]) for d in datas])
+    batch, domain_data = _test_batch(config, ckpt, 0)
+    reference = build_model(config.model, config, [domain_info(d, ckpt["features"]) for d in domain_data])
     reference.load_state_dict(ckpt["model"])
     reference.eval()
     for f in ("mfcc", "ge2e"):
@@ -112,8 +112,8 @@ def test_a_multi_domain_bundle_holds_every_language(tmp_path, monkeypatch, model
         bundle.domain_index("it")
     ckpt = torch.load(out / "checkpoints" / "run0.pt", weights_only=False)
     config = ExperimentConfig.from_dict(ckpt["config"])
-    batch, datas = _test_batch(config, ckpt, 1)
-    reference = build_model(config.model, config, [domain_info(d, ckpt["features"]) for d in datas])
+    batch, domain_data = _test_batch(config, ckpt, 1)
+    reference = build_model(config.model, config, [domain_info(d, ckpt["features"]) for d in domain_data])
     reference.load_state_dict(ckpt["model"])
     reference.eval()
     with torch.no_grad():

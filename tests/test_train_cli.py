@@ -160,9 +160,9 @@ def test_refit_trains_on_train_plus_valid_for_the_selected_epochs(stores, tmp_pa
     monkeypatch.setattr(Trainer, "fit", recording_fit)
     config = ExperimentConfig(domains=["de=synth"], features_dir=str(stores), out=str(tmp_path / "r"),
                               train=TrainConfig(epochs=3, progress=False))
-    datas, features = load_domains(config)
-    plain = fit_run(config, datas, features, 0)
-    refit = fit_run(replace(config, train=replace(config.train, refit=True)), datas, features, 0)
+    domain_data, features = load_domains(config)
+    plain = fit_run(config, domain_data, features, 0)
+    refit = fit_run(replace(config, train=replace(config.train, refit=True)), domain_data, features, 0)
     # the selection fit is the plain fit (same seed, epoch chosen on valid) ...
     assert refit.fit.best_epoch == plain.fit.best_epoch and refit.fit.valid.ua == plain.fit.valid.ua
     assert refit.fit.history[:-1] == plain.fit.history

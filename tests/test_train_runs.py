@@ -246,8 +246,8 @@ def test_the_refit_augments_the_validation_utterances_like_the_training_ones(sto
     monkeypatch.setattr(Trainer, "fit", recording_fit)
     config = ExperimentConfig(domains=["de=synth"], features_dir=str(stores), out=str(tmp_path / "r"),
                               train=TrainConfig(epochs=2, progress=False, crop=0.5, time_mask=0.2, refit=True))
-    datas, features = load_domains(config)
-    fit_run(config, datas, features, 0)
+    domain_data, features = load_domains(config)
+    fit_run(config, domain_data, features, 0)
     (selection, valid), (refit, _) = seen
     augment = SequenceAugment(0.5, 0.2, 0.0)
     assert set(selection.values()) == {augment} and not valid & set(selection)
@@ -255,9 +255,9 @@ def test_the_refit_augments_the_validation_utterances_like_the_training_ones(sto
     # a two-language refit too
     make_stores(stores, dataset="other", language="fr", per_class=12, speakers=3)
     config = replace(config, domains=["de=synth", "fr=other"], model="base")
-    datas, features = load_domains(config)
+    domain_data, features = load_domains(config)
     seen.clear()
-    fit_run(config, datas, features, 0)
+    fit_run(config, domain_data, features, 0)
     (selection, valid), (refit, _) = seen
     assert set(refit) == set(selection) | valid and set(refit.values()) == {augment}
 

@@ -70,14 +70,14 @@ def estimate_batch_bytes(rows: int, frames: Mapping[str, int], dims: Mapping[str
     return 4 * rows * sum(frames[f] * frame_floats(dims[f], encoders[f]) for f in frames)
 
 
-def check_batch_memory(config, datas: Sequence, features: Sequence[str], n_train: int | None = None) -> None:
+def check_batch_memory(config, domain_data: Sequence, features: Sequence[str], n_train: int | None = None) -> None:
     """Refuse (:class:`BatchTooLarge`) a configuration whose largest training batch is estimated above
     ``config.train.max_batch_gb``; see the module docstring. ``n_train``: the utterances a run trains on (a
     shuffled batch holds at most that many)."""
     train = config.train
     if train.sampler == "balanced":
-        rows = train.per_class * sum(len(d.classes) for d in datas)
-        rows_how = f"--per-class {train.per_class} x {sum(len(d.classes) for d in datas)} classes"
+        rows = train.per_class * sum(len(d.classes) for d in domain_data)
+        rows_how = f"--per-class {train.per_class} x {sum(len(d.classes) for d in domain_data)} classes"
     elif n_train is not None and n_train < train.batch_size:
         rows = n_train
         rows_how = f"all {n_train} training utterances, fewer than --batch-size {train.batch_size}"
@@ -87,7 +87,7 @@ def check_batch_memory(config, datas: Sequence, features: Sequence[str], n_train
     frames: dict[str, int] = {}
     longest: dict[str, tuple[int, int, object]] = {}  # feature -> (frames, index, data)
     dims: dict[str, int] = {}
-    for data in datas:
+    for data in domain_data:
         limit = max_frames(data.provenance, data.kinds, train.max_seconds)
         for name, arrays in data.features.items():
             if data.kinds.get(name) != "sequence":

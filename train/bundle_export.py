@@ -62,7 +62,7 @@ def _metrics_digest(metrics: dict) -> dict:
     return out
 
 
-def export_experiment(config: ExperimentConfig, datas: Sequence[DomainData], features: list[str], runs: Sequence[RunResult],
+def export_experiment(config: ExperimentConfig, domain_data: Sequence[DomainData], features: list[str], runs: Sequence[RunResult],
                       metrics: dict, out: str | Path) -> Path | None:
     """Write ``<out>/model.bundle`` from the runs of :func:`train.repeated_runs.run_experiment` (weights in memory).
 
@@ -77,13 +77,13 @@ def export_experiment(config: ExperimentConfig, datas: Sequence[DomainData], fea
         "run": best.run, "seed": best.seed, "fold": best.fold, "rule": SELECTION_RULE,
         "valid_ua": float(best.fit.valid.ua), "test_ua": float(best.fit.test.ua), "best_epoch": best.fit.best_epoch,
     }
-    inputs = input_features(config, features, datas[0].inputs)
-    found = run_calibration(list(datas), best)
-    calibration = [found.get(d.spec.language) for d in datas] if found else None
-    scalers = best.fit.state.get("scalers") or [None] * len(datas)
+    inputs = input_features(config, features, domain_data[0].inputs)
+    found = run_calibration(list(domain_data), best)
+    calibration = [found.get(d.spec.language) for d in domain_data] if found else None
+    scalers = best.fit.state.get("scalers") or [None] * len(domain_data)
     return save_bundle(
-        Path(out) / BUNDLE_NAME, config=config, domains=[domain_info(d, features) for d in datas],
-        datasets=[d.spec.dataset for d in datas], provenance=[d.provenance for d in datas], features=features,
+        Path(out) / BUNDLE_NAME, config=config, domains=[domain_info(d, features) for d in domain_data],
+        datasets=[d.spec.dataset for d in domain_data], provenance=[d.provenance for d in domain_data], features=features,
         inputs=inputs, state=best.fit.state["model"], scalers=scalers, selected_run=selected,
         metrics=_metrics_digest(metrics), calibration=calibration,
     )

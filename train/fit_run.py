@@ -64,23 +64,23 @@ def few_shot_indices(idx: Mapping[str, list[int]], emotions: Sequence[str], k: i
     return {"train": [], "valid": [], "test": [i for i in idx["test"] if emotions[i] in trained]}
 
 
-def fit_run(config: ExperimentConfig, datas: list[DomainData], features: list[str], run: int,
+def fit_run(config: ExperimentConfig, domain_data: list[DomainData], features: list[str], run: int,
             description: str = "") -> RunResult:
     """Split, standardise, build and fit for run ``run`` (seed ``first_seed + run``, or fold ``run``)."""
     if config.model in HEAD_MODELS:  # fitted by scikit-learn on pooled statistics
-        return fit_head_run(config, datas, features, run, description)
+        return fit_head_run(config, domain_data, features, run, description)
     if config.model == ENSEMBLE_MODEL:
-        return fit_ensemble_run(config, datas, features, run, description)
+        return fit_ensemble_run(config, domain_data, features, run, description)
     seed = config.first_seed + run
     fold = run if config.protocol == "speaker" else None
     parts: dict[str, list[FeatureDataset]] = {"train": [], "valid": [], "test": []}
     scalers, test_speakers = [], {}
-    trained = {c for d in datas if config.few_shot.get(d.spec.language) != 0 for c in d.classes}
+    trained = {c for d in domain_data if config.few_shot.get(d.spec.language) != 0 for c in d.classes}
     # each domain's training utterances before a few-shot limit: their audio standardises the features even
     # when few of their labels are used
     unlabelled: list[list[int]] = []
     indices: list[Mapping[str, list[int]]] = []
-    for data in datas:
+    for data in domain_data:
         idx = split_indices(draw_split(data, config.protocol, split_key(config.protocol, config.first_seed, run), config.folds))
         unlabelled.append(idx["train"])
         if data.spec.language in config.few_shot:
@@ -89,16 +89,16 @@ def fit_run(config: ExperimentConfig, datas: list[DomainData], features: list[st
         indices.append(idx)
     # before any work: refuse a batch that would not fit (train/batch_limits.py); the refit also trains on valid
     n_train = sum(len(idx["train"]) + (len(idx["valid"]) if config.train.refit else 0) for idx in indices)
-    check_batch_memory(config, datas, features, n_train)
+    check_batch_memory(config, domain_data, features, n_train)
 
     def make_dataset(d: int, rows: list[int], augment: bool) -> FeatureDataset:
         """Domain d's utterances ``rows``, standardised, with the training augmentation when ``augment``."""
-        data = datas[d]
+        data = domain_data[d]
         augmentation = SequenceAugment(config.train.crop, config.train.time_mask, config.train.feature_mask) if augment else None
         return FeatureDataset(data, rows, data.classes, domain=d, scaler=scalers[d], augment=augmentation, seed=seed,
                               max_frames=max_frames(data.provenance, data.kinds, config.train.max_seconds))
 
-    for d, (data, idx) in enumerate(zip(datas, indices)):
+    for d, (data, idx) in enumerate(zip(domain_data, indices)):
         modules_inputs = list(data.inputs.values())  # the fine-tuned module sees its input as extracted
         if config.train.speaker_norm:
             scaler = SpeakerScaler.fit(data, skip=modules_inputs)
@@ -116,19 +116,19 @@ def fit_run(config: ExperimentConfig, datas: list[DomainData], features: list[st
         train_config = replace(train_config, epoch_size=sum(map(len, unlabelled)))
         if not any(idx["valid"] for idx in indices):  # a few-shot language alone: the fixed recipe, the last epoch
             train_config = replace(train_config, selection="last", patience=None)
-    alphas = [config.language(data.spec.language).alpha if config.train.alpha is None else config.train.alpha for data in datas]
+    alphas = [config.language(data.spec.language).alpha if config.train.alpha is None else config.train.alpha for data in domain_data]
 
     def make_trainer(train_config: TrainConfig, what: str) -> Trainer:
         torch.manual_seed(seed)  # the refit starts from the same initialisation as the selection fit
         np.random.seed(seed % 2**32)
-        model = build_model(config.model, config, [domain_info(data, features) for data in datas])
+        model = build_model(config.model, config, [domain_info(data, features) for data in domain_data])
         encoders = getattr(model, "encoders", None)
         for d, scaler in enumerate(scalers):
             if isinstance(scaler, FeatureScaler) and getattr(encoders, "ge2e", None) is not None and GE2E_FEATURE in scaler.mean:
                 # the fine-tuned embedding is standardised with the stored embedding's training statistics of its language
                 encoders.ge2e_mean[d].copy_(torch.from_numpy(scaler.mean[GE2E_FEATURE]))
                 encoders.ge2e_std[d].copy_(torch.from_numpy(scaler.std[GE2E_FEATURE]))
-        return Trainer(model, train_config, [data.classes for data in datas], alphas, seed=seed, description=what)
+        return Trainer(model, train_config, [data.classes for data in domain_data], alphas, seed=seed, description=what)
 
     trainer = make_trainer(train_config, description)
     result = trainer.fit(datasets["train"], datasets["valid"], datasets["test"])
@@ -183,16 +183,16 @@ def head_config(config) -> HeadConfig:
     return HeadConfig(config.model)
 
 
-def fit_head_run(config, datas, features: list[str], run: int, description: str = ""):
+def fit_head_run(config, domain_data, features: list[str], run: int, description: str = ""):
     """The head's :func:`train.fit_run.fit_run`: split, pool, choose and fit on train, calibrate on valid, test."""
     from .calibration import apply_temperature, fit_temperature, nll
     from .batch_limits import crop_center
     from .metrics import score
     from .network_trainer import Evaluation
 
-    if len(datas) != 1:
+    if len(domain_data) != 1:
         raise ValueError(f"--model {config.model} is a single-language model; give one language")
-    data = datas[0]
+    data = domain_data[0]
     start = time.perf_counter()
     seed = config.first_seed + run
     fold = run if config.protocol == "speaker" else None
@@ -260,7 +260,7 @@ def fit_head_run(config, datas, features: list[str], run: int, description: str 
 # One run of ``train --model ensemble``
 
 
-def fit_ensemble_run(config, datas, features: list[str], run: int, description: str = "") -> RunResult:
+def fit_ensemble_run(config, domain_data, features: list[str], run: int, description: str = "") -> RunResult:
     """The ensemble's :func:`fit_run` (:mod:`train.ensemble_weights`): every member fitted on the run's split, each
     member's temperature and the weights chosen on its validation split, the test split scored once."""
     from .calibration import apply_temperature, fit_temperature, log_loss, log_probabilities
@@ -268,15 +268,15 @@ def fit_ensemble_run(config, datas, features: list[str], run: int, description: 
     from .metrics import score
     from .network_trainer import Evaluation
 
-    if len(datas) != 1:
+    if len(domain_data) != 1:
         raise ValueError(f"--model {config.model} is a single-language model; give one language")
-    data = datas[0]
+    data = domain_data[0]
     start = time.perf_counter()
     results = {}
     for member in ENSEMBLE_MEMBERS:
         member_config = replace(config, model=member)
         fit = fit_head_run if member in HEAD_MODELS else fit_run
-        results[member] = fit(member_config, datas, features, run, f"{description} {member}".strip())
+        results[member] = fit(member_config, domain_data, features, run, f"{description} {member}".strip())
     network = results[SINGLE_MODEL].fit
     order = {"valid": network.valid.utt_ids, "test": network.test.utt_ids}
 

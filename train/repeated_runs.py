@@ -51,40 +51,40 @@ def load_domains(config: ExperimentConfig) -> tuple[list[DomainData], list[str]]
     bad = [f"{i} is the input of {f}'s fine-tuning" for f, i in inputs.items() if i in features]
     if bad:
         raise StoreError(config.features_dir, f"{'; '.join(bad)}, not a feature of its own (use --features ge2e --finetune-ge2e)")
-    datas = [load_domain(s, config.features_dir, input_features(config, features, inputs)) for s in specs]
-    for data in datas if config.protocol == "speaker" and config.folds is not None else []:
+    domain_data = [load_domain(s, config.features_dir, input_features(config, features, inputs)) for s in specs]
+    for data in domain_data if config.protocol == "speaker" and config.folds is not None else []:
         speakers = len(set(data.speakers))
         if config.folds > speakers:  # the option does not fit the data: a usage error, as --folds 2 is
             raise OptionError("--folds", f"{config.folds} speaker folds, but {data.spec} has {speakers} speakers "
                                          f"(give 3 to {speakers}, or leave --folds out: one fold per speaker)")
-    return datas, features
+    return domain_data, features
 
 
-def resolved(config: ExperimentConfig, datas: list[DomainData], features: list[str]) -> ExperimentConfig:
-    """``config`` as it runs on ``datas``: every domain as ``LANG=DATASET``, the features listed. This is what the
+def resolved(config: ExperimentConfig, domain_data: list[DomainData], features: list[str]) -> ExperimentConfig:
+    """``config`` as it runs on ``domain_data``: every domain as ``LANG=DATASET``, the features listed. This is what the
     run fingerprints, records in ``config.json`` and bundles, so the file reruns the run without resolving anything."""
-    return replace(config, domains=[str(d.spec) for d in datas], features=list(features))
+    return replace(config, domains=[str(d.spec) for d in domain_data], features=list(features))
 
 
-def run_experiment(config: ExperimentConfig, log: Log = print, datas: list[DomainData] | None = None,
+def run_experiment(config: ExperimentConfig, log: Log = print, domain_data: list[DomainData] | None = None,
                    features: list[str] | None = None) -> dict:
     """Fit every run of ``config``, write the outputs, return the metrics (see module docstring)."""
-    if datas is None:
-        datas, features = load_domains(config)
-    config = resolved(config, datas, features)
+    if domain_data is None:
+        domain_data, features = load_domains(config)
+    config = resolved(config, domain_data, features)
     out = Path(config.out)
-    state = RunState(out, fingerprint(config, datas, features), log=log)  # refuses another experiment's finished runs
+    state = RunState(out, fingerprint(config, domain_data, features), log=log)  # refuses another experiment's finished runs
     out.mkdir(parents=True, exist_ok=True)
-    total = n_runs(datas[0], config.protocol, config.seeds, config.folds)
+    total = n_runs(domain_data[0], config.protocol, config.seeds, config.folds)
     if config.protocol == "speaker":
-        total = max(n_runs(d, "speaker", config.seeds, config.folds) for d in datas)
-    save_config(config, datas, features, out, total)
+        total = max(n_runs(d, "speaker", config.seeds, config.folds) for d in domain_data)
+    save_config(config, domain_data, features, out, total)
     what = "seed" if config.protocol == "random" else "fold"
     fitting = (f"{config.model} on pooled statistics" if config.model in HEAD_MODELS else
                f"{config.train.epochs} epochs, aux loss {'on' if config.train.aux else 'off'}")
     if config.model == ENSEMBLE_MODEL:
         fitting = f"ensemble of {', '.join(ENSEMBLE_MEMBERS)} (the network: {fitting})"
-    log(f"{','.join(str(d.spec) for d in datas)}: {', '.join(features)}; {config.protocol} protocol, {total} {what}s, "
+    log(f"{','.join(str(d.spec) for d in domain_data)}: {', '.join(features)}; {config.protocol} protocol, {total} {what}s, "
         f"{fitting} -> {out}")
     runs = []
     for run in range(total):
@@ -92,12 +92,12 @@ def run_experiment(config: ExperimentConfig, log: Log = print, datas: list[Domai
         r = state.load(run)  # a run finished before this process was started (same fingerprint)
         loaded = r is not None
         if not loaded:
-            r = fit_run(config, datas, features, run, description=f"{what} {run + 1}/{total}")
-            state.save(r, {**r.fit.state, "classes": [d.classes for d in datas], "features": features,
-                           "domains": [str(d.spec) for d in datas], "run": run, "seed": r.seed, "fold": r.fold,
+            r = fit_run(config, domain_data, features, run, description=f"{what} {run + 1}/{total}")
+            state.save(r, {**r.fit.state, "classes": [d.classes for d in domain_data], "features": features,
+                           "domains": [str(d.spec) for d in domain_data], "run": run, "seed": r.seed, "fold": r.fold,
                            "config": config.to_dict()})
         runs.append(r)
-        scores = "; ".join(f"{datas[d].spec.language} WA {s.wa:.3f} UA {s.ua:.3f}" for d, s in r.fit.test.scores.items())
+        scores = "; ".join(f"{domain_data[d].spec.language} WA {s.wa:.3f} UA {s.ua:.3f}" for d, s in r.fit.test.scores.items())
         speakers = "" if what == "seed" else " test speakers " + ",".join(sp for v in r.test_speakers.values() for sp in v)
         done = f", finished earlier: loaded from {state.record_path(run)}" if loaded else ""
         chosen = r.fit.history[0].get("chosen") if r.fit.history else None  # a head: its hyperparameters
@@ -105,9 +105,9 @@ def run_experiment(config: ExperimentConfig, log: Log = print, datas: list[Domai
         log(f"  {label}:{speakers} test {scores} ({how}, {r.fit.seconds:.0f} s{done})")
         if config.save_checkpoints:
             state.copy_checkpoint(run, out / "checkpoints" / f"run{run}.pt")
-    metrics = write_outputs(config, datas, features, runs, out)
-    state.write_provenance(list(range(total)), datas)
-    export_experiment(config, datas, features, runs, metrics, out)
+    metrics = write_outputs(config, domain_data, features, runs, out)
+    state.write_provenance(list(range(total)), domain_data)
+    export_experiment(config, domain_data, features, runs, metrics, out)
     if "gates_differ" in metrics.get("mixing", {}):
         log(differ_summary([GateDifference.from_dict(d) for d in metrics["mixing"]["gates_differ"]], config.model))
     for lang, s in metrics["domains_summary"].items():

@@ -27,17 +27,17 @@ from .protocol import split_key, split_source
 from .run_records import environment
 
 
-def run_calibration(datas: list[DomainData], run: RunResult) -> dict[str, dict]:
+def run_calibration(domain_data: list[DomainData], run: RunResult) -> dict[str, dict]:
     """A run's calibration per language (:func:`train.calibration.calibrate_run`: the temperature fitted on its
     validation split, the ECE before and after on valid and test); {} for records without probabilities."""
-    found = calibrate_run(run.fit.valid, run.fit.test, [d.classes for d in datas]) or {}
-    return {datas[d].spec.language: c for d, c in found.items()}
+    found = calibrate_run(run.fit.valid, run.fit.test, [d.classes for d in domain_data]) or {}
+    return {domain_data[d].spec.language: c for d, c in found.items()}
 
 
-def summarise(config: ExperimentConfig, datas: list[DomainData], features: list[str], runs: list[RunResult]) -> dict:
+def summarise(config: ExperimentConfig, domain_data: list[DomainData], features: list[str], runs: list[RunResult]) -> dict:
     domains = {}
-    calibrations = [run_calibration(datas, r) for r in runs]
-    for d, data in enumerate(datas):
+    calibrations = [run_calibration(domain_data, r) for r in runs]
+    for d, data in enumerate(domain_data):
         tests = [r.fit.test.scores[d] for r in runs]
         valid = [r.fit.valid.scores[d].ua for r in runs if d in r.fit.valid.scores]  # none for a zero-shot language
         confusion = np.sum([np.asarray(s.confusion) for s in tests], axis=0)
@@ -60,7 +60,7 @@ def summarise(config: ExperimentConfig, datas: list[DomainData], features: list[
         "protocol": config.protocol,
         "runs_are": "seeds" if config.protocol == "random" else "speaker folds",
         "model": config.model,
-        "domains": [str(d.spec) for d in datas],
+        "domains": [str(d.spec) for d in domain_data],
         "features": features,
         "aux": config.train.aux,
         "domains_summary": domains,
@@ -73,8 +73,8 @@ def summarise(config: ExperimentConfig, datas: list[DomainData], features: list[
                 "split": split_source(config.protocol, r.seed if r.fold is None else r.fold),
                 "best_epoch": r.fit.best_epoch,
                 "seconds": round(r.fit.seconds, 2),
-                "test": {datas[d].spec.language: s.as_dict() for d, s in r.fit.test.scores.items()},
-                "valid": {datas[d].spec.language: s.as_dict() for d, s in r.fit.valid.scores.items()},
+                "test": {domain_data[d].spec.language: s.as_dict() for d, s in r.fit.test.scores.items()},
+                "valid": {domain_data[d].spec.language: s.as_dict() for d, s in r.fit.valid.scores.items()},
                 "history": r.fit.history,
                 **({"mixing": r.details} if r.details else {}),
                 **({"calibration": c} if c else {}),
@@ -85,12 +85,12 @@ def summarise(config: ExperimentConfig, datas: list[DomainData], features: list[
     }
 
 
-def write_outputs(config: ExperimentConfig, datas: list[DomainData], features: list[str], runs: list[RunResult],
+def write_outputs(config: ExperimentConfig, domain_data: list[DomainData], features: list[str], runs: list[RunResult],
                   out: Path) -> dict:
-    metrics = summarise(config, datas, features, runs)
+    metrics = summarise(config, domain_data, features, runs)
     caption = f"{config.model}, {config.protocol} protocol, {len(runs)} runs"
     if "mixing" in metrics:  # the traces over training, and whether the languages' gates differ (train/gate_reports.py)
-        differences = write_traces({r.run: r.fit.history for r in runs}, [d.spec.language for d in datas],
+        differences = write_traces({r.run: r.fit.history for r in runs}, [d.spec.language for d in domain_data],
                                    metrics["mixing"]["experts"], out, config.model)
         metrics["mixing"]["gates_differ"] = [d.as_dict() for d in differences]
     write_atomic(out / "metrics.json", lambda tmp: tmp.write_text(json.dumps(metrics, indent=2)))
@@ -100,7 +100,7 @@ def write_outputs(config: ExperimentConfig, datas: list[DomainData], features: l
         feats = "+".join(features)
         for r in runs:
             for d, s in r.fit.test.scores.items():
-                w.writerow([f"run{r.run}", config.protocol, datas[d].spec.language, r.seed, "" if r.fold is None else r.fold,
+                w.writerow([f"run{r.run}", config.protocol, domain_data[d].spec.language, r.seed, "" if r.fold is None else r.fold,
                             f"{s.wa:.4f}", f"{s.ua:.4f}", f"{r.fit.valid.scores[d].ua:.4f}" if d in r.fit.valid.scores else "", r.fit.best_epoch,
                             f"{r.fit.seconds:.1f}", feats, config.train.aux])
         for stat in ("mean", "std"):
@@ -111,23 +111,23 @@ def write_outputs(config: ExperimentConfig, datas: list[DomainData], features: l
         title = (f"{lang} ({s['dataset']}), {config.protocol} protocol, {len(runs)} runs: "
                  f"UA {s['test_ua']['mean']:.3f}, WA {s['test_wa']['mean']:.3f}")
         plot_confusion(np.asarray(s["confusion_sum"]), s["classes"], out / f"confusion_{lang}.png", title)
-    write_layer_weights([r.fit.state.get("model", {}) for r in runs], {f: datas[0].provenance[f].get("layers") for f in features},
+    write_layer_weights([r.fit.state.get("model", {}) for r in runs], {f: domain_data[0].provenance[f].get("layers") for f in features},
                         out, caption)
     if "mixing" in metrics:
         write_mixing(metrics["mixing"], out, caption)
     return metrics
 
 
-def save_config(config: ExperimentConfig, datas: list[DomainData], features: list[str], out: Path,
+def save_config(config: ExperimentConfig, domain_data: list[DomainData], features: list[str], out: Path,
                 runs: int | None = None) -> None:
     """``config.json``; with ``runs``, which split each of the runs trains and tests on (``resolved.splits``)."""
     d = config.to_dict()
     d["resolved"] = {
-        "domains": [str(x.spec) for x in datas],
+        "domains": [str(x.spec) for x in domain_data],
         "features": features,
-        "stores": [str(p) for x in datas for p in x.paths],
-        "utterances": {x.spec.language: len(x) for x in datas},
-        "provenance": {f: {k: v for k, v in datas[0].provenance[f].items() if k != "kind"} for f in features},
+        "stores": [str(p) for x in domain_data for p in x.paths],
+        "utterances": {x.spec.language: len(x) for x in domain_data},
+        "provenance": {f: {k: v for k, v in domain_data[0].provenance[f].items() if k != "kind"} for f in features},
         "torch": torch.__version__,
         **{k: v for k, v in environment().items() if k in ("versions", "git_commit")},
         "python": platform.python_version(),

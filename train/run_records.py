@@ -115,13 +115,13 @@ def _drop_at(d: dict, keys: list[str], value) -> None:
             _drop_at(d[key], rest, value)
 
 
-def fingerprint(config, datas, features) -> dict:
-    """What decides the results of the runs of ``config`` on ``datas`` (see the module docstring)."""
+def fingerprint(config, domain_data, features) -> dict:
+    """What decides the results of the runs of ``config`` on ``domain_data`` (see the module docstring)."""
     return {
         "format_version": FORMAT_VERSION,
         "config": config_fingerprint(config),
         "features": list(features),
-        "data": {str(d.spec): data_digest(d) for d in datas},
+        "data": {str(d.spec): data_digest(d) for d in domain_data},
         "torch": torch.__version__,
     }
 
@@ -294,7 +294,7 @@ class RunState:
 
         write_atomic(dest, link_or_copy)
 
-    def write_provenance(self, runs: list[int], datas) -> Path:
+    def write_provenance(self, runs: list[int], domain_data) -> Path:
         """``provenance.json``: versions, git commit, fingerprint, data hashes, store files, checkpoint hashes."""
         checkpoints = {}
         for k in runs:
@@ -304,8 +304,8 @@ class RunState:
         path = self.out / "provenance.json"
         write_json_atomic(path, {
             **environment(), "fingerprint_sha256": self.key, "fingerprint": self.fingerprint,
-            "stores": {str(p): {"bytes": p.stat().st_size} for d in datas for p in d.paths if p.is_file()},
-            "extractors": {str(d.spec): d.provenance for d in datas}, "checkpoints_sha256": checkpoints,
+            "stores": {str(p): {"bytes": p.stat().st_size} for d in domain_data for p in d.paths if p.is_file()},
+            "extractors": {str(d.spec): d.provenance for d in domain_data}, "checkpoints_sha256": checkpoints,
         })
         return path
 

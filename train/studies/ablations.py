@@ -27,13 +27,13 @@ def ablation_configs(config: ExperimentConfig, features: list[str]) -> dict[str,
 
 
 def run_ablations(config: ExperimentConfig, log: Log = print) -> dict:
-    datas, features = load_domains(config)
+    domain_data, features = load_domains(config)
     table = {}
     for name, cfg in ablation_configs(config, features).items():
         log(f"ablation {name}")
         feats = cfg.features or features
-        sub = [load_domain(d.spec, cfg.features_dir, input_features(cfg, feats, d.inputs)) for d in datas] if cfg.features else datas
-        metrics = run_experiment(cfg, log=log, datas=sub, features=feats)
+        sub = [load_domain(d.spec, cfg.features_dir, input_features(cfg, feats, d.inputs)) for d in domain_data] if cfg.features else domain_data
+        metrics = run_experiment(cfg, log=log, domain_data=sub, features=feats)
         table[name] = {lang: {"ua": s["test_ua"], "wa": s["test_wa"]} for lang, s in metrics["domains_summary"].items()}
     out = Path(config.out) / "ablations"
     (out / "ablations.json").write_text(json.dumps({"protocol": config.protocol, "variants": table}, indent=2))

@@ -79,14 +79,14 @@ def write_comparison(results: dict[str, dict], out: Path) -> dict:
 
 def run_comparison(config, models: Sequence[str], log: Log = print) -> dict:
     """Fit every model of ``models`` on ``config``'s domains into ``<config.out>/<model>``, then compare them."""
-    datas, features = load_domains(config)
+    domain_data, features = load_domains(config)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     results = {}
     for model in models:
         log(f"== {model} ({DISPLAY.get(model, model)})")
         cfg = replace(config, model=model, out=str(out / model))
-        results[model] = run_experiment(cfg, log=log, datas=datas, features=features)
+        results[model] = run_experiment(cfg, log=log, domain_data=domain_data, features=features)
     comp = write_comparison(results, out)
     log(f"comparison -> {out / 'comparison.md'}")
     for line in (out / "comparison.md").read_text().splitlines()[2:]:

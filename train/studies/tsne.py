@@ -15,18 +15,18 @@ from ..plots import plot_tsne
 
 def run_tsne(config: ExperimentConfig, log: Log = print) -> Path:
     """Figure 3: fit run 0 without and with the auxiliary loss, t-SNE of the test representations."""
-    datas, features = load_domains(config)
+    domain_data, features = load_domains(config)
     panels = []
     for aux in (False, True):
         cfg = replace(config, train=replace(config.train, aux=aux))
-        r = fit_run(cfg, datas, features, 0, description=f"t-SNE, aux {'on' if aux else 'off'}")
-        alpha = 0.0 if not aux else (cfg.language(datas[0].spec.language).alpha if cfg.train.alpha is None else cfg.train.alpha)
-        names = np.array(datas[0].classes)[r.fit.test.labels]
+        r = fit_run(cfg, domain_data, features, 0, description=f"t-SNE, aux {'on' if aux else 'off'}")
+        alpha = 0.0 if not aux else (cfg.language(domain_data[0].spec.language).alpha if cfg.train.alpha is None else cfg.train.alpha)
+        names = np.array(domain_data[0].classes)[r.fit.test.labels]
         panels.append((f"alpha = {alpha:g} (test UA {r.fit.test.ua:.3f})", r.fit.test.representations, names))
         log(f"  t-SNE run, aux {'on' if aux else 'off'}: test UA {r.fit.test.ua:.3f}")
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     path = plot_tsne(panels, out / "tsne.png", seed=config.first_seed,
-                     title=f"{datas[0].spec}, test representations ({config.protocol} protocol, run 0)")
+                     title=f"{domain_data[0].spec}, test representations ({config.protocol} protocol, run 0)")
     log(f"t-SNE plot -> {path}")
     return path
