@@ -33,18 +33,20 @@ class SerError(Exception):
     exit_code = EXIT_DATA
 
 
-class DataError(SerError):
-    """Bad input data: a missing root, an unreadable manifest or audio file, an unknown label.
-
-    ``where`` is the file or folder at fault; the message always starts with it.
-    """
-
-    exit_code = EXIT_DATA
+class LocatedError(SerError):
+    """An error at a place: ``where`` is the file, folder or device at fault; the message always starts with it."""
 
     def __init__(self, where: str | Path, problem: str):
         self.where = str(where)
         self.problem = problem
         super().__init__(f"{self.where}: {problem}")
+
+
+class DataError(LocatedError):
+    """Bad input data: a missing root, an unreadable manifest or audio file, an unknown label (``where``: the file
+    or folder at fault)."""
+
+    exit_code = EXIT_DATA
 
 
 class StoreError(DataError):
@@ -63,18 +65,11 @@ class PartialFailure(DataError):
     exit_code = EXIT_PARTIAL
 
 
-class EnvironmentProblem(SerError):
-    """The machine, not the data: no space left, no permission, a lock held by another process, no CUDA.
-
-    ``where`` is the path or device at fault; the message always starts with it.
-    """
+class EnvironmentProblem(LocatedError):
+    """The machine, not the data: no space left, no permission, a lock held by another process, no CUDA
+    (``where``: the path or device at fault)."""
 
     exit_code = EXIT_ENVIRONMENT
-
-    def __init__(self, where: str | Path, problem: str):
-        self.where = str(where)
-        self.problem = problem
-        super().__init__(f"{self.where}: {problem}")
 
 
 #: errno values that mean "the machine, not the data" (full disk, quota, no permission, read-only medium).
