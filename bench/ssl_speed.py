@@ -20,7 +20,7 @@ Measured per model, each after a warm-up pass, in this one process:
 Printed per measurement: utterances per second, seconds per audio minute, peak memory (CPU: the process's peak
 resident size so far, which only grows; CUDA: the peak allocated in that measurement); then one ``RESULT`` line per
 model with the ratios and the largest difference between the outputs (relative to the largest value), which the
-toolkit's tests bound on tiny models (``tests/test_extractor_ssl.py``).
+toolkit's tests bound on tiny models (``tests/extract/test_extractor_ssl.py``).
 """
 
 from __future__ import annotations

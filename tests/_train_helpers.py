@@ -53,3 +53,25 @@ def scrambled_test(data, test_rows: Sequence[int], features: Sequence[str], *, s
         if shuffle_labels:
             other.emotions[i] = shuffled[k]
     return other
+
+
+def run_train(*args: str):
+    """``train ARGS`` in this process (click's runner; exceptions become the result's exit code and output)."""
+    from click.testing import CliRunner
+
+    from train.cli import main
+
+    return CliRunner().invoke(main, list(args))
+
+
+def one_error_line(output: str) -> str:
+    """The last non-empty line of a command's output, which must hold no traceback."""
+    lines = [line for line in output.strip().splitlines() if line.strip()]
+    assert lines and "Traceback" not in output, output
+    return lines[-1]
+
+
+def base_args(stores: Path, out: Path, *extra: str) -> list[str]:
+    """``train`` arguments for one quick run (one seed, one epoch) of the synthetic German stores ``stores``."""
+    return ["--domains", "de=synth", "--features-dir", str(stores), "--epochs", "1", "--seeds", "1", "--out", str(out),
+            *extra]

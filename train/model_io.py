@@ -14,7 +14,7 @@ Everything the models see goes through :class:`Batch`::
 
 A feature is a sequence or an embedding according to its store ``kind``; both dicts are keyed by the
 store's feature names. Models must use ``lengths`` (packed LSTMs, masked attention) so that padding
-never changes an output; ``tests/test_encoder.py`` checks this.
+never changes an output; ``tests/train/models/test_encoder.py`` checks this.
 
 A model returns :class:`ModelOutput`: ``logits`` (batch, n_classes) where the columns are the row's
 domain's classes (a multi-domain model pads narrower domains with ``-inf``), ``representation``

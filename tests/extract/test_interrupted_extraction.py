@@ -23,7 +23,7 @@ import pytest
 from extract.pipeline import extract_dataset
 from sercore.store import FeatureStore, parts_dir, store_path
 from tests._same_features import assert_same_features
-from tests.test_extract_pipeline import make_corpus
+from tests.extract.test_extract_pipeline import make_corpus
 
 SPLITS = ("train", "valid", "test")
 
@@ -63,7 +63,7 @@ main(sys.argv[1:])
 def _start(manifest_dir: Path, fdir: Path, slow: str = "") -> subprocess.Popen:
     cmd = [sys.executable, "-c", CHILD, "--dataset", "corpus", "--features", "mfcc", "--workers", "0",
            "--batch-size", "2", "--quiet", "--manifest-dir", str(manifest_dir), "--features-dir", str(fdir)]
-    env = {**os.environ, "SLOW_H5": slow, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "SLOW_H5": slow, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True, env=env)
 
 
@@ -198,7 +198,7 @@ def test_ctrl_c_to_the_process_group_stops_dask_extraction_in_seconds_with_one_l
     slow = tmp_path / "slow"
     slow.mkdir()
     (slow / "sitecustomize.py").write_text(SLOW_DECODE)
-    env = {**os.environ, "PYTHONPATH": f"{slow}{os.pathsep}{Path(__file__).resolve().parents[1]}", "SLOW_DECODE": "1.0"}
+    env = {**os.environ, "PYTHONPATH": f"{slow}{os.pathsep}{Path(__file__).resolve().parents[2]}", "SLOW_DECODE": "1.0"}
     cmd = [sys.executable, "-m", "extract.cli", "--dataset", "corpus", "--features", "mfcc", "--workers", "2",
            "--batch-size", "2", "--manifest-dir", str(manifest_dir), "--features-dir", str(fdir)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True, env=env,
@@ -263,7 +263,7 @@ def test_an_interrupted_process_whose_shutdown_hangs_still_ends_with_130_and_one
     script.write_text(WEDGED)
     start = time.time()
     r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=30,
-                       env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+                       env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
     assert r.returncode == 130 and r.stderr.strip().splitlines() == ["interrupted"], r.stderr[-2000:]
     assert time.time() - start < 20
     child = int(r.stdout.split()[0])

@@ -14,7 +14,7 @@ try:
 except ImportError:
     pytest.skip("the optional extra [ssl] (transformers) is not installed", allow_module_level=True)
 
-from _ssl_builders import ARCHITECTURES, tiny_encoder  # noqa: E402
+from tests._ssl_builders import ARCHITECTURES, tiny_encoder  # noqa: E402
 from extract.extractors import ExtractorSettings, MissingWeightsError, extractor_class  # noqa: E402
 from extract.extractors._weights import CheckpointError  # noqa: E402
 from extract.extractors.ssl import plan_chunks, weights_sha256  # noqa: E402

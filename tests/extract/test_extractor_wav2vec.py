@@ -11,7 +11,7 @@ import torch
 
 pytest.importorskip("fairseq", reason="the wav2vec feature needs the optional extra mgser[wav2vec] (fairseq-fixed)")
 
-from _checkpoint_builders import hubert_checkpoint, store_roundtrip, wav2vec1_checkpoint, wav2vec2_checkpoint
+from tests._checkpoint_builders import hubert_checkpoint, store_roundtrip, wav2vec1_checkpoint, wav2vec2_checkpoint
 from extract.extractors import ExtractorSettings, MissingWeightsError, extractor_class
 from extract.extractors._weights import CheckpointError
 from sercore.errors import SerError

@@ -10,7 +10,7 @@ from sercore.errors import DataError
 from sercore.manifest import read_manifest
 from sercore.splits import check_disjoint
 
-from _prepare_helpers import cafe_corpus, emovo_corpus, iemocap_corpus, write_wav
+from tests._prepare_helpers import cafe_corpus, emovo_corpus, iemocap_corpus, write_wav
 
 
 # --- EMOVO -------------------------------------------------------------------------------------------

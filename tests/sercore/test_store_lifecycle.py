@@ -25,7 +25,7 @@ from sercore.errors import EnvironmentProblem, StoreError
 from sercore.manifest import write_manifest
 from sercore.store import FeatureStore, generation_path, open_dataset, store_path
 from tests._same_features import assert_same_features
-from tests.test_extract_pipeline import _tone, make_corpus
+from tests.extract.test_extract_pipeline import _tone, make_corpus
 
 SPLITS = ("train", "valid", "test")
 
@@ -217,7 +217,7 @@ def test_a_second_extract_on_the_same_dataset_is_refused_naming_the_holder(corpu
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from sercore.fsio import FolderLock; "
                                "FolderLock(sys.argv[1], '.extract.lock', 'extract').acquire(); print('held', flush=True); "
                                "time.sleep(60)", str(fdir / "corpus")],
-                              stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+                              stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
     try:
         assert holder.stdout.readline().strip() == b"held"
         r = CliRunner().invoke(extract_main, ["--dataset", "corpus", "--features", "mfcc", "--workers", "0", "--quiet",
@@ -273,7 +273,7 @@ def test_disk_full_on_a_real_small_tmpfs(tmp_path):
         manifest_dir, rows = make_corpus(tmp_path, n=30)
         cmd = [sys.executable, "-m", "extract.cli", "--dataset", "corpus", "--features", "mfcc", "--workers", "0",
                "--quiet", "--batch-size", "4", "--manifest-dir", str(manifest_dir), "--features-dir", str(mnt / "f")]
-        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
         r = subprocess.run(cmd, capture_output=True, text=True, env=env)
         assert r.returncode == 4, r.stderr[-2000:]
         assert r.stderr.strip().splitlines() == [r.stderr.strip().splitlines()[0]] and "no space left" in r.stderr

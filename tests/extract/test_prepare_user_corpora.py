@@ -13,7 +13,7 @@ from sercore.errors import DataError, OptionError
 from sercore.manifest import read_manifest
 from sercore.splits import check_disjoint, speaker_split
 
-from _prepare_helpers import write_wav
+from tests._prepare_helpers import write_wav
 
 
 def folder_corpus(root, labels=("angry", "Happiness", unicodedata.normalize("NFD", "Tristesse"), "neutral"),

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from _train_helpers import make_stores
+from tests._train_helpers import make_stores
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from bench.probe import main, pooled  # noqa: E402
 from train.pooled_heads import C_GRIDS  # noqa: E402
 

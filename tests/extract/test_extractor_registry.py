@@ -16,7 +16,7 @@ import pytest
 from extract.extractors import DEFAULT_NAMES, NAMES, ExtractorSettings, extractor_class
 from extract.extractors.registry import config_defaults, families, register, registrations, settings_fields
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PACKAGE = REPO / "extract" / "extractors"
 DOCS = REPO / "docs" / "features.md"
 BEGIN, END = "<!-- features: ", "<!-- /features -->"

@@ -10,7 +10,7 @@ from extract.prepare import prepare_corpus
 from sercore.errors import DataError
 from sercore.labels import EMOTIONS, is_canonical, normalise_label, parse_merges, sorted_labels
 
-from _prepare_helpers import iemocap_corpus, ravdess_corpus
+from tests._prepare_helpers import iemocap_corpus, ravdess_corpus
 
 
 @pytest.mark.parametrize("raw, label", [

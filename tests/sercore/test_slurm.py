@@ -32,7 +32,7 @@ import soundfile as sf
 from sercore.manifest import Utterance, write_manifest
 from sercore.store import FeatureStore, store_path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DAEMONS = ("slurmctld", "slurmd", "sbatch", "squeue", "scancel", "sinfo")
 EMOTIONS = ("angry", "sad", "neutral")
 

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 import mgser
 from predict.cli import main as predict_main
 from sercore.errors import DataError
-from tests.test_predict import EMOTIONS, SR, trained  # noqa: F401 - trained is a fixture (a bundle built here)
+from tests.predict.test_predict import EMOTIONS, SR, trained  # noqa: F401 - trained is a fixture (a bundle built here)
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from extract.extractors import ExtractorSettings
 from sercore.errors import EXIT_DATA, EXIT_ENVIRONMENT, EXIT_USAGE, DataError, StoreError
 from sercore.splits import random_split
 from sercore.store import UtteranceRecord, store_path, write_store
-from tests._train_helpers import EMOTIONS, make_stores
+from tests._train_helpers import EMOTIONS, base_args, make_stores, one_error_line, run_train
 from train import run_records
 from sercore.bundle import BundleError, read_bundle
 from train.cli import main
@@ -26,23 +26,9 @@ from train.config import ConfigError, ExperimentConfig, TrainConfig
 from predict.cli import main as predict_main
 
 
-def _train(*args):
-    return CliRunner().invoke(main, list(args))
-
-
-def _one_error_line(output: str) -> str:
-    lines = [line for line in output.strip().splitlines() if line.strip()]
-    assert lines and "Traceback" not in output, output
-    return lines[-1]
-
-
 @pytest.fixture()
 def stores(tmp_path):
     return make_stores(tmp_path / "features", dataset="synth", language="de", per_class=12, speakers=3)
-
-
-def _base(stores, out, *extra):
-    return ["--domains", "de=synth", "--features-dir", str(stores), "--epochs", "1", "--seeds", "1", "--out", str(out), *extra]
 
 
 def _records(seed: int = 0, per_class: int = 12, seq_dim: int = 6, emb_dim: int = 256) -> list[UtteranceRecord]:
@@ -75,20 +61,20 @@ def _write(root: Path, records: list[UtteranceRecord], splits: list[str] | None 
 def test_overwrite_leaves_other_experiments_below_out_alone(stores, tmp_path):
     parent = tmp_path / "experiments"
     other = parent / "other_experiment"
-    assert _train(*_base(stores, other)).exit_code == 0
+    assert run_train(*base_args(stores, other)).exit_code == 0
     notes = parent / "notes"
     notes.mkdir()
     (notes / "metrics.json").write_text('{"mine": true}')
     before = {p: p.read_bytes() for p in other.rglob("*") if p.is_file()}
     assert any(p.parent.name == "runs" for p in before) and (other / "model.bundle") in before
 
-    r = _train(*_base(stores, parent), "--overwrite")
+    r = run_train(*base_args(stores, parent), "--overwrite")
     assert r.exit_code == 0, r.output
     assert {p: p.read_bytes() for p in other.rglob("*") if p.is_file()} == before
     assert (notes / "metrics.json").read_text() == '{"mine": true}'
     assert (parent / "metrics.json").is_file() and (parent / "runs" / "run0.json").is_file()
     # and the run folder's own finished runs are forgotten by a second --overwrite (it refits)
-    r = _train(*_base(stores, parent), "--overwrite")
+    r = run_train(*base_args(stores, parent), "--overwrite")
     assert r.exit_code == 0 and f"removed the finished runs and their metrics in {parent}" in r.output
     assert "finished earlier" not in r.output and {p: p.read_bytes() for p in other.rglob("*") if p.is_file()} == before
 
@@ -112,7 +98,7 @@ def test_owned_run_folders_of_a_comparison_and_of_ablations(tmp_path):
     ("--weight-decay", "-1"), ("--nas-l0", "-1"), ("--crop", "2"), ("--time-mask", "1.5"), ("--mixup", "-0.1"), ("--max-seconds", "0"), ("--max-batch-gb", "-1"),
 ])
 def test_out_of_range_options_are_usage_errors_naming_the_option(stores, tmp_path, option, value):
-    r = _train(*_base(stores, tmp_path / "out"), option, value)
+    r = run_train(*base_args(stores, tmp_path / "out"), option, value)
     assert r.exit_code == EXIT_USAGE and option in r.output, r.output
     assert not (tmp_path / "out").exists()
 
@@ -124,8 +110,8 @@ def test_out_of_range_options_are_usage_errors_naming_the_option(stores, tmp_pat
     (["--few-shot", "de=2.5"], "expected LANG=K"),
 ])
 def test_options_the_configuration_refuses_are_usage_errors_naming_the_option(stores, tmp_path, options, words):
-    r = _train(*_base(stores, tmp_path / "out"), *options)
-    line = _one_error_line(r.output)
+    r = run_train(*base_args(stores, tmp_path / "out"), *options)
+    line = one_error_line(r.output)
     assert r.exit_code == EXIT_USAGE and options[0] in line and words in line, r.output
     assert not (tmp_path / "out").exists()
 
@@ -163,8 +149,8 @@ def test_a_non_finite_loss_stops_the_run_with_one_line(stores, tmp_path, monkeyp
 
     monkeypatch.setattr(Trainer, "loss", poisoned)
     out = tmp_path / "nan"
-    r = _train(*_base(stores, out))
-    line = _one_error_line(r.output)
+    r = run_train(*base_args(stores, out))
+    line = one_error_line(r.output)
     assert r.exit_code == EXIT_DATA and "the training loss became nan at epoch 1, batch 1" in line
     assert not (out / "metrics.json").exists() and not list((out / "runs").glob("*.json"))
 
@@ -190,11 +176,11 @@ def _cases(tmp_path):
 
 def test_bad_train_options_end_in_one_line(stores, tmp_path):
     for args, code, text in _cases(tmp_path):
-        base = dict(zip(_base(stores, tmp_path / "out")[::2], _base(stores, tmp_path / "out")[1::2]))
+        base = dict(zip(base_args(stores, tmp_path / "out")[::2], base_args(stores, tmp_path / "out")[1::2]))
         base.update(dict(zip(args[::2], args[1::2])))
-        r = _train(*[x for kv in base.items() for x in kv])
+        r = run_train(*[x for kv in base.items() for x in kv])
         assert r.exit_code == code, (args, r.output)
-        assert text in _one_error_line(r.output), (args, r.output)
+        assert text in one_error_line(r.output), (args, r.output)
 
 
 def test_an_unwritable_out_is_an_environment_error_before_any_work(stores, tmp_path, monkeypatch):
@@ -207,14 +193,14 @@ def test_an_unwritable_out_is_an_environment_error_before_any_work(stores, tmp_p
         return real_mkdir(self, *args, **kwargs)
 
     monkeypatch.setattr(Path, "mkdir", mkdir)
-    r = _train(*_base(stores, out))
-    line = _one_error_line(r.output)
+    r = run_train(*base_args(stores, out))
+    line = one_error_line(r.output)
     assert r.exit_code == EXIT_ENVIRONMENT and line == f"error: {out}: permission denied", r.output
 
 
 def test_a_full_disk_is_one_line_and_damages_nothing_committed(stores, tmp_path, monkeypatch):
     out = tmp_path / "full"
-    assert _train(*_base(stores, out)).exit_code == 0
+    assert run_train(*base_args(stores, out)).exit_code == 0
     committed = {p: p.read_bytes() for p in (out / "runs").iterdir()}
     real_write = Path.write_bytes
 
@@ -226,12 +212,12 @@ def test_a_full_disk_is_one_line_and_damages_nothing_committed(stores, tmp_path,
         return real_write(self, data)
 
     monkeypatch.setattr(Path, "write_bytes", write_bytes)
-    r = _train(*_base(stores, out)[:-4], "--seeds", "2", "--out", str(out))
-    line = _one_error_line(r.output)
+    r = run_train(*base_args(stores, out)[:-4], "--seeds", "2", "--out", str(out))
+    line = one_error_line(r.output)
     assert r.exit_code == EXIT_ENVIRONMENT and line.endswith("no space left on device") and "run1.pt" in line, r.output
     assert {p: p.read_bytes() for p in (out / "runs").iterdir()} == committed  # no partial file left, run0 intact
     monkeypatch.undo()
-    r = _train(*_base(stores, out)[:-4], "--seeds", "2", "--out", str(out))
+    r = run_train(*base_args(stores, out)[:-4], "--seeds", "2", "--out", str(out))
     assert r.exit_code == 0 and "finished earlier" in r.output, r.output
 
 
@@ -277,7 +263,7 @@ def test_a_weights_file_that_is_not_utf8_is_named(tmp_path):
 @pytest.fixture()
 def bundle(stores, tmp_path):
     out = tmp_path / "trained"
-    r = _train(*_base(stores, out), "--features", "mfcc")
+    r = run_train(*base_args(stores, out), "--features", "mfcc")
     assert r.exit_code == 0, r.output
     return out / "model.bundle"
 
@@ -310,7 +296,7 @@ def test_a_bundle_with_flipped_bytes_in_its_tensor_data_is_refused(bundle, tmp_p
     damaged.write_bytes(bytes(data))
     assert torch.load(damaged, weights_only=True)["model"]  # torch itself loads it without a word
     r = _predict(damaged, tmp_path)
-    line = _one_error_line(r.stderr)
+    line = one_error_line(r.stderr)
     assert r.exit_code == EXIT_DATA and line.startswith(f"error: {damaged}: damaged model bundle") and "SHA-256" in line
 
 
@@ -358,7 +344,7 @@ def test_damaged_bundles_are_refused_naming_the_file(bundle, tmp_path, case, pro
         read_bundle(path)
     assert str(info.value).startswith(f"{path}: ") and problem in str(info.value)
     r = _predict(path, tmp_path)
-    assert r.exit_code == EXIT_DATA and problem in _one_error_line(r.stderr)
+    assert r.exit_code == EXIT_DATA and problem in one_error_line(r.stderr)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -371,7 +357,7 @@ def test_a_very_long_utterance_is_cropped_and_a_too_large_batch_is_refused_namin
     long.features["mfcc"] = np.tile(long.features["mfcc"], (3000, 1))[:60_000]  # 10 minutes at a 10 ms hop
     stores = _write(tmp_path / "features", records)
     out = tmp_path / "long"
-    r = _train(*_base(stores, out))
+    r = run_train(*base_args(stores, out))
     assert r.exit_code == 0, r.output
     from train.dataset import FeatureDataset
     from train.domains import load_domain, resolve_domain
@@ -383,14 +369,14 @@ def test_a_very_long_utterance_is_cropped_and_a_too_large_batch_is_refused_namin
     assert ds.lengths() == [6000]
     assert torch.equal(ds[0].features["mfcc"], torch.from_numpy(long.features["mfcc"][27_000:33_000]))
 
-    r = _train(*_base(stores, tmp_path / "big"), "--per-class", "1000")
-    line = _one_error_line(r.output)
+    r = run_train(*base_args(stores, tmp_path / "big"), "--per-class", "1000")
+    line = one_error_line(r.output)
     split = data.store_splits[i]
     assert r.exit_code == EXIT_DATA and line.startswith(f"error: {store_path(stores, 'synth', split)}: a training batch would need")
     assert "4000 rows (--per-class 1000 x 4 classes)" in line and repr(long.utt_id) in line and "(600 s of mfcc, cropped to 60 s)" in line
-    r = _train(*_base(stores, tmp_path / "small"), "--max-batch-gb", "0.1")
+    r = run_train(*base_args(stores, tmp_path / "small"), "--max-batch-gb", "0.1")
     assert r.exit_code == EXIT_DATA and repr(long.utt_id) in r.output and "--max-seconds" in r.output
-    r = _train(*_base(stores, tmp_path / "short"), "--max-batch-gb", "0.1", "--max-seconds", "2")
+    r = run_train(*base_args(stores, tmp_path / "short"), "--max-batch-gb", "0.1", "--max-seconds", "2")
     assert r.exit_code == 0, r.output
 
 
@@ -449,13 +435,13 @@ def test_a_near_duplicate_recording_in_another_split_is_refused_with_the_pair_na
     splits[1:8] = ["valid"] * 7
     splits[8:15] = ["test"] * 7
     stores = _write(tmp_path / "features", records, splits)
-    r = _train(*_base(stores, tmp_path / "out"))
-    line = _one_error_line(r.output)
+    r = run_train(*base_args(stores, tmp_path / "out"))
+    line = one_error_line(r.output)
     assert r.exit_code == EXIT_DATA and "1 pair(s) of near-duplicate utterances" in line
     assert f"'{original}' ~ 'zz_reencoded_copy' (ge2e cosine " in line and "remove one of each pair" in line
     # without the GE2E embedding: pooled features, a warning naming the pair, and training goes on
     with caplog.at_level("WARNING", logger="mgser"):
-        r = CliRunner().invoke(main, _base(stores, tmp_path / "pooled", "--features", "mfcc"))
+        r = CliRunner().invoke(main, base_args(stores, tmp_path / "pooled", "--features", "mfcc"))
     assert r.exit_code == 0, r.output
     assert "possibly near-duplicate utterances" in caplog.text and f"'{original}' ~ 'zz_reencoded_copy'" in caplog.text
 

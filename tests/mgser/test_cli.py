@@ -23,7 +23,7 @@ from train.studies.grid import main as grid_main
 from predict.cli import main as predict_main
 from train.studies.html_report import main as report_main
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 COMMAND_OBJECTS = {"extract": extract_main, "train": train_main, "predict": predict_main, "report": report_main,
                    "grid": grid_main}
 

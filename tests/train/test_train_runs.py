@@ -9,36 +9,20 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from sercore.errors import EXIT_ENVIRONMENT, EnvironmentProblem
 from sercore.splits import random_split
 from sercore.store import FeatureStore, store_path
-from tests._train_helpers import make_stores
-from train.cli import main
+from tests._train_helpers import base_args, make_stores, one_error_line, run_train
 from train.config import ExperimentConfig
 from train.domains import load_domain, resolve_domain
 from train.protocol import draw_split
 from train.run_records import config_fingerprint
 
 
-def _train(*args):
-    return CliRunner().invoke(main, list(args))
-
-
-def _one_error_line(output: str) -> str:
-    lines = [line for line in output.strip().splitlines() if line.strip()]
-    assert lines and "Traceback" not in output, output
-    return lines[-1]
-
-
 @pytest.fixture()
 def stores(tmp_path):
     return make_stores(tmp_path / "features", dataset="synth", language="de", per_class=12, speakers=3)
-
-
-def _base(stores, out, *extra):
-    return ["--domains", "de=synth", "--features-dir", str(stores), "--epochs", "1", "--seeds", "1", "--out", str(out), *extra]
 
 
 def _disk_fills_on(monkeypatch, name: str) -> None:
@@ -79,7 +63,7 @@ def test_seed_0_trains_and_tests_on_the_split_the_stores_were_written_with(tmp_p
     assert draw_split(data, "random", 0) == data.store_splits != random_split(data.emotions, seed=0)
     assert draw_split(data, "random", 3) == random_split(data.emotions, seed=3)
     out = tmp_path / "run"
-    r = _train(*_base(stores, out)[:-4], "--seeds", "2", "--out", str(out))
+    r = run_train(*base_args(stores, out)[:-4], "--seeds", "2", "--out", str(out))
     assert r.exit_code == 0, r.output
     run0 = json.loads((out / "runs" / "run0.json").read_text())
     assert set(run0["test"]["utt_ids"]) == _store_ids(stores, "test")
@@ -97,13 +81,13 @@ def test_seed_0_trains_and_tests_on_the_split_the_stores_were_written_with(tmp_p
 
 def test_runs_fitted_when_seed_0_redrew_the_split_are_not_reused(stores, tmp_path):
     out = tmp_path / "run"
-    assert _train(*_base(stores, out)).exit_code == 0
+    assert run_train(*base_args(stores, out)).exit_code == 0
     record = out / "runs" / "run0.json"
     old = json.loads(record.read_text())
     old["fingerprint"]["config"].pop("seed_0_split")  # as a run fitted before seed 0 meant the stores' split
     record.write_text(json.dumps(old))
-    r = _train(*_base(stores, out))
-    line = _one_error_line(r.output)
+    r = run_train(*base_args(stores, out))
+    line = one_error_line(r.output)
     assert r.exit_code == 3 and str(record) in line and "differs in: config.seed_0_split" in line, r.output
     # other first seeds and the speaker protocol never used the stores' split: their folders still resume
     cfg = ExperimentConfig(domains=["de"])
@@ -119,11 +103,11 @@ def test_runs_fitted_when_seed_0_redrew_the_split_are_not_reused(stores, tmp_pat
 @pytest.mark.parametrize("name", ["metrics.json", "config.json"])
 def test_a_full_disk_leaves_the_run_folders_json_files_whole(stores, tmp_path, monkeypatch, name):
     out = tmp_path / "run"
-    assert _train(*_base(stores, out)).exit_code == 0
+    assert run_train(*base_args(stores, out)).exit_code == 0
     before = (out / name).read_text()
     _disk_fills_on(monkeypatch, name)
-    r = _train(*_base(stores, out))  # the finished run is loaded, the files written again
-    line = _one_error_line(r.output)
+    r = run_train(*base_args(stores, out))  # the finished run is loaded, the files written again
+    line = one_error_line(r.output)
     assert r.exit_code == EXIT_ENVIRONMENT and name in line and line.endswith("no space left on device"), r.output
     assert (out / name).read_text() == before and json.loads(before)
 
@@ -144,14 +128,14 @@ def test_a_saved_configuration_is_never_half_written(tmp_path, monkeypatch):
 
 def test_a_shuffled_batch_is_estimated_at_most_as_large_as_the_training_set(stores, tmp_path):
     huge = ["--sampler", "shuffle", "--batch-size", "100000"]
-    r = _train(*_base(stores, tmp_path / "huge"), *huge)
+    r = run_train(*base_args(stores, tmp_path / "huge"), *huge)
     assert r.exit_code == 0, r.output
     n_train = 32  # 12 per class: 2 test, 2 valid, 8 train, 4 classes
-    r = _train(*_base(stores, tmp_path / "tiny"), *huge, "--max-batch-gb", "1e-7")
-    line = _one_error_line(r.output)
+    r = run_train(*base_args(stores, tmp_path / "tiny"), *huge, "--max-batch-gb", "1e-7")
+    line = one_error_line(r.output)
     assert r.exit_code == 3 and f"{n_train} rows (all {n_train} training utterances, fewer than --batch-size 100000)" in line
-    r = _train(*_base(stores, tmp_path / "refit"), *huge, "--max-batch-gb", "1e-7", "--refit")  # the refit adds valid
-    assert r.exit_code == 3 and "40 rows (all 40 training utterances" in _one_error_line(r.output), r.output
+    r = run_train(*base_args(stores, tmp_path / "refit"), *huge, "--max-batch-gb", "1e-7", "--refit")  # the refit adds valid
+    assert r.exit_code == 3 and "40 rows (all 40 training utterances" in one_error_line(r.output), r.output
 
 
 # --------------------------------------------------------------------------------------------------
@@ -176,8 +160,8 @@ def test_a_diverged_run_fails_whatever_the_number_of_epochs(stores, tmp_path, ep
 
     monkeypatch.setattr(torch.optim.AdamW, "step", blow_up)
     out = tmp_path / "nan"
-    r = _train(*_base(stores, out)[:-6], "--epochs", epochs, "--seeds", "1", "--out", str(out))
-    line = _one_error_line(r.output)
+    r = run_train(*base_args(stores, out)[:-6], "--epochs", epochs, "--seeds", "1", "--out", str(out))
+    line = one_error_line(r.output)
     assert r.exit_code == 3 and "seed 1/1: the " in line and ("became nan" in line or "became inf" in line), r.output
     assert not (out / "metrics.json").exists() and not list((out / "runs").glob("*.json"))
 
@@ -192,7 +176,7 @@ def test_finetuned_ge2e_is_standardised_with_each_languages_own_statistics(tmp_p
     stores = make_stores(tmp_path / "features", per_class=6, emb_dim=256, with_mel=True)
     make_stores(stores, dataset="other", language="fr", per_class=6, emb_dim=256, with_mel=True, seed=1, separation=4.0)
     out = tmp_path / "ft"
-    r = _train("--domains", "de=synth,fr=other", "--model", "base", "--features", "ge2e,mfcc", "--features-dir", str(stores),
+    r = run_train("--domains", "de=synth,fr=other", "--model", "base", "--features", "ge2e,mfcc", "--features-dir", str(stores),
                "--epochs", "1", "--seeds", "1", "--out", str(out), "--finetune-ge2e", "--standardize", "--per-class", "3")
     assert r.exit_code == 0, r.output
     ckpt = torch.load(out / "checkpoints" / "run0.pt", weights_only=False)

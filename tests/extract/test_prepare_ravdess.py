@@ -11,7 +11,7 @@ from sercore.errors import DataError
 from sercore.manifest import read_manifest
 from sercore.splits import check_disjoint
 
-from _prepare_helpers import ravdess_corpus, write_wav
+from tests._prepare_helpers import ravdess_corpus, write_wav
 
 EIGHT = {"neutral": 4, "calm": 8, "happy": 8, "sad": 8, "angry": 8, "fear": 8, "disgust": 8, "surprise": 8}
 

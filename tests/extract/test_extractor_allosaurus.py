@@ -11,7 +11,7 @@ import torch
 
 pytest.importorskip("allosaurus", reason="the allosaurus feature needs the optional extra mgser[allosaurus] (GPL-3.0)")
 
-from _checkpoint_builders import TOY_PHONES, allosaurus_model_dir, store_roundtrip
+from tests._checkpoint_builders import TOY_PHONES, allosaurus_model_dir, store_roundtrip
 from extract.extractors import ExtractorSettings, MissingWeightsError, extractor_class
 from extract.extractors._weights import CheckpointError
 

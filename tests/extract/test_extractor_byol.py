@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from _checkpoint_builders import byol_checkpoint, byol_state_shapes, store_roundtrip
+from tests._checkpoint_builders import byol_checkpoint, byol_state_shapes, store_roundtrip
 from extract.extractors import ExtractorSettings, MissingWeightsError, extractor_class
 from extract.extractors._weights import CheckpointError
 

@@ -62,7 +62,7 @@ def test_killed_train_resumes_from_its_finished_runs(stores, uninterrupted, tmp_
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "train.cli", *ARGS, "--features-dir", str(stores), "--out", str(out)]
     # The same thread count as the in-process runs it is compared with: it decides the floats' summation order.
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
            "OMP_NUM_THREADS": str(torch.get_num_threads())}
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True, env=env)
     deadline = time.time() + 120

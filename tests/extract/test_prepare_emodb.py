@@ -10,7 +10,7 @@ from extract.prepare import prepare_corpus, prepare_dataset
 from sercore.errors import DataError
 from sercore.manifest import read_manifest
 
-from _prepare_helpers import emodb_corpus, write_wav
+from tests._prepare_helpers import emodb_corpus, write_wav
 
 SEVEN = ("angry", "boredom", "disgust", "fear", "happy", "sad", "neutral")
 
