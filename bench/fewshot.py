@@ -50,6 +50,7 @@ import numpy as np
 
 
 from train.metrics import paired_interval
+from train.scaling import speaker_standardised, standardise
 
 C_GRID = (0.001, 0.01, 0.1, 1.0, 10.0)
 POOLED = {"pooled_c0.01": (0.01, "bal"), "pooled_c0.1": (0.1, "bal")}
@@ -96,23 +97,7 @@ def split(lang_data: dict, protocol: str, run: int, folds: int) -> dict[str, np.
 
 def standardised(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """x standardised with the mean and std of ``rows`` (unlabelled), as ``train --transfer-to`` does."""
-    from train.transfer import standardise
-
     return standardise(x, x[rows])[0]
-
-
-def speaker_standardised(x: np.ndarray, speakers: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Each speaker's rows standardised with the statistics of that speaker's ``rows`` (unlabelled); a speaker
-    without any of ``rows`` with those of all ``rows``."""
-    from train.transfer import standardise
-
-    out = standardised(x, rows)
-    for s in np.unique(speakers):
-        own = rows[speakers[rows] == s]
-        if len(own) >= 2:
-            mask = speakers == s
-            out[mask] = standardise(x[mask], x[own])[0]
-    return out
 
 
 # ------------------------------------------------------------------------------------------------ the methods

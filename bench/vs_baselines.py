@@ -17,7 +17,9 @@ Per run (a seed of the random protocol, or a speaker fold: the trainer's own run
   one-vs-rest) and ``rbfsvm`` (RBF-kernel SVM). The regularisation C (and the RBF's gamma) is chosen by
   :func:`train.pooled_heads.select_head`, an inner cross-validation on the non-test data only (stratified 5 folds under
   the random protocol, speaker-grouped folds under the speaker protocol; score: UA = balanced accuracy), then the
-  model is refitted on all non-test data (train + valid) and scored once on the run's test split.
+  model is refitted on all non-test data (train + valid) and scored once on the run's test split. With
+  ``--speaker-norm`` in ``--train-args`` the baselines get it too: their pooled vectors are standardised per
+  speaker first (:func:`train.scaling.speaker_standardised`, as ``train --model logreg --speaker-norm`` does).
 
 The test utterances of every network run are checked to be exactly the baselines' (a mismatch stops with exit
 code 3). The best baseline is the one of the three with the highest mean test UA over runs: the strongest,
@@ -52,6 +54,7 @@ from sercore.errors import EXIT_DATA, EXIT_USAGE, SerError, StoreError
 from sercore.fsio import hash_array
 from train.pooled_heads import HEADS, HeadConfig, inner_folds, select_head  # noqa: F401 - inner_folds: the bench's folds
 from train.metrics import paired_interval
+from train.scaling import speaker_standardised
 
 #: Options vs_baselines sets itself; ``--train-args`` may not repeat them.
 OWN_OPTIONS = ("--domains", "--features", "--protocol", "--seeds", "--first-seed", "--folds", "--out", "--features-dir",
@@ -229,6 +232,8 @@ def compare(args: argparse.Namespace, log: Callable[[str], None] = print) -> dic
     x = pooled_features(data, features)
     y = np.array([data.classes.index(e) for e in data.emotions])
     speakers = np.array(data.speakers)
+    if config.train.speaker_norm:  # what the network side gets, the baselines get too
+        x = speaker_standardised(x, speakers)
     rows, start = [], time.perf_counter()
     for net in finished:
         run = net.run
@@ -259,6 +264,7 @@ def compare(args: argparse.Namespace, log: Callable[[str], None] = print) -> dic
     diff, low, high = paired_interval(diffs)
     summary = {"lang": lang, "dataset": data.spec.dataset, "protocol": config.protocol, "features": features,
                "train_args": train_arguments(args, out), "runs": len(rows), "runs_planned": total,
+               "speaker_norm": bool(config.train.speaker_norm),
                "network_ua": float(np.mean([r["network_ua"] for r in rows])),
                "network_ua_std": float(np.std([r["network_ua"] for r in rows], ddof=1)) if len(rows) > 1 else 0.0,
                "baseline_ua": mean, "baseline": best, "diff": diff, "ci_low": low, "ci_high": high,

@@ -438,6 +438,9 @@ class ExperimentConfig:
                 raise ConfigError("few_shot", f"{lang}=0 (zero-shot) needs --model base with other languages: only its "
                                               "shared tower can label a language it was never trained on")
         if self.transfer_sources:
+            if self.train.speaker_norm:
+                raise ConfigError("train.speaker_norm", "the transfer head standardises each corpus with its own "
+                                                        "statistics; per-speaker standardisation cannot be used with it")
             if self.model != "logreg" or len(languages) != 1:
                 raise ConfigError("transfer_sources", "the transfer head is a logreg head of one target language")
             for d in self.transfer_sources:

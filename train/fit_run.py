@@ -23,7 +23,7 @@ from .models.pooled_head import pooled_dim
 from .models.single import GE2E_FEATURE
 from .pooling import pool
 from .protocol import draw_split, few_shot, split_indices, split_key
-from .scaling import FeatureScaler, SpeakerScaler
+from .scaling import FeatureScaler, SpeakerScaler, speaker_standardised, standardise
 from .network_trainer import FitResult, Trainer
 
 
@@ -160,7 +160,7 @@ def transfer_fit(config, data, features: list[str], run: int, x_labelled: np.nda
     """``train --transfer-to``: the pooled head of the target ``data`` (:mod:`train.transfer`), the sources'
     training and validation utterances of the run's split (seed, or fold) standardised with their training split."""
     from .batch_limits import crop_center
-    from .transfer import fit_pooled_transfer, load_source, standardise
+    from .transfer import fit_pooled_transfer, load_source
 
     sources = []
     for domain in config.transfer_sources:
@@ -211,7 +211,11 @@ def fit_head_run(config, domain_data, features: list[str], run: int, description
 
         return np.stack([one(i) for i in rows]) if rows else np.zeros((0, pooled_dim(info.kinds, info.dims)))
 
-    x = {name: pooled(rows) for name, rows in idx.items()}
+    if config.train.speaker_norm:  # every utterance with its own speaker's statistics (no label; all splits)
+        everything = speaker_standardised(pooled(list(range(len(data.utt_ids)))), data.speakers)
+        x = {name: everything[np.asarray(rows, dtype=np.int64)] for name, rows in idx.items()}
+    else:
+        x = {name: pooled(rows) for name, rows in idx.items()}
     y = {name: np.array([data.classes.index(data.emotions[i]) for i in rows], dtype=np.int64)
          for name, rows in idx.items()}
     speakers = np.array(data.speakers)

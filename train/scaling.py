@@ -1,5 +1,6 @@
 """Standardisation of features: with training-split statistics (:class:`FeatureScaler`) or per speaker
-(:class:`SpeakerScaler`)."""
+(:class:`SpeakerScaler`) for the network's frames and vectors; :func:`standardise` and
+:func:`speaker_standardised` for pooled vectors (the heads of ``train --model logreg|linsvm|rbfsvm``, transfer)."""
 
 from __future__ import annotations
 
@@ -62,3 +63,26 @@ class SpeakerScaler:
             raise ValueError("per-speaker standardisation needs the utterance's index")
         return self.by_speaker[self.speakers[index]](name, array)
 
+
+def standardise(x: np.ndarray, unlabelled: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(x standardised, mean, scale) with the statistics of the ``unlabelled`` rows (scale 1 where constant)."""
+    mean, std = unlabelled.mean(0), unlabelled.std(0)
+    scale = np.where(std > 1e-8, std, 1.0)
+    return (x - mean) / scale, mean, scale
+
+
+def speaker_standardised(x: np.ndarray, speakers: Sequence[str], rows: np.ndarray | None = None) -> np.ndarray:
+    """Pooled vectors (n, dim), each speaker's standardised with the statistics of that speaker's ``rows``
+    (default: all of them; no label is used); a speaker with fewer than two of ``rows`` with those of all ``rows``.
+
+    The per-speaker normalisation of ``--speaker-norm`` for the heads: transductive, as :class:`SpeakerScaler`
+    (a test speaker's statistics come from that speaker's unlabelled test audio)."""
+    speakers = np.asarray(speakers)
+    rows = np.arange(len(x)) if rows is None else np.asarray(rows, dtype=np.int64)
+    out = standardise(x, x[rows])[0]
+    for s in np.unique(speakers):
+        own = rows[speakers[rows] == s]
+        if len(own) >= 2:
+            mask = speakers == s
+            out[mask] = standardise(x[mask], x[own])[0]
+    return out

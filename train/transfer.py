@@ -22,6 +22,7 @@ from typing import Sequence
 import numpy as np
 
 from .pooled_heads import HeadConfig, HeadFit
+from .scaling import standardise
 
 #: The pooled head's C (logistic regression, sklearn's inverse regularisation strength): the better of 0.01 and
 #: 0.1 on the pseudo-targets of ``bench/fewshot.py`` (docs/results/fewshot.md).
@@ -38,13 +39,6 @@ def load_source(domain: str, features_dir: str | Path, features: Sequence[str]):
     if key not in _SOURCES:
         _SOURCES[key] = load_domain(resolve_domain(domain, features_dir), features_dir, list(features))
     return _SOURCES[key]
-
-
-def standardise(x: np.ndarray, unlabelled: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(x standardised, mean, scale) with the statistics of the ``unlabelled`` rows (scale 1 where constant)."""
-    mean, std = unlabelled.mean(0), unlabelled.std(0)
-    scale = np.where(std > 1e-8, std, 1.0)
-    return (x - mean) / scale, mean, scale
 
 
 def union_weight(n_sources: int, n_target: int) -> float:

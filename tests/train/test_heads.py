@@ -19,6 +19,7 @@ from train.pooled_heads import HEADS, HeadConfig, head_module, inner_folds, sele
 from train.models.pooled_head import PooledHead
 from train.pooling import pooled_features
 from train.protocol import draw_split, split_indices, split_key
+from train.scaling import speaker_standardised
 
 
 def _blobs(n_classes: int, n: int = 90, dim: int = 12, seed: int = 0):
@@ -74,12 +75,14 @@ def _config(stores, model, **kw):
     return build_config(["de=synth"], features_dir=str(stores), out="unused", model=model, **kw)
 
 
-@pytest.mark.parametrize("protocol", ["random", "speaker"])
-def test_model_selection_never_reads_the_test_data(stores, protocol):
+@pytest.mark.parametrize("protocol, speaker_norm", [("random", False), ("speaker", False), ("speaker", True)])
+def test_model_selection_never_reads_the_test_data(stores, protocol, speaker_norm):
     """The chosen hyperparameters, the temperature, the weights and the validation scores are the same when
     the test utterances' features are replaced by noise and (speaker protocol, whose folds do not depend on the
-    labels) their labels shuffled among them."""
+    labels) their labels shuffled among them; with --speaker-norm too (under the speaker protocol a test
+    speaker's statistics come from that speaker's test audio alone)."""
     config = _config(stores, "rbfsvm", protocol=protocol)
+    config = replace(config, train=replace(config.train, speaker_norm=speaker_norm))
     spec = resolve_domain("de=synth", stores)
     data = load_domain(spec, stores, ["mfcc", "ge2e"])
     first = fit_head_run(config, [data], ["mfcc", "ge2e"], 0)
@@ -118,6 +121,25 @@ def test_train_model_head_writes_the_run_folder_and_a_bundle_predict_reproduces(
     again = CliRunner().invoke(train, ["--domains", "de=synth", "--model", model, "--features-dir", str(stores),
                                        "--out", str(out), "--seeds", "2"])
     assert again.exit_code == 0 and "finished earlier" in again.output
+
+
+def test_speaker_norm_fits_the_head_on_each_speakers_standardised_pooled_statistics(stores):
+    """--model logreg --speaker-norm: the head is chosen and fitted on the pooled vectors standardised per speaker
+    (train.scaling.speaker_standardised over all of a speaker's utterances, no label), and that changes the fit."""
+    spec = resolve_domain("de=synth", stores)
+    data = load_domain(spec, stores, ["mfcc", "ge2e"])
+    config = _config(stores, "logreg", protocol="speaker")
+    normed = fit_head_run(replace(config, train=replace(config.train, speaker_norm=True)), [data], ["mfcc", "ge2e"], 0)
+    plain = fit_head_run(config, [data], ["mfcc", "ge2e"], 0)
+    x = speaker_standardised(pooled_features(data, ["mfcc", "ge2e"]), data.speakers)
+    idx = split_indices(draw_split(data, "speaker", split_key("speaker", config.first_seed, 0), config.folds))
+    y = np.array([data.classes.index(e) for e in data.emotions])
+    rows = np.array(idx["train"])
+    by_hand = select_head(HeadConfig("logreg"), x[rows], y[rows], np.array(data.speakers)[rows], seed=config.first_seed)
+    assert normed.fit.history[0]["searched"] == by_hand.searched
+    test = np.array(idx["test"])
+    assert np.array_equal(normed.fit.test.predictions, by_hand.decision(x[test]).argmax(1))
+    assert normed.fit.history[0]["searched"] != plain.fit.history[0]["searched"]
 
 
 def test_a_head_takes_one_language(stores):

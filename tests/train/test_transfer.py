@@ -67,6 +67,7 @@ def test_transfer_to_writes_the_targets_bundle_that_reproduces_its_test_probabil
 def test_transfer_to_refusals(stores, tmp_path):
     common = ["--domains", "de=synth,it=synth_it", "--features-dir", str(stores), "--quiet", "--out", str(tmp_path / "x")]
     for extra, words in ((["--transfer-to", "fr"], "--transfer-to"), (["--transfer-to", "it", "--model", "nas"], "logreg"),
-                         (["--domains", "it=synth_it", "--transfer-to", "it"], "--transfer-to")):
+                         (["--domains", "it=synth_it", "--transfer-to", "it"], "--transfer-to"),
+                         (["--transfer-to", "it", "--speaker-norm"], "per-speaker standardisation")):
         r = CliRunner().invoke(train, [*common, *extra])
         assert r.exit_code == 2 and words in r.output, (extra, r.output)
