@@ -8,6 +8,7 @@ Errors end in one line naming the file or option, with the exit codes of ``serco
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Mapping
 
 import click
 
@@ -39,13 +40,25 @@ WEIGHTS_ENVIRONMENT = [(s.env, ENVIRONMENT.get(s.env) or f"{s.help}, when {s.opt
                        for s in WEIGHTS_SETTINGS.values() if s.env]
 
 
-def weights_options(function):
-    """One option per setting the registered extractors declare, e.g. ``--byol-checkpoint`` (keyword
-    ``byol_checkpoint``), with its environment variable in the help."""
-    for key, s in reversed(WEIGHTS_SETTINGS.items()):
-        function = click.option(s.option, key, type=SETTING_TYPES[s.kind], default=None,
-                                help=f"{s.help} (or ${s.env})." if s.env else f"{s.help}.")(function)
-    return function
+def weights_options(help: Mapping[str, str] | None = None):
+    """A decorator adding one option per setting the registered extractors declare, e.g. ``--byol-checkpoint``
+    (keyword ``byol_checkpoint``), with its environment variable in the help; ``extract`` and ``predict`` share it.
+
+    ``help``: a command's own help for some settings (key -> text, without the final full stop or the
+    environment variable), instead of the setting's."""
+    own = dict(help or {})
+    unknown = sorted(set(own) - set(WEIGHTS_SETTINGS))
+    if unknown:
+        raise ValueError(f"weights_options: no extractor declares the setting(s) {unknown}")
+
+    def decorate(function):
+        for key, s in reversed(WEIGHTS_SETTINGS.items()):
+            text = own.get(key, s.help)
+            function = click.option(s.option, key, type=SETTING_TYPES[s.kind], default=None,
+                                    help=f"{text} (or ${s.env})." if s.env else f"{text}.")(function)
+        return function
+
+    return decorate
 
 
 @click.group("extract", invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]},
@@ -63,7 +76,7 @@ def weights_options(function):
               help="Utterances per worker task (and per part file); the --ssl encoders run them in padded passes.")
 @click.option("--overwrite", is_flag=True, help="Recompute everything instead of resuming (the old stores stay readable until replaced).")
 @click.option("--strict", is_flag=True, help="Fail if any utterance had to be skipped.")
-@weights_options
+@weights_options()
 @click.option("--ssl", "ssl", multiple=True, metavar="NAME=CHECKPOINT",
               help="A Hugging Face speech encoder as feature NAME: a save_pretrained folder or a model id in the local "
                    "cache (repeatable; or [ssl.NAME] tables in $MGSER_CONFIG). See docs/features.md, 'Self-supervised encoders'.")

@@ -112,16 +112,25 @@ def _decode(audio, name: str) -> DecodedAudio:
 
 
 def load_model(path: str | os.PathLike, language: str | None = None, device: str = "cpu", *, batch_size: int = 16,
-               wav2vec_checkpoint=None, wav2vec_layer: int | None = None, allosaurus_model=None, byol_checkpoint=None,
-               ssl: Mapping[str, str] | Sequence[str] = ()) -> Model:
+               ssl: Mapping[str, str] | Sequence[str] = (), **weights) -> Model:
     """Load a model bundle (or a run folder's) and its feature extractors, checked against what it was trained on.
 
     ``language`` picks the classifier of a multi-language bundle (needed there; a one-language bundle has one).
-    The weights options are ``predict``'s (``--wav2vec-checkpoint`` ...; ``ssl``: ``{name: checkpoint}``); unset
-    ones come from the environment, ``MGSER_CONFIG`` and the bundle, as for ``predict``. See the module docstring.
+    ``ssl``: ``{name: checkpoint}`` (``predict --ssl``). The other keywords (``weights``) are the extractor
+    registry's setting keys, the weights options of ``predict`` by their keyword (``wav2vec_checkpoint``,
+    ``wav2vec_layer``, ``allosaurus_model``, ``byol_checkpoint``, and any a new extractor declares with
+    ``extract.extractors.registry.setting``); an unknown one raises TypeError naming it. Unset ones come from the
+    environment, ``MGSER_CONFIG`` and the bundle (``wav2vec_layer``: the layer the model was trained on), as for
+    ``predict``. See the module docstring.
     """
+    from extract.extractors.registry import settings_fields
     from train.config import check_device
 
+    unknown = sorted(set(weights) - set(settings_fields()))
+    if unknown:
+        raise TypeError(f"load_model() got unexpected keyword argument(s) {', '.join(map(repr, unknown))}; besides "
+                        f"language, device, batch_size and ssl it takes the extractors' settings "
+                        f"{', '.join(settings_fields())}")
     check_device(device)
     bundle = load_bundle(path, device=device)
     check_supported(bundle)
@@ -131,8 +140,7 @@ def load_model(path: str | os.PathLike, language: str | None = None, device: str
     language = bundle.languages[bundle.domain_index(language)]
     if isinstance(ssl, Mapping):
         ssl = [f"{name}={checkpoint}" for name, checkpoint in ssl.items()]
-    settings = extractor_settings(bundle, language, device, wav2vec_checkpoint, wav2vec_layer, allosaurus_model,
-                                  byol_checkpoint, ssl)
+    settings = extractor_settings(bundle, language, device, ssl, **weights)
     with warnings.catch_warnings():
         # resemblyzer's webrtcvad imports pkg_resources; its deprecation warning is noise here
         warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)

@@ -8,7 +8,9 @@ Audio goes through the same path as in ``extract`` (``extract.audio.DecodedAudio
 or librosa decodes, down-mixed to mono, resampled to each extractor's rate), then the bundle's scaler and
 model; the probabilities are calibrated on the run's validation data (the bundle's temperature, when it has
 one), and ``--min-confidence P`` answers ``uncertain`` for a file whose highest probability is below P. The
-extractors are imported only here, inside functions, so ``train`` never needs librosa.
+extractors' libraries are imported only when they load, so ``train`` never needs librosa. The extractors' weights
+options (``--byol-checkpoint`` ...) are generated from the extractor registry, as ``extract``'s are
+(``extract.cli.weights_options``); :data:`TRAINED_DEFAULTS` says which default to what the model was trained on.
 
 The mismatch rule: before any audio is read, each extractor that would run here is loaded and its
 provenance is compared with the one recorded in the bundle for that feature, by the one definition of a
@@ -25,15 +27,17 @@ import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import click
 import numpy as np
 import torch
 
 from extract.audio import AUDIO_SUFFIXES
+from extract.cli import WEIGHTS_ENVIRONMENT, weights_options
+from extract.extractors.registry import setting_owners
 from sercore.bundle import BundleError
-from sercore.cli import BATCH_SIZE, WAV2VEC_LAYER, WEIGHTS_ENV, command_errors, common_options, epilog, show_progress
+from sercore.cli import BATCH_SIZE, command_errors, common_options, epilog, show_progress
 from sercore.errors import EXIT_PARTIAL, DataError, SerError
 from sercore.fsio import write_atomic
 from sercore.store import identity_differences, normalise_attr
@@ -47,6 +51,11 @@ from .bundle import Bundle, load_bundle
 
 #: The emotion given to a file whose highest probability is below ``--min-confidence``.
 UNCERTAIN = "uncertain"
+
+#: The extractor settings that default to the value the model was trained on (what the bundle recorded for the
+#: feature that declares the setting, under its configuration field's name), with predict's help for them. Every
+#: other setting (``--byol-checkpoint`` ...) is an option of predict as of extract, from the extractor registry.
+TRAINED_DEFAULTS = {"wav2vec_layer": "wav2vec 2.0 / HuBERT layer [default: the one the model was trained on]"}
 
 
 class ExtractorMismatchError(SerError):
@@ -118,19 +127,29 @@ def load_extractors(bundle: Bundle, language: str | None, settings, echo=lambda 
     return extractors
 
 
-def extractor_settings(bundle: Bundle, language: str, device: str = "cpu", wav2vec_checkpoint=None, wav2vec_layer=None,
-                       allosaurus_model=None, byol_checkpoint=None, ssl: Sequence[str] = ()):
-    """The extractor settings for the bundle's features of ``language``: the options given (``ssl``: ``NAME=CHECKPOINT``
-    values), then the environment and ``MGSER_CONFIG``, then what the bundle recorded (wav2vec layer, encoders)."""
+def trained_setting(bundle: Bundle, language: str, key: str):
+    """The value of setting ``key`` the model was trained with, as the bundle recorded it in the provenance of the
+    feature that declares the setting (None: not recorded)."""
+    provenance = bundle.provenance(language)
+    for feature, name in setting_owners(key):
+        value = provenance.get(feature, {}).get(name)
+        if value not in (None, "", -1):
+            return int(value)
+    return None
+
+
+def extractor_settings(bundle: Bundle, language: str, device: str = "cpu", ssl: Sequence[str] = (), **weights):
+    """The extractor settings for the bundle's features of ``language``: the options given (``weights``: the
+    extractor registry's settings by key, e.g. ``byol_checkpoint``; ``ssl``: ``NAME=CHECKPOINT`` values), then the
+    environment and ``MGSER_CONFIG``, then what the bundle recorded (:data:`TRAINED_DEFAULTS`, encoders).
+    An unknown key raises TypeError naming it."""
     from extract.extractors import ExtractorSettings
     from extract.extractors.ssl import options_from_provenance, parse_ssl_option
 
-    if wav2vec_layer is None:  # default: the layer the model was trained on
-        layer = bundle.provenance(language).get("wav2vec", {}).get("layer")
-        wav2vec_layer = int(layer) if layer not in (None, "", -1) else None
-    settings = ExtractorSettings(device=device, wav2vec_checkpoint=wav2vec_checkpoint, wav2vec_layer=wav2vec_layer,
-                                 allosaurus_model=allosaurus_model, byol_checkpoint=byol_checkpoint,
-                                 ssl=parse_ssl_option(ssl)).with_env_defaults()
+    for key in TRAINED_DEFAULTS:  # default: the value the model was trained on
+        if weights.get(key) is None:
+            weights[key] = trained_setting(bundle, language, key)
+    settings = ExtractorSettings(device=device, ssl=parse_ssl_option(ssl), **weights).with_env_defaults()
     for feature, prov in bundle.provenance(language).items():  # Hugging Face encoders: as trained, unless told
         if feature in bundle.inputs and prov.get("model_type"):
             settings.ssl[feature] = {**options_from_provenance(prov), **settings.ssl.get(feature, {})}
@@ -256,7 +275,7 @@ def _write_csv(path: Path, language: str, classes: list[str], predictions: list[
 
 
 @click.command("predict", context_settings={"help_option_names": ["-h", "--help"]},
-               epilog=epilog(__doc__.split("\n\n")[1], WEIGHTS_ENV))
+               epilog=epilog(__doc__.split("\n\n")[1], ["MGSER_CONFIG", *WEIGHTS_ENVIRONMENT]))
 @click.option("--model", "model_path", required=True, type=click.Path(path_type=Path),
               help="A model bundle (<run>/model.bundle) or a run folder holding one.")
 @click.option("--language", default=None, help="Which language's classifier to use [default: the bundle's only language].")
@@ -271,27 +290,24 @@ def _write_csv(path: Path, language: str, classes: list[str], predictions: list[
                    "is below P.")
 @click.option("--batch-size", type=BATCH_SIZE, default=16, show_default=True)
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
-@click.option("--wav2vec-checkpoint", type=click.Path(path_type=Path), default=None, help="wav2vec checkpoint (or $MGSER_WAV2VEC_CHECKPOINT).")
-@click.option("--wav2vec-layer", type=WAV2VEC_LAYER, default=None, help="wav2vec 2.0 / HuBERT layer [default: the one the model was trained on].")
-@click.option("--allosaurus-model", type=click.Path(path_type=Path), default=None, help="Allosaurus model folder (or $MGSER_ALLOSAURUS_MODEL).")
-@click.option("--byol-checkpoint", type=click.Path(path_type=Path), default=None, help="BYOL-A checkpoint (or $MGSER_BYOL_CHECKPOINT).")
+@weights_options(help=TRAINED_DEFAULTS)
 @click.option("--ssl", "ssl", multiple=True, metavar="NAME=CHECKPOINT",
               help="Hugging Face encoder feature NAME's checkpoint [default: the one recorded in the bundle].")
 @common_options
-def main(model_path, language, inputs, output, overwrite, jsonl, strict, min_confidence, batch_size, device,
-         wav2vec_checkpoint, wav2vec_layer, allosaurus_model, byol_checkpoint, ssl, verbose, quiet) -> None:
+def main(model_path, language, inputs, output, overwrite, jsonl, strict, min_confidence, batch_size, device, ssl,
+         verbose, quiet, **weights) -> None:
     """Predict the emotion of each audio FILE (or every audio file below each DIR) with a trained model.
 
     Exit status: 0 when every file was predicted (or some were, without --strict), 5 when none could be
     (or any failed, with --strict), 3 on a bad bundle, language or extractor mismatch, 2 on a bad option.
     """
     with command_errors(verbose, quiet):
-        _predict(model_path, language, inputs, output, overwrite, jsonl, strict, batch_size, device, wav2vec_checkpoint,
-                 wav2vec_layer, allosaurus_model, byol_checkpoint, ssl, quiet, min_confidence)
+        _predict(model_path, language, inputs, output, overwrite, jsonl, strict, batch_size, device, ssl, quiet,
+                 min_confidence, weights)
 
 
-def _predict(model_path, language, inputs, output, overwrite, jsonl, strict, batch_size, device, wav2vec_checkpoint,
-             wav2vec_layer, allosaurus_model, byol_checkpoint, ssl, quiet, min_confidence: float = 0.0) -> None:
+def _predict(model_path, language, inputs, output, overwrite, jsonl, strict, batch_size, device, ssl, quiet,
+             min_confidence: float = 0.0, weights: Mapping | None = None) -> None:
     from extract.extractors.ssl import parse_ssl_option
     from train.config import check_device
 
@@ -310,8 +326,7 @@ def _predict(model_path, language, inputs, output, overwrite, jsonl, strict, bat
         lang = bundle.languages[bundle.domain_index(language)]
     except BundleError as exc:
         raise click.BadParameter(exc.problem, param_hint="--language") from None
-    settings = extractor_settings(bundle, lang, device, wav2vec_checkpoint, wav2vec_layer, allosaurus_model,
-                                  byol_checkpoint, ssl)
+    settings = extractor_settings(bundle, lang, device, ssl, **(weights or {}))
     extractors = load_extractors(bundle, lang, settings, echo=err)
     if not files:
         raise DataError(", ".join(map(str, inputs)), "no audio files found")

@@ -34,7 +34,6 @@ ENVIRONMENT = {
     "EXTRACT_ARGS": "extra extract arguments for the grid's extraction (--extract-args)",
     "SLURM_CONF": "the slurm.conf that sbatch and scancel read (mgser cluster slurm)",
 }
-WEIGHTS_ENV = ("MGSER_CONFIG", "MGSER_WAV2VEC_CHECKPOINT", "MGSER_ALLOSAURUS_MODEL", "MGSER_BYOL_CHECKPOINT")
 
 #: Ranges of the numeric options the commands share (click types: out of range is a usage error, and --help shows
 #: the interval). Far beyond any use, low enough that no library overflows on them.

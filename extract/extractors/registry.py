@@ -156,3 +156,9 @@ def settings_fields() -> dict[str, Setting]:
         for s in config_settings(r.config).values():
             out.setdefault(s.key, s)
     return out
+
+
+def setting_owners(key: str) -> list[tuple[str, str]]:
+    """Where the setting ``key`` is declared: (feature name, configuration field name) of each registered feature
+    whose configuration declares it, in listing order (a feature's provenance records the field under its name)."""
+    return [(r.name, name) for r in registrations() for name, s in config_settings(r.config).items() if s.key == key]

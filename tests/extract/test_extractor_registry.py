@@ -166,7 +166,8 @@ class ToyExtractor(FeatureExtractor):
 
 def test_a_new_extractor_is_one_file(tmp_path):
     """A copy of the extract package with one more module: the feature is registered, its setting is an
-    ``ExtractorSettings`` key, a weights-file key and an ``extract`` option, and ``extract --help`` lists it."""
+    ``ExtractorSettings`` key, a weights-file key and an ``extract`` option, and ``extract --help`` lists it; the
+    unchanged ``predict`` offers the option too and ``mgser.load_model`` / ``extractor_settings`` take its key."""
     shutil.copytree(REPO / "extract", tmp_path / "extract", ignore=shutil.ignore_patterns("__pycache__"))
     (tmp_path / "extract" / "extractors" / "toy.py").write_text(TOY)
     (tmp_path / "w.json").write_text('{"toy_checkpoint": "toy.bin"}')
@@ -178,13 +179,32 @@ def test_a_new_extractor_is_one_file(tmp_path):
             f"s = ExtractorSettings.from_file({str(tmp_path / 'w.json')!r})\n"
             "ex = extractor_class('toy')(s)\n"
             f"assert str(ex.config.checkpoint) == {str(tmp_path / 'toy.bin')!r} and ex.dim == 3\n"
-            "print(CliRunner().invoke(main, ['--help'], terminal_width=200).output)\n")
+            "print(CliRunner().invoke(main, ['--help'], terminal_width=200).output)\n"
+            "print('=== predict')\n"
+            "import mgser, predict.cli\n"
+            f"assert predict.cli.__file__.startswith({str(REPO)!r})  # the project's predict, unchanged\n"
+            "print(CliRunner().invoke(predict.cli.main, ['--help'], terminal_width=200).output)\n"
+            "class Recorded:\n"
+            "    inputs = ['toy']\n"
+            "    def provenance(self, language): return {'toy': {'extractor': 'toy', 'dim': 3}}\n"
+            "settings = predict.cli.extractor_settings(Recorded(), 'de', toy_checkpoint='t.bin')\n"
+            "assert str(settings.get('toy_checkpoint')) == 't.bin' and extractor_class('toy')(settings).config.checkpoint\n"
+            "from sercore.bundle import BundleError\n"
+            "try:\n"
+            f"    mgser.load_model({str(tmp_path / 'none.bundle')!r}, toy_checkpoint='t.bin')\n"
+            "except BundleError:\n"
+            "    pass  # the keyword is accepted: the missing bundle is what fails\n"
+            "r = CliRunner().invoke(predict.cli.main, ['--model', 'none.bundle', '--toy-checkpoint', 't.bin', 'x.wav'])\n"
+            "assert r.exit_code == 3 and 'none.bundle' in r.output, r.output  # not a usage error (2)\n")
     r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
-    lines = r.stdout.splitlines()
+    extract_help, predict_help = r.stdout.split("=== predict")
+    lines = extract_help.splitlines()
     assert any(line.split()[:1] == ["toy"] and "a toy checkpoint (--toy-checkpoint)" in line for line in lines), r.stdout
-    assert any("--toy-checkpoint PATH" in line and "Toy weights (or $MGSER_TOY_CHECKPOINT)." in line for line in lines)
-    environment = r.stdout[r.stdout.index("Environment:"):]
-    assert any(line.split() == ["MGSER_TOY_CHECKPOINT", "Toy", "weights,", "when", "--toy-checkpoint", "is", "not", "given"]
-               for line in environment.splitlines()), environment
+    for text in (extract_help, predict_help):
+        assert any("--toy-checkpoint PATH" in line and "Toy weights (or $MGSER_TOY_CHECKPOINT)." in line
+                   for line in text.splitlines()), text
+        environment = text[text.index("Environment:"):]
+        assert any(line.split() == ["MGSER_TOY_CHECKPOINT", "Toy", "weights,", "when", "--toy-checkpoint", "is", "not",
+                                    "given"] for line in environment.splitlines()), environment
     assert importlib.import_module("extract.extractors").__file__.startswith(str(REPO))  # this process: the real one

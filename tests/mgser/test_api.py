@@ -79,3 +79,14 @@ def test_importing_mgser_does_not_load_torch():
     """The API is imported on first use: `mgser --help` and `mgser prepare` stay fast."""
     code = "import sys, mgser; assert 'torch' not in sys.modules; assert callable(mgser.load_model)"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_weights_keywords_are_the_registrys_setting_keys(tmp_path):
+    """load_model takes each extractor setting by its key and names an unknown keyword (before reading anything)."""
+    from sercore.bundle import BundleError
+
+    with pytest.raises(TypeError, match=r"'byol_weights'.*byol_checkpoint"):
+        mgser.load_model(tmp_path / "none.bundle", byol_weights="b.pth")
+    with pytest.raises(BundleError):  # accepted: the missing bundle is what fails
+        mgser.load_model(tmp_path / "none.bundle", wav2vec_checkpoint="w.pt", wav2vec_layer=3,
+                         allosaurus_model="a", byol_checkpoint="b.pth")

@@ -243,3 +243,28 @@ def test_min_confidence_answers_uncertain_below_it(trained, tmp_path):
     for bad in ("1.5", "nan", "-0.1"):
         r = _predict("--model", str(bundle), str(wav), "--min-confidence", bad)
         assert r.exit_code == 2 and "--min-confidence" in r.stderr
+
+
+class _RecordedBundle:
+    """What extractor_settings reads of a bundle: the inputs and their recorded provenance."""
+
+    def __init__(self, provenance: dict):
+        self.inputs, self._provenance = list(provenance), provenance
+
+    def provenance(self, language):
+        return self._provenance
+
+
+def test_the_wav2vec_layer_defaults_to_the_one_the_model_was_trained_on(monkeypatch):
+    from predict.cli import extractor_settings
+
+    monkeypatch.delenv("MGSER_CONFIG", raising=False)
+    recorded = _RecordedBundle({"wav2vec": {"extractor": "wav2vec", "layer": 7}, "mfcc": {"extractor": "mfcc"}})
+    assert extractor_settings(recorded, "de").get("wav2vec_layer") == 7
+    assert extractor_settings(recorded, "de", wav2vec_layer=3).get("wav2vec_layer") == 3  # an explicit layer wins
+    for layer in (-1, None, ""):  # the whole output (wav2vec 1.0), or not recorded
+        assert extractor_settings(_RecordedBundle({"wav2vec": {"layer": layer}}), "de").get("wav2vec_layer") is None
+    settings = extractor_settings(recorded, "de", "cpu", (), byol_checkpoint="b.pth")  # the registry's setting keys
+    assert str(settings.get("byol_checkpoint")) == "b.pth"
+    with pytest.raises(TypeError, match="byol_weights"):
+        extractor_settings(recorded, "de", byol_weights="b.pth")
