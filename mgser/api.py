@@ -134,6 +134,9 @@ def load_model(path: str | os.PathLike, language: str | None = None, device: str
     check_device(device)
     bundle = load_bundle(path, device=device)
     check_supported(bundle)
+    if bundle.speaker_norm:
+        raise BundleError(bundle.path, "the model was trained with --speaker-norm (each speaker's files standardised "
+                                       "together): use the predict command with --speaker or --speakers")
     if language is None and len(bundle.languages) > 1:
         raise BundleError(bundle.path, f"the model covers several languages ({', '.join(bundle.languages)}); "
                                        "choose one with language=...")

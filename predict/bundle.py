@@ -66,6 +66,12 @@ class Bundle:
         found = self.meta.get("calibration") or [None] * len(self.languages)
         return found[self.domain_index(language)]
 
+    @property
+    def speaker_norm(self) -> bool:
+        """Whether the model was trained with ``--speaker-norm`` (each utterance standardised with its speaker's
+        statistics): predicting needs every file's speaker."""
+        return bool(self.meta["config"].get("train", {}).get("speaker_norm"))
+
     def temperature(self, language: str | None) -> float:
         """The probabilities are softmax(logits / T); 1.0 without a calibration."""
         c = self.calibration(language)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
@@ -156,9 +157,8 @@ def extractor_settings(bundle: Bundle, language: str, device: str = "cpu", ssl: 
     return settings
 
 
-@torch.no_grad()
-def _classify(bundle: Bundle, domain: int, feats: Sequence[dict[str, np.ndarray]], device: str) -> np.ndarray:
-    """(n, n_classes) class probabilities of the domain for the given per-file features."""
+def _batch(bundle: Bundle, domain: int, feats: Sequence[dict[str, np.ndarray]], device: str):
+    """The per-file features as a batch of the domain: cropped as in training and through the bundle's scaler."""
     scaler = bundle.scalers[domain]
     info = bundle.meta["domains"][domain]
     # the same bound on sequence length as in training (train --max-seconds; bundles from before it: none)
@@ -173,23 +173,82 @@ def _classify(bundle: Bundle, domain: int, feats: Sequence[dict[str, np.ndarray]
                 a = (a - scaler["mean"][name]) / scaler["std"][name]
             scaled[name] = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
         examples.append(Example(str(i), scaled, 0, domain))
-    batch = collate(examples).to(device)
-    logits = bundle.model(batch).logits[:, : len(bundle.meta["domains"][domain]["classes"])]
+    return collate(examples).to(device)
+
+
+def _probabilities(bundle: Bundle, domain: int, logits: torch.Tensor) -> np.ndarray:
+    """(n, n_classes) class probabilities of the domain: softmax of the logits over the bundle's temperature."""
+    logits = logits[:, : len(bundle.meta["domains"][domain]["classes"])]
     temperature = bundle.temperature(bundle.languages[domain])  # calibrated on the run's validation data
     return torch.softmax(logits.double() / temperature, dim=-1).float().cpu().numpy()
 
 
+@torch.no_grad()
+def _classify(bundle: Bundle, domain: int, feats: Sequence[dict[str, np.ndarray]], device: str) -> np.ndarray:
+    """(n, n_classes) class probabilities of the domain for the given per-file features."""
+    return _probabilities(bundle, domain, bundle.model(_batch(bundle, domain, feats, device)).logits)
+
+
+@torch.no_grad()
+def _pooled(bundle: Bundle, domain: int, feats: Sequence[dict[str, np.ndarray]], device: str) -> np.ndarray:
+    """(n, dim) pooled statistics of the per-file features (a head's input, before any standardisation)."""
+    return bundle.model.pool(_batch(bundle, domain, feats, device)).double().cpu().numpy()
+
+
+@torch.no_grad()
+def _classify_by_speaker(bundle: Bundle, domain: int, pooled: np.ndarray, speakers: Sequence[str], device: str) -> np.ndarray:
+    """(n, n_classes) class probabilities of a ``--speaker-norm`` head: each file's pooled statistics standardised
+    with those of its speaker's files (:func:`train.scaling.speaker_standardised`, as in training)."""
+    from train.scaling import speaker_standardised
+
+    x = torch.as_tensor(speaker_standardised(pooled, speakers), device=device)
+    return _probabilities(bundle, domain, bundle.model.logits_from_pooled(x)[0])
+
+
+#: Files each speaker needs for a model trained with ``--speaker-norm`` (the statistics of fewer are too rough).
+MIN_SPEAKER_FILES = 5
+
+
 def check_supported(bundle: Bundle) -> None:
-    """Refuse a model whose inputs predict cannot reproduce."""
-    if bundle.meta["config"].get("train", {}).get("speaker_norm"):
-        raise BundleError(bundle.path, "the model was trained with --speaker-norm (per-speaker standardisation): "
-                                       "predict would need each new speaker's statistics, which it does not compute")
+    """Refuse a model whose inputs predict cannot reproduce: a network trained with ``--speaker-norm`` (its frames
+    standardised per speaker); the heads (``--model logreg|linsvm|rbfsvm``) with it are supported."""
+    from train.config import HEAD_MODELS
+
+    if bundle.speaker_norm and bundle.meta.get("model") not in HEAD_MODELS:
+        raise BundleError(bundle.path, "the network was trained with --speaker-norm (per-speaker standardisation of "
+                                       "its frames), which predict does not compute; the heads (train --model logreg, "
+                                       "linsvm or rbfsvm) with --speaker-norm are supported")
+
+
+def read_speakers(path: Path) -> dict[Path, str]:
+    """A ``--speakers`` CSV (columns ``path`` and ``speaker``; a relative path is taken from the CSV's folder) as
+    {resolved file path: speaker}. A bad file raises DataError naming it."""
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(path, f"cannot be read as a CSV ({exc})") from None
+    if not rows or not {"path", "speaker"} <= set(rows[0]):
+        raise DataError(path, "expected a header with the columns path and speaker and one row per file")
+    out: dict[Path, str] = {}
+    for k, row in enumerate(rows, start=2):
+        file, speaker = (row.get("path") or "").strip(), (row.get("speaker") or "").strip()
+        if not file or not speaker:
+            raise DataError(path, f"line {k}: empty path or speaker")
+        out[((path.parent / file) if not Path(file).is_absolute() else Path(file)).resolve()] = speaker
+    return out
 
 
 def predict_files(bundle: Bundle, language: str | None, files: Sequence[Path], extractors: dict, device: str = "cpu",
-                  batch_size: int = 16, progress: bool = False, on_result=None, min_confidence: float = 0.0) -> PredictionRun:
+                  batch_size: int = 16, progress: bool = False, on_result=None, min_confidence: float = 0.0,
+                  speakers: Mapping[Path, str] | None = None) -> PredictionRun:
     """Predict every file; a file that cannot be decoded or featurised is recorded in ``failures`` and skipped.
-    A file whose highest (calibrated) probability is below ``min_confidence`` gets the emotion :data:`UNCERTAIN`."""
+    A file whose highest (calibrated) probability is below ``min_confidence`` gets the emotion :data:`UNCERTAIN`.
+
+    A model trained with ``--speaker-norm`` needs ``speakers`` ({file: speaker}; files are looked up as given and
+    resolved): every file is featurised first, then each speaker's files are standardised together and
+    classified; a file without a speaker, or whose speaker has fewer than :data:`MIN_SPEAKER_FILES` files here,
+    is a failure."""
     from tqdm import tqdm
 
     from extract.pipeline import featurise  # the same per-file path as `extract`
@@ -200,22 +259,51 @@ def predict_files(bundle: Bundle, language: str | None, files: Sequence[Path], e
     run = PredictionRun()
     pending: list[tuple[Path, dict | None, str]] = []  # (file, features or None, failure reason), in input order
 
+    by_speaker = bundle.speaker_norm
+    if by_speaker and speakers is None:
+        raise ValueError("the model was trained with --speaker-norm: give every file's speaker")
+    pooled: list[tuple[Path, np.ndarray | None, str]] = []  # --speaker-norm: (file, pooled statistics, failure)
+
+    def emit(path: Path, p: np.ndarray | None, reason: str) -> None:
+        if p is None:
+            run.failures[str(path)] = reason
+            if on_result:
+                on_result(None, (path, reason))
+            return
+        emotion = classes[int(np.argmax(p))] if float(np.max(p)) >= min_confidence else UNCERTAIN
+        pred = Prediction(path, emotion, {c: float(v) for c, v in zip(classes, p)})
+        run.predictions.append(pred)
+        if on_result:
+            on_result(pred, None)
+
     def flush():
         ok = [f for _, f, _ in pending if f is not None]
-        probs = iter(_classify(bundle, domain, ok, device) if ok else [])
-        for path, feats, reason in pending:
-            if feats is None:
-                run.failures[str(path)] = reason
-                if on_result:
-                    on_result(None, (path, reason))
-                continue
-            p = next(probs)
-            emotion = classes[int(np.argmax(p))] if float(np.max(p)) >= min_confidence else UNCERTAIN
-            pred = Prediction(path, emotion, {c: float(v) for c, v in zip(classes, p)})
-            run.predictions.append(pred)
-            if on_result:
-                on_result(pred, None)
+        if by_speaker:
+            vectors = iter(_pooled(bundle, domain, ok, device) if ok else [])
+            pooled.extend((path, None if feats is None else next(vectors), reason) for path, feats, reason in pending)
+        else:
+            probs = iter(_classify(bundle, domain, ok, device) if ok else [])
+            for path, feats, reason in pending:
+                emit(path, None if feats is None else next(probs), reason)
         pending.clear()
+
+    def speaker_of(path: Path) -> str | None:
+        return speakers.get(path) or speakers.get(Path(path).resolve())
+
+    def classify_by_speaker():
+        spk = {str(path): speaker_of(path) for path, x, _ in pooled if x is not None}
+        counts = Counter(spk.values())
+        usable = [(path, x) for path, x, _ in pooled
+                  if x is not None and spk[str(path)] is not None and counts[spk[str(path)]] >= MIN_SPEAKER_FILES]
+        probs = dict(zip((str(p) for p, _ in usable), _classify_by_speaker(
+            bundle, domain, np.stack([x for _, x in usable]), [spk[str(p)] for p, _ in usable], device))) if usable else {}
+        for path, x, reason in pooled:
+            if x is not None and str(path) not in probs:
+                who = spk[str(path)]
+                reason = ("no speaker given for this file" if who is None else
+                          f"speaker {who!r} has {counts[who]} file(s) here; a model trained with --speaker-norm needs "
+                          f"at least {MIN_SPEAKER_FILES} of each speaker")
+            emit(path, probs.get(str(path)), reason)
 
     for path in tqdm(files, unit="file", disable=not progress, desc="predict"):
         try:
@@ -227,6 +315,8 @@ def predict_files(bundle: Bundle, language: str | None, files: Sequence[Path], e
         if len(pending) >= batch_size:
             flush()
     flush()
+    if by_speaker:
+        classify_by_speaker()
     return run
 
 
@@ -288,14 +378,18 @@ def _write_csv(path: Path, language: str, classes: list[str], predictions: list[
 @click.option("--min-confidence", type=FiniteFloat(0, 1), default=0.0, show_default=True, metavar="P",
               help="Answer 'uncertain' for a file whose highest class probability (calibrated on validation data) "
                    "is below P.")
+@click.option("--speaker", default=None, metavar="NAME",
+              help="Every file is of speaker NAME (a model trained with --speaker-norm needs each file's speaker).")
+@click.option("--speakers", "speakers_csv", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="CSV",
+              help="Each file's speaker: a CSV with the columns path (relative to the CSV's folder) and speaker.")
 @click.option("--batch-size", type=BATCH_SIZE, default=16, show_default=True)
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @weights_options(help=TRAINED_DEFAULTS)
 @click.option("--ssl", "ssl", multiple=True, metavar="NAME=CHECKPOINT",
               help="Hugging Face encoder feature NAME's checkpoint [default: the one recorded in the bundle].")
 @common_options
-def main(model_path, language, inputs, output, overwrite, jsonl, strict, min_confidence, batch_size, device, ssl,
-         verbose, quiet, **weights) -> None:
+def main(model_path, language, inputs, output, overwrite, jsonl, strict, min_confidence, speaker, speakers_csv,
+         batch_size, device, ssl, verbose, quiet, **weights) -> None:
     """Predict the emotion of each audio FILE (or every audio file below each DIR) with a trained model.
 
     Exit status: 0 when every file was predicted (or some were, without --strict), 5 when none could be
@@ -303,11 +397,12 @@ def main(model_path, language, inputs, output, overwrite, jsonl, strict, min_con
     """
     with command_errors(verbose, quiet):
         _predict(model_path, language, inputs, output, overwrite, jsonl, strict, batch_size, device, ssl, quiet,
-                 min_confidence, weights)
+                 min_confidence, weights, speaker, speakers_csv)
 
 
 def _predict(model_path, language, inputs, output, overwrite, jsonl, strict, batch_size, device, ssl, quiet,
-             min_confidence: float = 0.0, weights: Mapping | None = None) -> None:
+             min_confidence: float = 0.0, weights: Mapping | None = None, speaker: str | None = None,
+             speakers_csv: Path | None = None) -> None:
     from extract.extractors.ssl import parse_ssl_option
     from train.config import check_device
 
@@ -319,9 +414,19 @@ def _predict(model_path, language, inputs, output, overwrite, jsonl, strict, bat
         parse_ssl_option(ssl)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--ssl") from None
+    if speaker is not None and speakers_csv is not None:
+        raise click.BadParameter("give --speaker or --speakers, not both", param_hint="--speakers")
     check_device(device)
     bundle = load_bundle(model_path, device=device)
     check_supported(bundle)
+    speakers = ({f: speaker for f in files} if speaker is not None else
+                read_speakers(speakers_csv) if speakers_csv is not None else None)
+    if bundle.speaker_norm and speakers is None:
+        raise click.BadParameter("the model was trained with --speaker-norm (each speaker's files standardised "
+                                 "together): give every file's speaker with --speaker NAME or --speakers CSV",
+                                 param_hint="--speakers")
+    if speakers is not None and not bundle.speaker_norm:
+        err("note: the model does not use speakers (trained without --speaker-norm); --speaker/--speakers ignored")
     try:
         lang = bundle.languages[bundle.domain_index(language)]
     except BundleError as exc:
@@ -347,7 +452,7 @@ def _predict(model_path, language, inputs, output, overwrite, jsonl, strict, bat
 
     result = predict_files(bundle, lang, files, extractors, device=device, batch_size=batch_size,
                            progress=show_progress(quiet) and len(files) > 1, on_result=show,
-                           min_confidence=min_confidence)
+                           min_confidence=min_confidence, speakers=speakers if bundle.speaker_norm else None)
     if output is not None:
         _write_csv(output, lang, classes, result.predictions)
     n_ok, n_bad = len(result.predictions), len(result.failures)

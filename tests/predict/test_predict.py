@@ -126,7 +126,43 @@ def test_refuses_a_model_trained_on_features_from_other_weights(trained, tmp_pat
     assert r.exit_code == 0, r.stderr
 
 
-def test_refuses_a_model_trained_with_per_speaker_standardisation(trained, tmp_path):
+def test_a_head_trained_with_speaker_norm_predicts_what_its_run_recorded_given_each_files_speaker(trained, tmp_path):
+    """train --model logreg --speaker-norm, then predict every file with its speaker (--speakers): each speaker's
+    files are standardised together as in training, so the test files get the run's recorded probabilities."""
+    import mgser
+    from sercore.bundle import BundleError
+
+    _, _, _, root = trained
+    out = tmp_path / "spk"
+    r = CliRunner().invoke(train_main, ["--domains", "de=tones", "--features", "mfcc,ge2e", "--features-dir",
+                                        str(root / "features"), "--model", "logreg", "--speaker-norm", "--seeds", "1",
+                                        "--out", str(out), "--quiet"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    record = json.loads((out / "runs" / "run0.json").read_text())
+    files = sorted((root / "wav").glob("*.wav"))  # 18 files, speakers s0 and s1 (9 each)
+    speakers = root / "wav" / "speakers.csv"  # paths relative to the CSV's folder
+    speakers.write_text("path,speaker\n" + "".join(f"{f.name},s{int(f.stem.split('_')[1]) % 2}\n" for f in files))
+    r = _predict("--model", str(out), *map(str, files), "--speakers", str(speakers), "--jsonl")
+    assert r.exit_code == 0, r.output
+    got = {json.loads(s)["path"]: json.loads(s)["probabilities"] for s in r.stdout.splitlines()}
+    test = record["test"]
+    classes = json.loads(torch.load(out / "model.bundle", weights_only=True)["meta"])["domains"][0]["classes"]
+    for utt, p in zip(test["utt_ids"], test["probabilities"]):
+        assert np.allclose([got[str(root / "wav" / f"{utt}.wav")][c] for c in classes], p, atol=1e-4), utt
+    # without the speakers: a usage error before any audio is read; speakers with too few files: those files skipped
+    r = _predict("--model", str(out), *map(str, files))
+    assert r.exit_code == 2 and "--speaker-norm" in r.stderr and not r.stdout
+    r = _predict("--model", str(out), *map(str, files[:7]), "--speaker", "someone", "--jsonl")
+    assert r.exit_code == 0 and len(r.stdout.splitlines()) == 7
+    r = _predict("--model", str(out), *map(str, files[:4]), "--speaker", "someone", "--jsonl")
+    assert r.exit_code == 5 and "needs at least 5" in r.stderr
+    r = _predict("--model", str(out), str(files[0]), "--speakers", str(tmp_path / "nothing.csv"))
+    assert r.exit_code != 0 and "nothing.csv" in r.stderr
+    with pytest.raises(BundleError, match="--speaker-norm"):
+        mgser.load_model(out)
+
+
+def test_refuses_a_network_trained_with_per_speaker_standardisation(trained, tmp_path):
     bundle, wav, _, _ = trained
     payload = torch.load(bundle, weights_only=True)
     meta = json.loads(payload["meta"])
