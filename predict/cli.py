@@ -40,7 +40,7 @@ from extract.extractors.registry import setting_owners
 from sercore.bundle import BundleError
 from sercore.cli import BATCH_SIZE, command_errors, common_options, epilog, show_progress
 from sercore.errors import EXIT_PARTIAL, DataError, SerError
-from sercore.fsio import write_atomic
+from sercore.tables import write_csv
 from sercore.store import identity_differences, normalise_attr
 from train.cli import FiniteFloat
 from train.model_io import Example, collate
@@ -354,14 +354,9 @@ def check_output(output: Path, files: Sequence[Path], inputs: Sequence[Path], ov
 
 
 def _write_csv(path: Path, language: str, classes: list[str], predictions: list[Prediction]) -> None:
-    def write(tmp: Path) -> None:
-        with tmp.open("w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow([*CSV_COLUMNS, *[f"p_{c}" for c in classes]])
-            for p in predictions:
-                w.writerow([str(p.path), language, p.emotion, *[f"{p.probabilities[c]:.6f}" for c in classes]])
-
-    write_atomic(path, write)  # a full disk leaves the old file (or none), never half of one
+    # atomic: a full disk leaves the old file (or none), never half of one
+    write_csv(path, ([str(p.path), language, p.emotion, *[f"{p.probabilities[c]:.6f}" for c in classes]] for p in predictions),
+              [*CSV_COLUMNS, *[f"p_{c}" for c in classes]])
 
 
 @click.command("predict", context_settings={"help_option_names": ["-h", "--help"]},

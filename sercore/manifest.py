@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import csv
-from dataclasses import asdict, dataclass, fields
+from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 from typing import Iterable, Sequence
 
 from .errors import DataError
-from .fsio import write_atomic
 from .labels import is_canonical
+from .tables import CsvError, read_csv_text, write_csv
 
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 
@@ -55,19 +54,11 @@ def validate(utterances: Sequence[Utterance], where: str | Path) -> None:
 
 
 def write_manifest(utterances: Iterable[Utterance], path: str | Path) -> Path:
-    """Write atomically (:func:`sercore.fsio.write_atomic`) so a crash never leaves half a manifest."""
+    """Write atomically (:func:`sercore.tables.write_csv`) so a crash never leaves half a manifest."""
     path = Path(path)
     rows = list(utterances)
     validate(rows, path)
-
-    def write(tmp: Path) -> None:
-        with tmp.open("w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=COLUMNS)
-            writer.writeheader()
-            for u in rows:
-                writer.writerow(asdict(u))
-
-    return write_atomic(path, write)
+    return write_csv(path, (astuple(u) for u in rows), COLUMNS)
 
 
 def read_manifest(path: str | Path) -> list[Utterance]:
@@ -75,13 +66,12 @@ def read_manifest(path: str | Path) -> list[Utterance]:
     if not path.is_file():
         raise DataError(path, "manifest not found (run `extract prepare` first)")
     try:
-        with path.open(newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
-            if missing:
-                raise DataError(path, f"not a manifest: missing column(s) {', '.join(missing)}")
-            rows = [Utterance(**{c: row[c] for c in COLUMNS}) for row in reader]
-    except (UnicodeDecodeError, csv.Error) as exc:
+        table = read_csv_text(path)
+    except (UnicodeDecodeError, CsvError) as exc:
         raise DataError(path, f"unreadable manifest ({exc})") from None
+    missing = [c for c in COLUMNS if c not in table.columns]
+    if missing:
+        raise DataError(path, f"not a manifest: missing column(s) {', '.join(missing)}")
+    rows = [Utterance(*row) for row in table[list(COLUMNS)].itertuples(index=False, name=None)]
     validate(rows, path)
     return rows

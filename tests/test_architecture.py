@@ -24,7 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYERS = ("sercore", "extract", "train", "predict", "mgser", "bench")
 #: What ``train.models`` may import from the project.
 #: train.pooling: the pooled statistics of the heads (train/models/pooled_head.py), a numpy function of the features alone.
-MODEL_ALLOWED = ("train.model_io", "train.config", "train.models", "train.pooling", "sercore.errors", "sercore.labels")
+#: sercore.tables: the CSV format of the report a model module writes (layer_weights.csv, train/models/layer_weights.py).
+MODEL_ALLOWED = ("train.model_io", "train.config", "train.models", "train.pooling", "sercore.errors", "sercore.labels",
+                 "sercore.tables")
 
 
 def _modules() -> dict[str, Path]:

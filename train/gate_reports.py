@@ -22,7 +22,6 @@ resumed run keeps its trace; see :meth:`train.network_trainer.Trainer.mixing`)::
 
 from __future__ import annotations
 
-import csv
 import math
 from dataclasses import asdict, dataclass
 from itertools import combinations
@@ -30,6 +29,8 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
+
+from sercore.tables import write_csv
 
 from .metrics import paired_interval, run_summary
 from .plots import plot_gates, plot_nas, plot_traces
@@ -59,24 +60,17 @@ def write_mixing(mixing: dict, out: Path, title: str = "") -> None:
     out = Path(out)
     experts = mixing["experts"]
     if mixing["gates"]:
-        with (out / "gates_test.csv").open("w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["language", "feature", "gate_mean", "gate_std", "runs"])
-            for lang, per in mixing["gates"].items():
-                for feat in experts:
-                    s = per[feat]
-                    w.writerow([lang, feat, f"{s['mean']:.4f}", f"{s['std']:.4f}", s["n"]])
+        write_csv(out / "gates_test.csv", ((lang, f, f"{per[f]['mean']:.4f}", f"{per[f]['std']:.4f}", per[f]["n"])
+                                           for lang, per in mixing["gates"].items() for f in experts),
+                  ["language", "feature", "gate_mean", "gate_std", "runs"])
         plot_gates([(title, experts, mixing["gates"])], out / "gates_test.png")
     if "nas" in mixing:
-        with (out / "nas_test.csv").open("w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["language", "to_u", "from_v", "p_open_mean", "p_open_std", "gate_mean", "gate_std", "runs"])
-            for lang, per in mixing["nas"].items():
-                for i, to in enumerate(experts):
-                    for j, frm in enumerate(experts):
-                        p, g = per["p_open"], per["gate"]
-                        w.writerow([lang, to, frm, f"{p['mean'][i][j]:.4f}", f"{p['std'][i][j]:.4f}",
-                                    f"{g['mean'][i][j]:.4f}", f"{g['std'][i][j]:.4f}", p["n"]])
+        rows = []
+        for lang, per in mixing["nas"].items():
+            p, g = per["p_open"], per["gate"]
+            rows += [(lang, to, frm, f"{p['mean'][i][j]:.4f}", f"{p['std'][i][j]:.4f}", f"{g['mean'][i][j]:.4f}",
+                      f"{g['std'][i][j]:.4f}", p["n"]) for i, to in enumerate(experts) for j, frm in enumerate(experts)]
+        write_csv(out / "nas_test.csv", rows, ["language", "to_u", "from_v", "p_open_mean", "p_open_std", "gate_mean", "gate_std", "runs"])
         plot_nas(experts, mixing["nas"], out / "nas_test.png", title)
 
 
@@ -237,8 +231,5 @@ def write_traces(histories: Mapping[int, Sequence[dict]], languages: Sequence[st
 
 
 def write_rows(path: Path, header: Sequence[str], rows: Sequence[tuple]) -> None:
-    """A CSV file; floats with 6 decimals."""
-    with Path(path).open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        w.writerows([f"{v:.6f}" if isinstance(v, float) else v for v in row] for row in rows)
+    """A CSV file; floats with 6 decimals (nan as ``nan``)."""
+    write_csv(path, ([f"{v:.6f}" if isinstance(v, float) else v for v in row] for row in rows), header)

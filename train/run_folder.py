@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import platform
 import time
@@ -14,6 +13,7 @@ import numpy as np
 import torch
 
 from sercore.fsio import write_atomic
+from sercore.tables import write_csv
 
 from .calibration import calibrate_run
 from .config import ExperimentConfig
@@ -85,6 +85,27 @@ def summarise(config: ExperimentConfig, domain_data: list[DomainData], features:
     }
 
 
+#: The columns of ``metrics.csv``: one row per run and language, then the mean and std rows of each language.
+METRICS_COLUMNS = ("row", "protocol", "domain", "seed", "fold", "test_wa", "test_ua", "valid_ua", "best_epoch", "seconds",
+                   "features", "aux")
+
+
+def metrics_rows(config: ExperimentConfig, domain_data: list[DomainData], features: list[str], runs: list[RunResult],
+                 metrics: dict) -> list[dict]:
+    """The rows of ``metrics.csv`` (:data:`METRICS_COLUMNS`), scores to 4 decimals; the mean and std rows are those
+    of ``metrics.json`` (``metrics``)."""
+    common = {"protocol": config.protocol, "features": "+".join(features), "aux": config.train.aux}
+    rows = [{"row": f"run{r.run}", **common, "domain": domain_data[d].spec.language, "seed": r.seed,
+             "fold": "" if r.fold is None else r.fold, "test_wa": f"{s.wa:.4f}", "test_ua": f"{s.ua:.4f}",
+             "valid_ua": f"{r.fit.valid.scores[d].ua:.4f}" if d in r.fit.valid.scores else "",
+             "best_epoch": r.fit.best_epoch, "seconds": f"{r.fit.seconds:.1f}"}
+            for r in runs for d, s in r.fit.test.scores.items()]
+    rows += [{"row": stat, **common, "domain": lang, "test_wa": f"{s['test_wa'][stat]:.4f}", "test_ua": f"{s['test_ua'][stat]:.4f}",
+              "valid_ua": f"{s['valid_ua'][stat]:.4f}" if "valid_ua" in s else ""}
+             for stat in ("mean", "std") for lang, s in metrics["domains_summary"].items()]
+    return rows
+
+
 def write_outputs(config: ExperimentConfig, domain_data: list[DomainData], features: list[str], runs: list[RunResult],
                   out: Path) -> dict:
     metrics = summarise(config, domain_data, features, runs)
@@ -94,19 +115,7 @@ def write_outputs(config: ExperimentConfig, domain_data: list[DomainData], featu
                                    metrics["mixing"]["experts"], out, config.model)
         metrics["mixing"]["gates_differ"] = [d.as_dict() for d in differences]
     write_atomic(out / "metrics.json", lambda tmp: tmp.write_text(json.dumps(metrics, indent=2)))
-    with (out / "metrics.csv").open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["row", "protocol", "domain", "seed", "fold", "test_wa", "test_ua", "valid_ua", "best_epoch", "seconds", "features", "aux"])
-        feats = "+".join(features)
-        for r in runs:
-            for d, s in r.fit.test.scores.items():
-                w.writerow([f"run{r.run}", config.protocol, domain_data[d].spec.language, r.seed, "" if r.fold is None else r.fold,
-                            f"{s.wa:.4f}", f"{s.ua:.4f}", f"{r.fit.valid.scores[d].ua:.4f}" if d in r.fit.valid.scores else "", r.fit.best_epoch,
-                            f"{r.fit.seconds:.1f}", feats, config.train.aux])
-        for stat in ("mean", "std"):
-            for lang, s in metrics["domains_summary"].items():
-                w.writerow([stat, config.protocol, lang, "", "", f"{s['test_wa'][stat]:.4f}", f"{s['test_ua'][stat]:.4f}",
-                            f"{s['valid_ua'][stat]:.4f}" if "valid_ua" in s else "", "", "", feats, config.train.aux])
+    write_csv(out / "metrics.csv", metrics_rows(config, domain_data, features, runs, metrics), METRICS_COLUMNS)
     for lang, s in metrics["domains_summary"].items():
         title = (f"{lang} ({s['dataset']}), {config.protocol} protocol, {len(runs)} runs: "
                  f"UA {s['test_ua']['mean']:.3f}, WA {s['test_wa']['mean']:.3f}")

@@ -23,6 +23,7 @@ from sercore.errors import DataError, OptionError
 from sercore.labels import EMOTIONS, in_vocabulary, parse_merges, sorted_labels
 from sercore.manifest import SPLITS, Utterance, manifest_path, write_manifest
 from sercore.splits import PROTOCOLS, check_disjoint, missing_emotions, random_split, speaker_folds, speaker_split
+from sercore.tables import write_csv
 
 from . import cafe, csvlist, demo, emodb, emovo, folder, iemocap, ravdess
 from .base import Recording, Scan, Skipped
@@ -314,17 +315,11 @@ def prepare_corpus(dataset: str, root: str | Path | None, *, name: str | None = 
 
 def _record_skipped(skipped: list[Skipped], manifest: Path) -> Path | None:
     """Write ``<name>.skipped.csv`` (path,reason) beside the manifest; remove a stale one when none."""
-    import csv
-
     path = manifest.with_name(manifest.stem + ".skipped.csv")
     if not skipped:
         path.unlink(missing_ok=True)
         return None
-    with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["path", "reason"])
-        writer.writerows([s.path, s.reason] for s in skipped)
-    return path
+    return write_csv(path, ((s.path, s.reason) for s in skipped), ["path", "reason"])
 
 
 def prepare_dataset(dataset: str, root: str | Path | None, *, name: str | None = None, language: str | None = None,

@@ -12,12 +12,12 @@ does not exist is an error, since a manifest pointing at missing audio only fail
 
 from __future__ import annotations
 
-import csv
 import os
 from pathlib import Path
 
 from sercore.errors import DataError
 from sercore.labels import normalise_label
+from sercore.tables import CsvError, read_csv_text
 
 from .base import AUDIO_SUFFIXES, Recording, Scan, require_recordings
 from .folder import UNKNOWN_SPEAKER
@@ -25,16 +25,18 @@ from .folder import UNKNOWN_SPEAKER
 REQUIRED = ("path", "label")
 
 
-def _read_rows(csv_path: Path) -> tuple[list[str], list[dict[str, str]]]:
+def _read_rows(csv_path: Path) -> tuple[list[str], list[dict[str, str | None]]]:
+    """The header (names stripped, lower case) and the rows (``None`` for a field a short row lacks)."""
     try:
-        with csv_path.open(newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            header = [h.strip().lower() for h in (reader.fieldnames or [])]
-            reader.fieldnames = header
-            rows = list(reader)
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        table = read_csv_text(csv_path)
+    except CsvError as exc:
+        if exc.line is not None:
+            raise DataError(f"{csv_path}:{exc.line}", "malformed CSV row: wrong number of fields") from None
         raise DataError(csv_path, f"unreadable CSV ({exc.__class__.__name__}: {exc})") from None
-    return header, rows
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(csv_path, f"unreadable CSV ({exc.__class__.__name__}: {exc})") from None
+    table.columns = [str(h).strip().lower() for h in table.columns]
+    return list(table.columns), table.to_dict("records")
 
 
 def scan(root: str | Path, *, language: str, **_) -> Scan:
@@ -55,7 +57,7 @@ def scan(root: str | Path, *, language: str, **_) -> Scan:
     listed: list[tuple[Path, str, str, str]] = []  # audio, label, speaker, utt_id (may be empty)
     for number, row in enumerate(rows, 2):
         where = f"{csv_path}:{number}"
-        if None in row or any(row.get(c) is None for c in REQUIRED):
+        if any(row.get(c) is None for c in REQUIRED):
             raise DataError(where, "malformed CSV row: wrong number of fields")
         raw_path, raw_label = row["path"].strip(), row["label"].strip()
         if not raw_path or not raw_label:

@@ -51,3 +51,20 @@ def test_read_errors_name_the_file(tmp_path):
     short.write_text(",".join(COLUMNS) + "\nu1,/a.wav,s1\n")
     with pytest.raises(DataError, match="has no language, emotion, split"):
         read_manifest(short)
+
+
+def test_a_manifest_saved_with_a_bom_reads_the_same(tmp_path):
+    """A spreadsheet saves UTF-8 with a byte-order mark; the first column is still utt_id."""
+    rows = [utt(0), utt(1, split="test")]
+    path = write_manifest(rows, tmp_path / "x.csv")
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert read_manifest(path) == rows
+
+
+def test_a_row_with_more_fields_than_the_header_is_refused_by_line(tmp_path):
+    """An unquoted comma in a hand-edited path shifts the fields: refused, not read into the wrong columns."""
+    path = tmp_path / "x.csv"
+    path.write_text(",".join(COLUMNS) + "\nu1,/a.wav,s1,de,sad,train\nu2,/b,c.wav,s1,de,sad,train\n")
+    with pytest.raises(DataError, match=r"unreadable manifest \(line 3: 7 fields, the header has 6\)") as err:
+        read_manifest(path)
+    assert err.value.where == str(path)

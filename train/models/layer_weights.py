@@ -12,7 +12,6 @@ in the run folder (which layers carry emotion for this corpus).
 
 from __future__ import annotations
 
-import csv
 import re
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -20,6 +19,8 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 from torch import nn
+
+from sercore.tables import write_csv
 
 
 class LayerWeightedSum(nn.Module):
@@ -85,22 +86,18 @@ def write_layer_weights(states: Sequence[Mapping[str, torch.Tensor]], layers: Ma
     out.mkdir(parents=True, exist_ok=True)
     table: dict[str, np.ndarray] = {}
     labels: dict[str, list[int]] = {}
-    with (out / "layer_weights.csv").open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["row", "feature", "hidden_state", "weight"])
-        for name in names:
-            rows = np.stack([r[name] for r in per_run if name in r])  # (runs, n_layers)
-            feature = name.rsplit(".", 1)[-1]
-            labels[name] = list(layers.get(feature) or range(rows.shape[1]))
-            table[name] = rows
-            for k, row in enumerate(rows):
-                for layer, value in zip(labels[name], row):
-                    w.writerow([f"run{k}", name, layer, f"{value:.4f}"])
-            for stat, values in (("mean", rows.mean(0)), ("std", rows.std(0, ddof=1) if len(rows) > 1 else 0 * rows[0])):
-                for layer, value in zip(labels[name], values):
-                    w.writerow([stat, name, layer, f"{value:.4f}"])
+    csv_rows = []
+    for name in names:
+        rows = np.stack([r[name] for r in per_run if name in r])  # (runs, n_layers)
+        feature = name.rsplit(".", 1)[-1]
+        labels[name] = list(layers.get(feature) or range(rows.shape[1]))
+        table[name] = rows
+        by_row = [(f"run{k}", row) for k, row in enumerate(rows)]
+        by_row += [("mean", rows.mean(0)), ("std", rows.std(0, ddof=1) if len(rows) > 1 else 0 * rows[0])]
+        csv_rows += [(label, name, layer, f"{value:.4f}") for label, values in by_row for layer, value in zip(labels[name], values)]
+    path = write_csv(out / "layer_weights.csv", csv_rows, ["row", "feature", "hidden_state", "weight"])
     _plot(table, labels, out / "layer_weights.png", title)
-    return out / "layer_weights.csv"
+    return path
 
 
 def _plot(table: Mapping[str, np.ndarray], labels: Mapping[str, list[int]], path: Path, title: str) -> None:

@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from dataclasses import replace
 from pathlib import Path
+
+from sercore.tables import write_csv
 
 from ..config import ExperimentConfig
 from ..domains import load_domain
@@ -37,12 +38,9 @@ def run_ablations(config: ExperimentConfig, log: Log = print) -> dict:
         table[name] = {lang: {"ua": s["test_ua"], "wa": s["test_wa"]} for lang, s in metrics["domains_summary"].items()}
     out = Path(config.out) / "ablations"
     (out / "ablations.json").write_text(json.dumps({"protocol": config.protocol, "variants": table}, indent=2))
-    with (out / "ablations.csv").open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["variant", "domain", "protocol", "ua_mean", "ua_std", "wa_mean", "wa_std", "runs"])
-        for name, per in table.items():
-            for lang, s in per.items():
-                w.writerow([name, lang, config.protocol, f"{s['ua']['mean']:.4f}", f"{s['ua']['std']:.4f}",
-                            f"{s['wa']['mean']:.4f}", f"{s['wa']['std']:.4f}", s["ua"]["n"]])
+    write_csv(out / "ablations.csv", ((name, lang, config.protocol, f"{s['ua']['mean']:.4f}", f"{s['ua']['std']:.4f}",
+                                       f"{s['wa']['mean']:.4f}", f"{s['wa']['std']:.4f}", s["ua"]["n"])
+                                      for name, per in table.items() for lang, s in per.items()),
+              ["variant", "domain", "protocol", "ua_mean", "ua_std", "wa_mean", "wa_std", "runs"])
     log(f"ablation table -> {out / 'ablations.csv'}")
     return table

@@ -20,7 +20,6 @@ archived on its own. It holds, in this order:
 from __future__ import annotations
 
 import base64
-import csv
 import html
 import json
 import time
@@ -30,6 +29,8 @@ from typing import Iterable, Sequence
 import click
 
 from sercore.cli import command_errors, common_options, epilog, say
+from sercore.errors import DataError
+from sercore.tables import CsvError, read_csv_text
 
 REPORT_NAME = "report.html"
 #: How deep below the run folder run folders (with a metrics.json) are looked for.
@@ -65,11 +66,13 @@ def _table(header: Sequence[str], rows: Iterable[Sequence], left: int = 1) -> st
 
 
 def _csv_table(path: Path) -> str:
-    with path.open(newline="") as f:
-        rows = list(csv.reader(f))
-    if not rows:
+    try:
+        table = read_csv_text(path)
+    except (UnicodeDecodeError, CsvError) as exc:
+        raise DataError(path, f"unreadable CSV ({exc})") from None
+    if table.columns.empty:
         return ""
-    header, body = rows[0], rows[1:]
+    header, body = list(table.columns), [["" if v is None else v for v in row] for row in table.itertuples(index=False)]
     numeric = lambda v: v.replace(".", "", 1).replace("-", "", 1).isdigit()  # noqa: E731
     left = next((i for i, h in enumerate(header) if body and all(numeric(r[i]) for r in body if i < len(r) and r[i])), len(header))
     return _table(header, body, left=max(1, left))
@@ -186,8 +189,6 @@ def render(root: str | Path) -> str:
             tops.append("<h2>Ablations (table 4, figure 4a)</h2>" + _csv_table(abl))
             break
     if not folders and not tops:
-        from sercore.errors import DataError
-
         raise DataError(root, "no metrics.json, comparison.csv or ablations.csv here or below: not a run folder")
     sections = [_run_section(f, root) for f in folders]
     top_images = _images(root) if root not in folders else ""

@@ -29,13 +29,13 @@ the same curve for every language of a grid as the target, one cell per run, fro
 
 from __future__ import annotations
 
-import csv
 import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
 from sercore.errors import OptionError
+from sercore.tables import write_csv
 
 from .model_comparison import DISPLAY
 from ..config import HEAD_MODELS, SINGLE_MODEL, DomainSpec, ExperimentConfig
@@ -90,17 +90,16 @@ def write_curve(table: dict, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "curve.json").write_text(json.dumps(table, indent=2))
     models, shots = list(table["models"]), table["shots"]
-    with (out / "curve.csv").open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["shots", "model", "ua_mean", "ua_std", "runs", "ua_ci_low", "ua_ci_high", "diff_vs_single", "diff_ci_low", "diff_ci_high"])
-        for shot in shots:
-            for model in models:
-                r = table["models"][model].get(shot)
-                if r is None:
-                    continue
+    rows = []
+    for shot in shots:
+        for model in models:
+            r = table["models"][model].get(shot)
+            if r is not None:
                 v = r.get("vs_single", {})
-                w.writerow([shot, model, f"{r['mean']:.4f}", f"{r['std']:.4f}", r["n"], f"{r['ci_low']:.4f}", f"{r['ci_high']:.4f}",
-                            *(f"{v[k]:+.4f}" if k in v else "" for k in ("diff", "ci_low", "ci_high"))])
+                rows.append([shot, model, f"{r['mean']:.4f}", f"{r['std']:.4f}", r["n"], f"{r['ci_low']:.4f}", f"{r['ci_high']:.4f}",
+                             *(f"{v[k]:+.4f}" if k in v else "" for k in ("diff", "ci_low", "ci_high"))])
+    write_csv(out / "curve.csv", rows, ["shots", "model", "ua_mean", "ua_std", "runs", "ua_ci_low", "ua_ci_high", "diff_vs_single",
+                                        "diff_ci_low", "diff_ci_high"])
     (out / "curve.md").write_text(curve_markdown(table))
     rows = table["models"]
     plot_curve(shots=[s.removeprefix("k") for s in shots],

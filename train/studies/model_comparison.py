@@ -15,11 +15,12 @@ A gated model's run folder also holds its gates and NAS connections (:mod:`train
 
 from __future__ import annotations
 
-import csv
 import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
+
+from sercore.tables import write_csv
 
 from ..repeated_runs import Log, load_domains, run_experiment
 from ..metrics import run_summary
@@ -54,14 +55,11 @@ def write_comparison(results: dict[str, dict], out: Path) -> dict:
     comp = comparison_table(results)
     languages = comp["languages"]
     (out / "comparison.json").write_text(json.dumps(comp, indent=2))
-    with (out / "comparison.csv").open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["model", "language", "wa_mean", "wa_std", "ua_mean", "ua_std", "runs", "seconds_per_run", "protocol"])
-        for model, row in comp["models"].items():
-            for lang in languages:
-                s = row[lang]
-                w.writerow([model, lang, f"{s['wa']['mean']:.4f}", f"{s['wa']['std']:.4f}", f"{s['ua']['mean']:.4f}",
-                            f"{s['ua']['std']:.4f}", s["ua"]["n"], f"{row['seconds_per_run']:.1f}", comp["protocol"]])
+    write_csv(out / "comparison.csv", ((model, lang, f"{row[lang]['wa']['mean']:.4f}", f"{row[lang]['wa']['std']:.4f}",
+                                        f"{row[lang]['ua']['mean']:.4f}", f"{row[lang]['ua']['std']:.4f}", row[lang]["ua"]["n"],
+                                        f"{row['seconds_per_run']:.1f}", comp["protocol"])
+                                       for model, row in comp["models"].items() for lang in languages),
+              ["model", "language", "wa_mean", "wa_std", "ua_mean", "ua_std", "runs", "seconds_per_run", "protocol"])
     head = "| model | " + " | ".join(f"{lang} WA | {lang} UA" for lang in languages) + " | s / run |"
     lines = [f"{comp['protocol']} protocol, {comp['runs']} {comp['runs_are']}, features {', '.join(comp['features'])}, "
              f"domains {', '.join(comp['domains'])}; test WA / UA, mean ± std over runs", "", head,

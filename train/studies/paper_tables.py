@@ -20,11 +20,12 @@ protocol, the folds of the speaker protocol. A folder whose ``metrics.json`` is 
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from sercore.tables import write_csv
 
 from ..config import MULTIDOMAIN_MODELS, SINGLE_MODEL, DomainSpec
 from .learning_curve import ZERO_SHOT, curve_markdown, curve_table, target_uas, write_curve
@@ -443,6 +444,18 @@ CSV_HEADER = ["table", "row", "experiment", "language", "dataset", "features", "
               "runs", "epochs", "files", "ua_minus_single", "ci_low", "ci_high", "paired_runs"]
 
 
+def csv_rows(t: Tables) -> list[list]:
+    """The rows of ``tables.csv`` (:data:`CSV_HEADER`): one per filled cell, the figures in full precision."""
+    rows = []
+    for table, row, r in t.results():
+        protocol = {"table3": "random", "table3_speaker": "speaker"}.get(table)
+        p = t.paired.get((protocol, row, r.language))
+        rows.append([table, row, r.experiment, r.language, r.dataset, "+".join(r.features), repr(r.ua.mean),
+                     repr(r.ua.std), repr(r.wa.mean), repr(r.wa.std), r.ua.n, r.epochs, ";".join(r.files),
+                     *((repr(p.diff), repr(p.low), repr(p.high), p.n) if p else ("", "", "", ""))])
+    return rows
+
+
 def write_tables(root: str | Path, skipped_models: dict[str, str] | None = None) -> Tables:
     """Write ``tables.md``, ``tables.csv`` (one row per filled cell of tables 2-4 and figure 4a, full precision),
     ``figure4a.png``, ``table3.png`` (table 3's paired differences) and each learning curve's files (``curve/<language>/``)."""
@@ -458,15 +471,7 @@ def write_tables(root: str | Path, skipped_models: dict[str, str] | None = None)
         g = t.gates.get(model, SeedGates([], [], {}))
         write_traces(g.histories, g.languages, g.experts, grid.multi(model), f"{model}, seeds")
     (root / "tables.md").write_text(to_markdown(t, skipped_models))
-    with (root / "tables.csv").open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(CSV_HEADER)
-        for table, row, r in t.results():
-            protocol = {"table3": "random", "table3_speaker": "speaker"}.get(table)
-            p = t.paired.get((protocol, row, r.language))
-            w.writerow([table, row, r.experiment, r.language, r.dataset, "+".join(r.features), repr(r.ua.mean),
-                        repr(r.ua.std), repr(r.wa.mean), repr(r.wa.std), r.ua.n, r.epochs, ";".join(r.files),
-                        *((repr(p.diff), repr(p.low), repr(p.high), p.n) if p else ("", "", "", ""))])
+    write_csv(root / "tables.csv", csv_rows(t), CSV_HEADER)
     plot_feature_ablation(t, root / "figure4a.png")
     (root / "table3.png").unlink(missing_ok=True)  # never an earlier build's figure beside this one's tables
     panels: dict[str, dict[str, dict]] = {}  # protocol -> model -> language -> (diff, low, high)
