@@ -40,7 +40,7 @@ from extract.extractors.registry import setting_owners
 from sercore.bundle import BundleError
 from sercore.cli import BATCH_SIZE, command_errors, common_options, epilog, show_progress
 from sercore.errors import EXIT_PARTIAL, DataError, SerError
-from sercore.tables import write_csv
+from sercore.tables import CsvError, read_csv_text, write_csv
 from sercore.store import identity_differences, normalise_attr
 from train.cli import FiniteFloat
 from train.model_io import Example, collate
@@ -224,15 +224,14 @@ def read_speakers(path: Path) -> dict[Path, str]:
     """A ``--speakers`` CSV (columns ``path`` and ``speaker``; a relative path is taken from the CSV's folder) as
     {resolved file path: speaker}. A bad file raises DataError naming it."""
     try:
-        with path.open(newline="", encoding="utf-8-sig") as f:
-            rows = list(csv.DictReader(f))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        table = read_csv_text(path)
+    except (OSError, UnicodeDecodeError, CsvError) as exc:
         raise DataError(path, f"cannot be read as a CSV ({exc})") from None
-    if not rows or not {"path", "speaker"} <= set(rows[0]):
+    if table.empty or not {"path", "speaker"} <= set(table.columns):
         raise DataError(path, "expected a header with the columns path and speaker and one row per file")
     out: dict[Path, str] = {}
-    for k, row in enumerate(rows, start=2):
-        file, speaker = (row.get("path") or "").strip(), (row.get("speaker") or "").strip()
+    for k, (file, speaker) in enumerate(zip(table["path"], table["speaker"]), start=2):
+        file, speaker = (file or "").strip(), (speaker or "").strip()
         if not file or not speaker:
             raise DataError(path, f"line {k}: empty path or speaker")
         out[((path.parent / file) if not Path(file).is_absolute() else Path(file)).resolve()] = speaker

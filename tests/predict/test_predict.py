@@ -159,6 +159,10 @@ def test_a_head_trained_with_speaker_norm_predicts_what_its_run_recorded_given_e
     assert r.exit_code == 5 and "needs at least 5" in r.stderr
     r = _predict("--model", str(out), str(files[0]), "--speakers", str(tmp_path / "nothing.csv"))
     assert r.exit_code != 0 and "nothing.csv" in r.stderr
+    (tmp_path / "bad.csv").write_text("file,who\nx.wav,a\n")
+    r = _predict("--model", str(out), str(files[0]), "--speakers", str(tmp_path / "bad.csv"))
+    errors = r.stderr.strip().splitlines()
+    assert r.exit_code != 0 and len(errors) == 1 and "bad.csv" in errors[0] and "path and speaker" in errors[0]
     with pytest.raises(BundleError, match="--speaker-norm"):
         mgser.load_model(out)
 
