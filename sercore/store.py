@@ -589,6 +589,7 @@ def consolidate(features_root: str | Path, dataset: str, split: str, expected: I
             if missing:
                 raise StoreError(main, f"cannot consolidate: {len(missing)} utterance(s) neither stored nor skipped, e.g. {missing[:3]}")
         if len(sources) == 1 and sources[0].path == main and not dropped:
+            _remove_if_empty(parts_dir(features_root, dataset, split))  # left by a kill just before its removal
             return main  # nothing new, nothing to drop: a rerun with nothing to do writes nothing
         utterances, skipped, attrs = contents.utterances, contents.skipped, contents.attrs
         utt_ids = sorted(utterances)
@@ -628,13 +629,16 @@ def consolidate(features_root: str | Path, dataset: str, split: str, expected: I
         _write_h5(main, fill, expected_bytes=sum(src.path.stat().st_size for src in sources))
     finally:
         contents.close()
-    pdir = parts_dir(features_root, dataset, split)
     for src in sources:
         if src.path != main:
             src.path.unlink(missing_ok=True)
-    if pdir.is_dir() and not any(pdir.iterdir()):
-        pdir.rmdir()
+    _remove_if_empty(parts_dir(features_root, dataset, split))
     return main
+
+
+def _remove_if_empty(folder: Path) -> None:
+    if folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
 
 
 # --------------------------------------------------------------------------------------------------

@@ -142,6 +142,30 @@ def test_sigkill_at_any_moment_then_rerun_gives_the_uninterrupted_stores(tmp_pat
     assert not _tmp_files(fdir) and not any(parts_dir(fdir, "corpus", s).exists() for s in SPLITS)
 
 
+
+@pytest.mark.parametrize("left", ["an_empty_parts_folder", "parts_already_merged_into_the_store"])
+def test_a_kill_between_writing_the_store_and_removing_its_parts_is_cleaned_up_by_the_rerun(tmp_path, reference, left):
+    """The two states a kill can leave after the consolidated store is renamed into place and before its parts
+    are gone (the random kill above lands there only now and then): the rerun removes them."""
+    manifest_dir, rows = make_corpus(tmp_path, n=12)
+    fdir = tmp_path / "features"
+    extract_dataset("corpus", ["mfcc"], manifest_dir=manifest_dir, features_dir=fdir, workers=0, progress=False,
+                    echo=lambda s: None)
+    pdir = parts_dir(fdir, "corpus", "train")
+    pdir.mkdir()
+    if left == "parts_already_merged_into_the_store":
+        store = store_path(fdir, "corpus", "train")
+        (pdir / "part-00000000000000000001-00000.h5").write_bytes(store.read_bytes())
+    summary = extract_dataset("corpus", ["mfcc"], manifest_dir=manifest_dir, features_dir=fdir, workers=0,
+                              progress=False, echo=lambda s: None)
+    assert summary.already_done == len(rows) and not summary.computed
+    assert not pdir.exists()
+    got = _contents(fdir)
+    assert sorted(got) == sorted(reference)
+    for u, a in reference.items():
+        assert_same_features(got[u], a, same_process=True)
+
+
 @pytest.mark.slow
 def test_kill_during_consolidation_keeps_the_old_complete_store(tmp_path, reference):
     """A store from an earlier run survives a kill while the next run rewrites it, and the rerun merges both."""
