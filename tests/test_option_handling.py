@@ -88,6 +88,10 @@ def _raise_value_error(*args, **kwargs):
 
 
 def test_a_value_error_inside_a_train_run_is_a_bug_not_a_usage_error(stores, tmp_path, monkeypatch):
+    # train.cli imports the studies when it runs; imported for the first time under the patch, they would keep the
+    # raising run_experiment for the rest of the session (a later --ablations test then failed with this error)
+    import train.studies.ablations, train.studies.learning_curve, train.studies.model_comparison  # noqa: E401, F401
+
     monkeypatch.setattr("train.repeated_runs.run_experiment", _raise_value_error)
     args = ["--domains", "de=synth", "--features-dir", stores, "--out", tmp_path / "out", "--epochs", 1, "--seeds", 1]
     r = _invoke(train_main, *args)
