@@ -40,6 +40,14 @@ def needs() -> dict[str, str]:
     return {r.name: r.needs for r in registrations()}
 
 
+def feature_table() -> str:
+    """The registered features as a markdown table (feature, what it needs, whether extracted by default): the
+    list of docs/features.md, filled in when the site is built (``docs/hooks.py``)."""
+    rows = [f"| `{r.name}` | {r.needs} | {'by default' if r.default else 'when named'} |" for r in registrations()]
+    rows += [f"| NAME | {f.needs} | when named |" for f in families()]
+    return "\n".join(["| Feature | What it needs | Extracted |", "|---|---|---|", *rows])
+
+
 #: The registry as it stands once every module of the package has registered: name -> :class:`Registration`.
 REGISTRY: dict[str, Registration] = {r.name: r for r in registrations()}
 NAMES: tuple[str, ...] = names()
@@ -65,4 +73,4 @@ def extractor_class(name: str, settings: ExtractorSettings | None = None) -> typ
 
 
 __all__ = ["ExtractorSettings", "FeatureExtractor", "MissingWeightsError", "REGISTRY", "NAMES", "NEEDS", "DEFAULT_NAMES",
-           "Registration", "default_names", "extractor_class", "names", "needs"]
+           "Registration", "default_names", "extractor_class", "feature_table", "names", "needs"]
