@@ -49,7 +49,10 @@ def test_the_registry_lists_every_registration_of_every_extractor_module():
 
 
 def test_listing_order_and_default_set_are_unchanged():
-    assert NAMES == ("mfcc", "allosaurus", "wav2vec", "ge2e", "byol", "ge2e_mel", "egemaps", "egemaps_lld", "compare")
+    """The listing starts with the paper's features, then openSMILE's, in this order (an extractor added later
+    comes after them without editing this test); the default set is the paper's."""
+    known = ("mfcc", "allosaurus", "wav2vec", "ge2e", "byol", "ge2e_mel", "egemaps", "egemaps_lld", "compare")
+    assert NAMES[:len(known)] == known
     assert DEFAULT_NAMES == ("mfcc", "allosaurus", "wav2vec", "ge2e", "byol", "ge2e_mel")
 
 
