@@ -13,8 +13,10 @@ and every labelled utterance of the training and validation splits of the source
 
 Input: :func:`train.pooling.pooled_features` of the features (mean/std of frames and deltas; embeddings as
 they are), standardised per corpus with the mean and std of that corpus's training-split rows (``z``; labels not
-used), or per speaker with the statistics of the speaker's training-split rows (``spk``; random protocol only,
-where every test speaker has training utterances).
+used), or per speaker (``spk``; labels not used): under the random protocol with the statistics of the speaker's
+training-split rows (every test speaker has some); under the speaker protocol, whose test speakers have none,
+with the statistics of all of the speaker's rows, i.e. a test speaker's own unlabelled test audio (transductive,
+as ``predict --speakers`` with a head trained with ``--speaker-norm``).
 
 Methods (C grid of the inner CV: :data:`C_GRID`; ``CV`` = stratified folds inside the K shots only):
 
@@ -153,7 +155,8 @@ def prototypes(x_shots, y_shots, x_test, classes) -> np.ndarray:
 
 def run_methods(target: str, sources: Sequence[str], langs: dict, protocol: str, run: int, shots_k: Sequence[int],
                 folds: int, spk: bool) -> dict[int, dict[str, float]]:
-    """Every method's target test UA at each K of ``shots_k`` for one run (a seed, or a fold)."""
+    """Every method's target test UA at each K of ``shots_k`` for one run (a seed, or a fold); ``spk``: also the
+    methods on per-speaker standardised features."""
     from train.protocol import few_shot
     from train.transfer import fit_union
 
@@ -169,11 +172,11 @@ def run_methods(target: str, sources: Sequence[str], langs: dict, protocol: str,
     zs = np.concatenate([z[s][s_rows[s]] for s in sources])
     ys = np.concatenate([langs[s]["emotions"][s_rows[s]] for s in sources])
     sp = {}
-    if spk:
-        sp = {target: speaker_standardised(t["x"], t["speakers"], idx_t["train"])}
+    if spk:  # random: each speaker's training rows; speaker: all of a speaker's rows (test speakers have no other)
+        stats = lambda idx: idx["train"] if protocol == "random" else None  # noqa: E731
+        sp = {target: speaker_standardised(t["x"], t["speakers"], stats(idx_t))}
         for s in sources:
-            idx = split(langs[s], protocol, run, folds)
-            sp[s] = speaker_standardised(langs[s]["x"], langs[s]["speakers"], idx["train"])
+            sp[s] = speaker_standardised(langs[s]["x"], langs[s]["speakers"], stats(split(langs[s], protocol, run, folds)))
         sps = np.concatenate([sp[s][s_rows[s]] for s in sources])
     test = idx_t["test"]
     y_test = t["emotions"][test]
@@ -244,7 +247,7 @@ def study(args, log=print) -> None:
         plan += [("random", t, sources, run, tuple(args.shots), True) for t, sources, role in configs
                  if role == "target" or run < args.pseudo_seeds]
     for fold in range(args.folds) if "speaker" in args.protocols else []:
-        plan += [("speaker", t, sources, fold, (args.speaker_shots,), False) for t, sources, role in configs
+        plan += [("speaker", t, sources, fold, (args.speaker_shots,), True) for t, sources, role in configs
                  if role == "target"]
     start = time.perf_counter()
     for i, (protocol, t, sources, run, shots_k, spk) in enumerate(plan):

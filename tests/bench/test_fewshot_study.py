@@ -43,6 +43,8 @@ def test_every_method_of_a_run_sees_the_same_k_shots_and_the_study_resumes(store
         assert len(rows) == k * 4  # K per emotion, 4 emotions
     main = [r for r in recs if r["protocol"] == "random" and r["target"] == "de"]
     assert all(set(fs.SINGLE) | {"zeroshot", "stack", "pooled_spk", *fs.POOLED} == set(r["ua"]) for r in main)
+    speaker = [r for r in recs if r["protocol"] == "speaker"]
+    assert all(set(fs.SINGLE) | {"zeroshot", "stack", "pooled_spk", *fs.POOLED} == set(r["ua"]) for r in speaker)
     assert all(0 <= v <= 1 for r in recs for v in r["ua"].values())
     # a rerun draws nothing: every run is in the results file
     drawn.clear()
@@ -84,3 +86,26 @@ def test_the_pooled_methods_are_the_fit_of_train_transfer_to(stores, tmp_path, m
     sources = sum(len(fs.split(langs[s], "random", 0, 3)[p]) for s in ("it", "en") for p in ("train", "valid"))
     assert sorted(calls) == sorted([(8, sources, 0.01), (8, sources, 0.1), (8, sources, 0.1)])  # K 2 x 4 emotions
     assert {"pooled_c0.01", "pooled_c0.1", "pooled_spk"} <= set(out[2])
+
+
+@pytest.mark.parametrize("protocol", ["random", "speaker"])
+def test_speaker_statistics_come_from_training_rows_or_under_the_speaker_protocol_from_each_speakers_own(
+        stores, tmp_path, monkeypatch, protocol):
+    """random: each speaker's training rows (every test speaker has some); speaker: all of a speaker's rows, so a
+    test speaker is standardised with its own unlabelled test audio (no label is read either way)."""
+    import bench.fewshot
+
+    seen = []
+
+    def spy(x, speakers, rows=None):
+        seen.append(None if rows is None else sorted(int(i) for i in rows))
+        return speaker_standardised(x, speakers, rows)
+
+    speaker_standardised = bench.fewshot.speaker_standardised
+    monkeypatch.setattr(bench.fewshot, "speaker_standardised", spy)
+    langs = fs.load(str(stores), ["mfcc", "ge2e"], tmp_path / "cache")
+    out = fs.run_methods("de", ["it", "en"], langs, protocol, 0, [2], 3, spk=True)
+    assert {"single_spk", "proto_spk", "pooled_spk"} <= set(out[2])
+    expected = [sorted(fs.split(langs[lang], protocol, 0, 3)["train"].tolist()) if protocol == "random" else None
+                for lang in ("de", "it", "en")]
+    assert seen == expected
