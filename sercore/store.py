@@ -637,8 +637,13 @@ def consolidate(features_root: str | Path, dataset: str, split: str, expected: I
 
 
 def _remove_if_empty(folder: Path) -> None:
-    if folder.is_dir() and not any(folder.iterdir()):
-        folder.rmdir()
+    """Remove ``folder`` if it is an empty folder; a read-only or shared features folder keeps it (nothing is lost:
+    an empty parts folder only takes a name)."""
+    try:
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+    except OSError:
+        pass
 
 
 # --------------------------------------------------------------------------------------------------

@@ -79,13 +79,21 @@ def test_reading_drops_a_bom_skips_blank_lines_and_marks_short_rows(tmp_path):
 
 
 @pytest.mark.parametrize("text, line", [("a,b\n1,2,3\n4,5\n", 2), ("a,b\n1,2\n3,4\n5,6,7\n", 4),
-                                        ('a,b\n"x\ny",2\n5,6,7\n', 3)])  # rows counted, the header as 1 (a value over two lines: one row)
+                                        ('a,b\n"x\ny",2\n5,6,7\n', 3),
+                                        ("a,b\n1,2,\n", 2), ("a,b\n\n1,2,3\n", 3), ("\na,b\n1,2\n3,4,5\n", 4)])  # rows counted, the header as 1 (a value over two lines: one row)
 def test_a_row_with_more_fields_than_the_header_is_named_by_its_line(tmp_path, text, line):
     path = tmp_path / "t.csv"
     path.write_text(text)
     with pytest.raises(CsvError) as err:
         read_csv_text(path)
     assert err.value.line == line and str(err.value).startswith(f"line {line}: ")
+
+
+def test_a_header_naming_a_column_twice_is_refused(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("path,speaker,path\na.wav,s1,b.wav\n")
+    with pytest.raises(CsvError, match=r"^line 1: the header names 'path' more than once$"):
+        read_csv_text(path)
 
 
 def test_broken_quoting_and_other_encodings_are_errors(tmp_path):
