@@ -29,6 +29,7 @@ from bench.vs_baselines import fit_baseline
 from train.domains import load_domain, resolve_domain
 from train.pooling import pooled_feature
 from train.protocol import draw_split, n_runs, split_indices
+from train.scaling import speaker_standardised
 
 #: name -> (pooled features, head of train/pooled_heads.py), chosen and fitted by :func:`bench.vs_baselines.fit_baseline`.
 MODELS = {
@@ -54,12 +55,8 @@ def main(argv=None) -> dict:
     spec = resolve_domain(args.domains, args.features_dir)
     data = load_domain(spec, args.features_dir, ["mfcc", "ge2e"])
     pooled = {f: pooled_feature(data.features[f], data.kinds[f]) for f in ("mfcc", "ge2e")}
-    if args.speaker_norm:
-        speakers = np.array(data.speakers)
-        for name, x in pooled.items():
-            for sp in set(data.speakers):
-                rows = speakers == sp
-                x[rows] = (x[rows] - x[rows].mean(0)) / np.maximum(x[rows].std(0), 1e-5)
+    if args.speaker_norm:  # train --model logreg --speaker-norm's normalisation, per feature
+        pooled = {name: speaker_standardised(x, data.speakers) for name, x in pooled.items()}
     y = np.array([data.classes.index(e) for e in data.emotions])
     speakers = np.array(data.speakers)
     results: dict[str, list[dict]] = {m: [] for m in MODELS}

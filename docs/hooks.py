@@ -3,12 +3,6 @@ when the site is built, so that they cannot drift from it."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-#: The checkout these docs belong to: its code, not another installed copy, fills the pages.
-REPO = Path(__file__).resolve().parents[1]
-
 #: In a page, the line that the registry's feature table replaces.
 FEATURE_TABLE = "<!-- feature table: filled in from the extractor registry when the site is built -->"
 
@@ -17,8 +11,6 @@ def on_page_markdown(markdown: str, page=None, config=None, files=None, **kwargs
     """Replace :data:`FEATURE_TABLE` by ``extract.extractors.feature_table()``."""
     if FEATURE_TABLE not in markdown:
         return markdown
-    if str(REPO) not in sys.path[:1]:
-        sys.path.insert(0, str(REPO))
-    from extract.extractors import feature_table
+    from extract.extractors import feature_table  # the installed package: `pip install -e .[docs]` of this checkout
 
     return markdown.replace(FEATURE_TABLE, feature_table())

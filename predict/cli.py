@@ -81,14 +81,21 @@ class PredictionRun:
 
 
 def audio_files(paths: Iterable[str | Path]) -> list[Path]:
-    """Files given, and the audio files (by extension) below each directory given, recursively, sorted."""
+    """Files given, and the audio files (by extension) below each directory given, recursively, sorted; a file
+    named twice (also as ``./a.wav``, or inside a folder given too) is listed once, where it first appears."""
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
             out.extend(sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_SUFFIXES))
         else:
             out.append(p)  # missing files are reported per file by the loader
-    return out
+    seen: set[Path] = set()
+    unique = []
+    for f in out:
+        if f.resolve() not in seen:
+            seen.add(f.resolve())
+            unique.append(f)
+    return unique
 
 
 def load_extractors(bundle: Bundle, language: str | None, settings, echo=lambda s: None) -> dict:
@@ -222,7 +229,7 @@ def check_supported(bundle: Bundle) -> None:
 
 def read_speakers(path: Path) -> dict[Path, str]:
     """A ``--speakers`` CSV (columns ``path`` and ``speaker``; a relative path is taken from the CSV's folder) as
-    {resolved file path: speaker}. A bad file raises DataError naming it."""
+    {resolved file path: speaker}. A bad file (also one that gives a file two speakers) raises DataError naming it."""
     try:
         table = read_csv_text(path)
     except (OSError, UnicodeDecodeError, CsvError) as exc:
@@ -234,7 +241,9 @@ def read_speakers(path: Path) -> dict[Path, str]:
         file, speaker = (file or "").strip(), (speaker or "").strip()
         if not file or not speaker:
             raise DataError(path, f"line {k}: empty path or speaker")
-        out[((path.parent / file) if not Path(file).is_absolute() else Path(file)).resolve()] = speaker
+        where = ((path.parent / file) if not Path(file).is_absolute() else Path(file)).resolve()
+        if out.setdefault(where, speaker) != speaker:
+            raise DataError(path, f"line {k}: {file} is given the speakers {out[where]!r} and {speaker!r}")
     return out
 
 
@@ -374,7 +383,8 @@ def _write_csv(path: Path, language: str, classes: list[str], predictions: list[
                    "is below P.")
 @click.option("--speaker", default=None, metavar="NAME",
               help="Every file is of speaker NAME (a model trained with --speaker-norm needs each file's speaker).")
-@click.option("--speakers", "speakers_csv", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="CSV",
+@click.option("--speakers", "speakers_csv", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              metavar="CSV",
               help="Each file's speaker: a CSV with the columns path (relative to the CSV's folder) and speaker.")
 @click.option("--batch-size", type=BATCH_SIZE, default=16, show_default=True)
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
@@ -387,7 +397,8 @@ def main(model_path, language, inputs, output, overwrite, jsonl, strict, min_con
     """Predict the emotion of each audio FILE (or every audio file below each DIR) with a trained model.
 
     Exit status: 0 when every file was predicted (or some were, without --strict), 5 when none could be
-    (or any failed, with --strict), 3 on a bad bundle, language or extractor mismatch, 2 on a bad option.
+    (or any failed, with --strict), 3 on a bad bundle, language, extractor mismatch or --speakers file, 2 on a
+    bad option.
     """
     with command_errors(verbose, quiet):
         _predict(model_path, language, inputs, output, overwrite, jsonl, strict, batch_size, device, ssl, quiet,
@@ -410,6 +421,8 @@ def _predict(model_path, language, inputs, output, overwrite, jsonl, strict, bat
         raise click.BadParameter(str(exc), param_hint="--ssl") from None
     if speaker is not None and speakers_csv is not None:
         raise click.BadParameter("give --speaker or --speakers, not both", param_hint="--speakers")
+    if speaker is not None and not speaker.strip():
+        raise click.BadParameter("an empty speaker name", param_hint="--speaker")
     check_device(device)
     bundle = load_bundle(model_path, device=device)
     check_supported(bundle)

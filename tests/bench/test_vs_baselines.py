@@ -178,3 +178,5 @@ def test_bench_baselines_fits_the_same_heads_with_their_grids(store, capsys):
         assert len(s["runs"]) == 2 and all(r["C"] in grid for r in s["runs"]), (name, s["runs"])
         assert s["ua_mean"] > 0.5  # 4 separable classes
     assert "lr_mfcc_stats_ge2e" in capsys.readouterr().out
+    normalised = baselines.main(["--domains", "de", "--features-dir", str(store), "--seeds", "2", "--speaker-norm"])
+    assert set(normalised) == set(summary) and all(s["ua_mean"] > 0.5 for s in normalised.values())

@@ -157,12 +157,21 @@ def test_a_head_trained_with_speaker_norm_predicts_what_its_run_recorded_given_e
     assert r.exit_code == 0 and len(r.stdout.splitlines()) == 7
     r = _predict("--model", str(out), *map(str, files[:4]), "--speaker", "someone", "--jsonl")
     assert r.exit_code == 5 and "needs at least 5" in r.stderr
+    # a file named twice counts once in its speaker's statistics: 4 distinct files are still too few
+    r = _predict("--model", str(out), *map(str, files[:4]), str(files[0]), "--speaker", "someone", "--jsonl")
+    assert r.exit_code == 5 and "has 4 file(s)" in r.stderr
+    r = _predict("--model", str(out), str(files[0]), "--speaker", " ")
+    assert r.exit_code == 2 and "--speaker" in r.stderr and "empty" in r.stderr
     r = _predict("--model", str(out), str(files[0]), "--speakers", str(tmp_path / "nothing.csv"))
-    assert r.exit_code != 0 and "nothing.csv" in r.stderr
+    assert r.exit_code == 2 and "nothing.csv" in r.stderr
     (tmp_path / "bad.csv").write_text("file,who\nx.wav,a\n")
     r = _predict("--model", str(out), str(files[0]), "--speakers", str(tmp_path / "bad.csv"))
     errors = r.stderr.strip().splitlines()
-    assert r.exit_code != 0 and len(errors) == 1 and "bad.csv" in errors[0] and "path and speaker" in errors[0]
+    assert r.exit_code == 3 and len(errors) == 1 and "bad.csv" in errors[0] and "path and speaker" in errors[0]
+    (tmp_path / "twice.csv").write_text(f"path,speaker\n{files[0]},a\n{files[0]},b\n")
+    r = _predict("--model", str(out), str(files[0]), "--speakers", str(tmp_path / "twice.csv"))
+    errors = r.stderr.strip().splitlines()
+    assert r.exit_code == 3 and len(errors) == 1 and "twice.csv" in errors[0] and "line 3" in errors[0], errors
     with pytest.raises(BundleError, match="--speaker-norm"):
         mgser.load_model(out)
 
