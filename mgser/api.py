@@ -120,8 +120,8 @@ def load_model(path: str | os.PathLike, language: str | None = None, device: str
     registry's setting keys, the weights options of ``predict`` by their keyword (``wav2vec_checkpoint``,
     ``wav2vec_layer``, ``allosaurus_model``, ``byol_checkpoint``, and any a new extractor declares with
     ``extract.extractors.registry.setting``); an unknown one raises TypeError naming it. Unset ones come from the
-    environment, ``MGSER_CONFIG`` and the bundle (``wav2vec_layer``: the layer the model was trained on), as for
-    ``predict``. See the module docstring.
+    bundle for ``wav2vec_layer`` (the layer the model was trained on), otherwise from the environment and
+    ``MGSER_CONFIG``, as for ``predict``. See the module docstring.
     """
     from extract.extractors.registry import settings_fields
     from train.config import check_device

@@ -136,8 +136,9 @@ def load_extractors(bundle: Bundle, language: str | None, settings, echo=lambda 
 
 
 def trained_setting(bundle: Bundle, language: str, key: str):
-    """The value of setting ``key`` the model was trained with, as the bundle recorded it in the provenance of the
-    feature that declares the setting (None: not recorded)."""
+    """The value of index setting ``key`` (an int, e.g. the wav2vec layer: the settings of
+    :data:`TRAINED_DEFAULTS`) the model was trained with, as the bundle recorded it in the provenance of the feature
+    that declares the setting (None: not recorded)."""
     provenance = bundle.provenance(language)
     for feature, name in setting_owners(key):
         value = provenance.get(feature, {}).get(name)
@@ -148,9 +149,10 @@ def trained_setting(bundle: Bundle, language: str, key: str):
 
 def extractor_settings(bundle: Bundle, language: str, device: str = "cpu", ssl: Sequence[str] = (), **weights):
     """The extractor settings for the bundle's features of ``language``: the options given (``weights``: the
-    extractor registry's settings by key, e.g. ``byol_checkpoint``; ``ssl``: ``NAME=CHECKPOINT`` values), then the
-    environment and ``MGSER_CONFIG``, then what the bundle recorded (:data:`TRAINED_DEFAULTS`, encoders).
-    An unknown key raises TypeError naming it."""
+    extractor registry's settings by key, e.g. ``byol_checkpoint``; ``ssl``: ``NAME=CHECKPOINT`` values); for a
+    setting of :data:`TRAINED_DEFAULTS` not given, the value the bundle recorded (it beats the environment and
+    ``MGSER_CONFIG``); then the environment and ``MGSER_CONFIG``; a Hugging Face encoder's recorded options fill
+    only what those leave unset. An unknown key raises TypeError naming it."""
     from extract.extractors import ExtractorSettings
     from extract.extractors.ssl import options_from_provenance, parse_ssl_option
 
