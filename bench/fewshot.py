@@ -22,6 +22,8 @@ Methods (C grid of the inner CV: :data:`C_GRID`; ``CV`` = stratified folds insid
 
 - ``single_logreg``, ``single_linsvm``: ``train --model logreg|linsvm`` on the K shots (its own scaler fitted on
   the shots, C by CV inside them; :func:`train.pooled_heads.select_head`);
+- ``single_net``: the network (``train --few-shot T=K``, fixed recipe: the configured epochs, the last), trained
+  separately; ``--report ... --network DIR`` adds its runs (:func:`network_records`);
 - ``single_z``: logistic regression on the ``z`` shots, C by CV; ``single_spk``: the same on ``spk``;
 - ``proto_z``, ``proto_spk``: nearest class mean of the shots (Euclidean);
 - ``zeroshot``: logistic regression on the sources' labelled rows, argmax over the target's emotions (emotions
@@ -56,10 +58,11 @@ from train.scaling import speaker_standardised, standardise
 
 C_GRID = (0.001, 0.01, 0.1, 1.0, 10.0)
 POOLED = {"pooled_c0.01": (0.01, "bal"), "pooled_c0.1": (0.1, "bal")}
-SINGLE = ("single_logreg", "single_linsvm", "single_z", "single_spk", "proto_z", "proto_spk")
+SINGLE = ("single_logreg", "single_linsvm", "single_net", "single_z", "single_spk", "proto_z", "proto_spk")
 REFERENCE = "single_logreg"
-#: "single" of the comparison: the better (by mean test UA, which favours it) of train's heads on the K shots alone.
-HEADS = ("single_logreg", "single_linsvm")
+#: "single" of the comparison: the best (by mean test UA, which favours it) of train's models on the K shots alone:
+#: its heads and, where its runs are given (``--network``), the network.
+HEADS = ("single_logreg", "single_linsvm", "single_net")
 LANGUAGES = ("de", "it", "en")
 FEATURES = ("mfcc", "ge2e", "byol")
 
@@ -267,16 +270,35 @@ def study(args, log=print) -> None:
 
 
 def records(path: Path | Sequence[Path]) -> list[dict]:
-    """The records of one or more results files; a (protocol, target, sources, K, run) seen twice is kept once."""
-    out, seen = [], set()
+    """The records of one or more results files; the methods of a (protocol, target, sources, K, run) seen in
+    several are joined into one record (a method seen twice: its first value)."""
+    out: dict[tuple, dict] = {}
     for p in [path] if isinstance(path, Path) else path:
         for line in p.read_text().splitlines() if p.exists() else []:
             if line.strip():
                 r = json.loads(line)
                 key = (r["protocol"], r["target"], tuple(r["sources"]), r["k"], r["run"])
-                if key not in seen:
-                    seen.add(key)
-                    out.append(r)
+                if key in out:
+                    out[key]["ua"] = {**r["ua"], **out[key]["ua"]}
+                else:
+                    out[key] = r
+    return list(out.values())
+
+
+def network_records(folder: Path) -> list[dict]:
+    """``single_net``: the network trained on the K shots alone, from ``train`` run folders named
+    ``<protocol>_<target>_k<K>`` under ``folder`` (``train --domains T=DATASET --few-shot T=K``, ``--seeds 10`` or
+    ``--protocol speaker --folds 6``: the same splits and K-shot draws as the study's run r); one record per
+    finished run, with the target's test UA (over the emotions its test split has), sources: the other languages."""
+    out = []
+    for run_folder in sorted(Path(folder).glob("*_*_k*")):
+        protocol, target, k = run_folder.name.split("_")
+        for path in sorted((run_folder / "runs").glob("run*.json")):
+            test = json.loads(path.read_text())["test"]
+            labels, predicted = np.array(test["labels"]), np.array(test["predictions"])
+            out.append({"protocol": protocol, "target": target, "sources": [x for x in LANGUAGES if x != target],
+                        "run": int(path.stem[3:]), "k": int(k[1:]),
+                        "ua": {"single_net": ua(labels, predicted, sorted(set(labels.tolist())))}})
     return out
 
 
@@ -454,6 +476,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--also", nargs="*", default=[], help="--report: further study folders whose records to add.")
     p.add_argument("--protocols", default="random,speaker", help="Parts of the study to run (random, speaker).")
     p.add_argument("--report", default=None, help="Write the tables (markdown) of OUT/results.jsonl here, and a plot beside.")
+    p.add_argument("--network", default=None, help="--report: also the network on the shots alone (single_net), from the "
+                                                   "train run folders <protocol>_<target>_k<K> in this folder.")
     args = p.parse_args(argv)
     args.features = args.features.split(",")
     args.targets = args.targets.split(",")
@@ -461,6 +485,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.protocols = args.protocols.split(",")
     if args.report:
         files = [Path(d) / "results.jsonl" for d in [args.out, *args.also]]
+        if args.network:
+            network = Path(args.out) / "network.jsonl"
+            network.write_text("".join(json.dumps(r) + "\n" for r in network_records(Path(args.network))))
+            files.append(network)
         text = report(files)
         Path(args.report).write_text(text + "\n")
         plot(files, Path(args.report).with_suffix(".png"))

@@ -42,9 +42,10 @@ def test_every_method_of_a_run_sees_the_same_k_shots_and_the_study_resumes(store
     for k, _, rows in drawn:
         assert len(rows) == k * 4  # K per emotion, 4 emotions
     main = [r for r in recs if r["protocol"] == "random" and r["target"] == "de"]
-    assert all(set(fs.SINGLE) | {"zeroshot", "stack", "pooled_spk", *fs.POOLED} == set(r["ua"]) for r in main)
+    computed = set(fs.SINGLE) - {"single_net"} | {"zeroshot", "stack", "pooled_spk", *fs.POOLED}  # the network: --network
+    assert all(computed == set(r["ua"]) for r in main)
     speaker = [r for r in recs if r["protocol"] == "speaker"]
-    assert all(set(fs.SINGLE) | {"zeroshot", "stack", "pooled_spk", *fs.POOLED} == set(r["ua"]) for r in speaker)
+    assert all(computed == set(r["ua"]) for r in speaker)
     assert all(0 <= v <= 1 for r in recs for v in r["ua"].values())
     # a rerun draws nothing: every run is in the results file
     drawn.clear()
@@ -109,3 +110,29 @@ def test_speaker_statistics_come_from_training_rows_or_under_the_speaker_protoco
     expected = [sorted(fs.split(langs[lang], protocol, 0, 3)["train"].tolist()) if protocol == "random" else None
                 for lang in ("de", "it", "en")]
     assert seen == expected
+
+
+def test_the_networks_runs_join_the_studys_records_of_the_same_run_and_k(stores, tmp_path):
+    """--network: single_net of each finished run of `train --few-shot T=K`, read from the run folder
+    <protocol>_<target>_k<K> and joined to the study's record of the same protocol, target, K and run."""
+    from click.testing import CliRunner
+
+    from train.cli import main as train_main
+
+    folder = tmp_path / "network" / "random_de_k2"
+    r = CliRunner().invoke(train_main, ["--domains", "de=synth_de", "--features", "mfcc,ge2e", "--features-dir",
+                                        str(stores), "--few-shot", "de=2", "--seeds", "2", "--epochs", "1", "--out",
+                                        str(folder), "--no-checkpoints", "--quiet"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    metrics = json.loads((folder / "metrics.json").read_text())
+    recs = fs.network_records(tmp_path / "network")
+    assert [(x["protocol"], x["target"], x["sources"], x["run"], x["k"]) for x in recs] == [
+        ("random", "de", ["it", "en"], 0, 2), ("random", "de", ["it", "en"], 1, 2)]
+    assert [x["ua"]["single_net"] for x in recs] == pytest.approx([run["test"]["de"]["ua"] for run in metrics["runs"]])
+    study = tmp_path / "study.jsonl"
+    study.write_text(json.dumps({"protocol": "random", "target": "de", "sources": ["it", "en"], "run": 0, "k": 2,
+                                 "ua": {"single_logreg": 0.5}}) + "\n")
+    network = tmp_path / "network.jsonl"
+    network.write_text("".join(json.dumps(x) + "\n" for x in recs))
+    joined = fs.records([study, network])
+    assert len(joined) == 2 and joined[0]["ua"] == {"single_logreg": 0.5, "single_net": recs[0]["ua"]["single_net"]}
