@@ -1,8 +1,8 @@
 """Few-shot transfer to a language with K labelled utterances per emotion: linear and prototype methods on pooled
 statistics, each against single (the target's K shots alone), paired by run.
 
-    python bench/fewshot.py --features-dir /work/exp/features --out runs/fewshot        # resumable
-    python bench/fewshot.py --out runs/fewshot --report docs/results/fewshot_table.md   # tables from the records
+    python bench/fewshot.py --features-dir features --out runs/fewshot --network runs/fewshot_net   # resumable
+    python bench/fewshot.py --out runs/fewshot --network runs/fewshot_net --report fewshot.md      # tables, plot
 
 The protocol is the low-resource one of ``train --learning-curve``: at K the target contributes K labelled
 utterances per emotion of its training split (:func:`train.protocol.few_shot`, drawn with the run's seed, the same
@@ -22,8 +22,9 @@ Methods (C grid of the inner CV: :data:`C_GRID`; ``CV`` = stratified folds insid
 
 - ``single_logreg``, ``single_linsvm``: ``train --model logreg|linsvm`` on the K shots (its own scaler fitted on
   the shots, C by CV inside them; :func:`train.pooled_heads.select_head`);
-- ``single_net``: the network (``train --few-shot T=K``, fixed recipe: the configured epochs, the last), trained
-  separately; ``--report ... --network DIR`` adds its runs (:func:`network_records`);
+- ``single_net``: the network (``train --few-shot T=K``, fixed recipe: the configured epochs, the last), with
+  ``--network DIR``: its runs are trained there after the linear methods (:func:`network_single`), and read by
+  ``--report ... --network DIR`` (:func:`network_records`);
 - ``single_z``: logistic regression on the ``z`` shots, C by CV; ``single_spk``: the same on ``spk``;
 - ``proto_z``, ``proto_spk``: nearest class mean of the shots (Euclidean);
 - ``zeroshot``: logistic regression on the sources' labelled rows, argmax over the target's emotions (emotions
@@ -266,6 +267,26 @@ def study(args, log=print) -> None:
             f"(total {time.perf_counter() - start:.0f} s)")
 
 
+def network_single(args, log=print) -> None:
+    """single_net's runs: ``train --domains T=DATASET --few-shot T=K`` (the network on the K shots alone, its fixed
+    recipe; the study's splits and draws) for every target and K of the study, into
+    ``<args.network>/<protocol>_<target>_k<K>``; resumable (a finished run is not fitted again)."""
+    from train.config import build_config
+    from train.domains import resolve_domain
+    from train.repeated_runs import run_experiment
+
+    jobs = [("random", t, k) for t in args.targets for k in args.shots] if "random" in args.protocols else []
+    jobs += [("speaker", t, args.speaker_shots) for t in args.targets] if "speaker" in args.protocols else []
+    for protocol, t, k in jobs:
+        runs = {"seeds": args.seeds} if protocol == "random" else {"protocol": "speaker", "folds": args.folds}
+        config = build_config([str(resolve_domain(t, args.features_dir))], features=list(args.features),
+                              features_dir=str(args.features_dir), few_shot={t: k}, save_checkpoints=False,
+                              out=str(Path(args.network) / f"{protocol}_{t}_k{k}"), **runs)
+        start = time.perf_counter()
+        run_experiment(config, log=lambda s: None)
+        log(f"single_net {protocol} {t} K = {k}: {time.perf_counter() - start:.0f} s -> {config.out}")
+
+
 # ------------------------------------------------------------------------------------------------ the tables
 
 
@@ -476,8 +497,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--also", nargs="*", default=[], help="--report: further study folders whose records to add.")
     p.add_argument("--protocols", default="random,speaker", help="Parts of the study to run (random, speaker).")
     p.add_argument("--report", default=None, help="Write the tables (markdown) of OUT/results.jsonl here, and a plot beside.")
-    p.add_argument("--network", default=None, help="--report: also the network on the shots alone (single_net), from the "
-                                                   "train run folders <protocol>_<target>_k<K> in this folder.")
+    p.add_argument("--network", default=None, help="Also the network on the shots alone (single_net): train its runs "
+                                                   "into this folder (after the linear methods); with --report, read them.")
     args = p.parse_args(argv)
     args.features = args.features.split(",")
     args.targets = args.targets.split(",")
@@ -496,6 +517,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(text)
         return 0
     study(args)
+    if args.network:
+        network_single(args)
     return 0
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -136,3 +138,22 @@ def test_the_networks_runs_join_the_studys_records_of_the_same_run_and_k(stores,
     network.write_text("".join(json.dumps(x) + "\n" for x in recs))
     joined = fs.records([study, network])
     assert len(joined) == 2 and joined[0]["ua"] == {"single_logreg": 0.5, "single_net": recs[0]["ua"]["single_net"]}
+
+
+def test_network_single_trains_the_network_on_each_targets_shots_with_the_studys_runs(stores, tmp_path, monkeypatch):
+    import train.repeated_runs
+
+    configs = []
+    monkeypatch.setattr(train.repeated_runs, "run_experiment", lambda config, log=None: configs.append(config))
+    args = argparse.Namespace(
+        targets=["de", "it"], shots=[5, 10], speaker_shots=10, protocols=["random", "speaker"], seeds=10, folds=6,
+        features=["mfcc", "ge2e"], features_dir=str(stores), network=str(tmp_path / "net"))
+    fs.network_single(args, log=lambda s: None)
+    got = [(Path(c.out).name, c.domains, c.few_shot, c.protocol, c.seeds if c.protocol == "random" else c.folds,
+            c.features, c.model, c.save_checkpoints) for c in configs]
+    assert got == [("random_de_k5", ["de=synth_de"], {"de": 5}, "random", 10, ["mfcc", "ge2e"], "single", False),
+                   ("random_de_k10", ["de=synth_de"], {"de": 10}, "random", 10, ["mfcc", "ge2e"], "single", False),
+                   ("random_it_k5", ["it=synth_it"], {"it": 5}, "random", 10, ["mfcc", "ge2e"], "single", False),
+                   ("random_it_k10", ["it=synth_it"], {"it": 10}, "random", 10, ["mfcc", "ge2e"], "single", False),
+                   ("speaker_de_k10", ["de=synth_de"], {"de": 10}, "speaker", 6, ["mfcc", "ge2e"], "single", False),
+                   ("speaker_it_k10", ["it=synth_it"], {"it": 10}, "speaker", 6, ["mfcc", "ge2e"], "single", False)]
