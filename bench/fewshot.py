@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 import warnings
@@ -236,6 +237,8 @@ def configurations(targets: Sequence[str]) -> list[tuple[str, tuple[str, ...], s
 
 
 def study(args, log=print) -> None:
+    """Every run of the plan not yet in ``OUT/results.jsonl``, appended there (resumable). A run recorded by an
+    earlier version of this script is not redone, even if methods were added since: use a new ``--out``."""
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = out / "results.jsonl"
@@ -312,15 +315,29 @@ def network_records(folder: Path) -> list[dict]:
     ``--protocol speaker --folds 6``: the same splits and K-shot draws as the study's run r); one record per
     finished run, with the target's test UA (over the emotions its test split has), sources: the other languages."""
     out = []
-    for run_folder in sorted(Path(folder).glob("*_*_k*")):
-        protocol, target, k = run_folder.name.split("_")
+    for run_folder in sorted(Path(folder).iterdir()):
+        name = re.fullmatch(r"(random|speaker)_([a-z]+)_k(\d+)", run_folder.name)
+        if not name:
+            continue
+        protocol, target, k = name.group(1), name.group(2), int(name.group(3))
         for path in sorted((run_folder / "runs").glob("run*.json")):
-            test = json.loads(path.read_text())["test"]
-            labels, predicted = np.array(test["labels"]), np.array(test["predictions"])
+            record = json.loads(path.read_text())
+            config = record["fingerprint"]["config"]
+            if (config["protocol"], config["few_shot"], config["first_seed"], config["model"]) != (protocol, {target: k}, 0, "single"):
+                raise ValueError(f"{path}: not a run of `train --domains {target}=... --few-shot {target}={k}` under the "
+                                 f"{protocol} protocol from seed 0 (its configuration says otherwise)")
+            labels, predicted = np.array(record["test"]["labels"]), np.array(record["test"]["predictions"])
             out.append({"protocol": protocol, "target": target, "sources": [x for x in LANGUAGES if x != target],
-                        "run": int(path.stem[3:]), "k": int(k[1:]),
+                        "run": record["run"], "k": k,
                         "ua": {"single_net": ua(labels, predicted, sorted(set(labels.tolist())))}})
     return out
+
+
+def with_every_head(recs: list[dict]) -> list[dict]:
+    """The records of one group (protocol, target, K) that have every head of :data:`HEADS` that any of them has:
+    single is chosen and compared on the same runs (the network's runs may be fewer while they are trained)."""
+    heads = [h for h in HEADS if any(h in r["ua"] for r in recs)]
+    return [r for r in recs if all(h in r["ua"] for h in heads)]
 
 
 def paired(recs: list[dict], method: str, reference: str) -> tuple[float, float, float, int]:
@@ -388,13 +405,14 @@ def report(path: Path | Sequence[Path]) -> str:
         for t in chosen:
             main = [r for r in recs if r["protocol"] == protocol and r["target"] == t and len(r["sources"]) == 2]
             for k in sorted({r["k"] for r in main}):
-                rk = [r for r in main if r["k"] == k]
+                rk = with_every_head([r for r in main if r["k"] == k])
                 head, best = best_single(rk, HEADS), best_single(rk)
                 m = chosen[t] if any(chosen[t] in r["ua"] for r in rk) else plain_choice[t]
                 a, b, c = paired(rk, m, head), paired(rk, m, best), paired(rk, plain_choice[t], head)
                 cell = lambda v: f"{v[0]:+.3f} [{v[1]:+.3f}, {v[2]:+.3f}]"  # noqa: E731
+                note = " (transductive)" if protocol == "speaker" and m.endswith("_spk") else ""
                 out.append(f"| {protocol} | {t} | {k} | {len(rk)} | {head} ({np.mean([r['ua'][head] for r in rk]):.3f}) | "
-                           f"{m}: {cell(a)} | vs {best}: {cell(b)} | {plain_choice[t]}: {cell(c)} |")
+                           f"{m}{note}: {cell(a)} | vs {best}: {cell(b)} | {plain_choice[t]}: {cell(c)} |")
     out.append("")
     for protocol in ("random", "speaker"):
         for t in LANGUAGES:
@@ -402,7 +420,7 @@ def report(path: Path | Sequence[Path]) -> str:
             if not main:
                 continue
             for k in sorted({r["k"] for r in main}):
-                rk = [r for r in main if r["k"] == k]
+                rk = with_every_head([r for r in main if r["k"] == k])
                 best = best_single(rk)
                 head = best_single(rk, HEADS)
                 out.append(f"#### {t}, {protocol} protocol, K = {k} ({len(rk)} runs; single = {head}; best "
@@ -436,7 +454,7 @@ def summary(path: Path | Sequence[Path]) -> dict:
         for protocol in ("random", "speaker"):
             main = [r for r in recs if r["protocol"] == protocol and r["target"] == t and len(r["sources"]) == 2]
             for k in sorted({r["k"] for r in main}):
-                rk = [r for r in main if r["k"] == k]
+                rk = with_every_head([r for r in main if r["k"] == k])
                 ref, head = best_single(rk), best_single(rk, HEADS)
                 out[f"{protocol} {t} {k}"] = {"chosen": best, "single": head, "best_single": ref,
                                               "vs_single": {m: paired(rk, m, head) for m in transfer},
@@ -455,8 +473,8 @@ def plot(path: Path | Sequence[Path], png: Path) -> None:
     show = ["zeroshot", "stack", "pooled_c0.1", "pooled_c0.01", "pooled_spk", "proto_z", "single_z", "single_spk"]
     fig, axes = plt.subplots(2, len(targets), figsize=(4.5 * len(targets), 7), squeeze=False)
     for j, t in enumerate(targets):
-        rt = [r for r in recs if r["target"] == t]
-        ks = sorted({r["k"] for r in rt})
+        ks = sorted({r["k"] for r in recs if r["target"] == t})
+        rt = [r for k in ks for r in with_every_head([r for r in recs if r["target"] == t and r["k"] == k])]
         heads = {k: best_single([r for r in rt if r["k"] == k], HEADS) for k in ks}
         for m in ["single", *show]:
             means = [np.mean([r["ua"][heads[k] if m == "single" else m] for r in rt if r["k"] == k
@@ -517,7 +535,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(text)
         return 0
     study(args)
-    if args.network:
+    if args.network and args.first_run == 0:  # a second worker (--first-run N) leaves the network to the first
         network_single(args)
     return 0
 

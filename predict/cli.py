@@ -242,10 +242,10 @@ def read_speakers(path: Path) -> dict[Path, str]:
     for k, (file, speaker) in enumerate(zip(table["path"], table["speaker"]), start=2):
         file, speaker = (file or "").strip(), (speaker or "").strip()
         if not file or not speaker:
-            raise DataError(path, f"line {k}: empty path or speaker")
+            raise DataError(path, f"row {k - 1} of the table: empty path or speaker")
         where = ((path.parent / file) if not Path(file).is_absolute() else Path(file)).resolve()
         if out.setdefault(where, speaker) != speaker:
-            raise DataError(path, f"line {k}: {file} is given the speakers {out[where]!r} and {speaker!r}")
+            raise DataError(path, f"row {k - 1} of the table: {file} is given the speakers {out[where]!r} and {speaker!r}")
     return out
 
 

@@ -86,7 +86,7 @@ def _check_row_widths(path: str | Path) -> None:
         try:
             for line, row in enumerate(csv.reader(f), start=1):
                 if header is None:
-                    if row:  # blank lines above the header are skipped, as pandas does
+                    if any(cell.strip() for cell in row):  # blank lines above the header are skipped, as pandas does
                         header = row
                         twice = sorted({name for name in header if header.count(name) > 1})
                         if twice:

@@ -157,3 +157,20 @@ def test_network_single_trains_the_network_on_each_targets_shots_with_the_studys
                    ("random_it_k10", ["it=synth_it"], {"it": 10}, "random", 10, ["mfcc", "ge2e"], "single", False),
                    ("speaker_de_k10", ["de=synth_de"], {"de": 10}, "speaker", 6, ["mfcc", "ge2e"], "single", False),
                    ("speaker_it_k10", ["it=synth_it"], {"it": 10}, "speaker", 6, ["mfcc", "ge2e"], "single", False)]
+
+
+def test_single_is_chosen_and_compared_on_the_runs_that_have_every_head(tmp_path):
+    """While the network's runs are being trained, a group mixes runs with and without single_net: the report uses
+    the runs that have both (before: a KeyError, or single chosen from means over different runs)."""
+    def rec(run, ua):
+        return {"protocol": "random", "target": "de", "sources": ["it", "en"], "k": 5, "run": run, "ua": ua}
+
+    base = {m: 0.5 for m in fs.SINGLE if m != "single_net"} | {"zeroshot": 0.4, "pooled_c0.01": 0.6}
+    recs = [rec(0, {**base, "single_net": 0.9}), rec(1, base), rec(2, base)]
+    assert fs.with_every_head(recs) == recs[:1]
+    pseudo = [{"protocol": "random", "target": t, "sources": [s], "k": 5, "run": 0, "ua": base}
+              for t, s in (("it", "en"), ("en", "it"))]
+    path = tmp_path / "results.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in recs + pseudo))
+    text = fs.report(path)
+    assert "| random | de | 5 | 1 | single_net (0.900) |" in text

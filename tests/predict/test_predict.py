@@ -171,7 +171,7 @@ def test_a_head_trained_with_speaker_norm_predicts_what_its_run_recorded_given_e
     (tmp_path / "twice.csv").write_text(f"path,speaker\n{files[0]},a\n{files[0]},b\n")
     r = _predict("--model", str(out), str(files[0]), "--speakers", str(tmp_path / "twice.csv"))
     errors = r.stderr.strip().splitlines()
-    assert r.exit_code == 3 and len(errors) == 1 and "twice.csv" in errors[0] and "line 3" in errors[0], errors
+    assert r.exit_code == 3 and len(errors) == 1 and "twice.csv" in errors[0] and "row 2 of the table" in errors[0], errors
     with pytest.raises(BundleError, match="--speaker-norm"):
         mgser.load_model(out)
 

@@ -80,7 +80,7 @@ def test_reading_drops_a_bom_skips_blank_lines_and_marks_short_rows(tmp_path):
 
 @pytest.mark.parametrize("text, line", [("a,b\n1,2,3\n4,5\n", 2), ("a,b\n1,2\n3,4\n5,6,7\n", 4),
                                         ('a,b\n"x\ny",2\n5,6,7\n', 3),
-                                        ("a,b\n1,2,\n", 2), ("a,b\n\n1,2,3\n", 3), ("\na,b\n1,2\n3,4,5\n", 4)])  # rows counted, the header as 1 (a value over two lines: one row)
+                                        ("a,b\n1,2,\n", 2), ("a,b\n\n1,2,3\n", 3), ("\na,b\n1,2\n3,4,5\n", 4), ("  \na,b\n1,2\n3,4,5\n", 4)])  # rows counted, the header as 1 (a value over two lines: one row)
 def test_a_row_with_more_fields_than_the_header_is_named_by_its_line(tmp_path, text, line):
     path = tmp_path / "t.csv"
     path.write_text(text)
