@@ -492,7 +492,7 @@ def plot(path: Path | Sequence[Path], png: Path) -> None:
         axes[1, j].axhline(0, color="grey", lw=0.8)
         axes[1, j].axhline(0.05, color="grey", lw=0.8, ls=":")
         axes[1, j].set_xlabel("K")
-        axes[1, j].set_ylabel("method − single (best head; 95% CI)")
+        axes[1, j].set_ylabel("method − single (best single model; 95% CI)")
         axes[0, j].set_xticks(ks)
         axes[1, j].set_xticks(ks)
     axes[0, -1].legend(fontsize=7)
