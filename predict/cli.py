@@ -89,13 +89,10 @@ def audio_files(paths: Iterable[str | Path]) -> list[Path]:
             out.extend(sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_SUFFIXES))
         else:
             out.append(p)  # missing files are reported per file by the loader
-    seen: set[Path] = set()
-    unique = []
+    unique: dict[Path, Path] = {}  # resolved path -> the file as first named
     for f in out:
-        if f.resolve() not in seen:
-            seen.add(f.resolve())
-            unique.append(f)
-    return unique
+        unique.setdefault(f.resolve(), f)
+    return list(unique.values())
 
 
 def load_extractors(bundle: Bundle, language: str | None, settings, echo=lambda s: None) -> dict:
@@ -239,13 +236,13 @@ def read_speakers(path: Path) -> dict[Path, str]:
     if table.empty or not {"path", "speaker"} <= set(table.columns):
         raise DataError(path, "expected a header with the columns path and speaker and one row per file")
     out: dict[Path, str] = {}
-    for k, (file, speaker) in enumerate(zip(table["path"], table["speaker"]), start=2):
+    for k, (file, speaker) in enumerate(zip(table["path"], table["speaker"]), start=1):
         file, speaker = (file or "").strip(), (speaker or "").strip()
         if not file or not speaker:
-            raise DataError(path, f"row {k - 1} of the table: empty path or speaker")
+            raise DataError(path, f"row {k} of the table: empty path or speaker")
         where = ((path.parent / file) if not Path(file).is_absolute() else Path(file)).resolve()
         if out.setdefault(where, speaker) != speaker:
-            raise DataError(path, f"row {k - 1} of the table: {file} is given the speakers {out[where]!r} and {speaker!r}")
+            raise DataError(path, f"row {k} of the table: {file} is given the speakers {out[where]!r} and {speaker!r}")
     return out
 
 

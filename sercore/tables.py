@@ -77,8 +77,8 @@ def read_csv_text(path: str | Path) -> pd.DataFrame:
 
 def _check_row_widths(path: str | Path) -> None:
     """Refuse a header that names a column twice and a row with more fields than the header, by its line (rows
-    counted as lines, blank ones included; a value over two lines is one row). pandas cannot be asked: it drops a trailing empty field of
-    the first row and takes a longer first row for one with an index column."""
+    counted as lines, blank ones included; a value over two lines is one row). pandas cannot be asked: it drops a
+    trailing empty field of the first row and takes a longer first row for one with an index column."""
     import csv
 
     header: list[str] | None = None
