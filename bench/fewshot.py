@@ -290,6 +290,147 @@ def network_single(args, log=print) -> None:
         log(f"single_net {protocol} {t} K = {k}: {time.perf_counter() - start:.0f} s -> {config.out}")
 
 
+# ------------------------------------------------------------------------------------------------ network transfer
+
+#: ``adapt_net``'s recipe, fixed in advance and not tuned on any language: every weight of the source model
+#: (``--init-from``), a tenth of the default learning rate, this many epochs (each as long as a pass over the three
+#: training splits, as every few-shot run of ``train``), the last one tested.
+ADAPT_LR, ADAPT_EPOCHS = 1e-4, 5
+
+
+def source_checkpoint(args, target: str, log=print) -> Path:
+    """The source model of ``target``: ``train --domains de,it,en --model base --few-shot T=0`` (seed 0), i.e. base
+    with the contrastive auxiliary loss on the two other languages' training splits, its epoch chosen on their
+    validation splits. No utterance of T reaches its weights (T's classes no source has stay untrained), so one
+    source model serves every seed, fold and K of T. Trained into ``<args.transfer_net>/source_<T>`` (resumable)."""
+    from train.config import build_config
+    from train.domains import resolve_domain
+    from train.repeated_runs import run_experiment
+
+    specs = [str(resolve_domain(x, args.features_dir)) for x in LANGUAGES]
+    out = Path(args.transfer_net) / f"source_{target}"
+    config = build_config(specs, model="base", features=list(args.features), features_dir=str(args.features_dir),
+                          few_shot={target: 0}, seeds=1, out=str(out), train={"progress": False})
+    start = time.perf_counter()
+    run_experiment(config, log=lambda s: None)
+    log(f"source model for {target}: {time.perf_counter() - start:.0f} s -> {out}")
+    return out / "checkpoints" / "run0.pt"
+
+
+def network_transfer(args, log=print) -> None:
+    """``adapt_net``: the source model adapted on T's K shots alone (``train --domains de,it,en --model base
+    --few-shot T=K --few-shot A=0 --few-shot B=0 --init-from SOURCE --lr 1e-4 --epochs 5``: the study's splits and
+    draws), into ``<args.transfer_net>/<protocol>_<T>_k<K>``; ``proto_net`` and ``head_net``
+    (:func:`representation_methods`) into ``<args.transfer_net>/representations_<T>.jsonl``. Resumable; one process
+    per target at a time (two processes may share the folder with other targets)."""
+    from train.config import build_config
+    from train.domains import resolve_domain
+    from train.repeated_runs import run_experiment
+
+    folder = Path(args.transfer_net)
+    folder.mkdir(parents=True, exist_ok=True)
+    langs = None
+    for t in args.targets:
+        checkpoint = source_checkpoint(args, t, log)
+        others = [x for x in LANGUAGES if x != t]
+        specs = [str(resolve_domain(x, args.features_dir)) for x in LANGUAGES]
+        path = folder / f"representations_{t}.jsonl"
+        done = {(r["protocol"], r["k"], r["run"]) for r in records(path)}
+        jobs = [("random", k, range(args.seeds)) for k in args.shots] if "random" in args.protocols else []
+        jobs += [("speaker", args.speaker_shots, range(args.folds))] if "speaker" in args.protocols else []
+        for protocol, k, runs in jobs:
+            todo = [r for r in runs if (protocol, k, r) not in done]
+            if todo:
+                langs = langs or load(args.features_dir, args.features, Path(args.out) / "cache")
+                with path.open("a") as f:
+                    for run in todo:
+                        ua_ = representation_methods(checkpoint, langs, t, protocol, run, k, args.folds)
+                        f.write(json.dumps({"protocol": protocol, "target": t, "sources": others, "run": run, "k": k,
+                                            "ua": ua_}) + "\n")
+            split_runs = {"seeds": args.seeds} if protocol == "random" else {"protocol": "speaker", "folds": args.folds}
+            config = build_config(specs, model="base", features=list(args.features), features_dir=str(args.features_dir),
+                                  few_shot={t: k, **{x: 0 for x in others}}, init_from=str(checkpoint),
+                                  train={"epochs": ADAPT_EPOCHS, "progress": False}, optimizer={"lr": ADAPT_LR}, save_checkpoints=False,
+                                  out=str(folder / f"{protocol}_{t}_k{k}"), **split_runs)
+            start = time.perf_counter()
+            run_experiment(config, log=lambda s: None)
+            log(f"adapt_net {protocol} {t} K = {k}: {time.perf_counter() - start:.0f} s -> {config.out}")
+
+
+def representation_methods(checkpoint: Path, langs: dict, target: str, protocol: str, run: int, k: int,
+                           folds: int) -> dict[str, float]:
+    """The source model's representation r of T's utterances (its FeatureEncoders, experts and mean: what the
+    auxiliary loss shaped), T's features standardised with its training split's statistics (no label), and on it:
+    ``proto_net``, the nearest class mean of the K shots (cosine); ``head_net``, logistic regression on the shots'
+    r (standardised with the shots' statistics), C by CV inside the shots. T's test UA of each."""
+    import torch
+
+    from train.config import ExperimentConfig
+    from train.batch_limits import max_frames
+    from train.dataset import FeatureDataset
+    from train.fit_run import domain_info
+    from train.models import build_model
+    from train.network_trainer import Trainer
+    from train.protocol import few_shot
+    from train.scaling import FeatureScaler
+
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    config = ExperimentConfig.from_dict({**state["config"], "few_shot": {}})  # no masked column: r is all we use
+    order = [x.split("=")[0] for x in state["domains"]]
+    domain_data = [langs[x]["data"] for x in order]
+    features = list(state["features"])
+    model = build_model(config.model, config, [domain_info(d, features) for d in domain_data])
+    model.load_state_dict(state["model"])
+    trainer = Trainer(model, config.train, [d.classes for d in domain_data], [0.0] * len(order), seed=run)
+    data, d = langs[target]["data"], order.index(target)
+    idx = split(langs[target], protocol, run, folds)
+    shots = np.array(few_shot(idx["train"].tolist(), list(data.emotions), k, run), dtype=np.int64)
+    scaler = FeatureScaler.fit(data, idx["train"].tolist())
+    limit = max_frames(data.provenance, data.kinds, config.train.max_seconds)
+
+    def represent(rows: np.ndarray) -> np.ndarray:
+        evaluation = trainer.evaluate(FeatureDataset(data, rows.tolist(), data.classes, domain=d, scaler=scaler,
+                                                     max_frames=limit))
+        return evaluation.representations.astype(np.float64)
+
+    r_shots, r_test = represent(shots), represent(idx["test"])
+    y_shots, y_test = langs[target]["emotions"][shots], langs[target]["emotions"][idx["test"]]
+    classes = langs[target]["classes"]
+    unit = lambda r: r / np.maximum(np.linalg.norm(r, axis=1, keepdims=True), 1e-12)  # noqa: E731
+    means = np.stack([unit(r_shots[y_shots == c]).mean(0) for c in classes])
+    proto = np.array(classes)[(unit(r_test) @ unit(means).T).argmax(1)]
+    z_shots, mean, std = standardise(r_shots, r_shots)
+    c = cv_c(z_shots, y_shots, run)
+    head = logreg(z_shots, y_shots, c).predict((r_test - mean) / std)
+    return {"proto_net": ua(y_test, proto, classes), "head_net": ua(y_test, head, classes)}
+
+
+def transfer_net_records(folder: Path) -> list[dict]:
+    """``adapt_net`` from the run folders ``<protocol>_<T>_k<K>`` under ``folder`` (T's test UA over the emotions
+    its test split has; the rows of the other languages left out), and the records of ``representations_*.jsonl``."""
+    out = records(sorted(folder.glob("representations_*.jsonl")))
+    for run_folder in sorted(Path(folder).iterdir()):
+        name = re.fullmatch(r"(random|speaker)_([a-z]+)_k(\d+)", run_folder.name)
+        if not name:
+            continue
+        protocol, target, k = name.group(1), name.group(2), int(name.group(3))
+        for path in sorted((run_folder / "runs").glob("run*.json")):
+            record = json.loads(path.read_text())
+            config = record["fingerprint"]["config"]
+            others = [x for x in LANGUAGES if x != target]
+            if (config["protocol"], config["few_shot"], config["model"], config["first_seed"]) != (
+                    protocol, {target: k, **{x: 0 for x in others}}, "base", 0) or not config.get("init_from"):
+                raise ValueError(f"{path}: not an adapt_net run of {target} at K = {k} under the {protocol} protocol "
+                                 "(its configuration says otherwise)")
+            languages = [x.split("=")[0] for x in config["domains"]]
+            rows = np.array(record["test"]["domains"]) == languages.index(target)
+            labels = np.array(record["test"]["labels"])[rows]
+            predicted = np.array(record["test"]["predictions"])[rows]
+            out.append({"protocol": protocol, "target": target, "sources": others, "run": record["run"], "k": k,
+                        "ua": {"adapt_net": ua(labels, predicted, sorted(set(labels.tolist())))}})
+    return out
+
+
 # ------------------------------------------------------------------------------------------------ the tables
 
 
@@ -517,6 +658,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--report", default=None, help="Write the tables (markdown) of OUT/results.jsonl here, and a plot beside.")
     p.add_argument("--network", default=None, help="Also the network on the shots alone (single_net): train its runs "
                                                    "into this folder (after the linear methods); with --report, read them.")
+    p.add_argument("--transfer-net", default=None, help="Also the network transfer methods (adapt_net, proto_net, head_net): "
+                                                        "train their source models and runs into this folder; with --report, read them.")
     args = p.parse_args(argv)
     args.features = args.features.split(",")
     args.targets = args.targets.split(",")
@@ -528,6 +671,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             network = Path(args.out) / "network.jsonl"
             network.write_text("".join(json.dumps(r) + "\n" for r in network_records(Path(args.network))))
             files.append(network)
+        if args.transfer_net:
+            network = Path(args.out) / "transfer_net.jsonl"
+            network.write_text("".join(json.dumps(r) + "\n" for r in transfer_net_records(Path(args.transfer_net))))
+            files.append(network)
         text = report(files)
         Path(args.report).write_text(text + "\n")
         plot(files, Path(args.report).with_suffix(".png"))
@@ -537,6 +684,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     study(args)
     if args.network and args.first_run == 0:  # a second worker (--first-run N) leaves the network to the first
         network_single(args)
+    if args.transfer_net and args.first_run == 0:
+        network_transfer(args)
     return 0
 
 

@@ -409,6 +409,9 @@ class ExperimentConfig:
     #: ``train --transfer-to``: the source languages (LANG or LANG=DATASET) of the pooled transfer head of the one
     #: language of ``domains`` (model logreg; :mod:`train.transfer`).
     transfer_sources: list[str] = field(default_factory=list)
+    #: Warm start (not in the paper): the network starts from this checkpoint's weights, those whose name and shape
+    #: match (:mod:`train.warm_start`); None: the usual initialisation.
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         if not self.domains or not all(isinstance(d, str) for d in self.domains):
@@ -450,6 +453,9 @@ class ExperimentConfig:
                     raise ConfigError("transfer_sources", str(exc)) from None
                 if source in languages:
                     raise ConfigError("transfer_sources", f"{source} is the target; give the other languages")
+        if self.init_from is not None and (self.model in HEAD_MODELS or self.model == ENSEMBLE_MODEL):
+            raise ConfigError("init_from", f"--model {self.model} is not a network trained by train; a warm start "
+                                           "needs a network model (single or a multi-domain one)")
         if self.few_shot and self.train.refit:
             raise ConfigError("few_shot", "a refit would train on the whole validation split too; use one without the other")
 
@@ -739,6 +745,10 @@ OPTIONS: tuple[Option, ...] = (
            "on the pooled statistics of every language of --domains (each corpus standardised with its own "
            "training audio, LANG's labelled utterances weighted up), written as LANG's logreg head (run folder, "
            "bundle, predict).", metavar="LANG"),
+    Option("--init-from", "init_from",
+           "Warm start: the network starts from the weights of this checkpoint of another run (OUT/checkpoints/"
+           "run<k>.pt), those whose name and shape match; e.g. a model trained on other languages, adapted to a "
+           "few-shot language [default: none].", metavar="CHECKPOINT"),
     Option("--learning-curve", None,
            "Instead: fit every --model at every --shots K of LANG (single: LANG alone) into OUT/k<K>/<model> and "
            "write OUT/curve.{md,csv,json,png}: LANG's test UA against K, each model against single.", metavar="LANG"),

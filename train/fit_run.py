@@ -25,6 +25,7 @@ from .pooling import pool
 from .protocol import draw_split, few_shot, split_indices, split_key
 from .scaling import FeatureScaler, SpeakerScaler, speaker_standardised, standardise
 from .network_trainer import FitResult, Trainer
+from .warm_start import warm_start
 
 
 @dataclass
@@ -122,6 +123,8 @@ def fit_run(config: ExperimentConfig, domain_data: list[DomainData], features: l
         torch.manual_seed(seed)  # the refit starts from the same initialisation as the selection fit
         np.random.seed(seed % 2**32)
         model = build_model(config.model, config, [domain_info(data, features) for data in domain_data])
+        if config.init_from:
+            warm_start(model, config.init_from)
         encoders = getattr(model, "encoders", None)
         for d, scaler in enumerate(scalers):
             if isinstance(scaler, FeatureScaler) and getattr(encoders, "ge2e", None) is not None and GE2E_FEATURE in scaler.mean:

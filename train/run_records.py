@@ -14,7 +14,8 @@ Layout under the run folder (``config.out``)::
 The **fingerprint** is everything that decides a run's result: the configuration (minus what does not:
 the output folder, the number of seeds, whether checkpoints are copied, progress bars, the stores' folder
 name; plus, under the random protocol from seed 0, which split seed 0 is), a SHA-256 over the data actually
-read (utterance ids, labels, speakers, store splits, every feature array, and the extractor provenance), the model name and the torch version. On a rerun,
+read (utterance ids, labels, speakers, store splits, every feature array, and the extractor provenance), the model name, the torch version
+and the SHA-256 of a warm start's checkpoint (``--init-from``). On a rerun,
 :class:`RunState` loads every finished run whose fingerprint matches (its metrics come back exactly as
 written) and refits the others; a finished run with another fingerprint is refused with a message saying
 what differs, since mixing it in would put two experiments' runs in one table. ``train --overwrite``
@@ -46,6 +47,7 @@ from .fit_run import RunResult
 from .protocol import STORES_SEED
 from .metrics import Scores
 from .network_trainer import Evaluation, FitResult
+from .warm_start import checkpoint_digest
 
 FORMAT_VERSION = 1
 RUNS_DIR = "runs"
@@ -59,7 +61,8 @@ ADDED_FIELDS = {"frame_stride": 1, "encoders.*.frame_stride": 1, "multidomain.ga
                 "multidomain.gate_lr_scale": 1.0, "multidomain.expert_norm": False,
                 "multidomain.gate_init": {}, "few_shot": {}, "train.epoch_size": None,
                 "train.time_mask": 0.0, "train.feature_mask": 0.0, "train.mixup": 0.0,
-                "few_shot_valid": False, "transfer_sources": []}
+                "few_shot_valid": False, "transfer_sources": [],
+                "init_from": None}
 #: Keys added to the fit state in a checkpoint file (the rest is ``FitResult.state``).
 _CHECKPOINT_META = ("classes", "features", "domains", "run", "seed", "fold", "config")
 
@@ -123,6 +126,8 @@ def fingerprint(config, domain_data, features) -> dict:
         "features": list(features),
         "data": {str(d.spec): data_digest(d) for d in domain_data},
         "torch": torch.__version__,
+        # the warm start's content, not only its path: a checkpoint trained again is another experiment
+        **({"init_from_sha256": checkpoint_digest(config.init_from)} if config.init_from else {}),
     }
 
 

@@ -174,3 +174,64 @@ def test_single_is_chosen_and_compared_on_the_runs_that_have_every_head(tmp_path
     path.write_text("".join(json.dumps(r) + "\n" for r in recs + pseudo))
     text = fs.report(path)
     assert "| random | de | 5 | 1 | single_net (0.900) |" in text
+
+
+def quick_configs(monkeypatch, epochs: int = 1):
+    """Every configuration bench/fewshot.py builds trains for ``epochs`` epochs (the source models' recipe is 40)."""
+    import train.config
+
+    build = train.config.build_config
+
+    def quick(domains, **settings):
+        settings["train"] = {**(settings.get("train") or {}), "epochs": epochs}
+        return build(domains, **settings)
+
+    monkeypatch.setattr(train.config, "build_config", quick)
+
+
+def test_the_network_transfer_methods_train_on_the_sources_then_use_the_studys_shots(stores, tmp_path, monkeypatch):
+    """--transfer-net: one source model per target (base, the target zero-shot), adapt_net runs warm-started from it
+    with the study's splits, proto_net and head_net on its representation; joined to the study's records."""
+    quick_configs(monkeypatch)
+    out, net = tmp_path / "study", tmp_path / "net"
+    args = ["--features-dir", str(stores), "--features", "mfcc,ge2e", "--out", str(out), "--targets", "de", "--seeds", "2",
+            "--pseudo-seeds", "1", "--shots", "2", "--folds", "3", "--speaker-shots", "2", "--transfer-net", str(net)]
+    assert fs.main(args) == 0
+    source = json.loads((net / "source_de" / "config.json").read_text())
+    assert source["model"] == "base" and source["few_shot"] == {"de": 0}
+    adapted = json.loads((net / "random_de_k2" / "config.json").read_text())
+    assert adapted["few_shot"] == {"de": 2, "it": 0, "en": 0} and adapted["train"]["optimizer"]["lr"] == fs.ADAPT_LR
+    assert adapted["init_from"] == str(net / "source_de" / "checkpoints" / "run0.pt")
+    recs = fs.transfer_net_records(net)
+    got = Counter((r["protocol"], r["run"], r["k"], m) for r in recs for m in r["ua"])
+    assert set(got) == {(p, run, k, m) for p, runs, k in (("random", 2, 2), ("speaker", 3, 2)) for run in range(runs)
+                        for m in ("adapt_net", "proto_net", "head_net")} and set(got.values()) == {1}
+    metrics = json.loads((net / "random_de_k2" / "metrics.json").read_text())
+    adapt = sorted((r["run"], r["ua"]["adapt_net"]) for r in recs if "adapt_net" in r["ua"] and r["protocol"] == "random")
+    assert [u for _, u in adapt] == pytest.approx([run["test"]["de"]["ua"] for run in metrics["runs"]])
+    (out / "transfer.jsonl").write_text("".join(json.dumps(x) + "\n" for x in recs))
+    joined = [r for r in fs.records([out / "results.jsonl", out / "transfer.jsonl"]) if r["target"] == "de"
+              and len(r["sources"]) == 2]
+    assert joined and all({"single_logreg", "adapt_net", "proto_net", "head_net"} <= set(r["ua"]) for r in joined)
+    assert fs.main([*args]) == 0  # resumes: nothing appended
+    assert len(fs.records(net / "representations_de.jsonl")) == 5
+
+
+def test_no_utterance_of_the_target_reaches_the_source_model(tmp_path, monkeypatch):
+    """The source model of T is the same whatever T's utterances: one model serves every seed, fold and K of T."""
+    import torch
+
+    quick_configs(monkeypatch, epochs=2)
+    weights = []
+    for shuffled in (False, True):
+        root = tmp_path / f"stores{int(shuffled)}"
+        for i, lang in enumerate(fs.LANGUAGES):
+            make_stores(root, dataset=f"synth_{lang}", language=lang, per_class=6, speakers=3, seed=i)
+        if shuffled:  # de drawn again with another seed: other features and labels, the same emotions and size
+            make_stores(root, dataset="synth_de", language="de", per_class=6, speakers=3, seed=7)
+        args = argparse.Namespace(features=["mfcc", "ge2e"], features_dir=str(root), transfer_net=str(root / "net"))
+        checkpoint = fs.source_checkpoint(args, "de", log=lambda s: None)
+        weights.append(torch.load(checkpoint, weights_only=False)["model"])
+    assert (tmp_path / "stores0" / "synth_de" / "train.h5").read_bytes() != (tmp_path / "stores1" / "synth_de" / "train.h5").read_bytes()
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
