@@ -1,8 +1,10 @@
 """Few-shot transfer to a language with K labelled utterances per emotion: linear and prototype methods on pooled
 statistics, each against single (the target's K shots alone), paired by run.
 
-    python bench/fewshot.py --features-dir features --out runs/fewshot --network runs/fewshot_net   # resumable
-    python bench/fewshot.py --out runs/fewshot --network runs/fewshot_net --report fewshot.md      # tables, plot
+    python bench/fewshot.py --features-dir features --out runs/fewshot --network runs/fewshot_net \
+        --transfer-net runs/fewshot_transfer                                                      # resumable
+    python bench/fewshot.py --out runs/fewshot --network runs/fewshot_net --transfer-net runs/fewshot_transfer \
+        --report fewshot.md                                                                       # tables, plot
 
 The protocol is the low-resource one of ``train --learning-curve``: at K the target contributes K labelled
 utterances per emotion of its training split (:func:`train.protocol.few_shot`, drawn with the run's seed, the same
@@ -33,7 +35,13 @@ Methods (C grid of the inner CV: :data:`C_GRID`; ``CV`` = stratified folds insid
 - ``pooled_c<C>``: one logistic regression on all languages' ``z`` rows (the sources' labelled rows and the K
   shots), fixed C, the shots weighted up to weigh as much as all source rows together, argmax over the target's
   emotions: the fit of ``train --transfer-to`` (:func:`train.transfer.fit_union`); ``pooled_spk``: the same on
-  ``spk`` (C 0.1).
+  ``spk`` (C 0.1);
+- with ``--transfer-net DIR``, the network transfer methods (:func:`network_transfer`), built on one source model
+  per target T (``base`` with the auxiliary loss, trained on the two other languages: :func:`source_checkpoint`):
+  ``adapt_net``, that model adapted on T's K shots alone (``train --init-from``, fixed recipe :data:`ADAPT_LR`,
+  :data:`ADAPT_EPOCHS`); ``proto_net``, the nearest class mean of the shots in its representation (cosine);
+  ``head_net``, logistic regression on that representation, C by CV inside the shots. They have no pseudo-target
+  runs, so they are reported beside the method choice, not among its candidates.
 
 Choosing the transfer method without the target: for a target T with sources A and B, each method is also run with
 A as a pseudo-target (B its only source) and B as a pseudo-target (A its only source), tested on A's and B's test
@@ -66,6 +74,8 @@ REFERENCE = "single_logreg"
 #: its heads and, where its runs are given (``--network``), the network.
 HEADS = ("single_logreg", "single_linsvm", "single_net")
 LANGUAGES = ("de", "it", "en")
+#: The network transfer methods of ``--transfer-net`` (:func:`network_transfer`).
+NETWORK_TRANSFER = ("adapt_net", "proto_net", "head_net")
 FEATURES = ("mfcc", "ge2e", "byol")
 
 
@@ -555,6 +565,25 @@ def report(path: Path | Sequence[Path]) -> str:
                 out.append(f"| {protocol} | {t} | {k} | {len(rk)} | {head} ({np.mean([r['ua'][head] for r in rk]):.3f}) | "
                            f"{m}{note}: {cell(a)} | vs {best}: {cell(b)} | {plain_choice[t]}: {cell(c)} |")
     out.append("")
+    network = [m for m in NETWORK_TRANSFER if m in methods]
+    if network:  # no pseudo-target runs: shown beside the choice, not among its candidates
+        out += ["The network transfer methods (not candidates of the choice: they have no pseudo-target runs), each "
+                "minus single on the same runs:", "",
+                "| protocol | target | K | runs | single (UA) | " + " | ".join(f"{m} − single [95% CI]" for m in network) + " |",
+                "| --- | --- | ---: | ---: | --- | " + " | ".join("---" for _ in network) + " |"]
+        for protocol in ("random", "speaker"):
+            for t in chosen:
+                main = [r for r in recs if r["protocol"] == protocol and r["target"] == t and len(r["sources"]) == 2]
+                for k in sorted({r["k"] for r in main}):
+                    rk = [r for r in with_every_head([r for r in main if r["k"] == k]) if all(m in r["ua"] for m in network)]
+                    if not rk:
+                        continue
+                    head = best_single(rk, HEADS)
+                    cells = [paired(rk, m, head) for m in network]
+                    out.append(f"| {protocol} | {t} | {k} | {len(rk)} | {head} ({np.mean([r['ua'][head] for r in rk]):.3f}) | "
+                               + " | ".join(f"{np.mean([r['ua'][m] for r in rk]):.3f}: {c[0]:+.3f} [{c[1]:+.3f}, {c[2]:+.3f}]"
+                                            for m, c in zip(network, cells)) + " |")
+        out.append("")
     for protocol in ("random", "speaker"):
         for t in LANGUAGES:
             main = [r for r in recs if r["protocol"] == protocol and r["target"] == t and len(r["sources"]) == 2]
@@ -611,7 +640,8 @@ def plot(path: Path | Sequence[Path], png: Path) -> None:
 
     recs = [r for r in records(path) if r["protocol"] == "random" and len(r["sources"]) == 2]
     targets = [t for t in LANGUAGES if any(r["target"] == t for r in recs)]
-    show = ["zeroshot", "stack", "pooled_c0.1", "pooled_c0.01", "pooled_spk", "proto_z", "single_z", "single_spk"]
+    show = ["zeroshot", "stack", "pooled_c0.01", "pooled_spk", "single_spk",
+            *[m for m in NETWORK_TRANSFER if any(m in r["ua"] for r in recs)]]
     fig, axes = plt.subplots(2, len(targets), figsize=(4.5 * len(targets), 7), squeeze=False)
     for j, t in enumerate(targets):
         ks = sorted({r["k"] for r in recs if r["target"] == t})
