@@ -419,25 +419,15 @@ def transfer_net_records(folder: Path) -> list[dict]:
     """``adapt_net`` from the run folders ``<protocol>_<T>_k<K>`` under ``folder`` (T's test UA over the emotions
     its test split has; the rows of the other languages left out), and the records of ``representations_*.jsonl``."""
     out = records(sorted(folder.glob("representations_*.jsonl")))
-    for run_folder in sorted(Path(folder).iterdir()):
-        name = re.fullmatch(r"(random|speaker)_([a-z]+)_k(\d+)", run_folder.name)
-        if not name:
-            continue
-        protocol, target, k = name.group(1), name.group(2), int(name.group(3))
-        for path in sorted((run_folder / "runs").glob("run*.json")):
-            record = json.loads(path.read_text())
-            config = record["fingerprint"]["config"]
-            others = [x for x in LANGUAGES if x != target]
-            if (config["protocol"], config["few_shot"], config["model"], config["first_seed"]) != (
-                    protocol, {target: k, **{x: 0 for x in others}}, "base", 0) or not config.get("init_from"):
-                raise ValueError(f"{path}: not an adapt_net run of {target} at K = {k} under the {protocol} protocol "
-                                 "(its configuration says otherwise)")
-            languages = [x.split("=")[0] for x in config["domains"]]
-            rows = np.array(record["test"]["domains"]) == languages.index(target)
-            labels = np.array(record["test"]["labels"])[rows]
-            predicted = np.array(record["test"]["predictions"])[rows]
-            out.append({"protocol": protocol, "target": target, "sources": others, "run": record["run"], "k": k,
-                        "ua": {"adapt_net": ua(labels, predicted, sorted(set(labels.tolist())))}})
+    for path, protocol, target, k, record in finished_runs(folder):
+        config = record["fingerprint"]["config"]
+        others = [x for x in LANGUAGES if x != target]
+        if (config["protocol"], config["few_shot"], config["model"], config["first_seed"]) != (
+                protocol, {target: k, **{x: 0 for x in others}}, "base", 0) or not config.get("init_from"):
+            raise ValueError(f"{path}: not an adapt_net run of {target} at K = {k} under the {protocol} protocol "
+                             "(its configuration says otherwise)")
+        out.append({"protocol": protocol, "target": target, "sources": others, "run": record["run"], "k": k,
+                    "ua": {"adapt_net": target_test_ua(record, target)}})
     return out
 
 
@@ -466,22 +456,35 @@ def network_records(folder: Path) -> list[dict]:
     ``--protocol speaker --folds 6``: the same splits and K-shot draws as the study's run r); one record per
     finished run, with the target's test UA (over the emotions its test split has), sources: the other languages."""
     out = []
+    for path, protocol, target, k, record in finished_runs(folder):
+        config = record["fingerprint"]["config"]
+        if (config["protocol"], config["few_shot"], config["first_seed"], config["model"]) != (protocol, {target: k}, 0, "single"):
+            raise ValueError(f"{path}: not a run of `train --domains {target}=... --few-shot {target}={k}` under the "
+                             f"{protocol} protocol from seed 0 (its configuration says otherwise)")
+        out.append({"protocol": protocol, "target": target, "sources": [x for x in LANGUAGES if x != target],
+                    "run": record["run"], "k": k, "ua": {"single_net": target_test_ua(record, target)}})
+    return out
+
+
+def finished_runs(folder: Path):
+    """(path, protocol, target, K, record) of every finished run of the ``train`` run folders named
+    ``<protocol>_<target>_k<K>`` under ``folder`` (``runs/run<k>.json``)."""
     for run_folder in sorted(Path(folder).iterdir()):
         name = re.fullmatch(r"(random|speaker)_([a-z]+)_k(\d+)", run_folder.name)
         if not name:
             continue
         protocol, target, k = name.group(1), name.group(2), int(name.group(3))
         for path in sorted((run_folder / "runs").glob("run*.json")):
-            record = json.loads(path.read_text())
-            config = record["fingerprint"]["config"]
-            if (config["protocol"], config["few_shot"], config["first_seed"], config["model"]) != (protocol, {target: k}, 0, "single"):
-                raise ValueError(f"{path}: not a run of `train --domains {target}=... --few-shot {target}={k}` under the "
-                                 f"{protocol} protocol from seed 0 (its configuration says otherwise)")
-            labels, predicted = np.array(record["test"]["labels"]), np.array(record["test"]["predictions"])
-            out.append({"protocol": protocol, "target": target, "sources": [x for x in LANGUAGES if x != target],
-                        "run": record["run"], "k": k,
-                        "ua": {"single_net": ua(labels, predicted, sorted(set(labels.tolist())))}})
-    return out
+            yield path, protocol, target, k, json.loads(path.read_text())
+
+
+def target_test_ua(record: dict, target: str) -> float:
+    """The target's test UA in a run record: its rows only (a multi-domain run tests every language), over the
+    emotions its test split has."""
+    languages = [x.split("=")[0] for x in record["fingerprint"]["config"]["domains"]]
+    rows = np.array(record["test"]["domains"]) == languages.index(target)
+    labels, predicted = np.array(record["test"]["labels"])[rows], np.array(record["test"]["predictions"])[rows]
+    return ua(labels, predicted, sorted(set(labels.tolist())))
 
 
 def with_every_head(recs: list[dict]) -> list[dict]:
