@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -81,5 +81,5 @@ def mixup(batch: Batch, alpha: float, rng: np.random.Generator) -> Mixed:
         sequences[name] = lam * x + (1.0 - lam) * x[index.to(x.device)]
         lengths[name] = torch.maximum(batch.lengths[name], batch.lengths[name][index])
     embeddings = {name: lam * x + (1.0 - lam) * x[index.to(x.device)] for name, x in batch.embeddings.items()}
-    mixed = Batch(sequences, lengths, embeddings, batch.labels, batch.domains, list(batch.utt_ids))
+    mixed = replace(batch, sequences=sequences, lengths=lengths, embeddings=embeddings, utt_ids=list(batch.utt_ids))
     return Mixed(mixed, index, batch.labels[index.to(batch.labels.device)], lam)

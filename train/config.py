@@ -276,6 +276,10 @@ class TrainConfig:
     #: Fine-tune resemblyzer's GE2E encoder on the stored ``ge2e_mel`` frames (the paper does, at lr * 0.01).
     finetune_ge2e: bool = False
     label_smoothing: float = ranged(0.0, 0, 1)  # not in the paper
+    #: Not in the paper: weight of the reversed gradient of a speaker classifier (0: off; ``train.losses.SpeakerAdversary``)
+    #: on the tower's last hidden layer (multi-domain models: on the shared representation), trained to hide which
+    #: training speaker spoke.
+    speaker_adversarial: float = ranged(0.0, 0, 1_000)
     #: Not in the paper (``train/augment.py``): training utterances' sequence features are randomly cropped to >=
     #: this fraction (0: off), then one span of up to ``time_mask`` of their frames and one band of up to
     #: ``feature_mask`` of their dimensions are set to 0 (SpecAugment-style).
@@ -434,6 +438,9 @@ class ExperimentConfig:
         if self.model == ENSEMBLE_MODEL and self.train.speaker_norm:
             raise ConfigError("train.speaker_norm", "--model ensemble standardises inside its bundle with the training "
                                                     "split's statistics; per-speaker standardisation cannot be used with it")
+        if self.model in HEAD_MODELS and self.train.speaker_adversarial > 0:
+            raise ConfigError("train.speaker_adversarial", f"--model {self.model} is fitted by scikit-learn on pooled "
+                                                           "statistics; the speaker adversary trains a network's representation")
         for lang, k in self.few_shot.items():
             if lang not in languages:
                 raise ConfigError("few_shot", f"language {lang!r} is not among the domains ({', '.join(languages)})")
@@ -719,6 +726,9 @@ OPTIONS: tuple[Option, ...] = (
            "Sequence encoders average every N frames before their convolution: N times fewer LSTM steps [paper: 1]."),
     Option("--ema", "train.ema", "Evaluate an exponential moving average of the weights with this decay."),
     Option("--label-smoothing", "train.label_smoothing", "Label smoothing of the cross-entropy [paper: 0]."),
+    Option("--speaker-adversarial", "train.speaker_adversarial",
+           "Networks: a speaker classifier on the tower's last hidden layer, its gradient reversed and scaled by "
+           "this, so that the network learns to hide who speaks; 0: off [paper: none]."),
     Option("--crop", "train.crop", "Training augmentation: random contiguous crops of at least this fraction of each sequence [paper: none]."),
     Option("--time-mask", "train.time_mask",
            "Training augmentation: zero one span of up to this fraction of each sequence's frames [paper: none]."),

@@ -29,11 +29,14 @@ class FeatureDataset(Dataset):
 
     ``max_frames`` (feature -> frames, ``train.batch_limits.max_frames``): longer sequences are cropped to their
     central part once, here (the memory bound of ``train --max-seconds``).
+
+    ``speakers`` (speaker name -> index among the fit's training speakers): each example's ``speaker``; -1 for a
+    speaker not in it, and for every example without it (``train --speaker-adversarial``).
     """
 
     def __init__(self, data: DomainData, indices: Sequence[int], classes: Sequence[str], domain: int = 0,
                  scaler: FeatureScaler | SpeakerScaler | None = None, augment: SequenceAugment | None = None, seed: int = 0,
-                 max_frames: Mapping[str, int] | None = None):
+                 max_frames: Mapping[str, int] | None = None, speakers: Mapping[str, int] | None = None):
         index = {c: i for i, c in enumerate(classes)}
         missing = sorted({data.emotions[i] for i in indices} - set(index))
         if missing:
@@ -42,6 +45,7 @@ class FeatureDataset(Dataset):
         self.labels = [index[data.emotions[i]] for i in self.indices]
         self.domain = domain
         self.utt_ids = [data.utt_ids[i] for i in self.indices]
+        self.speakers = [(speakers or {}).get(data.speakers[i], -1) for i in self.indices]
         self._features = []
         for i in self.indices:
             feats = {}
@@ -66,7 +70,7 @@ class FeatureDataset(Dataset):
         if self.augment is not None:
             features = {name: self.augment(a, self._rng) if a.ndim == 2 and name not in self.inputs else a
                         for name, a in features.items()}
-        return Example(self.utt_ids[k], features, self.labels[k], self.domain)
+        return Example(self.utt_ids[k], features, self.labels[k], self.domain, self.speakers[k])
 
 
 class ClassBalancedBatchSampler(Sampler[list[int]]):

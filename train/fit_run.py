@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import ConcatDataset
 
 from .augment import SequenceAugment
-from .config import ENSEMBLE_MEMBERS, ENSEMBLE_MODEL, HEAD_MODELS, SINGLE_MODEL, ExperimentConfig, TrainConfig
+from .config import ENSEMBLE_MEMBERS, ENSEMBLE_MODEL, HEAD_MODELS, SINGLE_MODEL, ConfigError, ExperimentConfig, TrainConfig
 from .model_io import DomainInfo
 from .dataset import FeatureDataset
 from .domains import DomainData
@@ -92,12 +92,27 @@ def fit_run(config: ExperimentConfig, domain_data: list[DomainData], features: l
     n_train = sum(len(idx["train"]) + (len(idx["valid"]) if config.train.refit else 0) for idx in indices)
     check_batch_memory(config, domain_data, features, n_train)
 
-    def make_dataset(d: int, rows: list[int], augment: bool) -> FeatureDataset:
-        """Domain d's utterances ``rows``, standardised, with the training augmentation when ``augment``."""
+    def make_dataset(d: int, rows: list[int], augment: bool, speakers: Mapping[tuple[int, str], int] | None = None) -> FeatureDataset:
+        """Domain d's utterances ``rows``, standardised, with the training augmentation when ``augment``;
+        ``speakers``: the training speakers' indices, ``{(domain, speaker): index}`` (``--speaker-adversarial``)."""
         data = domain_data[d]
         augmentation = SequenceAugment(config.train.crop, config.train.time_mask, config.train.feature_mask) if augment else None
         return FeatureDataset(data, rows, data.classes, domain=d, scaler=scalers[d], augment=augmentation, seed=seed,
-                              max_frames=max_frames(data.provenance, data.kinds, config.train.max_seconds))
+                              max_frames=max_frames(data.provenance, data.kinds, config.train.max_seconds),
+                              speakers={s: i for (dd, s), i in (speakers or {}).items() if dd == d})
+
+    def speaker_index(rows: list[list[int]]) -> dict[tuple[int, str], int]:
+        """``{(domain, speaker): index}`` of the speakers of each domain's training ``rows`` (no speaker of the
+        validation or test utterances, unless they are trained on), or {} without ``--speaker-adversarial``."""
+        if not config.train.speaker_adversarial:
+            return {}
+        pairs = sorted({(d, domain_data[d].speakers[i]) for d, r in enumerate(rows) for i in r})
+        if len(pairs) < 2:
+            raise ConfigError("train.speaker_adversarial", f"the training utterances have {len(pairs)} speaker(s); "
+                                                           "a speaker adversary needs at least 2")
+        return {pair: i for i, pair in enumerate(pairs)}
+
+    train_speakers = speaker_index([idx["train"] for idx in indices])
 
     for d, (data, idx) in enumerate(zip(domain_data, indices)):
         modules_inputs = list(data.inputs.values())  # the fine-tuned module sees its input as extracted
@@ -109,7 +124,8 @@ def fit_run(config: ExperimentConfig, domain_data: list[DomainData], features: l
             scaler = None
         scalers.append(scaler)
         for name in parts:
-            parts[name].append(make_dataset(d, idx[name], augment=name == "train"))
+            parts[name].append(make_dataset(d, idx[name], augment=name == "train",
+                                            speakers=train_speakers if name == "train" else None))
         test_speakers[data.spec.language] = sorted({data.speakers[i] for i in idx["test"]})
     datasets = {k: v[0] if len(v) == 1 else ConcatDataset(v) for k, v in parts.items()}
     train_config = config.train
@@ -119,7 +135,7 @@ def fit_run(config: ExperimentConfig, domain_data: list[DomainData], features: l
             train_config = replace(train_config, selection="last", patience=None)
     alphas = [config.language(data.spec.language).alpha if config.train.alpha is None else config.train.alpha for data in domain_data]
 
-    def make_trainer(train_config: TrainConfig, what: str) -> Trainer:
+    def make_trainer(train_config: TrainConfig, what: str, n_speakers: int) -> Trainer:
         torch.manual_seed(seed)  # the refit starts from the same initialisation as the selection fit
         np.random.seed(seed % 2**32)
         model = build_model(config.model, config, [domain_info(data, features) for data in domain_data])
@@ -131,18 +147,21 @@ def fit_run(config: ExperimentConfig, domain_data: list[DomainData], features: l
                 # the fine-tuned embedding is standardised with the stored embedding's training statistics of its language
                 encoders.ge2e_mean[d].copy_(torch.from_numpy(scaler.mean[GE2E_FEATURE]))
                 encoders.ge2e_std[d].copy_(torch.from_numpy(scaler.std[GE2E_FEATURE]))
-        return Trainer(model, train_config, [data.classes for data in domain_data], alphas, seed=seed, description=what)
+        return Trainer(model, train_config, [data.classes for data in domain_data], alphas, seed=seed, description=what,
+                       n_speakers=n_speakers)
 
-    trainer = make_trainer(train_config, description)
+    trainer = make_trainer(train_config, description, len(train_speakers))
     result = trainer.fit(datasets["train"], datasets["valid"], datasets["test"])
     if config.train.refit:
         # The number of epochs was chosen on the validation split; now train again on train + valid for exactly
         # that many epochs and test the last one (the validation scores reported stay those of the selection fit).
         refit_config = replace(config.train, epochs=result.best_epoch, selection="last", patience=None)
-        trainer = make_trainer(refit_config, f"{description} refit")
-        # the validation utterances are training utterances now: augmented like them
+        # the validation utterances are training utterances now: augmented like them (and their speakers adversarial)
+        refit_speakers = speaker_index([idx["train"] + idx["valid"] for idx in indices])
+        trainer = make_trainer(refit_config, f"{description} refit", len(refit_speakers))
         del datasets["train"], parts["train"]
-        refit_train = [make_dataset(d, idx["train"] + idx["valid"], augment=True) for d, idx in enumerate(indices)]
+        refit_train = [make_dataset(d, idx["train"] + idx["valid"], augment=True, speakers=refit_speakers)
+                       for d, idx in enumerate(indices)]
         refit = trainer.fit(refit_train[0] if len(refit_train) == 1 else ConcatDataset(refit_train), datasets["valid"],
                             datasets["test"])
         result = replace(result, test=refit.test, state=refit.state, seconds=result.seconds + refit.seconds,

@@ -68,3 +68,51 @@ class ContrastiveAuxLoss(nn.Module):
         scores, target, _ = self.similarity(representations, labels)
         losses = F.cross_entropy(scores, target, reduction="none")
         return losses.sum() if self.reduction == "sum" else losses.mean()
+
+
+class _ReverseGradient(torch.autograd.Function):
+    """Identity forward; the gradient multiplied by ``-scale`` backward (Ganin & Lempitsky, 2015)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, scale: float) -> torch.Tensor:
+        ctx.scale = scale
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return -ctx.scale * grad, None
+
+
+def reverse_gradient(x: torch.Tensor, scale: float) -> torch.Tensor:
+    """``x`` unchanged; what flows back through it is multiplied by ``-scale``."""
+    return _ReverseGradient.apply(x, scale)
+
+
+class SpeakerAdversary(nn.Module):
+    """Speaker-adversarial training (not in the paper): a classifier of the training speakers on what the model
+    classifies emotions from, behind a gradient reversal layer (domain-adversarial training, Ganin & Lempitsky 2015,
+    with speakers as the domains).
+
+    (batch, dim) features -> (batch, n_speakers) speaker logits. The classifier descends the speaker
+    cross-entropy (:meth:`loss`); the representation receives that gradient reversed and scaled by ``weight``, i.e.
+    the model is pushed to hide who speaks while the emotion loss keeps what the voice says about the emotion.
+    ``dim`` and ``n_speakers`` are sizes; ``hidden`` is the width of the classifier's one hidden layer.
+    """
+
+    def __init__(self, dim: int, n_speakers: int, weight: float, hidden: int = 128):
+        super().__init__()
+        if n_speakers < 2:
+            raise ValueError(f"a speaker adversary needs at least 2 training speakers, got {n_speakers}")
+        self.weight = float(weight)
+        self.classifier = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, n_speakers))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.classifier(reverse_gradient(features, self.weight))
+
+    @staticmethod
+    def loss(logits: torch.Tensor, speakers: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy over the rows with a speaker (``speakers`` >= 0); 0, in the graph, when none has one."""
+        rows = speakers >= 0
+        if not bool(rows.any()):
+            return logits.sum() * 0.0
+        return F.cross_entropy(logits[rows], speakers[rows])

@@ -11,6 +11,7 @@ Everything the models see goes through :class:`Batch`::
     Batch.labels      (batch,) int64                           class index in the utterance's domain's class list
     Batch.domains     (batch,) int64                           index of the utterance's domain in the experiment
     Batch.utt_ids     list[str]
+    Batch.speakers    (batch,) int64                           training speaker index (-1: none); only the trainer reads it
 
 A feature is a sequence or an embedding according to its store ``kind``; both dicts are keyed by the
 store's feature names. Models must use ``lengths`` (packed LSTMs, masked attention) so that padding
@@ -19,8 +20,9 @@ never changes an output; ``tests/train/models/test_encoder.py`` checks this.
 A model returns :class:`ModelOutput`: ``logits`` (batch, n_classes) where the columns are the row's
 domain's classes (a multi-domain model pads narrower domains with ``-inf``), ``representation``
 (batch, dim) used by the contrastive auxiliary loss, ``penalty`` a scalar added to the loss as is (e.g. an
-architecture-search regulariser; 0 for the single-domain model) and ``extras`` (per-row tensors such as
-gate weights, (batch, ...) each).
+architecture-search regulariser; 0 for the single-domain model), ``extras`` (per-row tensors such as
+gate weights, (batch, ...) each) and, where the model has one classification tower for all rows, ``hidden``
+(batch, units): that tower's last hidden layer, which the speaker adversary reads (else it reads ``representation``).
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ class ModelOutput:
     representation: torch.Tensor  # (batch, dim)
     penalty: torch.Tensor | float = 0.0
     extras: dict = field(default_factory=dict)
+    hidden: torch.Tensor | None = None  # (batch, units)
 
 
 @dataclass
@@ -65,6 +68,9 @@ class Batch:
     labels: torch.Tensor
     domains: torch.Tensor
     utt_ids: list[str] = field(default_factory=list)
+    #: Per row, the index of its speaker among the training speakers of the fit (-1: not a training speaker, or
+    #: unknown); for ``--speaker-adversarial`` (``train.network_trainer``). None: no speaker known in the batch.
+    speakers: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -77,6 +83,7 @@ class Batch:
             self.labels.to(device),
             self.domains.to(device),
             list(self.utt_ids),
+            None if self.speakers is None else self.speakers.to(device),
         )
 
     def select(self, rows: torch.Tensor | Sequence[int]) -> "Batch":
@@ -90,7 +97,8 @@ class Batch:
             lengths[k] = kept
         return Batch(sequences, lengths, {k: v[rows.to(v.device)] for k, v in self.embeddings.items()},
                      self.labels[rows.to(self.labels.device)], self.domains[rows.to(self.domains.device)],
-                     [self.utt_ids[i] for i in rows.tolist()])
+                     [self.utt_ids[i] for i in rows.tolist()],
+                     None if self.speakers is None else self.speakers[rows.to(self.speakers.device)])
 
 
 @dataclass
@@ -101,6 +109,7 @@ class Example:
     features: dict[str, torch.Tensor]
     label: int
     domain: int = 0
+    speaker: int = -1  # index among the fit's training speakers (-1: none)
 
 
 def collate(examples: Sequence[Example]) -> Batch:
@@ -125,5 +134,6 @@ def collate(examples: Sequence[Example]) -> Batch:
         torch.tensor([e.label for e in examples], dtype=torch.long),
         torch.tensor([e.domain for e in examples], dtype=torch.long),
         [e.utt_id for e in examples],
+        torch.tensor([e.speaker for e in examples], dtype=torch.long),
     )
 

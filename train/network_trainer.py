@@ -1,7 +1,9 @@
 """Fit one model for one seed (or fold): epochs, validation-only model selection, test evaluation.
 
 The loss is L_CE + sum over domains of alpha_d * L_aux,d (eq. 6), plus the model's own ``penalty``.
-Each domain has its own contrastive loss (own w, b) computed on its rows of the batch.
+Each domain has its own contrastive loss (own w, b) computed on its rows of the batch. With
+``--speaker-adversarial`` (not in the paper) a speaker classifier on the representation adds its cross-entropy
+behind a gradient reversal layer (:class:`train.losses.SpeakerAdversary`).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from .augment import Mixed, mixup
 from .config import TrainConfig
 from .model_io import collate
 from .dataset import ClassBalancedBatchSampler
-from .losses import ContrastiveAuxLoss
+from .losses import ContrastiveAuxLoss, SpeakerAdversary
 from .metrics import Scores, score
 from .models.ge2e import Ge2eEncoder
 
@@ -122,10 +124,14 @@ def _labels_of(dataset: Dataset) -> list[tuple[int, int]]:
 
 
 class Trainer:
-    """Trains ``model`` with the paper's optimiser and loss; ``classes[d]`` / ``alphas[d]`` per domain index d."""
+    """Trains ``model`` with the paper's optimiser and loss; ``classes[d]`` / ``alphas[d]`` per domain index d.
+
+    ``n_speakers``: how many training speakers the training examples' ``speaker`` indices number; with
+    ``config.speaker_adversarial`` > 0 and at least two of them, a :class:`SpeakerAdversary` is trained beside the
+    model (built on the first batch, when the representation's width is known; it is not part of the model)."""
 
     def __init__(self, model: nn.Module, config: TrainConfig, classes: Sequence[Sequence[str]], alphas: Sequence[float],
-                 seed: int = 0, description: str = ""):
+                 seed: int = 0, description: str = "", n_speakers: int = 0):
         cuda_determinism(config.device)
         self.model = model.to(config.device)
         self.config = config
@@ -134,6 +140,11 @@ class Trainer:
         self.aux = nn.ModuleList(ContrastiveAuxLoss(reduction=config.aux_reduction) for _ in classes).to(config.device)
         self.seed = seed
         self.description = description
+        self.n_speakers = n_speakers if config.speaker_adversarial > 0 else 0
+        if self.n_speakers == 1:
+            raise ValueError("--speaker-adversarial needs at least 2 training speakers; the training split has 1")
+        self.adversary: SpeakerAdversary | None = None
+        self.adversary_optimizer: torch.optim.Optimizer | None = None
         self.optimizer = self._optimizer()
         # EMA of the weights (optional): evaluated, selected and saved instead of the raw weights
         self.ema_model = copy.deepcopy(self.model) if config.ema else None
@@ -167,6 +178,31 @@ class Trainer:
                 if rows.any():
                     aux = aux + weight * alpha * self.aux[d](output.representation[rows], labels[rows])
         return ce + aux + output.penalty, ce, aux
+
+    def speaker_loss(self, output, batch, mixed: Mixed | None = None) -> torch.Tensor:
+        """The adversary's speaker cross-entropy on ``output.hidden`` (the tower's last hidden layer: every
+        feature, fixed embeddings included, has passed a trained layer there), or on ``output.representation`` for
+        a model without it (a multi-domain model, one tower per language); 0 without an adversary. Of a mixup
+        batch, lam * that of its speakers + (1 - lam) * that of its partners' speakers. Builds the adversary on the
+        first call (from a generator of its own: the model's random stream is the same with or without it)."""
+        if not self.n_speakers:
+            return output.logits.new_zeros(())
+        if batch.speakers is None:
+            raise ValueError("--speaker-adversarial: the training batches carry no speaker indices")
+        features = output.hidden if output.hidden is not None else output.representation
+        if self.adversary is None:
+            opt = self.config.optimizer
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.seed)
+                self.adversary = SpeakerAdversary(features.shape[1], self.n_speakers,
+                                                  self.config.speaker_adversarial).to(self.config.device)
+            self.adversary_optimizer = torch.optim.AdamW(self.adversary.parameters(), lr=opt.lr, betas=tuple(opt.betas),
+                                                         eps=opt.eps, weight_decay=opt.weight_decay)
+        logits = self.adversary(features)
+        if mixed is None:
+            return SpeakerAdversary.loss(logits, batch.speakers)
+        partners = batch.speakers[mixed.partner.to(batch.speakers.device)]
+        return mixed.lam * SpeakerAdversary.loss(logits, batch.speakers) + (1.0 - mixed.lam) * SpeakerAdversary.loss(logits, partners)
 
     def loader(self, dataset: Dataset, train: bool) -> DataLoader:
         """The batches :meth:`fit` trains on (``train``: its sampler, e.g. class-balanced) or :meth:`evaluate` scores
@@ -271,7 +307,7 @@ class Trainer:
                 if isinstance(loader.batch_sampler, ClassBalancedBatchSampler):
                     loader.batch_sampler.set_epoch(epoch)
                 self.model.train()
-                totals = np.zeros(3)
+                totals = np.zeros(4)
                 n = 0
                 for batch in tqdm(loader, desc=f"epoch {epoch}/{self.config.epochs}", unit="batch", leave=False,
                                   disable=not self.config.progress):
@@ -279,19 +315,27 @@ class Trainer:
                     mixed = mixup(batch, self.config.mixup, mixing_rng) if mixing_rng is not None else None
                     output = self.model(batch if mixed is None else mixed.batch)
                     loss, ce, aux = self.loss(output, batch, mixed)
+                    speaker = self.speaker_loss(output, batch, mixed)
+                    loss = loss + speaker
                     if not torch.isfinite(loss.detach()).all():
                         raise NonFiniteLoss(
                             f"{self.description or 'training'}: the training loss became {float(loss.detach())} at epoch "
                             f"{epoch}, batch {n + 1} (cross-entropy {float(ce.detach())}, auxiliary {float(aux.detach())}); "
                             "the run is stopped. Lower --lr or --alpha, or check the features for extreme values.")
                     self.optimizer.zero_grad(set_to_none=True)
+                    if self.adversary_optimizer is not None:
+                        self.adversary_optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     self.optimizer.step()
+                    if self.adversary_optimizer is not None:
+                        self.adversary_optimizer.step()
                     if self.ema_model is not None:
                         self._update_ema()
-                    totals += [float(loss.detach()), float(ce.detach()), float(aux.detach())]
+                    totals += [float(loss.detach()), float(ce.detach()), float(aux.detach()), float(speaker.detach())]
                     n += 1
                 record = {"epoch": epoch, "train_loss": totals[0] / n, "train_ce": totals[1] / n, "train_aux": totals[2] / n}
+                if self.n_speakers:  # the adversary's cross-entropy (ln n_speakers: it cannot tell the speakers apart)
+                    record["train_speaker"] = totals[3] / n
                 if len(valid):
                     result = self.evaluate(valid, f"the validation utterances after epoch {epoch}")
                     record.update(valid_loss=result.loss, valid_wa=result.wa, valid_ua=result.ua)

@@ -5,6 +5,7 @@ treat it as every other model.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Sequence
 
 import torch
@@ -46,7 +47,7 @@ class InputScaler(nn.Module):
                 sequences[f] = ((x - mean) / std) * frames[..., None].to(x.dtype)
             elif f in embeddings:
                 embeddings[f] = (embeddings[f] - mean) / std
-        return Batch(sequences, batch.lengths, embeddings, batch.labels, batch.domains, batch.utt_ids)
+        return replace(batch, sequences=sequences, embeddings=embeddings)
 
 
 class EnsembleModel(nn.Module):

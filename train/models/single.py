@@ -89,7 +89,8 @@ class FeatureEncoders(nn.Module):
 
 
 class SingleDomainModel(nn.Module):
-    """Batch -> ModelOutput(logits (batch, n_classes), representation (batch, encoders.output_dim))."""
+    """Batch -> ModelOutput(logits (batch, n_classes), representation (batch, encoders.output_dim),
+    hidden (batch, tower units): the tower's last hidden layer)."""
 
     def __init__(self, encoders: FeatureEncoders, n_classes: int, tower: TowerConfig):
         super().__init__()
@@ -102,7 +103,8 @@ class SingleDomainModel(nn.Module):
 
     def forward(self, batch: Batch) -> ModelOutput:
         representation = self.represent(batch)
-        return ModelOutput(self.tower(representation), representation)
+        hidden = self.tower.hidden(representation)
+        return ModelOutput(self.tower.output(hidden), representation, hidden=hidden)
 
 
 def build_single_domain_model(config, domains: list[DomainInfo]) -> SingleDomainModel:

@@ -51,5 +51,13 @@ class ClassificationTower(nn.Module):
         self.input_dim = input_dim
         self.n_classes = n_classes
 
+    def hidden(self, representation: torch.Tensor) -> torch.Tensor:
+        """(batch, input_dim) -> (batch, units): the last hidden layer (after its dropout), the output layer's input."""
+        return self.net[:-1](representation)
+
+    def output(self, hidden: torch.Tensor) -> torch.Tensor:
+        """(batch, units) -> (batch, n_classes): the output layer on :meth:`hidden`."""
+        return self.net[-1](hidden)
+
     def forward(self, representation: torch.Tensor) -> torch.Tensor:
         return self.net(representation)
