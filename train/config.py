@@ -758,7 +758,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("--init-from", "init_from",
            "Warm start: the network starts from the weights of this checkpoint of another run (OUT/checkpoints/"
            "run<k>.pt), those whose name and shape match; e.g. a model trained on other languages, adapted to a "
-           "few-shot language [default: none].", metavar="CHECKPOINT"),
+           "few-shot language; the file is unpickled, so give only checkpoints you trust [default: none].", metavar="CHECKPOINT"),
     Option("--learning-curve", None,
            "Instead: fit every --model at every --shots K of LANG (single: LANG alone) into OUT/k<K>/<model> and "
            "write OUT/curve.{md,csv,json,png}: LANG's test UA against K, each model against single.", metavar="LANG"),

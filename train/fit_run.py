@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import warnings
 from dataclasses import dataclass, field, replace
@@ -26,6 +27,8 @@ from .protocol import draw_split, few_shot, split_indices, split_key
 from .scaling import FeatureScaler, SpeakerScaler, speaker_standardised, standardise
 from .network_trainer import FitResult, Trainer
 from .warm_start import warm_start
+
+log = logging.getLogger("mgser.train")
 
 
 @dataclass
@@ -140,7 +143,8 @@ def fit_run(config: ExperimentConfig, domain_data: list[DomainData], features: l
         np.random.seed(seed % 2**32)
         model = build_model(config.model, config, [domain_info(data, features) for data in domain_data])
         if config.init_from:
-            warm_start(model, config.init_from)
+            copied, total = warm_start(model, config.init_from)
+            log.info("%s: %d of the model's %d tensors from %s", what or "warm start", copied, total, config.init_from)
         encoders = getattr(model, "encoders", None)
         for d, scaler in enumerate(scalers):
             if isinstance(scaler, FeatureScaler) and getattr(encoders, "ge2e", None) is not None and GE2E_FEATURE in scaler.mean:

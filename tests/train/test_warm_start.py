@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -34,9 +35,12 @@ def adapt(stores, out, *extra):
                      "--quiet", *extra)
 
 
-def test_the_adapted_network_starts_from_the_checkpoints_weights(source, tmp_path):
+def test_the_adapted_network_starts_from_the_checkpoints_weights(source, tmp_path, caplog):
     stores, checkpoint = source
-    assert adapt(stores, tmp_path / "warm", "--init-from", str(checkpoint)).exit_code == 0
+    with caplog.at_level("INFO", logger="mgser.train"):
+        assert adapt(stores, tmp_path / "warm", "--init-from", str(checkpoint)).exit_code == 0
+    said = [r.getMessage() for r in caplog.records if str(checkpoint) in r.getMessage()]
+    assert said and re.search(r"(\d+) of the model's \1 tensors from", said[0]), said  # all copied: the same model
     assert adapt(stores, tmp_path / "cold").exit_code == 0
     before = checkpoint_weights(checkpoint)
     warm = torch.load(tmp_path / "warm" / "checkpoints" / "run0.pt", weights_only=False)["model"]
