@@ -2,8 +2,9 @@
 
 The loss is L_CE + sum over domains of alpha_d * L_aux,d (eq. 6), plus the model's own ``penalty``.
 Each domain has its own contrastive loss (own w, b) computed on its rows of the batch. With
-``--speaker-adversarial`` (not in the paper) a speaker classifier on the representation adds its cross-entropy
-behind a gradient reversal layer (:class:`train.losses.SpeakerAdversary`).
+``--speaker-adversarial`` (not in the paper) a speaker classifier on the tower's last hidden layer (multi-domain
+models: on the representation) adds its cross-entropy behind a gradient reversal layer
+(:class:`train.losses.SpeakerAdversary`).
 """
 
 from __future__ import annotations
