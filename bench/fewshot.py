@@ -10,8 +10,9 @@ The protocol is the low-resource one of ``train --learning-curve``: at K the tar
 utterances per emotion of its training split (:func:`train.protocol.few_shot`, drawn with the run's seed, the same
 draw for every method of a run), to fitting and choosing together; its validation split is never used; its test
 split is the one of the run (random protocol: the split of seed s; speaker protocol: fold f, test speakers unseen).
-Every method may use the unlabelled audio features of the target's training split (standardisation statistics)
-and every labelled utterance of the training and validation splits of the source languages.
+Every method may use the unlabelled audio features of the target's training split (standardisation statistics;
+the ``self_*`` methods also label them themselves) and every labelled utterance of the training and validation
+splits of the source languages.
 
 Input: :func:`train.pooling.pooled_features` of the features (mean/std of frames and deltas; embeddings as
 they are), standardised per corpus with the mean and std of that corpus's training-split rows (``z``; labels not
@@ -36,6 +37,12 @@ Methods (C grid of the inner CV: :data:`C_GRID`; ``CV`` = stratified folds insid
   shots), fixed C, the shots weighted up to weigh as much as all source rows together, argmax over the target's
   emotions: the fit of ``train --transfer-to`` (:func:`train.transfer.fit_union`); ``pooled_spk``: the same on
   ``spk`` (C 0.1);
+- ``self_z``, ``self_spk`` (no other language) and ``self_pooled``, ``self_pooled_spk`` (``pooled_c0.01`` and
+  ``pooled_spk``): the same models self-trained on the target's training rows that are not shots, without their
+  labels (:func:`train.transfer.self_train`, rounds :data:`train.transfer.SELF_ROUNDS`, fixed in advance; the
+  single models keep the C of their shots' CV). ``self_pooled_spk`` is the method of ``train --transfer-to
+  --speaker-norm``, which standardises each speaker with all of its utterances under both protocols and then each
+  corpus with its training statistics;
 - with ``--transfer-net DIR``, the network transfer methods (:func:`network_transfer`), built on one source model
   per target T (``base`` with the auxiliary loss, trained on the two other languages: :func:`source_checkpoint`):
   ``adapt_net``, that model adapted on T's K shots alone (``train --init-from``, fixed recipe :data:`ADAPT_LR`,
@@ -65,10 +72,12 @@ import numpy as np
 
 from train.metrics import paired_interval
 from train.scaling import speaker_standardised, standardise
+from train.transfer import SPEAKER_TRANSFER_C, TRANSFER_C, self_train
 
 C_GRID = (0.001, 0.01, 0.1, 1.0, 10.0)
 POOLED = {"pooled_c0.01": (0.01, "bal"), "pooled_c0.1": (0.1, "bal")}
-SINGLE = ("single_logreg", "single_linsvm", "single_net", "single_z", "single_spk", "proto_z", "proto_spk")
+SINGLE = ("single_logreg", "single_linsvm", "single_net", "single_z", "single_spk", "proto_z", "proto_spk", "self_z",
+          "self_spk")
 REFERENCE = "single_logreg"
 #: "single" of the comparison: the best (by mean test UA, which favours it) of train's models on the K shots alone:
 #: its heads and, where its runs are given (``--network``), the network.
@@ -205,8 +214,11 @@ def run_methods(target: str, sources: Sequence[str], langs: dict, protocol: str,
         r["single_logreg"] = head_ua("logreg", t["x"][shots], y_sh, t["x"][test], y_test, classes, run)
         r["single_linsvm"] = head_ua("linsvm", t["x"][shots], y_sh, t["x"][test], y_test, classes, run)
         zt = z[target]
+        pool = np.setdiff1d(idx_t["train"], shots)  # the target's unlabelled training rows
         c = cv_c(zt[shots], y_sh, run)
         r["single_z"] = ua(y_test, logreg(zt[shots], y_sh, c).predict(zt[test]), classes)
+        model = self_train(lambda x, y: logreg(x, y, c), zt[shots], y_sh, zt[pool], classes)  # noqa: B023
+        r["self_z"] = ua(y_test, restricted_predict(model, zt[test], classes), classes)
         r["proto_z"] = ua(y_test, prototypes(zt[shots], y_sh, zt[test], classes), classes)
         # stack: the source model's decision values as extra inputs (scaled to matter beside 928 z-features)
         extra = lambda rows: np.asarray(source_model.decision_function(zt[rows])) * 3.0  # noqa: E731
@@ -216,13 +228,19 @@ def run_methods(target: str, sources: Sequence[str], langs: dict, protocol: str,
         for name, (c, _) in POOLED.items():  # train --transfer-to's union fit (train.transfer.fit_union)
             model = fit_union(zt[shots], y_sh, zs, ys, c)
             r[name] = ua(y_test, restricted_predict(model, zt[test], classes), classes)
+        model = self_train(lambda x, y: fit_union(x, y, zs, ys, TRANSFER_C), zt[shots], y_sh, zt[pool], classes)
+        r["self_pooled"] = ua(y_test, restricted_predict(model, zt[test], classes), classes)
         if spk:
             st = sp[target]
             c = cv_c(st[shots], y_sh, run)
             r["single_spk"] = ua(y_test, logreg(st[shots], y_sh, c).predict(st[test]), classes)
             r["proto_spk"] = ua(y_test, prototypes(st[shots], y_sh, st[test], classes), classes)
-            model = fit_union(st[shots], y_sh, sps, ys, 0.1)
+            model = self_train(lambda x, y: logreg(x, y, c), st[shots], y_sh, st[pool], classes)  # noqa: B023
+            r["self_spk"] = ua(y_test, restricted_predict(model, st[test], classes), classes)
+            model = fit_union(st[shots], y_sh, sps, ys, SPEAKER_TRANSFER_C)
             r["pooled_spk"] = ua(y_test, restricted_predict(model, st[test], classes), classes)
+            model = self_train(lambda x, y: fit_union(x, y, sps, ys, SPEAKER_TRANSFER_C), st[shots], y_sh, st[pool], classes)
+            r["self_pooled_spk"] = ua(y_test, restricted_predict(model, st[test], classes), classes)
         out[k] = r
     return out
 
@@ -643,7 +661,7 @@ def plot(path: Path | Sequence[Path], png: Path) -> None:
 
     recs = [r for r in records(path) if r["protocol"] == "random" and len(r["sources"]) == 2]
     targets = [t for t in LANGUAGES if any(r["target"] == t for r in recs)]
-    show = ["zeroshot", "stack", "pooled_c0.01", "pooled_spk", "single_spk",
+    show = ["zeroshot", "stack", "pooled_c0.01", "pooled_spk", "self_pooled_spk", "single_spk", "self_spk",
             *[m for m in NETWORK_TRANSFER if any(m in r["ua"] for r in recs)]]
     fig, axes = plt.subplots(2, len(targets), figsize=(4.5 * len(targets), 7), squeeze=False)
     for j, t in enumerate(targets):

@@ -448,11 +448,11 @@ class ExperimentConfig:
                 raise ConfigError("few_shot", f"{lang}=0 (zero-shot) needs --model base with other languages: only its "
                                               "shared tower can label a language it was never trained on")
         if self.transfer_sources:
-            if self.train.speaker_norm:
-                raise ConfigError("train.speaker_norm", "the transfer head standardises each corpus with its own "
-                                                        "statistics; per-speaker standardisation cannot be used with it")
             if self.model != "logreg" or len(languages) != 1:
                 raise ConfigError("transfer_sources", "the transfer head is a logreg head of one target language")
+            if self.train.refit:
+                raise ConfigError("train.refit", "the transfer head is fitted once, on the sources and the target's "
+                                                 "training utterances; a refit would fit the target alone")
             for d in self.transfer_sources:
                 try:
                     source = DomainSpec.parse(d).language
@@ -754,7 +754,9 @@ OPTIONS: tuple[Option, ...] = (
            "Train the recommended transfer method for LANG, a language with few labels: one logistic regression "
            "on the pooled statistics of every language of --domains (each corpus standardised with its own "
            "training audio, LANG's labelled utterances weighted up), written as LANG's logreg head (run folder, "
-           "bundle, predict).", metavar="LANG"),
+           "bundle, predict). With --speaker-norm each utterance is standardised with its speaker's statistics "
+           "and the head is self-trained on LANG's unlabelled training audio (predict then needs --speakers).",
+           metavar="LANG"),
     Option("--init-from", "init_from",
            "Warm start: the network starts from the weights of this checkpoint of another run (OUT/checkpoints/"
            "run<k>.pt), those whose name and shape match; e.g. a model trained on other languages, adapted to a "

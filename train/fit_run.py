@@ -182,11 +182,13 @@ def fit_run(config: ExperimentConfig, domain_data: list[DomainData], features: l
 
 
 def transfer_fit(config, data, features: list[str], run: int, x_labelled: np.ndarray,
-                 y_labelled: np.ndarray, x_unlabelled: np.ndarray) -> HeadFit:
+                 y_labelled: np.ndarray, x_unlabelled: np.ndarray, x_pool: np.ndarray | None = None) -> HeadFit:
     """``train --transfer-to``: the pooled head of the target ``data`` (:mod:`train.transfer`), the sources'
-    training and validation utterances of the run's split (seed, or fold) standardised with their training split."""
+    training and validation utterances of the run's split (seed, or fold) standardised with their training split
+    (with ``--speaker-norm`` each utterance first with its own speaker's statistics, and the head self-trained on
+    ``x_pool``, the target's training rows without a label)."""
     from .batch_limits import crop_center
-    from .transfer import fit_pooled_transfer, load_source
+    from .transfer import SPEAKER_TRANSFER_C, TRANSFER_C, fit_pooled_transfer, load_source
 
     sources = []
     for domain in config.transfer_sources:
@@ -198,10 +200,16 @@ def transfer_fit(config, data, features: list[str], run: int, x_labelled: np.nda
         x = np.stack([np.concatenate([pool(crop_center(src.features[f][i], limit.get(f)) if info.kinds[f] == "sequence"
                                            else src.features[f][i], info.kinds[f]) for f in features])
                       for i in range(len(src.utt_ids))])
+        if config.train.speaker_norm:  # as the target's: each utterance with its own speaker's statistics
+            x = speaker_standardised(x, src.speakers)
         z, _, _ = standardise(x, x[idx["train"]])
         rows = idx["train"] + idx["valid"]
         sources.append((z[rows], [src.emotions[i] for i in rows]))
-    return fit_pooled_transfer(x_labelled, [data.classes[i] for i in y_labelled], x_unlabelled, data.classes, sources)
+    if config.train.speaker_norm:
+        return fit_pooled_transfer(x_labelled, [data.classes[i] for i in y_labelled], x_unlabelled, data.classes,
+                                   sources, SPEAKER_TRANSFER_C, x_pool=x_pool)
+    return fit_pooled_transfer(x_labelled, [data.classes[i] for i in y_labelled], x_unlabelled, data.classes, sources,
+                               TRANSFER_C)
 
 
 def head_config(config) -> HeadConfig:
@@ -239,16 +247,20 @@ def fit_head_run(config, domain_data, features: list[str], run: int, description
 
     if config.train.speaker_norm:  # every utterance with its own speaker's statistics (no label; all splits)
         everything = speaker_standardised(pooled(list(range(len(data.utt_ids)))), data.speakers)
-        x = {name: everything[np.asarray(rows, dtype=np.int64)] for name, rows in idx.items()}
+        rows_of = lambda rows: everything[np.asarray(rows, dtype=np.int64)]  # noqa: E731
     else:
-        x = {name: pooled(rows) for name, rows in idx.items()}
+        rows_of = pooled
+    x = {name: rows_of(rows) for name, rows in idx.items()}
     y = {name: np.array([data.classes.index(data.emotions[i]) for i in rows], dtype=np.int64)
          for name, rows in idx.items()}
     speakers = np.array(data.speakers)
     groups = speakers[idx["train"]] if config.protocol == "speaker" else None
     hc = head_config(config)
     if config.transfer_sources:  # train --transfer-to: the pooled head over every language (train/transfer.py)
-        fit = transfer_fit(config, data, features, run, x["train"], y["train"], pooled(unlabelled))
+        labelled = set(idx["train"])
+        without_label = [i for i in unlabelled if i not in labelled] if config.train.speaker_norm else None
+        fit = transfer_fit(config, data, features, run, x["train"], y["train"], rows_of(unlabelled),
+                           None if without_label is None else rows_of(without_label))
     else:
         fit = select_head(hc, x["train"], y["train"], groups, seed=seed)
     n_classes = len(data.classes)

@@ -101,7 +101,8 @@ def run_experiment(config: ExperimentConfig, log: Log = print, domain_data: list
         speakers = "" if what == "seed" else " test speakers " + ",".join(sp for v in r.test_speakers.values() for sp in v)
         done = f", finished earlier: loaded from {state.record_path(run)}" if loaded else ""
         chosen = r.fit.history[0].get("chosen") if r.fit.history else None  # a head: its hyperparameters
-        how = ", ".join(f"{k} {v:.3g}" for k, v in chosen.items()) if chosen else f"best epoch {r.fit.best_epoch}"
+        how = (", ".join(f"{k} {v:.3g}" for k, v in chosen.items() if isinstance(v, (int, float))) if chosen
+               else f"best epoch {r.fit.best_epoch}")
         log(f"  {label}:{speakers} test {scores} ({how}, {r.fit.seconds:.0f} s{done})")
         if config.save_checkpoints:
             state.copy_checkpoint(run, out / "checkpoints" / f"run{run}.pt")

@@ -10,6 +10,11 @@ target's emotions are read off the rows of its classes (an emotion only a source
 model is an ordinary ``logreg`` head of the target alone (:class:`train.models.pooled_head.PooledHead`): the run folder,
 the bundle and ``predict`` are those of ``train --model logreg``. The target's validation split only calibrates the
 probabilities (a temperature, from 30 utterances on) and reports a validation UA.
+
+With ``--speaker-norm`` every corpus's utterances are first standardised with their own speaker's statistics (no
+label), the regularisation is :data:`SPEAKER_TRANSFER_C`, and the head is **self-trained** on the target's
+unlabelled training audio (:func:`self_train`): the method chosen on the pseudo-targets of ``bench/fewshot.py``
+when speakers are known (``self_pooled_spk``); ``predict`` then needs each file's speaker (``--speakers``).
 """
 
 from __future__ import annotations
@@ -27,6 +32,12 @@ from .scaling import standardise
 #: The pooled head's C (logistic regression, sklearn's inverse regularisation strength): the better of 0.01 and
 #: 0.1 on the pseudo-targets of ``bench/fewshot.py`` (docs/results/fewshot.md).
 TRANSFER_C = 0.01
+#: The same with ``--speaker-norm`` (``pooled_spk`` and ``self_pooled_spk`` of ``bench/fewshot.py``).
+SPEAKER_TRANSFER_C = 0.1
+#: Self-training's rounds (a recipe fixed in advance, not tuned): in round r the fraction SELF_ROUNDS[r] of the
+#: target's unlabelled training rows, the most confident of each predicted emotion in equal numbers, join the
+#: labelled rows with the labels the model of the round before gives them.
+SELF_ROUNDS = (0.2, 0.4, 0.6)
 
 _SOURCES: dict[tuple, object] = {}
 
@@ -61,14 +72,45 @@ def fit_union(z_target: np.ndarray, y_target: np.ndarray, z_sources: np.ndarray,
             sample_weight=np.concatenate([np.ones(len(y_sources)), np.full(len(z_target), weight)]))
 
 
+def softmax(d: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of (n, k) decision values."""
+    e = np.exp(d - d.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+def self_train(fit, x_labelled: np.ndarray, y_labelled: np.ndarray, x_pool: np.ndarray, classes: Sequence[str],
+               rounds: Sequence[float] = SELF_ROUNDS):
+    """Self-training on unlabelled rows: ``fit(x, y)`` on the labelled rows, then for each fraction f of ``rounds``
+    the pool (x_pool: (m, dim), no labels) labelled by the current model, and the f x m / len(classes) most
+    confident rows of each predicted emotion (fewer where fewer are predicted) join the labelled rows for the next
+    fit. ``fit`` returns a model with ``decision_function`` and ``classes_`` (containing ``classes``); confidence is
+    the softmax of its decision values over ``classes``. Returns the last model."""
+    model = fit(x_labelled, y_labelled)
+    if not len(x_pool):
+        return model
+    per_class = len(x_pool) / len(classes)
+    for fraction in rounds:
+        d = np.asarray(model.decision_function(x_pool))
+        if d.ndim == 1:  # two classes: the decision is class 1's
+            d = np.column_stack([-d / 2, d / 2])
+        p = softmax(d[:, [list(model.classes_).index(c) for c in classes]])
+        predicted, confidence = p.argmax(1), p.max(1)
+        keep = np.concatenate([rows[np.argsort(-confidence[rows], kind="stable")][:int(round(fraction * per_class))]
+                               for rows in (np.flatnonzero(predicted == j) for j in range(len(classes)))])
+        model = fit(np.vstack([x_labelled, x_pool[keep]]),
+                    np.concatenate([y_labelled, np.asarray(classes)[predicted[keep]]]))
+    return model
+
+
 def fit_pooled_transfer(x_labelled: np.ndarray, y_labelled: Sequence[str], x_unlabelled: np.ndarray,
                         classes: Sequence[str], sources: Sequence[tuple[np.ndarray, Sequence[str]]],
-                        c: float = TRANSFER_C) -> HeadFit:
+                        c: float = TRANSFER_C, x_pool: np.ndarray | None = None) -> HeadFit:
     """The pooled head of the target (see the module docstring).
 
     x_labelled: (n, dim) the target's labelled pooled rows, y_labelled their emotions; x_unlabelled: (m, dim) the
     rows of its training split (standardisation only); classes: the target's emotions in class order; sources:
-    per source language its rows, already standardised with its own training split, and their emotions.
+    per source language its rows, already standardised with its own training split, and their emotions; x_pool:
+    (p, dim) the target's training rows without a label, for self-training (:func:`self_train`; None: none).
     Returns a ``logreg`` :class:`~train.pooled_heads.HeadFit` over ``classes`` (the pipeline's scaler holds the target's
     statistics).
     """
@@ -84,8 +126,17 @@ def fit_pooled_transfer(x_labelled: np.ndarray, y_labelled: Sequence[str], x_unl
     z, mean, scale = standardise(np.asarray(x_labelled, np.float64), np.asarray(x_unlabelled, np.float64))
     zs = np.concatenate([np.asarray(s, np.float64) for s, _ in sources]) if sources else np.zeros((0, z.shape[1]))
     ys = np.concatenate([np.asarray(e) for _, e in sources]) if sources else np.zeros(0, dtype=y_labelled.dtype)
-    union = fit_union(z, y_labelled, zs, ys, c)
-    weight = union_weight(len(ys), len(z))
+    target_rows = []  # of each fit: the labelled rows, then with the self-training rounds' rows
+
+    def fit(x: np.ndarray, y: np.ndarray):
+        target_rows.append(len(x))
+        return fit_union(x, y, zs, ys, c)
+
+    if x_pool is None:
+        union = fit(z, y_labelled)
+    else:
+        union = self_train(fit, z, y_labelled, (np.asarray(x_pool, np.float64) - mean) / scale, classes)
+    weight = union_weight(len(ys), target_rows[-1])
     rows = [list(union.classes_).index(e) for e in classes]
     coef, intercept = np.asarray(union.coef_), np.asarray(union.intercept_)
     if coef.shape[0] == 1:  # two emotions in all: class 1's decision s -> [-s/2, s/2]
@@ -97,4 +148,6 @@ def fit_pooled_transfer(x_labelled: np.ndarray, y_labelled: Sequence[str], x_unl
     scaler.n_features_in_ = head.n_features_in_ = len(mean)
     scaler.n_samples_seen_ = len(x_unlabelled)
     params = {"c": c, "source_rows": int(len(ys)), "target_weight": float(weight)}
+    if x_pool is not None:
+        params["self_training"] = {"pool": int(len(x_pool)), "rounds": list(SELF_ROUNDS), "target_rows": target_rows}
     return HeadFit(HeadConfig("logreg"), make_pipeline(scaler, head), params, float("nan"), time.perf_counter() - start)

@@ -12,6 +12,7 @@ import pytest
 import bench.fewshot as fs
 from tests._train_helpers import make_stores
 from train.protocol import few_shot
+from train.transfer import SELF_ROUNDS, self_train
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +45,8 @@ def test_every_method_of_a_run_sees_the_same_k_shots_and_the_study_resumes(store
     for k, _, rows in drawn:
         assert len(rows) == k * 4  # K per emotion, 4 emotions
     main = [r for r in recs if r["protocol"] == "random" and r["target"] == "de"]
-    computed = set(fs.SINGLE) - {"single_net"} | {"zeroshot", "stack", "pooled_spk", *fs.POOLED}  # the network: --network
+    computed = set(fs.SINGLE) - {"single_net"} | {"zeroshot", "stack", "pooled_spk", "self_pooled", "self_pooled_spk",
+                                                  *fs.POOLED}  # the network: --network
     assert all(computed == set(r["ua"]) for r in main)
     speaker = [r for r in recs if r["protocol"] == "speaker"]
     assert all(computed == set(r["ua"]) for r in speaker)
@@ -58,7 +60,7 @@ def test_every_method_of_a_run_sees_the_same_k_shots_and_the_study_resumes(store
     assert "#### de, random protocol, K = 2" in text and "#### de, speaker protocol, K = 2" in text and "(chosen)" in text
     assert report.with_suffix(".png").stat().st_size > 1000
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["random de 2"]["chosen"] in fs.without_speakers(list(fs.POOLED)) + ["pooled_spk", "stack", "zeroshot"]
+    assert summary["random de 2"]["chosen"] in [*fs.POOLED, "pooled_spk", "stack", "zeroshot", "self_pooled", "self_pooled_spk"]
 
 
 def test_the_method_choice_uses_the_pseudo_targets_only():
@@ -73,7 +75,8 @@ def test_the_method_choice_uses_the_pseudo_targets_only():
 
 
 def test_the_pooled_methods_are_the_fit_of_train_transfer_to(stores, tmp_path, monkeypatch):
-    """pooled_c<C> and pooled_spk: train.transfer.fit_union (train --transfer-to's fit), with the study's C."""
+    """pooled_c<C> and pooled_spk: train.transfer.fit_union (train --transfer-to's fit), with the study's C;
+    self_pooled and self_pooled_spk: the same fit, once on the shots and once per self-training round."""
     import train.transfer
 
     calls = []
@@ -87,8 +90,64 @@ def test_the_pooled_methods_are_the_fit_of_train_transfer_to(stores, tmp_path, m
     langs = fs.load(str(stores), ["mfcc", "ge2e"], tmp_path / "cache")
     out = fs.run_methods("de", ["it", "en"], langs, "random", 0, [2], 3, spk=True)
     sources = sum(len(fs.split(langs[s], "random", 0, 3)[p]) for s in ("it", "en") for p in ("train", "valid"))
-    assert sorted(calls) == sorted([(8, sources, 0.01), (8, sources, 0.1), (8, sources, 0.1)])  # K 2 x 4 emotions
-    assert {"pooled_c0.01", "pooled_c0.1", "pooled_spk"} <= set(out[2])
+    pool = len(fs.split(langs["de"], "random", 0, 3)["train"]) - 8  # K 2 x 4 emotions
+    rounds = [(8 + 4 * round(f * pool / 4), sources) for f in SELF_ROUNDS]  # when each emotion is predicted enough
+    assert [c for c in calls if c[0] == 8] == [(8, sources, c) for c in (0.01, 0.1, 0.01, 0.1, 0.1)]
+    assert len(calls) == 3 + 2 * (1 + len(SELF_ROUNDS))
+    assert all(n <= n_max for (n, _, _), (n_max, _) in zip([c for c in calls if c[0] > 8], rounds * 2))
+    assert {"pooled_c0.01", "pooled_c0.1", "pooled_spk", "self_pooled", "self_pooled_spk"} <= set(out[2])
+
+
+def test_self_training_adds_the_most_confident_rows_of_each_predicted_emotion_per_round():
+    """self_train: each round the fraction f of the pool, f x m / n_classes per predicted emotion, the most confident
+    first, labelled by the model of the round before; the pool's own labels are never given to it."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    classes = ["a", "b", "c"]
+    centres = {"a": [4.0, 0.0], "b": [0.0, 4.0], "c": [-4.0, -4.0]}
+    x_shots = np.array([centres[c] for c in classes for _ in range(2)]) + rng.normal(0, 0.3, (6, 2))
+    y_shots = np.repeat(classes, 2)
+    x_pool = np.vstack([np.array(centres[c]) + rng.normal(0, 0.5, (20, 2)) for c in classes])  # 60 rows, 20 each
+    fits = []
+
+    def fit(x, y):
+        fits.append((x.copy(), y.copy()))
+        return fs.logreg(x, y, 1.0)
+
+    model = self_train(fit, x_shots, y_shots, x_pool, classes)
+    assert len(fits) == 1 + len(SELF_ROUNDS)
+    for (x, y), f in zip(fits[1:], SELF_ROUNDS):
+        added_x, added_y = x[6:], y[6:]
+        assert np.array_equal(x[:6], x_shots) and list(y[:6]) == list(y_shots)
+        per_class = round(f * 60 / 3)
+        assert sorted(Counter(added_y.tolist()).values()) == [per_class] * 3  # well separated: every emotion predicted
+        assert all(any(np.array_equal(row, p) for p in x_pool) for row in added_x)
+        truth = np.repeat(classes, 20)[[next(i for i, p in enumerate(x_pool) if np.array_equal(row, p)) for row in added_x]]
+        assert list(added_y) == list(truth)  # the clusters are clean, so the pseudo-labels are right
+    assert list(model.predict(x_pool)) == list(np.repeat(classes, 20))
+
+
+def test_self_training_reads_no_label_of_the_targets_unlabelled_training_rows(stores, tmp_path, monkeypatch):
+    """Scrambling the emotions of the target's training rows that are not shots changes no self-training method
+    (nor any other method of the target's few shots): those rows are unlabelled for every method."""
+    import numpy as np
+
+    import train.protocol
+
+    langs = fs.load(str(stores), ["mfcc", "ge2e"], tmp_path / "cache")
+    idx = fs.split(langs["de"], "random", 0, 3)
+    shots = few_shot(idx["train"].tolist(), list(langs["de"]["emotions"]), 2, 0)
+    monkeypatch.setattr(train.protocol, "few_shot", lambda *args: shots)
+    before = fs.run_methods("de", ["it", "en"], langs, "random", 0, [2], 3, spk=True)[2]
+    pool = np.setdiff1d(idx["train"], shots)
+    emotions = langs["de"]["emotions"].copy()
+    emotions[pool] = np.random.default_rng(1).permutation(emotions[pool])[::-1]
+    assert (emotions[pool] != langs["de"]["emotions"][pool]).any()
+    langs["de"] = {**langs["de"], "emotions": emotions}
+    after = fs.run_methods("de", ["it", "en"], langs, "random", 0, [2], 3, spk=True)[2]
+    assert {"self_z", "self_spk", "self_pooled", "self_pooled_spk"} <= set(before)
+    assert after == pytest.approx(before)
 
 
 @pytest.mark.parametrize("protocol", ["random", "speaker"])

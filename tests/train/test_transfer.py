@@ -6,12 +6,17 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 from sklearn.linear_model import LogisticRegression
 
+from predict.bundle import load_bundle
 from tests._train_helpers import make_stores, selected_run
+from train.domains import load_domain, resolve_domain
+from train.pooling import pooled_features
+from train.scaling import speaker_standardised
 from train.cli import main as train
-from train.transfer import fit_pooled_transfer
+from train.transfer import SELF_ROUNDS, SPEAKER_TRANSFER_C, fit_pooled_transfer
 
 IT = ("neutral", "happy", "angry", "sad", "fear")
 
@@ -64,10 +69,48 @@ def test_transfer_to_writes_the_targets_bundle_that_reproduces_its_test_probabil
     assert np.allclose(got.probabilities, got.record["test"]["probabilities"], atol=1e-5)
 
 
+def test_self_training_fits_again_with_the_pools_most_confident_rows_and_reads_no_pool_label():
+    rng = np.random.default_rng(1)
+    classes = ["neutral", "angry", "sad"]
+    centres = rng.normal(size=(3, 4)) * 4.0
+    x_shots, y_shots = np.repeat(centres, 2, axis=0) + rng.normal(size=(6, 4)) * 0.3, np.repeat(classes, 2)
+    x_pool = np.repeat(centres, 10, axis=0) + rng.normal(size=(30, 4)) * 0.5  # no label: 10 of each emotion
+    x_unlabelled = np.vstack([x_shots, x_pool])
+    source = (rng.normal(size=(40, 4)), np.array(classes * 13 + ["calm"]))
+    plain = fit_pooled_transfer(x_shots, y_shots, x_unlabelled, classes, [source], c=0.5)
+    fit = fit_pooled_transfer(x_shots, y_shots, x_unlabelled, classes, [source], c=0.5, x_pool=x_pool)
+    rounds = fit.params["self_training"]
+    assert rounds["pool"] == 30 and rounds["target_rows"] == [6 + 3 * round(f * 10) for f in (0, *SELF_ROUNDS)]
+    assert fit.params["target_weight"] == pytest.approx(40 / rounds["target_rows"][-1])
+    assert "self_training" not in plain.params
+    assert not np.allclose(fit.decision(x_pool), plain.decision(x_pool))  # the pool's rows changed the model
+
+
+def test_transfer_to_with_speaker_norm_self_trains_and_its_bundle_predicts_with_the_speakers(stores, tmp_path):
+    out = tmp_path / "it_spk"
+    r = CliRunner().invoke(train, ["--domains", "de=synth,it=synth_it", "--transfer-to", "it", "--few-shot", "it=3",
+                                   "--speaker-norm", "--features-dir", str(stores), "--out", str(out), "--seeds", "1",
+                                   "--quiet"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    record = json.loads((out / "runs" / "run0.json").read_text())
+    chosen = record["history"][0]["chosen"]
+    assert chosen["c"] == SPEAKER_TRANSFER_C and chosen["self_training"]["pool"] > 0
+    assert chosen["self_training"]["target_rows"][0] == 3 * len(IT)  # the shots, then the rounds' rows with them
+    bundle = load_bundle(out)
+    assert bundle.speaker_norm  # predict standardises each file with its speaker's files (--speakers)
+    features = json.loads((out / "config.json").read_text())["features"]  # in the order the head pools them
+    data = load_domain(resolve_domain("it=synth_it", stores), stores, features)
+    x = speaker_standardised(pooled_features(data, features), data.speakers)
+    rows = [data.utt_ids.index(u) for u in record["test"]["utt_ids"]]
+    with torch.no_grad():
+        logits, _ = bundle.model.logits_from_pooled(torch.as_tensor(x[rows]))
+    assert np.allclose(torch.softmax(logits, -1).numpy(), record["test"]["probabilities"], atol=1e-5)
+
+
 def test_transfer_to_refusals(stores, tmp_path):
     common = ["--domains", "de=synth,it=synth_it", "--features-dir", str(stores), "--quiet", "--out", str(tmp_path / "x")]
     for extra, words in ((["--transfer-to", "fr"], "--transfer-to"), (["--transfer-to", "it", "--model", "nas"], "logreg"),
                          (["--domains", "it=synth_it", "--transfer-to", "it"], "--transfer-to"),
-                         (["--transfer-to", "it", "--speaker-norm"], "per-speaker standardisation")):
+                         (["--transfer-to", "it", "--refit"], "a refit would fit the target alone")):
         r = CliRunner().invoke(train, [*common, *extra])
         assert r.exit_code == 2 and words in r.output, (extra, r.output)
