@@ -413,6 +413,9 @@ class ExperimentConfig:
     #: ``train --transfer-to``: the source languages (LANG or LANG=DATASET) of the pooled transfer head of the one
     #: language of ``domains`` (model logreg; :mod:`train.transfer`).
     transfer_sources: list[str] = field(default_factory=list)
+    #: ``train --transfer-to LANG --speaker-norm --unlabelled``: more recordings of LANG (LANG=DATASET, prepared and
+    #: extracted like any corpus; their emotion labels are never read) for the head's self-training.
+    transfer_unlabelled: list[str] = field(default_factory=list)
     #: Warm start (not in the paper): the network starts from this checkpoint's weights, those whose name and shape
     #: match (:mod:`train.warm_start`); None: the usual initialisation.
     init_from: str | None = None
@@ -453,6 +456,18 @@ class ExperimentConfig:
             if self.train.refit:
                 raise ConfigError("train.refit", "the transfer head is fitted once, on the sources and the target's "
                                                  "training utterances; a refit would fit the target alone")
+            for d in self.transfer_unlabelled:
+                try:
+                    language = DomainSpec.parse(d).language
+                except ValueError as exc:
+                    raise ConfigError("transfer_unlabelled", str(exc)) from None
+                if language not in languages:
+                    raise ConfigError("transfer_unlabelled", f"{d}: recordings of the target ({languages[0]}) expected")
+            if self.transfer_unlabelled and not self.train.speaker_norm:
+                raise ConfigError("transfer_unlabelled", "the head is self-trained on unlabelled recordings only with "
+                                                         "--speaker-norm (the method chosen with speaker statistics)")
+        elif self.transfer_unlabelled:
+            raise ConfigError("transfer_unlabelled", "unlabelled recordings serve the transfer head: give --transfer-to")
             for d in self.transfer_sources:
                 try:
                     source = DomainSpec.parse(d).language
@@ -757,6 +772,11 @@ OPTIONS: tuple[Option, ...] = (
            "bundle, predict). With --speaker-norm each utterance is standardised with its speaker's statistics "
            "and the head is self-trained on LANG's unlabelled training audio (predict then needs --speakers).",
            metavar="LANG"),
+    Option("--unlabelled", "transfer_unlabelled",
+           "With --transfer-to LANG --speaker-norm: more recordings of LANG without labels (LANG=DATASET, comma-"
+           "separated; prepared and extracted like any corpus, their labels are not read) for the head's "
+           "self-training, beside LANG's training utterances that --few-shot leaves unlabelled [default: none].",
+           metavar="LANG=DATASET", listed=True, dest="transfer_unlabelled"),
     Option("--init-from", "init_from",
            "Warm start: the network starts from the weights of this checkpoint of another run (OUT/checkpoints/"
            "run<k>.pt), those whose name and shape match; e.g. a model trained on other languages, adapted to a "

@@ -143,8 +143,9 @@ def default_features(spec: DomainSpec, features_dir: str | Path) -> list[str]:
     return stored_features(spec, features_dir)[0]
 
 
-def load_domain(spec: DomainSpec, features_dir: str | Path, features: Sequence[str]) -> DomainData:
-    """Read ``features`` of one language from all split stores of its dataset, validating as it goes.
+def load_domain(spec: DomainSpec, features_dir: str | Path, features: Sequence[str], labelled: bool = True) -> DomainData:
+    """Read ``features`` of one language from all split stores of its dataset, validating as it goes
+    (``labelled=False``: recordings whose labels will not be read, which may all carry one).
 
     Refused with :class:`StoreError`: no store; a store of another dataset or split than its file name;
     a missing feature; the same feature from different extractions (weights/settings) in two files; an
@@ -202,7 +203,7 @@ def load_domain(spec: DomainSpec, features_dir: str | Path, features: Sequence[s
     refuse_identical_recordings(folder, utt_ids, arrays)
     refuse_near_duplicates(folder, utt_ids, arrays, kinds)
     classes = sorted_labels(r[1] for r in rows.values())
-    if len(classes) < 2:
+    if len(classes) < 2 and labelled:
         raise StoreError(folder, f"language {spec.language!r} has a single emotion ({classes[0]}); nothing to classify")
     return DomainData(
         spec=spec,

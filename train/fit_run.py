@@ -186,28 +186,33 @@ def transfer_fit(config, data, features: list[str], run: int, x_labelled: np.nda
     """``train --transfer-to``: the pooled head of the target ``data`` (:mod:`train.transfer`), the sources'
     training and validation utterances of the run's split (seed, or fold) standardised with their training split
     (with ``--speaker-norm`` each utterance first with its own speaker's statistics, and the head self-trained on
-    ``x_pool``, the target's training rows without a label)."""
+    ``x_pool``, the target's training rows without a label, and on every recording of ``--unlabelled``)."""
     from .batch_limits import crop_center
     from .transfer import SPEAKER_TRANSFER_C, TRANSFER_C, fit_pooled_transfer, load_source
 
+    def every_row(domain: str, labelled: bool = True) -> tuple:
+        """A corpus's DomainData and the pooled statistics of all its rows (per speaker with --speaker-norm)."""
+        d = load_source(domain, config.features_dir, features, labelled)
+        info = domain_info(d, features)
+        limit = max_frames(d.provenance, d.kinds, config.train.max_seconds)
+        x = np.stack([np.concatenate([pool(crop_center(d.features[f][i], limit.get(f)) if info.kinds[f] == "sequence"
+                                           else d.features[f][i], info.kinds[f]) for f in features])
+                      for i in range(len(d.utt_ids))])
+        return d, (speaker_standardised(x, d.speakers) if config.train.speaker_norm else x)
+
     sources = []
     for domain in config.transfer_sources:
-        src = load_source(domain, config.features_dir, features)
-        info = domain_info(src, features)
-        limit = max_frames(src.provenance, src.kinds, config.train.max_seconds)
+        src, x = every_row(domain)
         idx = split_indices(draw_split(src, config.protocol, split_key(config.protocol, config.first_seed, run),
                                        config.folds))
-        x = np.stack([np.concatenate([pool(crop_center(src.features[f][i], limit.get(f)) if info.kinds[f] == "sequence"
-                                           else src.features[f][i], info.kinds[f]) for f in features])
-                      for i in range(len(src.utt_ids))])
-        if config.train.speaker_norm:  # as the target's: each utterance with its own speaker's statistics
-            x = speaker_standardised(x, src.speakers)
         z, _, _ = standardise(x, x[idx["train"]])
         rows = idx["train"] + idx["valid"]
         sources.append((z[rows], [src.emotions[i] for i in rows]))
     if config.train.speaker_norm:
+        # the pool: the target's training rows without a label, and every row of its unlabelled recordings
+        pools = ([] if x_pool is None else [x_pool]) + [every_row(d, labelled=False)[1] for d in config.transfer_unlabelled]
         return fit_pooled_transfer(x_labelled, [data.classes[i] for i in y_labelled], x_unlabelled, data.classes,
-                                   sources, SPEAKER_TRANSFER_C, x_pool=x_pool)
+                                   sources, SPEAKER_TRANSFER_C, x_pool=np.concatenate(pools) if pools else None)
     return fit_pooled_transfer(x_labelled, [data.classes[i] for i in y_labelled], x_unlabelled, data.classes, sources,
                                TRANSFER_C)
 

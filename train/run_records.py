@@ -61,7 +61,7 @@ ADDED_FIELDS = {"frame_stride": 1, "encoders.*.frame_stride": 1, "multidomain.ga
                 "multidomain.gate_lr_scale": 1.0, "multidomain.expert_norm": False,
                 "multidomain.gate_init": {}, "few_shot": {}, "train.epoch_size": None,
                 "train.time_mask": 0.0, "train.feature_mask": 0.0, "train.mixup": 0.0,
-                "few_shot_valid": False, "transfer_sources": [],
+                "few_shot_valid": False, "transfer_sources": [], "transfer_unlabelled": [],
                 "init_from": None, "train.speaker_adversarial": 0.0}
 #: Keys added to the fit state in a checkpoint file (the rest is ``FitResult.state``).
 _CHECKPOINT_META = ("classes", "features", "domains", "run", "seed", "fold", "config")

@@ -42,13 +42,14 @@ SELF_ROUNDS = (0.2, 0.4, 0.6)
 _SOURCES: dict[tuple, object] = {}
 
 
-def load_source(domain: str, features_dir: str | Path, features: Sequence[str]):
-    """A source language's :class:`train.domains.DomainData` (read once per process)."""
+def load_source(domain: str, features_dir: str | Path, features: Sequence[str], labelled: bool = True):
+    """A source language's :class:`train.domains.DomainData` (read once per process); ``labelled=False``: recordings
+    whose labels are not read (``--unlabelled``; one label for all is fine)."""
     from .domains import load_domain, resolve_domain
 
-    key = (domain, str(features_dir), tuple(features))
+    key = (domain, str(features_dir), tuple(features), labelled)
     if key not in _SOURCES:
-        _SOURCES[key] = load_domain(resolve_domain(domain, features_dir), features_dir, list(features))
+        _SOURCES[key] = load_domain(resolve_domain(domain, features_dir), features_dir, list(features), labelled)
     return _SOURCES[key]
 
 

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from sklearn.linear_model import LogisticRegression
 
 from predict.bundle import load_bundle
+from sercore.errors import StoreError
 from tests._train_helpers import make_stores, selected_run
 from train.domains import load_domain, resolve_domain
 from train.pooling import pooled_features
@@ -105,6 +106,39 @@ def test_transfer_to_with_speaker_norm_self_trains_and_its_bundle_predicts_with_
     with torch.no_grad():
         logits, _ = bundle.model.logits_from_pooled(torch.as_tensor(x[rows]))
     assert np.allclose(torch.softmax(logits, -1).numpy(), record["test"]["probabilities"], atol=1e-5)
+
+
+def test_unlabelled_recordings_of_the_target_join_the_self_training_pool(stores, tmp_path):
+    """--unlabelled it=DATASET (one label, "unlabelled", for all): every recording of DATASET joins the pool (beside
+    the training utterances that --few-shot leaves without a label), and the head changes; the option needs
+    --transfer-to and --speaker-norm."""
+    root = tmp_path / "features"
+    root.mkdir()
+    for name in ("synth", "synth_it"):
+        (root / name).symlink_to(stores / name, target_is_directory=True)
+    make_stores(root, dataset="synth_it_more", language="it", emotions=("unlabelled",), per_class=20, speakers=2, seed=3)
+    more = len(load_domain(resolve_domain("it=synth_it_more", root), root, ["mfcc", "ge2e"], labelled=False).utt_ids)
+    with pytest.raises(StoreError, match="nothing to classify"):  # as a corpus to train on, it is refused
+        load_domain(resolve_domain("it=synth_it_more", root), root, ["mfcc", "ge2e"])
+    common = ["--domains", "de=synth,it=synth_it", "--transfer-to", "it", "--few-shot", "it=3", "--speaker-norm",
+              "--features-dir", str(root), "--seeds", "1", "--quiet"]
+    chosen = []
+    for extra, name in (([], "without"), (["--unlabelled", "it=synth_it_more"], "with")):
+        r = CliRunner().invoke(train, [*common, *extra, "--out", str(tmp_path / name)], catch_exceptions=False)
+        assert r.exit_code == 0, r.output
+        chosen.append(json.loads((tmp_path / name / "runs" / "run0.json").read_text())["history"][0]["chosen"])
+    assert chosen[1]["self_training"]["pool"] == chosen[0]["self_training"]["pool"] + more
+    assert chosen[1]["self_training"]["target_rows"][-1] > chosen[0]["self_training"]["target_rows"][-1]
+    config = json.loads((tmp_path / "with" / "config.json").read_text())
+    assert config["transfer_unlabelled"] == ["it=synth_it_more"]
+    for extra, words in ((["--unlabelled", "it=synth_it_more"], "--speaker-norm"),
+                         (["--unlabelled", "de=synth", "--speaker-norm"], "recordings of the target")):
+        r = CliRunner().invoke(train, ["--domains", "de=synth,it=synth_it", "--transfer-to", "it", "--features-dir",
+                                       str(root), "--quiet", *extra, "--out", str(tmp_path / "x")])
+        assert r.exit_code == 2 and words in r.output and "--unlabelled" in r.output, (extra, r.output)
+    r = CliRunner().invoke(train, ["--domains", "it=synth_it", "--unlabelled", "it=synth_it_more", "--features-dir",
+                                   str(root), "--quiet", "--out", str(tmp_path / "y")])
+    assert r.exit_code == 2 and "--transfer-to" in r.output
 
 
 def test_transfer_to_refusals(stores, tmp_path):
