@@ -14,16 +14,30 @@ import numpy as np
 
 from sercore.errors import StoreError
 
+def recording_key(features: Mapping[str, np.ndarray]) -> str:
+    """A digest of one utterance's features (name -> array): equal for one recording extracted the same way."""
+    h = hashlib.sha256()
+    for name in sorted(features):
+        a = np.ascontiguousarray(features[name], dtype=np.float32)
+        h.update(np.asarray(a.shape, np.int64).tobytes() + a.tobytes())
+    return h.hexdigest()
+
+
+def shared_recordings(first, second) -> list[tuple[str, str]]:
+    """(id in first, id in second) of the recordings two :class:`~train.domains.DomainData` both hold (identical
+    features over the features of both)."""
+    names = sorted(set(first.features) & set(second.features))
+    keys = {recording_key({f: first.features[f][i] for f in names}): u for i, u in enumerate(first.utt_ids)}
+    found = ((keys.get(recording_key({f: second.features[f][i] for f in names})), u) for i, u in enumerate(second.utt_ids))
+    return [(a, b) for a, b in found if a is not None]
+
+
 def refuse_identical_recordings(folder: Path, utt_ids: Sequence[str], arrays: Mapping[str, Mapping[str, np.ndarray]]) -> None:
     """Leakage guard: two ids with identical features are one recording twice (a copied file in a corpus
     folder, a CSV listing a file twice), and a split could put one copy in training and the other in test."""
     seen: dict[str, str] = {}
     for u in utt_ids:
-        h = hashlib.sha256()
-        for name in sorted(arrays):
-            a = np.ascontiguousarray(arrays[name][u], dtype=np.float32)
-            h.update(np.asarray(a.shape, np.int64).tobytes() + a.tobytes())
-        key = h.hexdigest()
+        key = recording_key({name: arrays[name][u] for name in arrays})
         if key in seen:
             raise StoreError(folder, f"utterances {seen[key]!r} and {u!r} have identical features (the same recording "
                                      "twice?): a split could put one in training and the other in test; remove one "

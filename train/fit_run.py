@@ -6,11 +6,14 @@ import logging
 import time
 import warnings
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import ConcatDataset
+
+from sercore.errors import StoreError
 
 from .augment import SequenceAugment
 from .config import ENSEMBLE_MEMBERS, ENSEMBLE_MODEL, HEAD_MODELS, SINGLE_MODEL, ConfigError, ExperimentConfig, TrainConfig
@@ -188,6 +191,7 @@ def transfer_fit(config, data, features: list[str], run: int, x_labelled: np.nda
     (with ``--speaker-norm`` each utterance first with its own speaker's statistics, and the head self-trained on
     ``x_pool``, the target's training rows without a label, and on every recording of ``--unlabelled``)."""
     from .batch_limits import crop_center
+    from .duplicates import shared_recordings
     from .transfer import SPEAKER_TRANSFER_C, TRANSFER_C, fit_pooled_transfer, load_source
 
     def every_row(domain: str, labelled: bool = True) -> tuple:
@@ -210,7 +214,15 @@ def transfer_fit(config, data, features: list[str], run: int, x_labelled: np.nda
         sources.append((z[rows], [src.emotions[i] for i in rows]))
     if config.train.speaker_norm:
         # the pool: the target's training rows without a label, and every row of its unlabelled recordings
-        pools = ([] if x_pool is None else [x_pool]) + [every_row(d, labelled=False)[1] for d in config.transfer_unlabelled]
+        pools = [] if x_pool is None else [x_pool]
+        for domain in config.transfer_unlabelled:
+            more, x = every_row(domain, labelled=False)
+            shared = shared_recordings(data, more)
+            if shared:  # a test utterance among them would be labelled by the head before it is tested
+                raise StoreError(Path(config.features_dir) / more.spec.dataset, f"{shared[0][1]!r} is a recording of {data.spec.dataset} "
+                                 f"({shared[0][0]!r}; {len(shared)} in all): give recordings the target's corpus does "
+                                 "not hold")
+            pools.append(x)
         return fit_pooled_transfer(x_labelled, [data.classes[i] for i in y_labelled], x_unlabelled, data.classes,
                                    sources, SPEAKER_TRANSFER_C, x_pool=np.concatenate(pools) if pools else None)
     return fit_pooled_transfer(x_labelled, [data.classes[i] for i in y_labelled], x_unlabelled, data.classes, sources,

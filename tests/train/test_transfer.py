@@ -136,6 +136,9 @@ def test_unlabelled_recordings_of_the_target_join_the_self_training_pool(stores,
         r = CliRunner().invoke(train, ["--domains", "de=synth,it=synth_it", "--transfer-to", "it", "--features-dir",
                                        str(root), "--quiet", *extra, "--out", str(tmp_path / "x")])
         assert r.exit_code == 2 and words in r.output and "--unlabelled" in r.output, (extra, r.output)
+    # the target's own corpus as its "unlabelled" recordings: its test utterances would be labelled before testing
+    r = CliRunner().invoke(train, [*common, "--unlabelled", "it=synth_it", "--out", str(tmp_path / "z")])
+    assert r.exit_code == 3 and "is a recording of synth_it" in r.output and "synth_it" in r.output, r.output
     r = CliRunner().invoke(train, ["--domains", "it=synth_it", "--unlabelled", "it=synth_it_more", "--features-dir",
                                    str(root), "--quiet", "--out", str(tmp_path / "y")])
     assert r.exit_code == 2 and "--transfer-to" in r.output
