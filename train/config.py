@@ -466,8 +466,6 @@ class ExperimentConfig:
             if self.transfer_unlabelled and not self.train.speaker_norm:
                 raise ConfigError("transfer_unlabelled", "the head is self-trained on unlabelled recordings only with "
                                                          "--speaker-norm (the method chosen with speaker statistics)")
-        elif self.transfer_unlabelled:
-            raise ConfigError("transfer_unlabelled", "unlabelled recordings serve the transfer head: give --transfer-to")
             for d in self.transfer_sources:
                 try:
                     source = DomainSpec.parse(d).language
@@ -475,6 +473,8 @@ class ExperimentConfig:
                     raise ConfigError("transfer_sources", str(exc)) from None
                 if source in languages:
                     raise ConfigError("transfer_sources", f"{source} is the target; give the other languages")
+        elif self.transfer_unlabelled:
+            raise ConfigError("transfer_unlabelled", "unlabelled recordings serve the transfer head: give --transfer-to")
         if self.init_from is not None and (self.model in HEAD_MODELS or self.model == ENSEMBLE_MODEL):
             raise ConfigError("init_from", f"--model {self.model} is not a network trained by train; a warm start "
                                            "needs a network model (single or a multi-domain one)")

@@ -219,9 +219,9 @@ def transfer_fit(config, data, features: list[str], run: int, x_labelled: np.nda
             more, x = every_row(domain, labelled=False)
             shared = shared_recordings(data, more)
             if shared:  # a test utterance among them would be labelled by the head before it is tested
-                raise StoreError(Path(config.features_dir) / more.spec.dataset, f"{shared[0][1]!r} is a recording of {data.spec.dataset} "
-                                 f"({shared[0][0]!r}; {len(shared)} in all): give recordings the target's corpus does "
-                                 "not hold")
+                raise StoreError(Path(config.features_dir) / more.spec.dataset,
+                                 f"{shared[0][1]!r} is a recording of {data.spec.dataset} ({shared[0][0]!r}; "
+                                 f"{len(shared)} in all): give recordings the target's corpus does not hold")
             pools.append(x)
         return fit_pooled_transfer(x_labelled, [data.classes[i] for i in y_labelled], x_unlabelled, data.classes,
                                    sources, SPEAKER_TRANSFER_C, x_pool=np.concatenate(pools) if pools else None)

@@ -111,7 +111,8 @@ def fit_pooled_transfer(x_labelled: np.ndarray, y_labelled: Sequence[str], x_unl
     x_labelled: (n, dim) the target's labelled pooled rows, y_labelled their emotions; x_unlabelled: (m, dim) the
     rows of its training split (standardisation only); classes: the target's emotions in class order; sources:
     per source language its rows, already standardised with its own training split, and their emotions; x_pool:
-    (p, dim) the target's training rows without a label, for self-training (:func:`self_train`; None: none).
+    (p, dim) the target's rows without a label (training rows that have none, other recordings), for
+    self-training (:func:`self_train`; None: none).
     Returns a ``logreg`` :class:`~train.pooled_heads.HeadFit` over ``classes`` (the pipeline's scaler holds the target's
     statistics).
     """

@@ -144,6 +144,16 @@ def test_unlabelled_recordings_of_the_target_join_the_self_training_pool(stores,
     assert r.exit_code == 2 and "--transfer-to" in r.output
 
 
+def test_the_configuration_refuses_a_source_that_is_the_target(stores):
+    from train.config import ConfigError, build_config
+
+    with pytest.raises(ConfigError, match="it is the target"):
+        build_config(["it=synth_it"], model="logreg", transfer_sources=["de=synth", "it=synth_it"],
+                     features_dir=str(stores))
+    with pytest.raises(ConfigError, match="give --transfer-to"):
+        build_config(["it=synth_it"], model="logreg", transfer_unlabelled=["it=synth_it"], features_dir=str(stores))
+
+
 def test_transfer_to_refusals(stores, tmp_path):
     common = ["--domains", "de=synth,it=synth_it", "--features-dir", str(stores), "--quiet", "--out", str(tmp_path / "x")]
     for extra, words in ((["--transfer-to", "fr"], "--transfer-to"), (["--transfer-to", "it", "--model", "nas"], "logreg"),
