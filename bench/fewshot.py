@@ -52,8 +52,8 @@ Methods (C grid of the inner CV: :data:`C_GRID`; ``CV`` = stratified folds insid
 
 Choosing the transfer method without the target: for a target T with sources A and B, each method is also run with
 A as a pseudo-target (B its only source) and B as a pseudo-target (A its only source), tested on A's and B's test
-splits; the method with the largest mean gain over ``single_logreg`` there (over both pseudo-targets, both K and
-all seeds) is T's transfer method. ``RESULTS`` holds one JSON line per (protocol, target, sources, K, run, method).
+splits; the method with the largest mean gain there over the best single-language method (of :data:`SINGLE`, by
+mean UA per pseudo-target and K; over both pseudo-targets, both K and all seeds) is T's transfer method. ``RESULTS`` holds one JSON line per (protocol, target, sources, K, run, method).
 """
 
 from __future__ import annotations
