@@ -151,5 +151,6 @@ def fit_pooled_transfer(x_labelled: np.ndarray, y_labelled: Sequence[str], x_unl
     scaler.n_samples_seen_ = len(x_unlabelled)
     params = {"c": c, "source_rows": int(len(ys)), "target_weight": float(weight)}
     if x_pool is not None:
+        params["pseudo_labelled"] = target_rows[-1] - len(z)  # in the last fit (shown in train's log line)
         params["self_training"] = {"pool": int(len(x_pool)), "rounds": list(SELF_ROUNDS), "target_rows": target_rows}
     return HeadFit(HeadConfig("logreg"), make_pipeline(scaler, head), params, float("nan"), time.perf_counter() - start)

@@ -83,6 +83,7 @@ def test_self_training_fits_again_with_the_pools_most_confident_rows_and_reads_n
     rounds = fit.params["self_training"]
     assert rounds["pool"] == 30 and rounds["target_rows"] == [6 + 3 * round(f * 10) for f in (0, *SELF_ROUNDS)]
     assert fit.params["target_weight"] == pytest.approx(40 / rounds["target_rows"][-1])
+    assert fit.params["pseudo_labelled"] == rounds["target_rows"][-1] - 6
     assert "self_training" not in plain.params
     assert not np.allclose(fit.decision(x_pool), plain.decision(x_pool))  # the pool's rows changed the model
 
@@ -90,13 +91,14 @@ def test_self_training_fits_again_with_the_pools_most_confident_rows_and_reads_n
 def test_transfer_to_with_speaker_norm_self_trains_and_its_bundle_predicts_with_the_speakers(stores, tmp_path):
     out = tmp_path / "it_spk"
     r = CliRunner().invoke(train, ["--domains", "de=synth,it=synth_it", "--transfer-to", "it", "--few-shot", "it=3",
-                                   "--speaker-norm", "--features-dir", str(stores), "--out", str(out), "--seeds", "1",
-                                   "--quiet"], catch_exceptions=False)
+                                   "--speaker-norm", "--features-dir", str(stores), "--out", str(out), "--seeds", "1"],
+                           catch_exceptions=False)
     assert r.exit_code == 0, r.output
     record = json.loads((out / "runs" / "run0.json").read_text())
     chosen = record["history"][0]["chosen"]
     assert chosen["c"] == SPEAKER_TRANSFER_C and chosen["self_training"]["pool"] > 0
     assert chosen["self_training"]["target_rows"][0] == 3 * len(IT)  # the shots, then the rounds' rows with them
+    assert f"pseudo_labelled {chosen['pseudo_labelled']:.3g}" in r.output  # the run's log line says it
     bundle = load_bundle(out)
     assert bundle.speaker_norm  # predict standardises each file with its speaker's files (--speakers)
     features = json.loads((out / "config.json").read_text())["features"]  # in the order the head pools them
