@@ -524,7 +524,8 @@ def best_single(recs: list[dict], singles: Sequence[str] = SINGLE) -> str:
 
 
 def without_speakers(methods: Sequence[str]) -> list[str]:
-    """The methods that need no speaker statistics at prediction time (what a bundle can hold)."""
+    """The methods that need no speaker statistics at prediction time (``train --transfer-to`` without
+    ``--speaker-norm``)."""
     return [m for m in methods if not m.endswith("_spk")]
 
 
@@ -568,11 +569,11 @@ def report(path: Path | Sequence[Path]) -> str:
         plain.append(f"- {t}: " + ", ".join(f"{m} {g:+.3f}" for m, g in sorted(gains.items(), key=lambda kv: -kv[1])[:3])
                      + f" -> **{best}**")
     out = ["Transfer method per target, chosen on its pseudo-targets (no data of the target):", "", *lines, "",
-           "The same among the methods without speaker statistics (what a bundle holds), against the best single "
+           "The same among the methods without speaker statistics (what --transfer-to fits without --speaker-norm), against the best single "
            "method without them:", "", *plain, ""]
     plain_choice = {t: select_method(recs, t, without_speakers(transfer), without_speakers(SINGLE))[0] for t in chosen}
     out += ["| protocol | target | K | runs | single (UA) | chosen − single [95% CI] | chosen − best single-language "
-            "[95% CI] | bundle method − single [95% CI] |", "| --- | --- | ---: | ---: | --- | --- | --- | --- |"]
+            "[95% CI] | method without speaker statistics − single [95% CI] |", "| --- | --- | ---: | ---: | --- | --- | --- | --- |"]
     for protocol in ("random", "speaker"):
         for t in chosen:
             main = [r for r in recs if r["protocol"] == protocol and r["target"] == t and len(r["sources"]) == 2]
