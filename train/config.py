@@ -371,6 +371,14 @@ class MultiDomainConfig:
             raise ConfigError("multidomain.gate_init", f"the weights {self.gate_init} leave nothing for the other experts")
 
 
+def spec_language(where: str, domain: str) -> str:
+    """The language of a LANG or LANG=DATASET string of the configuration field ``where`` (or ConfigError)."""
+    try:
+        return DomainSpec.parse(domain).language
+    except ValueError as exc:
+        raise ConfigError(where, str(exc)) from None
+
+
 @dataclass
 class ExperimentConfig:
     """One configuration run over seeds (random protocol) or speaker folds (speaker protocol)."""
@@ -424,10 +432,7 @@ class ExperimentConfig:
         if not self.domains or not all(isinstance(d, str) for d in self.domains):
             raise ConfigError("domains", f"expected one or more language codes (de, it, or LANG=DATASET), got {self.domains!r}")
         for d in self.domains:
-            try:
-                DomainSpec.parse(d)
-            except ValueError as exc:
-                raise ConfigError("domains", str(exc)) from None
+            spec_language("domains", d)
         if self.features is not None and (not self.features or any(not str(f).strip() for f in self.features)):
             raise ConfigError("features", f"expected one or more feature names, got {self.features!r}")
         check_fields(self, "")
@@ -457,20 +462,13 @@ class ExperimentConfig:
                 raise ConfigError("train.refit", "the transfer head is fitted once, on the sources and the target's "
                                                  "training utterances; a refit would fit the target alone")
             for d in self.transfer_unlabelled:
-                try:
-                    language = DomainSpec.parse(d).language
-                except ValueError as exc:
-                    raise ConfigError("transfer_unlabelled", str(exc)) from None
-                if language not in languages:
+                if spec_language("transfer_unlabelled", d) not in languages:
                     raise ConfigError("transfer_unlabelled", f"{d}: recordings of the target ({languages[0]}) expected")
             if self.transfer_unlabelled and not self.train.speaker_norm:
                 raise ConfigError("transfer_unlabelled", "the head is self-trained on unlabelled recordings only with "
                                                          "--speaker-norm (the method chosen with speaker statistics)")
             for d in self.transfer_sources:
-                try:
-                    source = DomainSpec.parse(d).language
-                except ValueError as exc:
-                    raise ConfigError("transfer_sources", str(exc)) from None
+                source = spec_language("transfer_sources", d)
                 if source in languages:
                     raise ConfigError("transfer_sources", f"{source} is the target; give the other languages")
         elif self.transfer_unlabelled:
