@@ -26,6 +26,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .calibration import apply_temperature
 from .pooled_heads import HeadConfig, HeadFit
 from .scaling import standardise
 
@@ -73,12 +74,6 @@ def fit_union(z_target: np.ndarray, y_target: np.ndarray, z_sources: np.ndarray,
             sample_weight=np.concatenate([np.ones(len(y_sources)), np.full(len(z_target), weight)]))
 
 
-def softmax(d: np.ndarray) -> np.ndarray:
-    """Row-wise softmax of (n, k) decision values."""
-    e = np.exp(d - d.max(1, keepdims=True))
-    return e / e.sum(1, keepdims=True)
-
-
 def self_train(fit, x_labelled: np.ndarray, y_labelled: np.ndarray, x_pool: np.ndarray, classes: Sequence[str],
                rounds: Sequence[float] = SELF_ROUNDS):
     """Self-training on unlabelled rows: ``fit(x, y)`` on the labelled rows, then for each fraction f of ``rounds``
@@ -94,7 +89,7 @@ def self_train(fit, x_labelled: np.ndarray, y_labelled: np.ndarray, x_pool: np.n
         d = np.asarray(model.decision_function(x_pool))
         if d.ndim == 1:  # two classes: the decision is class 1's
             d = np.column_stack([-d / 2, d / 2])
-        p = softmax(d[:, [list(model.classes_).index(c) for c in classes]])
+        p = apply_temperature(d[:, [list(model.classes_).index(c) for c in classes]], 1.0)  # softmax
         predicted, confidence = p.argmax(1), p.max(1)
         keep = np.concatenate([rows[np.argsort(-confidence[rows], kind="stable")][:int(round(fraction * per_class))]
                                for rows in (np.flatnonzero(predicted == j) for j in range(len(classes)))])
