@@ -184,24 +184,34 @@ def fit_run(config: ExperimentConfig, domain_data: list[DomainData], features: l
 # One run of ``train --model logreg|linsvm|rbfsvm``
 
 
+def cropped_pooled(data: DomainData, features: Sequence[str], rows: Sequence[int], max_seconds) -> np.ndarray:
+    """(len(rows), pooled dim): the pooled statistics (:func:`train.pooling.pool`) of ``data``'s rows, each sequence
+    centre-cropped to ``max_seconds`` as the network's datasets crop it."""
+    from .batch_limits import crop_center
+
+    info = domain_info(data, features)
+    limit = max_frames(data.provenance, data.kinds, max_seconds)
+
+    def one(i: int) -> np.ndarray:
+        return np.concatenate([pool(crop_center(data.features[f][i], limit.get(f)) if info.kinds[f] == "sequence"
+                                    else data.features[f][i], info.kinds[f]) for f in features])
+
+    return np.stack([one(i) for i in rows]) if len(rows) else np.zeros((0, pooled_dim(info.kinds, info.dims)))
+
+
 def transfer_fit(config, data, features: list[str], run: int, x_labelled: np.ndarray,
                  y_labelled: np.ndarray, x_unlabelled: np.ndarray, x_pool: np.ndarray | None = None) -> HeadFit:
     """``train --transfer-to``: the pooled head of the target ``data`` (:mod:`train.transfer`), the sources'
     training and validation utterances of the run's split (seed, or fold) standardised with their training split
     (with ``--speaker-norm`` each utterance first with its own speaker's statistics, and the head self-trained on
     ``x_pool``, the target's training rows without a label, and on every recording of ``--unlabelled``)."""
-    from .batch_limits import crop_center
     from .duplicates import shared_recordings
     from .transfer import SPEAKER_TRANSFER_C, TRANSFER_C, fit_pooled_transfer, load_source
 
     def every_row(domain: str, labelled: bool = True) -> tuple:
         """A corpus's DomainData and the pooled statistics of all its rows (per speaker with --speaker-norm)."""
         d = load_source(domain, config.features_dir, features, labelled)
-        info = domain_info(d, features)
-        limit = max_frames(d.provenance, d.kinds, config.train.max_seconds)
-        x = np.stack([np.concatenate([pool(crop_center(d.features[f][i], limit.get(f)) if info.kinds[f] == "sequence"
-                                           else d.features[f][i], info.kinds[f]) for f in features])
-                      for i in range(len(d.utt_ids))])
+        x = cropped_pooled(d, features, range(len(d.utt_ids)), config.train.max_seconds)
         return d, (speaker_standardised(x, d.speakers) if config.train.speaker_norm else x)
 
     sources = []
@@ -237,7 +247,6 @@ def head_config(config) -> HeadConfig:
 def fit_head_run(config, domain_data, features: list[str], run: int, description: str = ""):
     """The head's :func:`train.fit_run.fit_run`: split, pool, choose and fit on train, calibrate on valid, test."""
     from .calibration import apply_temperature, fit_temperature, nll
-    from .batch_limits import crop_center
     from .metrics import score
     from .network_trainer import Evaluation
 
@@ -253,14 +262,9 @@ def fit_head_run(config, domain_data, features: list[str], run: int, description
         idx = few_shot_indices(idx, data.emotions, config.few_shot[data.spec.language], seed, set(data.classes),
                                config.few_shot_valid)
     info = domain_info(data, features)
-    limit = max_frames(data.provenance, data.kinds, config.train.max_seconds)  # as the network's datasets crop
 
     def pooled(rows: list[int]) -> np.ndarray:
-        def one(i: int) -> np.ndarray:
-            return np.concatenate([pool(crop_center(data.features[f][i], limit.get(f)) if info.kinds[f] == "sequence"
-                                        else data.features[f][i], info.kinds[f]) for f in features])
-
-        return np.stack([one(i) for i in rows]) if rows else np.zeros((0, pooled_dim(info.kinds, info.dims)))
+        return cropped_pooled(data, features, rows, config.train.max_seconds)
 
     if config.train.speaker_norm:  # every utterance with its own speaker's statistics (no label; all splits)
         everything = speaker_standardised(pooled(list(range(len(data.utt_ids)))), data.speakers)
