@@ -14,8 +14,9 @@ Layout under the run folder (``config.out``)::
 The **fingerprint** is everything that decides a run's result: the configuration (minus what does not:
 the output folder, the number of seeds, whether checkpoints are copied, progress bars, the stores' folder
 name; plus, under the random protocol from seed 0, which split seed 0 is), a SHA-256 over the data actually
-read (utterance ids, labels, speakers, store splits, every feature array, and the extractor provenance), the model name, the torch version
-and the SHA-256 of a warm start's checkpoint (``--init-from``). On a rerun,
+read (utterance ids, labels, speakers, store splits, every feature array, and the extractor provenance), the model name, the torch version,
+the SHA-256 of a warm start's checkpoint (``--init-from``) and, for ``--transfer-to``, the same SHA-256 over each
+source corpus and ``--unlabelled`` corpus it reads. On a rerun,
 :class:`RunState` loads every finished run whose fingerprint matches (its metrics come back exactly as
 written) and refits the others; a finished run with another fingerprint is refused with a message saying
 what differs, since mixing it in would put two experiments' runs in one table. ``train --overwrite``
@@ -128,7 +129,18 @@ def fingerprint(config, domain_data, features) -> dict:
         "torch": torch.__version__,
         # the warm start's content, not only its path: a checkpoint trained again is another experiment
         **({"init_from_sha256": checkpoint_digest(config.init_from)} if config.init_from else {}),
+        # --transfer-to's source corpora and --unlabelled recordings, by content: one extracted again is another
+        # experiment
+        **({"transfer_data": transfer_digests(config, features)} if config.transfer_sources else {}),
     }
+
+
+def transfer_digests(config, features) -> dict:
+    """:func:`data_digest` of every corpus ``train --transfer-to`` reads besides the target."""
+    from .transfer import transfer_data
+
+    return {role: {spec: data_digest(d) for spec, d in corpora.items()}
+            for role, corpora in transfer_data(config, features).items()}
 
 
 def digest(fp: dict) -> str:

@@ -48,10 +48,23 @@ def load_source(domain: str, features_dir: str | Path, features: Sequence[str], 
     whose labels are not read (``--unlabelled``; one label for all is fine)."""
     from .domains import load_domain, resolve_domain
 
-    key = (domain, str(features_dir), tuple(features), labelled)
+    spec = resolve_domain(domain, features_dir)
+    # the store files as they are now: a corpus extracted again while the process runs is read again
+    files = sorted((Path(features_dir) / spec.dataset).glob("*.h5"))
+    stamp = tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+    key = (str(spec), str(features_dir), tuple(features), labelled, stamp)
     if key not in _SOURCES:
-        _SOURCES[key] = load_domain(resolve_domain(domain, features_dir), features_dir, list(features), labelled)
+        _SOURCES[key] = load_domain(spec, features_dir, list(features), labelled)
     return _SOURCES[key]
+
+
+def transfer_data(config, features: Sequence[str]) -> dict[str, dict[str, object]]:
+    """What ``train --transfer-to`` reads besides the target: every source corpus and every ``--unlabelled`` one,
+    as the :class:`train.domains.DomainData` of each (by ``LANG=DATASET``), labelled and unlabelled apart."""
+    return {"sources": {str(d.spec): d for d in (load_source(s, config.features_dir, features)
+                                                  for s in config.transfer_sources)},
+            "unlabelled": {str(d.spec): d for d in (load_source(s, config.features_dir, features, labelled=False)
+                                                     for s in config.transfer_unlabelled)}}
 
 
 def union_weight(n_sources: int, n_target: int) -> float:

@@ -163,3 +163,33 @@ def test_transfer_to_refusals(stores, tmp_path):
                          (["--transfer-to", "it", "--refit"], "a refit would fit the target alone")):
         r = CliRunner().invoke(train, [*common, *extra])
         assert r.exit_code == 2 and words in r.output, (extra, r.output)
+
+
+def test_a_source_corpus_extracted_again_makes_finished_transfer_runs_another_experiment(stores, tmp_path):
+    """The fingerprint covers --transfer-to's source corpora and --unlabelled recordings by content, not by name: a
+    rerun after one of them was extracted again refuses the finished runs (exit 3, naming what differs) instead of
+    loading results fitted on the old features; unchanged stores resume."""
+    root = tmp_path / "features"
+    root.mkdir()
+    (root / "synth_it").symlink_to(stores / "synth_it", target_is_directory=True)
+    make_stores(root, dataset="synth", language="de", per_class=12, speakers=3)
+    make_stores(root, dataset="synth_it_more", language="it", emotions=("unlabelled",), per_class=6, speakers=2, seed=3)
+    out = tmp_path / "out"
+    command = ["--domains", "de=synth,it=synth_it", "--transfer-to", "it", "--few-shot", "it=3", "--speaker-norm",
+               "--unlabelled", "it=synth_it_more", "--features-dir", str(root), "--seeds", "1", "--out", str(out)]
+    r = CliRunner().invoke(train, command, catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    record = json.loads((out / "runs" / "run0.json").read_text())
+    assert set(record["fingerprint"]["transfer_data"]) == {"sources", "unlabelled"}
+    r = CliRunner().invoke(train, command, catch_exceptions=False)  # nothing changed: the finished run is loaded
+    assert r.exit_code == 0 and "finished earlier" in r.output, r.output
+    for dataset, language, emotions, what in (("synth", "de", None, "transfer_data.sources.de=synth"),
+                                              ("synth_it_more", "it", ("unlabelled",),
+                                               "transfer_data.unlabelled.it=synth_it_more")):
+        extra = {"emotions": emotions, "per_class": 6, "speakers": 2} if emotions else {"per_class": 12, "speakers": 3}
+        if dataset == "synth_it_more":  # the source as it was, so that only the unlabelled corpus differs
+            make_stores(root, dataset="synth", language="de", per_class=12, speakers=3)
+        make_stores(root, dataset=dataset, language=language, seed=7, **extra)  # extracted again: other features
+        r = CliRunner().invoke(train, command)
+        assert r.exit_code == 3 and what in r.output and "finished earlier" not in r.output, (dataset, r.output)
+        assert json.loads((out / "runs" / "run0.json").read_text()) == record  # the finished run is kept as it was
