@@ -43,6 +43,10 @@ Methods (C grid of the inner CV: :data:`C_GRID`; ``CV`` = stratified folds insid
   single models keep the C of their shots' CV). ``self_pooled_spk`` is the method of ``train --transfer-to
   --speaker-norm``, which standardises each speaker with all of its utterances under both protocols and then each
   corpus with its training statistics;
+- ``cv_spk``: ``self_pooled_spk`` or ``self_spk`` (with or without the other languages), whichever has the better
+  UA of out-of-fold predictions inside the shots (:func:`shots_choice`, the two models fitted without self-training;
+  ties: ``self_pooled_spk``); each run's pick is recorded (``picked``). Added after the study of 2026-12-06 had
+  shown German losing from its sources at K = 10;
 - with ``--transfer-net DIR``, the network transfer methods (:func:`network_transfer`), built on one source model
   per target T (``base`` with the auxiliary loss, trained on the two other languages: :func:`source_checkpoint`):
   ``adapt_net``, that model adapted on T's K shots alone (``train --init-from``, fixed recipe :data:`ADAPT_LR`,
@@ -163,6 +167,22 @@ def cv_c(x: np.ndarray, y: np.ndarray, seed: int) -> float:
     return C_GRID[int(np.argmax(scores))]
 
 
+def shots_choice(fits: dict, x: np.ndarray, y: np.ndarray, classes: Sequence[str], seed: int) -> str:
+    """The name of ``fits`` (name -> ``fit(x, y)``, a model) whose out-of-fold predictions inside the shots
+    (x, y) have the best UA over ``classes``: stratified CV, at most 5 folds, the same folds for every fit (ties:
+    the first name). Only the shots' labels are read."""
+    from sklearn.model_selection import StratifiedKFold
+
+    _, counts = np.unique(y, return_counts=True)
+    folds = StratifiedKFold(n_splits=min(5, int(counts.min())), shuffle=True, random_state=seed)
+    predicted = {name: np.empty(len(y), dtype=y.dtype) for name in fits}
+    for fit_rows, held in folds.split(x, y):
+        for name, fit in fits.items():
+            predicted[name][held] = restricted_predict(fit(x[fit_rows], y[fit_rows]), x[held], classes)
+    scores = {name: ua(y, p, classes) for name, p in predicted.items()}
+    return max(scores, key=scores.get)  # the first of the best
+
+
 def head_ua(kind: str, x_shots, y_shots, x_test, y_test, classes, seed: int) -> float:
     from train.pooled_heads import HeadConfig, select_head
 
@@ -178,9 +198,9 @@ def prototypes(x_shots, y_shots, x_test, classes) -> np.ndarray:
 
 
 def run_methods(target: str, sources: Sequence[str], langs: dict, protocol: str, run: int, shots_k: Sequence[int],
-                folds: int, spk: bool) -> dict[int, dict[str, float]]:
-    """Every method's target test UA at each K of ``shots_k`` for one run (a seed, or a fold); ``spk``: also the
-    methods on per-speaker standardised features."""
+                folds: int, spk: bool) -> dict[int, dict[str, dict]]:
+    """At each K of ``shots_k``, for one run (a seed, or a fold): ``ua``, every method's target test UA, and
+    ``picked``, what ``cv_spk`` picked; ``spk``: also the methods on per-speaker standardised features."""
     from train.protocol import few_shot
     from train.transfer import fit_union
 
@@ -211,6 +231,7 @@ def run_methods(target: str, sources: Sequence[str], langs: dict, protocol: str,
         shots = np.array(few_shot(idx_t["train"].tolist(), list(t["emotions"]), k, run), dtype=np.int64)
         y_sh = t["emotions"][shots]
         r: dict[str, float] = {"zeroshot": zero}
+        picked: dict[str, str] = {}
         r["single_logreg"] = head_ua("logreg", t["x"][shots], y_sh, t["x"][test], y_test, classes, run)
         r["single_linsvm"] = head_ua("linsvm", t["x"][shots], y_sh, t["x"][test], y_test, classes, run)
         zt = z[target]
@@ -241,7 +262,12 @@ def run_methods(target: str, sources: Sequence[str], langs: dict, protocol: str,
             r["pooled_spk"] = ua(y_test, restricted_predict(model, st[test], classes), classes)
             model = self_train(lambda x, y: fit_union(x, y, sps, ys, SPEAKER_TRANSFER_C), st[shots], y_sh, st[pool], classes)
             r["self_pooled_spk"] = ua(y_test, restricted_predict(model, st[test], classes), classes)
-        out[k] = r
+            # with or without the other languages, as CV inside the shots says (fits without self-training)
+            pick = shots_choice({"self_pooled_spk": lambda x, y: fit_union(x, y, sps, ys, SPEAKER_TRANSFER_C),
+                                 "self_spk": lambda x, y: logreg(x, y, c)}, st[shots], y_sh, classes, run)  # noqa: B023
+            r["cv_spk"] = r[pick]
+            picked["cv_spk"] = pick
+        out[k] = {"ua": r, "picked": picked}
     return out
 
 
@@ -293,7 +319,7 @@ def study(args, log=print) -> None:
         with results.open("a") as f:
             for k, methods in res.items():
                 f.write(json.dumps({"protocol": protocol, "target": t, "sources": list(sources), "run": run, "k": k,
-                                    "ua": methods}) + "\n")
+                                    **methods}) + "\n")
         log(f"[{i + 1}/{len(plan)}] {protocol} {t} <- {','.join(sources)} run {run}: {time.perf_counter() - t0:.1f} s "
             f"(total {time.perf_counter() - start:.0f} s)")
 

@@ -46,6 +46,7 @@ def test_every_method_of_a_run_sees_the_same_k_shots_and_the_study_resumes(store
         assert len(rows) == k * 4  # K per emotion, 4 emotions
     main = [r for r in recs if r["protocol"] == "random" and r["target"] == "de"]
     computed = set(fs.SINGLE) - {"single_net"} | {"zeroshot", "stack", "pooled_spk", "self_pooled", "self_pooled_spk",
+                                                  "cv_spk",
                                                   *fs.POOLED}  # the network: --network
     assert all(computed == set(r["ua"]) for r in main)
     speaker = [r for r in recs if r["protocol"] == "speaker"]
@@ -60,7 +61,8 @@ def test_every_method_of_a_run_sees_the_same_k_shots_and_the_study_resumes(store
     assert "#### de, random protocol, K = 2" in text and "#### de, speaker protocol, K = 2" in text and "(chosen)" in text
     assert report.with_suffix(".png").stat().st_size > 1000
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["random de 2"]["chosen"] in [*fs.POOLED, "pooled_spk", "stack", "zeroshot", "self_pooled", "self_pooled_spk"]
+    assert summary["random de 2"]["chosen"] in [*fs.POOLED, "pooled_spk", "stack", "zeroshot", "self_pooled", "self_pooled_spk",
+                                             "cv_spk"]
 
 
 def test_the_method_choice_uses_the_pseudo_targets_only():
@@ -93,9 +95,27 @@ def test_the_pooled_methods_are_the_fit_of_train_transfer_to(stores, tmp_path, m
     pool = len(fs.split(langs["de"], "random", 0, 3)["train"]) - 8  # K 2 x 4 emotions
     rounds = [(8 + 4 * round(f * pool / 4), sources) for f in SELF_ROUNDS]  # when each emotion is predicted enough
     assert [c for c in calls if c[0] == 8] == [(8, sources, c) for c in (0.01, 0.1, 0.01, 0.1, 0.1)]
-    assert len(calls) == 3 + 2 * (1 + len(SELF_ROUNDS))
+    assert [c for c in calls if c[0] == 4] == [(4, sources, 0.1)] * 2  # cv_spk: fitted in each of 2 folds of 8 shots
+    assert len(calls) == 3 + 2 * (1 + len(SELF_ROUNDS)) + 2
     assert all(n <= n_max for (n, _, _), (n_max, _) in zip([c for c in calls if c[0] > 8], rounds * 2))
-    assert {"pooled_c0.01", "pooled_c0.1", "pooled_spk", "self_pooled", "self_pooled_spk"} <= set(out[2])
+    assert {"pooled_c0.01", "pooled_c0.1", "pooled_spk", "self_pooled", "self_pooled_spk"} <= set(out[2]["ua"])
+    pick = out[2]["picked"]["cv_spk"]
+    assert pick in ("self_pooled_spk", "self_spk") and out[2]["ua"]["cv_spk"] == out[2]["ua"][pick]
+
+
+def test_the_choice_inside_the_shots_takes_the_fit_with_the_better_out_of_fold_ua():
+    """shots_choice: stratified folds inside the shots, each fit predicting the held-out shots; the better UA wins,
+    a tie goes to the first name."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    classes = ["a", "b", "c"]
+    x = np.vstack([rng.normal(m, 0.2, (5, 2)) for m in ([3, 0], [0, 3], [-3, -3])])
+    y = np.repeat(classes, 5)
+    linear = lambda x, y: fs.logreg(x, y, 1.0)  # noqa: E731
+    mislabelled = lambda x, y: fs.logreg(x, np.roll(y, 5), 1.0)  # noqa: E731  (a's shots called b, and so on)
+    assert fs.shots_choice({"mislabelled": mislabelled, "linear": linear}, x, y, classes, 0) == "linear"
+    assert fs.shots_choice({"first": linear, "second": linear}, x, y, classes, 0) == "first"
 
 
 def test_self_training_adds_the_most_confident_rows_of_each_predicted_emotion_per_round():
@@ -139,13 +159,13 @@ def test_self_training_reads_no_label_of_the_targets_unlabelled_training_rows(st
     idx = fs.split(langs["de"], "random", 0, 3)
     shots = few_shot(idx["train"].tolist(), list(langs["de"]["emotions"]), 2, 0)
     monkeypatch.setattr(train.protocol, "few_shot", lambda *args: shots)
-    before = fs.run_methods("de", ["it", "en"], langs, "random", 0, [2], 3, spk=True)[2]
+    before = fs.run_methods("de", ["it", "en"], langs, "random", 0, [2], 3, spk=True)[2]["ua"]
     pool = np.setdiff1d(idx["train"], shots)
     emotions = langs["de"]["emotions"].copy()
     emotions[pool] = np.random.default_rng(1).permutation(emotions[pool])[::-1]
     assert (emotions[pool] != langs["de"]["emotions"][pool]).any()
     langs["de"] = {**langs["de"], "emotions": emotions}
-    after = fs.run_methods("de", ["it", "en"], langs, "random", 0, [2], 3, spk=True)[2]
+    after = fs.run_methods("de", ["it", "en"], langs, "random", 0, [2], 3, spk=True)[2]["ua"]
     assert {"self_z", "self_spk", "self_pooled", "self_pooled_spk"} <= set(before)
     assert after == pytest.approx(before)
 
@@ -167,7 +187,7 @@ def test_speaker_statistics_come_from_training_rows_or_under_the_speaker_protoco
     monkeypatch.setattr(bench.fewshot, "speaker_standardised", spy)
     langs = fs.load(str(stores), ["mfcc", "ge2e"], tmp_path / "cache")
     out = fs.run_methods("de", ["it", "en"], langs, protocol, 0, [2], 3, spk=True)
-    assert {"single_spk", "proto_spk", "pooled_spk"} <= set(out[2])
+    assert {"single_spk", "proto_spk", "pooled_spk"} <= set(out[2]["ua"])
     expected = [sorted(fs.split(langs[lang], protocol, 0, 3)["train"].tolist()) if protocol == "random" else None
                 for lang in ("de", "it", "en")]
     assert seen == expected
