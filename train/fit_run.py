@@ -199,6 +199,10 @@ def cropped_pooled(data: DomainData, features: Sequence[str], rows: Sequence[int
     return np.stack([one(i) for i in rows]) if len(rows) else np.zeros((0, pooled_dim(info.kinds, info.dims)))
 
 
+#: transfer_fit's pooled rows of each source and --unlabelled corpus, with the DomainData they were computed from.
+_EVERY_ROW: dict[tuple, tuple] = {}
+
+
 def transfer_fit(config, data, features: list[str], run: int, x_labelled: np.ndarray,
                  y_labelled: np.ndarray, x_unlabelled: np.ndarray, x_pool: np.ndarray | None = None) -> HeadFit:
     """``train --transfer-to``: the pooled head of the target ``data`` (:mod:`train.transfer`), the sources'
@@ -209,10 +213,15 @@ def transfer_fit(config, data, features: list[str], run: int, x_labelled: np.nda
     from .transfer import SPEAKER_TRANSFER_C, TRANSFER_C, fit_pooled_transfer, load_source
 
     def every_row(domain: str, labelled: bool = True) -> tuple:
-        """A corpus's DomainData and the pooled statistics of all its rows (per speaker with --speaker-norm)."""
+        """A corpus's DomainData and the pooled statistics of all its rows (per speaker with --speaker-norm),
+        computed once per process for the DomainData that load_source gives (none depends on the run)."""
         d = load_source(domain, config.features_dir, features, labelled)
-        x = cropped_pooled(d, features, range(len(d.utt_ids)), config.train.max_seconds)
-        return d, (speaker_standardised(x, d.speakers) if config.train.speaker_norm else x)
+        key = (str(d.spec), labelled, tuple(features), config.train.max_seconds, config.train.speaker_norm)
+        cached = _EVERY_ROW.get(key)
+        if cached is None or cached[0] is not d:  # not computed yet, or the corpus was read again (re-extracted)
+            x = cropped_pooled(d, features, range(len(d.utt_ids)), config.train.max_seconds)
+            _EVERY_ROW[key] = (d, speaker_standardised(x, d.speakers) if config.train.speaker_norm else x)
+        return _EVERY_ROW[key]
 
     sources = []
     for domain in config.transfer_sources:

@@ -193,3 +193,9 @@ def test_a_source_corpus_extracted_again_makes_finished_transfer_runs_another_ex
         r = CliRunner().invoke(train, command)
         assert r.exit_code == 3 and what in r.output and "finished earlier" not in r.output, (dataset, r.output)
         assert json.loads((out / "runs" / "run0.json").read_text()) == record  # the finished run is kept as it was
+        # in another folder the same process fits on the new features (nothing cached from the old ones is reused)
+        again = tmp_path / f"again_{dataset}"
+        r = CliRunner().invoke(train, [*command[:-1], str(again)], catch_exceptions=False)
+        assert r.exit_code == 0, r.output
+        fresh = json.loads((again / "runs" / "run0.json").read_text())
+        assert not np.allclose(fresh["test"]["probabilities"], record["test"]["probabilities"], atol=1e-4)
