@@ -68,6 +68,7 @@ import re
 import sys
 import time
 import warnings
+from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
@@ -489,6 +490,7 @@ def records(path: Path | Sequence[Path]) -> list[dict]:
                 key = (r["protocol"], r["target"], tuple(r["sources"]), r["k"], r["run"])
                 if key in out:
                     out[key]["ua"] = {**r["ua"], **out[key]["ua"]}
+                    out[key]["picked"] = {**r.get("picked", {}), **out[key].get("picked", {})}
                 else:
                     out[key] = r
     return list(out.values())
@@ -644,6 +646,10 @@ def report(path: Path | Sequence[Path]) -> str:
                 out.append(f"#### {t}, {protocol} protocol, K = {k} ({len(rk)} runs; single = {head}; best "
                            f"single-language method by mean test UA: {best})")
                 out.append("")
+                picks = Counter(r["picked"]["cv_spk"] for r in rk if "cv_spk" in r.get("picked", {}))
+                if picks:
+                    out += ["cv_spk picked " + ", ".join(f"{m} in {n} of {sum(picks.values())} runs"
+                                                         for m, n in picks.most_common()) + ".", ""]
                 out.append("| method | test UA mean ± std | − single [95% CI] | − best single-language [95% CI] |")
                 out.append("| --- | ---: | ---: | ---: |")
                 for m in methods:

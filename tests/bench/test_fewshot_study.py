@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -59,6 +60,7 @@ def test_every_method_of_a_run_sees_the_same_k_shots_and_the_study_resumes(store
     assert fs.main([*args, "--report", str(report)]) == 0
     text = report.read_text()
     assert "#### de, random protocol, K = 2" in text and "#### de, speaker protocol, K = 2" in text and "(chosen)" in text
+    assert re.search(r"cv_spk picked self(_pooled)?_spk in \d of 2 runs", text)  # each run's pick, per target and K
     assert report.with_suffix(".png").stat().st_size > 1000
     summary = json.loads((out / "summary.json").read_text())
     assert summary["random de 2"]["chosen"] in [*fs.POOLED, "pooled_spk", "stack", "zeroshot", "self_pooled", "self_pooled_spk",
