@@ -40,22 +40,26 @@ SPEAKER_TRANSFER_C = 0.1
 #: labelled rows with the labels the model of the round before gives them.
 SELF_ROUNDS = (0.2, 0.4, 0.6)
 
-_SOURCES: dict[tuple, object] = {}
+#: load_source's corpora: (the store files' sizes and times, the DomainData read from them) by corpus and features.
+_SOURCES: dict[tuple, tuple] = {}
 
 
 def load_source(domain: str, features_dir: str | Path, features: Sequence[str], labelled: bool = True):
     """A source language's :class:`train.domains.DomainData` (read once per process); ``labelled=False``: recordings
     whose labels are not read (``--unlabelled``; one label for all is fine)."""
+    from sercore.manifest import SPLITS
+    from sercore.store import store_path
+
     from .domains import load_domain, resolve_domain
 
     spec = resolve_domain(domain, features_dir)
     # the store files as they are now: a corpus extracted again while the process runs is read again
-    files = sorted((Path(features_dir) / spec.dataset).glob("*.h5"))
-    stamp = tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files)
-    key = (str(spec), str(features_dir), tuple(features), labelled, stamp)
-    if key not in _SOURCES:
-        _SOURCES[key] = load_domain(spec, features_dir, list(features), labelled)
-    return _SOURCES[key]
+    paths = [store_path(features_dir, spec.dataset, split) for split in SPLITS]
+    stamp = tuple((p.stat().st_size, p.stat().st_mtime_ns) if p.is_file() else None for p in paths)
+    key = (str(spec), str(features_dir), tuple(features), labelled)
+    if key not in _SOURCES or _SOURCES[key][0] != stamp:
+        _SOURCES[key] = (stamp, load_domain(spec, features_dir, list(features), labelled))
+    return _SOURCES[key][1]
 
 
 def transfer_data(config, features: Sequence[str]) -> dict[str, dict[str, object]]:
