@@ -57,7 +57,9 @@ Methods (C grid of the inner CV: :data:`C_GRID`; ``CV`` = stratified folds insid
 Choosing the transfer method without the target: for a target T with sources A and B, each method is also run with
 A as a pseudo-target (B its only source) and B as a pseudo-target (A its only source), tested on A's and B's test
 splits; the method with the largest mean gain there over the best single-language method (of :data:`SINGLE`, by
-mean UA per pseudo-target and K; over both pseudo-targets, both K and all seeds) is T's transfer method. ``RESULTS`` holds one JSON line per (protocol, target, sources, K, run, method).
+mean UA per pseudo-target and K; over both pseudo-targets, both K and all seeds) is T's transfer method. The
+method of the tables is one for all targets (:func:`shared_method`): the largest mean of the targets' gains.
+``RESULTS`` holds one JSON line per (protocol, target, sources, K, run, method).
 """
 
 from __future__ import annotations
@@ -576,6 +578,15 @@ def select_method(recs: list[dict], target: str, candidates: Sequence[str],
     return max(gains, key=gains.get), gains
 
 
+def shared_method(recs: list[dict], targets: Sequence[str], candidates: Sequence[str],
+                  singles: Sequence[str] = SINGLE) -> tuple[str, dict[str, float]]:
+    """One transfer method for every target: the largest mean over ``targets`` of each target's pseudo-target gain
+    (:func:`select_method`; candidates with a gain for every target). No data of any target's own runs is read."""
+    per_target = [select_method(recs, t, candidates, singles)[1] for t in targets]
+    gains = {m: float(np.mean([g[m] for g in per_target])) for m in candidates if all(m in g for g in per_target)}
+    return max(gains, key=gains.get), gains
+
+
 def report(path: Path | Sequence[Path]) -> str:
     recs = records(path)
     methods = sorted({m for r in recs for m in r["ua"]})
@@ -591,15 +602,24 @@ def report(path: Path | Sequence[Path]) -> str:
         lines.append(f"- {t}: pseudo-target gains over the best single method: "
                      + ", ".join(f"{m} {g:+.3f}" for m, g in sorted(gains.items(), key=lambda kv: -kv[1])[:4])
                      + f" -> **{best}**")
+    shared, shared_gains = shared_method(recs, list(chosen), transfer)
+    chosen = {t: shared for t in chosen}
+    lines.append("- one method for all targets (the mean of the targets' gains): "
+                 + ", ".join(f"{m} {g:+.3f}" for m, g in sorted(shared_gains.items(), key=lambda kv: -kv[1])[:4])
+                 + f" -> **{shared}**, the method of the tables below")
     plain = []
     for t in chosen:
         best, gains = select_method(recs, t, without_speakers(transfer), without_speakers(SINGLE))
         plain.append(f"- {t}: " + ", ".join(f"{m} {g:+.3f}" for m, g in sorted(gains.items(), key=lambda kv: -kv[1])[:3])
                      + f" -> **{best}**")
-    out = ["Transfer method per target, chosen on its pseudo-targets (no data of the target):", "", *lines, "",
+    plain_shared, gains = shared_method(recs, list(chosen), without_speakers(transfer), without_speakers(SINGLE))
+    plain.append("- one method for all targets: " + ", ".join(
+        f"{m} {g:+.3f}" for m, g in sorted(gains.items(), key=lambda kv: -kv[1])[:3]) + f" -> **{plain_shared}**")
+    out = ["Transfer method per target, chosen on its pseudo-targets (no data of the target), and one for all targets:",
+           "", *lines, "",
            "The same among the methods without speaker statistics (what --transfer-to fits without --speaker-norm), against the best single "
            "method without them:", "", *plain, ""]
-    plain_choice = {t: select_method(recs, t, without_speakers(transfer), without_speakers(SINGLE))[0] for t in chosen}
+    plain_choice = {t: plain_shared for t in chosen}
     out += ["| protocol | target | K | runs | single (UA) | chosen − single [95% CI] | chosen − best single-language "
             "[95% CI] | method without speaker statistics − single [95% CI] |", "| --- | --- | ---: | ---: | --- | --- | --- | --- |"]
     for protocol in ("random", "speaker"):
@@ -671,10 +691,9 @@ def summary(path: Path | Sequence[Path]) -> dict:
     methods = sorted({m for r in recs for m in r["ua"]})
     transfer = [m for m in methods if m not in SINGLE]
     out = {}
-    for t in LANGUAGES:
-        if not any(r["target"] == t and len(r["sources"]) == 2 for r in recs):
-            continue
-        best, _ = select_method(recs, t, transfer)
+    targets = [t for t in LANGUAGES if any(r["target"] == t and len(r["sources"]) == 2 for r in recs)]
+    best = shared_method(recs, targets, transfer)[0] if targets else None
+    for t in targets:
         for protocol in ("random", "speaker"):
             main = [r for r in recs if r["protocol"] == protocol and r["target"] == t and len(r["sources"]) == 2]
             for k in sorted({r["k"] for r in main}):

@@ -76,6 +76,11 @@ def test_the_method_choice_uses_the_pseudo_targets_only():
             rec("de", ["it", "en"], {**single, "a": 0.1, "b": 0.9})]  # de's own results cannot change its choice
     best, gains = fs.select_method(recs, "de", ["a", "b"])
     assert best == "a" and gains == pytest.approx({"a": 0.15, "b": 0.1})
+    # one method for all targets: the mean of each target's pseudo-target gains (it's pseudo-targets: de <- en, en <- de)
+    recs += [rec("de", ["en"], {**single, "a": 0.5, "b": 0.9}), rec("en", ["de"], {**single, "a": 0.5, "b": 0.8})]
+    assert fs.select_method(recs, "it", ["a", "b"]) == ("b", pytest.approx({"a": 0.0, "b": 0.35}))
+    best, gains = fs.shared_method(recs, ["de", "it"], ["a", "b"])
+    assert best == "b" and gains == pytest.approx({"a": 0.075, "b": 0.225})
 
 
 def test_the_pooled_methods_are_the_fit_of_train_transfer_to(stores, tmp_path, monkeypatch):
