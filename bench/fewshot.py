@@ -592,48 +592,42 @@ def report(path: Path | Sequence[Path]) -> str:
     methods = sorted({m for r in recs for m in r["ua"]})
     transfer = [m for m in methods if m not in SINGLE]
     lines = []
-    chosen = {}
-    for t in LANGUAGES:
-        main = [r for r in recs if r["target"] == t and len(r["sources"]) == 2]
-        if not main:
-            continue
+    targets = [t for t in LANGUAGES if any(r["target"] == t and len(r["sources"]) == 2 for r in recs)]
+    for t in targets:
         best, gains = select_method(recs, t, transfer)
-        chosen[t] = best
         lines.append(f"- {t}: pseudo-target gains over the best single method: "
                      + ", ".join(f"{m} {g:+.3f}" for m, g in sorted(gains.items(), key=lambda kv: -kv[1])[:4])
                      + f" -> **{best}**")
-    shared, shared_gains = shared_method(recs, list(chosen), transfer)
-    chosen = {t: shared for t in chosen}
+    shared, shared_gains = shared_method(recs, targets, transfer)
     lines.append("- one method for all targets (the mean of the targets' gains): "
                  + ", ".join(f"{m} {g:+.3f}" for m, g in sorted(shared_gains.items(), key=lambda kv: -kv[1])[:4])
                  + f" -> **{shared}**, the method of the tables below")
     plain = []
-    for t in chosen:
+    for t in targets:
         best, gains = select_method(recs, t, without_speakers(transfer), without_speakers(SINGLE))
         plain.append(f"- {t}: " + ", ".join(f"{m} {g:+.3f}" for m, g in sorted(gains.items(), key=lambda kv: -kv[1])[:3])
                      + f" -> **{best}**")
-    plain_shared, gains = shared_method(recs, list(chosen), without_speakers(transfer), without_speakers(SINGLE))
+    plain_shared, gains = shared_method(recs, targets, without_speakers(transfer), without_speakers(SINGLE))
     plain.append("- one method for all targets: " + ", ".join(
         f"{m} {g:+.3f}" for m, g in sorted(gains.items(), key=lambda kv: -kv[1])[:3]) + f" -> **{plain_shared}**")
     out = ["Transfer method per target, chosen on its pseudo-targets (no data of the target), and one for all targets:",
            "", *lines, "",
            "The same among the methods without speaker statistics (what --transfer-to fits without --speaker-norm), against the best single "
            "method without them:", "", *plain, ""]
-    plain_choice = {t: plain_shared for t in chosen}
     out += ["| protocol | target | K | runs | single (UA) | chosen − single [95% CI] | chosen − best single-language "
             "[95% CI] | method without speaker statistics − single [95% CI] |", "| --- | --- | ---: | ---: | --- | --- | --- | --- |"]
     for protocol in ("random", "speaker"):
-        for t in chosen:
+        for t in targets:
             main = [r for r in recs if r["protocol"] == protocol and r["target"] == t and len(r["sources"]) == 2]
             for k in sorted({r["k"] for r in main}):
                 rk = with_every_head([r for r in main if r["k"] == k])
                 head, best = best_single(rk, HEADS), best_single(rk)
-                m = chosen[t] if any(chosen[t] in r["ua"] for r in rk) else plain_choice[t]
-                a, b, c = paired(rk, m, head), paired(rk, m, best), paired(rk, plain_choice[t], head)
+                m = shared if any(shared in r["ua"] for r in rk) else plain_shared
+                a, b, c = paired(rk, m, head), paired(rk, m, best), paired(rk, plain_shared, head)
                 cell = lambda v: f"{v[0]:+.3f} [{v[1]:+.3f}, {v[2]:+.3f}]"  # noqa: E731
                 note = " (transductive)" if protocol == "speaker" and m.endswith("_spk") else ""
                 out.append(f"| {protocol} | {t} | {k} | {len(rk)} | {head} ({np.mean([r['ua'][head] for r in rk]):.3f}) | "
-                           f"{m}{note}: {cell(a)} | vs {best}: {cell(b)} | {plain_choice[t]}: {cell(c)} |")
+                           f"{m}{note}: {cell(a)} | vs {best}: {cell(b)} | {plain_shared}: {cell(c)} |")
     out.append("")
     network = [m for m in NETWORK_TRANSFER if m in methods]
     if network:  # no pseudo-target runs: shown beside the choice, not among its candidates
@@ -642,7 +636,7 @@ def report(path: Path | Sequence[Path]) -> str:
                 "| protocol | target | K | runs | single (UA) | " + " | ".join(f"{m} − single [95% CI]" for m in network) + " |",
                 "| --- | --- | ---: | ---: | --- | " + " | ".join("---" for _ in network) + " |"]
         for protocol in ("random", "speaker"):
-            for t in chosen:
+            for t in targets:
                 main = [r for r in recs if r["protocol"] == protocol and r["target"] == t and len(r["sources"]) == 2]
                 for k in sorted({r["k"] for r in main}):
                     rk = [r for r in with_every_head([r for r in main if r["k"] == k]) if all(m in r["ua"] for m in network)]
@@ -678,7 +672,7 @@ def report(path: Path | Sequence[Path]) -> str:
                         continue
                     a = paired(rk, m, head)
                     b = paired(rk, m, best)
-                    mark = " (chosen)" if chosen.get(t) == m else ""
+                    mark = " (chosen)" if m == shared else ""
                     out.append(f"| {m}{mark} | {np.mean(v):.3f} ± {np.std(v, ddof=1):.3f} | "
                                f"{a[0]:+.3f} [{a[1]:+.3f}, {a[2]:+.3f}] | {b[0]:+.3f} [{b[1]:+.3f}, {b[2]:+.3f}] |")
                 out.append("")
