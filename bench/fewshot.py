@@ -26,8 +26,11 @@ Methods (C grid of the inner CV: :data:`C_GRID`; ``CV`` = stratified folds insid
 - ``single_logreg``, ``single_linsvm``: ``train --model logreg|linsvm`` on the K shots (its own scaler fitted on
   the shots, C by CV inside them; :func:`train.pooled_heads.select_head`);
 - ``single_net``: the network (``train --few-shot T=K``, fixed recipe: the configured epochs, the last), with
-  ``--network DIR``: its runs are trained there after the linear methods (:func:`network_single`), and read by
+  ``--network DIR``: its runs are trained there before the linear methods (:func:`network_single`), and read by
   ``--report ... --network DIR`` (:func:`network_records`);
+- with ``--network DIR``, the :data:`ENSEMBLES`: ``net_self_spk`` (no other language), ``net_self_pooled_spk`` and
+  ``net_self_pooled``, the mean of single_net's test probabilities and those of ``self_spk``,
+  ``self_pooled_spk`` or ``self_pooled`` (equal weights, fixed in advance). Added after the study of 2026-12-06;
 - ``single_z``: logistic regression on the ``z`` shots, C by CV; ``single_spk``: the same on ``spk``;
 - ``proto_z``, ``proto_spk``: nearest class mean of the shots (Euclidean);
 - ``zeroshot``: logistic regression on the sources' labelled rows, argmax over the target's emotions (emotions
@@ -84,7 +87,11 @@ from train.transfer import SPEAKER_TRANSFER_C, TRANSFER_C, self_train
 C_GRID = (0.001, 0.01, 0.1, 1.0, 10.0)
 POOLED = {"pooled_c0.01": (0.01, "bal"), "pooled_c0.1": (0.1, "bal")}
 SINGLE = ("single_logreg", "single_linsvm", "single_net", "single_z", "single_spk", "proto_z", "proto_spk", "self_z",
-          "self_spk")
+          "self_spk", "net_self_spk")
+#: With ``--network``: each of these is the mean of single_net's test probabilities and those of the named head
+#: (softmax of its decision values over the target's emotions), equal weights fixed in advance (no target data is
+#: left to weigh or calibrate with). ``net_self_spk`` uses no other language; the other two are transfer methods.
+ENSEMBLES = {"net_self_spk": "self_spk", "net_self_pooled_spk": "self_pooled_spk", "net_self_pooled": "self_pooled"}
 REFERENCE = "single_logreg"
 #: "single" of the comparison: the best (by mean test UA, which favours it) of train's models on the K shots alone:
 #: its heads and, where its runs are given (``--network``), the network.
@@ -157,6 +164,18 @@ def restricted_predict(model, x: np.ndarray, classes: Sequence[str]) -> np.ndarr
     return model.classes_[known][d[:, known].argmax(1)]
 
 
+def class_probabilities(model, x: np.ndarray, classes: Sequence[str]) -> np.ndarray:
+    """(n, len(classes)) probabilities over the target's ``classes``, in that order: the softmax of the model's
+    decision values over those it knows (as :func:`restricted_predict` and self-training rank them); 0 for the others."""
+    from train.calibration import apply_temperature
+
+    known = [c for c in classes if c in set(model.classes_)]
+    d = np.asarray(model.decision_function(x))[:, [list(model.classes_).index(c) for c in known]]
+    out = np.zeros((len(x), len(classes)))
+    out[:, [list(classes).index(c) for c in known]] = apply_temperature(d, 1.0)
+    return out
+
+
 def cv_c(x: np.ndarray, y: np.ndarray, seed: int) -> float:
     """C of :data:`C_GRID` with the best mean UA of stratified CV inside (x, y) (ties: the smaller C)."""
     from sklearn.model_selection import StratifiedKFold
@@ -201,9 +220,10 @@ def prototypes(x_shots, y_shots, x_test, classes) -> np.ndarray:
 
 
 def run_methods(target: str, sources: Sequence[str], langs: dict, protocol: str, run: int, shots_k: Sequence[int],
-                folds: int, spk: bool) -> dict[int, dict[str, dict]]:
+                folds: int, spk: bool, network: Path | None = None) -> dict[int, dict[str, dict]]:
     """At each K of ``shots_k``, for one run (a seed, or a fold): ``ua``, every method's target test UA, and
-    ``picked``, what ``cv_spk`` picked; ``spk``: also the methods on per-speaker standardised features."""
+    ``picked``, what ``cv_spk`` picked; ``spk``: also the methods on per-speaker standardised features;
+    ``network``: the folder of single_net's runs (:func:`network_single`), for the :data:`ENSEMBLES`."""
     from train.protocol import few_shot
     from train.transfer import fit_union
 
@@ -235,6 +255,7 @@ def run_methods(target: str, sources: Sequence[str], langs: dict, protocol: str,
         y_sh = t["emotions"][shots]
         r: dict[str, float] = {"zeroshot": zero}
         picked: dict[str, str] = {}
+        probs: dict[str, np.ndarray] = {}  # the heads of ENSEMBLES: (test rows, classes)
         r["single_logreg"] = head_ua("logreg", t["x"][shots], y_sh, t["x"][test], y_test, classes, run)
         r["single_linsvm"] = head_ua("linsvm", t["x"][shots], y_sh, t["x"][test], y_test, classes, run)
         zt = z[target]
@@ -254,6 +275,7 @@ def run_methods(target: str, sources: Sequence[str], langs: dict, protocol: str,
             r[name] = ua(y_test, restricted_predict(model, zt[test], classes), classes)
         model = self_train(lambda x, y: fit_union(x, y, zs, ys, TRANSFER_C), zt[shots], y_sh, zt[pool], classes)
         r["self_pooled"] = ua(y_test, restricted_predict(model, zt[test], classes), classes)
+        probs["self_pooled"] = class_probabilities(model, zt[test], classes)
         if spk:
             st = sp[target]
             c = cv_c(st[shots], y_sh, run)
@@ -261,15 +283,22 @@ def run_methods(target: str, sources: Sequence[str], langs: dict, protocol: str,
             r["proto_spk"] = ua(y_test, prototypes(st[shots], y_sh, st[test], classes), classes)
             model = self_train(lambda x, y: logreg(x, y, c), st[shots], y_sh, st[pool], classes)  # noqa: B023
             r["self_spk"] = ua(y_test, restricted_predict(model, st[test], classes), classes)
+            probs["self_spk"] = class_probabilities(model, st[test], classes)
             model = fit_union(st[shots], y_sh, sps, ys, SPEAKER_TRANSFER_C)
             r["pooled_spk"] = ua(y_test, restricted_predict(model, st[test], classes), classes)
             model = self_train(lambda x, y: fit_union(x, y, sps, ys, SPEAKER_TRANSFER_C), st[shots], y_sh, st[pool], classes)
             r["self_pooled_spk"] = ua(y_test, restricted_predict(model, st[test], classes), classes)
+            probs["self_pooled_spk"] = class_probabilities(model, st[test], classes)
             # with or without the other languages, as CV inside the shots says (fits without self-training)
             pick = shots_choice({"self_pooled_spk": lambda x, y: fit_union(x, y, sps, ys, SPEAKER_TRANSFER_C),
                                  "self_spk": lambda x, y: logreg(x, y, c)}, st[shots], y_sh, classes, run)  # noqa: B023
             r["cv_spk"] = r[pick]
             picked["cv_spk"] = pick
+        if network is not None:
+            net = network_probabilities(network, protocol, target, k, run, [t["data"].utt_ids[i] for i in test], classes)
+            for name, head in ENSEMBLES.items():
+                if head in probs:
+                    r[name] = ua(y_test, np.array(classes)[((net + probs[head]) / 2).argmax(1)], classes)
         out[k] = {"ua": r, "picked": picked}
     return out
 
@@ -318,7 +347,8 @@ def study(args, log=print) -> None:
         if (protocol, t, ",".join(sources), run) in done:
             continue
         t0 = time.perf_counter()
-        res = run_methods(t, sources, langs, protocol, run, shots_k, args.folds, spk)
+        res = run_methods(t, sources, langs, protocol, run, shots_k, args.folds, spk,
+                          Path(args.network) if args.network else None)
         with results.open("a") as f:
             for k, methods in res.items():
                 f.write(json.dumps({"protocol": protocol, "target": t, "sources": list(sources), "run": run, "k": k,
@@ -329,13 +359,14 @@ def study(args, log=print) -> None:
 
 def network_single(args, log=print) -> None:
     """single_net's runs: ``train --domains T=DATASET --few-shot T=K`` (the network on the K shots alone, its fixed
-    recipe; the study's splits and draws) for every target and K of the study, into
+    recipe; the study's splits and draws) for every language of the study (targets and pseudo-targets) and K, into
     ``<args.network>/<protocol>_<target>_k<K>``; resumable (a finished run is not fitted again)."""
     from train.config import build_config
     from train.domains import resolve_domain
     from train.repeated_runs import run_experiment
 
-    jobs = [("random", t, k) for t in args.targets for k in args.shots] if "random" in args.protocols else []
+    languages = [x for x in LANGUAGES if any(x == t for t, _, _ in configurations(args.targets))]  # with pseudo-targets
+    jobs = [("random", t, k) for t in languages for k in args.shots] if "random" in args.protocols else []
     jobs += [("speaker", t, args.speaker_shots) for t in args.targets] if "speaker" in args.protocols else []
     for protocol, t, k in jobs:
         runs = {"seeds": args.seeds} if protocol == "random" else {"protocol": "speaker", "folds": args.folds}
@@ -505,13 +536,36 @@ def network_records(folder: Path) -> list[dict]:
     finished run, with the target's test UA (over the emotions its test split has), sources: the other languages."""
     out = []
     for path, protocol, target, k, record in finished_runs(folder):
-        config = record["fingerprint"]["config"]
-        if (config["protocol"], config["few_shot"], config["first_seed"], config["model"]) != (protocol, {target: k}, 0, "single"):
-            raise ValueError(f"{path}: not a run of `train --domains {target}=... --few-shot {target}={k}` under the "
-                             f"{protocol} protocol from seed 0 (its configuration says otherwise)")
+        check_single_net(path, record, protocol, target, k)
         out.append({"protocol": protocol, "target": target, "sources": [x for x in LANGUAGES if x != target],
                     "run": record["run"], "k": k, "ua": {"single_net": target_test_ua(record, target)}})
     return out
+
+
+def check_single_net(path: Path, record: dict, protocol: str, target: str, k: int) -> None:
+    config = record["fingerprint"]["config"]
+    if (config["protocol"], config["few_shot"], config["first_seed"], config["model"]) != (protocol, {target: k}, 0, "single"):
+        raise ValueError(f"{path}: not a run of `train --domains {target}=... --few-shot {target}={k}` under the "
+                         f"{protocol} protocol from seed 0 (its configuration says otherwise)")
+
+
+def network_probabilities(folder: Path, protocol: str, target: str, k: int, run: int, utt_ids: Sequence[str],
+                          classes: Sequence[str]) -> np.ndarray:
+    """single_net's test probabilities of run ``run`` (``<folder>/<protocol>_<target>_k<K>/runs/run<run>.json``),
+    (len(utt_ids), len(classes)): rows in the order of ``utt_ids`` (the study's test rows), columns in the order
+    of ``classes``. A missing run, or one tested on other utterances, stops the study (one line naming the file)."""
+    path = Path(folder) / f"{protocol}_{target}_k{k}" / "runs" / f"run{run}.json"
+    if not path.exists():
+        raise SystemExit(f"{path}: single_net's run is missing (the ensembles need it; `--network` trains it first)")
+    record = json.loads(path.read_text())
+    check_single_net(path, record, protocol, target, k)
+    test = record["test"]
+    row = {u: i for i, u in enumerate(test["utt_ids"])}
+    if sorted(row) != sorted(utt_ids):
+        raise SystemExit(f"{path}: tested on other utterances than the study's run {run} (another split?)")
+    order = test["scores"]["0"]["classes"]
+    p = np.asarray(test["probabilities"], dtype=np.float64)
+    return p[[row[u] for u in utt_ids]][:, [order.index(c) for c in classes]]
 
 
 def finished_runs(folder: Path):
@@ -708,7 +762,7 @@ def plot(path: Path | Sequence[Path], png: Path) -> None:
     recs = [r for r in records(path) if r["protocol"] == "random" and len(r["sources"]) == 2]
     targets = [t for t in LANGUAGES if any(r["target"] == t for r in recs)]
     show = ["zeroshot", "stack", "pooled_c0.01", "pooled_spk", "self_pooled_spk", "single_spk", "self_spk",
-            *[m for m in NETWORK_TRANSFER if any(m in r["ua"] for r in recs)]]
+            *[m for m in (*ENSEMBLES, *NETWORK_TRANSFER) if any(m in r["ua"] for r in recs)]]
     fig, axes = plt.subplots(2, len(targets), figsize=(4.5 * len(targets), 7), squeeze=False)
     for j, t in enumerate(targets):
         ks = sorted({r["k"] for r in recs if r["target"] == t})
@@ -753,8 +807,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--also", nargs="*", default=[], help="--report: further study folders whose records to add.")
     p.add_argument("--protocols", default="random,speaker", help="Parts of the study to run (random, speaker).")
     p.add_argument("--report", default=None, help="Write the tables (markdown) of OUT/results.jsonl here, and a plot beside.")
-    p.add_argument("--network", default=None, help="Also the network on the shots alone (single_net): train its runs "
-                                                   "into this folder (after the linear methods); with --report, read them.")
+    p.add_argument("--network", default=None, help="Also the network on the shots alone (single_net) and the ensembles: "
+                                                   "train its runs into this folder (before the linear methods, which "
+                                                   "read them); with --report, read them.")
     p.add_argument("--transfer-net", default=None, help="Also the network transfer methods (adapt_net, proto_net, head_net): "
                                                         "train their source models and runs into this folder; with --report, read them.")
     args = p.parse_args(argv)
@@ -778,9 +833,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         (Path(args.out) / "summary.json").write_text(json.dumps(summary(files), indent=2))
         print(text)
         return 0
-    study(args)
     if args.network and args.first_run == 0:  # a second worker (--first-run N) leaves the network to the first
-        network_single(args)
+        network_single(args)  # first: the ensembles of the study read its runs
+    study(args)
     if args.transfer_net and args.first_run == 0:
         network_transfer(args)
     return 0

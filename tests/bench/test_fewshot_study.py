@@ -46,9 +46,9 @@ def test_every_method_of_a_run_sees_the_same_k_shots_and_the_study_resumes(store
     for k, _, rows in drawn:
         assert len(rows) == k * 4  # K per emotion, 4 emotions
     main = [r for r in recs if r["protocol"] == "random" and r["target"] == "de"]
-    computed = set(fs.SINGLE) - {"single_net"} | {"zeroshot", "stack", "pooled_spk", "self_pooled", "self_pooled_spk",
+    computed = set(fs.SINGLE) - {"single_net", *fs.ENSEMBLES} | {"zeroshot", "stack", "pooled_spk", "self_pooled", "self_pooled_spk",
                                                   "cv_spk",
-                                                  *fs.POOLED}  # the network: --network
+                                                  *fs.POOLED}  # the network and the ensembles: --network
     assert all(computed == set(r["ua"]) for r in main)
     speaker = [r for r in recs if r["protocol"] == "speaker"]
     assert all(computed == set(r["ua"]) for r in speaker)
@@ -237,12 +237,65 @@ def test_network_single_trains_the_network_on_each_targets_shots_with_the_studys
     fs.network_single(args, log=lambda s: None)
     got = [(Path(c.out).name, c.domains, c.few_shot, c.protocol, c.seeds if c.protocol == "random" else c.folds,
             c.features, c.model, c.save_checkpoints) for c in configs]
+    # the random protocol: the targets and their pseudo-targets (en, for both), whose runs the ensembles read
     assert got == [("random_de_k5", ["de=synth_de"], {"de": 5}, "random", 10, ["mfcc", "ge2e"], "single", False),
                    ("random_de_k10", ["de=synth_de"], {"de": 10}, "random", 10, ["mfcc", "ge2e"], "single", False),
                    ("random_it_k5", ["it=synth_it"], {"it": 5}, "random", 10, ["mfcc", "ge2e"], "single", False),
                    ("random_it_k10", ["it=synth_it"], {"it": 10}, "random", 10, ["mfcc", "ge2e"], "single", False),
+                   ("random_en_k5", ["en=synth_en"], {"en": 5}, "random", 10, ["mfcc", "ge2e"], "single", False),
+                   ("random_en_k10", ["en=synth_en"], {"en": 10}, "random", 10, ["mfcc", "ge2e"], "single", False),
                    ("speaker_de_k10", ["de=synth_de"], {"de": 10}, "speaker", 6, ["mfcc", "ge2e"], "single", False),
                    ("speaker_it_k10", ["it=synth_it"], {"it": 10}, "speaker", 6, ["mfcc", "ge2e"], "single", False)]
+
+
+def test_the_ensembles_read_the_networks_probabilities_by_utterance_and_emotion(stores, tmp_path):
+    """--network: net_* average single_net's test probabilities with a head's. The network's records are rewritten
+    to certain, correct probabilities, their rows shuffled and their emotions in reverse order: every ensemble must
+    then be right on every test utterance (UA 1), which it is only if rows and columns are matched by name. A run
+    that is missing, or tested on other utterances, stops the study with one line naming its file."""
+    from click.testing import CliRunner
+
+    from train.cli import main as train_main
+
+    network = tmp_path / "network"
+    for lang, seeds in (("de", 2), ("it", 1), ("en", 1)):  # de's runs, and its pseudo-targets' first
+        r = CliRunner().invoke(train_main, ["--domains", f"{lang}=synth_{lang}", "--features", "mfcc,ge2e",
+                                            "--features-dir", str(stores), "--few-shot", f"{lang}=2", "--seeds",
+                                            str(seeds), "--epochs", "1", "--out", str(network / f"random_{lang}_k2"),
+                                            "--no-checkpoints", "--quiet"], catch_exceptions=False)
+        assert r.exit_code == 0, r.output
+    for path in network.glob("random_*_k2/runs/run*.json"):
+        record = json.loads(path.read_text())
+        test = record["test"]
+        classes = test["scores"]["0"]["classes"]
+        order = list(range(len(test["utt_ids"])))[::-1]
+        test["utt_ids"] = [test["utt_ids"][i] for i in order]
+        test["labels"] = [test["labels"][i] for i in order]
+        test["probabilities"] = [[1.0 if j == test["labels"][i] else 0.0 for j in range(len(classes))][::-1]
+                                 for i in range(len(order))]
+        test["scores"]["0"]["classes"] = classes[::-1]
+        path.write_text(json.dumps(record))
+    args = argparse.Namespace(features_dir=str(stores), features=["mfcc", "ge2e"], out=str(tmp_path / "study"),
+                              targets=["de"], seeds=2, pseudo_seeds=1, shots=[2], folds=3, speaker_shots=2, first_run=0,
+                              protocols=["random"], network=str(network))
+    fs.study(args, log=lambda s: None)
+    recs = fs.records(tmp_path / "study" / "results.jsonl")
+    assert len(recs) == 4  # de: 2 seeds; it <- en and en <- it: 1 seed
+    for r in recs:
+        assert {m: r["ua"][m] for m in fs.ENSEMBLES} == {m: 1.0 for m in fs.ENSEMBLES}
+        assert r["ua"]["self_spk"] < 1.0 or r["ua"]["self_pooled"] < 1.0  # the heads alone are not all perfect
+    assert "net_self_spk" in fs.SINGLE and not {"net_self_pooled_spk", "net_self_pooled"} & set(fs.SINGLE)
+    # a missing run: one line naming it
+    (network / "random_de_k2" / "runs" / "run1.json").unlink()
+    with pytest.raises(SystemExit, match=r"random_de_k2/runs/run1.json: single_net's run is missing"):
+        fs.study(argparse.Namespace(**{**vars(args), "out": str(tmp_path / "study2")}), log=lambda s: None)
+    # a run tested on other utterances (another split)
+    path = network / "random_de_k2" / "runs" / "run0.json"
+    record = json.loads(path.read_text())
+    record["test"]["utt_ids"][0] = "not-in-this-split"
+    path.write_text(json.dumps(record))
+    with pytest.raises(SystemExit, match=r"random_de_k2/runs/run0.json: tested on other utterances"):
+        fs.study(argparse.Namespace(**{**vars(args), "out": str(tmp_path / "study3")}), log=lambda s: None)
 
 
 def test_single_is_chosen_and_compared_on_the_runs_that_have_every_head(tmp_path):
