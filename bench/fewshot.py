@@ -60,7 +60,8 @@ Methods (C grid of the inner CV: :data:`C_GRID`; ``CV`` = stratified folds insid
 Choosing the transfer method without the target: for a target T with sources A and B, each method is also run with
 A as a pseudo-target (B its only source) and B as a pseudo-target (A its only source), tested on A's and B's test
 splits; the method with the largest mean gain there over the best single-language method (of :data:`SINGLE`, by
-mean UA per pseudo-target and K; over both pseudo-targets, both K and all seeds) is T's transfer method. The
+mean UA per pseudo-target and K, single_net included: a language's network runs serve its pseudo-target runs,
+:func:`with_pseudo_single_net`; over both pseudo-targets, both K and all seeds) is T's transfer method. The
 method of the tables is one for all targets (:func:`shared_method`): the largest mean of the targets' gains.
 ``RESULTS`` holds one JSON line per (protocol, target, sources, K, run, method).
 """
@@ -542,6 +543,22 @@ def network_records(folder: Path) -> list[dict]:
     return out
 
 
+def with_pseudo_single_net(recs: list[dict]) -> list[dict]:
+    """``recs`` with single_net also in each pseudo-target record (one source): the network on a language's K
+    shots does not depend on the sources, so its run is the one of that language's record with both others as
+    sources (:func:`network_records`), same protocol, K and run. The pseudo-target choice then compares with
+    every single-language method, the network included."""
+    net = {(r["protocol"], r["target"], r["k"], r["run"]): r["ua"]["single_net"] for r in recs
+           if len(r["sources"]) == 2 and "single_net" in r["ua"]}
+    out = []
+    for r in recs:
+        key = (r["protocol"], r["target"], r["k"], r["run"])
+        if len(r["sources"]) == 1 and "single_net" not in r["ua"] and key in net:
+            r = {**r, "ua": {**r["ua"], "single_net": net[key]}}
+        out.append(r)
+    return out
+
+
 def check_single_net(path: Path, record: dict, protocol: str, target: str, k: int) -> None:
     config = record["fingerprint"]["config"]
     if (config["protocol"], config["few_shot"], config["first_seed"], config["model"]) != (protocol, {target: k}, 0, "single"):
@@ -642,7 +659,7 @@ def shared_method(recs: list[dict], targets: Sequence[str], candidates: Sequence
 
 
 def report(path: Path | Sequence[Path]) -> str:
-    recs = records(path)
+    recs = with_pseudo_single_net(records(path))
     methods = sorted({m for r in recs for m in r["ua"]})
     transfer = [m for m in methods if m not in SINGLE]
     lines = []
@@ -735,7 +752,7 @@ def report(path: Path | Sequence[Path]) -> str:
 
 def summary(path: Path | Sequence[Path]) -> dict:
     """Per protocol, target, K: the chosen method, best single, and the paired difference (for the plot)."""
-    recs = records(path)
+    recs = with_pseudo_single_net(records(path))
     methods = sorted({m for r in recs for m in r["ua"]})
     transfer = [m for m in methods if m not in SINGLE]
     out = {}

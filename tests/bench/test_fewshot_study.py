@@ -83,6 +83,21 @@ def test_the_method_choice_uses_the_pseudo_targets_only():
     assert best == "b" and gains == pytest.approx({"a": 0.075, "b": 0.225})
 
 
+def test_the_pseudo_targets_compare_with_the_network_of_the_same_language_run_and_k():
+    def rec(target, sources, ua, k=5, run=0):
+        return {"protocol": "random", "target": target, "sources": list(sources), "k": k, "run": run, "ua": ua}
+
+    recs = [rec("it", ["en"], {"single_logreg": 0.4, "a": 0.5}), rec("it", ["en"], {"single_logreg": 0.4, "a": 0.5}, run=1),
+            rec("it", ["de", "en"], {"single_net": 0.7}), rec("it", ["de", "en"], {"single_net": 0.2}, k=10),
+            rec("en", ["it"], {"single_logreg": 0.4, "a": 0.5})]
+    joined = fs.with_pseudo_single_net(recs)
+    assert joined[0]["ua"] == {"single_logreg": 0.4, "a": 0.5, "single_net": 0.7}  # same run and K only
+    assert joined[1]["ua"] == recs[1]["ua"] and joined[4]["ua"] == recs[4]["ua"] and "single_net" not in recs[0]["ua"]
+    # de's pseudo-target it: its best single method is now the network, and "a" loses to it
+    assert fs.select_method(joined[:1], "de", ["a"])[1] == pytest.approx({"a": -0.2})
+    assert fs.select_method(recs[:1], "de", ["a"])[1] == pytest.approx({"a": 0.1})
+
+
 def test_the_pooled_methods_are_the_fit_of_train_transfer_to(stores, tmp_path, monkeypatch):
     """pooled_c<C> and pooled_spk: train.transfer.fit_union (train --transfer-to's fit), with the study's C;
     self_pooled and self_pooled_spk: the same fit, once on the shots and once per self-training round."""
