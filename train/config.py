@@ -764,7 +764,7 @@ OPTIONS: tuple[Option, ...] = (
            "The old, not low-resource protocol of --few-shot and --learning-curve: LANG also keeps its whole "
            "validation split for choosing the epoch [default: no].", default=None, flag=True),
     Option("--transfer-to", None,
-           "Train the recommended transfer method for LANG, a language with few labels: one logistic regression "
+           "Train a transfer head for LANG, a language with few labels: one logistic regression "
            "on the pooled statistics of every language of --domains (each corpus standardised with its own "
            "training audio, LANG's labelled utterances weighted up), written as LANG's logreg head (run folder, "
            "bundle, predict). With --speaker-norm each utterance is standardised with its speaker's statistics "
