@@ -196,19 +196,29 @@ def _classify(bundle: Bundle, domain: int, feats: Sequence[dict[str, np.ndarray]
 
 
 @torch.no_grad()
-def _pooled(bundle: Bundle, domain: int, feats: Sequence[dict[str, np.ndarray]], device: str) -> np.ndarray:
-    """(n, dim) pooled statistics of the per-file features (a head's input, before any standardisation)."""
-    return bundle.model.pool(_batch(bundle, domain, feats, device)).double().cpu().numpy()
+def _pooled(bundle: Bundle, domain: int, feats: Sequence[dict[str, np.ndarray]], device: str) -> list[tuple]:
+    """Per file, what a ``--speaker-norm`` model keeps until every file is featurised: its pooled statistics (dim,)
+    (a head's input, before any standardisation) and, of an ensemble, its network's logits (classes,); else None."""
+    batch = _batch(bundle, domain, feats, device)
+    pooled = bundle.model.pool(batch).double().cpu().numpy()
+    network = getattr(bundle.model, "network_logits", None)
+    logits = network(batch).double().cpu().numpy() if network else [None] * len(pooled)
+    return list(zip(pooled, logits))
 
 
 @torch.no_grad()
-def _classify_by_speaker(bundle: Bundle, domain: int, pooled: np.ndarray, speakers: Sequence[str], device: str) -> np.ndarray:
-    """(n, n_classes) class probabilities of a ``--speaker-norm`` head: each file's pooled statistics standardised
-    with those of its speaker's files (:func:`train.scaling.speaker_standardised`, as in training)."""
+def _classify_by_speaker(bundle: Bundle, domain: int, inputs: Sequence[tuple], speakers: Sequence[str],
+                         device: str) -> np.ndarray:
+    """(n, n_classes) class probabilities of a ``--speaker-norm`` head (or ensemble): each file's pooled statistics
+    (:func:`_pooled`) standardised with those of its speaker's files (:func:`train.scaling.speaker_standardised`, as
+    in training)."""
     from train.scaling import speaker_standardised
 
-    x = torch.as_tensor(speaker_standardised(pooled, speakers), device=device)
-    return _probabilities(bundle, domain, bundle.model.logits_from_pooled(x)[0])
+    x = torch.as_tensor(speaker_standardised(np.stack([p for p, _ in inputs]), speakers), device=device)
+    if inputs[0][1] is None:
+        return _probabilities(bundle, domain, bundle.model.logits_from_pooled(x)[0])
+    network = torch.as_tensor(np.stack([n for _, n in inputs]), device=device)
+    return _probabilities(bundle, domain, bundle.model.logits_from_pooled(x, network)[0])
 
 
 #: Files each speaker needs for a model trained with ``--speaker-norm`` (the statistics of fewer are too rough).
@@ -217,10 +227,12 @@ MIN_SPEAKER_FILES = 5
 
 def check_supported(bundle: Bundle) -> None:
     """Refuse a model whose inputs predict cannot reproduce: a network trained with ``--speaker-norm`` (its frames
-    standardised per speaker); the heads (``--model logreg|linsvm|rbfsvm``) with it are supported."""
+    standardised per speaker); the heads (``--model logreg|linsvm|rbfsvm``) with it are supported, and so is the
+    ensemble of ``--transfer-to`` (its network is trained without it)."""
     from train.config import HEAD_MODELS
 
-    if bundle.speaker_norm and bundle.meta.get("model") not in HEAD_MODELS:
+    speaker_heads = bundle.meta.get("model") in HEAD_MODELS or getattr(bundle.model, "speaker_norm", False)
+    if bundle.speaker_norm and not speaker_heads:
         raise BundleError(bundle.path, "the network was trained with --speaker-norm (per-speaker standardisation of "
                                        "its frames), which predict does not compute; the heads (train --model logreg, "
                                        "linsvm or rbfsvm) with --speaker-norm are supported")
@@ -269,7 +281,7 @@ def predict_files(bundle: Bundle, language: str | None, files: Sequence[Path], e
     by_speaker = bundle.speaker_norm
     if by_speaker and speakers is None:
         raise ValueError("the model was trained with --speaker-norm: give every file's speaker")
-    pooled: list[tuple[Path, np.ndarray | None, str]] = []  # --speaker-norm: (file, pooled statistics, failure)
+    pooled: list[tuple[Path, tuple | None, str]] = []  # --speaker-norm: (file, _pooled's inputs, failure)
 
     def emit(path: Path, p: np.ndarray | None, reason: str) -> None:
         if p is None:
@@ -303,7 +315,7 @@ def predict_files(bundle: Bundle, language: str | None, files: Sequence[Path], e
         usable = [(path, x) for path, x, _ in pooled
                   if x is not None and spk[str(path)] is not None and counts[spk[str(path)]] >= MIN_SPEAKER_FILES]
         probs = dict(zip((str(p) for p, _ in usable), _classify_by_speaker(
-            bundle, domain, np.stack([x for _, x in usable]), [spk[str(p)] for p, _ in usable], device))) if usable else {}
+            bundle, domain, [x for _, x in usable], [spk[str(p)] for p, _ in usable], device))) if usable else {}
         for path, x, reason in pooled:
             if x is not None and str(path) not in probs:
                 who = spk[str(path)]

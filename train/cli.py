@@ -25,7 +25,7 @@ import click
 from sercore.cli import command_errors, common_options, epilog, name_list, say
 from sercore.errors import EnvironmentProblem, environment_problem
 
-from .config import (HEAD_MODELS, NO_DEFAULT, OPTIONS, ConfigError, DomainSpec, ExperimentConfig, Option, Range, check_device,
+from .config import (ENSEMBLE_MODEL, HEAD_MODELS, NO_DEFAULT, OPTIONS, ConfigError, DomainSpec, ExperimentConfig, Option, Range, check_device,
                      config_from_settings, field_range, option_settings)
 from .models import MODELS
 
@@ -182,17 +182,18 @@ def _config(ctx: click.Context) -> tuple[ExperimentConfig, list[str]]:
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--domains") from None
     sources: list[str] = []
-    if p.get("transfer_to") is not None:  # LANG's logreg head, fitted with the other languages as sources
+    if p.get("transfer_to") is not None:  # LANG's transfer model, fitted with the other languages as sources
         target = p["transfer_to"]
         if target not in [DomainSpec.parse(d).language for d in domains] or len(domains) < 2:
             raise click.BadParameter(f"{target}: expected one of two or more --domains "
                                      f"({', '.join(DomainSpec.parse(d).language for d in domains)})", param_hint="--transfer-to")
-        if p["model_name"] not in (None, "logreg") or p.get("learning_curve") is not None:
-            raise click.BadParameter("the transfer head is a logreg head; give neither --model nor --learning-curve",
+        if p["model_name"] not in (None, ENSEMBLE_MODEL, "logreg") or p.get("learning_curve") is not None:
+            raise click.BadParameter("the transfer model is the ensemble of the network and the pooled head, or with "
+                                     "--model logreg the head alone; give no other --model, nor --learning-curve",
                                      param_hint="--transfer-to")
         sources = [d for d in domains if DomainSpec.parse(d).language != target]
         domains = [d for d in domains if DomainSpec.parse(d).language == target]
-        p = {**p, "model_name": "logreg"}
+        p = {**p, "model_name": p["model_name"] or ENSEMBLE_MODEL}
     models = name_list(p["model_name"], "--model") or (["single"] if len(domains) == 1 else ["nas"])
     unknown = [m for m in models if m not in MODELS]
     if unknown:

@@ -325,6 +325,15 @@ HEAD_MODELS: tuple[str, ...] = ("logreg", "linsvm", "rbfsvm")
 ENSEMBLE_MODEL = "ensemble"
 #: The ensemble's members, in the order their weights are listed (the network first).
 ENSEMBLE_MEMBERS: tuple[str, ...] = (SINGLE_MODEL, "logreg", "rbfsvm")
+#: The members of ``train --transfer-to``'s ensemble (:mod:`train.transfer`): the network on the target's labelled
+#: utterances and the self-trained pooled transfer head, equal weights.
+TRANSFER_MEMBERS: tuple[str, ...] = (SINGLE_MODEL, "logreg")
+
+
+def ensemble_members(config) -> tuple[str, ...]:
+    """The members of an ensemble configuration: :data:`TRANSFER_MEMBERS` with ``--transfer-to``, else
+    :data:`ENSEMBLE_MEMBERS`."""
+    return TRANSFER_MEMBERS if config.transfer_sources else ENSEMBLE_MEMBERS
 
 
 @dataclass
@@ -418,8 +427,9 @@ class ExperimentConfig:
     #: few-shot language trained alone (single) takes the fixed recipe: the configured epochs (each as long as its
     #: whole training split), the last one tested; linear heads choose C by cross-validation inside the K shots.
     few_shot_valid: bool = False
-    #: ``train --transfer-to``: the source languages (LANG or LANG=DATASET) of the pooled transfer head of the one
-    #: language of ``domains`` (model logreg; :mod:`train.transfer`).
+    #: ``train --transfer-to``: the source languages (LANG or LANG=DATASET) of the transfer model of the one
+    #: language of ``domains`` (model ensemble: the network and the pooled head; logreg: the head alone;
+    #: :mod:`train.transfer`).
     transfer_sources: list[str] = field(default_factory=list)
     #: ``train --transfer-to LANG --speaker-norm --unlabelled``: more recordings of LANG (LANG=DATASET, prepared and
     #: extracted like any corpus; their emotion labels are never read) for the head's self-training.
@@ -443,9 +453,10 @@ class ExperimentConfig:
                                          "dataset per language (train tells domains apart by their language code)")
         if (self.model in HEAD_MODELS or self.model == ENSEMBLE_MODEL) and len(languages) != 1:
             raise ConfigError("model", f"{self.model} is a single-language model; give one language in --domains")
-        if self.model == ENSEMBLE_MODEL and self.train.speaker_norm:
+        if self.model == ENSEMBLE_MODEL and self.train.speaker_norm and not self.transfer_sources:
             raise ConfigError("train.speaker_norm", "--model ensemble standardises inside its bundle with the training "
-                                                    "split's statistics; per-speaker standardisation cannot be used with it")
+                                                    "split's statistics; per-speaker standardisation cannot be used with it "
+                                                    "(except with --transfer-to, whose head it standardises)")
         if self.model in HEAD_MODELS and self.train.speaker_adversarial > 0:
             raise ConfigError("train.speaker_adversarial", f"--model {self.model} is fitted by scikit-learn on pooled "
                                                            "statistics; the speaker adversary trains a network's representation")
@@ -456,17 +467,18 @@ class ExperimentConfig:
                 raise ConfigError("few_shot", f"{lang}=0 (zero-shot) needs --model base with other languages: only its "
                                               "shared tower can label a language it was never trained on")
         if self.transfer_sources:
-            if self.model != "logreg" or len(languages) != 1:
-                raise ConfigError("transfer_sources", "the transfer head is a logreg head of one target language")
+            if self.model not in ("logreg", ENSEMBLE_MODEL) or len(languages) != 1:
+                raise ConfigError("transfer_sources", "the transfer model of one target language is an ensemble (the "
+                                                      "network and the pooled head) or the logreg head alone")
             if self.train.refit:
                 raise ConfigError("train.refit", "the transfer head is fitted once, on the sources and the target's "
                                                  "training utterances; a refit would fit the target alone")
             for d in self.transfer_unlabelled:
                 if spec_language("transfer_unlabelled", d) not in languages:
                     raise ConfigError("transfer_unlabelled", f"{d}: recordings of the target ({languages[0]}) expected")
-            if self.transfer_unlabelled and not self.train.speaker_norm:
-                raise ConfigError("transfer_unlabelled", "the head is self-trained on unlabelled recordings only with "
-                                                         "--speaker-norm (the method chosen with speaker statistics)")
+            if self.transfer_unlabelled and not (self.train.speaker_norm or self.model == ENSEMBLE_MODEL):
+                raise ConfigError("transfer_unlabelled", "the head alone (--model logreg) is self-trained on unlabelled "
+                                                         "recordings only with --speaker-norm")
             for d in self.transfer_sources:
                 source = spec_language("transfer_sources", d)
                 if source in languages:
@@ -764,16 +776,17 @@ OPTIONS: tuple[Option, ...] = (
            "The old, not low-resource protocol of --few-shot and --learning-curve: LANG also keeps its whole "
            "validation split for choosing the epoch [default: no].", default=None, flag=True),
     Option("--transfer-to", None,
-           "Train a transfer head for LANG, a language with few labels: one logistic regression "
-           "on the pooled statistics of every language of --domains (each corpus standardised with its own "
-           "training audio, LANG's labelled utterances weighted up), written as LANG's logreg head (run folder, "
-           "bundle, predict). With --speaker-norm each utterance is standardised with its speaker's statistics "
-           "and the head is self-trained on LANG's unlabelled training audio (predict then needs --speakers).",
+           "Train a transfer model for LANG, a language with few labels, written as LANG's model (run folder, bundle, "
+           "predict): the mean of the probabilities of the network trained on LANG's labelled utterances and of a "
+           "pooled head, one logistic regression on the pooled statistics of every language of --domains (each "
+           "corpus standardised with its own training audio, LANG's labelled utterances weighted up) self-trained on "
+           "LANG's unlabelled training audio. With --speaker-norm the head's inputs are standardised per speaker "
+           "(predict then needs --speakers). --model logreg: the head alone (self-trained only with --speaker-norm).",
            metavar="LANG"),
     Option("--unlabelled", "transfer_unlabelled",
-           "With --transfer-to LANG --speaker-norm: more recordings of LANG without labels (LANG=DATASET, comma-"
-           "separated; prepared and extracted like any corpus, their labels are not read) for the head's "
-           "self-training, beside LANG's training utterances that --few-shot leaves unlabelled [default: none].",
+           "With --transfer-to LANG (the head alone: with --speaker-norm): more recordings of LANG without labels "
+           "(LANG=DATASET, comma-separated; prepared and extracted like any corpus, their labels are not read) for the "
+           "head's self-training, beside LANG's training utterances that --few-shot leaves unlabelled [default: none].",
            metavar="LANG=DATASET", listed=True, dest="transfer_unlabelled"),
     Option("--init-from", "init_from",
            "Warm start: the network starts from the weights of this checkpoint of another run (OUT/checkpoints/"

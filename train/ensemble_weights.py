@@ -15,7 +15,8 @@ every other option as given) and the heads ``logreg`` and ``rbfsvm`` (:mod:`trai
 4. the test probabilities are ``sum_m w_m softmax(logits_m / T_m)``; with ``--refit`` the members are those
    refitted on train + valid, with the weights and temperatures of step 2 and 3.
 
-The test split plays no part in any choice. The network's validation probabilities come from the epoch chosen
+The test split plays no part in any choice. ``train --transfer-to``'s ensemble (:mod:`train.transfer`) has other
+members and equal weights. The network's validation probabilities come from the epoch chosen
 on that same split, so they are a little optimistic; the heads' are those of heads fitted on the training split
 only. The fitted ensemble is a :class:`train.models.ensemble.EnsembleModel` holding every member, so the run
 folder, the bundle and ``predict`` are those of every other model.

@@ -16,7 +16,7 @@ from torch.utils.data import ConcatDataset
 from sercore.errors import StoreError
 
 from .augment import SequenceAugment
-from .config import ENSEMBLE_MEMBERS, ENSEMBLE_MODEL, HEAD_MODELS, SINGLE_MODEL, ConfigError, ExperimentConfig, TrainConfig
+from .config import ENSEMBLE_MODEL, HEAD_MODELS, SINGLE_MODEL, ConfigError, ExperimentConfig, TrainConfig, ensemble_members
 from .model_io import DomainInfo
 from .dataset import FeatureDataset
 from .domains import DomainData
@@ -185,8 +185,9 @@ def fit_run(config: ExperimentConfig, domain_data: list[DomainData], features: l
 
 
 def cropped_pooled(data: DomainData, features: Sequence[str], rows: Sequence[int], max_seconds) -> np.ndarray:
-    """(len(rows), pooled dim): the pooled statistics (:func:`train.pooling.pool`) of ``data``'s rows, each sequence
-    centre-cropped to ``max_seconds`` as the network's datasets crop it."""
+    """(len(rows), pooled dim) float64: the pooled statistics (:func:`train.pooling.pool`) of ``data``'s rows, each
+    sequence centre-cropped to ``max_seconds`` as the network's datasets crop it (float64 as ``predict`` computes
+    what follows, the per-speaker standardisation of ``--speaker-norm``)."""
     from .batch_limits import crop_center
 
     info = domain_info(data, features)
@@ -196,7 +197,7 @@ def cropped_pooled(data: DomainData, features: Sequence[str], rows: Sequence[int
         return np.concatenate([pool(crop_center(data.features[f][i], limit.get(f)) if info.kinds[f] == "sequence"
                                     else data.features[f][i], info.kinds[f]) for f in features])
 
-    return np.stack([one(i) for i in rows]) if len(rows) else np.zeros((0, pooled_dim(info.kinds, info.dims)))
+    return np.stack([one(i) for i in rows]).astype(np.float64) if len(rows) else np.zeros((0, pooled_dim(info.kinds, info.dims)))
 
 
 #: transfer_fit's pooled rows of each source and --unlabelled corpus, with the DomainData they were computed from.
@@ -207,8 +208,9 @@ def transfer_fit(config, data, features: list[str], run: int, x_labelled: np.nda
                  y_labelled: np.ndarray, x_unlabelled: np.ndarray, x_pool: np.ndarray | None = None) -> HeadFit:
     """``train --transfer-to``: the pooled head of the target ``data`` (:mod:`train.transfer`), the sources'
     training and validation utterances of the run's split (seed, or fold) standardised with their training split
-    (with ``--speaker-norm`` each utterance first with its own speaker's statistics, and the head self-trained on
-    ``x_pool``, the target's training rows without a label, and on every recording of ``--unlabelled``)."""
+    (with ``--speaker-norm`` each utterance first with its own speaker's statistics). ``x_pool`` (the target's
+    training rows without a label) given: the head is self-trained on them and on every recording of
+    ``--unlabelled``; None: not self-trained."""
     from .duplicates import shared_recordings
     from .transfer import SPEAKER_TRANSFER_C, TRANSFER_C, fit_pooled_transfer, load_source
 
@@ -231,9 +233,10 @@ def transfer_fit(config, data, features: list[str], run: int, x_labelled: np.nda
         z, _, _ = standardise(x, x[idx["train"]])
         rows = idx["train"] + idx["valid"]
         sources.append((z[rows], [src.emotions[i] for i in rows]))
-    if config.train.speaker_norm:
-        # the pool: the target's training rows without a label, and every row of its unlabelled recordings
-        pools = [] if x_pool is None else [x_pool]
+    c = SPEAKER_TRANSFER_C if config.train.speaker_norm else TRANSFER_C
+    pools = None
+    if x_pool is not None:  # self-training: the target's training rows without a label and its unlabelled recordings
+        pools = [x_pool]
         for domain in config.transfer_unlabelled:
             more, x = every_row(domain, labelled=False)
             shared = shared_recordings(data, more)
@@ -242,10 +245,8 @@ def transfer_fit(config, data, features: list[str], run: int, x_labelled: np.nda
                                  f"{shared[0][1]!r} is a recording of {data.spec.dataset} ({shared[0][0]!r}; "
                                  f"{len(shared)} in all): give recordings the target's corpus does not hold")
             pools.append(x)
-        return fit_pooled_transfer(x_labelled, [data.classes[i] for i in y_labelled], x_unlabelled, data.classes,
-                                   sources, SPEAKER_TRANSFER_C, x_pool=np.concatenate(pools) if pools else None)
     return fit_pooled_transfer(x_labelled, [data.classes[i] for i in y_labelled], x_unlabelled, data.classes, sources,
-                               TRANSFER_C)
+                               c, x_pool=None if pools is None else np.concatenate(pools))
 
 
 def head_config(config) -> HeadConfig:
@@ -253,8 +254,9 @@ def head_config(config) -> HeadConfig:
     return HeadConfig(config.model)
 
 
-def fit_head_run(config, domain_data, features: list[str], run: int, description: str = ""):
-    """The head's :func:`train.fit_run.fit_run`: split, pool, choose and fit on train, calibrate on valid, test."""
+def fit_head_run(config, domain_data, features: list[str], run: int, description: str = "", self_train: bool = False):
+    """The head's :func:`train.fit_run.fit_run`: split, pool, choose and fit on train, calibrate on valid, test.
+    With ``--transfer-to`` the transfer head, self-trained with ``--speaker-norm`` or ``self_train``."""
     from .calibration import apply_temperature, fit_temperature, nll
     from .metrics import score
     from .network_trainer import Evaluation
@@ -288,7 +290,8 @@ def fit_head_run(config, domain_data, features: list[str], run: int, description
     hc = head_config(config)
     if config.transfer_sources:  # train --transfer-to: the pooled head over every language (train/transfer.py)
         labelled = set(idx["train"])
-        without_label = [i for i in unlabelled if i not in labelled] if config.train.speaker_norm else None
+        self_trained = config.train.speaker_norm or self_train
+        without_label = [i for i in unlabelled if i not in labelled] if self_trained else None
         fit = transfer_fit(config, data, features, run, x["train"], y["train"], rows_of(unlabelled),
                            None if without_label is None else rows_of(without_label))
     else:
@@ -329,12 +332,26 @@ def fit_head_run(config, domain_data, features: list[str], run: int, description
 
 
 # --------------------------------------------------------------------------------------------------
-# One run of ``train --model ensemble``
+# One run of ``train --model ensemble`` (and of ``train --transfer-to``'s ensemble)
+
+
+def member_run(config, domain_data, features: list[str], run: int, member: str, description: str = "") -> RunResult:
+    """The run of one member of the ensemble ``config`` on the ensemble's split: the network (``config`` as
+    ``--model single``; with ``--transfer-to``: on the target's labelled utterances alone, without per-speaker
+    standardisation, which is the head's), or a head (with ``--transfer-to``: the self-trained transfer head)."""
+    if member in HEAD_MODELS:
+        return fit_head_run(replace(config, model=member), domain_data, features, run, description,
+                            self_train=bool(config.transfer_sources))
+    alone = {"transfer_sources": [], "transfer_unlabelled": [], "train": replace(config.train, speaker_norm=False)}
+    network = replace(config, model=member, **(alone if config.transfer_sources else {}))
+    return fit_run(network, domain_data, features, run, description)
 
 
 def fit_ensemble_run(config, domain_data, features: list[str], run: int, description: str = "") -> RunResult:
-    """The ensemble's :func:`fit_run` (:mod:`train.ensemble_weights`): every member fitted on the run's split, each
-    member's temperature and the weights chosen on its validation split, the test split scored once."""
+    """The ensemble's :func:`fit_run`: every member (:func:`train.config.ensemble_members`) fitted on the run's
+    split, each member's temperature fitted on its validation split, and the weights chosen there
+    (:mod:`train.ensemble_weights`), or, with ``--transfer-to``, equal (:mod:`train.transfer`); the test split
+    scored once."""
     from .calibration import apply_temperature, fit_temperature, log_loss, log_probabilities
     from .ensemble_weights import combine, select_weights
     from .metrics import score
@@ -344,11 +361,8 @@ def fit_ensemble_run(config, domain_data, features: list[str], run: int, descrip
         raise ValueError(f"--model {config.model} is a single-language model; give one language")
     data = domain_data[0]
     start = time.perf_counter()
-    results = {}
-    for member in ENSEMBLE_MEMBERS:
-        member_config = replace(config, model=member)
-        fit = fit_head_run if member in HEAD_MODELS else fit_run
-        results[member] = fit(member_config, domain_data, features, run, f"{description} {member}".strip())
+    members = ensemble_members(config)
+    results = {m: member_run(config, domain_data, features, run, m, f"{description} {m}".strip()) for m in members}
     network = results[SINGLE_MODEL].fit
     order = {"valid": network.valid.utt_ids, "test": network.test.utt_ids}
 
@@ -357,6 +371,8 @@ def fit_ensemble_run(config, domain_data, features: list[str], run: int, descrip
         where = {u: i for i, u in enumerate(evaluation.utt_ids)}
         if sorted(where) != sorted(order[name]):
             raise RuntimeError(f"the ensemble's members were scored on different {name} utterances")
+        if not where:  # no utterance (a few-shot target has no validation split)
+            return np.zeros((0, len(data.classes)))
         return np.asarray(evaluation.probabilities, dtype=np.float64)[[where[u] for u in order[name]]]
 
     labels = {"valid": network.valid.labels, "test": network.test.labels}
@@ -364,12 +380,15 @@ def fit_ensemble_run(config, domain_data, features: list[str], run: int, descrip
     valid_p = {m: rows(r.fit.valid, "valid")[:, :n_classes] for m, r in results.items()}
     test_p = {m: rows(r.fit.test, "test")[:, :n_classes] for m, r in results.items()}
     temperatures = {m: fit_temperature(log_probabilities(p), labels["valid"]) if len(p) else 1.0 for m, p in valid_p.items()}
-    valid_c = [apply_temperature(log_probabilities(valid_p[m]), temperatures[m]) for m in ENSEMBLE_MEMBERS]
-    test_c = [apply_temperature(log_probabilities(test_p[m]), temperatures[m]) for m in ENSEMBLE_MEMBERS]
-    weights = select_weights(valid_c, labels["valid"])
+    valid_c = [apply_temperature(log_probabilities(valid_p[m]), temperatures[m]) for m in members]
+    test_c = [apply_temperature(log_probabilities(test_p[m]), temperatures[m]) for m in members]
+    if config.transfer_sources:  # the recipe chosen on pseudo-targets (bench/fewshot.py): no weight to choose
+        weights, selection = np.full(len(members), 1.0 / len(members)), "equal weights (the transfer recipe)"
+    else:
+        weights, selection = select_weights(valid_c, labels["valid"]), "greedy with replacement on validation log-loss"
 
-    def evaluate(members: list[np.ndarray], base: Evaluation) -> Evaluation:
-        p = combine(members, weights) if len(base.labels) else np.zeros((0, n_classes))
+    def evaluate(member_p: list[np.ndarray], base: Evaluation) -> Evaluation:
+        p = combine(member_p, weights) if len(base.labels) else np.zeros((0, n_classes))
         y = base.labels
         predictions = p.argmax(1) if len(p) else np.zeros(0, np.int64)
         scores = {0: score(y, predictions, data.classes)} if len(y) else {}
@@ -380,7 +399,7 @@ def fit_ensemble_run(config, domain_data, features: list[str], run: int, descrip
     valid, test = evaluate(valid_c, network.valid), evaluate(test_c, network.test)
     model = build_model(ENSEMBLE_MODEL, config, [domain_info(data, features)])
     model.network.load_state_dict(network.state["model"])
-    for m in ENSEMBLE_MEMBERS:
+    for m in members:
         if m in HEAD_MODELS:
             model.heads[m].load_state_dict(results[m].fit.state["model"])
     scaler = (network.state.get("scalers") or [None])[0]
@@ -388,15 +407,15 @@ def fit_ensemble_run(config, domain_data, features: list[str], run: int, descrip
         if f in model.scaler.features:
             model.scaler.set(f, mean, scaler["std"][f])
     model.weights.copy_(torch.as_tensor(weights, dtype=torch.float64))
-    model.temperatures.copy_(torch.as_tensor([temperatures[m] for m in ENSEMBLE_MEMBERS], dtype=torch.float64))
-    members = {m: {"weight": float(w), "temperature": temperatures[m], "valid_ua": float(r.fit.valid.ua),
-                   "test_ua": float(r.fit.test.ua), "seconds": round(r.fit.seconds, 1)}
-               for (m, r), w in zip(results.items(), weights)}
+    model.temperatures.copy_(torch.as_tensor([temperatures[m] for m in members], dtype=torch.float64))
+    described = {m: {"weight": float(w), "temperature": temperatures[m], "valid_ua": float(r.fit.valid.ua),
+                     "test_ua": float(r.fit.test.ua), "seconds": round(r.fit.seconds, 1)}
+                 for (m, r), w in zip(results.items(), weights)}
     # each member's calibrated probabilities (rows as the record's): what each member alone would have said, and
     # what another way of combining them could be chosen on (validation) and scored with (test)
-    member_p = {name: {m: p.astype(np.float32).tolist() for m, p in zip(ENSEMBLE_MEMBERS, c)}
+    member_p = {name: {m: p.astype(np.float32).tolist() for m, p in zip(members, c)}
                 for name, c in (("valid", valid_c), ("test", test_c))}
-    history = [{"ensemble": {"members": members, "selection": "greedy with replacement on validation log-loss",
+    history = [{"ensemble": {"members": described, "selection": selection,
                              "valid_probabilities": member_p["valid"], "test_probabilities": member_p["test"]}},
                *({"member": m, "history": r.fit.history} for m, r in results.items())]
     state = {"model": {k: v.clone() for k, v in model.state_dict().items()}, "aux": {}, "scalers": [None]}

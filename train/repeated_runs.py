@@ -29,7 +29,7 @@ from typing import Callable
 
 from sercore.errors import OptionError, StoreError
 
-from .config import ENSEMBLE_MEMBERS, ENSEMBLE_MODEL, HEAD_MODELS, ExperimentConfig
+from .config import ENSEMBLE_MODEL, HEAD_MODELS, ExperimentConfig, ensemble_members
 from .domains import DomainData, load_domain, resolve_domain, stored_features
 from .bundle_export import export_experiment
 from .fit_run import fit_run, input_features
@@ -83,7 +83,7 @@ def run_experiment(config: ExperimentConfig, log: Log = print, domain_data: list
     fitting = (f"{config.model} on pooled statistics" if config.model in HEAD_MODELS else
                f"{config.train.epochs} epochs, aux loss {'on' if config.train.aux else 'off'}")
     if config.model == ENSEMBLE_MODEL:
-        fitting = f"ensemble of {', '.join(ENSEMBLE_MEMBERS)} (the network: {fitting})"
+        fitting = f"ensemble of {', '.join(ensemble_members(config))} (the network: {fitting})"
     log(f"{','.join(str(d.spec) for d in domain_data)}: {', '.join(features)}; {config.protocol} protocol, {total} {what}s, "
         f"{fitting} -> {out}")
     runs = []

@@ -1,20 +1,25 @@
-"""Transfer to a language with few labels: the pooled linear head of ``train --transfer-to LANG``.
+"""Transfer to a language with few labels: the model of ``train --transfer-to LANG``.
 
-``train --domains de,it,en,xx=mycorpus --transfer-to xx`` fits one multinomial logistic regression on the pooled
-statistics (:mod:`train.pooling`) of every language: the labelled training and validation utterances of the
-source languages (de, it, en) and the labelled training utterances of the target (xx), each corpus standardised
-with the mean and std of its own training split (its audio only, no label), the target's utterances weighted up
-so that they weigh as much as all source utterances together, with the fixed regularisation :data:`TRANSFER_C`
-(a recipe chosen on other languages, ``bench/fewshot.py``; nothing is chosen on the target's labels). The
-target's emotions are read off the rows of its classes (an emotion only a source has is dropped), so the fitted
-model is an ordinary ``logreg`` head of the target alone (:class:`train.models.pooled_head.PooledHead`): the run folder,
-the bundle and ``predict`` are those of ``train --model logreg``. The target's validation split only calibrates the
-probabilities (a temperature, from 30 utterances on) and reports a validation UA.
+``train --domains de,it,en,xx=mycorpus --transfer-to xx`` fits, on each run's split, an ensemble of two members
+(:func:`train.fit_run.fit_ensemble_run`, members :data:`train.config.TRANSFER_MEMBERS`) whose class probabilities
+are the mean of theirs, equal weights fixed in advance (the recipe ``net_self_pooled`` / ``net_self_pooled_spk``
+chosen on the pseudo-targets of ``bench/fewshot.py``; nothing is chosen on the target's labels):
 
-With ``--speaker-norm`` every corpus's utterances are first standardised with their own speaker's statistics (no
-label), the regularisation is :data:`SPEAKER_TRANSFER_C`, and the head is **self-trained** on the target's
-unlabelled training audio (:func:`self_train`): the method chosen on the pseudo-targets of ``bench/fewshot.py``
-when speakers are known (``self_pooled_spk``); ``predict`` then needs each file's speaker (``--speakers``).
+- the network on the target's labelled utterances alone (``--model single`` with the same options);
+- the **pooled head**: one multinomial logistic regression on the pooled statistics (:mod:`train.pooling`) of every
+  language, the labelled training and validation utterances of the source languages (de, it, en) and the
+  labelled training utterances of the target (xx), each corpus standardised with the mean and std of its own
+  training split (its audio only, no label), the target's utterances weighted up so that they weigh as much as
+  all source utterances together, with the fixed regularisation :data:`TRANSFER_C`, self-trained on the target's
+  unlabelled training audio and ``--unlabelled`` recordings (:func:`self_train`). The target's emotions are read
+  off the rows of its classes (an emotion only a source has is dropped), so it is an ordinary ``logreg`` head of
+  the target alone (:class:`train.models.pooled_head.PooledHead`).
+
+The target's validation split, where it has one, chooses the network's epoch and calibrates each member (a
+temperature, from 30 utterances on). With ``--speaker-norm`` the head's inputs, every corpus's utterances, are first
+standardised with their own speaker's statistics (no label) and its regularisation is :data:`SPEAKER_TRANSFER_C`;
+``predict`` then needs each file's speaker (``--speakers``). ``--model logreg``: the head alone (run folder, bundle and
+``predict`` of ``train --model logreg``), self-trained only with ``--speaker-norm``.
 """
 
 from __future__ import annotations

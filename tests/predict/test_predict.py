@@ -12,9 +12,11 @@ import torch
 from click.testing import CliRunner
 
 from extract.pipeline import extract_dataset
+from predict.bundle import load_bundle
 from predict.cli import main as predict_main
 from sercore.bundle import payload_digest
 from sercore.manifest import Utterance, write_manifest
+from train.calibration import apply_temperature
 from train.cli import main as train_main
 
 EMOTIONS = ("angry", "sad", "neutral")
@@ -174,6 +176,49 @@ def test_a_head_trained_with_speaker_norm_predicts_what_its_run_recorded_given_e
     assert r.exit_code == 3 and len(errors) == 1 and "twice.csv" in errors[0] and "row 2 of the table" in errors[0], errors
     with pytest.raises(BundleError, match="--speaker-norm"):
         mgser.load_model(out)
+
+
+def test_the_transfer_ensemble_with_speaker_norm_predicts_what_its_run_recorded_given_each_files_speaker(trained, tmp_path):
+    """train --transfer-to de --speaker-norm (the network on de's utterances and the head standardised per speaker,
+    a second tone corpus as the source language), then predict with --speakers: de's test files get the run's
+    recorded probabilities."""
+    _, _, _, root = trained
+    rows = []
+    for e, emo in enumerate(EMOTIONS):  # the source: other tones of the same emotions, another language code
+        for i in range(6):
+            path = tmp_path / "wav_it" / f"{emo}_{i}.wav"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            sf.write(path, _clip(e, i + 20), SR)
+            rows.append(Utterance(f"it_{emo}_{i}", str(path), f"t{i % 2}", "it", emo, ("train", "valid", "test")[i % 3]))
+    features = tmp_path / "features"
+    features.mkdir()
+    (features / "tones").symlink_to(root / "features" / "tones", target_is_directory=True)
+    write_manifest(rows, tmp_path / "manifests" / "tones_it.csv")
+    extract_dataset("tones_it", ["mfcc", "ge2e"], manifest_dir=tmp_path / "manifests", features_dir=features, workers=0,
+                    progress=False, echo=lambda s: None)
+    out = tmp_path / "transfer"
+    r = CliRunner().invoke(train_main, ["--domains", "it=tones_it,de=tones", "--transfer-to", "de", "--speaker-norm",
+                                        "--features", "mfcc,ge2e", "--features-dir", str(features), "--epochs", "1",
+                                        "--per-class", "4", "--seeds", "1", "--out", str(out), "--quiet"],
+                           catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    record = json.loads((out / "runs" / "run0.json").read_text())
+    assert record["history"][0]["ensemble"]["members"]["single"]["weight"] == 0.5
+    files = sorted((root / "wav").glob("*.wav"))
+    speakers = tmp_path / "speakers.csv"
+    speakers.write_text("path,speaker\n" + "".join(f"{f},s{int(f.stem.split('_')[1]) % 2}\n" for f in files))
+    r = _predict("--model", str(out), *map(str, files), "--speakers", str(speakers), "--jsonl")
+    assert r.exit_code == 0, r.output
+    got = {json.loads(s)["path"]: json.loads(s)["probabilities"] for s in r.stdout.splitlines()}
+    bundle = load_bundle(out)
+    classes, temperature = bundle.classes("de"), bundle.temperature("de")  # calibrated on de's validation split
+    test = record["test"]
+    assert len(test["utt_ids"]) == 6
+    for utt, p in zip(test["utt_ids"], test["probabilities"]):
+        expected = apply_temperature(np.log(np.asarray(p, dtype=np.float64))[None], temperature)[0]
+        assert np.allclose([got[str(root / "wav" / f"{utt}.wav")][c] for c in classes], expected, atol=1e-5), utt
+    r = _predict("--model", str(out), *map(str, files))  # without the speakers: refused, as for a head
+    assert r.exit_code == 2 and "--speaker-norm" in r.stderr and not r.stdout
 
 
 def test_refuses_a_network_trained_with_per_speaker_standardisation(trained, tmp_path):

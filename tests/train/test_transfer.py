@@ -13,6 +13,7 @@ from sklearn.linear_model import LogisticRegression
 from predict.bundle import load_bundle
 from sercore.errors import StoreError
 from tests._train_helpers import make_stores, selected_run
+from train.model_io import Example, collate
 from train.domains import load_domain, resolve_domain
 from train.pooling import pooled_features
 from train.scaling import speaker_standardised
@@ -53,10 +54,10 @@ def test_the_pooled_head_is_the_union_models_rows_of_the_targets_emotions():
         fit_pooled_transfer(x_shots[:2], y_shots[:2], x_unlabelled, classes, [source])
 
 
-def test_transfer_to_writes_the_targets_bundle_that_reproduces_its_test_probabilities(stores, tmp_path):
+def test_transfer_to_model_logreg_writes_the_targets_head_whose_bundle_reproduces_its_test_probabilities(stores, tmp_path):
     out = tmp_path / "it"
     r = CliRunner().invoke(train, ["--domains", "de=synth,it=synth_it", "--transfer-to", "it", "--few-shot", "it=3",
-                                   "--features-dir", str(stores), "--out", str(out), "--seeds", "2", "--quiet"],
+                                   "--model", "logreg", "--features-dir", str(stores), "--out", str(out), "--seeds", "2", "--quiet"],
                            catch_exceptions=False)
     assert r.exit_code == 0, r.output
     config = json.loads((out / "config.json").read_text())
@@ -68,6 +69,64 @@ def test_transfer_to_writes_the_targets_bundle_that_reproduces_its_test_probabil
     got = selected_run(out, "it=synth_it", stores, ["mfcc", "ge2e"])
     assert got.bundle.meta["model"] == "logreg" and [d["classes"] for d in got.bundle.meta["domains"]] == [list(IT)]
     assert np.allclose(got.probabilities, got.record["test"]["probabilities"], atol=1e-5)
+
+
+def test_transfer_to_fits_the_ensemble_of_the_network_on_the_targets_shots_and_the_self_trained_head(stores, tmp_path):
+    """train --transfer-to it (no --model): the mean of the probabilities of the network trained on it's K shots
+    alone (the very run of train --domains it --few-shot it=3) and of the pooled head self-trained on it's
+    unlabelled training rows; no other label of it is used (no validation utterance); the bundle predicts what
+    the run recorded."""
+    common = ["--few-shot", "it=3", "--features-dir", str(stores), "--seeds", "2", "--epochs", "3", "--quiet"]
+    out, alone = tmp_path / "ensemble", tmp_path / "alone"
+    for domains, extra, folder in (("de=synth,it=synth_it", ["--transfer-to", "it"], out), ("it=synth_it", [], alone)):
+        r = CliRunner().invoke(train, ["--domains", domains, *extra, *common, "--out", str(folder)], catch_exceptions=False)
+        assert r.exit_code == 0, r.output
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"] == "ensemble" and config["transfer_sources"] == ["de=synth"]
+    for run in (0, 1):
+        record = json.loads((out / "runs" / f"run{run}.json").read_text())
+        single = json.loads((alone / "runs" / f"run{run}.json").read_text())
+        assert record["valid"]["utt_ids"] == [] and record["test"]["utt_ids"] == single["test"]["utt_ids"]
+        ensemble = record["history"][0]["ensemble"]
+        assert {m: v["weight"] for m, v in ensemble["members"].items()} == {"single": 0.5, "logreg": 0.5}
+        head = next(h for h in record["history"][1:] if h["member"] == "logreg")["history"][0]["chosen"]
+        assert head["self_training"]["target_rows"][0] == 3 * len(IT) and head["self_training"]["pool"] > 0
+        assert head["source_rows"] > 0
+        p = {m: np.array(ensemble["test_probabilities"][m]) for m in ("single", "logreg")}
+        assert np.allclose(p["single"], single["test"]["probabilities"], atol=1e-6)  # the network on the shots alone
+        assert np.allclose((p["single"] + p["logreg"]) / 2, record["test"]["probabilities"], atol=1e-6)
+    got = selected_run(out, "it=synth_it", stores, ["mfcc", "ge2e"])
+    assert got.bundle.meta["model"] == "ensemble" and not got.bundle.speaker_norm
+    assert np.allclose(got.probabilities, got.record["test"]["probabilities"], atol=1e-5)
+
+
+def test_the_transfer_ensemble_with_speaker_norm_reproduces_its_run_from_each_speakers_pooled_statistics(stores, tmp_path):
+    """With --speaker-norm the head reads pooled statistics standardised per speaker (predict --speakers computes
+    them from each speaker's files), the network its frames standardised per corpus as trained alone."""
+    out = tmp_path / "ensemble_spk"
+    r = CliRunner().invoke(train, ["--domains", "de=synth,it=synth_it", "--transfer-to", "it", "--few-shot", "it=3",
+                                   "--speaker-norm", "--features-dir", str(stores), "--out", str(out), "--seeds", "1",
+                                   "--epochs", "3", "--quiet"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    bundle = load_bundle(out)
+    assert bundle.speaker_norm and bundle.meta["model"] == "ensemble" and bundle.model.speaker_norm
+    assert float(bundle.model.scaler.std_0.sub(1).abs().max()) > 0  # the network's own standardisation, per corpus
+    record = json.loads((out / "runs" / "run0.json").read_text())
+    head = next(h for h in record["history"][1:] if h["member"] == "logreg")["history"][0]["chosen"]
+    assert head["c"] == SPEAKER_TRANSFER_C and head["self_training"]["target_rows"][0] == 3 * len(IT)
+    features = json.loads((out / "config.json").read_text())["features"]
+    data = load_domain(resolve_domain("it=synth_it", stores), stores, features)
+    pooled = pooled_features(data, features)
+    rows = [data.utt_ids.index(u) for u in record["test"]["utt_ids"]]
+    batch = collate([Example(data.utt_ids[i], {f: torch.from_numpy(data.features[f][i]) for f in features}, 0)
+                     for i in rows])
+    x = speaker_standardised(pooled, data.speakers)
+    with torch.no_grad():
+        assert np.allclose(bundle.model.pool(batch).numpy(), pooled[rows], atol=1e-5)  # what predict pools
+        logits, _ = bundle.model.logits_from_pooled(torch.as_tensor(x[rows]), bundle.model.network_logits(batch))
+        assert np.allclose(torch.softmax(logits, -1).numpy(), record["test"]["probabilities"], atol=1e-5)
+        with pytest.raises(ValueError, match="per speaker"):
+            bundle.model(batch)
 
 
 def test_self_training_fits_again_with_the_pools_most_confident_rows_and_reads_no_pool_label():
@@ -88,10 +147,10 @@ def test_self_training_fits_again_with_the_pools_most_confident_rows_and_reads_n
     assert not np.allclose(fit.decision(x_pool), plain.decision(x_pool))  # the pool's rows changed the model
 
 
-def test_transfer_to_with_speaker_norm_self_trains_and_its_bundle_predicts_with_the_speakers(stores, tmp_path):
+def test_the_head_alone_with_speaker_norm_self_trains_and_its_bundle_predicts_with_the_speakers(stores, tmp_path):
     out = tmp_path / "it_spk"
     r = CliRunner().invoke(train, ["--domains", "de=synth,it=synth_it", "--transfer-to", "it", "--few-shot", "it=3",
-                                   "--speaker-norm", "--features-dir", str(stores), "--out", str(out), "--seeds", "1"],
+                                   "--model", "logreg", "--speaker-norm", "--features-dir", str(stores), "--out", str(out), "--seeds", "1"],
                            catch_exceptions=False)
     assert r.exit_code == 0, r.output
     record = json.loads((out / "runs" / "run0.json").read_text())
@@ -123,7 +182,7 @@ def test_unlabelled_recordings_of_the_target_join_the_self_training_pool(stores,
     with pytest.raises(StoreError, match="nothing to classify"):  # as a corpus to train on, it is refused
         load_domain(resolve_domain("it=synth_it_more", root), root, ["mfcc", "ge2e"])
     common = ["--domains", "de=synth,it=synth_it", "--transfer-to", "it", "--few-shot", "it=3", "--speaker-norm",
-              "--features-dir", str(root), "--seeds", "1", "--quiet"]
+              "--model", "logreg", "--features-dir", str(root), "--seeds", "1", "--quiet"]
     chosen = []
     for extra, name in (([], "without"), (["--unlabelled", "it=synth_it_more"], "with")):
         r = CliRunner().invoke(train, [*common, *extra, "--out", str(tmp_path / name)], catch_exceptions=False)
@@ -133,7 +192,7 @@ def test_unlabelled_recordings_of_the_target_join_the_self_training_pool(stores,
     assert chosen[1]["self_training"]["target_rows"][-1] > chosen[0]["self_training"]["target_rows"][-1]
     config = json.loads((tmp_path / "with" / "config.json").read_text())
     assert config["transfer_unlabelled"] == ["it=synth_it_more"]
-    for extra, words in ((["--unlabelled", "it=synth_it_more"], "--speaker-norm"),
+    for extra, words in ((["--unlabelled", "it=synth_it_more", "--model", "logreg"], "--speaker-norm"),
                          (["--unlabelled", "de=synth", "--speaker-norm"], "recordings of the target")):
         r = CliRunner().invoke(train, ["--domains", "de=synth,it=synth_it", "--transfer-to", "it", "--features-dir",
                                        str(root), "--quiet", *extra, "--out", str(tmp_path / "x")])
@@ -176,7 +235,7 @@ def test_a_source_corpus_extracted_again_makes_finished_transfer_runs_another_ex
     make_stores(root, dataset="synth_it_more", language="it", emotions=("unlabelled",), per_class=6, speakers=2, seed=3)
     out = tmp_path / "out"
     command = ["--domains", "de=synth,it=synth_it", "--transfer-to", "it", "--few-shot", "it=3", "--speaker-norm",
-               "--unlabelled", "it=synth_it_more", "--features-dir", str(root), "--seeds", "1", "--out", str(out)]
+               "--model", "logreg", "--unlabelled", "it=synth_it_more", "--features-dir", str(root), "--seeds", "1", "--out", str(out)]
     r = CliRunner().invoke(train, command, catch_exceptions=False)
     assert r.exit_code == 0, r.output
     record = json.loads((out / "runs" / "run0.json").read_text())

@@ -1,6 +1,6 @@
-"""The fitted ensemble of ``train --model ensemble`` (:mod:`train.ensemble_weights`) as one module: every member, their
-temperatures and weights, and the network's input standardisation, so that run folders, bundles and ``predict``
-treat it as every other model.
+"""The fitted ensemble of ``train --model ensemble`` (:mod:`train.ensemble_weights`) and of ``train --transfer-to``
+(:mod:`train.transfer`) as one module: every member, their temperatures and weights, and the network's input
+standardisation, so that run folders, bundles and ``predict`` treat it as every other model.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..config import ENSEMBLE_MEMBERS, HEAD_MODELS, SINGLE_MODEL
+from ..config import ENSEMBLE_MEMBERS, HEAD_MODELS, SINGLE_MODEL, ensemble_members
 from ..model_io import Batch, DomainInfo, ModelOutput
 from .pooled_head import PooledHead
 from .single import build_single_domain_model
@@ -56,37 +56,67 @@ class EnsembleModel(nn.Module):
 
     ``members``: names in :data:`~train.config.ENSEMBLE_MEMBERS` order (``single`` = the network, which reads the
     batch standardised by ``scaler``; the heads read it as it is). Buffers ``weights`` and ``temperatures``
-    (members,), float64.
+    (members,), float64. ``speaker_norm`` (``train --transfer-to --speaker-norm``): the heads read pooled
+    statistics standardised with their speaker's (:func:`train.scaling.speaker_standardised`, which needs the
+    speaker's other files): the caller pools (:meth:`pool`), standardises and passes them as ``pooled``.
     """
 
     def __init__(self, network: nn.Module, heads: dict[str, PooledHead], scaler: InputScaler,
-                 members: Sequence[str] = ENSEMBLE_MEMBERS):
+                 members: Sequence[str] = ENSEMBLE_MEMBERS, speaker_norm: bool = False):
         super().__init__()
-        self.members = list(members)
+        self.members, self.speaker_norm = list(members), bool(speaker_norm)
         self.network, self.heads, self.scaler = network, nn.ModuleDict(heads), scaler
         self.register_buffer("weights", torch.full((len(self.members),), 1.0 / len(self.members), dtype=torch.float64))
         self.register_buffer("temperatures", torch.ones(len(self.members), dtype=torch.float64))
 
-    def member_logits(self, batch: Batch) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """Each member's logits (batch, classes) before its temperature, and the network's representation."""
+    def pool(self, batch: Batch) -> torch.Tensor:
+        """(batch, dim) the heads' input before standardisation (every head pools the same features)."""
+        return next(iter(self.heads.values())).pool(batch)
+
+    def member_logits(self, batch: Batch, pooled: torch.Tensor | None = None) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Each member's logits (batch, classes) before its temperature, and the network's representation;
+        ``pooled`` (batch, dim): the heads' input standardised per speaker (needed with ``speaker_norm``)."""
+        if self.speaker_norm and pooled is None:
+            raise ValueError("the heads read pooled statistics standardised per speaker: give them as pooled")
         out = self.network(self.scaler(batch))
         logits = []
         for name in self.members:
-            logits.append(out.logits if name == SINGLE_MODEL else self.heads[name](batch).logits)
+            if name == SINGLE_MODEL:
+                logits.append(out.logits)
+            elif pooled is not None:
+                logits.append(self.heads[name].logits_from_pooled(pooled)[0])
+            else:
+                logits.append(self.heads[name](batch).logits)
         return logits, out.representation
 
-    def forward(self, batch: Batch) -> ModelOutput:
-        logits, representation = self.member_logits(batch)
-        p = sum(w * torch.softmax(z.double() / t, dim=-1)
-                for z, w, t in zip(logits, self.weights, self.temperatures))
-        return ModelOutput(torch.log(p.clamp_min(FLOOR)).float(), representation)
+    def network_logits(self, batch: Batch) -> torch.Tensor:
+        """(batch, classes) the network's logits before its temperature."""
+        return self.network(self.scaler(batch)).logits
+
+    def logits_from_pooled(self, pooled: torch.Tensor, network_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ensemble's logits (as :meth:`forward`'s) from the heads' input ``pooled`` (batch, dim; standardised per
+        speaker with ``speaker_norm``) and :meth:`network_logits`; and ``pooled``."""
+        logits = [network_logits if name == SINGLE_MODEL else self.heads[name].logits_from_pooled(pooled)[0]
+                  for name in self.members]
+        return self.combine(logits), pooled
+
+    def combine(self, logits: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Members' logits (batch, classes) each -> log of the weighted average of their calibrated probabilities."""
+        p = sum(w * torch.softmax(z.double() / t, dim=-1) for z, w, t in zip(logits, self.weights, self.temperatures))
+        return torch.log(p.clamp_min(FLOOR)).float()
+
+    def forward(self, batch: Batch, pooled: torch.Tensor | None = None) -> ModelOutput:
+        logits, representation = self.member_logits(batch, pooled)
+        return ModelOutput(self.combine(logits), representation)
 
 
 def build_ensemble(config, domains: Sequence[DomainInfo]) -> EnsembleModel:
     """The :data:`train.models.MODELS` builder of ``--model ensemble`` (unfitted: its state comes from a run or a
-    bundle)."""
+    bundle); its members are :func:`train.config.ensemble_members` of ``config``."""
     if len(domains) != 1:
         raise ValueError(f"--model {config.model} is a single-language model; give one language")
     d = domains[0]
-    heads = {m: PooledHead(m, d.kinds, d.dims, len(d.classes)) for m in ENSEMBLE_MEMBERS if m in HEAD_MODELS}
-    return EnsembleModel(build_single_domain_model(config, list(domains)), heads, InputScaler(d.kinds, d.dims))
+    members = ensemble_members(config)
+    heads = {m: PooledHead(m, d.kinds, d.dims, len(d.classes)) for m in members if m in HEAD_MODELS}
+    return EnsembleModel(build_single_domain_model(config, list(domains)), heads, InputScaler(d.kinds, d.dims), members,
+                         speaker_norm=bool(config.transfer_sources) and config.train.speaker_norm)
