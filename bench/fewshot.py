@@ -30,7 +30,9 @@ Methods (C grid of the inner CV: :data:`C_GRID`; ``CV`` = stratified folds insid
   ``--report ... --network DIR`` (:func:`network_records`);
 - with ``--network DIR``, the :data:`ENSEMBLES`: ``net_self_spk`` (no other language), ``net_self_pooled_spk`` and
   ``net_self_pooled``, the mean of single_net's test probabilities and those of ``self_spk``,
-  ``self_pooled_spk`` or ``self_pooled`` (equal weights, fixed in advance). Added after the study of 2026-12-06;
+  ``self_pooled_spk`` or ``self_pooled`` (equal weights, fixed in advance). Added after the study of 2026-12-06.
+  ``net_self_pooled_spk`` and ``net_self_pooled`` are what ``train --transfer-to`` fits with and without
+  ``--speaker-norm``;
 - ``single_z``: logistic regression on the ``z`` shots, C by CV; ``single_spk``: the same on ``spk``;
 - ``proto_z``, ``proto_spk``: nearest class mean of the shots (Euclidean);
 - ``zeroshot``: logistic regression on the sources' labelled rows, argmax over the target's emotions (emotions
@@ -43,9 +45,9 @@ Methods (C grid of the inner CV: :data:`C_GRID`; ``CV`` = stratified folds insid
 - ``self_z``, ``self_spk`` (no other language) and ``self_pooled``, ``self_pooled_spk`` (``pooled_c0.01`` and
   ``pooled_spk``): the same models self-trained on the target's training rows that are not shots, without their
   labels (:func:`train.transfer.self_train`, rounds :data:`train.transfer.SELF_ROUNDS`, fixed in advance; the
-  single models keep the C of their shots' CV). ``self_pooled_spk`` is the method of ``train --transfer-to
-  --speaker-norm``, which standardises each speaker with all of its utterances under both protocols and then each
-  corpus with its training statistics;
+  single models keep the C of their shots' CV). ``self_pooled_spk`` is the head of ``train --transfer-to
+  --speaker-norm`` (alone: ``--model logreg``), which standardises each speaker with all of its utterances under
+  both protocols and then each corpus with its training statistics;
 - ``cv_spk``: ``self_pooled_spk`` or ``self_spk`` (with or without the other languages), whichever has the better
   UA of out-of-fold predictions inside the shots (:func:`shots_choice`, the two models fitted without self-training;
   ties: ``self_pooled_spk``); each run's pick is recorded (``picked``). Added after the study of 2026-12-06 had
