@@ -235,7 +235,8 @@ def check_supported(bundle: Bundle) -> None:
     if bundle.speaker_norm and not speaker_heads:
         raise BundleError(bundle.path, "the network was trained with --speaker-norm (per-speaker standardisation of "
                                        "its frames), which predict does not compute; the heads (train --model logreg, "
-                                       "linsvm or rbfsvm) with --speaker-norm are supported")
+                                       "linsvm or rbfsvm) and the transfer model of train --transfer-to with "
+                                       "--speaker-norm are supported")
 
 
 def read_speakers(path: Path) -> dict[Path, str]:

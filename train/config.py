@@ -471,14 +471,14 @@ class ExperimentConfig:
                 raise ConfigError("transfer_sources", "the transfer model of one target language is an ensemble (the "
                                                       "network and the pooled head) or the logreg head alone")
             if self.train.refit:
-                raise ConfigError("train.refit", "the transfer head is fitted once, on the sources and the target's "
+                raise ConfigError("train.refit", "the transfer model is fitted once, on the sources and the target's "
                                                  "training utterances; a refit would fit the target alone")
             for d in self.transfer_unlabelled:
                 if spec_language("transfer_unlabelled", d) not in languages:
                     raise ConfigError("transfer_unlabelled", f"{d}: recordings of the target ({languages[0]}) expected")
-            if self.transfer_unlabelled and not (self.train.speaker_norm or self.model == ENSEMBLE_MODEL):
-                raise ConfigError("transfer_unlabelled", "the head alone (--model logreg) is self-trained on unlabelled "
-                                                         "recordings only with --speaker-norm")
+            if self.transfer_unlabelled and not self.train.speaker_norm:
+                raise ConfigError("transfer_unlabelled", "recordings of another corpus join the head's self-training only "
+                                                         "with --speaker-norm (each speaker standardised with its own audio)")
             for d in self.transfer_sources:
                 source = spec_language("transfer_sources", d)
                 if source in languages:
@@ -713,7 +713,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("--features-dir", "features_dir", default="features", show_default=True, folder=True),
     Option("--model", "model", "single (one language), or a multi-domain model; a comma list fits each into OUT/<model> and writes "
            "OUT/comparison.{md,csv,json} and OUT/gates.png (table 3, figure 4b). "
-           "[default: single for one language, nas (the paper's model) for several]", dest="model_name", listed=True,
+           "[default: single for one language, nas (the paper's model) for several; with --transfer-to: ensemble]",
+           dest="model_name", listed=True,
            metavar="[" + "|".join((SINGLE_MODEL, *MULTIDOMAIN_MODELS, *HEAD_MODELS, ENSEMBLE_MODEL)) + "][,...]"),
     Option("--selector", "multidomain.selector", "Multi-domain gates: feature used as the gate input x [paper: ge2e]."),
     Option("--nas-l0", "multidomain.l0_weight", "nas: weight of the expected-L0 penalty on the connections [default: 0, off]."),
@@ -784,7 +785,7 @@ OPTIONS: tuple[Option, ...] = (
            "(predict then needs --speakers). --model logreg: the head alone (self-trained only with --speaker-norm).",
            metavar="LANG"),
     Option("--unlabelled", "transfer_unlabelled",
-           "With --transfer-to LANG (the head alone: with --speaker-norm): more recordings of LANG without labels "
+           "With --transfer-to LANG --speaker-norm: more recordings of LANG without labels "
            "(LANG=DATASET, comma-separated; prepared and extracted like any corpus, their labels are not read) for the "
            "head's self-training, beside LANG's training utterances that --few-shot leaves unlabelled [default: none].",
            metavar="LANG=DATASET", listed=True, dest="transfer_unlabelled"),

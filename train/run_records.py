@@ -44,6 +44,7 @@ import torch
 from sercore.errors import DataError
 from sercore.fsio import file_sha256, hash_array, write_atomic
 
+from .config import HEAD_MODELS
 from .fit_run import RunResult
 from .protocol import STORES_SEED
 from .metrics import Scores
@@ -105,6 +106,10 @@ def config_fingerprint(config) -> dict:
         # a few-shot language's validation split is no longer used (K labelled utterances per emotion in all):
         # few-shot runs fitted before that, which chose the epoch on it, are of another experiment
         cfg["few_shot_labels"] = "K per emotion in all"
+    if cfg.get("train", {}).get("speaker_norm") and (cfg.get("model") in HEAD_MODELS or cfg.get("transfer_sources")):
+        # the heads' pooled statistics are standardised per speaker in float64 (they were in float32): runs
+        # fitted before that are of another experiment
+        cfg["pooled_precision"] = "float64"
     return json.loads(json.dumps(cfg, sort_keys=True, default=str))
 
 

@@ -98,6 +98,22 @@ def test_transfer_to_fits_the_ensemble_of_the_network_on_the_targets_shots_and_t
     got = selected_run(out, "it=synth_it", stores, ["mfcc", "ge2e"])
     assert got.bundle.meta["model"] == "ensemble" and not got.bundle.speaker_norm
     assert np.allclose(got.probabilities, got.record["test"]["probabilities"], atol=1e-5)
+    r = CliRunner().invoke(train, ["--domains", "de=synth,it=synth_it", "--transfer-to", "it", *common[:-1], "--out",
+                                   str(out)], catch_exceptions=False)  # the same command again: the runs are loaded
+    assert r.exit_code == 0 and r.output.count("finished earlier") == 2, r.output
+
+
+def test_the_speaker_adversary_is_the_networks_alone(stores, tmp_path):
+    """--speaker-adversarial trains the network member's representation; the heads (here the transfer head) are
+    fitted without it instead of refusing it after the network has trained."""
+    out = tmp_path / "adversary"
+    r = CliRunner().invoke(train, ["--domains", "de=synth,it=synth_it", "--transfer-to", "it", "--few-shot", "it=3",
+                                   "--speaker-adversarial", "0.5", "--features-dir", str(stores), "--out", str(out),
+                                   "--seeds", "1", "--epochs", "2", "--quiet"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    record = json.loads((out / "runs" / "run0.json").read_text())
+    assert [h.get("member") for h in record["history"][1:]] == ["single", "logreg"]
+    assert json.loads((out / "config.json").read_text())["train"]["speaker_adversarial"] == 0.5
 
 
 def test_the_transfer_ensemble_with_speaker_norm_reproduces_its_run_from_each_speakers_pooled_statistics(stores, tmp_path):
@@ -192,7 +208,7 @@ def test_unlabelled_recordings_of_the_target_join_the_self_training_pool(stores,
     assert chosen[1]["self_training"]["target_rows"][-1] > chosen[0]["self_training"]["target_rows"][-1]
     config = json.loads((tmp_path / "with" / "config.json").read_text())
     assert config["transfer_unlabelled"] == ["it=synth_it_more"]
-    for extra, words in ((["--unlabelled", "it=synth_it_more", "--model", "logreg"], "--speaker-norm"),
+    for extra, words in ((["--unlabelled", "it=synth_it_more"], "--speaker-norm"),
                          (["--unlabelled", "de=synth", "--speaker-norm"], "recordings of the target")):
         r = CliRunner().invoke(train, ["--domains", "de=synth,it=synth_it", "--transfer-to", "it", "--features-dir",
                                        str(root), "--quiet", *extra, "--out", str(tmp_path / "x")])

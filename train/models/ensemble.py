@@ -54,7 +54,7 @@ class EnsembleModel(nn.Module):
     """Batch (unstandardised features) -> ModelOutput(logits = log of the weighted average of the members'
     calibrated probabilities (batch, classes), representation = the network's (batch, dim)).
 
-    ``members``: names in :data:`~train.config.ENSEMBLE_MEMBERS` order (``single`` = the network, which reads the
+    ``members``: names in the order of :func:`~train.config.ensemble_members` (``single`` = the network, which reads the
     batch standardised by ``scaler``; the heads read it as it is). Buffers ``weights`` and ``temperatures``
     (members,), float64. ``speaker_norm`` (``train --transfer-to --speaker-norm``): the heads read pooled
     statistics standardised with their speaker's (:func:`train.scaling.speaker_standardised`, which needs the
