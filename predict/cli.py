@@ -227,15 +227,15 @@ MIN_SPEAKER_FILES = 5
 
 def check_supported(bundle: Bundle) -> None:
     """Refuse a model whose inputs predict cannot reproduce: a network trained with ``--speaker-norm`` (its frames
-    standardised per speaker); the heads (``--model logreg|linsvm|rbfsvm``) with it are supported, and so is the
-    ensemble of ``--transfer-to`` (its network is trained without it)."""
+    standardised per speaker); the heads (``--model logreg|linsvm|rbfsvm``) with it are supported, and so are the
+    ensembles (``--model ensemble``, ``--transfer-to``: their network is trained without it)."""
     from train.config import HEAD_MODELS
 
     speaker_heads = bundle.meta.get("model") in HEAD_MODELS or getattr(bundle.model, "speaker_norm", False)
     if bundle.speaker_norm and not speaker_heads:
         raise BundleError(bundle.path, "the network was trained with --speaker-norm (per-speaker standardisation of "
                                        "its frames), which predict does not compute; the heads (train --model logreg, "
-                                       "linsvm or rbfsvm) and the transfer model of train --transfer-to with "
+                                       "linsvm or rbfsvm) and the ensembles (train --model ensemble, --transfer-to) with "
                                        "--speaker-norm are supported")
 
 

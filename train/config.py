@@ -453,10 +453,6 @@ class ExperimentConfig:
                                          "dataset per language (train tells domains apart by their language code)")
         if (self.model in HEAD_MODELS or self.model == ENSEMBLE_MODEL) and len(languages) != 1:
             raise ConfigError("model", f"{self.model} is a single-language model; give one language in --domains")
-        if self.model == ENSEMBLE_MODEL and self.train.speaker_norm and not self.transfer_sources:
-            raise ConfigError("train.speaker_norm", "--model ensemble standardises inside its bundle with the training "
-                                                    "split's statistics; per-speaker standardisation cannot be used with it "
-                                                    "(except with --transfer-to, whose head it standardises)")
         if self.model in HEAD_MODELS and self.train.speaker_adversarial > 0:
             raise ConfigError("train.speaker_adversarial", f"--model {self.model} is fitted by scikit-learn on pooled "
                                                            "statistics; the speaker adversary trains a network's representation")

@@ -337,14 +337,16 @@ def fit_head_run(config, domain_data, features: list[str], run: int, description
 
 def member_run(config, domain_data, features: list[str], run: int, member: str, description: str = "") -> RunResult:
     """The run of one member of the ensemble ``config`` on the ensemble's split: the network (``config`` as
-    ``--model single``; with ``--transfer-to``: on the target's labelled utterances alone, without per-speaker
-    standardisation, which is the head's), or a head (with ``--transfer-to``: the self-trained transfer head;
+    ``--model single`` without per-speaker standardisation, which is the heads'; with ``--transfer-to``: on the
+    target's labelled utterances alone), or a head (with ``--transfer-to``: the self-trained transfer head;
     ``--speaker-adversarial`` is the network's alone)."""
     if member in HEAD_MODELS:  # the speaker adversary trains a network's representation: the network's option
         head = replace(config, model=member, train=replace(config.train, speaker_adversarial=0.0))
         return fit_head_run(head, domain_data, features, run, description, self_train=bool(config.transfer_sources))
-    alone = {"transfer_sources": [], "transfer_unlabelled": [], "train": replace(config.train, speaker_norm=False)}
-    network = replace(config, model=member, **(alone if config.transfer_sources else {}))
+    # --speaker-norm standardises the heads' pooled statistics; the network standardises per corpus (predict cannot
+    # standardise a network's frames per speaker)
+    alone = {"transfer_sources": [], "transfer_unlabelled": []} if config.transfer_sources else {}
+    network = replace(config, model=member, train=replace(config.train, speaker_norm=False), **alone)
     return fit_run(network, domain_data, features, run, description)
 
 

@@ -107,9 +107,38 @@ def test_the_member_choice_never_reads_the_test_data(stores, protocol):
     assert not np.array_equal(first.fit.test.probabilities, second.fit.test.probabilities)
 
 
+def test_with_speaker_norm_the_heads_read_per_speaker_statistics_and_the_bundle_reproduces_the_run(stores, tmp_path):
+    """--model ensemble --speaker-norm: the heads' pooled statistics are standardised per speaker (predict
+    --speakers computes them from each speaker's files), the network standardises per corpus as trained alone."""
+    from predict.bundle import load_bundle
+    from train.pooling import pooled_features
+    from train.scaling import speaker_standardised
+
+    out = tmp_path / "ensemble_spk"
+    r = CliRunner().invoke(train, ["--domains", "de=synth", "--model", "ensemble", "--speaker-norm", "--refit",
+                                   "--features-dir", str(stores), "--out", str(out), "--seeds", "1", "--epochs", "3",
+                                   "--quiet"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    bundle = load_bundle(out)
+    assert bundle.speaker_norm and bundle.model.speaker_norm and bundle.model.members == list(ENSEMBLE_MEMBERS)
+    assert float(bundle.model.scaler.std_0.sub(1).abs().max()) > 0  # the network's own standardisation, per corpus
+    record = json.loads((out / "runs" / "run0.json").read_text())
+    features = json.loads((out / "config.json").read_text())["features"]  # in the order the heads pool them
+    data = load_domain(resolve_domain("de=synth", stores), stores, features)
+    rows = [data.utt_ids.index(u) for u in record["test"]["utt_ids"]]
+    x = speaker_standardised(pooled_features(data, features), data.speakers)
+    batch = _batch(data, rows)
+    with torch.no_grad():
+        logits, _ = bundle.model.logits_from_pooled(torch.as_tensor(x[rows]), bundle.model.network_logits(batch))
+        # the heads on plain pooled statistics would say otherwise
+        plain, _ = bundle.model.logits_from_pooled(torch.as_tensor(pooled_features(data, features)[rows]),
+                                                   bundle.model.network_logits(batch))
+    assert np.allclose(torch.softmax(logits, -1).numpy(), record["test"]["probabilities"], atol=1e-5)
+    assert not np.allclose(torch.softmax(plain, -1).numpy(), record["test"]["probabilities"], atol=1e-3)
+
+
 @pytest.mark.parametrize("args, problem", [
     (["--domains", "de=synth,it=synth"], "single-language model"),
-    (["--domains", "de=synth", "--speaker-norm"], "per-speaker standardisation"),
 ])
 def test_bad_option_combinations_give_one_line_and_exit_code_2(stores, args, problem):
     r = CliRunner().invoke(train, [*args, "--model", "ensemble", "--features-dir", str(stores), "--quiet"])

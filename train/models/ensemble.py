@@ -56,7 +56,7 @@ class EnsembleModel(nn.Module):
 
     ``members``: names in the order of :func:`~train.config.ensemble_members` (``single`` = the network, which reads the
     batch standardised by ``scaler``; the heads read it as it is). Buffers ``weights`` and ``temperatures``
-    (members,), float64. ``speaker_norm`` (``train --transfer-to --speaker-norm``): the heads read pooled
+    (members,), float64. ``speaker_norm`` (``train --model ensemble --speaker-norm``, ``--transfer-to``): the heads read pooled
     statistics standardised with their speaker's (:func:`train.scaling.speaker_standardised`, which needs the
     speaker's other files): the caller pools (:meth:`pool`), standardises and passes them as ``pooled``.
     """
@@ -119,4 +119,4 @@ def build_ensemble(config, domains: Sequence[DomainInfo]) -> EnsembleModel:
     members = ensemble_members(config)
     heads = {m: PooledHead(m, d.kinds, d.dims, len(d.classes)) for m in members if m in HEAD_MODELS}
     return EnsembleModel(build_single_domain_model(config, list(domains)), heads, InputScaler(d.kinds, d.dims), members,
-                         speaker_norm=bool(config.transfer_sources) and config.train.speaker_norm)
+                         speaker_norm=config.train.speaker_norm)
