@@ -75,19 +75,12 @@ class EnsembleModel(nn.Module):
 
     def member_logits(self, batch: Batch, pooled: torch.Tensor | None = None) -> tuple[list[torch.Tensor], torch.Tensor]:
         """Each member's logits (batch, classes) before its temperature, and the network's representation;
-        ``pooled`` (batch, dim): the heads' input standardised per speaker (needed with ``speaker_norm``)."""
+        ``pooled`` (batch, dim): the heads' input standardised per speaker (needed with ``speaker_norm``; without
+        it the batch is pooled once for every head)."""
         if self.speaker_norm and pooled is None:
             raise ValueError("the heads read pooled statistics standardised per speaker: give them as pooled")
         out = self.network(self.scaler(batch))
-        logits = []
-        for name in self.members:
-            if name == SINGLE_MODEL:
-                logits.append(out.logits)
-            elif pooled is not None:
-                logits.append(self.heads[name].logits_from_pooled(pooled)[0])
-            else:
-                logits.append(self.heads[name](batch).logits)
-        return logits, out.representation
+        return self._members(out.logits, self.pool(batch) if pooled is None else pooled), out.representation
 
     def network_logits(self, batch: Batch) -> torch.Tensor:
         """(batch, classes) the network's logits before its temperature."""
@@ -96,9 +89,12 @@ class EnsembleModel(nn.Module):
     def logits_from_pooled(self, pooled: torch.Tensor, network_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The ensemble's logits (as :meth:`forward`'s) from the heads' input ``pooled`` (batch, dim; standardised per
         speaker with ``speaker_norm``) and :meth:`network_logits`; and ``pooled``."""
-        logits = [network_logits if name == SINGLE_MODEL else self.heads[name].logits_from_pooled(pooled)[0]
-                  for name in self.members]
-        return self.combine(logits), pooled
+        return self.combine(self._members(network_logits, pooled)), pooled
+
+    def _members(self, network_logits: torch.Tensor, pooled: torch.Tensor) -> list[torch.Tensor]:
+        """Every member's logits, in member order: the network's as given, each head's from ``pooled``."""
+        return [network_logits if name == SINGLE_MODEL else self.heads[name].logits_from_pooled(pooled)[0]
+                for name in self.members]
 
     def combine(self, logits: Sequence[torch.Tensor]) -> torch.Tensor:
         """Members' logits (batch, classes) each -> log of the weighted average of their calibrated probabilities."""
