@@ -12,6 +12,16 @@ import numpy as np
 from sercore.synthetic import EMOTIONS, make_stores  # noqa: F401 - the tests import them from here
 
 
+def collated(data, rows: Sequence[int], features: Sequence[str]):
+    """Domain ``data``'s utterances ``rows`` with their stored ``features`` as one batch (unstandardised)."""
+    import torch
+
+    from train.model_io import Example, collate
+
+    return collate([Example(data.utt_ids[i], {f: torch.from_numpy(data.features[f][i]) for f in features}, 0)
+                    for i in rows])
+
+
 def selected_run(out: Path, spec: str, stores: Path, features: Sequence[str]):
     """What a test needs to check a run folder's bundle against its run record: ``bundle`` (``out``'s), ``record``
     (the bundle's selected run, as written in runs/run<k>.json), ``data`` (domain ``spec`` of ``stores``), ``rows``
@@ -23,7 +33,6 @@ def selected_run(out: Path, spec: str, stores: Path, features: Sequence[str]):
     import torch
 
     from predict.bundle import load_bundle
-    from train.model_io import Example, collate
     from train.domains import load_domain, resolve_domain
 
     bundle = load_bundle(out)
@@ -31,8 +40,7 @@ def selected_run(out: Path, spec: str, stores: Path, features: Sequence[str]):
     record = json.loads((out / "runs" / f"run{run}.json").read_text())
     data = load_domain(resolve_domain(spec, stores), stores, list(features))
     rows = [data.utt_ids.index(u) for u in record["test"]["utt_ids"]]
-    batch = collate([Example(data.utt_ids[i], {f: torch.from_numpy(data.features[f][i]) for f in features}, 0)
-                     for i in rows])
+    batch = collated(data, rows, features)
     with torch.no_grad():
         probabilities = torch.softmax(bundle.model(batch).logits, -1).numpy()
     return SimpleNamespace(bundle=bundle, record=record, data=data, rows=rows, batch=batch, probabilities=probabilities)

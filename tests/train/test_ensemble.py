@@ -9,11 +9,10 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from tests._train_helpers import make_stores, scrambled_test, selected_run
+from tests._train_helpers import collated, make_stores, scrambled_test, selected_run
 from train.calibration import apply_temperature
 from train.cli import main as train
 from train.config import ENSEMBLE_MEMBERS, build_config
-from train.model_io import Example, collate
 from train.domains import load_domain, resolve_domain
 from train.calibration import log_loss
 from train.ensemble_weights import combine, select_weights
@@ -46,8 +45,7 @@ def stores(tmp_path_factory):
 
 
 def _batch(data, rows):
-    return collate([Example(data.utt_ids[i], {f: torch.from_numpy(data.features[f][i]) for f in FEATURES}, 0)
-                    for i in rows])
+    return collated(data, rows, FEATURES)
 
 
 def test_train_model_ensemble_bundle_predicts_what_the_run_recorded(stores, tmp_path):

@@ -12,8 +12,7 @@ from sklearn.linear_model import LogisticRegression
 
 from predict.bundle import load_bundle
 from sercore.errors import StoreError
-from tests._train_helpers import make_stores, selected_run
-from train.model_io import Example, collate
+from tests._train_helpers import collated, make_stores, selected_run
 from train.domains import load_domain, resolve_domain
 from train.pooling import pooled_features
 from train.scaling import speaker_standardised
@@ -134,8 +133,7 @@ def test_the_transfer_ensemble_with_speaker_norm_reproduces_its_run_from_each_sp
     data = load_domain(resolve_domain("it=synth_it", stores), stores, features)
     pooled = pooled_features(data, features)
     rows = [data.utt_ids.index(u) for u in record["test"]["utt_ids"]]
-    batch = collate([Example(data.utt_ids[i], {f: torch.from_numpy(data.features[f][i]) for f in features}, 0)
-                     for i in rows])
+    batch = collated(data, rows, features)
     x = speaker_standardised(pooled, data.speakers)
     with torch.no_grad():
         assert np.allclose(bundle.model.pool(batch).numpy(), pooled[rows], atol=1e-5)  # what predict pools
