@@ -52,6 +52,11 @@ Methods (C grid of the inner CV: :data:`C_GRID`; ``CV`` = stratified folds insid
   UA of out-of-fold predictions inside the shots (:func:`shots_choice`, the two models fitted without self-training;
   ties: ``self_pooled_spk``); each run's pick is recorded (``picked``). Added after the study of 2026-12-06 had
   shown German losing from its sources at K = 10;
+- with ``--multidomain DIR``, the paper's five multi-domain models trained on the three languages with the
+  target's K shots (``md_base``, ``md_sb``, ``md_omoe``, ``md_mmoe``, ``md_nas``; random protocol): the learning
+  curve of ``train --learning-curve T`` with the study's seeds (:func:`multidomain_curves`), its epoch chosen on the
+  sources' validation splits; its ``single`` runs are the study's ``single_net`` runs (the same splits and draws;
+  the report checks it). No pseudo-target runs: reported beside the choice, not among its candidates;
 - with ``--transfer-net DIR``, the network transfer methods (:func:`network_transfer`), built on one source model
   per target T (``base`` with the auxiliary loss, trained on the two other languages: :func:`source_checkpoint`):
   ``adapt_net``, that model adapted on T's K shots alone (``train --init-from``, fixed recipe :data:`ADAPT_LR`,
@@ -102,6 +107,8 @@ HEADS = ("single_logreg", "single_linsvm", "single_net")
 LANGUAGES = ("de", "it", "en")
 #: The network transfer methods of ``--transfer-net`` (:func:`network_transfer`).
 NETWORK_TRANSFER = ("adapt_net", "proto_net", "head_net")
+#: The multi-domain models of ``--multidomain`` (:func:`multidomain_curves`): method ``md_<model>``.
+MULTIDOMAIN = ("base", "sb", "omoe", "mmoe", "nas")
 FEATURES = ("mfcc", "ge2e", "byol")
 
 
@@ -379,6 +386,66 @@ def network_single(args, log=print) -> None:
         start = time.perf_counter()
         run_experiment(config, log=lambda s: None)
         log(f"single_net {protocol} {t} K = {k}: {time.perf_counter() - start:.0f} s -> {config.out}")
+
+
+# ------------------------------------------------------------------------------------------------ multi-domain models
+
+
+def multidomain_curves(args, log=print) -> None:
+    """The multi-domain models with the target's K shots: ``train --domains de,it,en --model base,sb,omoe,mmoe,nas
+    --learning-curve T --shots K,... --seeds N`` for every target (random protocol: the study's splits and K-shot
+    draws), into ``<args.multidomain>/<T>`` (the curve's folders ``k<K>/<model>``); resumable."""
+    from train.config import build_config
+    from train.domains import resolve_domain
+    from train.studies.learning_curve import run_learning_curve
+
+    if "random" not in args.protocols:
+        return
+    specs = [str(resolve_domain(x, args.features_dir)) for x in LANGUAGES]
+    for t in args.targets:
+        config = build_config(specs, model=MULTIDOMAIN[0], features=list(args.features), features_dir=str(args.features_dir),
+                              seeds=args.seeds, save_checkpoints=False, out=str(Path(args.multidomain) / t),
+                              train={"progress": False})
+        start = time.perf_counter()
+        run_learning_curve(config, t, args.shots, MULTIDOMAIN, log=lambda s: None)
+        log(f"multi-domain models, target {t}: {time.perf_counter() - start:.0f} s -> {config.out}")
+
+
+def multidomain_records(folder: Path) -> list[dict]:
+    """``md_<model>`` from every finished run of the curves under ``folder`` (``<T>/k<K>/<model>/runs/run<r>.json``,
+    :func:`multidomain_curves`): the target's test UA over the emotions its test split has; and ``curve_single``,
+    the curve's own single runs, which must equal the study's ``single_net`` (:func:`check_curve_single`)."""
+    out = []
+    for path in sorted(Path(folder).glob("*/k*/*/runs/run*.json")):
+        target, shot, model = path.parts[-5], path.parts[-4], path.parts[-3]
+        if target not in LANGUAGES or not re.fullmatch(r"k\d+", shot) or model not in (*MULTIDOMAIN, "single"):
+            continue
+        k, record = int(shot[1:]), json.loads(path.read_text())
+        config = record["fingerprint"]["config"]
+        languages = sorted(x.split("=")[0] for x in config["domains"])
+        expected = (["de", "en", "it"] if model != "single" else [target], {target: k}, "random", 0, model)
+        if (languages, config["few_shot"], config["protocol"], config["first_seed"], config["model"]) != expected:
+            raise ValueError(f"{path}: not a run of the learning curve of {target} at K = {k} with {model} "
+                             "(`train --domains de,it,en --learning-curve ...`, random protocol; its configuration says otherwise)")
+        out.append({"protocol": "random", "target": target, "sources": [x for x in LANGUAGES if x != target],
+                    "run": record["run"], "k": k,
+                    "ua": {"curve_single" if model == "single" else f"md_{model}": target_test_ua(record, target)}})
+    return out
+
+
+def check_curve_single(recs: list[dict], multidomain: list[dict]) -> list[dict]:
+    """The multi-domain runs are paired with the study's only if the curve's single runs are ``single_net``'s runs
+    (the same splits and draws): stop with one line where both exist and differ. Returns ``multidomain`` without
+    the curve's single runs (``md_*`` only)."""
+    net = {(r["target"], r["k"], r["run"]): r["ua"]["single_net"] for r in recs
+           if r["protocol"] == "random" and len(r["sources"]) == 2 and "single_net" in r["ua"]}
+    for r in multidomain:
+        key = (r["target"], r["k"], r["run"])
+        if "curve_single" in r["ua"] and key in net and abs(r["ua"]["curve_single"] - net[key]) > 1e-9:
+            raise SystemExit(f"--multidomain: the curve's single run {r['run']} of {r['target']} at K = {r['k']} has UA "
+                             f"{r['ua']['curve_single']:.4f}, single_net's {net[key]:.4f}: not the study's splits and "
+                             "draws (other stores or seeds?)")
+    return [r for r in multidomain if "curve_single" not in r["ua"]]
 
 
 # ------------------------------------------------------------------------------------------------ network transfer
@@ -660,12 +727,18 @@ def shared_method(recs: list[dict], targets: Sequence[str], candidates: Sequence
     return max(gains, key=gains.get), gains
 
 
+def study_targets(recs: list[dict]) -> list[str]:
+    """The languages the study ran as targets (records with both others as sources and the study's own methods;
+    ``--network`` also trains the pseudo-targets' networks, which are no target of a ``--targets`` subset)."""
+    return [t for t in LANGUAGES if any(r["target"] == t and len(r["sources"]) == 2 and REFERENCE in r["ua"] for r in recs)]
+
+
 def report(path: Path | Sequence[Path]) -> str:
     recs = with_pseudo_single_net(records(path))
     methods = sorted({m for r in recs for m in r["ua"]})
     transfer = [m for m in methods if m not in SINGLE]
     lines = []
-    targets = [t for t in LANGUAGES if any(r["target"] == t and len(r["sources"]) == 2 for r in recs)]
+    targets = study_targets(recs)
     for t in targets:
         best, gains = select_method(recs, t, transfer)
         lines.append(f"- {t}: pseudo-target gains over the best single method: "
@@ -702,25 +775,9 @@ def report(path: Path | Sequence[Path]) -> str:
                 out.append(f"| {protocol} | {t} | {k} | {len(rk)} | {head} ({np.mean([r['ua'][head] for r in rk]):.3f}) | "
                            f"{m}{note}: {cell(a)} | vs {best}: {cell(b)} | {plain_shared}: {cell(c)} |")
     out.append("")
-    network = [m for m in NETWORK_TRANSFER if m in methods]
-    if network:  # no pseudo-target runs: shown beside the choice, not among its candidates
-        out += ["The network transfer methods (not candidates of the choice: they have no pseudo-target runs), each "
-                "minus single on the same runs:", "",
-                "| protocol | target | K | runs | single (UA) | " + " | ".join(f"{m} − single [95% CI]" for m in network) + " |",
-                "| --- | --- | ---: | ---: | --- | " + " | ".join("---" for _ in network) + " |"]
-        for protocol in ("random", "speaker"):
-            for t in targets:
-                main = [r for r in recs if r["protocol"] == protocol and r["target"] == t and len(r["sources"]) == 2]
-                for k in sorted({r["k"] for r in main}):
-                    rk = [r for r in with_every_head([r for r in main if r["k"] == k]) if all(m in r["ua"] for m in network)]
-                    if not rk:
-                        continue
-                    head = best_single(rk, HEADS)
-                    cells = [paired(rk, m, head) for m in network]
-                    out.append(f"| {protocol} | {t} | {k} | {len(rk)} | {head} ({np.mean([r['ua'][head] for r in rk]):.3f}) | "
-                               + " | ".join(f"{np.mean([r['ua'][m] for r in rk]):.3f}: {c[0]:+.3f} [{c[1]:+.3f}, {c[2]:+.3f}]"
-                                            for m, c in zip(network, cells)) + " |")
-        out.append("")
+    for family, title in ((NETWORK_TRANSFER, "The network transfer methods"),
+                          ([f"md_{m}" for m in MULTIDOMAIN], "The multi-domain models trained with the K shots")):
+        out += beside_choice(recs, targets, [m for m in family if m in methods], shared, title)
     for protocol in ("random", "speaker"):
         for t in LANGUAGES:
             main = [r for r in recs if r["protocol"] == protocol and r["target"] == t and len(r["sources"]) == 2]
@@ -752,13 +809,38 @@ def report(path: Path | Sequence[Path]) -> str:
     return "\n".join(out)
 
 
+def beside_choice(recs: list[dict], targets: Sequence[str], methods: Sequence[str], chosen: str, title: str) -> list[str]:
+    """A table of ``methods`` that have no pseudo-target runs (so are not candidates of the choice), each minus
+    single on the runs that have all of them, and the chosen method on the same runs."""
+    if not methods:
+        return []
+    shown = [*methods, *([chosen] if any(chosen in r["ua"] for r in recs) else [])]
+    out = [f"{title} (not candidates of the choice: they have no pseudo-target runs), each minus single on the "
+           "same runs, and the chosen method on those runs:", "",
+           "| protocol | target | K | runs | single (UA) | " + " | ".join(f"{m} − single [95% CI]" for m in shown) + " |",
+           "| --- | --- | ---: | ---: | --- | " + " | ".join("---" for _ in shown) + " |"]
+    for protocol in ("random", "speaker"):
+        for t in targets:
+            main = [r for r in recs if r["protocol"] == protocol and r["target"] == t and len(r["sources"]) == 2]
+            for k in sorted({r["k"] for r in main}):
+                rk = [r for r in with_every_head([r for r in main if r["k"] == k]) if all(m in r["ua"] for m in shown)]
+                if not rk:
+                    continue
+                head = best_single(rk, HEADS)
+                cells = [paired(rk, m, head) for m in shown]
+                out.append(f"| {protocol} | {t} | {k} | {len(rk)} | {head} ({np.mean([r['ua'][head] for r in rk]):.3f}) | "
+                           + " | ".join(f"{np.mean([r['ua'][m] for r in rk]):.3f}: {c[0]:+.3f} [{c[1]:+.3f}, {c[2]:+.3f}]"
+                                        for m, c in zip(shown, cells)) + " |")
+    return [*out, ""]
+
+
 def summary(path: Path | Sequence[Path]) -> dict:
     """Per protocol, target, K: the chosen method, best single, and the paired difference (for the plot)."""
     recs = with_pseudo_single_net(records(path))
     methods = sorted({m for r in recs for m in r["ua"]})
     transfer = [m for m in methods if m not in SINGLE]
     out = {}
-    targets = [t for t in LANGUAGES if any(r["target"] == t and len(r["sources"]) == 2 for r in recs)]
+    targets = study_targets(recs)
     best = shared_method(recs, targets, transfer)[0] if targets else None
     for t in targets:
         for protocol in ("random", "speaker"):
@@ -779,7 +861,7 @@ def plot(path: Path | Sequence[Path], png: Path) -> None:
     import matplotlib.pyplot as plt
 
     recs = [r for r in records(path) if r["protocol"] == "random" and len(r["sources"]) == 2]
-    targets = [t for t in LANGUAGES if any(r["target"] == t for r in recs)]
+    targets = study_targets(recs)
     show = ["zeroshot", "stack", "pooled_c0.01", "pooled_spk", "self_pooled_spk", "single_spk", "self_spk",
             *[m for m in (*ENSEMBLES, *NETWORK_TRANSFER) if any(m in r["ua"] for r in recs)]]
     fig, axes = plt.subplots(2, len(targets), figsize=(4.5 * len(targets), 7), squeeze=False)
@@ -829,6 +911,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--network", default=None, help="Also the network on the shots alone (single_net) and the ensembles: "
                                                    "train its runs into this folder (before the linear methods, which "
                                                    "read them); with --report, read them.")
+    p.add_argument("--multidomain", default=None, help="Also the five multi-domain models with the K shots (md_*, random "
+                                                       "protocol): train their learning curves into this folder; with "
+                                                       "--report, read them.")
     p.add_argument("--transfer-net", default=None, help="Also the network transfer methods (adapt_net, proto_net, head_net): "
                                                         "train their source models and runs into this folder; with --report, read them.")
     args = p.parse_args(argv)
@@ -846,6 +931,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             network = Path(args.out) / "transfer_net.jsonl"
             network.write_text("".join(json.dumps(r) + "\n" for r in transfer_net_records(Path(args.transfer_net))))
             files.append(network)
+        if args.multidomain:
+            multidomain = Path(args.out) / "multidomain.jsonl"
+            md = check_curve_single(records(files), multidomain_records(Path(args.multidomain)))
+            multidomain.write_text("".join(json.dumps(r) + "\n" for r in md))
+            files.append(multidomain)
         text = report(files)
         Path(args.report).write_text(text + "\n")
         plot(files, Path(args.report).with_suffix(".png"))
@@ -857,6 +947,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     study(args)
     if args.transfer_net and args.first_run == 0:
         network_transfer(args)
+    if args.multidomain and args.first_run == 0:
+        multidomain_curves(args)
     return 0
 
 

@@ -389,3 +389,47 @@ def test_no_utterance_of_the_target_reaches_the_source_model(tmp_path, monkeypat
     assert (tmp_path / "stores0" / "synth_de" / "train.h5").read_bytes() != (tmp_path / "stores1" / "synth_de" / "train.h5").read_bytes()
     assert weights[0].keys() == weights[1].keys()
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_the_multidomain_models_train_the_curve_with_the_studys_draws_and_join_its_records(stores, tmp_path, monkeypatch):
+    """--multidomain: the learning curve of each target (the multi-domain models with its K shots, random protocol,
+    the study's seeds); md_<model> joins the study's record of the same run and K; the curve's single runs must be
+    single_net's, else the report stops naming them."""
+    quick_configs(monkeypatch)
+    monkeypatch.setattr(fs, "MULTIDOMAIN", ("base", "sb"))
+    out, net, md = tmp_path / "study", tmp_path / "net", tmp_path / "md"
+    args = ["--features-dir", str(stores), "--features", "mfcc,ge2e", "--out", str(out), "--targets", "de", "--seeds", "2",
+            "--pseudo-seeds", "1", "--shots", "2", "--protocols", "random", "--network", str(net), "--multidomain", str(md)]
+    assert fs.main(args) == 0
+    config = json.loads((md / "de" / "k2" / "sb" / "config.json").read_text())
+    assert sorted(config["domains"]) == ["de=synth_de", "en=synth_en", "it=synth_it"]
+    assert config["few_shot"] == {"de": 2} and config["model"] == "sb" and config["protocol"] == "random"
+    recs = fs.multidomain_records(md)
+    got = sorted((r["run"], m) for r in recs for m in r["ua"])
+    assert got == [(run, m) for run in (0, 1) for m in ("curve_single", "md_base", "md_sb")]
+    metrics = json.loads((md / "de" / "k2" / "sb" / "metrics.json").read_text())
+    assert [r["ua"]["md_sb"] for r in sorted(recs, key=lambda r: r["run"]) if "md_sb" in r["ua"]] == pytest.approx(
+        [run["test"]["de"]["ua"] for run in metrics["runs"]])
+    report = tmp_path / "report.md"
+    assert fs.main([*args, "--report", str(report)]) == 0
+    text = report.read_text()
+    assert "md_base − single" in text and "md_sb − single" in text and "curve_single" not in text
+    joined = [r for r in fs.records([out / "results.jsonl", out / "network.jsonl", out / "multidomain.jsonl"])
+              if r["target"] == "de" and len(r["sources"]) == 2]
+    assert len(joined) == 2 and all({"single_logreg", "single_net", "md_base", "md_sb"} <= set(r["ua"]) for r in joined)
+    # a curve trained on other draws is not paired with the study: the curve's single differs from single_net
+    run0 = md / "de" / "k2" / "single" / "runs" / "run0.json"
+    record = json.loads(run0.read_text())
+    record["test"]["predictions"] = [record["test"]["labels"][0]] * len(record["test"]["labels"])
+    run0.write_text(json.dumps(record))
+    with pytest.raises(SystemExit, match="curve's single run 0 of de at K = 2"):
+        fs.main([*args, "--report", str(report)])
+
+
+def test_a_run_of_another_configuration_under_the_multidomain_folder_is_refused(tmp_path):
+    run = tmp_path / "de" / "k5" / "sb" / "runs" / "run0.json"
+    run.parent.mkdir(parents=True)
+    config = {"domains": ["de=emodb", "it=emovo"], "few_shot": {"de": 5}, "protocol": "random", "first_seed": 0, "model": "sb"}
+    run.write_text(json.dumps({"run": 0, "fingerprint": {"config": config}}))
+    with pytest.raises(ValueError, match="not a run of the learning curve of de at K = 5 with sb"):
+        fs.multidomain_records(tmp_path)
