@@ -13,7 +13,8 @@
 # that `train --model` offers. Then runs/grid/tables.md (tables 2, 3, 4, figure 4a). All options:
 # `python -m train.studies.grid --help`; extra arguments for extract / train go in $EXTRACT_ARGS / $TRAIN_ARGS.
 # `./run_all.sh fewshot --features-dir features --out runs/fewshot` instead runs the few-shot transfer study
-# (bench/fewshot.py, resumable; --network DIR, --transfer-net DIR: the network methods; --report FILE.md: tables, plot).
+# (bench/fewshot.py, resumable; --network DIR, --transfer-net DIR: the network methods; --multidomain DIR: the
+# multi-domain models with the shots; --report FILE.md: tables, plot).
 set -euo pipefail
 case "${1:-}" in -h|--help) sed -n '2,16p' "$0"; echo; exec python -m train.studies.grid --help ;; esac
 python -c "import train.studies.grid" 2>/dev/null || {
