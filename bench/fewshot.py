@@ -433,14 +433,19 @@ def multidomain_records(folder: Path) -> list[dict]:
     return out
 
 
+def single_net_ua(recs: list[dict]) -> dict[tuple, float]:
+    """single_net's test UA of each target record (both other languages as sources), by (protocol, target, K, run)."""
+    return {(r["protocol"], r["target"], r["k"], r["run"]): r["ua"]["single_net"] for r in recs
+            if len(r["sources"]) == 2 and "single_net" in r["ua"]}
+
+
 def check_curve_single(recs: list[dict], multidomain: list[dict]) -> list[dict]:
     """The multi-domain runs are paired with the study's only if the curve's single runs are ``single_net``'s runs
     (the same splits and draws): stop with one line where both exist and differ. Returns ``multidomain`` without
     the curve's single runs (``md_*`` only)."""
-    net = {(r["target"], r["k"], r["run"]): r["ua"]["single_net"] for r in recs
-           if r["protocol"] == "random" and len(r["sources"]) == 2 and "single_net" in r["ua"]}
+    net = single_net_ua(recs)
     for r in multidomain:
-        key = (r["target"], r["k"], r["run"])
+        key = ("random", r["target"], r["k"], r["run"])
         if "curve_single" in r["ua"] and key in net and abs(r["ua"]["curve_single"] - net[key]) > 1e-9:
             raise SystemExit(f"--multidomain: the curve's single run {r['run']} of {r['target']} at K = {r['k']} has UA "
                              f"{r['ua']['curve_single']:.4f}, single_net's {net[key]:.4f}: not the study's splits and "
@@ -617,8 +622,7 @@ def with_pseudo_single_net(recs: list[dict]) -> list[dict]:
     shots does not depend on the sources, so its run is the one of that language's record with both others as
     sources (:func:`network_records`), same protocol, K and run. The pseudo-target choice then compares with
     every single-language method, the network included."""
-    net = {(r["protocol"], r["target"], r["k"], r["run"]): r["ua"]["single_net"] for r in recs
-           if len(r["sources"]) == 2 and "single_net" in r["ua"]}
+    net = single_net_ua(recs)
     out = []
     for r in recs:
         key = (r["protocol"], r["target"], r["k"], r["run"])
