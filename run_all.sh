@@ -16,7 +16,7 @@
 # (bench/fewshot.py, resumable; --network DIR, --transfer-net DIR: the network methods; --multidomain DIR: the
 # multi-domain models with the shots; --report FILE.md: tables, plot).
 set -euo pipefail
-case "${1:-}" in -h|--help) sed -n '2,16p' "$0"; echo; exec python -m train.studies.grid --help ;; esac
+case "${1:-}" in -h|--help) sed -n '2,17p' "$0"; echo; exec python -m train.studies.grid --help ;; esac
 python -c "import train.studies.grid" 2>/dev/null || {
   echo "run_all.sh: cannot import train.studies.grid; activate the environment (. .venv/bin/activate)" >&2; exit 2; }
 if [ "${1:-}" = fewshot ]; then shift; exec python -m bench.fewshot "$@"; fi

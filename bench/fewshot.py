@@ -53,8 +53,8 @@ Methods (C grid of the inner CV: :data:`C_GRID`; ``CV`` = stratified folds insid
   ties: ``self_pooled_spk``); each run's pick is recorded (``picked``). Added after the study of 2026-12-06 had
   shown German losing from its sources at K = 10;
 - with ``--multidomain DIR``, the paper's five multi-domain models trained on the three languages with the
-  target's K shots (``md_base``, ``md_sb``, ``md_omoe``, ``md_mmoe``, ``md_nas``; random protocol): the learning
-  curve of ``train --learning-curve T`` with the study's seeds (:func:`multidomain_curves`), its epoch chosen on the
+  target's K shots (``md_base``, ``md_sb``, ``md_omoe``, ``md_mmoe``, ``md_nas``): the learning curve of ``train
+  --learning-curve T`` with the study's seeds or folds (:func:`multidomain_curves`), its epoch chosen on the
   sources' validation splits; its ``single`` runs are the study's ``single_net`` runs (the same splits and draws;
   the report checks it). No pseudo-target runs: reported beside the choice, not among its candidates;
 - with ``--transfer-net DIR``, the network transfer methods (:func:`network_transfer`), built on one source model
@@ -393,41 +393,53 @@ def network_single(args, log=print) -> None:
 
 def multidomain_curves(args, log=print) -> None:
     """The multi-domain models with the target's K shots: ``train --domains de,it,en --model base,sb,omoe,mmoe,nas
-    --learning-curve T --shots K,... --seeds N`` for every target (random protocol: the study's splits and K-shot
-    draws), into ``<args.multidomain>/<T>`` (the curve's folders ``k<K>/<model>``); resumable."""
+    --learning-curve T`` for every target, with the study's splits and K-shot draws: under the random protocol
+    ``--shots K,... --seeds N`` into ``<args.multidomain>/<T>``, under the speaker protocol ``--shots <speaker
+    shots> --protocol speaker --folds F`` into ``<args.multidomain>/speaker_<T>`` (the curve's folders
+    ``k<K>/<model>``); resumable."""
     from train.config import build_config
     from train.domains import resolve_domain
     from train.studies.learning_curve import run_learning_curve
 
-    if "random" not in args.protocols:
-        return
     specs = [str(resolve_domain(x, args.features_dir)) for x in LANGUAGES]
-    for t in args.targets:
+    jobs = [("random", t) for t in args.targets] if "random" in args.protocols else []
+    jobs += [("speaker", t) for t in args.targets] if "speaker" in args.protocols else []
+    for protocol, t in jobs:
+        split_runs, shots = (({"seeds": args.seeds}, args.shots) if protocol == "random" else
+                             ({"protocol": "speaker", "folds": args.folds}, [args.speaker_shots]))
         config = build_config(specs, model=MULTIDOMAIN[0], features=list(args.features), features_dir=str(args.features_dir),
-                              seeds=args.seeds, save_checkpoints=False, out=str(Path(args.multidomain) / t),
-                              train={"progress": False})
+                              save_checkpoints=False, out=str(Path(args.multidomain) / multidomain_folder(protocol, t)),
+                              train={"progress": False}, **split_runs)
         start = time.perf_counter()
-        run_learning_curve(config, t, args.shots, MULTIDOMAIN, log=lambda s: None)
-        log(f"multi-domain models, target {t}: {time.perf_counter() - start:.0f} s -> {config.out}")
+        run_learning_curve(config, t, shots, MULTIDOMAIN, log=lambda s: None)
+        log(f"multi-domain models, {protocol} protocol, target {t}: {time.perf_counter() - start:.0f} s -> {config.out}")
+
+
+def multidomain_folder(protocol: str, target: str) -> str:
+    """The curve's folder of ``target`` under ``protocol`` in ``--multidomain DIR``."""
+    return target if protocol == "random" else f"{protocol}_{target}"
 
 
 def multidomain_records(folder: Path) -> list[dict]:
-    """``md_<model>`` from every finished run of the curves under ``folder`` (``<T>/k<K>/<model>/runs/run<r>.json``,
-    :func:`multidomain_curves`): the target's test UA over the emotions its test split has; and ``curve_single``,
-    the curve's own single runs, which must equal the study's ``single_net`` (:func:`check_curve_single`)."""
+    """``md_<model>`` from every finished run of the curves under ``folder`` (``<T>/k<K>/<model>/runs/run<r>.json``
+    and ``speaker_<T>/...``, :func:`multidomain_curves`): the target's test UA over the emotions its test split
+    has; and ``curve_single``, the curve's own single runs, which must equal the study's ``single_net``
+    (:func:`check_curve_single`)."""
+    folders = {multidomain_folder(p, t): (p, t) for p in ("random", "speaker") for t in LANGUAGES}
     out = []
     for path in sorted(Path(folder).glob("*/k*/*/runs/run*.json")):
-        target, shot, model = path.parts[-5], path.parts[-4], path.parts[-3]
-        if target not in LANGUAGES or not re.fullmatch(r"k\d+", shot) or model not in (*MULTIDOMAIN, "single"):
+        name, shot, model = path.parts[-5], path.parts[-4], path.parts[-3]
+        if name not in folders or not re.fullmatch(r"k\d+", shot) or model not in (*MULTIDOMAIN, "single"):
             continue
-        k, record = int(shot[1:]), json.loads(path.read_text())
+        (protocol, target), k, record = folders[name], int(shot[1:]), json.loads(path.read_text())
         config = record["fingerprint"]["config"]
         languages = sorted(x.split("=")[0] for x in config["domains"])
-        expected = (["de", "en", "it"] if model != "single" else [target], {target: k}, "random", 0, model)
+        expected = (["de", "en", "it"] if model != "single" else [target], {target: k}, protocol, 0, model)
         if (languages, config["few_shot"], config["protocol"], config["first_seed"], config["model"]) != expected:
             raise ValueError(f"{path}: not a run of the learning curve of {target} at K = {k} with {model} "
-                             "(`train --domains de,it,en --learning-curve ...`, random protocol; its configuration says otherwise)")
-        out.append({"protocol": "random", "target": target, "sources": [x for x in LANGUAGES if x != target],
+                             f"(`train --domains de,it,en --learning-curve ...`, {protocol} protocol; its configuration "
+                             "says otherwise)")
+        out.append({"protocol": protocol, "target": target, "sources": [x for x in LANGUAGES if x != target],
                     "run": record["run"], "k": k,
                     "ua": {"curve_single" if model == "single" else f"md_{model}": target_test_ua(record, target)}})
     return out
@@ -445,9 +457,10 @@ def check_curve_single(recs: list[dict], multidomain: list[dict]) -> list[dict]:
     the curve's single runs (``md_*`` only)."""
     net = single_net_ua(recs)
     for r in multidomain:
-        key = ("random", r["target"], r["k"], r["run"])
+        key = (r["protocol"], r["target"], r["k"], r["run"])
         if "curve_single" in r["ua"] and key in net and abs(r["ua"]["curve_single"] - net[key]) > 1e-9:
-            raise SystemExit(f"--multidomain: the curve's single run {r['run']} of {r['target']} at K = {r['k']} has UA "
+            raise SystemExit(f"--multidomain: the curve's single run {r['run']} of {r['target']} at K = {r['k']} "
+                             f"({r['protocol']} protocol) has UA "
                              f"{r['ua']['curve_single']:.4f}, single_net's {net[key]:.4f}: not the study's splits and "
                              "draws (other stores or seeds?)")
     return [r for r in multidomain if "curve_single" not in r["ua"]]
@@ -710,6 +723,9 @@ def select_method(recs: list[dict], target: str, candidates: Sequence[str],
     each pseudo-target and K by its mean UA there), random protocol, every K and seed: no data of ``target``."""
     others = [x for x in LANGUAGES if x != target]
     pseudo = [r for r in recs if r["protocol"] == "random" and r["target"] in others and target not in r["sources"]]
+    if not pseudo:
+        raise SystemExit(f"--report: no pseudo-target runs of {target} to choose its transfer method on (they are "
+                         "part of the random protocol's study: run it with --protocols random first)")
     groups = {}
     for r in pseudo:
         groups.setdefault((r["target"], r["k"]), []).append(r)
@@ -915,8 +931,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--network", default=None, help="Also the network on the shots alone (single_net) and the ensembles: "
                                                    "train its runs into this folder (before the linear methods, which "
                                                    "read them); with --report, read them.")
-    p.add_argument("--multidomain", default=None, help="Also the five multi-domain models with the K shots (md_*, random "
-                                                       "protocol): train their learning curves into this folder; with "
+    p.add_argument("--multidomain", default=None, help="Also the five multi-domain models with the K shots (md_*): "
+                                                       "train their learning curves into this folder; with "
                                                        "--report, read them.")
     p.add_argument("--transfer-net", default=None, help="Also the network transfer methods (adapt_net, proto_net, head_net): "
                                                         "train their source models and runs into this folder; with --report, read them.")

@@ -426,6 +426,34 @@ def test_the_multidomain_models_train_the_curve_with_the_studys_draws_and_join_i
         fs.main([*args, "--report", str(report)])
 
 
+def test_the_multidomain_models_under_the_speaker_protocol_train_on_the_studys_folds(stores, tmp_path, monkeypatch):
+    """--multidomain with the speaker protocol: the curve at the speaker part's K, on the study's folds (the target's
+    test speakers unseen), into speaker_<T>; its records join the study's speaker-protocol records of the same fold."""
+    quick_configs(monkeypatch)
+    monkeypatch.setattr(fs, "MULTIDOMAIN", ("sb",))
+    out, net, md = tmp_path / "study", tmp_path / "net", tmp_path / "md"
+    args = ["--features-dir", str(stores), "--features", "mfcc,ge2e", "--out", str(out), "--targets", "de",
+            "--pseudo-seeds", "1", "--protocols", "speaker", "--folds", "3", "--speaker-shots", "2",
+            "--network", str(net), "--multidomain", str(md)]
+    assert fs.main(args) == 0
+    with pytest.raises(SystemExit, match="no pseudo-target runs of de to choose its transfer method on"):
+        fs.main([*args, "--report", str(tmp_path / "report.md")])  # the method choice needs the random protocol's
+    random_part = ["--protocols", "random", "--seeds", "1", "--shots", "2"]
+    assert fs.main([*args, *random_part]) == 0
+    config = json.loads((md / "speaker_de" / "k2" / "sb" / "config.json").read_text())
+    assert config["protocol"] == "speaker" and config["folds"] == 3 and config["few_shot"] == {"de": 2}
+    recs = fs.multidomain_records(md)
+    assert sorted((r["protocol"], r["run"], m) for r in recs for m in r["ua"]) == [
+        ("random", 0, "curve_single"), ("random", 0, "md_sb"),
+        *(("speaker", run, m) for run in (0, 1, 2) for m in ("curve_single", "md_sb"))]
+    report = tmp_path / "report.md"
+    assert fs.main([*args, "--report", str(report)]) == 0
+    assert re.search(r"^\| speaker \| de \| 2 \| 3 \| single_\w+ \(\d\.\d{3}\) \| \d\.\d{3}: ", report.read_text(), re.M)
+    joined = [r for r in fs.records([out / "results.jsonl", out / "network.jsonl", out / "multidomain.jsonl"])
+              if r["protocol"] == "speaker" and r["target"] == "de" and len(r["sources"]) == 2]
+    assert sorted(r["run"] for r in joined) == [0, 1, 2] and all({"single_net", "md_sb"} <= set(r["ua"]) for r in joined)
+
+
 def test_a_run_of_another_configuration_under_the_multidomain_folder_is_refused(tmp_path):
     run = tmp_path / "de" / "k5" / "sb" / "runs" / "run0.json"
     run.parent.mkdir(parents=True)
