@@ -831,26 +831,41 @@ def report(path: Path | Sequence[Path]) -> str:
 
 def beside_choice(recs: list[dict], targets: Sequence[str], methods: Sequence[str], chosen: str, title: str) -> list[str]:
     """A table of ``methods`` that have no pseudo-target runs (so are not candidates of the choice), each minus
-    single on the runs that have all of them, and the chosen method on the same runs."""
+    single on the runs that have all of them, and the chosen method on the same runs. While a study is still
+    running, a method with fewer runs than the others of a row is left out of it (—) rather than shrinking their
+    runs: the row shows the methods with at least n runs, n the count that shows the most values."""
     if not methods:
         return []
     shown = [*methods, *([chosen] if any(chosen in r["ua"] for r in recs) else [])]
     out = [f"{title} (not candidates of the choice: they have no pseudo-target runs), each minus single on the "
-           "same runs, and the chosen method on those runs:", "",
+           "same runs, and the chosen method on those runs (—: fewer runs than the others of the row so far):", "",
            "| protocol | target | K | runs | single (UA) | " + " | ".join(f"{m} − single [95% CI]" for m in shown) + " |",
            "| --- | --- | ---: | ---: | --- | " + " | ".join("---" for _ in shown) + " |"]
     for protocol in ("random", "speaker"):
         for t in targets:
             main = [r for r in recs if r["protocol"] == protocol and r["target"] == t and len(r["sources"]) == 2]
             for k in sorted({r["k"] for r in main}):
-                rk = [r for r in with_every_head([r for r in main if r["k"] == k]) if all(m in r["ua"] for m in shown)]
+                cell = with_every_head([r for r in main if r["k"] == k])
+                runs = {m: sum(m in r["ua"] for r in cell) for m in shown}
+                counts = sorted({n for m, n in runs.items() if m != chosen and n})
+                if not counts:
+                    continue
+                # the methods with at least n runs, n the count that shows the most values (ties: more methods)
+                least = max(counts, key=lambda n: (n * sum(runs[m] >= n for m in methods), -n))
+                present = [m for m in shown if runs[m] >= least]
+                rk = [r for r in cell if all(m in r["ua"] for m in present)]
                 if not rk:
                     continue
                 head = best_single(rk, HEADS)
-                cells = [paired(rk, m, head) for m in shown]
+
+                def column(m: str) -> str:
+                    if m not in present:
+                        return "—"
+                    d, lo, hi, _ = paired(rk, m, head)
+                    return f"{np.mean([r['ua'][m] for r in rk]):.3f}: {d:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+
                 out.append(f"| {protocol} | {t} | {k} | {len(rk)} | {head} ({np.mean([r['ua'][head] for r in rk]):.3f}) | "
-                           + " | ".join(f"{np.mean([r['ua'][m] for r in rk]):.3f}: {c[0]:+.3f} [{c[1]:+.3f}, {c[2]:+.3f}]"
-                                        for m, c in zip(shown, cells)) + " |")
+                           + " | ".join(column(m) for m in shown) + " |")
     return [*out, ""]
 
 

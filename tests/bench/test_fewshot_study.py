@@ -461,3 +461,27 @@ def test_a_run_of_another_configuration_under_the_multidomain_folder_is_refused(
     run.write_text(json.dumps({"run": 0, "fingerprint": {"config": config}}))
     with pytest.raises(ValueError, match="not a run of the learning curve of de at K = 5 with sb"):
         fs.multidomain_records(tmp_path)
+
+
+def test_a_method_with_fewer_runs_so_far_is_left_out_of_its_row_rather_than_shrinking_the_others():
+    """beside_choice while curves are still running: md_a and md_b have runs 0-2, md_c only run 0, md_d runs 0-3;
+    the row shows md_a, md_b and md_d on runs 0-2 (n = 3 shows the most values), md_c as —."""
+    def rec(run, **ua):
+        return {"protocol": "random", "target": "de", "sources": ["it", "en"], "k": 5, "run": run,
+                "ua": {"single_logreg": 0.5, "chosen": 0.7 + run / 100, **ua}}
+
+    recs = [rec(0, md_a=0.6, md_b=0.4, md_c=0.9, md_d=0.5), rec(1, md_a=0.6, md_b=0.4, md_d=0.5),
+            rec(2, md_a=0.6, md_b=0.4, md_d=0.5), rec(3, md_d=0.5)]
+    lines = fs.beside_choice(recs, ["de"], ["md_a", "md_b", "md_c", "md_d"], "chosen", "T")
+    row = [line for line in lines if line.startswith("| random | de | 5 |")]
+    assert len(row) == 1
+    cells = [c.strip() for c in row[0].strip("|").split("|")]
+    assert cells[3:5] == ["3", "single_logreg (0.500)"]
+    assert cells[5] == "0.600: +0.100 [+0.100, +0.100]" and cells[6] == "0.400: -0.100 [-0.100, -0.100]"
+    assert cells[7] == "—" and cells[8].startswith("0.500: +0.000")
+    assert cells[9].startswith("0.710: +0.210")  # the chosen method on runs 0-2
+    # once md_c has its runs, the row shows it too
+    recs[1]["ua"]["md_c"] = recs[2]["ua"]["md_c"] = 0.9
+    row = [line for line in fs.beside_choice(recs, ["de"], ["md_a", "md_b", "md_c", "md_d"], "chosen", "T")
+           if line.startswith("| random | de | 5 |")][0]
+    assert "—" not in row and "0.900: +0.400" in row
