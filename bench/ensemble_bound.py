@@ -35,6 +35,7 @@ from typing import Sequence
 
 import numpy as np
 
+from bench.paired import finished_runs
 from sercore.errors import EXIT_DATA, EXIT_USAGE
 from train.ensemble_weights import STEPS, combine
 from train.metrics import paired_interval, unweighted_accuracy
@@ -60,14 +61,17 @@ def read_folder(folder: Path) -> tuple[dict, list[dict]]:
     if not result_path.exists():
         raise NotAnEnsemble(f"{result_path}: missing (not a finished bench/vs_baselines.py run)")
     result = json.loads(result_path.read_text())
+    try:
+        runs = finished_runs(folder / "network")[1]
+    except OSError as exc:  # no run record, or no config.json: not a train run folder
+        raise NotAnEnsemble(str(exc)) from None
     records = []
     for row in result["per_run"]:
-        path = folder / "network" / "runs" / f"run{row['run']}.json"
-        if not path.exists():
-            raise NotAnEnsemble(f"{path}: missing")
-        record = json.loads(path.read_text())
+        record = runs.get(row["run"])
+        if record is None:
+            raise NotAnEnsemble(f"{folder / 'network'}: run {row['run']} of {result_path} has no run record")
         if not record["history"] or "ensemble" not in record["history"][0]:
-            raise NotAnEnsemble(f"{path}: not a run of train --model ensemble")
+            raise NotAnEnsemble(f"{folder / 'network'}: run {row['run']} is not a run of train --model ensemble")
         records.append(record)
     return result, records
 

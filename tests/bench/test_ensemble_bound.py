@@ -25,6 +25,7 @@ def _folder(tmp_path, recorded_ua=0.5):
     a = [[0.85, 0.15], [0.85, 0.15], [0.6, 0.4], [0.6, 0.4]]
     b = [[0.4, 0.6], [0.4, 0.6], [0.15, 0.85], [0.15, 0.85]]
     (tmp_path / "network" / "runs").mkdir(parents=True)
+    (tmp_path / "network" / "config.json").write_text(json.dumps({"domains": ["de=synth"]}))
     per_run = []
     for k in range(2):
         record = {"run": k, "test": {"labels": [0, 0, 1, 1], "scores": {"0": {"ua": recorded_ua}}},
