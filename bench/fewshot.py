@@ -367,6 +367,11 @@ def study(args, log=print) -> None:
             f"(total {time.perf_counter() - start:.0f} s)")
 
 
+def split_runs(args, protocol: str) -> dict:
+    """``build_config``'s settings for the study's runs of ``protocol``: its seeds (random) or its folds (speaker)."""
+    return {"seeds": args.seeds} if protocol == "random" else {"protocol": "speaker", "folds": args.folds}
+
+
 def network_single(args, log=print) -> None:
     """single_net's runs: ``train --domains T=DATASET --few-shot T=K`` (the network on the K shots alone, its fixed
     recipe; the study's splits and draws) for every language of the study (targets and pseudo-targets) and K, into
@@ -379,10 +384,9 @@ def network_single(args, log=print) -> None:
     jobs = [("random", t, k) for t in languages for k in args.shots] if "random" in args.protocols else []
     jobs += [("speaker", t, args.speaker_shots) for t in args.targets] if "speaker" in args.protocols else []
     for protocol, t, k in jobs:
-        runs = {"seeds": args.seeds} if protocol == "random" else {"protocol": "speaker", "folds": args.folds}
         config = build_config([str(resolve_domain(t, args.features_dir))], features=list(args.features),
                               features_dir=str(args.features_dir), few_shot={t: k}, save_checkpoints=False,
-                              out=str(Path(args.network) / f"{protocol}_{t}_k{k}"), **runs)
+                              out=str(Path(args.network) / f"{protocol}_{t}_k{k}"), **split_runs(args, protocol))
         start = time.perf_counter()
         run_experiment(config, log=lambda s: None)
         log(f"single_net {protocol} {t} K = {k}: {time.perf_counter() - start:.0f} s -> {config.out}")
@@ -405,11 +409,10 @@ def multidomain_curves(args, log=print) -> None:
     jobs = [("random", t) for t in args.targets] if "random" in args.protocols else []
     jobs += [("speaker", t) for t in args.targets] if "speaker" in args.protocols else []
     for protocol, t in jobs:
-        split_runs, shots = (({"seeds": args.seeds}, args.shots) if protocol == "random" else
-                             ({"protocol": "speaker", "folds": args.folds}, [args.speaker_shots]))
+        shots = args.shots if protocol == "random" else [args.speaker_shots]
         config = build_config(specs, model=MULTIDOMAIN[0], features=list(args.features), features_dir=str(args.features_dir),
                               save_checkpoints=False, out=str(Path(args.multidomain) / multidomain_folder(protocol, t)),
-                              train={"progress": False}, **split_runs)
+                              train={"progress": False}, **split_runs(args, protocol))
         start = time.perf_counter()
         run_learning_curve(config, t, shots, MULTIDOMAIN, log=lambda s: None)
         log(f"multi-domain models, {protocol} protocol, target {t}: {time.perf_counter() - start:.0f} s -> {config.out}")
@@ -523,11 +526,10 @@ def network_transfer(args, log=print) -> None:
                         ua_ = representation_methods(checkpoint, langs, t, protocol, run, k, args.folds)
                         f.write(json.dumps({"protocol": protocol, "target": t, "sources": others, "run": run, "k": k,
                                             "ua": ua_}) + "\n")
-            split_runs = {"seeds": args.seeds} if protocol == "random" else {"protocol": "speaker", "folds": args.folds}
             config = build_config(specs, model="base", features=list(args.features), features_dir=str(args.features_dir),
                                   few_shot={t: k, **{x: 0 for x in others}}, init_from=str(checkpoint),
                                   train={"epochs": ADAPT_EPOCHS, "progress": False}, optimizer={"lr": ADAPT_LR}, save_checkpoints=False,
-                                  out=str(folder / f"{protocol}_{t}_k{k}"), **split_runs)
+                                  out=str(folder / f"{protocol}_{t}_k{k}"), **split_runs(args, protocol))
             start = time.perf_counter()
             run_experiment(config, log=lambda s: None)
             log(f"adapt_net {protocol} {t} K = {k}: {time.perf_counter() - start:.0f} s -> {config.out}")
