@@ -56,7 +56,9 @@ Methods (C grid of the inner CV: :data:`C_GRID`; ``CV`` = stratified folds insid
   target's K shots (``md_base``, ``md_sb``, ``md_omoe``, ``md_mmoe``, ``md_nas``): the learning curve of ``train
   --learning-curve T`` with the study's seeds or folds (:func:`multidomain_curves`), its epoch chosen on the
   sources' validation splits; its ``single`` runs are the study's ``single_net`` runs (the same splits and draws;
-  the report checks it). No pseudo-target runs: reported beside the choice, not among its candidates;
+  the report checks it). No pseudo-target runs: reported beside the choice, not among its candidates. The
+  curves' pieces (one per target, K and model) run as Dask tasks with ``--workers N`` (a LocalCluster) or
+  ``--scheduler ADDRESS`` (a cluster);
 - with ``--transfer-net DIR``, the network transfer methods (:func:`network_transfer`), built on one source model
   per target T (``base`` with the auxiliary loss, trained on the two other languages: :func:`source_checkpoint`):
   ``adapt_net``, that model adapted on T's K shots alone (``train --init-from``, fixed recipe :data:`ADAPT_LR`,
@@ -87,7 +89,7 @@ from typing import Sequence
 
 import numpy as np
 
-
+from sercore.errors import EXIT_PARTIAL
 from train.metrics import paired_interval
 from train.scaling import speaker_standardised, standardise
 from train.transfer import SPEAKER_TRANSFER_C, TRANSFER_C, self_train
@@ -395,27 +397,82 @@ def network_single(args, log=print) -> None:
 # ------------------------------------------------------------------------------------------------ multi-domain models
 
 
-def multidomain_curves(args, log=print) -> None:
+def multidomain_curves(args, log=print) -> int:
     """The multi-domain models with the target's K shots: ``train --domains de,it,en --model base,sb,omoe,mmoe,nas
     --learning-curve T`` for every target, with the study's splits and K-shot draws: under the random protocol
     ``--shots K,... --seeds N`` into ``<args.multidomain>/<T>``, under the speaker protocol ``--shots <speaker
     shots> --protocol speaker --folds F`` into ``<args.multidomain>/speaker_<T>`` (the curve's folders
-    ``k<K>/<model>``); resumable."""
+    ``k<K>/<model>``); resumable. Returns the exit status: 0, or :data:`~sercore.errors.EXIT_PARTIAL` when a piece
+    failed (the others are kept).
+
+    With ``args.workers`` > 0 or ``args.scheduler``, the curves' pieces (:func:`multidomain_cells`: one ``train``
+    configuration per target, K and model, all its seeds or folds) first run as Dask tasks on a LocalCluster of
+    that many workers or on the cluster at the scheduler (:func:`train.studies.grid.execute_cells`); each curve
+    then finds its runs finished and only writes its table."""
+    from train.studies.grid import cell_state, default_threads, execute_cells
+    from train.studies.learning_curve import run_learning_curve
+
+    curves = multidomain_plan(args)
+    if args.workers or args.scheduler:
+        cells = multidomain_cells(curves)
+        failed: list[str] = []
+
+        def report(r) -> None:
+            log(f"{'ok    ' if r.ok else 'FAILED'} {r.name} ({r.seconds:.0f} s on {r.host})" + ("" if r.ok else f": {r.error}"))
+            if not r.ok:
+                failed.append(r.name)
+
+        todo = [c for c in cells if cell_state(c) != "done"]
+        log(f"multi-domain models: {len(cells)} pieces, {len(cells) - len(todo)} done already, {len(todo)} to run")
+        execute_cells(todo, args.workers, args.scheduler, None if args.scheduler else default_threads(args.workers),
+                      in_process=False, gpu=False, echo=log, report=report)
+        if failed:
+            log(f"multi-domain models: {len(failed)} piece(s) failed ({', '.join(failed)}); their curves are not written")
+            return EXIT_PARTIAL
+    for protocol, t, config, shots in curves:
+        start = time.perf_counter()
+        run_learning_curve(config, t, shots, MULTIDOMAIN, log=lambda s: None)
+        log(f"multi-domain models, {protocol} protocol, target {t}: {time.perf_counter() - start:.0f} s -> {config.out}")
+    return 0
+
+
+def multidomain_plan(args) -> list[tuple[str, str, object, list[int]]]:
+    """(protocol, target, the curve's configuration, its K) of every curve of :func:`multidomain_curves`."""
     from train.config import build_config
     from train.domains import resolve_domain
-    from train.studies.learning_curve import run_learning_curve
 
     specs = [str(resolve_domain(x, args.features_dir)) for x in LANGUAGES]
     jobs = [("random", t) for t in args.targets] if "random" in args.protocols else []
     jobs += [("speaker", t) for t in args.targets] if "speaker" in args.protocols else []
+    plan = []
     for protocol, t in jobs:
-        shots = args.shots if protocol == "random" else [args.speaker_shots]
         config = build_config(specs, model=MULTIDOMAIN[0], features=list(args.features), features_dir=str(args.features_dir),
                               save_checkpoints=False, out=str(Path(args.multidomain) / multidomain_folder(protocol, t)),
                               train={"progress": False}, **split_runs(args, protocol))
-        start = time.perf_counter()
-        run_learning_curve(config, t, shots, MULTIDOMAIN, log=lambda s: None)
-        log(f"multi-domain models, {protocol} protocol, target {t}: {time.perf_counter() - start:.0f} s -> {config.out}")
+        plan.append((protocol, t, config, list(args.shots) if protocol == "random" else [args.speaker_shots]))
+    return plan
+
+
+def multidomain_cells(curves) -> list:
+    """Every curve's pieces as cells of the experiment grid (:class:`train.studies.grid.Cell`): the configuration
+    ``run_learning_curve`` fits for each K and model (single first), with absolute paths (a cluster's workers run
+    them); a piece is done when its metrics.json holds all its runs."""
+    from dataclasses import replace
+
+    from train.config import SINGLE_MODEL, DomainSpec
+    from train.studies.grid import Cell
+    from train.studies.learning_curve import shot_config
+
+    cells = []
+    for protocol, t, config, shots in curves:
+        config = replace(config, out=str(Path(config.out).resolve()), features_dir=str(Path(config.features_dir).resolve()))
+        for k in shots:
+            for model in (SINGLE_MODEL, *MULTIDOMAIN):
+                piece = shot_config(config, t, k, model, Path(config.out))
+                languages = tuple(DomainSpec.parse(d).language for d in piece.domains)
+                runs = piece.seeds if protocol == "random" else piece.folds
+                cells.append(Cell(f"{protocol} {t} k{k} {model}", piece, languages, runs))
+    return cells
 
 
 def multidomain_folder(protocol: str, target: str) -> str:
@@ -951,9 +1008,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--multidomain", default=None, help="Also the five multi-domain models with the K shots (md_*): "
                                                        "train their learning curves into this folder; with "
                                                        "--report, read them.")
+    p.add_argument("--workers", type=int, default=0, help="--multidomain: run the curves' pieces (one per target, K and "
+                                                          "model) on a LocalCluster of this many Dask workers; 0: one "
+                                                          "after the other in this process.")
+    p.add_argument("--scheduler", default=None, help="--multidomain: run the curves' pieces on this Dask cluster instead "
+                                                     "(its scheduler's address or scheduler file, mgser cluster slurm).")
     p.add_argument("--transfer-net", default=None, help="Also the network transfer methods (adapt_net, proto_net, head_net): "
                                                         "train their source models and runs into this folder; with --report, read them.")
     args = p.parse_args(argv)
+    if args.workers < 0:
+        p.error(f"--workers: {args.workers} is below 0")
     args.features = args.features.split(",")
     args.targets = args.targets.split(",")
     args.shots = [int(k) for k in args.shots.split(",")]
@@ -985,7 +1049,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.transfer_net and args.first_run == 0:
         network_transfer(args)
     if args.multidomain and args.first_run == 0:
-        multidomain_curves(args)
+        return multidomain_curves(args)
     return 0
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import bench.fewshot as fs
+from sercore.errors import EXIT_PARTIAL
 from tests._train_helpers import make_stores
 from train.protocol import few_shot
 from train.transfer import SELF_ROUNDS, self_train
@@ -452,6 +453,57 @@ def test_the_multidomain_models_under_the_speaker_protocol_train_on_the_studys_f
     joined = [r for r in fs.records([out / "results.jsonl", out / "network.jsonl", out / "multidomain.jsonl"])
               if r["protocol"] == "speaker" and r["target"] == "de" and len(r["sources"]) == 2]
     assert sorted(r["run"] for r in joined) == [0, 1, 2] and all({"single_net", "md_sb"} <= set(r["ua"]) for r in joined)
+
+
+def test_the_multidomain_pieces_run_as_dask_tasks_and_the_curves_then_fit_nothing(stores, tmp_path, monkeypatch):
+    """--multidomain --workers 2: every (target, K, model) piece runs in a Dask worker's train subprocess; the
+    curves written afterwards in this process find all their runs finished (fitting here would raise), and the
+    records are those of the serial path's folders (same layout, same joins)."""
+    import train.repeated_runs
+
+    quick_configs(monkeypatch)
+    monkeypatch.setattr(fs, "MULTIDOMAIN", ("sb",))
+    out, net, md = tmp_path / "study", tmp_path / "net", tmp_path / "md"
+    args = ["--features-dir", str(stores), "--features", "mfcc,ge2e", "--out", str(out), "--targets", "de", "--seeds", "1",
+            "--pseudo-seeds", "1", "--shots", "2", "--protocols", "random", "--network", str(net)]
+    assert fs.main(args) == 0  # the study and single_net, in this process
+
+    def no_fitting(*a, **k):
+        raise AssertionError("the curve fitted a run in this process")
+
+    monkeypatch.setattr(train.repeated_runs, "fit_run", no_fitting)
+    assert fs.main([*args, "--multidomain", str(md), "--workers", "2"]) == 0
+    for model in ("single", "sb"):
+        piece = md / "de" / "k2" / model
+        assert (piece / "cell.json").is_file() and (piece / "train.log").is_file()  # run by a worker
+    assert (md / "de" / "curve.md").is_file()
+    recs = fs.multidomain_records(md)
+    assert sorted((r["run"], m) for r in recs for m in r["ua"]) == [(0, "curve_single"), (0, "md_sb")]
+    assert fs.main([*args, "--multidomain", str(md), "--report", str(tmp_path / "report.md")]) == 0
+    assert "md_sb − single" in (tmp_path / "report.md").read_text()
+
+
+def test_a_failed_multidomain_piece_is_reported_and_its_curve_not_written(stores, tmp_path, monkeypatch, capsys):
+    """A piece whose folder holds runs of another configuration fails (exit 5, naming it); nothing is overwritten."""
+    quick_configs(monkeypatch)
+    monkeypatch.setattr(fs, "MULTIDOMAIN", ("sb",))
+    md = tmp_path / "md"
+    run = md / "de" / "k2" / "sb" / "runs" / "run0.json"
+    run.parent.mkdir(parents=True)
+    run.write_text(json.dumps({"run": 0, "fingerprint": {"config": {"model": "sb", "epochs": 99}}}))
+    args = ["--features-dir", str(stores), "--features", "mfcc,ge2e", "--out", str(tmp_path / "study"), "--targets", "de",
+            "--seeds", "1", "--pseudo-seeds", "1", "--shots", "2", "--protocols", "random", "--multidomain", str(md),
+            "--workers", "1"]
+    assert fs.main(args) == EXIT_PARTIAL
+    assert "FAILED random de k2 sb" in capsys.readouterr().out
+    assert json.loads(run.read_text())["fingerprint"]["config"]["epochs"] == 99
+    assert not (md / "de" / "curve.md").exists()
+
+
+def test_a_negative_number_of_workers_is_refused(capsys):
+    with pytest.raises(SystemExit) as exc:
+        fs.main(["--workers", "-1"])
+    assert exc.value.code == 2 and "--workers: -1 is below 0" in capsys.readouterr().err
 
 
 def test_a_run_of_another_configuration_under_the_multidomain_folder_is_refused(tmp_path):

@@ -412,8 +412,11 @@ def run_extractions(options: GridOptions, workers: int, scheduler: str | None, e
     return failed
 
 
-def _execute(cells: list[Cell], workers: int, scheduler: str | None, threads: int | None, in_process: bool,
-             gpu: bool, echo: Echo, report: Callable[[CellResult], None]) -> None:
+def execute_cells(cells: list[Cell], workers: int, scheduler: str | None, threads: int | None, in_process: bool,
+                  gpu: bool, echo: Echo, report: Callable[[CellResult], None]) -> None:
+    """Run ``cells`` (:func:`run_cell`) as Dask tasks on a LocalCluster of ``workers`` processes (``gpu``: one per
+    visible GPU, at most ``workers``) or on the cluster at ``scheduler``; ``workers`` 0 without a scheduler: one after
+    the other in this process. ``report`` gets each cell's result as it finishes (a dead worker: a failed result)."""
     if workers == 0 and not scheduler:
         for cell in cells:
             report(run_cell(cell, threads, in_process))
@@ -478,7 +481,7 @@ def run_grid(options: GridOptions, *, workers: int = 2, scheduler: str | None = 
 
     threads = threads or (default_threads(workers) if not scheduler else None)
     if todo:
-        _execute(todo, workers, scheduler, threads, in_process, options.device.startswith("cuda"), echo, report)
+        execute_cells(todo, workers, scheduler, threads, in_process, options.device.startswith("cuda"), echo, report)
     failures = {n: r.error for n, r in results.items() if not r.ok}
     options.out.mkdir(parents=True, exist_ok=True)
     write_tables(options.out, skipped_models)

@@ -498,3 +498,23 @@ def test_a_local_grid_on_cuda_starts_gpu_workers_whose_resource_its_cells_ask_fo
     with pytest.raises(Stop):
         run_grid(replace(opts, device="cpu"), workers=3, skip_extraction=True, echo=lambda line: None)
     assert asked[1]["gpu"] is False and asked[1]["resources"] is None
+
+
+def test_run_all_help_prints_its_whole_description(tmp_path):
+    """`run_all.sh --help`: every comment line of the script's header, then the grid's options."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[3] / "run_all.sh"
+    header = []
+    for line in script.read_text().splitlines()[1:]:
+        if not line.startswith("#"):
+            break
+        header.append(line)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "PYTHONPATH": str(script.parent)}
+    out = subprocess.run(["bash", str(script), "--help"], capture_output=True, text=True, env=env, cwd=tmp_path, check=True).stdout
+    assert len(header) > 10 and out.splitlines()[:len(header)] == header
+    assert "--workers" in out.split("\n\n", 1)[1]
