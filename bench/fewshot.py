@@ -56,15 +56,17 @@ Methods (C grid of the inner CV: :data:`C_GRID`; ``CV`` = stratified folds insid
   target's K shots (``md_base``, ``md_sb``, ``md_omoe``, ``md_mmoe``, ``md_nas``): the learning curve of ``train
   --learning-curve T`` with the study's seeds or folds (:func:`multidomain_curves`), its epoch chosen on the
   sources' validation splits; its ``single`` runs are the study's ``single_net`` runs (the same splits and draws;
-  the report checks it). No pseudo-target runs: reported beside the choice, not among its candidates. The
-  curves' pieces (one per target, K and model) run as Dask tasks with ``--workers N`` (a LocalCluster) or
-  ``--scheduler ADDRESS`` (a cluster);
+  the report checks it). No pseudo-target runs: reported beside the choice, not among its candidates;
 - with ``--transfer-net DIR``, the network transfer methods (:func:`network_transfer`), built on one source model
   per target T (``base`` with the auxiliary loss, trained on the two other languages: :func:`source_checkpoint`):
   ``adapt_net``, that model adapted on T's K shots alone (``train --init-from``, fixed recipe :data:`ADAPT_LR`,
   :data:`ADAPT_EPOCHS`); ``proto_net``, the nearest class mean of the shots in its representation (cosine);
   ``head_net``, logistic regression on that representation, C by CV inside the shots. They have no pseudo-target
   runs, so they are reported beside the method choice, not among its candidates.
+
+The network runs of ``--network`` and ``--multidomain`` (one ``train`` configuration per language, K and model,
+with all its seeds or folds) run one after the other in this process, or as Dask tasks with ``--workers N`` (a
+LocalCluster) or ``--scheduler ADDRESS`` (a cluster; :func:`run_cells`).
 
 Choosing the transfer method without the target: for a target T with sources A and B, each method is also run with
 A as a pseudo-target (B its only source) and B as a pseudo-target (A its only source), tested on A's and B's test
@@ -374,10 +376,12 @@ def split_runs(args, protocol: str) -> dict:
     return {"seeds": args.seeds} if protocol == "random" else {"protocol": "speaker", "folds": args.folds}
 
 
-def network_single(args, log=print) -> None:
+def network_single(args, log=print) -> int:
     """single_net's runs: ``train --domains T=DATASET --few-shot T=K`` (the network on the K shots alone, its fixed
     recipe; the study's splits and draws) for every language of the study (targets and pseudo-targets) and K, into
-    ``<args.network>/<protocol>_<target>_k<K>``; resumable (a finished run is not fitted again)."""
+    ``<args.network>/<protocol>_<target>_k<K>``; resumable (a finished run is not fitted again). With
+    ``args.workers`` > 0 or ``args.scheduler``, one Dask task per language, protocol and K (:func:`run_cells`).
+    Returns the exit status (:func:`run_cells`)."""
     from train.config import build_config
     from train.domains import resolve_domain
     from train.repeated_runs import run_experiment
@@ -385,13 +389,55 @@ def network_single(args, log=print) -> None:
     languages = [x for x in LANGUAGES if any(x == t for t, _, _ in configurations(args.targets))]  # with pseudo-targets
     jobs = [("random", t, k) for t in languages for k in args.shots] if "random" in args.protocols else []
     jobs += [("speaker", t, args.speaker_shots) for t in args.targets] if "speaker" in args.protocols else []
-    for protocol, t, k in jobs:
-        config = build_config([str(resolve_domain(t, args.features_dir))], features=list(args.features),
-                              features_dir=str(args.features_dir), few_shot={t: k}, save_checkpoints=False,
-                              out=str(Path(args.network) / f"{protocol}_{t}_k{k}"), **split_runs(args, protocol))
+    configs = [(f"single_net {protocol} {t} K = {k}",
+                build_config([str(resolve_domain(t, args.features_dir))], features=list(args.features),
+                             features_dir=str(args.features_dir), few_shot={t: k}, save_checkpoints=False,
+                             out=str(Path(args.network) / f"{protocol}_{t}_k{k}"), **split_runs(args, protocol)))
+               for protocol, t, k in jobs]
+    if args.workers or args.scheduler:
+        return run_cells([as_cell(name, config) for name, config in configs], args, log)
+    for name, config in configs:
         start = time.perf_counter()
         run_experiment(config, log=lambda s: None)
-        log(f"single_net {protocol} {t} K = {k}: {time.perf_counter() - start:.0f} s -> {config.out}")
+        log(f"{name}: {time.perf_counter() - start:.0f} s -> {config.out}")
+    return 0
+
+
+def as_cell(name: str, config):
+    """``config`` as a cell of the experiment grid (:class:`train.studies.grid.Cell`), its run folder and stores
+    folder absolute (a cluster's workers run it); done when its metrics.json holds all its seeds or folds."""
+    from dataclasses import replace
+
+    from train.config import DomainSpec
+    from train.studies.grid import Cell
+
+    config = replace(config, out=str(Path(config.out).resolve()), features_dir=str(Path(config.features_dir).resolve()))
+    languages = tuple(DomainSpec.parse(d).language for d in config.domains)
+    return Cell(name, config, languages, config.seeds if config.protocol == "random" else config.folds)
+
+
+def run_cells(cells: list, args, log=print) -> int:
+    """Run the ``train`` configurations ``cells`` (:class:`train.studies.grid.Cell`; those not done yet) as Dask
+    tasks on a LocalCluster of ``args.workers`` processes or on the cluster at ``args.scheduler``, through the
+    experiment grid's executor (:func:`train.studies.grid.execute_cells`). Returns 0, or
+    :data:`~sercore.errors.EXIT_PARTIAL` when one failed (the others are kept)."""
+    from train.studies.grid import cell_state, default_threads, execute_cells
+
+    failed: list[str] = []
+
+    def report(r) -> None:
+        log(f"{'ok    ' if r.ok else 'FAILED'} {r.name} ({r.seconds:.0f} s on {r.host})" + ("" if r.ok else f": {r.error}"))
+        if not r.ok:
+            failed.append(r.name)
+
+    todo = [c for c in cells if cell_state(c) != "done"]
+    log(f"{len(cells)} train configurations, {len(cells) - len(todo)} done already, {len(todo)} to run")
+    execute_cells(todo, args.workers, args.scheduler, None if args.scheduler else default_threads(args.workers),
+                  in_process=False, gpu=False, echo=log, report=report)
+    if failed:
+        log(f"{len(failed)} failed: {', '.join(failed)}")
+        return EXIT_PARTIAL
+    return 0
 
 
 # ------------------------------------------------------------------------------------------------ multi-domain models
@@ -409,26 +455,14 @@ def multidomain_curves(args, log=print) -> int:
     configuration per target, K and model, all its seeds or folds) first run as Dask tasks on a LocalCluster of
     that many workers or on the cluster at the scheduler (:func:`train.studies.grid.execute_cells`); each curve
     then finds its runs finished and only writes its table."""
-    from train.studies.grid import cell_state, default_threads, execute_cells
     from train.studies.learning_curve import run_learning_curve
 
     curves = multidomain_plan(args)
     if args.workers or args.scheduler:
-        cells = multidomain_cells(curves)
-        failed: list[str] = []
-
-        def report(r) -> None:
-            log(f"{'ok    ' if r.ok else 'FAILED'} {r.name} ({r.seconds:.0f} s on {r.host})" + ("" if r.ok else f": {r.error}"))
-            if not r.ok:
-                failed.append(r.name)
-
-        todo = [c for c in cells if cell_state(c) != "done"]
-        log(f"multi-domain models: {len(cells)} pieces, {len(cells) - len(todo)} done already, {len(todo)} to run")
-        execute_cells(todo, args.workers, args.scheduler, None if args.scheduler else default_threads(args.workers),
-                      in_process=False, gpu=False, echo=log, report=report)
-        if failed:
-            log(f"multi-domain models: {len(failed)} piece(s) failed ({', '.join(failed)}); their curves are not written")
-            return EXIT_PARTIAL
+        status = run_cells(multidomain_cells(curves), args, log)
+        if status:
+            log("multi-domain models: the curves with a failed piece are not written")
+            return status
     for protocol, t, config, shots in curves:
         start = time.perf_counter()
         run_learning_curve(config, t, shots, MULTIDOMAIN, log=lambda s: None)
@@ -454,25 +488,13 @@ def multidomain_plan(args) -> list[tuple[str, str, object, list[int]]]:
 
 
 def multidomain_cells(curves) -> list:
-    """Every curve's pieces as cells of the experiment grid (:class:`train.studies.grid.Cell`): the configuration
-    ``run_learning_curve`` fits for each K and model (single first), with absolute paths (a cluster's workers run
-    them); a piece is done when its metrics.json holds all its runs."""
-    from dataclasses import replace
-
-    from train.config import SINGLE_MODEL, DomainSpec
-    from train.studies.grid import Cell
+    """Every curve's pieces as cells of the experiment grid (:func:`as_cell`): the configuration
+    ``run_learning_curve`` fits for each K and model (single first)."""
+    from train.config import SINGLE_MODEL
     from train.studies.learning_curve import shot_config
 
-    cells = []
-    for protocol, t, config, shots in curves:
-        config = replace(config, out=str(Path(config.out).resolve()), features_dir=str(Path(config.features_dir).resolve()))
-        for k in shots:
-            for model in (SINGLE_MODEL, *MULTIDOMAIN):
-                piece = shot_config(config, t, k, model, Path(config.out))
-                languages = tuple(DomainSpec.parse(d).language for d in piece.domains)
-                runs = piece.seeds if protocol == "random" else piece.folds
-                cells.append(Cell(f"{protocol} {t} k{k} {model}", piece, languages, runs))
-    return cells
+    return [as_cell(f"{protocol} {t} k{k} {model}", shot_config(config, t, k, model, Path(config.out)))
+            for protocol, t, config, shots in curves for k in shots for model in (SINGLE_MODEL, *MULTIDOMAIN)]
 
 
 def multidomain_folder(protocol: str, target: str) -> str:
@@ -1008,11 +1030,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--multidomain", default=None, help="Also the five multi-domain models with the K shots (md_*): "
                                                        "train their learning curves into this folder; with "
                                                        "--report, read them.")
-    p.add_argument("--workers", type=int, default=0, help="--multidomain: run the curves' pieces (one per target, K and "
-                                                          "model) on a LocalCluster of this many Dask workers; 0: one "
-                                                          "after the other in this process.")
-    p.add_argument("--scheduler", default=None, help="--multidomain: run the curves' pieces on this Dask cluster instead "
-                                                     "(its scheduler's address or scheduler file, mgser cluster slurm).")
+    p.add_argument("--workers", type=int, default=0, help="--network, --multidomain: run their train configurations (one "
+                                                          "per language, K and model, with all its seeds or folds) on a "
+                                                          "LocalCluster of this many Dask workers; 0: one after the other "
+                                                          "in this process.")
+    p.add_argument("--scheduler", default=None, help="--network, --multidomain: run their train configurations on this "
+                                                     "Dask cluster instead (its scheduler's address or scheduler file, "
+                                                     "mgser cluster slurm).")
     p.add_argument("--transfer-net", default=None, help="Also the network transfer methods (adapt_net, proto_net, head_net): "
                                                         "train their source models and runs into this folder; with --report, read them.")
     args = p.parse_args(argv)
@@ -1044,7 +1068,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(text)
         return 0
     if args.network and args.first_run == 0:  # a second worker (--first-run N) leaves the network to the first
-        network_single(args)  # first: the ensembles of the study read its runs
+        status = network_single(args)  # first: the ensembles of the study read its runs
+        if status:
+            return status
     study(args)
     if args.transfer_net and args.first_run == 0:
         network_transfer(args)

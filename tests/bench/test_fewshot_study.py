@@ -249,8 +249,8 @@ def test_network_single_trains_the_network_on_each_targets_shots_with_the_studys
     monkeypatch.setattr(train.repeated_runs, "run_experiment", lambda config, log=None: configs.append(config))
     args = argparse.Namespace(
         targets=["de", "it"], shots=[5, 10], speaker_shots=10, protocols=["random", "speaker"], seeds=10, folds=6,
-        features=["mfcc", "ge2e"], features_dir=str(stores), network=str(tmp_path / "net"))
-    fs.network_single(args, log=lambda s: None)
+        features=["mfcc", "ge2e"], features_dir=str(stores), network=str(tmp_path / "net"), workers=0, scheduler=None)
+    assert fs.network_single(args, log=lambda s: None) == 0
     got = [(Path(c.out).name, c.domains, c.few_shot, c.protocol, c.seeds if c.protocol == "random" else c.folds,
             c.features, c.model, c.save_checkpoints) for c in configs]
     # the random protocol: the targets and their pseudo-targets (en, for both), whose runs the ensembles read
@@ -455,32 +455,31 @@ def test_the_multidomain_models_under_the_speaker_protocol_train_on_the_studys_f
     assert sorted(r["run"] for r in joined) == [0, 1, 2] and all({"single_net", "md_sb"} <= set(r["ua"]) for r in joined)
 
 
-def test_the_multidomain_pieces_run_as_dask_tasks_and_the_curves_then_fit_nothing(stores, tmp_path, monkeypatch):
-    """--multidomain --workers 2: every (target, K, model) piece runs in a Dask worker's train subprocess; the
-    curves written afterwards in this process find all their runs finished (fitting here would raise), and the
-    records are those of the serial path's folders (same layout, same joins)."""
+def test_the_network_runs_and_multidomain_pieces_run_as_dask_tasks_and_nothing_is_fitted_here(stores, tmp_path, monkeypatch):
+    """--workers 2: single_net's configurations and every (target, K, model) piece of the curves run in Dask
+    workers' train subprocesses; this process fits nothing (fitting here would raise), the curves written
+    afterwards find all their runs finished, and the records join as the serial path's do."""
     import train.repeated_runs
 
     quick_configs(monkeypatch)
     monkeypatch.setattr(fs, "MULTIDOMAIN", ("sb",))
-    out, net, md = tmp_path / "study", tmp_path / "net", tmp_path / "md"
-    args = ["--features-dir", str(stores), "--features", "mfcc,ge2e", "--out", str(out), "--targets", "de", "--seeds", "1",
-            "--pseudo-seeds", "1", "--shots", "2", "--protocols", "random", "--network", str(net)]
-    assert fs.main(args) == 0  # the study and single_net, in this process
 
     def no_fitting(*a, **k):
-        raise AssertionError("the curve fitted a run in this process")
+        raise AssertionError("a run was fitted in this process")
 
     monkeypatch.setattr(train.repeated_runs, "fit_run", no_fitting)
-    assert fs.main([*args, "--multidomain", str(md), "--workers", "2"]) == 0
-    for model in ("single", "sb"):
-        piece = md / "de" / "k2" / model
-        assert (piece / "cell.json").is_file() and (piece / "train.log").is_file()  # run by a worker
+    out, net, md = tmp_path / "study", tmp_path / "net", tmp_path / "md"
+    args = ["--features-dir", str(stores), "--features", "mfcc,ge2e", "--out", str(out), "--targets", "de", "--seeds", "1",
+            "--pseudo-seeds", "1", "--shots", "2", "--protocols", "random", "--network", str(net), "--multidomain", str(md)]
+    assert fs.main([*args, "--workers", "2"]) == 0
+    for folder in (net / "random_de_k2", net / "random_it_k2", md / "de" / "k2" / "single", md / "de" / "k2" / "sb"):
+        assert (folder / "cell.json").is_file() and (folder / "train.log").is_file()  # run by a worker
     assert (md / "de" / "curve.md").is_file()
     recs = fs.multidomain_records(md)
     assert sorted((r["run"], m) for r in recs for m in r["ua"]) == [(0, "curve_single"), (0, "md_sb")]
-    assert fs.main([*args, "--multidomain", str(md), "--report", str(tmp_path / "report.md")]) == 0
-    assert "md_sb − single" in (tmp_path / "report.md").read_text()
+    assert fs.main([*args, "--report", str(tmp_path / "report.md")]) == 0
+    text = (tmp_path / "report.md").read_text()
+    assert "md_sb − single" in text and "| single_net |" in text
 
 
 def test_a_failed_multidomain_piece_is_reported_and_its_curve_not_written(stores, tmp_path, monkeypatch, capsys):
