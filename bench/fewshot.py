@@ -381,7 +381,7 @@ def network_single(args, log=print) -> int:
     recipe; the study's splits and draws) for every language of the study (targets and pseudo-targets) and K, into
     ``<args.network>/<protocol>_<target>_k<K>``; resumable (a finished run is not fitted again). With
     ``args.workers`` > 0 or ``args.scheduler``, one Dask task per language, protocol and K (:func:`run_cells`).
-    Returns the exit status (:func:`run_cells`)."""
+    Returns the exit status: 0, or :data:`~sercore.errors.EXIT_PARTIAL` when a configuration failed there."""
     from train.config import build_config
     from train.domains import resolve_domain
     from train.repeated_runs import run_experiment
@@ -392,10 +392,14 @@ def network_single(args, log=print) -> int:
     configs = [(f"single_net {protocol} {t} K = {k}",
                 build_config([str(resolve_domain(t, args.features_dir))], features=list(args.features),
                              features_dir=str(args.features_dir), few_shot={t: k}, save_checkpoints=False,
-                             out=str(Path(args.network) / f"{protocol}_{t}_k{k}"), **split_runs(args, protocol)))
+                             out=str(Path(args.network) / f"{protocol}_{t}_k{k}"), train={"progress": False},
+                             **split_runs(args, protocol)))
                for protocol, t, k in jobs]
     if args.workers or args.scheduler:
-        return run_cells([as_cell(name, config) for name, config in configs], args, log)
+        failed = run_cells([as_cell(name, config) for name, config in configs], args.workers, args.scheduler, log)
+        if failed:
+            log(f"single_net: {len(failed)} configuration(s) failed ({', '.join(sorted(failed))})")
+        return EXIT_PARTIAL if failed else 0
     for name, config in configs:
         start = time.perf_counter()
         run_experiment(config, log=lambda s: None)
@@ -405,7 +409,8 @@ def network_single(args, log=print) -> int:
 
 def as_cell(name: str, config):
     """``config`` as a cell of the experiment grid (:class:`train.studies.grid.Cell`), its run folder and stores
-    folder absolute (a cluster's workers run it); done when its metrics.json holds all its seeds or folds."""
+    folder absolute (a cluster's workers run it); done (:func:`train.studies.grid.cell_state`) when its
+    metrics.json holds every language and all its seeds or folds, fitted under this configuration."""
     from dataclasses import replace
 
     from train.config import DomainSpec
@@ -416,28 +421,25 @@ def as_cell(name: str, config):
     return Cell(name, config, languages, config.seeds if config.protocol == "random" else config.folds)
 
 
-def run_cells(cells: list, args, log=print) -> int:
-    """Run the ``train`` configurations ``cells`` (:class:`train.studies.grid.Cell`; those not done yet) as Dask
-    tasks on a LocalCluster of ``args.workers`` processes or on the cluster at ``args.scheduler``, through the
-    experiment grid's executor (:func:`train.studies.grid.execute_cells`). Returns 0, or
-    :data:`~sercore.errors.EXIT_PARTIAL` when one failed (the others are kept)."""
+def run_cells(cells: list, workers: int, scheduler: str | None, log=print) -> set[str]:
+    """Run the ``train`` configurations ``cells`` (:func:`as_cell`) not done yet as Dask tasks on a LocalCluster of
+    ``workers`` processes or on the cluster at ``scheduler``, through the experiment grid's executor
+    (:func:`train.studies.grid.execute_cells`); returns the names of those that failed (the others are kept)."""
     from train.studies.grid import cell_state, default_threads, execute_cells
 
-    failed: list[str] = []
+    failed: set[str] = set()
 
     def report(r) -> None:
         log(f"{'ok    ' if r.ok else 'FAILED'} {r.name} ({r.seconds:.0f} s on {r.host})" + ("" if r.ok else f": {r.error}"))
         if not r.ok:
-            failed.append(r.name)
+            failed.add(r.name)
 
     todo = [c for c in cells if cell_state(c) != "done"]
     log(f"{len(cells)} train configurations, {len(cells) - len(todo)} done already, {len(todo)} to run")
-    execute_cells(todo, args.workers, args.scheduler, None if args.scheduler else default_threads(args.workers),
-                  in_process=False, gpu=False, echo=log, report=report)
-    if failed:
-        log(f"{len(failed)} failed: {', '.join(failed)}")
-        return EXIT_PARTIAL
-    return 0
+    if todo:
+        execute_cells(todo, workers, scheduler, None if scheduler else default_threads(workers),
+                      in_process=False, gpu=False, echo=log, report=report)
+    return failed
 
 
 # ------------------------------------------------------------------------------------------------ multi-domain models
@@ -449,7 +451,7 @@ def multidomain_curves(args, log=print) -> int:
     ``--shots K,... --seeds N`` into ``<args.multidomain>/<T>``, under the speaker protocol ``--shots <speaker
     shots> --protocol speaker --folds F`` into ``<args.multidomain>/speaker_<T>`` (the curve's folders
     ``k<K>/<model>``); resumable. Returns the exit status: 0, or :data:`~sercore.errors.EXIT_PARTIAL` when a piece
-    failed (the others are kept).
+    failed on the Dask workers (its curve is not written; the other pieces and curves are kept).
 
     With ``args.workers`` > 0 or ``args.scheduler``, the curves' pieces (:func:`multidomain_cells`: one ``train``
     configuration per target, K and model, all its seeds or folds) first run as Dask tasks on a LocalCluster of
@@ -458,15 +460,18 @@ def multidomain_curves(args, log=print) -> int:
     from train.studies.learning_curve import run_learning_curve
 
     curves = multidomain_plan(args)
+    failed: set[str] = set()
     if args.workers or args.scheduler:
-        status = run_cells(multidomain_cells(curves), args, log)
-        if status:
-            log("multi-domain models: the curves with a failed piece are not written")
-            return status
+        cells = multidomain_cells(curves)
+        failed = run_cells([c for pieces in cells.values() for c in pieces], args.workers, args.scheduler, log)
+        curves = [curve for curve in curves if not failed & {c.name for c in cells[curve[2].out]}]
     for protocol, t, config, shots in curves:
         start = time.perf_counter()
         run_learning_curve(config, t, shots, MULTIDOMAIN, log=lambda s: None)
         log(f"multi-domain models, {protocol} protocol, target {t}: {time.perf_counter() - start:.0f} s -> {config.out}")
+    if failed:
+        log(f"multi-domain models: the curves of the failed pieces ({', '.join(sorted(failed))}) are not written")
+        return EXIT_PARTIAL
     return 0
 
 
@@ -487,14 +492,14 @@ def multidomain_plan(args) -> list[tuple[str, str, object, list[int]]]:
     return plan
 
 
-def multidomain_cells(curves) -> list:
-    """Every curve's pieces as cells of the experiment grid (:func:`as_cell`): the configuration
-    ``run_learning_curve`` fits for each K and model (single first)."""
-    from train.config import SINGLE_MODEL
-    from train.studies.learning_curve import shot_config
+def multidomain_cells(curves) -> dict[str, list]:
+    """Every curve's pieces (:func:`train.studies.learning_curve.curve_pieces`) as cells of the experiment grid
+    (:func:`as_cell`), per curve folder."""
+    from train.studies.learning_curve import curve_pieces
 
-    return [as_cell(f"{protocol} {t} k{k} {model}", shot_config(config, t, k, model, Path(config.out)))
-            for protocol, t, config, shots in curves for k in shots for model in (SINGLE_MODEL, *MULTIDOMAIN)]
+    return {config.out: [as_cell(f"md {protocol} {t} k{k} {model}", piece)
+                         for k, model, piece in curve_pieces(config, t, shots, MULTIDOMAIN)]
+            for protocol, t, config, shots in curves}
 
 
 def multidomain_folder(protocol: str, target: str) -> str:
@@ -1044,7 +1049,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.error(f"--workers: {args.workers} is below 0")
     args.features = args.features.split(",")
     args.targets = args.targets.split(",")
-    args.shots = [int(k) for k in args.shots.split(",")]
+    args.shots = list(dict.fromkeys(int(k) for k in args.shots.split(",")))
     args.protocols = args.protocols.split(",")
     if args.report:
         files = [Path(d) / "results.jsonl" for d in [args.out, *args.also]]

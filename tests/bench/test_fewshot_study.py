@@ -457,8 +457,9 @@ def test_the_multidomain_models_under_the_speaker_protocol_train_on_the_studys_f
 
 def test_the_network_runs_and_multidomain_pieces_run_as_dask_tasks_and_nothing_is_fitted_here(stores, tmp_path, monkeypatch):
     """--workers 2: single_net's configurations and every (target, K, model) piece of the curves run in Dask
-    workers' train subprocesses; this process fits nothing (fitting here would raise), the curves written
-    afterwards find all their runs finished, and the records join as the serial path's do."""
+    workers' train subprocesses (their folders hold the cell's configuration and log); the curves written
+    afterwards in this process find all their runs finished (fitting here would raise), and the records join as
+    the serial path's do."""
     import train.repeated_runs
 
     quick_configs(monkeypatch)
@@ -482,21 +483,38 @@ def test_the_network_runs_and_multidomain_pieces_run_as_dask_tasks_and_nothing_i
     assert "md_sb − single" in text and "| single_net |" in text
 
 
-def test_a_failed_multidomain_piece_is_reported_and_its_curve_not_written(stores, tmp_path, monkeypatch, capsys):
-    """A piece whose folder holds runs of another configuration fails (exit 5, naming it); nothing is overwritten."""
+def test_a_failed_multidomain_piece_is_reported_and_only_its_curve_is_not_written(stores, tmp_path, monkeypatch, capsys):
+    """A piece whose folder holds runs of another configuration fails (exit 5, naming it) and is not overwritten;
+    its curve (de) is not written, the other target's (it) is."""
     quick_configs(monkeypatch)
     monkeypatch.setattr(fs, "MULTIDOMAIN", ("sb",))
     md = tmp_path / "md"
     run = md / "de" / "k2" / "sb" / "runs" / "run0.json"
     run.parent.mkdir(parents=True)
     run.write_text(json.dumps({"run": 0, "fingerprint": {"config": {"model": "sb", "epochs": 99}}}))
-    args = ["--features-dir", str(stores), "--features", "mfcc,ge2e", "--out", str(tmp_path / "study"), "--targets", "de",
+    args = ["--features-dir", str(stores), "--features", "mfcc,ge2e", "--out", str(tmp_path / "study"), "--targets", "de,it",
             "--seeds", "1", "--pseudo-seeds", "1", "--shots", "2", "--protocols", "random", "--multidomain", str(md),
             "--workers", "1"]
     assert fs.main(args) == EXIT_PARTIAL
-    assert "FAILED random de k2 sb" in capsys.readouterr().out
+    assert "FAILED md random de k2 sb" in capsys.readouterr().out
     assert json.loads(run.read_text())["fingerprint"]["config"]["epochs"] == 99
-    assert not (md / "de" / "curve.md").exists()
+    assert not (md / "de" / "curve.md").exists() and (md / "it" / "curve.md").is_file()
+
+
+def test_the_multidomain_pieces_are_the_curves_runs_under_both_protocols(stores, tmp_path):
+    """The cells of --workers: per curve, single on the target alone then each model on all three languages, each
+    K once; the random protocol's runs are its seeds, the speaker protocol's its folds; the folders are the curve's."""
+    args = argparse.Namespace(features_dir=str(stores), features=["mfcc", "ge2e"], targets=["de"], seeds=4, shots=[5, 10, 5],
+                              folds=3, speaker_shots=10, protocols=["random", "speaker"], multidomain=str(tmp_path / "md"))
+    cells = fs.multidomain_cells(fs.multidomain_plan(args))
+    got = {Path(folder).name: [(c.name, c.languages, c.runs, Path(c.out).relative_to(folder).as_posix()) for c in pieces]
+           for folder, pieces in cells.items()}
+    md = list(fs.MULTIDOMAIN)
+    assert got["de"] == [(f"md random de k{k} {m}", ("de",) if m == "single" else ("de", "it", "en"), 4, f"k{k}/{m}")
+                         for k in (5, 10) for m in ["single", *md]]
+    assert got["speaker_de"] == [(f"md speaker de k10 {m}", ("de",) if m == "single" else ("de", "it", "en"), 3, f"k10/{m}")
+                                 for m in ["single", *md]]
+    assert all(Path(c.out).is_absolute() and Path(c.config.features_dir).is_absolute() for p in cells.values() for c in p)
 
 
 def test_a_negative_number_of_workers_is_refused(capsys):

@@ -139,9 +139,11 @@ def curve_markdown(table: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_learning_curve(config: ExperimentConfig, target: str, shots: Sequence[int | None], models: Sequence[str],
-                       log: Log = print) -> dict:
-    """Fit every model at every K (see the module docstring) and write the curve; returns its table."""
+def curve_pieces(config: ExperimentConfig, target: str, shots: Sequence[int | None],
+                 models: Sequence[str]) -> list[tuple[int | None, str, ExperimentConfig]]:
+    """(K, model, its run's configuration) of every run of the curve, in the order they are fitted: per K (each
+    once), single first, then ``models`` (at K = 0 only :data:`ZERO_SHOT`). Raises :class:`OptionError` for a
+    curve that cannot be run (target not among the domains, ``--refit``, K = 0 without the zero-shot model)."""
     languages = [DomainSpec.parse(d).language for d in config.domains]
     if target not in languages:
         raise OptionError("--learning-curve", f"{target}: not among the domains ({', '.join(languages)})")
@@ -151,16 +153,23 @@ def run_learning_curve(config: ExperimentConfig, target: str, shots: Sequence[in
     if 0 in shots and ZERO_SHOT not in models:
         raise OptionError("--shots", f"0 (zero-shot) is run by --model {ZERO_SHOT} only; add it to --model")
     out = Path(config.out)
+    return [(k, model, shot_config(config, target, k, model, out)) for k in dict.fromkeys(shots) for model in models
+            if k != 0 or model == ZERO_SHOT]
+
+
+def run_learning_curve(config: ExperimentConfig, target: str, shots: Sequence[int | None], models: Sequence[str],
+                       log: Log = print) -> dict:
+    """Fit every model at every K (see the module docstring; :func:`curve_pieces`) and write the curve; returns its
+    table."""
+    pieces = curve_pieces(config, target, shots, models)
+    models = [SINGLE_MODEL] + [m for m in models if m != SINGLE_MODEL]  # the table's columns
+    out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     uas: dict[str, dict[str, dict[RunKey, float]]] = {}
-    for k in shots:
-        for model in models:
-            if k == 0 and model != ZERO_SHOT:
-                continue
-            cfg = shot_config(config, target, k, model, out)
-            log(f"== {target} at {'all its' if k is None else k} training utterances per emotion: {model} -> {cfg.out}")
-            metrics = run_experiment(cfg, log=log)
-            uas.setdefault(shot_name(k), {})[model] = target_uas(metrics, target)
+    for k, model, cfg in pieces:
+        log(f"== {target} at {'all its' if k is None else k} training utterances per emotion: {model} -> {cfg.out}")
+        metrics = run_experiment(cfg, log=log)
+        uas.setdefault(shot_name(k), {})[model] = target_uas(metrics, target)
     table = curve_table(uas, target, config.domains, config.protocol, config.features, models)
     write_curve(table, out)
     log(f"learning curve -> {out / 'curve.md'}")
