@@ -464,7 +464,8 @@ def multidomain_curves(args, log=print) -> int:
     if args.workers or args.scheduler:
         cells = multidomain_cells(curves)
         failed = run_cells([c for pieces in cells.values() for c in pieces], args.workers, args.scheduler, log)
-        curves = [curve for curve in curves if not failed & {c.name for c in cells[curve[2].out]}]
+        curves = [(protocol, t, config, shots) for protocol, t, config, shots in curves
+                  if not failed & {c.name for c in cells[config.out]}]  # a curve with a failed piece is not written
     for protocol, t, config, shots in curves:
         start = time.perf_counter()
         run_learning_curve(config, t, shots, MULTIDOMAIN, log=lambda s: None)

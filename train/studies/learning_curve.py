@@ -139,6 +139,11 @@ def curve_markdown(table: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def curve_models(models: Sequence[str]) -> list[str]:
+    """The curve's models in its order: single first (every model is compared with it), then ``models``."""
+    return [SINGLE_MODEL] + [m for m in models if m != SINGLE_MODEL]
+
+
 def curve_pieces(config: ExperimentConfig, target: str, shots: Sequence[int | None],
                  models: Sequence[str]) -> list[tuple[int | None, str, ExperimentConfig]]:
     """(K, model, its run's configuration) of every run of the curve, in the order they are fitted: per K (each
@@ -149,7 +154,7 @@ def curve_pieces(config: ExperimentConfig, target: str, shots: Sequence[int | No
         raise OptionError("--learning-curve", f"{target}: not among the domains ({', '.join(languages)})")
     if config.train.refit:
         raise OptionError("--learning-curve", "a refit would train on the target's whole validation split; drop --refit")
-    models = [SINGLE_MODEL] + [m for m in models if m != SINGLE_MODEL]  # every model is compared with single
+    models = curve_models(models)
     if 0 in shots and ZERO_SHOT not in models:
         raise OptionError("--shots", f"0 (zero-shot) is run by --model {ZERO_SHOT} only; add it to --model")
     out = Path(config.out)
@@ -162,7 +167,7 @@ def run_learning_curve(config: ExperimentConfig, target: str, shots: Sequence[in
     """Fit every model at every K (see the module docstring; :func:`curve_pieces`) and write the curve; returns its
     table."""
     pieces = curve_pieces(config, target, shots, models)
-    models = [SINGLE_MODEL] + [m for m in models if m != SINGLE_MODEL]  # the table's columns
+    models = curve_models(models)  # the table's columns
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     uas: dict[str, dict[str, dict[RunKey, float]]] = {}
