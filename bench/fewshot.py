@@ -64,9 +64,10 @@ Methods (C grid of the inner CV: :data:`C_GRID`; ``CV`` = stratified folds insid
   ``head_net``, logistic regression on that representation, C by CV inside the shots. They have no pseudo-target
   runs, so they are reported beside the method choice, not among its candidates.
 
-The network runs of ``--network`` and ``--multidomain`` (one ``train`` configuration per language, K and model,
-with all its seeds or folds) run one after the other in this process, or as Dask tasks with ``--workers N`` (a
-LocalCluster) or ``--scheduler ADDRESS`` (a cluster; :func:`run_cells`).
+The study's runs of the linear methods (one per target, sources and seed or fold: :func:`study`) and the network
+runs of ``--network`` and ``--multidomain`` (one ``train`` configuration per language, K and model, with all its
+seeds or folds: :func:`run_cells`) run one after the other in this process, or as Dask tasks with ``--workers N``
+(a LocalCluster) or ``--scheduler ADDRESS`` (a cluster). ``--transfer-net`` runs in this process.
 
 Choosing the transfer method without the target: for a target T with sources A and B, each method is also run with
 A as a pseudo-target (B its only source) and B as a pseudo-target (A its only source), tested on A's and B's test
@@ -87,7 +88,7 @@ import time
 import warnings
 from collections import Counter
 from pathlib import Path
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
@@ -336,9 +337,26 @@ def configurations(targets: Sequence[str]) -> list[tuple[str, tuple[str, ...], s
     return unique
 
 
-def study(args, log=print) -> None:
-    """Every run of the plan not yet in ``OUT/results.jsonl``, appended there (resumable). A run recorded by an
-    earlier version of this script is not redone, even if methods were added since: use a new ``--out``."""
+class StudyRun(NamedTuple):
+    """One run of the study: a target with its sources, a seed (random protocol) or fold (speaker), every K."""
+
+    protocol: str
+    target: str
+    sources: tuple[str, ...]
+    run: int
+    shots: tuple[int, ...]
+
+    def __str__(self) -> str:
+        return f"{self.protocol} {self.target} <- {','.join(self.sources)} run {self.run}"
+
+
+def study(args, log=print) -> int:
+    """Every run of the plan not yet in ``OUT/results.jsonl``, appended there as it finishes (resumable). A run
+    recorded by an earlier version of this script is not redone, even if methods were added since: use a new
+    ``--out``. With ``args.workers`` > 0 or ``args.scheduler``, each run (a target, its sources and a seed or fold;
+    every K and method) is a Dask task on a LocalCluster of that many workers or on the cluster at the scheduler
+    (the features sent to each worker once). Returns the exit status: 0, or
+    :data:`~sercore.errors.EXIT_PARTIAL` when a run failed on a worker (the others are kept)."""
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = out / "results.jsonl"
@@ -350,25 +368,69 @@ def study(args, log=print) -> None:
     langs = load(args.features_dir, args.features, out / "cache")
     plan = []  # seed-major: an interrupted study has every configuration at the seeds it reached
     configs = configurations(args.targets)
-    for run in range(args.first_run, args.seeds) if "random" in args.protocols else []:
-        plan += [("random", t, sources, run, tuple(args.shots), True) for t, sources, role in configs
+    for run in range(args.seeds) if "random" in args.protocols else []:
+        plan += [StudyRun("random", t, sources, run, tuple(args.shots)) for t, sources, role in configs
                  if role == "target" or run < args.pseudo_seeds]
     for fold in range(args.folds) if "speaker" in args.protocols else []:
-        plan += [("speaker", t, sources, fold, (args.speaker_shots,), True) for t, sources, role in configs
+        plan += [StudyRun("speaker", t, sources, fold, (args.speaker_shots,)) for t, sources, role in configs
                  if role == "target"]
-    start = time.perf_counter()
-    for i, (protocol, t, sources, run, shots_k, spk) in enumerate(plan):
-        if (protocol, t, ",".join(sources), run) in done:
-            continue
-        t0 = time.perf_counter()
-        res = run_methods(t, sources, langs, protocol, run, shots_k, args.folds, spk,
-                          Path(args.network) if args.network else None)
+    todo = [r for r in plan if (r.protocol, r.target, ",".join(r.sources), r.run) not in done]
+    network = Path(args.network).resolve() if args.network else None
+    count, start = len(plan) - len(todo), time.perf_counter()
+
+    def write(r: StudyRun, res: dict, seconds: float) -> None:
+        nonlocal count
         with results.open("a") as f:
             for k, methods in res.items():
-                f.write(json.dumps({"protocol": protocol, "target": t, "sources": list(sources), "run": run, "k": k,
-                                    **methods}) + "\n")
-        log(f"[{i + 1}/{len(plan)}] {protocol} {t} <- {','.join(sources)} run {run}: {time.perf_counter() - t0:.1f} s "
-            f"(total {time.perf_counter() - start:.0f} s)")
+                f.write(json.dumps({"protocol": r.protocol, "target": r.target, "sources": list(r.sources),
+                                    "run": r.run, "k": k, **methods}) + "\n")
+        count += 1
+        log(f"[{count}/{len(plan)}] {r}: {seconds:.1f} s (total {time.perf_counter() - start:.0f} s)")
+
+    if not (args.workers or args.scheduler):
+        for r in todo:
+            t0 = time.perf_counter()
+            write(r, run_methods(r.target, r.sources, langs, r.protocol, r.run, r.shots, args.folds, True, network),
+                  time.perf_counter() - t0)
+        return 0
+    if not todo:
+        return 0
+    from dask.distributed import as_completed
+
+    from sercore.cluster import dask_client
+
+    failed = []
+    with dask_client(args.workers, args.scheduler, echo=log) as client:
+        shared = client.scatter(langs, broadcast=True)
+        futures = {client.submit(methods_task, r, shared, args.folds, network, pure=False): r for r in todo}
+        for future in as_completed(futures):
+            r = futures[future]
+            try:
+                res, seconds = future.result()
+            except StudyInputError as exc:  # one line naming the file, as without workers
+                raise SystemExit(str(exc)) from None
+            except Exception as exc:  # the worker died, or the task could not run
+                log(f"FAILED {r}: {type(exc).__name__}: {exc}")
+                failed.append(r)
+                continue
+            write(r, res, seconds)
+            future.release()
+    return EXIT_PARTIAL if failed else 0
+
+
+class StudyInputError(ValueError):
+    """What stops the study with one line (a run it reads is missing or is not the study's), raised on a worker."""
+
+
+def methods_task(r: StudyRun, langs: dict, folds: int, network: Path | None) -> tuple[dict, float]:
+    """:func:`run_methods` of ``r`` as a Dask task: its result and seconds; the SystemExit of a bad input becomes a
+    :class:`StudyInputError` (a SystemExit would stop the worker process instead of failing the task)."""
+    t0 = time.perf_counter()
+    try:
+        res = run_methods(r.target, r.sources, langs, r.protocol, r.run, r.shots, folds, True, network)
+    except SystemExit as exc:
+        raise StudyInputError(str(exc)) from None
+    return res, time.perf_counter() - t0
 
 
 def split_runs(args, protocol: str) -> dict:
@@ -1023,7 +1085,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--targets", default=",".join(LANGUAGES))
     p.add_argument("--seeds", type=int, default=10)
     p.add_argument("--shots", default="5,10")
-    p.add_argument("--first-run", type=int, default=0, help="Random protocol: start at this seed (a second worker).")
     p.add_argument("--pseudo-seeds", type=int, default=5, help="Seeds of the pseudo-target runs (method choice).")
     p.add_argument("--folds", type=int, default=6)
     p.add_argument("--speaker-shots", type=int, default=10)
@@ -1036,11 +1097,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--multidomain", default=None, help="Also the five multi-domain models with the K shots (md_*): "
                                                        "train their learning curves into this folder; with "
                                                        "--report, read them.")
-    p.add_argument("--workers", type=int, default=0, help="--network, --multidomain: run their train configurations (one "
-                                                          "per language, K and model, with all its seeds or folds) on a "
-                                                          "LocalCluster of this many Dask workers; 0: one after the other "
-                                                          "in this process.")
-    p.add_argument("--scheduler", default=None, help="--network, --multidomain: run their train configurations on this "
+    p.add_argument("--workers", type=int, default=0, help="Run the study's runs (linear methods: one per target, sources "
+                                                          "and seed or fold) and the train configurations of --network "
+                                                          "and --multidomain (one per language, K and model, with all "
+                                                          "its seeds or folds) on a LocalCluster of this many Dask "
+                                                          "workers; 0: one after the other in this process.")
+    p.add_argument("--scheduler", default=None, help="Run the study's runs and the train configurations on this "
                                                      "Dask cluster instead (its scheduler's address or scheduler file, "
                                                      "mgser cluster slurm).")
     p.add_argument("--transfer-net", default=None, help="Also the network transfer methods (adapt_net, proto_net, head_net): "
@@ -1073,16 +1135,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         (Path(args.out) / "summary.json").write_text(json.dumps(summary(files), indent=2))
         print(text)
         return 0
-    if args.network and args.first_run == 0:  # a second worker (--first-run N) leaves the network to the first
+    if args.network:
         status = network_single(args)  # first: the ensembles of the study read its runs
         if status:
             return status
-    study(args)
-    if args.transfer_net and args.first_run == 0:
+    status = study(args)
+    if args.transfer_net:
         network_transfer(args)
-    if args.multidomain and args.first_run == 0:
-        return multidomain_curves(args)
-    return 0
+    if args.multidomain:
+        status = multidomain_curves(args) or status
+    return status
 
 
 if __name__ == "__main__":

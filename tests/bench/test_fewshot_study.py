@@ -68,6 +68,32 @@ def test_every_method_of_a_run_sees_the_same_k_shots_and_the_study_resumes(store
                                              "cv_spk"]
 
 
+def test_the_studys_runs_on_dask_workers_record_what_the_serial_study_records(stores, tmp_path, monkeypatch):
+    """--workers 2: each run of the linear study is a Dask task; the records are those of the serial study (in the
+    order the tasks finished), a rerun submits nothing, and a run it cannot read stops it with one line."""
+    from sercore import cluster
+
+    args = ["--features-dir", str(stores), "--features", "mfcc,ge2e", "--targets", "de", "--seeds", "2",
+            "--pseudo-seeds", "1", "--shots", "2", "--folds", "3", "--speaker-shots", "2"]
+    assert fs.main([*args, "--out", str(tmp_path / "serial")]) == 0
+    assert fs.main([*args, "--out", str(tmp_path / "dask"), "--workers", "2"]) == 0
+    key = lambda r: (r["protocol"], r["target"], r["run"], r["k"])  # noqa: E731
+    serial, parallel = (sorted(fs.records(tmp_path / d / "results.jsonl"), key=key) for d in ("serial", "dask"))
+    assert len(serial) == 7 and parallel == serial  # de: 2 seeds and 3 folds; it <- en, en <- it: 1 seed
+
+    def no_cluster(*a, **k):
+        raise AssertionError("a cluster was started with nothing to run")
+
+    monkeypatch.setattr(cluster, "dask_client", no_cluster)
+    assert fs.main([*args, "--out", str(tmp_path / "dask"), "--workers", "2"]) == 0
+    monkeypatch.undo()
+    study = argparse.Namespace(features_dir=str(stores), features=["mfcc", "ge2e"], out=str(tmp_path / "dask2"),
+                               targets=["de"], seeds=1, pseudo_seeds=0, shots=[2], folds=3, speaker_shots=2,
+                               protocols=["random"], network=str(tmp_path / "net"), workers=1, scheduler=None)
+    with pytest.raises(SystemExit, match=r"random_de_k2/runs/run0.json: single_net's run is missing"):
+        fs.study(study, log=lambda s: None)  # raised on the worker, one line here
+
+
 def test_the_method_choice_uses_the_pseudo_targets_only():
     def rec(target, sources, ua, k=5, run=0):
         return {"protocol": "random", "target": target, "sources": list(sources), "k": k, "run": run, "ua": ua}
@@ -292,8 +318,8 @@ def test_the_ensembles_read_the_networks_probabilities_by_utterance_and_emotion(
         test["scores"]["0"]["classes"] = classes[::-1]
         path.write_text(json.dumps(record))
     args = argparse.Namespace(features_dir=str(stores), features=["mfcc", "ge2e"], out=str(tmp_path / "study"),
-                              targets=["de"], seeds=2, pseudo_seeds=1, shots=[2], folds=3, speaker_shots=2, first_run=0,
-                              protocols=["random"], network=str(network))
+                              targets=["de"], seeds=2, pseudo_seeds=1, shots=[2], folds=3, speaker_shots=2,
+                              protocols=["random"], network=str(network), workers=0, scheduler=None)
     fs.study(args, log=lambda s: None)
     recs = fs.records(tmp_path / "study" / "results.jsonl")
     assert len(recs) == 4  # de: 2 seeds; it <- en and en <- it: 1 seed
