@@ -14,8 +14,8 @@
 # `python -m train.studies.grid --help`; extra arguments for extract / train go in $EXTRACT_ARGS / $TRAIN_ARGS.
 # `./run_all.sh fewshot --features-dir features --out runs/fewshot` instead runs the few-shot transfer study
 # (bench/fewshot.py, resumable; --network DIR, --transfer-net DIR: the network methods; --multidomain DIR: the
-# multi-domain models with the shots; --workers N / --scheduler ADDRESS: the study's runs and the network runs
-# of --network and --multidomain as Dask tasks; --report FILE.md: tables, plot).
+# multi-domain models with the shots; --workers N / --scheduler ADDRESS: all of these runs as Dask tasks;
+# --report FILE.md: tables, plot).
 set -euo pipefail
 case "${1:-}" in -h|--help) sed -n '2,/^set /{/^#/p}' "$0"; echo; exec python -m train.studies.grid --help ;; esac
 python -c "import train.studies.grid" 2>/dev/null || {

@@ -58,7 +58,7 @@ Methods (C grid of the inner CV: :data:`C_GRID`; ``CV`` = stratified folds insid
   sources' validation splits; its ``single`` runs are the study's ``single_net`` runs (the same splits and draws;
   the report checks it). No pseudo-target runs: reported beside the choice, not among its candidates;
 - with ``--transfer-net DIR``, the network transfer methods (:func:`network_transfer`), built on one source model
-  per target T (``base`` with the auxiliary loss, trained on the two other languages: :func:`source_checkpoint`):
+  per target T (``base`` with the auxiliary loss, trained on the two other languages: :func:`source_config`):
   ``adapt_net``, that model adapted on T's K shots alone (``train --init-from``, fixed recipe :data:`ADAPT_LR`,
   :data:`ADAPT_EPOCHS`); ``proto_net``, the nearest class mean of the shots in its representation (cosine);
   ``head_net``, logistic regression on that representation, C by CV inside the shots. They have no pseudo-target
@@ -66,8 +66,9 @@ Methods (C grid of the inner CV: :data:`C_GRID`; ``CV`` = stratified folds insid
 
 The study's runs of the linear methods (one per target, sources and seed or fold: :func:`study`) and the network
 runs of ``--network`` and ``--multidomain`` (one ``train`` configuration per language, K and model, with all its
-seeds or folds: :func:`run_cells`) run one after the other in this process, or as Dask tasks with ``--workers N``
-(a LocalCluster) or ``--scheduler ADDRESS`` (a cluster). ``--transfer-net`` runs in this process.
+seeds or folds: :func:`run_cells`) and ``--transfer-net`` (its source models, then its adapt_net configurations)
+run one after the other in this process, or as Dask tasks with ``--workers N`` (a LocalCluster) or ``--scheduler
+ADDRESS`` (a cluster).
 
 Choosing the transfer method without the target: for a target T with sources A and B, each method is also run with
 A as a pseudo-target (B its only source) and B as a pseudo-target (A its only source), tested on A's and B's test
@@ -446,7 +447,6 @@ def network_single(args, log=print) -> int:
     Returns the exit status: 0, or :data:`~sercore.errors.EXIT_PARTIAL` when a configuration failed there."""
     from train.config import build_config
     from train.domains import resolve_domain
-    from train.repeated_runs import run_experiment
 
     languages = [x for x in LANGUAGES if any(x == t for t, _, _ in configurations(args.targets))]  # with pseudo-targets
     jobs = [("random", t, k) for t in languages for k in args.shots] if "random" in args.protocols else []
@@ -457,16 +457,25 @@ def network_single(args, log=print) -> int:
                              out=str(Path(args.network) / f"{protocol}_{t}_k{k}"), train={"progress": False},
                              **split_runs(args, protocol)))
                for protocol, t, k in jobs]
+    return EXIT_PARTIAL if run_configs(configs, args, log) else 0
+
+
+def run_configs(configs: list[tuple[str, object]], args, log=print) -> set[str]:
+    """Run the named ``train`` configurations ``configs``: one after the other in this process (resumable: a
+    finished run is not fitted again), or with ``args.workers`` > 0 or ``args.scheduler`` as Dask tasks
+    (:func:`run_cells`). Returns the names of those that failed on the workers (in this process a failure raises)."""
+    from train.repeated_runs import run_experiment
+
     if args.workers or args.scheduler:
         failed = run_cells([as_cell(name, config) for name, config in configs], args.workers, args.scheduler, log)
         if failed:
-            log(f"single_net: {len(failed)} configuration(s) failed ({', '.join(sorted(failed))})")
-        return EXIT_PARTIAL if failed else 0
+            log(f"{len(failed)} configuration(s) failed: {', '.join(sorted(failed))}")
+        return failed
     for name, config in configs:
         start = time.perf_counter()
         run_experiment(config, log=lambda s: None)
         log(f"{name}: {time.perf_counter() - start:.0f} s -> {config.out}")
-    return 0
+    return set()
 
 
 def as_cell(name: str, config):
@@ -624,62 +633,75 @@ def check_curve_single(recs: list[dict], multidomain: list[dict]) -> list[dict]:
 ADAPT_LR, ADAPT_EPOCHS = 1e-4, 5
 
 
-def source_checkpoint(args, target: str, log=print) -> Path:
+def source_config(args, target: str):
     """The source model of ``target``: ``train --domains de,it,en --model base --few-shot T=0`` (seed 0), i.e. base
     with the contrastive auxiliary loss on the two other languages' training splits, its epoch chosen on their
     validation splits. No utterance of T reaches its weights (T's classes no source has stay untrained), so one
-    source model serves every seed, fold and K of T. Trained into ``<args.transfer_net>/source_<T>`` (resumable)."""
+    source model serves every seed, fold and K of T. Trained into ``<args.transfer_net>/source_<T>``; its
+    checkpoint: ``checkpoints/run0.pt`` there."""
     from train.config import build_config
     from train.domains import resolve_domain
-    from train.repeated_runs import run_experiment
 
     specs = [str(resolve_domain(x, args.features_dir)) for x in LANGUAGES]
-    out = Path(args.transfer_net) / f"source_{target}"
-    config = build_config(specs, model="base", features=list(args.features), features_dir=str(args.features_dir),
-                          few_shot={target: 0}, seeds=1, out=str(out), train={"progress": False})
-    start = time.perf_counter()
-    run_experiment(config, log=lambda s: None)
-    log(f"source model for {target}: {time.perf_counter() - start:.0f} s -> {out}")
-    return out / "checkpoints" / "run0.pt"
+    return build_config(specs, model="base", features=list(args.features), features_dir=str(args.features_dir),
+                        few_shot={target: 0}, seeds=1, out=str(Path(args.transfer_net) / f"source_{target}"),
+                        train={"progress": False})
 
 
-def network_transfer(args, log=print) -> None:
-    """``adapt_net``: the source model adapted on T's K shots alone (``train --domains de,it,en --model base
-    --few-shot T=K --few-shot A=0 --few-shot B=0 --init-from SOURCE --lr 1e-4 --epochs 5``: the study's splits and
-    draws), into ``<args.transfer_net>/<protocol>_<T>_k<K>``; ``proto_net`` and ``head_net``
-    (:func:`representation_methods`) into ``<args.transfer_net>/representations_<T>.jsonl``. Resumable; one process
-    per target at a time (two processes may share the folder with other targets)."""
+def transfer_jobs(args) -> list[tuple[str, int, range]]:
+    """(protocol, K, runs) of the network transfer methods, per target: the study's seeds at each K (random
+    protocol) and its folds at the speaker protocol's K."""
+    jobs = [("random", k, range(args.seeds)) for k in args.shots] if "random" in args.protocols else []
+    return jobs + ([("speaker", args.speaker_shots, range(args.folds))] if "speaker" in args.protocols else [])
+
+
+def adapt_config(args, target: str, protocol: str, k: int, checkpoint: Path):
+    """``adapt_net``'s runs of ``target`` at K under ``protocol``: ``train --domains de,it,en --model base
+    --few-shot T=K --few-shot A=0 --few-shot B=0 --init-from SOURCE --lr 1e-4 --epochs 5`` with the study's splits
+    and draws, into ``<args.transfer_net>/<protocol>_<T>_k<K>``."""
     from train.config import build_config
     from train.domains import resolve_domain
-    from train.repeated_runs import run_experiment
+
+    specs = [str(resolve_domain(x, args.features_dir)) for x in LANGUAGES]
+    return build_config(specs, model="base", features=list(args.features), features_dir=str(args.features_dir),
+                        few_shot={target: k, **{x: 0 for x in LANGUAGES if x != target}}, init_from=str(checkpoint),
+                        train={"epochs": ADAPT_EPOCHS, "progress": False}, optimizer={"lr": ADAPT_LR},
+                        save_checkpoints=False, out=str(Path(args.transfer_net) / f"{protocol}_{target}_k{k}"),
+                        **split_runs(args, protocol))
+
+
+def network_transfer(args, log=print) -> int:
+    """The network transfer methods of every target T: its source model (:func:`source_config`); ``proto_net``
+    and ``head_net`` on its representation (:func:`representation_methods`), into
+    ``<args.transfer_net>/representations_<T>.jsonl``; ``adapt_net``, the source model adapted on T's K shots alone
+    (:func:`adapt_config`). Resumable. With ``args.workers`` > 0 or ``args.scheduler``, the source models and then
+    the adapt_net configurations run as Dask tasks (:func:`run_cells`; the representations, forward passes only,
+    here). Returns the exit status: 0, or :data:`~sercore.errors.EXIT_PARTIAL` when a configuration failed there
+    (a target whose source model failed is left out)."""
 
     folder = Path(args.transfer_net)
     folder.mkdir(parents=True, exist_ok=True)
+    sources = {t: source_config(args, t) for t in args.targets}
+    failed = run_configs([(f"source model {t}", config) for t, config in sources.items()], args, log)
+    targets = [t for t in args.targets if f"source model {t}" not in failed]
     langs = None
-    for t in args.targets:
-        checkpoint = source_checkpoint(args, t, log)
-        others = [x for x in LANGUAGES if x != t]
-        specs = [str(resolve_domain(x, args.features_dir)) for x in LANGUAGES]
+    adapts = []
+    for t in targets:
+        checkpoint = Path(sources[t].out) / "checkpoints" / "run0.pt"
         path = folder / f"representations_{t}.jsonl"
         done = {(r["protocol"], r["k"], r["run"]) for r in records(path)}
-        jobs = [("random", k, range(args.seeds)) for k in args.shots] if "random" in args.protocols else []
-        jobs += [("speaker", args.speaker_shots, range(args.folds))] if "speaker" in args.protocols else []
-        for protocol, k, runs in jobs:
+        for protocol, k, runs in transfer_jobs(args):
             todo = [r for r in runs if (protocol, k, r) not in done]
             if todo:
                 langs = langs or load(args.features_dir, args.features, Path(args.out) / "cache")
                 with path.open("a") as f:
                     for run in todo:
                         ua_ = representation_methods(checkpoint, langs, t, protocol, run, k, args.folds)
-                        f.write(json.dumps({"protocol": protocol, "target": t, "sources": others, "run": run, "k": k,
-                                            "ua": ua_}) + "\n")
-            config = build_config(specs, model="base", features=list(args.features), features_dir=str(args.features_dir),
-                                  few_shot={t: k, **{x: 0 for x in others}}, init_from=str(checkpoint),
-                                  train={"epochs": ADAPT_EPOCHS, "progress": False}, optimizer={"lr": ADAPT_LR}, save_checkpoints=False,
-                                  out=str(folder / f"{protocol}_{t}_k{k}"), **split_runs(args, protocol))
-            start = time.perf_counter()
-            run_experiment(config, log=lambda s: None)
-            log(f"adapt_net {protocol} {t} K = {k}: {time.perf_counter() - start:.0f} s -> {config.out}")
+                        f.write(json.dumps({"protocol": protocol, "target": t, "sources": [x for x in LANGUAGES if x != t],
+                                            "run": run, "k": k, "ua": ua_}) + "\n")
+            adapts.append((f"adapt_net {protocol} {t} K = {k}", adapt_config(args, t, protocol, k, checkpoint)))
+    failed |= run_configs(adapts, args, log)
+    return EXIT_PARTIAL if failed else 0
 
 
 def representation_methods(checkpoint: Path, langs: dict, target: str, protocol: str, run: int, k: int,
@@ -1098,10 +1120,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                        "train their learning curves into this folder; with "
                                                        "--report, read them.")
     p.add_argument("--workers", type=int, default=0, help="Run the study's runs (linear methods: one per target, sources "
-                                                          "and seed or fold) and the train configurations of --network "
-                                                          "and --multidomain (one per language, K and model, with all "
-                                                          "its seeds or folds) on a LocalCluster of this many Dask "
-                                                          "workers; 0: one after the other in this process.")
+                                                          "and seed or fold) and the train configurations of --network, "
+                                                          "--transfer-net and --multidomain (one per language, K and "
+                                                          "model, with all its seeds or folds) on a LocalCluster of this "
+                                                          "many Dask workers; 0: one after the other in this process.")
     p.add_argument("--scheduler", default=None, help="Run the study's runs and the train configurations on this "
                                                      "Dask cluster instead (its scheduler's address or scheduler file, "
                                                      "mgser cluster slurm).")
@@ -1141,7 +1163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return status
     status = study(args)
     if args.transfer_net:
-        network_transfer(args)
+        status = network_transfer(args) or status
     if args.multidomain:
         status = multidomain_curves(args) or status
     return status

@@ -402,6 +402,8 @@ def test_no_utterance_of_the_target_reaches_the_source_model(tmp_path, monkeypat
     """The source model of T is the same whatever T's utterances: one model serves every seed, fold and K of T."""
     import torch
 
+    from train.repeated_runs import run_experiment
+
     quick_configs(monkeypatch, epochs=2)
     weights = []
     for shuffled in (False, True):
@@ -411,8 +413,9 @@ def test_no_utterance_of_the_target_reaches_the_source_model(tmp_path, monkeypat
         if shuffled:  # de drawn again with another seed: other features and labels, the same emotions and size
             make_stores(root, dataset="synth_de", language="de", per_class=6, speakers=3, seed=7)
         args = argparse.Namespace(features=["mfcc", "ge2e"], features_dir=str(root), transfer_net=str(root / "net"))
-        checkpoint = fs.source_checkpoint(args, "de", log=lambda s: None)
-        weights.append(torch.load(checkpoint, weights_only=False)["model"])
+        config = fs.source_config(args, "de")
+        run_experiment(config, log=lambda s: None)
+        weights.append(torch.load(Path(config.out) / "checkpoints" / "run0.pt", weights_only=False)["model"])
     assert (tmp_path / "stores0" / "synth_de" / "train.h5").read_bytes() != (tmp_path / "stores1" / "synth_de" / "train.h5").read_bytes()
     assert weights[0].keys() == weights[1].keys()
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
@@ -482,10 +485,10 @@ def test_the_multidomain_models_under_the_speaker_protocol_train_on_the_studys_f
 
 
 def test_the_network_runs_and_multidomain_pieces_run_as_dask_tasks_and_nothing_is_fitted_here(stores, tmp_path, monkeypatch):
-    """--workers 2: single_net's configurations and every (target, K, model) piece of the curves run in Dask
-    workers' train subprocesses (their folders hold the cell's configuration and log); the curves written
-    afterwards in this process find all their runs finished (fitting here would raise), and the records join as
-    the serial path's do."""
+    """--workers 2: single_net's configurations, the source models and adapt_net configurations of --transfer-net
+    and every (target, K, model) piece of the curves run in Dask workers' train subprocesses (their folders hold
+    the cell's configuration and log); the curves written afterwards in this process find all their runs finished
+    (fitting here would raise), and the records join as the serial path's do."""
     import train.repeated_runs
 
     quick_configs(monkeypatch)
@@ -495,12 +498,16 @@ def test_the_network_runs_and_multidomain_pieces_run_as_dask_tasks_and_nothing_i
         raise AssertionError("a run was fitted in this process")
 
     monkeypatch.setattr(train.repeated_runs, "fit_run", no_fitting)
-    out, net, md = tmp_path / "study", tmp_path / "net", tmp_path / "md"
+    out, net, md, transfer = tmp_path / "study", tmp_path / "net", tmp_path / "md", tmp_path / "transfer"
     args = ["--features-dir", str(stores), "--features", "mfcc,ge2e", "--out", str(out), "--targets", "de", "--seeds", "1",
-            "--pseudo-seeds", "1", "--shots", "2", "--protocols", "random", "--network", str(net), "--multidomain", str(md)]
+            "--pseudo-seeds", "1", "--shots", "2", "--protocols", "random", "--network", str(net), "--multidomain", str(md),
+            "--transfer-net", str(transfer)]
     assert fs.main([*args, "--workers", "2"]) == 0
-    for folder in (net / "random_de_k2", net / "random_it_k2", md / "de" / "k2" / "single", md / "de" / "k2" / "sb"):
+    for folder in (net / "random_de_k2", net / "random_it_k2", md / "de" / "k2" / "single", md / "de" / "k2" / "sb",
+                   transfer / "source_de", transfer / "random_de_k2"):
         assert (folder / "cell.json").is_file() and (folder / "train.log").is_file()  # run by a worker
+    assert sorted((r["run"], m) for r in fs.transfer_net_records(transfer) for m in r["ua"]) == [
+        (0, "adapt_net"), (0, "head_net"), (0, "proto_net")]
     assert (md / "de" / "curve.md").is_file()
     recs = fs.multidomain_records(md)
     assert sorted((r["run"], m) for r in recs for m in r["ua"]) == [(0, "curve_single"), (0, "md_sb")]
@@ -525,6 +532,27 @@ def test_a_failed_multidomain_piece_is_reported_and_only_its_curve_is_not_writte
     assert "FAILED md random de k2 sb" in capsys.readouterr().out
     assert json.loads(run.read_text())["fingerprint"]["config"]["epochs"] == 99
     assert not (md / "de" / "curve.md").exists() and (md / "it" / "curve.md").is_file()
+
+
+def test_a_target_whose_source_model_failed_on_a_worker_is_left_out_of_the_transfer_methods(stores, tmp_path, monkeypatch,
+                                                                                            capsys):
+    """--transfer-net with --workers: a source model whose folder holds a run of another configuration fails (exit
+    5, naming it; the run is not overwritten); nothing is built on it (no representations, no adapt_net), and the
+    other target's methods are."""
+    quick_configs(monkeypatch)
+    transfer = tmp_path / "transfer"
+    run = transfer / "source_de" / "runs" / "run0.json"
+    run.parent.mkdir(parents=True)
+    run.write_text(json.dumps({"run": 0, "fingerprint": {"config": {"model": "sb", "epochs": 99}}}))
+    args = ["--features-dir", str(stores), "--features", "mfcc,ge2e", "--out", str(tmp_path / "study"), "--targets", "de,it",
+            "--seeds", "1", "--pseudo-seeds", "0", "--shots", "2", "--protocols", "random", "--transfer-net", str(transfer),
+            "--workers", "1"]
+    assert fs.main(args) == EXIT_PARTIAL
+    assert "FAILED source model de" in capsys.readouterr().out
+    assert json.loads(run.read_text())["fingerprint"]["config"]["epochs"] == 99
+    assert not (transfer / "representations_de.jsonl").exists() and not (transfer / "random_de_k2").exists()
+    assert {(r["target"], m) for r in fs.transfer_net_records(transfer) for m in r["ua"]} == {
+        ("it", "adapt_net"), ("it", "head_net"), ("it", "proto_net")}
 
 
 def test_the_multidomain_pieces_are_the_curves_runs_under_both_protocols(stores, tmp_path):
