@@ -115,6 +115,9 @@ LANGUAGES = ("de", "it", "en")
 NETWORK_TRANSFER = ("adapt_net", "proto_net", "head_net")
 #: The multi-domain models of ``--multidomain`` (:func:`multidomain_curves`): method ``md_<model>``.
 MULTIDOMAIN = ("base", "sb", "omoe", "mmoe", "nas")
+#: The methods reported beside the choice (no pseudo-target runs), by family: tables and :func:`plot_beside`.
+BESIDE = {"The network transfer methods": NETWORK_TRANSFER,
+          "The multi-domain models trained with the K shots": tuple(f"md_{m}" for m in MULTIDOMAIN)}
 FEATURES = ("mfcc", "ge2e", "byol")
 
 
@@ -966,8 +969,7 @@ def report(path: Path | Sequence[Path]) -> str:
                 out.append(f"| {protocol} | {t} | {k} | {len(rk)} | {head} ({np.mean([r['ua'][head] for r in rk]):.3f}) | "
                            f"{m}{note}: {cell(a)} | vs {best}: {cell(b)} | {plain_shared}: {cell(c)} |")
     out.append("")
-    for family, title in ((NETWORK_TRANSFER, "The network transfer methods"),
-                          ([f"md_{m}" for m in MULTIDOMAIN], "The multi-domain models trained with the K shots")):
+    for title, family in BESIDE.items():
         out += beside_choice(recs, targets, [m for m in family if m in methods], shared, title)
     for protocol in ("random", "speaker"):
         for t in LANGUAGES:
@@ -1002,16 +1004,50 @@ def report(path: Path | Sequence[Path]) -> str:
 
 def beside_choice(recs: list[dict], targets: Sequence[str], methods: Sequence[str], chosen: str, title: str) -> list[str]:
     """A table of ``methods`` that have no pseudo-target runs (so are not candidates of the choice), each minus
-    single on the runs that have all of them, and the chosen method on the same runs. While a study is still
-    running, a method with fewer runs than the others of a row is left out of it (—) rather than shrinking their
-    runs: the row shows the methods with at least n runs, n the count that shows the most values."""
-    if not methods:
+    single on the runs that have all of them, and the chosen method on the same runs (:func:`beside_rows`)."""
+    rows = beside_rows(recs, targets, methods, chosen)
+    if not rows:
         return []
     shown = [*methods, *([chosen] if any(chosen in r["ua"] for r in recs) else [])]
     out = [f"{title} (not candidates of the choice: they have no pseudo-target runs), each minus single on the "
            "same runs, and the chosen method on those runs (—: fewer runs than the others of the row so far):", "",
            "| protocol | target | K | runs | single (UA) | " + " | ".join(f"{m} − single [95% CI]" for m in shown) + " |",
            "| --- | --- | ---: | ---: | --- | " + " | ".join("---" for _ in shown) + " |"]
+    for row in rows:
+        rk, head = row.runs, row.single
+
+        def column(m: str) -> str:
+            if m not in row.differences:
+                return "—"
+            d, lo, hi, _ = row.differences[m]
+            return f"{np.mean([r['ua'][m] for r in rk]):.3f}: {d:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+
+        out.append(f"| {row.protocol} | {row.target} | {row.k} | {len(rk)} | {head} "
+                   f"({np.mean([r['ua'][head] for r in rk]):.3f}) | " + " | ".join(column(m) for m in shown) + " |")
+    return [*out, ""]
+
+
+class BesideRow(NamedTuple):
+    """One (protocol, target, K) of :func:`beside_rows`: its runs, single's method, and each shown method minus
+    single on those runs (mean, low, high, n)."""
+
+    protocol: str
+    target: str
+    k: int
+    runs: list[dict]
+    single: str
+    differences: dict[str, tuple[float, float, float, int]]
+
+
+def beside_rows(recs: list[dict], targets: Sequence[str], methods: Sequence[str], chosen: str) -> list[BesideRow]:
+    """Per protocol, target and K: ``methods`` (and ``chosen``, where it has runs) minus single, paired on the runs
+    that have all of the shown ones. While a study is still running, a method with fewer runs than the others of a
+    row is left out of it rather than shrinking their runs: the row shows the methods with at least n runs, n the
+    count that shows the most values."""
+    if not methods:
+        return []
+    shown = [*methods, *([chosen] if any(chosen in r["ua"] for r in recs) else [])]
+    rows = []
     for protocol in ("random", "speaker"):
         for t in targets:
             main = [r for r in recs if r["protocol"] == protocol and r["target"] == t and len(r["sources"]) == 2]
@@ -1028,16 +1064,8 @@ def beside_choice(recs: list[dict], targets: Sequence[str], methods: Sequence[st
                 if not rk:
                     continue
                 head = best_single(rk, HEADS)
-
-                def column(m: str) -> str:
-                    if m not in present:
-                        return "—"
-                    d, lo, hi, _ = paired(rk, m, head)
-                    return f"{np.mean([r['ua'][m] for r in rk]):.3f}: {d:+.3f} [{lo:+.3f}, {hi:+.3f}]"
-
-                out.append(f"| {protocol} | {t} | {k} | {len(rk)} | {head} ({np.mean([r['ua'][head] for r in rk]):.3f}) | "
-                           + " | ".join(column(m) for m in shown) + " |")
-    return [*out, ""]
+                rows.append(BesideRow(protocol, t, k, rk, head, {m: paired(rk, m, head) for m in present}))
+    return rows
 
 
 def summary(path: Path | Sequence[Path]) -> dict:
@@ -1099,6 +1127,28 @@ def plot(path: Path | Sequence[Path], png: Path) -> None:
     fig.savefig(png, dpi=110)
 
 
+def plot_beside(path: Path | Sequence[Path], png: Path) -> Path | None:
+    """Each family of :data:`BESIDE` that has runs in a panel: per protocol, target and K, each of its methods and
+    the chosen one minus single on the same runs, with their 95% intervals (the tables of :func:`beside_choice`).
+    None when no family has runs."""
+    from train.plots import plot_differences
+
+    recs = with_pseudo_single_net(records(path))
+    methods = {m for r in recs for m in r["ua"]}
+    targets = study_targets(recs)
+    chosen = shared_method(recs, targets, sorted(m for m in methods if m not in SINGLE))[0] if targets else ""
+    panels = {}
+    for title, family in BESIDE.items():
+        rows = beside_rows(recs, targets, [m for m in family if m in methods], chosen)
+        if rows:
+            panels[title] = {f"{row.target} K={row.k}\n{row.protocol}": {m: d[:3] for m, d in row.differences.items()}
+                             for row in rows}
+    if not panels:
+        return None
+    return plot_differences(panels, png, "method − single (95% CI)",
+                            title=f"Beside the choice: each method and the chosen one ({chosen}) minus single, same runs")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--features-dir", default="features")
@@ -1137,6 +1187,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.shots = list(dict.fromkeys(int(k) for k in args.shots.split(",")))
     args.protocols = args.protocols.split(",")
     if args.report:
+        for option, folder in (("--network", args.network), ("--transfer-net", args.transfer_net),
+                               ("--multidomain", args.multidomain)):
+            if folder and not Path(folder).is_dir():
+                p.error(f"{option}: {folder}: no such folder (with --report, the runs to read)")
         files = [Path(d) / "results.jsonl" for d in [args.out, *args.also]]
         if args.network:
             network = Path(args.out) / "network.jsonl"
@@ -1152,8 +1206,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             multidomain.write_text("".join(json.dumps(r) + "\n" for r in md))
             files.append(multidomain)
         text = report(files)
-        Path(args.report).write_text(text + "\n")
-        plot(files, Path(args.report).with_suffix(".png"))
+        path = Path(args.report)
+        path.write_text(text + "\n")
+        plot(files, path.with_suffix(".png"))
+        plot_beside(files, path.with_name(f"{path.stem}_beside.png"))
         (Path(args.out) / "summary.json").write_text(json.dumps(summary(files), indent=2))
         print(text)
         return 0

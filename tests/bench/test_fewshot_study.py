@@ -8,6 +8,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import bench.fewshot as fs
@@ -63,6 +64,10 @@ def test_every_method_of_a_run_sees_the_same_k_shots_and_the_study_resumes(store
     assert "#### de, random protocol, K = 2" in text and "#### de, speaker protocol, K = 2" in text and "(chosen)" in text
     assert re.search(r"cv_spk picked self(_pooled)?_spk in \d of 2 runs", text)  # each run's pick, per target and K
     assert report.with_suffix(".png").stat().st_size > 1000
+    assert not report.with_name("table_beside.png").exists()  # no method beside the choice was run
+    with pytest.raises(SystemExit) as exc:  # with --report, a folder of runs to read that is not there: one line
+        fs.main([*args, "--report", str(report), "--multidomain", str(tmp_path / "nowhere")])
+    assert exc.value.code == 2
     summary = json.loads((out / "summary.json").read_text())
     assert summary["random de 2"]["chosen"] in [*fs.POOLED, "pooled_spk", "stack", "zeroshot", "self_pooled", "self_pooled_spk",
                                              "cv_spk"]
@@ -441,12 +446,26 @@ def test_the_multidomain_models_train_the_curve_with_the_studys_draws_and_join_i
     assert [r["ua"]["md_sb"] for r in sorted(recs, key=lambda r: r["run"]) if "md_sb" in r["ua"]] == pytest.approx(
         [run["test"]["de"]["ua"] for run in metrics["runs"]])
     report = tmp_path / "report.md"
+    import train.plots
+
+    drawn, draw = [], train.plots.plot_differences
+    monkeypatch.setattr(train.plots, "plot_differences", lambda panels, *a, **k: drawn.append(panels) or draw(panels, *a, **k))
     assert fs.main([*args, "--report", str(report)]) == 0
     text = report.read_text()
     assert "md_base − single" in text and "md_sb − single" in text and "curve_single" not in text
     joined = [r for r in fs.records([out / "results.jsonl", out / "network.jsonl", out / "multidomain.jsonl"])
               if r["target"] == "de" and len(r["sources"]) == 2]
     assert len(joined) == 2 and all({"single_logreg", "single_net", "md_base", "md_sb"} <= set(r["ua"]) for r in joined)
+    # the plot beside the report: each model minus single on the table's runs, with its interval
+    assert report.with_name("report_beside.png").stat().st_size > 1000
+    [panels] = drawn
+    [(title, groups)] = panels.items()
+    assert title == "The multi-domain models trained with the K shots" and list(groups) == ["de K=2\nrandom"]
+    single = fs.best_single(fs.with_every_head(joined), fs.HEADS)
+    for m in ("md_base", "md_sb"):
+        mean, low, high = groups["de K=2\nrandom"][m]
+        assert mean == pytest.approx(np.mean([r["ua"][m] - r["ua"][single] for r in joined])) and low <= mean <= high
+        assert f"{mean:+.3f} [{low:+.3f}, {high:+.3f}]" in text
     # a curve trained on other draws is not paired with the study: the curve's single differs from single_net
     run0 = md / "de" / "k2" / "single" / "runs" / "run0.json"
     record = json.loads(run0.read_text())
