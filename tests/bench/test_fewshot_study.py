@@ -535,21 +535,31 @@ def test_the_network_runs_and_multidomain_pieces_run_as_dask_tasks_and_nothing_i
     assert "md_sb − single" in text and "| single_net |" in text
 
 
+FOREIGN_RUN = {"run": 0, "fingerprint": {"config": {"model": "sb", "epochs": 99}}}
+
+
+def foreign_run(folder: Path) -> Path:
+    """A run of another configuration in the run folder ``folder`` (``runs/run0.json``): a cell there must fail
+    rather than overwrite it."""
+    run = folder / "runs" / "run0.json"
+    run.parent.mkdir(parents=True)
+    run.write_text(json.dumps(FOREIGN_RUN))
+    return run
+
+
 def test_a_failed_multidomain_piece_is_reported_and_only_its_curve_is_not_written(stores, tmp_path, monkeypatch, capsys):
     """A piece whose folder holds runs of another configuration fails (exit 5, naming it) and is not overwritten;
     its curve (de) is not written, the other target's (it) is."""
     quick_configs(monkeypatch)
     monkeypatch.setattr(fs, "MULTIDOMAIN", ("sb",))
     md = tmp_path / "md"
-    run = md / "de" / "k2" / "sb" / "runs" / "run0.json"
-    run.parent.mkdir(parents=True)
-    run.write_text(json.dumps({"run": 0, "fingerprint": {"config": {"model": "sb", "epochs": 99}}}))
+    run = foreign_run(md / "de" / "k2" / "sb")
     args = ["--features-dir", str(stores), "--features", "mfcc,ge2e", "--out", str(tmp_path / "study"), "--targets", "de,it",
             "--seeds", "1", "--pseudo-seeds", "1", "--shots", "2", "--protocols", "random", "--multidomain", str(md),
             "--workers", "1"]
     assert fs.main(args) == EXIT_PARTIAL
     assert "FAILED md random de k2 sb" in capsys.readouterr().out
-    assert json.loads(run.read_text())["fingerprint"]["config"]["epochs"] == 99
+    assert json.loads(run.read_text()) == FOREIGN_RUN  # not overwritten
     assert not (md / "de" / "curve.md").exists() and (md / "it" / "curve.md").is_file()
 
 
@@ -560,15 +570,13 @@ def test_a_target_whose_source_model_failed_on_a_worker_is_left_out_of_the_trans
     other target's methods are."""
     quick_configs(monkeypatch)
     transfer = tmp_path / "transfer"
-    run = transfer / "source_de" / "runs" / "run0.json"
-    run.parent.mkdir(parents=True)
-    run.write_text(json.dumps({"run": 0, "fingerprint": {"config": {"model": "sb", "epochs": 99}}}))
+    run = foreign_run(transfer / "source_de")
     args = ["--features-dir", str(stores), "--features", "mfcc,ge2e", "--out", str(tmp_path / "study"), "--targets", "de,it",
             "--seeds", "1", "--pseudo-seeds", "0", "--shots", "2", "--protocols", "random", "--transfer-net", str(transfer),
             "--workers", "1"]
     assert fs.main(args) == EXIT_PARTIAL
     assert "FAILED source model de" in capsys.readouterr().out
-    assert json.loads(run.read_text())["fingerprint"]["config"]["epochs"] == 99
+    assert json.loads(run.read_text()) == FOREIGN_RUN  # not overwritten
     assert not (transfer / "representations_de.jsonl").exists() and not (transfer / "random_de_k2").exists()
     assert {(r["target"], m) for r in fs.transfer_net_records(transfer) for m in r["ua"]} == {
         ("it", "adapt_net"), ("it", "head_net"), ("it", "proto_net")}
