@@ -405,7 +405,7 @@ def study(args, log=print) -> int:
 
     failed = []
     with dask_client(args.workers, args.scheduler, echo=log) as client:
-        shared = client.scatter(langs, broadcast=True)
+        [shared] = client.scatter([langs], broadcast=True)  # one object (a dict would be scattered under its keys)
         futures = {client.submit(methods_task, r, shared, args.folds, network, pure=False): r for r in todo}
         for future in as_completed(futures):
             r = futures[future]
