@@ -64,11 +64,11 @@ Methods (C grid of the inner CV: :data:`C_GRID`; ``CV`` = stratified folds insid
   ``head_net``, logistic regression on that representation, C by CV inside the shots. They have no pseudo-target
   runs, so they are reported beside the method choice, not among its candidates.
 
-The study's runs of the linear methods (one per target, sources and seed or fold: :func:`study`) and the network
-runs of ``--network`` and ``--multidomain`` (one ``train`` configuration per language, K and model, with all its
-seeds or folds: :func:`run_cells`) and ``--transfer-net`` (its source models, then its adapt_net configurations)
-run one after the other in this process, or as Dask tasks with ``--workers N`` (a LocalCluster) or ``--scheduler
-ADDRESS`` (a cluster).
+Every part of the study runs one after the other in this process, or as Dask tasks with ``--workers N`` (a
+LocalCluster) or ``--scheduler ADDRESS`` (a cluster): the linear methods one task per target, sources and seed or
+fold (:func:`study`); ``--network``, ``--transfer-net`` (its source models, then its adapt_net configurations) and
+``--multidomain`` one ``train`` configuration per language, K and model, with all its seeds or folds
+(:func:`run_cells`).
 
 Choosing the transfer method without the target: for a target T with sources A and B, each method is also run with
 A as a pseudo-target (B its only source) and B as a pseudo-target (A its only source), tested on A's and B's test
