@@ -437,6 +437,13 @@ def methods_task(r: StudyRun, langs: dict, folds: int, network: Path | None) -> 
     return res, time.perf_counter() - t0
 
 
+def language_specs(args) -> list[str]:
+    """The ``--domains`` of the study's three-language runs: each of :data:`LANGUAGES` with its stores."""
+    from train.domains import resolve_domain
+
+    return [str(resolve_domain(x, args.features_dir)) for x in LANGUAGES]
+
+
 def split_runs(args, protocol: str) -> dict:
     """``build_config``'s settings for the study's runs of ``protocol``: its seeds (random) or its folds (speaker)."""
     return {"seeds": args.seeds} if protocol == "random" else {"protocol": "speaker", "folds": args.folds}
@@ -553,9 +560,8 @@ def multidomain_curves(args, log=print) -> int:
 def multidomain_plan(args) -> list[tuple[str, str, object, list[int]]]:
     """(protocol, target, the curve's configuration, its K) of every curve of :func:`multidomain_curves`."""
     from train.config import build_config
-    from train.domains import resolve_domain
 
-    specs = [str(resolve_domain(x, args.features_dir)) for x in LANGUAGES]
+    specs = language_specs(args)
     jobs = [("random", t) for t in args.targets] if "random" in args.protocols else []
     jobs += [("speaker", t) for t in args.targets] if "speaker" in args.protocols else []
     plan = []
@@ -643,9 +649,8 @@ def source_config(args, target: str):
     source model serves every seed, fold and K of T. Trained into ``<args.transfer_net>/source_<T>``; its
     checkpoint: ``checkpoints/run0.pt`` there."""
     from train.config import build_config
-    from train.domains import resolve_domain
 
-    specs = [str(resolve_domain(x, args.features_dir)) for x in LANGUAGES]
+    specs = language_specs(args)
     return build_config(specs, model="base", features=list(args.features), features_dir=str(args.features_dir),
                         few_shot={target: 0}, seeds=1, out=str(Path(args.transfer_net) / f"source_{target}"),
                         train={"progress": False})
@@ -663,9 +668,8 @@ def adapt_config(args, target: str, protocol: str, k: int, checkpoint: Path):
     --few-shot T=K --few-shot A=0 --few-shot B=0 --init-from SOURCE --lr 1e-4 --epochs 5`` with the study's splits
     and draws, into ``<args.transfer_net>/<protocol>_<T>_k<K>``."""
     from train.config import build_config
-    from train.domains import resolve_domain
 
-    specs = [str(resolve_domain(x, args.features_dir)) for x in LANGUAGES]
+    specs = language_specs(args)
     return build_config(specs, model="base", features=list(args.features), features_dir=str(args.features_dir),
                         few_shot={target: k, **{x: 0 for x in LANGUAGES if x != target}}, init_from=str(checkpoint),
                         train={"epochs": ADAPT_EPOCHS, "progress": False}, optimizer={"lr": ADAPT_LR},
