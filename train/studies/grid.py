@@ -370,7 +370,11 @@ def _train_in_process(cell: Cell, threads: int | None, log: Path) -> int:
 # ---------------------------------------------------------------------------------------------- the grid
 
 
-def default_threads(workers: int) -> int:
+def default_threads(workers: int, scheduler: str | None = None) -> int | None:
+    """Torch threads per cell: $OMP_NUM_THREADS where set, else this machine's CPUs shared among ``workers``; None
+    for a cluster at ``scheduler`` (its workers' own setting holds)."""
+    if scheduler:
+        return None
     if os.environ.get("OMP_NUM_THREADS", "").isdigit():
         return max(1, int(os.environ["OMP_NUM_THREADS"]))
     return max(1, (os.cpu_count() or 1) // max(1, workers))
@@ -479,7 +483,7 @@ def run_grid(options: GridOptions, *, workers: int = 2, scheduler: str | None = 
         else:
             echo(f"[{counter['n']}/{len(cells)}] FAILED {r.name}: {r.error}")
 
-    threads = threads or (default_threads(workers) if not scheduler else None)
+    threads = threads or default_threads(workers, scheduler)
     if todo:
         execute_cells(todo, workers, scheduler, threads, in_process, options.device.startswith("cuda"), echo, report)
     failures = {n: r.error for n, r in results.items() if not r.ok}

@@ -13,7 +13,8 @@ from click.testing import CliRunner
 
 from tests._train_helpers import make_stores
 from train.config import ExperimentConfig
-from train.studies.grid import GridOptions, cell_state, main, offered_models, parse_domains, plan_cells, run_cell, run_grid
+from train.studies.grid import (GridOptions, cell_state, default_threads, main, offered_models, parse_domains, plan_cells,
+                                run_cell, run_grid)
 from train.studies.paper_tables import build_tables, read_metrics, write_tables
 
 # ------------------------------------------------------------------------------------ tables from fake folders
@@ -518,3 +519,12 @@ def test_run_all_help_prints_its_whole_description(tmp_path):
     out = subprocess.run(["bash", str(script), "--help"], capture_output=True, text=True, env=env, cwd=tmp_path, check=True).stdout
     assert len(header) > 10 and out.splitlines()[:len(header)] == header
     assert "--workers" in out.split("\n\n", 1)[1]
+
+
+def test_the_cells_threads_default_to_omp_num_threads_else_the_cpus_shared_and_a_clusters_own(monkeypatch):
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert [default_threads(w) for w in (0, 1, 3, 16)] == [8, 8, 2, 1]
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert default_threads(2) == 3
+    assert default_threads(2, "tcp://scheduler:8786") is None  # a cluster's workers keep their own setting
