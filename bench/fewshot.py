@@ -518,8 +518,8 @@ def run_cells(cells: list, workers: int, scheduler: str | None, log=print) -> se
     todo = [c for c in cells if cell_state(c) != "done"]
     log(f"{len(cells)} train configurations, {len(cells) - len(todo)} done already, {len(todo)} to run")
     if todo:
-        execute_cells(todo, workers, scheduler, None if scheduler else default_threads(workers),
-                      in_process=False, gpu=False, echo=log, report=report)
+        execute_cells(todo, workers, scheduler, default_threads(workers, scheduler), in_process=False, gpu=False,
+                      echo=log, report=report)
     return failed
 
 
@@ -1012,7 +1012,7 @@ def beside_choice(recs: list[dict], targets: Sequence[str], methods: Sequence[st
     rows = beside_rows(recs, targets, methods, chosen)
     if not rows:
         return []
-    shown = [*methods, *([chosen] if any(chosen in r["ua"] for r in recs) else [])]
+    shown = beside_methods(recs, methods, chosen)
     out = [f"{title} (not candidates of the choice: they have no pseudo-target runs), each minus single on the "
            "same runs, and the chosen method on those runs (—: fewer runs than the others of the row so far):", "",
            "| protocol | target | K | runs | single (UA) | " + " | ".join(f"{m} − single [95% CI]" for m in shown) + " |",
@@ -1043,6 +1043,11 @@ class BesideRow(NamedTuple):
     differences: dict[str, tuple[float, float, float, int]]
 
 
+def beside_methods(recs: list[dict], methods: Sequence[str], chosen: str) -> list[str]:
+    """The methods shown beside the choice: ``methods``, then ``chosen`` where it has runs."""
+    return [*methods, *([chosen] if any(chosen in r["ua"] for r in recs) else [])]
+
+
 def beside_rows(recs: list[dict], targets: Sequence[str], methods: Sequence[str], chosen: str) -> list[BesideRow]:
     """Per protocol, target and K: ``methods`` (and ``chosen``, where it has runs) minus single, paired on the runs
     that have all of the shown ones. While a study is still running, a method with fewer runs than the others of a
@@ -1050,7 +1055,7 @@ def beside_rows(recs: list[dict], targets: Sequence[str], methods: Sequence[str]
     count that shows the most values."""
     if not methods:
         return []
-    shown = [*methods, *([chosen] if any(chosen in r["ua"] for r in recs) else [])]
+    shown = beside_methods(recs, methods, chosen)
     rows = []
     for protocol in ("random", "speaker"):
         for t in targets:
@@ -1132,9 +1137,9 @@ def plot(path: Path | Sequence[Path], png: Path) -> None:
 
 
 def plot_beside(path: Path | Sequence[Path], png: Path) -> Path | None:
-    """Each family of :data:`BESIDE` that has runs in a panel: per protocol, target and K, each of its methods and
-    the chosen one minus single on the same runs, with their 95% intervals (the tables of :func:`beside_choice`).
-    None when no family has runs."""
+    """Each family of :data:`BESIDE` that has runs in a panel: per protocol, target and K (with its number of runs),
+    each of its methods and the chosen one minus single on the same runs, with their 95% intervals (the tables of
+    :func:`beside_choice`). None when no family has runs."""
     from train.plots import plot_differences
 
     recs = with_pseudo_single_net(records(path))
@@ -1145,8 +1150,8 @@ def plot_beside(path: Path | Sequence[Path], png: Path) -> Path | None:
     for title, family in BESIDE.items():
         rows = beside_rows(recs, targets, [m for m in family if m in methods], chosen)
         if rows:
-            panels[title] = {f"{row.target} K={row.k}\n{row.protocol}": {m: d[:3] for m, d in row.differences.items()}
-                             for row in rows}
+            panels[title] = {f"{row.target} K={row.k}\n{row.protocol}, n={len(row.runs)}":
+                             {m: d[:3] for m, d in row.differences.items()} for row in rows}
     if not panels:
         return None
     return plot_differences(panels, png, "method − single (95% CI)",

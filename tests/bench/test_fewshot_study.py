@@ -26,6 +26,15 @@ def stores(tmp_path_factory):
     return root
 
 
+def study_args(stores: Path, **options) -> list[str]:
+    """bench/fewshot.py's arguments on the test stores (features mfcc, ge2e) and ``options``, each as ``--name value``
+    (underscores as dashes)."""
+    args = ["--features-dir", str(stores), "--features", "mfcc,ge2e"]
+    for name, value in options.items():
+        args += [f"--{name.replace('_', '-')}", str(value)]
+    return args
+
+
 def test_every_method_of_a_run_sees_the_same_k_shots_and_the_study_resumes(stores, tmp_path, monkeypatch):
     drawn = []
 
@@ -36,8 +45,7 @@ def test_every_method_of_a_run_sees_the_same_k_shots_and_the_study_resumes(store
 
     monkeypatch.setattr("train.protocol.few_shot", spy)
     out = tmp_path / "study"
-    args = ["--features-dir", str(stores), "--features", "mfcc,ge2e", "--out", str(out), "--targets", "de", "--seeds", "2",
-            "--pseudo-seeds", "1", "--shots", "2,3", "--folds", "3", "--speaker-shots", "2"]
+    args = study_args(stores, out=out, targets="de", seeds=2, pseudo_seeds=1, shots="2,3", folds=3, speaker_shots=2)
     assert fs.main(args) == 0
     recs = fs.records(out / "results.jsonl")
     # de with both sources (2 seeds, K = 2 and 3), its pseudo-targets it <- en and en <- it (1 seed), speaker folds
@@ -78,8 +86,7 @@ def test_the_studys_runs_on_dask_workers_record_what_the_serial_study_records(st
     order the tasks finished), a rerun submits nothing, and a run it cannot read stops it with one line."""
     from sercore import cluster
 
-    args = ["--features-dir", str(stores), "--features", "mfcc,ge2e", "--targets", "de", "--seeds", "2",
-            "--pseudo-seeds", "1", "--shots", "2", "--folds", "3", "--speaker-shots", "2"]
+    args = study_args(stores, targets="de", seeds=2, pseudo_seeds=1, shots=2, folds=3, speaker_shots=2)
     assert fs.main([*args, "--out", str(tmp_path / "serial")]) == 0
     assert fs.main([*args, "--out", str(tmp_path / "dask"), "--workers", "2"]) == 0
     key = lambda r: (r["protocol"], r["target"], r["run"], r["k"])  # noqa: E731
@@ -380,8 +387,8 @@ def test_the_network_transfer_methods_train_on_the_sources_then_use_the_studys_s
     with the study's splits, proto_net and head_net on its representation; joined to the study's records."""
     quick_configs(monkeypatch)
     out, net = tmp_path / "study", tmp_path / "net"
-    args = ["--features-dir", str(stores), "--features", "mfcc,ge2e", "--out", str(out), "--targets", "de", "--seeds", "2",
-            "--pseudo-seeds", "1", "--shots", "2", "--folds", "3", "--speaker-shots", "2", "--transfer-net", str(net)]
+    args = study_args(stores, out=out, targets="de", seeds=2, pseudo_seeds=1, shots=2, folds=3, speaker_shots=2,
+                      transfer_net=net)
     assert fs.main(args) == 0
     source = json.loads((net / "source_de" / "config.json").read_text())
     assert source["model"] == "base" and source["few_shot"] == {"de": 0}
@@ -433,8 +440,8 @@ def test_the_multidomain_models_train_the_curve_with_the_studys_draws_and_join_i
     quick_configs(monkeypatch)
     monkeypatch.setattr(fs, "MULTIDOMAIN", ("base", "sb"))
     out, net, md = tmp_path / "study", tmp_path / "net", tmp_path / "md"
-    args = ["--features-dir", str(stores), "--features", "mfcc,ge2e", "--out", str(out), "--targets", "de", "--seeds", "2",
-            "--pseudo-seeds", "1", "--shots", "2", "--protocols", "random", "--network", str(net), "--multidomain", str(md)]
+    args = study_args(stores, out=out, targets="de", seeds=2, pseudo_seeds=1, shots=2, protocols="random", network=net,
+                      multidomain=md)
     assert fs.main(args) == 0
     config = json.loads((md / "de" / "k2" / "sb" / "config.json").read_text())
     assert sorted(config["domains"]) == ["de=synth_de", "en=synth_en", "it=synth_it"]
@@ -460,10 +467,10 @@ def test_the_multidomain_models_train_the_curve_with_the_studys_draws_and_join_i
     assert report.with_name("report_beside.png").stat().st_size > 1000
     [panels] = drawn
     [(title, groups)] = panels.items()
-    assert title == "The multi-domain models trained with the K shots" and list(groups) == ["de K=2\nrandom"]
+    assert title == "The multi-domain models trained with the K shots" and list(groups) == ["de K=2\nrandom, n=2"]
     single = fs.best_single(fs.with_every_head(joined), fs.HEADS)
     for m in ("md_base", "md_sb"):
-        mean, low, high = groups["de K=2\nrandom"][m]
+        mean, low, high = groups["de K=2\nrandom, n=2"][m]
         assert mean == pytest.approx(np.mean([r["ua"][m] - r["ua"][single] for r in joined])) and low <= mean <= high
         assert f"{mean:+.3f} [{low:+.3f}, {high:+.3f}]" in text
     # a curve trained on other draws is not paired with the study: the curve's single differs from single_net
@@ -481,9 +488,8 @@ def test_the_multidomain_models_under_the_speaker_protocol_train_on_the_studys_f
     quick_configs(monkeypatch)
     monkeypatch.setattr(fs, "MULTIDOMAIN", ("sb",))
     out, net, md = tmp_path / "study", tmp_path / "net", tmp_path / "md"
-    args = ["--features-dir", str(stores), "--features", "mfcc,ge2e", "--out", str(out), "--targets", "de",
-            "--pseudo-seeds", "1", "--protocols", "speaker", "--folds", "3", "--speaker-shots", "2",
-            "--network", str(net), "--multidomain", str(md)]
+    args = study_args(stores, out=out, targets="de", pseudo_seeds=1, protocols="speaker", folds=3, speaker_shots=2,
+                      network=net, multidomain=md)
     assert fs.main(args) == 0
     with pytest.raises(SystemExit, match="no pseudo-target runs of de to choose its transfer method on"):
         fs.main([*args, "--report", str(tmp_path / "report.md")])  # the method choice needs the random protocol's
@@ -518,9 +524,8 @@ def test_the_network_runs_and_multidomain_pieces_run_as_dask_tasks_and_nothing_i
 
     monkeypatch.setattr(train.repeated_runs, "fit_run", no_fitting)
     out, net, md, transfer = tmp_path / "study", tmp_path / "net", tmp_path / "md", tmp_path / "transfer"
-    args = ["--features-dir", str(stores), "--features", "mfcc,ge2e", "--out", str(out), "--targets", "de", "--seeds", "1",
-            "--pseudo-seeds", "1", "--shots", "2", "--protocols", "random", "--network", str(net), "--multidomain", str(md),
-            "--transfer-net", str(transfer)]
+    args = study_args(stores, out=out, targets="de", seeds=1, pseudo_seeds=1, shots=2, protocols="random", network=net,
+                      multidomain=md, transfer_net=transfer)
     assert fs.main([*args, "--workers", "2"]) == 0
     for folder in (net / "random_de_k2", net / "random_it_k2", md / "de" / "k2" / "single", md / "de" / "k2" / "sb",
                    transfer / "source_de", transfer / "random_de_k2"):
@@ -554,9 +559,8 @@ def test_a_failed_multidomain_piece_is_reported_and_only_its_curve_is_not_writte
     monkeypatch.setattr(fs, "MULTIDOMAIN", ("sb",))
     md = tmp_path / "md"
     run = foreign_run(md / "de" / "k2" / "sb")
-    args = ["--features-dir", str(stores), "--features", "mfcc,ge2e", "--out", str(tmp_path / "study"), "--targets", "de,it",
-            "--seeds", "1", "--pseudo-seeds", "1", "--shots", "2", "--protocols", "random", "--multidomain", str(md),
-            "--workers", "1"]
+    args = study_args(stores, out=tmp_path / "study", targets="de,it", seeds=1, pseudo_seeds=1, shots=2, protocols="random",
+                      multidomain=md, workers=1)
     assert fs.main(args) == EXIT_PARTIAL
     assert "FAILED md random de k2 sb" in capsys.readouterr().out
     assert json.loads(run.read_text()) == FOREIGN_RUN  # not overwritten
@@ -571,9 +575,8 @@ def test_a_target_whose_source_model_failed_on_a_worker_is_left_out_of_the_trans
     quick_configs(monkeypatch)
     transfer = tmp_path / "transfer"
     run = foreign_run(transfer / "source_de")
-    args = ["--features-dir", str(stores), "--features", "mfcc,ge2e", "--out", str(tmp_path / "study"), "--targets", "de,it",
-            "--seeds", "1", "--pseudo-seeds", "0", "--shots", "2", "--protocols", "random", "--transfer-net", str(transfer),
-            "--workers", "1"]
+    args = study_args(stores, out=tmp_path / "study", targets="de,it", seeds=1, pseudo_seeds=0, shots=2, protocols="random",
+                      transfer_net=transfer, workers=1)
     assert fs.main(args) == EXIT_PARTIAL
     assert "FAILED source model de" in capsys.readouterr().out
     assert json.loads(run.read_text()) == FOREIGN_RUN  # not overwritten
