@@ -56,7 +56,8 @@ Methods (C grid of the inner CV: :data:`C_GRID`; ``CV`` = stratified folds insid
   target's K shots (``md_base``, ``md_sb``, ``md_omoe``, ``md_mmoe``, ``md_nas``): the learning curve of ``train
   --learning-curve T`` with the study's seeds or folds (:func:`multidomain_curves`), its epoch chosen on the
   sources' validation splits; its ``single`` runs are the study's ``single_net`` runs (the same splits and draws;
-  the report checks it). No pseudo-target runs: reported beside the choice, not among its candidates;
+  the report checks it); ``--models`` trains only the models it names (the curve's table then has only those; the
+  report reads every finished run). No pseudo-target runs: reported beside the choice, not among its candidates;
 - with ``--transfer-net DIR``, the network transfer methods (:func:`network_transfer`), built on one source model
   per target T (``base`` with the auxiliary loss, trained on the two other languages: :func:`source_config`):
   ``adapt_net``, that model adapted on T's K shots alone (``train --init-from``, fixed recipe :data:`ADAPT_LR`,
@@ -543,13 +544,13 @@ def multidomain_curves(args, log=print) -> int:
     curves = multidomain_plan(args)
     failed: set[str] = set()
     if args.workers or args.scheduler:
-        cells = multidomain_cells(curves)
+        cells = multidomain_cells(curves, args.models)
         failed = run_cells([c for pieces in cells.values() for c in pieces], args.workers, args.scheduler, log)
         curves = [(protocol, t, config, shots) for protocol, t, config, shots in curves
                   if not failed & {c.name for c in cells[config.out]}]  # a curve with a failed piece is not written
     for protocol, t, config, shots in curves:
         start = time.perf_counter()
-        run_learning_curve(config, t, shots, MULTIDOMAIN, log=lambda s: None)
+        run_learning_curve(config, t, shots, args.models, log=lambda s: None)
         log(f"multi-domain models, {protocol} protocol, target {t}: {time.perf_counter() - start:.0f} s -> {config.out}")
     if failed:
         log(f"multi-domain models: the curves of the failed pieces ({', '.join(sorted(failed))}) are not written")
@@ -573,13 +574,13 @@ def multidomain_plan(args) -> list[tuple[str, str, object, list[int]]]:
     return plan
 
 
-def multidomain_cells(curves) -> dict[str, list]:
-    """Every curve's pieces (:func:`train.studies.learning_curve.curve_pieces`) as cells of the experiment grid
-    (:func:`as_cell`), per curve folder."""
+def multidomain_cells(curves, models: Sequence[str] = MULTIDOMAIN) -> dict[str, list]:
+    """Every curve's pieces (:func:`train.studies.learning_curve.curve_pieces`) with ``models`` as cells of the
+    experiment grid (:func:`as_cell`), per curve folder."""
     from train.studies.learning_curve import curve_pieces
 
     return {config.out: [as_cell(f"md {protocol} {t} k{k} {model}", piece)
-                         for k, model, piece in curve_pieces(config, t, shots, MULTIDOMAIN)]
+                         for k, model, piece in curve_pieces(config, t, shots, models)]
             for protocol, t, config, shots in curves}
 
 
@@ -1186,6 +1187,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--scheduler", default=None, help="Run the study's runs and the train configurations on this "
                                                      "Dask cluster instead (its scheduler's address or scheduler file, "
                                                      "mgser cluster slurm).")
+    p.add_argument("--models", default=",".join(MULTIDOMAIN), help="--multidomain: the multi-domain models to train "
+                                                                  "(a comma-separated subset of the five).")
     p.add_argument("--transfer-net", default=None, help="Also the network transfer methods (adapt_net, proto_net, head_net): "
                                                         "train their source models and runs into this folder; with --report, read them.")
     args = p.parse_args(argv)
@@ -1195,6 +1198,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.targets = args.targets.split(",")
     args.shots = list(dict.fromkeys(int(k) for k in args.shots.split(",")))
     args.protocols = args.protocols.split(",")
+    args.models = list(dict.fromkeys(args.models.split(",")))
+    if unknown := [m for m in args.models if m not in MULTIDOMAIN]:
+        p.error(f"--models: {', '.join(unknown)}: not a multi-domain model (one of {', '.join(MULTIDOMAIN)})")
     if args.report:
         for option, folder in (("--network", args.network), ("--transfer-net", args.transfer_net),
                                ("--multidomain", args.multidomain)):

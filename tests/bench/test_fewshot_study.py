@@ -601,6 +601,21 @@ def test_the_multidomain_pieces_are_the_curves_runs_under_both_protocols(stores,
     assert all(Path(c.out).is_absolute() and Path(c.config.features_dir).is_absolute() for p in cells.values() for c in p)
 
 
+def test_models_trains_only_the_named_multidomain_models_and_refuses_an_unknown_one(stores, tmp_path, capsys):
+    """--models: the pieces are single and the named models only, in the curve's folders; an unknown name stops the
+    study with one line naming the option (exit status 2)."""
+    args = argparse.Namespace(features_dir=str(stores), features=["mfcc", "ge2e"], targets=["en"], seeds=2, shots=[10],
+                              folds=3, speaker_shots=10, protocols=["speaker"], multidomain=str(tmp_path / "md"))
+    [pieces] = fs.multidomain_cells(fs.multidomain_plan(args), ["mmoe", "nas"]).values()
+    assert [(c.name, Path(c.out).parent.name) for c in pieces] == [
+        (f"md speaker en k10 {m}", "k10") for m in ("single", "mmoe", "nas")]
+    with pytest.raises(SystemExit) as exc:
+        fs.main([*study_args(stores, out=tmp_path / "out", multidomain=tmp_path / "md"), "--models", "mmoe,moe"])
+    assert exc.value.code == 2
+    assert "--models: moe: not a multi-domain model" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_negative_number_of_workers_is_refused(capsys):
     with pytest.raises(SystemExit) as exc:
         fs.main(["--workers", "-1"])
