@@ -1170,7 +1170,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--pseudo-seeds", type=int, default=5, help="Seeds of the pseudo-target runs (method choice).")
     p.add_argument("--folds", type=int, default=6)
     p.add_argument("--speaker-shots", type=int, default=10)
-    p.add_argument("--also", nargs="*", default=[], help="--report: further study folders whose records to add.")
+    p.add_argument("--also", nargs="*", default=[], help="--report: further records to add: study folders (their "
+                                                         "results.jsonl) or .jsonl files (the records archived with "
+                                                         "a report).")
     p.add_argument("--protocols", default="random,speaker", help="Parts of the study to run (random, speaker).")
     p.add_argument("--report", default=None, help="Write the tables (markdown) of OUT/results.jsonl here, and a plot beside.")
     p.add_argument("--network", default=None, help="Also the network on the shots alone (single_net) and the ensembles: "
@@ -1206,7 +1208,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                                ("--multidomain", args.multidomain)):
             if folder and not Path(folder).is_dir():
                 p.error(f"{option}: {folder}: no such folder (with --report, the runs to read)")
-        files = [Path(d) / "results.jsonl" for d in [args.out, *args.also]]
+        files = [Path(args.out) / "results.jsonl"]
+        for also in map(Path, args.also):
+            files.append(also if also.suffix == ".jsonl" else also / "results.jsonl")
+            if not files[-1].is_file():
+                p.error(f"--also: {files[-1]}: no such file (a study folder with results.jsonl, or a .jsonl file)")
+        Path(args.out).mkdir(parents=True, exist_ok=True)
         if args.network:
             network = Path(args.out) / "network.jsonl"
             network.write_text("".join(json.dumps(r) + "\n" for r in network_records(Path(args.network))))

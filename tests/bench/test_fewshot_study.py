@@ -77,6 +77,15 @@ def test_every_method_of_a_run_sees_the_same_k_shots_and_the_study_resumes(store
         fs.main([*args, "--report", str(report), "--multidomain", str(tmp_path / "nowhere")])
     assert exc.value.code == 2
     summary = json.loads((out / "summary.json").read_text())
+    # the records archived beside a report rebuild it without the study's folder (--also FILE.jsonl)
+    archive = tmp_path / "archive.jsonl"
+    archive.write_text((out / "results.jsonl").read_text())
+    rebuilt = tmp_path / "rebuilt.md"
+    assert fs.main(["--out", str(tmp_path / "new"), "--also", str(archive), "--report", str(rebuilt)]) == 0
+    assert rebuilt.read_text() == text
+    with pytest.raises(SystemExit) as exc:  # records to add that are not there: one line naming the option
+        fs.main(["--out", str(tmp_path / "new"), "--also", str(tmp_path / "lost.jsonl"), "--report", str(rebuilt)])
+    assert exc.value.code == 2
     assert summary["random de 2"]["chosen"] in [*fs.POOLED, "pooled_spk", "stack", "zeroshot", "self_pooled", "self_pooled_spk",
                                              "cv_spk"]
 
