@@ -5,6 +5,8 @@ statistics, each against single (the target's K shots alone), paired by run.
         --transfer-net runs/fewshot_transfer                                                      # resumable
     python bench/fewshot.py --out runs/fewshot --network runs/fewshot_net --transfer-net runs/fewshot_transfer \
         --report fewshot.md                                                                       # tables, plot
+    python bench/fewshot.py --out runs/report --also bench/results/fewshot_2026-12-06c.jsonl \
+        --report fewshot.md                                        # a report from the records archived with another
 
 The protocol is the low-resource one of ``train --learning-curve``: at K the target contributes K labelled
 utterances per emotion of its training split (:func:`train.protocol.few_shot`, drawn with the run's seed, the same
