@@ -576,7 +576,7 @@ def multidomain_plan(args) -> list[tuple[str, str, object, list[int]]]:
     return plan
 
 
-def multidomain_cells(curves, models: Sequence[str] = MULTIDOMAIN) -> dict[str, list]:
+def multidomain_cells(curves, models: Sequence[str]) -> dict[str, list]:
     """Every curve's pieces (:func:`train.studies.learning_curve.curve_pieces`) with ``models`` as cells of the
     experiment grid (:func:`as_cell`), per curve folder."""
     from train.studies.learning_curve import curve_pieces

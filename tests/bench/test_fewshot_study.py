@@ -599,7 +599,7 @@ def test_the_multidomain_pieces_are_the_curves_runs_under_both_protocols(stores,
     K once; the random protocol's runs are its seeds, the speaker protocol's its folds; the folders are the curve's."""
     args = argparse.Namespace(features_dir=str(stores), features=["mfcc", "ge2e"], targets=["de"], seeds=4, shots=[5, 10, 5],
                               folds=3, speaker_shots=10, protocols=["random", "speaker"], multidomain=str(tmp_path / "md"))
-    cells = fs.multidomain_cells(fs.multidomain_plan(args))
+    cells = fs.multidomain_cells(fs.multidomain_plan(args), fs.MULTIDOMAIN)
     got = {Path(folder).name: [(c.name, c.languages, c.runs, Path(c.out).relative_to(folder).as_posix()) for c in pieces]
            for folder, pieces in cells.items()}
     md = list(fs.MULTIDOMAIN)
