@@ -59,7 +59,9 @@ Methods (C grid of the inner CV: :data:`C_GRID`; ``CV`` = stratified folds insid
   --learning-curve T`` with the study's seeds or folds (:func:`multidomain_curves`), its epoch chosen on the
   sources' validation splits; its ``single`` runs are the study's ``single_net`` runs (the same splits and draws;
   the report checks it); ``--models`` trains only the models it names (the curve's table then has only those; the
-  report reads every finished run). No pseudo-target runs: reported beside the choice, not among its candidates;
+  report reads every finished run); ``--first-seed S --seeds N`` trains the random protocol's seeds S .. S+N-1
+  only (into a folder of its own; the report joins the earlier seeds' records given with ``--also``). No
+  pseudo-target runs: reported beside the choice, not among its candidates;
 - with ``--transfer-net DIR``, the network transfer methods (:func:`network_transfer`), built on one source model
   per target T (``base`` with the auxiliary loss, trained on the two other languages: :func:`source_config`):
   ``adapt_net``, that model adapted on T's K shots alone (``train --init-from``, fixed recipe :data:`ADAPT_LR`,
@@ -375,7 +377,7 @@ def study(args, log=print) -> int:
     langs = load(args.features_dir, args.features, out / "cache")
     plan = []  # seed-major: an interrupted study has every configuration at the seeds it reached
     configs = configurations(args.targets)
-    for run in range(args.seeds) if "random" in args.protocols else []:
+    for run in range(args.first_seed, args.first_seed + args.seeds) if "random" in args.protocols else []:
         plan += [StudyRun("random", t, sources, run, tuple(args.shots)) for t, sources, role in configs
                  if role == "target" or run < args.pseudo_seeds]
     for fold in range(args.folds) if "speaker" in args.protocols else []:
@@ -449,7 +451,9 @@ def language_specs(args) -> list[str]:
 
 def split_runs(args, protocol: str) -> dict:
     """``build_config``'s settings for the study's runs of ``protocol``: its seeds (random) or its folds (speaker)."""
-    return {"seeds": args.seeds} if protocol == "random" else {"protocol": "speaker", "folds": args.folds}
+    if protocol == "random":
+        return {"seeds": args.seeds, "first_seed": args.first_seed}
+    return {"protocol": "speaker", "folds": args.folds}
 
 
 def network_single(args, log=print) -> int:
@@ -595,7 +599,8 @@ def multidomain_records(folder: Path) -> list[dict]:
     """``md_<model>`` from every finished run of the curves under ``folder`` (``<T>/k<K>/<model>/runs/run<r>.json``
     and ``speaker_<T>/...``, :func:`multidomain_curves`): the target's test UA over the emotions its test split
     has; and ``curve_single``, the curve's own single runs, which must equal the study's ``single_net``
-    (:func:`check_curve_single`)."""
+    (:func:`check_curve_single`). A record's run is the study's: under the random protocol the seed (the curve's
+    ``first_seed`` plus its run number, ``--first-seed``), under the speaker protocol the fold."""
     folders = {multidomain_folder(p, t): (p, t) for p in ("random", "speaker") for t in LANGUAGES}
     out = []
     for path in sorted(Path(folder).glob("*/k*/*/runs/run*.json")):
@@ -605,13 +610,14 @@ def multidomain_records(folder: Path) -> list[dict]:
         (protocol, target), k, record = folders[name], int(shot[1:]), json.loads(path.read_text())
         config = record["fingerprint"]["config"]
         languages = sorted(x.split("=")[0] for x in config["domains"])
-        expected = (["de", "en", "it"] if model != "single" else [target], {target: k}, protocol, 0, model)
+        first = config["first_seed"] if protocol == "random" else 0  # the speaker protocol's runs are folds
+        expected = (["de", "en", "it"] if model != "single" else [target], {target: k}, protocol, first, model)
         if (languages, config["few_shot"], config["protocol"], config["first_seed"], config["model"]) != expected:
             raise ValueError(f"{path}: not a run of the learning curve of {target} at K = {k} with {model} "
                              f"(`train --domains de,it,en --learning-curve ...`, {protocol} protocol; its configuration "
                              "says otherwise)")
         out.append({"protocol": protocol, "target": target, "sources": [x for x in LANGUAGES if x != target],
-                    "run": record["run"], "k": k,
+                    "run": first + record["run"], "k": k,
                     "ua": {"curve_single" if model == "single" else f"md_{model}": target_test_ua(record, target)}})
     return out
 
@@ -1168,6 +1174,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", default="runs/fewshot")
     p.add_argument("--targets", default=",".join(LANGUAGES))
     p.add_argument("--seeds", type=int, default=10)
+    p.add_argument("--first-seed", type=int, default=0, help="The random protocol's seeds are FIRST_SEED .. FIRST_SEED + "
+                                                             "SEEDS - 1: more seeds of the linear methods and of "
+                                                             "--multidomain (then in a folder of its own), to join the "
+                                                             "earlier ones with --also. Not with --network or "
+                                                             "--transfer-net.")
     p.add_argument("--shots", default="5,10")
     p.add_argument("--pseudo-seeds", type=int, default=5, help="Seeds of the pseudo-target runs (method choice).")
     p.add_argument("--folds", type=int, default=6)
@@ -1198,6 +1209,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.workers < 0:
         p.error(f"--workers: {args.workers} is below 0")
+    if args.first_seed < 0:
+        p.error(f"--first-seed: {args.first_seed} is below 0")
+    if args.first_seed and not args.report and (args.network or args.transfer_net):
+        p.error("--first-seed: not with --network or --transfer-net (their runs are numbered from seed 0)")
     args.features = args.features.split(",")
     args.targets = args.targets.split(",")
     args.shots = list(dict.fromkeys(int(k) for k in args.shots.split(",")))

@@ -109,7 +109,7 @@ def test_the_studys_runs_on_dask_workers_record_what_the_serial_study_records(st
     assert fs.main([*args, "--out", str(tmp_path / "dask"), "--workers", "2"]) == 0
     monkeypatch.undo()
     study = argparse.Namespace(features_dir=str(stores), features=["mfcc", "ge2e"], out=str(tmp_path / "dask2"),
-                               targets=["de"], seeds=1, pseudo_seeds=0, shots=[2], folds=3, speaker_shots=2,
+                               targets=["de"], seeds=1, first_seed=0, pseudo_seeds=0, shots=[2], folds=3, speaker_shots=2,
                                protocols=["random"], network=str(tmp_path / "net"), workers=1, scheduler=None)
     with pytest.raises(SystemExit, match=r"random_de_k2/runs/run0.json: single_net's run is missing"):
         fs.study(study, log=lambda s: None)  # raised on the worker, one line here
@@ -295,7 +295,7 @@ def test_network_single_trains_the_network_on_each_targets_shots_with_the_studys
     configs = []
     monkeypatch.setattr(train.repeated_runs, "run_experiment", lambda config, log=None: configs.append(config))
     args = argparse.Namespace(
-        targets=["de", "it"], shots=[5, 10], speaker_shots=10, protocols=["random", "speaker"], seeds=10, folds=6,
+        targets=["de", "it"], shots=[5, 10], speaker_shots=10, protocols=["random", "speaker"], seeds=10, first_seed=0, folds=6,
         features=["mfcc", "ge2e"], features_dir=str(stores), network=str(tmp_path / "net"), workers=0, scheduler=None)
     assert fs.network_single(args, log=lambda s: None) == 0
     got = [(Path(c.out).name, c.domains, c.few_shot, c.protocol, c.seeds if c.protocol == "random" else c.folds,
@@ -339,7 +339,7 @@ def test_the_ensembles_read_the_networks_probabilities_by_utterance_and_emotion(
         test["scores"]["0"]["classes"] = classes[::-1]
         path.write_text(json.dumps(record))
     args = argparse.Namespace(features_dir=str(stores), features=["mfcc", "ge2e"], out=str(tmp_path / "study"),
-                              targets=["de"], seeds=2, pseudo_seeds=1, shots=[2], folds=3, speaker_shots=2,
+                              targets=["de"], seeds=2, first_seed=0, pseudo_seeds=1, shots=[2], folds=3, speaker_shots=2,
                               protocols=["random"], network=str(network), workers=0, scheduler=None)
     fs.study(args, log=lambda s: None)
     recs = fs.records(tmp_path / "study" / "results.jsonl")
@@ -482,6 +482,14 @@ def test_the_multidomain_models_train_the_curve_with_the_studys_draws_and_join_i
         mean, low, high = groups["de K=2\nrandom, n=2"][m]
         assert mean == pytest.approx(np.mean([r["ua"][m] - r["ua"][single] for r in joined])) and low <= mean <= high
         assert f"{mean:+.3f} [{low:+.3f}, {high:+.3f}]" in text
+    # --first-seed: seed 1 alone, in a folder of its own, is run 1 of the curve above (its split, draws and
+    # initialisation), recorded as run 1
+    later = tmp_path / "md_later"
+    assert fs.main(study_args(stores, out=out, targets="de", seeds=1, first_seed=1, pseudo_seeds=1, shots=2,
+                              protocols="random", multidomain=later)) == 0
+    assert json.loads((later / "de" / "k2" / "sb" / "config.json").read_text())["first_seed"] == 1
+    assert sorted((r["run"], m, v) for r in fs.multidomain_records(later) for m, v in r["ua"].items()) == sorted(
+        (r["run"], m, v) for r in recs if r["run"] == 1 for m, v in r["ua"].items())
     # a curve trained on other draws is not paired with the study: the curve's single differs from single_net
     run0 = md / "de" / "k2" / "single" / "runs" / "run0.json"
     record = json.loads(run0.read_text())
@@ -597,7 +605,7 @@ def test_a_target_whose_source_model_failed_on_a_worker_is_left_out_of_the_trans
 def test_the_multidomain_pieces_are_the_curves_runs_under_both_protocols(stores, tmp_path):
     """The cells of --workers: per curve, single on the target alone then each model on all three languages, each
     K once; the random protocol's runs are its seeds, the speaker protocol's its folds; the folders are the curve's."""
-    args = argparse.Namespace(features_dir=str(stores), features=["mfcc", "ge2e"], targets=["de"], seeds=4, shots=[5, 10, 5],
+    args = argparse.Namespace(features_dir=str(stores), features=["mfcc", "ge2e"], targets=["de"], seeds=4, first_seed=0, shots=[5, 10, 5],
                               folds=3, speaker_shots=10, protocols=["random", "speaker"], multidomain=str(tmp_path / "md"))
     cells = fs.multidomain_cells(fs.multidomain_plan(args), fs.MULTIDOMAIN)
     got = {Path(folder).name: [(c.name, c.languages, c.runs, Path(c.out).relative_to(folder).as_posix()) for c in pieces]
@@ -613,7 +621,7 @@ def test_the_multidomain_pieces_are_the_curves_runs_under_both_protocols(stores,
 def test_models_trains_only_the_named_multidomain_models_and_refuses_an_unknown_one(stores, tmp_path, capsys):
     """--models: the pieces are single and the named models only, in the curve's folders; an unknown name stops the
     study with one line naming the option (exit status 2)."""
-    args = argparse.Namespace(features_dir=str(stores), features=["mfcc", "ge2e"], targets=["en"], seeds=2, shots=[10],
+    args = argparse.Namespace(features_dir=str(stores), features=["mfcc", "ge2e"], targets=["en"], seeds=2, first_seed=0, shots=[10],
                               folds=3, speaker_shots=10, protocols=["speaker"], multidomain=str(tmp_path / "md"))
     [pieces] = fs.multidomain_cells(fs.multidomain_plan(args), ["mmoe", "nas"]).values()
     assert [(c.name, Path(c.out).parent.name) for c in pieces] == [
@@ -629,6 +637,17 @@ def test_a_negative_number_of_workers_is_refused(capsys):
     with pytest.raises(SystemExit) as exc:
         fs.main(["--workers", "-1"])
     assert exc.value.code == 2 and "--workers: -1 is below 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--first-seed", "-1"], "--first-seed: -1 is below 0"),
+    (["--first-seed", "3", "--network", "net"], "--first-seed: not with --network or --transfer-net"),
+    (["--first-seed", "3", "--transfer-net", "tn"], "--first-seed: not with --network or --transfer-net")])
+def test_a_first_seed_is_refused_below_0_and_with_the_parts_numbered_from_seed_0(options, message, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        fs.main(["--out", str(tmp_path / "out"), *options])
+    assert exc.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_run_of_another_configuration_under_the_multidomain_folder_is_refused(tmp_path):
