@@ -16,6 +16,12 @@ only its own GPU as ``cuda`` (``CUDA_VISIBLE_DEVICES``) and offering the Dask re
 installed it is its ``LocalCUDACluster``; otherwise distributed's own ``LocalCluster`` whose worker specs carry
 the environment variable (:class:`GPULocalCluster`).
 
+Memory: Dask starts its workers with ``MALLOC_TRIM_THRESHOLD_=65536`` (``distributed.nanny.pre-spawn-environ``),
+which turns off glibc's dynamic mmap threshold: every array or tensor above 128 KiB is then mapped and unmapped
+again, and a training run spends a third to a half of its CPU time in the kernel. The toolkit's local clusters
+start their workers without it, and the ``train`` subprocesses of a cell drop it where Dask set it on a remote
+worker (:func:`without_dask_trim`); a value set by the user is kept.
+
 ``python -m sercore.cluster slurm ...`` (also ``mgser cluster slurm``) runs a scheduler in its own process and
 its workers as SLURM jobs through dask-jobqueue, writes the scheduler file and stays until interrupted
 (docs/cluster.md).
@@ -49,6 +55,21 @@ WORKER_EXIT_SECONDS = 60.0
 INTERRUPT_EXIT_SECONDS = 1.0
 #: Seconds after Ctrl-C at which a process still shutting down is ended all the same (:func:`exit_after`).
 INTERRUPT_WATCHDOG_SECONDS = 5.0
+
+
+#: The variable of Dask's workers that slows training down (module docstring, "Memory"), in Dask's configuration.
+DASK_TRIM, DASK_TRIM_CONFIG = "MALLOC_TRIM_THRESHOLD_", "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
+
+
+def without_dask_trim(env: dict[str, str]) -> dict[str, str]:
+    """``env`` (a worker's environment) without ``MALLOC_TRIM_THRESHOLD_`` where it has the value Dask's
+    configuration gives its workers; a value set otherwise is kept."""
+    import dask
+
+    dask_value = dask.config.get(DASK_TRIM_CONFIG, default=None)
+    if dask_value is not None and env.get(DASK_TRIM) == str(dask_value):
+        return {k: v for k, v in env.items() if k != DASK_TRIM}
+    return env
 
 
 def exit_after(seconds: float) -> None:
@@ -269,14 +290,15 @@ def dask_client(workers: int = 1, scheduler: str | None = None, *, resources: di
     else:
         dashboard = "127.0.0.1:0" if has_bokeh() else None
         preload = [*(dask.config.get("distributed.worker.preload") or []), __name__]  # workers ignore SIGINT
-        if gpu:
-            cluster = gpu_local_cluster(workers, resources=resources, dashboard=dashboard, preload=preload, echo=echo)
-        else:
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=dashboard,
-                                   resources=resources or None, preload=preload)
-        client = Client(cluster)
-        if gpu:  # the workers of a scaled cluster start after it returns
-            client.wait_for_workers(len(cluster.worker_spec))
+        with dask.config.set({DASK_TRIM_CONFIG: None}):  # the workers' memory as any process's (module docstring)
+            if gpu:
+                cluster = gpu_local_cluster(workers, resources=resources, dashboard=dashboard, preload=preload, echo=echo)
+            else:
+                cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                       dashboard_address=dashboard, resources=resources or None, preload=preload)
+            client = Client(cluster)
+            if gpu:  # the workers of a scaled cluster start after it returns
+                client.wait_for_workers(len(cluster.worker_spec))
     flag = {"interrupted": False}
     restore_sigint = _flag_interrupts(flag)
     try:

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from sercore.cluster import connect, dask_client, write_scheduler_file
+from sercore.cluster import DASK_TRIM, DASK_TRIM_CONFIG, connect, dask_client, without_dask_trim, write_scheduler_file
 from sercore.errors import EnvironmentProblem
 
 
@@ -43,6 +43,8 @@ def test_a_local_cluster_prints_its_dashboard_and_closes_a_slow_worker_without_k
             client.register_plugin(SlowTeardown())
             assert client.submit(sum, [1, 2]).result() == 3
             assert os.environ.get("OMP_NUM_THREADS") == "1"  # what distributed writes while its workers start
+            # not Dask's MALLOC_TRIM_THRESHOLD_ (it slows training down): the worker has this process's own, if any
+            assert client.submit(os.environ.get, DASK_TRIM).result() == environ.get(DASK_TRIM)
     finally:
         nanny.removeHandler(records)
     assert dict(os.environ) == environ  # and what the client gives back: later subprocesses keep their threads
@@ -171,3 +173,13 @@ def test_extract_on_cuda_with_workers_runs_its_batches_on_the_gpu_workers(tmp_pa
     assert "dask: 2 worker(s)" in r.output and "one worker per GPU" in r.output
     with FeatureStore(store_path(tmp_path / "features", "c", "train")) as store:
         assert len(store) == 4
+
+
+def test_train_subprocesses_drop_the_trim_setting_dask_gives_its_workers_and_keep_one_set_otherwise():
+    import dask
+
+    dask_value = str(dask.config.get(DASK_TRIM_CONFIG))
+    assert without_dask_trim({DASK_TRIM: dask_value, "A": "1"}) == {"A": "1"}
+    assert without_dask_trim({DASK_TRIM: dask_value + "0", "A": "1"}) == {DASK_TRIM: dask_value + "0", "A": "1"}
+    with dask.config.set({DASK_TRIM_CONFIG: None}):  # a worker of the toolkit's local cluster: the value is the user's
+        assert without_dask_trim({DASK_TRIM: dask_value}) == {DASK_TRIM: dask_value}

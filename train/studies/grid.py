@@ -70,6 +70,7 @@ from typing import Callable, Sequence
 import click
 
 from sercore.cli import THREADS, WORKERS, command_errors, common_options, epilog, name_list, say
+from sercore.cluster import without_dask_trim
 from sercore.errors import EXIT_PARTIAL, SerError, StoreError
 
 from ..cli import option_of, parse_shots, ranged_type, settings_from_args
@@ -327,7 +328,7 @@ def run_cell(cell: Cell, threads: int | None = None, in_process: bool = False) -
     if in_process:
         rc = _train_in_process(cell, threads, log)
     else:
-        env = dict(os.environ)
+        env = without_dask_trim(dict(os.environ))  # a remote worker's Dask setting slows training (sercore.cluster)
         if threads:
             env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
         with log.open("w") as f:
