@@ -100,6 +100,7 @@ import numpy as np
 
 from sercore.errors import EXIT_PARTIAL
 from train.metrics import paired_interval
+from train.protocol import split_key
 from train.scaling import speaker_standardised, standardise
 from train.transfer import SPEAKER_TRANSFER_C, TRANSFER_C, self_train
 
@@ -599,8 +600,9 @@ def multidomain_records(folder: Path) -> list[dict]:
     """``md_<model>`` from every finished run of the curves under ``folder`` (``<T>/k<K>/<model>/runs/run<r>.json``
     and ``speaker_<T>/...``, :func:`multidomain_curves`): the target's test UA over the emotions its test split
     has; and ``curve_single``, the curve's own single runs, which must equal the study's ``single_net``
-    (:func:`check_curve_single`). A record's run is the study's: under the random protocol the seed (the curve's
-    ``first_seed`` plus its run number, ``--first-seed``), under the speaker protocol the fold."""
+    (:func:`check_curve_single`). A record's run is the study's: the run's split key (:func:`train.protocol.split_key`:
+    the seed under the random protocol, the curve's ``first_seed`` plus its run number; the fold under the speaker
+    protocol, whose curves start from seed 0)."""
     folders = {multidomain_folder(p, t): (p, t) for p in ("random", "speaker") for t in LANGUAGES}
     out = []
     for path in sorted(Path(folder).glob("*/k*/*/runs/run*.json")):
@@ -610,14 +612,14 @@ def multidomain_records(folder: Path) -> list[dict]:
         (protocol, target), k, record = folders[name], int(shot[1:]), json.loads(path.read_text())
         config = record["fingerprint"]["config"]
         languages = sorted(x.split("=")[0] for x in config["domains"])
-        first = config["first_seed"] if protocol == "random" else 0  # the speaker protocol's runs are folds
+        first = config["first_seed"] if protocol == "random" else 0
         expected = (["de", "en", "it"] if model != "single" else [target], {target: k}, protocol, first, model)
         if (languages, config["few_shot"], config["protocol"], config["first_seed"], config["model"]) != expected:
             raise ValueError(f"{path}: not a run of the learning curve of {target} at K = {k} with {model} "
                              f"(`train --domains de,it,en --learning-curve ...`, {protocol} protocol; its configuration "
                              "says otherwise)")
         out.append({"protocol": protocol, "target": target, "sources": [x for x in LANGUAGES if x != target],
-                    "run": first + record["run"], "k": k,
+                    "run": split_key(protocol, first, record["run"]), "k": k,
                     "ua": {"curve_single" if model == "single" else f"md_{model}": target_test_ua(record, target)}})
     return out
 
