@@ -178,10 +178,12 @@ def plot_differences(panels: dict[str, dict[str, dict[str, tuple[float, float, f
                      ylabel: str, title: str = "") -> Path:
     """Paired differences with their intervals, one panel per ``panels`` key (e.g. a protocol):
     ``panels[panel][group][series]`` = (mean, low, high); groups along x (e.g. models), one marker per series
-    (e.g. language) side by side, a line at 0. nan bounds: the mean alone."""
-    width = 1.2 + sum(max(3.4, 0.9 * len(groups)) for groups in panels.values())
+    (e.g. language) side by side, a line at 0. nan bounds: the mean alone. One legend of every series, right of the
+    last panel, where it hides no interval."""
+    width = 2.4 + sum(max(3.4, 0.9 * len(groups)) for groups in panels.values())
     fig, axes = plt.subplots(1, len(panels), figsize=(width, 3.6), squeeze=False, sharey=True)
     colours = {s: plt.cm.tab10(k % 10) for k, s in enumerate(dict.fromkeys(s for gs in panels.values() for g in gs.values() for s in g))}
+    handles = {}
     for ax, (name, groups) in zip(axes[0], panels.items()):
         series = list(dict.fromkeys(s for g in groups.values() for s in g))
         width = 0.7 / max(len(series), 1)
@@ -189,11 +191,11 @@ def plot_differences(panels: dict[str, dict[str, dict[str, tuple[float, float, f
             xs = [i + (k - (len(series) - 1) / 2) * width for i, g in enumerate(groups) if s in groups[g]]
             mean, low, high = (np.array([groups[g][s][j] for g in groups if s in groups[g]], dtype=float) for j in range(3))
             err = np.vstack([np.where(np.isnan(low), 0, mean - low), np.where(np.isnan(high), 0, high - mean)])
-            ax.errorbar(xs, mean, yerr=err, fmt="o", markersize=4, capsize=3, color=colours[s], label=s)
+            handles.setdefault(s, ax.errorbar(xs, mean, yerr=err, fmt="o", markersize=4, capsize=3, color=colours[s], label=s))
         ax.axhline(0, color="grey", linewidth=0.8)
         ax.set_xticks(range(len(groups)), list(groups), fontsize=8)
         ax.set_title(name, fontsize=9)
-        ax.legend(fontsize=7)
+    axes[0][-1].legend(list(handles.values()), list(handles), fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     axes[0][0].set_ylabel(ylabel)
     if title:
         fig.suptitle(title, fontsize=9)
