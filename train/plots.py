@@ -191,7 +191,8 @@ def plot_differences(panels: dict[str, dict[str, dict[str, tuple[float, float, f
             xs = [i + (k - (len(series) - 1) / 2) * width for i, g in enumerate(groups) if s in groups[g]]
             mean, low, high = (np.array([groups[g][s][j] for g in groups if s in groups[g]], dtype=float) for j in range(3))
             err = np.vstack([np.where(np.isnan(low), 0, mean - low), np.where(np.isnan(high), 0, high - mean)])
-            handles.setdefault(s, ax.errorbar(xs, mean, yerr=err, fmt="o", markersize=4, capsize=3, color=colours[s], label=s))
+            drawn = ax.errorbar(xs, mean, yerr=err, fmt="o", markersize=4, capsize=3, color=colours[s], label=s)
+            handles.setdefault(s, drawn)  # every panel draws its series; the legend keeps the first handle
         ax.axhline(0, color="grey", linewidth=0.8)
         ax.set_xticks(range(len(groups)), list(groups), fontsize=8)
         ax.set_title(name, fontsize=9)
